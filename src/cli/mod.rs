@@ -1,0 +1,95 @@
+//! The command line: flags parsed once into options, one file per subcommand,
+//! each calling one library operation.
+
+mod schema;
+mod validate;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "segd",
+    version,
+    about = "Declarative GitOps reconciler for customer segments and billing communications"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The folder holding segd.toml, segments.d/, communications.d/ and templates/.
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Database URL (sqlite://FILE or postgres://…); overrides SEGD_DATABASE_URL and segd.toml.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour output (NO_COLOR is honoured under `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour stdout.
+    pub fn stdout(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stdout().is_terminal()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every definition and cross-reference; needs no database.
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of a definition file kind, for editors.
+    Schema(schema::SchemaArgs),
+}
+
+/// Runs a parsed command line; the exit code follows SPEC §5.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate::run(&cli.global, args),
+        Command::Schema(args) => schema::run(args),
+    }
+}
+
+/// SPEC §5 exit codes.
+pub mod exit {
+    use std::process::ExitCode;
+    pub fn ok() -> ExitCode {
+        ExitCode::SUCCESS
+    }
+    /// The command ran and found a problem.
+    pub fn problem() -> ExitCode {
+        ExitCode::from(1)
+    }
+    /// Usage or environment error.
+    pub fn usage() -> ExitCode {
+        ExitCode::from(2)
+    }
+}

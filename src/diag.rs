@@ -1,0 +1,215 @@
+//! Diagnostics: located messages about definition files, collected as data and
+//! rendered once (text with source snippets, JSON, or GitHub annotations).
+
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::ops::Range;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding about one place in one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// The file as the user named it (`--dir` joined with the path below it).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    pub severity: Severity,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// The source line, shown under the message; `None` where it could leak a secret.
+    #[serde(skip)]
+    pub snippet: Option<Snippet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    pub text: String,
+    /// Columns (0-based, in characters) to underline within `text`.
+    pub underline: Range<usize>,
+}
+
+impl Diagnostic {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// A source text with the means to turn byte offsets into lines and columns.
+#[derive(Debug, Clone)]
+pub struct SourceText<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+impl<'a> SourceText<'a> {
+    pub fn new(file: &'a str, text: &'a str) -> Self {
+        Self { file, text }
+    }
+
+    /// A diagnostic at `span` (byte offsets into the text).
+    pub fn diagnostic(
+        &self,
+        severity: Severity,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let start = floor_char_boundary(self.text, span.start.min(self.text.len()));
+        let end = floor_char_boundary(self.text, span.end.clamp(start, self.text.len()));
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let line_text = self.text[line_start..line_end].trim_end_matches('\r');
+        let line = self.text[..start].matches('\n').count() + 1;
+        let col0 = self.text[line_start..start].chars().count();
+        let under_end = if end > start {
+            col0 + self.text[start..end.min(line_end)].chars().count()
+        } else {
+            col0
+        };
+        Diagnostic {
+            file: self.file.to_string(),
+            line,
+            column: col0 + 1,
+            severity,
+            message: message.into(),
+            help: None,
+            snippet: Some(Snippet {
+                text: line_text.to_string(),
+                underline: col0..under_end.max(col0 + 1),
+            }),
+        }
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Sorts diagnostics by file, position and severity, so output is stable.
+pub fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by(|a, b| {
+        (&a.file, a.line, a.column, a.severity, &a.message)
+            .cmp(&(&b.file, b.line, b.column, b.severity, &b.message))
+    });
+}
+
+/// `path:line:col: error: message`, a source snippet, and a help line.
+pub fn render_text(diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diags {
+        let level = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(
+            out,
+            "{}:{}:{}: {level}: {}",
+            d.file, d.line, d.column, d.message
+        );
+        if let Some(s) = &d.snippet {
+            let num = d.line.to_string();
+            let pad = " ".repeat(num.len());
+            let carets = "^".repeat(s.underline.len().max(1));
+            let _ = writeln!(out, "{pad} |");
+            let _ = writeln!(out, "{num} | {}", s.text);
+            let _ = writeln!(out, "{pad} | {}{carets}", " ".repeat(s.underline.start));
+        }
+        if let Some(h) = &d.help {
+            let _ = writeln!(out, "  = help: {h}");
+        }
+    }
+    out
+}
+
+/// The JSON document of `validate --format json` (versioned).
+pub fn render_json(diags: &[Diagnostic], checked: usize) -> String {
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let doc = serde_json::json!({
+        "version": 1,
+        "valid": errors == 0,
+        "files_checked": checked,
+        "errors": errors,
+        "warnings": diags.len() - errors,
+        "diagnostics": diags,
+    });
+    format!("{doc:#}\n")
+}
+
+/// GitHub Actions workflow commands (`::error file=…,line=…,col=…::message`).
+pub fn render_github(diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diags {
+        let level = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut msg = d.message.clone();
+        if let Some(h) = &d.help {
+            msg.push_str("\nhelp: ");
+            msg.push_str(h);
+        }
+        let _ = writeln!(
+            out,
+            "::{level} file={},line={},col={},title=segd::{}",
+            escape_property(&d.file),
+            d.line,
+            d.column,
+            escape_data(&msg)
+        );
+    }
+    out
+}
+
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_from_offsets() {
+        let src = SourceText::new("a.toml", "x = 1\nyé = \"z\"\n");
+        let d = src.diagnostic(Severity::Error, 11..14, "bad");
+        assert_eq!((d.line, d.column), (2, 6));
+        assert_eq!(d.snippet.as_ref().map(|s| s.underline.clone()), Some(5..8));
+    }
+
+    #[test]
+    fn offsets_past_the_end_do_not_panic() {
+        let src = SourceText::new("a.toml", "é");
+        let d = src.diagnostic(Severity::Error, 1..99, "bad");
+        assert_eq!((d.line, d.column), (1, 1));
+    }
+
+    #[test]
+    fn github_escapes_properties_and_data() {
+        let src = SourceText::new("a,b:c.toml", "x");
+        let mut d = src.diagnostic(Severity::Error, 0..1, "50% bad\nreally");
+        d.help = Some("fix it".into());
+        assert_eq!(
+            render_github(&[d]),
+            "::error file=a%2Cb%3Ac.toml,line=1,col=1,title=segd::50%25 bad%0Areally%0Ahelp: fix it\n"
+        );
+    }
+}

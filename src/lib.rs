@@ -1,0 +1,14 @@
+//! segd: a declarative GitOps reconciler for customer segments and the billing
+//! communications sent to them.
+//!
+//! Pure core: [`model`], [`validate`], [`canonical`], [`schema`]; edges: [`source`]
+//! (files) and [`cli`].
+
+pub mod canonical;
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod model;
+pub mod schema;
+pub mod source;
+pub mod validate;

@@ -1,0 +1,365 @@
+//! The validated domain model of segd's definitions. No IO.
+//!
+//! Values of these types are only built by `validate` (or by tests), so holding
+//! one means it passed every check of SPEC §2 and §3.
+
+mod duration;
+pub mod fields;
+
+pub use duration::{Duration, DurationError};
+pub use fields::{Field, FilterType, ValueKind};
+
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A segment or communication name: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        let mut chars = s.chars();
+        match chars.next() {
+            None => return Err("a name cannot be empty"),
+            Some(c) if !(c.is_ascii_lowercase() || c.is_ascii_digit()) => {
+                return Err("a name starts with a lowercase letter or a digit");
+            }
+            _ => {}
+        }
+        if s.len() > 63 {
+            return Err("a name has at most 63 characters");
+        }
+        if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+            return Err("a name holds only lowercase letters, digits, `_` and `-`");
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatchMode {
+    #[default]
+    All,
+    Any,
+}
+
+impl MatchMode {
+    pub const ALL: [&'static str; 2] = ["all", "any"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Any => "any",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub name: Name,
+    pub description: Option<String>,
+    pub match_mode: MatchMode,
+    pub protect: bool,
+    pub filters: Vec<Filter>,
+}
+
+/// One `[[filter]]` block: all its conditions hold together (on one related row
+/// for the related types).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub filter_type: FilterType,
+    pub negate: bool,
+    /// Conditions on the type's fields, ordered by field.
+    pub conditions: BTreeMap<Field, Condition>,
+    /// Conditions on top-level keys of the customer's custom data (customer only).
+    pub custom_data: BTreeMap<String, Condition>,
+}
+
+/// A value a condition compares with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Str(String),
+    Int(i64),
+    /// Finite only.
+    Float(f64),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+/// The operators of SPEC §2.2, in canonical order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    Eq,
+    Ne,
+    In,
+    NotIn,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Exists,
+}
+
+impl Op {
+    pub const ALL: [Op; 12] = [
+        Op::Eq,
+        Op::Ne,
+        Op::In,
+        Op::NotIn,
+        Op::Contains,
+        Op::StartsWith,
+        Op::EndsWith,
+        Op::Gt,
+        Op::Gte,
+        Op::Lt,
+        Op::Lte,
+        Op::Exists,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "eq",
+            Op::Ne => "ne",
+            Op::In => "in",
+            Op::NotIn => "not_in",
+            Op::Contains => "contains",
+            Op::StartsWith => "starts_with",
+            Op::EndsWith => "ends_with",
+            Op::Gt => "gt",
+            Op::Gte => "gte",
+            Op::Lt => "lt",
+            Op::Lte => "lte",
+            Op::Exists => "exists",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+}
+
+/// A condition: one operator and its operand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// `eq ne contains starts_with ends_with gt gte lt lte`.
+    Compare(Op, Scalar),
+    /// `in not_in`: a non-empty list of distinct values.
+    List(Op, Vec<Scalar>),
+    Exists(bool),
+}
+
+impl Condition {
+    pub fn op(&self) -> Op {
+        match self {
+            Condition::Compare(op, _) | Condition::List(op, _) => *op,
+            Condition::Exists(_) => Op::Exists,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    EmailInvoice,
+    PaymentReminder,
+}
+
+impl Event {
+    pub const ALL: [&'static str; 2] = ["email_invoice", "payment_reminder"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EmailInvoice => "email_invoice",
+            Self::PaymentReminder => "payment_reminder",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email_invoice" => Some(Self::EmailInvoice),
+            "payment_reminder" => Some(Self::PaymentReminder),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    pub const ALL: [&'static str; 2] = ["email", "webhook"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Self::Email),
+            "webhook" => Some(Self::Webhook),
+            _ => None,
+        }
+    }
+}
+
+/// A cron pattern (5 fields, or 6 with seconds first) that croner accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pattern: String,
+    cron: croner::Cron,
+}
+
+impl Schedule {
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        let trimmed = pattern.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !trimmed.starts_with('@') {
+            let n = trimmed.split(' ').count();
+            if !(5..=6).contains(&n) {
+                return Err(format!(
+                    "a cron schedule has 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; this one has {n}"
+                ));
+            }
+        }
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .year(croner::parser::Year::Disallowed)
+            .build()
+            .parse(&trimmed)
+            .map_err(|e| format!("invalid cron schedule: {e}"))?;
+        Ok(Self {
+            pattern: trimmed,
+            cron,
+        })
+    }
+
+    pub fn cron(&self) -> &croner::Cron {
+        &self.cron
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    Manual,
+    Automatic {
+        schedule: Schedule,
+        timezone: chrono_tz::Tz,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Inline(String),
+    /// A path relative to `--dir`.
+    Template(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub from: String,
+    pub subject: String,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    /// The name of the environment variable holding the `whsec_…` secret.
+    pub secret_env: String,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Email(Email),
+    Webhook(Webhook),
+}
+
+impl Delivery {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Delivery::Email(_) => Channel::Email,
+            Delivery::Webhook(_) => Channel::Webhook,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Communication {
+    pub name: Name,
+    pub description: Option<String>,
+    pub segment: Name,
+    pub event: Event,
+    pub enabled: bool,
+    pub min_interval: Option<Duration>,
+    pub max_recipients: Option<u64>,
+    pub protect: bool,
+    pub trigger: Trigger,
+    pub delivery: Delivery,
+}
+
+/// Where a definition came from: its path below `--dir`, with `/` separators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced<T> {
+    pub source: String,
+    pub def: T,
+}
+
+/// Every valid definition of a tree, by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Definitions {
+    pub segments: BTreeMap<Name, Sourced<Segment>>,
+    pub communications: BTreeMap<Name, Sourced<Communication>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(Name::parse("overdue-eu").is_ok());
+        assert!(Name::parse("0_a-b").is_ok());
+        assert!(Name::parse(&format!("a{}", "b".repeat(62))).is_ok());
+        assert!(Name::parse(&format!("a{}", "b".repeat(63))).is_err());
+        assert!(Name::parse("-x").is_err());
+        assert!(Name::parse("Overdue").is_err());
+        assert!(Name::parse("a b").is_err());
+        assert!(Name::parse("").is_err());
+    }
+
+    #[test]
+    fn schedules() {
+        assert!(Schedule::parse("0 9 * * MON-FRI").is_ok());
+        assert!(Schedule::parse("30 0 9 * * *").is_ok());
+        assert!(Schedule::parse("61 9 * * *").is_err());
+        assert!(Schedule::parse("* * * *").is_err());
+        assert!(Schedule::parse("0 0 0 1 1 * 2030").is_err());
+        assert_eq!(
+            Schedule::parse("  0  9 * *   *").map(|s| s.as_str().to_string()),
+            Ok("0 9 * * *".to_string())
+        );
+    }
+}

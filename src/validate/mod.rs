@@ -1,0 +1,212 @@
+//! Definition files → validated model, with every diagnostic collected.
+//!
+//! Pure: the caller hands in file contents and a way to read templates; nothing
+//! here touches the file system or prints.
+
+mod communication;
+mod reader;
+mod segment;
+mod settings;
+mod template;
+
+use crate::config::FileSettings;
+use crate::diag::{self, Diagnostic, Severity, SourceText};
+use crate::model::{Definitions, Name, Sourced};
+use std::collections::{BTreeMap, HashSet};
+
+pub use template::{TEMPLATE_VARIABLES, TemplateSource};
+
+/// One definition file.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path below `--dir`, with `/` separators (what the database records).
+    pub path: String,
+    /// The path as shown to the user (`--dir` joined with `path`).
+    pub display: String,
+    pub text: String,
+}
+
+/// The files of a definitions tree.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    pub segments: Vec<SourceFile>,
+    pub communications: Vec<SourceFile>,
+    pub settings: Option<SourceFile>,
+}
+
+/// What validation found: the valid definitions and every diagnostic.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Every definition that is valid and whose references are valid.
+    pub definitions: Definitions,
+    pub settings: FileSettings,
+    /// Sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+    pub files_checked: usize,
+}
+
+impl Outcome {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.errors() == 0
+    }
+}
+
+/// A definition parsed from one file, with where its name was written.
+struct Parsed<T> {
+    file: usize,
+    name: Name,
+    name_span: std::ops::Range<usize>,
+    def: Option<T>,
+}
+
+pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
+    let mut diags = Vec::new();
+
+    let settings = match &tree.settings {
+        Some(f) => settings::parse(f, &mut diags),
+        None => FileSettings::default(),
+    };
+
+    let mut segments = Vec::new();
+    for (i, f) in tree.segments.iter().enumerate() {
+        if let Some((name, name_span, def)) = segment::parse(f, &mut diags) {
+            segments.push(Parsed {
+                file: i,
+                name,
+                name_span,
+                def,
+            });
+        }
+    }
+    let mut communications = Vec::new();
+    for (i, f) in tree.communications.iter().enumerate() {
+        if let Some((name, name_span, def)) = communication::parse(f, templates, &mut diags) {
+            communications.push(Parsed {
+                file: i,
+                name,
+                name_span,
+                def,
+            });
+        }
+    }
+
+    let seg_ok = unique(&segments, &tree.segments, "segment", &mut diags);
+    let comm_ok = unique(
+        &communications,
+        &tree.communications,
+        "communication",
+        &mut diags,
+    );
+
+    // A reference to a segment whose file is invalid is reported at that file,
+    // not again at each communication using it.
+    let declared: HashSet<Name> = segments.iter().map(|p| p.name.clone()).collect();
+    let mut defs = Definitions::default();
+    for (p, keep) in segments.into_iter().zip(seg_ok) {
+        if let (true, Some(def)) = (keep, p.def) {
+            let source = tree.segments[p.file].path.clone();
+            defs.segments.insert(p.name, Sourced { source, def });
+        }
+    }
+    for (p, keep) in communications.into_iter().zip(comm_ok) {
+        let Some((def, segment_span)) = p.def else {
+            continue;
+        };
+        let file = &tree.communications[p.file];
+        if !defs.segments.contains_key(&def.segment) {
+            if !declared.contains(&def.segment) {
+                let src = SourceText::new(&file.display, &file.text);
+                let mut d = src.diagnostic(
+                    Severity::Error,
+                    segment_span,
+                    format!(
+                        "communication `{}` names segment `{}`, which is not defined",
+                        p.name, def.segment
+                    ),
+                );
+                let known: Vec<&str> = defs.segments.keys().map(Name::as_str).collect();
+                d.help = did_you_mean(def.segment.as_str(), &known)
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .or_else(|| Some("define it in a file under segments.d/".to_string()));
+                diags.push(d);
+            }
+            continue;
+        }
+        if keep {
+            defs.communications.insert(
+                p.name,
+                Sourced {
+                    source: file.path.clone(),
+                    def,
+                },
+            );
+        }
+    }
+
+    diag::sort(&mut diags);
+    Outcome {
+        definitions: defs,
+        settings,
+        diagnostics: diags,
+        files_checked: tree.segments.len()
+            + tree.communications.len()
+            + usize::from(tree.settings.is_some()),
+    }
+}
+
+/// Reports names defined more than once; returns, per entry, whether it is the first.
+fn unique<T>(
+    parsed: &[Parsed<T>],
+    files: &[SourceFile],
+    kind: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<bool> {
+    let mut first: BTreeMap<&Name, usize> = BTreeMap::new();
+    let mut order: Vec<usize> = (0..parsed.len()).collect();
+    order.sort_by(|&a, &b| files[parsed[a].file].path.cmp(&files[parsed[b].file].path));
+    let mut keep = vec![false; parsed.len()];
+    for i in order {
+        let p = &parsed[i];
+        match first.get(&p.name) {
+            None => {
+                first.insert(&p.name, i);
+                keep[i] = true;
+            }
+            Some(&j) => {
+                let f = &files[p.file];
+                let other = &files[parsed[j].file];
+                let other_line = SourceText::new(&other.display, &other.text)
+                    .diagnostic(Severity::Error, parsed[j].name_span.clone(), "")
+                    .line;
+                let mut d = SourceText::new(&f.display, &f.text).diagnostic(
+                    Severity::Error,
+                    p.name_span.clone(),
+                    format!("{kind} `{}` is defined more than once", p.name),
+                );
+                d.help = Some(format!(
+                    "it is first defined at {}:{other_line}; names are unique among {kind}s",
+                    other.display
+                ));
+                diags.push(d);
+            }
+        }
+    }
+    keep
+}
+
+/// The closest candidate within a small edit distance.
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 3) && *d < c.len().max(word.len()))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests;

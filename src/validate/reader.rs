@@ -1,0 +1,246 @@
+//! Typed reads from a parsed TOML document that keep spans and report every
+//! problem as a diagnostic instead of stopping at the first.
+
+use crate::diag::{Diagnostic, Severity, SourceText};
+use std::ops::Range;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+pub type Value<'i> = Spanned<DeValue<'i>>;
+
+/// One file being read: its text and the diagnostics found so far.
+pub struct Reader<'a> {
+    pub src: SourceText<'a>,
+    pub diags: &'a mut Vec<Diagnostic>,
+}
+
+/// Words that suggest a secret written into a definition.
+const SECRET_KEYS: &[&str] = &[
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+    "signing_secret",
+    "secret_key",
+    "private_key",
+    "auth",
+    "authorization",
+    "credentials",
+];
+
+impl<'a> Reader<'a> {
+    pub fn new(file: &'a str, text: &'a str, diags: &'a mut Vec<Diagnostic>) -> Self {
+        Self {
+            src: SourceText::new(file, text),
+            diags,
+        }
+    }
+
+    /// Parses the document, reporting every TOML syntax error.
+    pub fn parse(&mut self) -> Option<DeTable<'a>> {
+        let text = self.src.text;
+        match DeTable::parse(text) {
+            Ok(t) => Some(t.into_inner()),
+            Err(_) => {
+                let (_, errors) = DeTable::parse_recoverable(text);
+                for e in errors {
+                    let span = e.span().unwrap_or(0..0);
+                    let msg = e.message().trim().to_string();
+                    self.error(span, format!("invalid TOML: {msg}"));
+                }
+                None
+            }
+        }
+    }
+
+    pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = self.src.diagnostic(Severity::Error, span, message);
+        self.diags.push(d);
+    }
+
+    pub fn error_help(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let mut d = self.src.diagnostic(Severity::Error, span, message);
+        d.help = Some(help.into());
+        self.diags.push(d);
+    }
+
+    pub fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = self.src.diagnostic(Severity::Warning, span, message);
+        self.diags.push(d);
+    }
+
+    /// An error whose source line must not be shown, as it may hold a secret.
+    pub fn secret_error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let mut d = self.src.diagnostic(Severity::Error, span, message);
+        d.snippet = None;
+        d.help = Some(
+            "keep secrets in the environment and name the variable (for webhooks: `secret_env`)"
+                .into(),
+        );
+        self.diags.push(d);
+    }
+
+    /// Reports keys of `table` not in `allowed`; `context` names the table.
+    pub fn unknown_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], context: &str) {
+        for (k, _) in table.iter() {
+            let key = k.get_ref().as_ref();
+            if allowed.contains(&key) {
+                continue;
+            }
+            let span = k.span();
+            if SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+                self.secret_error(
+                    span,
+                    format!("`{key}` looks like a secret: secrets never live in definition files"),
+                );
+                continue;
+            }
+            let msg = format!("unknown key `{key}` in {context}");
+            match super::did_you_mean(key, allowed) {
+                Some(s) => self.error_help(span, msg, format!("did you mean `{s}`?")),
+                None => self.error_help(span, msg, format!("expected one of: {}", list(allowed))),
+            }
+        }
+    }
+
+    /// Checks that a value holds no secret; returns false when it does.
+    pub fn no_secret(&mut self, v: &Value<'_>) -> bool {
+        if let DeValue::String(s) = v.get_ref()
+            && looks_like_secret(s)
+        {
+            self.secret_error(
+                v.span(),
+                "this value looks like a signing secret; secrets never live in definition files",
+            );
+            return false;
+        }
+        true
+    }
+
+    pub fn str<'v>(&mut self, v: &'v Value<'_>, what: &str) -> Option<&'v str> {
+        if !self.no_secret(v) {
+            return None;
+        }
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.as_ref()),
+            other => {
+                self.error(
+                    v.span(),
+                    format!("{what} must be a string, found {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn bool(&mut self, v: &Value<'_>, what: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                self.error_help(
+                    v.span(),
+                    format!("{what} must be a boolean, found {}", type_name(other)),
+                    "write `true` or `false` without quotes",
+                );
+                None
+            }
+        }
+    }
+
+    pub fn int(&mut self, v: &Value<'_>, what: &str) -> Option<i64> {
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.error(v.span(), format!("{what} is out of range"));
+                    None
+                }
+            },
+            other => {
+                self.error(
+                    v.span(),
+                    format!("{what} must be a whole number, found {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A table (inline or not); reports anything else.
+    pub fn table<'v, 'i>(&mut self, v: &'v Value<'i>, what: &str) -> Option<&'v DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.error(
+                    v.span(),
+                    format!("{what} must be a table, found {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string that must be one of `allowed`.
+    pub fn one_of<'v>(
+        &mut self,
+        v: &'v Value<'_>,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<&'v str> {
+        let s = self.str(v, what)?;
+        if allowed.contains(&s) {
+            return Some(s);
+        }
+        let msg = format!("unknown {what} `{s}`");
+        match super::did_you_mean(s, allowed) {
+            Some(m) => self.error_help(
+                v.span(),
+                msg,
+                format!("did you mean `{m}`? expected one of: {}", list(allowed)),
+            ),
+            None => self.error_help(v.span(), msg, format!("expected one of: {}", list(allowed))),
+        }
+        None
+    }
+}
+
+pub fn get<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Value<'i>> {
+    table.get(key)
+}
+
+/// The span of a key (falls back to the given span when absent).
+pub fn key_span(table: &DeTable<'_>, key: &str, fallback: Range<usize>) -> Range<usize> {
+    table.get_key_value(key).map_or(fallback, |(k, _)| k.span())
+}
+
+pub fn looks_like_secret(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with("whsec_") || s.starts_with("sk_live_") || s.starts_with("sk_test_")
+}
+
+pub fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+pub fn list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
