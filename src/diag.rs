@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn line_and_column_from_offsets() {
         let src = SourceText::new("a.toml", "x = 1\nyé = \"z\"\n");
-        let d = src.diagnostic(Severity::Error, 11..14, "bad");
+        let d = src.diagnostic(Severity::Error, 12..15, "bad");
         assert_eq!((d.line, d.column), (2, 6));
         assert_eq!(d.snippet.as_ref().map(|s| s.underline.clone()), Some(5..8));
     }

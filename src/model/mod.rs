@@ -225,7 +225,7 @@ impl Channel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     pattern: String,
-    cron: croner::Cron,
+    cron: Box<croner::Cron>,
 }
 
 impl Schedule {
@@ -247,7 +247,7 @@ impl Schedule {
             .map_err(|e| format!("invalid cron schedule: {e}"))?;
         Ok(Self {
             pattern: trimmed,
-            cron,
+            cron: Box::new(cron),
         })
     }
 

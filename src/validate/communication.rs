@@ -27,10 +27,16 @@ const TRIGGER_KEYS: &[&str] = &["type", "schedule", "timezone"];
 const EMAIL_KEYS: &[&str] = &["from", "subject", "template", "body"];
 const WEBHOOK_KEYS: &[&str] = &["url", "secret_env", "timeout"];
 
-type Parsed = (Name, Range<usize>, Option<(Communication, Range<usize>)>);
+/// A communication file's name and its span, the segment it names and where,
+/// and the communication when the file is valid.
+pub struct Parsed {
+    pub name: Name,
+    pub name_span: Range<usize>,
+    pub segment: Option<(Name, Range<usize>)>,
+    pub def: Option<Communication>,
+}
 
-/// Parses one communication file. Returns its name (when one could be read) and,
-/// when the file is valid, the communication with the span of its `segment` value.
+/// Parses one communication file; `None` when not even its name could be read.
 pub fn parse(
     file: &SourceFile,
     templates: &dyn TemplateSource,
@@ -165,45 +171,28 @@ pub fn parse(
     let ok = r.diags[before..].iter().all(|d| !d.is_error())
         && template_diags.iter().all(|d| !d.is_error());
     diags.extend(template_diags);
-    let def = match (
-        ok,
-        segment,
-        event,
-        enabled,
-        protect,
-        min_interval,
-        max_recipients,
-        trigger,
-        delivery,
-    ) {
-        (
-            true,
-            Some((segment, seg_span)),
-            Some(event),
-            Some(enabled),
-            Some(protect),
-            Some(min_interval),
-            Some(max_recipients),
-            Some(trigger),
-            Some(delivery),
-        ) => Some((
-            Communication {
-                name: name.clone(),
-                description,
-                segment,
-                event,
-                enabled,
-                min_interval,
-                max_recipients,
-                protect,
-                trigger,
-                delivery,
-            },
-            seg_span,
-        )),
-        _ => None,
-    };
-    Some((name, name_span, def))
+    let segment_ref = segment.clone();
+    let def = (|| {
+        ok.then_some(())?;
+        Some(Communication {
+            name: name.clone(),
+            description,
+            segment: segment?.0,
+            event: event?,
+            enabled: enabled?,
+            min_interval: min_interval?,
+            max_recipients: max_recipients?,
+            protect: protect?,
+            trigger: trigger?,
+            delivery: delivery?,
+        })
+    })();
+    Some(Parsed {
+        name,
+        name_span,
+        segment: segment_ref,
+        def,
+    })
 }
 
 /// `None` = invalid; `Some(None)` = absent.

@@ -83,13 +83,15 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         }
     }
     let mut communications = Vec::new();
+    let mut references = Vec::new();
     for (i, f) in tree.communications.iter().enumerate() {
-        if let Some((name, name_span, def)) = communication::parse(f, templates, &mut diags) {
+        if let Some(c) = communication::parse(f, templates, &mut diags) {
+            references.push((i, c.name.clone(), c.segment));
             communications.push(Parsed {
                 file: i,
-                name,
-                name_span,
-                def,
+                name: c.name,
+                name_span: c.name_span,
+                def: c.def,
             });
         }
     }
@@ -112,38 +114,33 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
             defs.segments.insert(p.name, Sourced { source, def });
         }
     }
-    for (p, keep) in communications.into_iter().zip(comm_ok) {
-        let Some((def, segment_span)) = p.def else {
+    for (file, name, segment) in references {
+        let Some((segment, span)) = segment else {
             continue;
         };
-        let file = &tree.communications[p.file];
-        if !defs.segments.contains_key(&def.segment) {
-            if !declared.contains(&def.segment) {
-                let src = SourceText::new(&file.display, &file.text);
-                let mut d = src.diagnostic(
-                    Severity::Error,
-                    segment_span,
-                    format!(
-                        "communication `{}` names segment `{}`, which is not defined",
-                        p.name, def.segment
-                    ),
-                );
-                let known: Vec<&str> = defs.segments.keys().map(Name::as_str).collect();
-                d.help = did_you_mean(def.segment.as_str(), &known)
-                    .map(|s| format!("did you mean `{s}`?"))
-                    .or_else(|| Some("define it in a file under segments.d/".to_string()));
-                diags.push(d);
-            }
+        if declared.contains(&segment) {
             continue;
         }
-        if keep {
-            defs.communications.insert(
-                p.name,
-                Sourced {
-                    source: file.path.clone(),
-                    def,
-                },
-            );
+        let file = &tree.communications[file];
+        let mut d = SourceText::new(&file.display, &file.text).diagnostic(
+            Severity::Error,
+            span,
+            format!("communication `{name}` names segment `{segment}`, which is not defined"),
+        );
+        let known: Vec<&str> = declared.iter().map(Name::as_str).collect();
+        d.help = Some(match did_you_mean(segment.as_str(), &known) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "define it in a file under segments.d/".to_string(),
+        });
+        diags.push(d);
+    }
+    for (p, keep) in communications.into_iter().zip(comm_ok) {
+        // Only communications whose segment is valid are reconciled.
+        if let (true, Some(def)) = (keep, p.def)
+            && defs.segments.contains_key(&def.segment)
+        {
+            let source = tree.communications[p.file].path.clone();
+            defs.communications.insert(p.name, Sourced { source, def });
         }
     }
 

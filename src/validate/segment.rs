@@ -136,7 +136,16 @@ fn parse_filter(r: &mut Reader<'_>, item: &Value<'_>) -> Option<Filter> {
     if filter_type == FilterType::Customer {
         allowed.push("custom_data");
     }
-    r.unknown_keys(t, &allowed, &format!("a `{}` filter", filter_type.as_str()));
+    let article = if filter_type == FilterType::Invoice {
+        "an"
+    } else {
+        "a"
+    };
+    r.unknown_keys(
+        t,
+        &allowed,
+        &format!("{article} `{}` filter block", filter_type.as_str()),
+    );
 
     let negate = get(t, "negate").map_or(Some(false), |v| r.bool(v, "`negate`"));
     let mut conditions = BTreeMap::new();
@@ -212,7 +221,7 @@ fn split_condition<'v, 'i>(
                 t.len(),
                 list(&found)
             ),
-            "split it into two `[[filter]]` blocks, or use `in`",
+            "split it into two `[[filter]]` blocks (for related rows each block may match a different row), or list the values with `in`",
         );
         return None;
     }
