@@ -24,3 +24,41 @@ pub struct DeliverySettings {
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://segd.db";
+
+/// The database URL: `--database-url`, else `SEGD_DATABASE_URL`, else
+/// `segd.toml`, else the embedded SQLite default.
+pub fn database_url(file: &FileSettings, env: Option<String>, flag: Option<String>) -> String {
+    flag.or(env.filter(|s| !s.is_empty()))
+        .or_else(|| file.database_url.clone())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_env_override_file() {
+        let file = FileSettings {
+            database_url: Some("sqlite://file.db".into()),
+            ..FileSettings::default()
+        };
+        assert_eq!(database_url(&file, None, None), "sqlite://file.db");
+        assert_eq!(
+            database_url(&file, Some("sqlite://env.db".into()), None),
+            "sqlite://env.db"
+        );
+        assert_eq!(
+            database_url(
+                &file,
+                Some("sqlite://env.db".into()),
+                Some("sqlite://flag.db".into())
+            ),
+            "sqlite://flag.db"
+        );
+        assert_eq!(
+            database_url(&FileSettings::default(), None, None),
+            DEFAULT_DATABASE_URL
+        );
+    }
+}

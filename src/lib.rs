@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod model;
+pub mod plan;
 pub mod schema;
 pub mod source;
+pub mod store;
 pub mod validate;

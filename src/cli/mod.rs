@@ -1,6 +1,11 @@
 //! The command line: flags parsed once into options, one file per subcommand,
 //! each calling one library operation.
 
+mod apply;
+mod context;
+mod db;
+mod export;
+mod plan;
 mod schema;
 mod validate;
 
@@ -66,14 +71,27 @@ impl ColorChoice {
 pub enum Command {
     /// Check every definition and cross-reference; needs no database.
     Validate(validate::ValidateArgs),
+    /// Show what apply would change in the database.
+    Plan(plan::PlanArgs),
+    /// Apply the definitions (or a saved plan) in one transaction.
+    Apply(apply::ApplyArgs),
+    /// Write the applied definitions as TOML files.
+    Export(export::ExportArgs),
+    /// Database maintenance.
+    Db(db::DbArgs),
     /// Print the JSON Schema of a definition file kind, for editors.
     Schema(schema::SchemaArgs),
 }
 
 /// Runs a parsed command line; the exit code follows SPEC §5.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = &cli.global;
     match cli.command {
-        Command::Validate(args) => validate::run(&cli.global, args),
+        Command::Validate(args) => validate::run(global, args),
+        Command::Plan(args) => plan::run(global, args).await,
+        Command::Apply(args) => apply::run(global, args).await,
+        Command::Export(args) => export::run(global, args).await,
+        Command::Db(args) => db::run(global, args).await,
         Command::Schema(args) => schema::run(args),
     }
 }

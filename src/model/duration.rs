@@ -38,6 +38,14 @@ impl Duration {
 
     /// Parses a positive duration.
     pub fn parse(s: &str) -> Result<Self, DurationError> {
+        match Self::parse_allow_zero(s)? {
+            d if d.secs == 0 => Err(DurationError::Zero),
+            d => Ok(d),
+        }
+    }
+
+    /// Parses a duration that may be zero (`0s`: at once).
+    pub fn parse_allow_zero(s: &str) -> Result<Self, DurationError> {
         let s = s.trim();
         if s.is_empty() {
             return Err(DurationError::Syntax);
@@ -66,9 +74,6 @@ impl Duration {
                 .checked_mul(unit)
                 .and_then(|x| total.checked_add(x))
                 .ok_or(DurationError::Overflow)?;
-        }
-        if total == 0 {
-            return Err(DurationError::Zero);
         }
         Ok(Self { secs: total })
     }
@@ -128,5 +133,9 @@ mod tests {
             assert_eq!(Duration::parse(&d.to_string()), Ok(d));
         }
         assert_eq!(Duration::from_secs(90).to_string(), "1m30s");
+        assert_eq!(
+            Duration::parse_allow_zero("0s").map(Duration::as_secs),
+            Ok(0)
+        );
     }
 }

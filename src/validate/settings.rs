@@ -97,9 +97,9 @@ fn retry_schedule(r: &mut Reader<'_>, v: &Value<'_>) -> Option<Vec<std::time::Du
     };
     let mut out = Vec::new();
     for (text, span) in items {
-        match parse_step(&text) {
-            Some(d) => out.push(d),
-            None => {
+        match crate::model::Duration::parse_allow_zero(&text) {
+            Ok(d) => out.push(d.std()),
+            Err(_) => {
                 r.error(
                     span,
                     format!(
@@ -118,21 +118,6 @@ fn retry_schedule(r: &mut Reader<'_>, v: &Value<'_>) -> Option<Vec<std::time::Du
         return None;
     }
     Some(out)
-}
-
-/// A retry step: a duration, where `0s` means at once.
-pub fn parse_step(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    if s.trim_end_matches(['s', 'm', 'h', 'd'])
-        .chars()
-        .all(|c| c == '0')
-        && s.len() > 1
-    {
-        return Some(std::time::Duration::ZERO);
-    }
-    crate::model::Duration::parse(s)
-        .ok()
-        .map(crate::model::Duration::std)
 }
 
 fn url_without_password(r: &mut Reader<'_>, v: &Value<'_>, key: &str, env: &str) -> Option<String> {

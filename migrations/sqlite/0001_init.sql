@@ -1,0 +1,77 @@
+-- Billing data (SPEC §4): written by the billing system's sync and `segd demo-data`.
+-- SQLite forms: timestamps as UTC text YYYY-MM-DDTHH:MM:SSZ, dates YYYY-MM-DD,
+-- booleans 0/1, custom_data JSON text.
+CREATE TABLE IF NOT EXISTS connectors (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    kind TEXT,
+    connection TEXT
+);
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    email TEXT,
+    country TEXT,
+    custom_data TEXT,
+    created_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS customer_connectors (
+    customer_id TEXT,
+    connector_id TEXT,
+    PRIMARY KEY (customer_id, connector_id)
+);
+CREATE TABLE IF NOT EXISTS payment_methods (
+    id TEXT PRIMARY KEY,
+    customer_id TEXT,
+    type TEXT,
+    status TEXT,
+    connector_id TEXT NULL,
+    is_default BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS invoices (
+    id TEXT PRIMARY KEY,
+    customer_id TEXT,
+    number TEXT,
+    status TEXT,
+    amount_cents BIGINT,
+    currency TEXT,
+    due_date DATE,
+    created_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS monitors (
+    id TEXT PRIMARY KEY,
+    customer_id TEXT,
+    name TEXT,
+    state TEXT,
+    updated_at TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS customer_connectors_connector ON customer_connectors (connector_id);
+CREATE INDEX IF NOT EXISTS payment_methods_customer ON payment_methods (customer_id);
+CREATE INDEX IF NOT EXISTS invoices_customer ON invoices (customer_id);
+CREATE INDEX IF NOT EXISTS monitors_customer ON monitors (customer_id);
+
+-- segd's own state.
+CREATE TABLE segd_definitions (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    source TEXT NOT NULL,
+    protect BOOLEAN NOT NULL DEFAULT 0,
+    applied_at TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+CREATE TABLE segd_applies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    applied_at TEXT NOT NULL,
+    applied_by TEXT NOT NULL,
+    git_commit TEXT,
+    summary TEXT NOT NULL,
+    plan TEXT NOT NULL
+);
+CREATE TABLE segd_locks (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    since TEXT NOT NULL,
+    expires TEXT NOT NULL
+);

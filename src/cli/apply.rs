@@ -1,0 +1,144 @@
+use super::context::{database_url, file_settings, git_commit, holder, open, report, valid_tree};
+use super::{Global, exit};
+use crate::plan::{self, Plan, render};
+use crate::store::{AnyStore, ApplyRecord, Store};
+use clap::Args;
+use std::io::{BufRead as _, IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `segd plan --out FILE`; refused if the database changed since.
+    #[arg(value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Apply without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Allow deleting this protected definition (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub allow_delete: Vec<String>,
+    /// How long to wait for another apply holding the lock (e.g. `0s`, `30s`).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_wait)]
+    pub lock_timeout: std::time::Duration,
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    crate::model::Duration::parse_allow_zero(s)
+        .map(crate::model::Duration::std)
+        .map_err(|e| e.to_string())
+}
+
+pub async fn run(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    // A saved plan needs no definitions; otherwise they must all be valid.
+    let (saved, settings, desired) = match &args.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the plan {}: {e}", path.display()))?;
+            let doc: render::PlanDocument = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a segd plan: {e}", path.display()))?;
+            if doc.format_version != render::FORMAT_VERSION {
+                anyhow::bail!(
+                    "{} is a plan of format {}, this segd reads format {}",
+                    path.display(),
+                    doc.format_version,
+                    render::FORMAT_VERSION
+                );
+            }
+            (Some(doc.into_plan()), file_settings(global)?, None)
+        }
+        None => match valid_tree(global)? {
+            Ok(o) => (None, o.settings, Some(plan::desired(&o.definitions))),
+            Err(code) => return Ok(code),
+        },
+    };
+    let store = match open(&database_url(global, &settings)).await {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let me = holder();
+    if let Err(e) = store.lock(&me, args.lock_timeout).await {
+        return Ok(report(&e));
+    }
+    let result = locked(global, &args, &store, saved, desired).await;
+    let unlocked = store.unlock(&me).await;
+    let code = result?;
+    if let Err(e) = unlocked {
+        return Ok(report(&e));
+    }
+    Ok(code)
+}
+
+/// The part of an apply that runs under the apply lock.
+async fn locked(
+    global: &Global,
+    args: &ApplyArgs,
+    store: &AnyStore,
+    saved: Option<Plan>,
+    desired: Option<Vec<plan::Definition>>,
+) -> anyhow::Result<ExitCode> {
+    let plan = match (saved, desired) {
+        (Some(p), _) => p,
+        (None, desired) => match store.applied().await {
+            Ok(applied) => plan::diff(&desired.unwrap_or_default(), &applied),
+            Err(e) => return Ok(report(&e)),
+        },
+    };
+    let color = global.color.stdout();
+    if plan.is_empty() {
+        println!("No changes. The database matches the definitions.");
+        return Ok(exit::ok());
+    }
+    print!("{}", render::text(&plan, color));
+    let blocked = plan.blocked(&args.allow_delete);
+    if !blocked.is_empty() {
+        for c in &blocked {
+            eprintln!(
+                "error: {} `{}` is protected; deleting it needs `--allow-delete {}`",
+                c.kind.as_str(),
+                c.name,
+                c.name
+            );
+        }
+        eprintln!("error: nothing was changed");
+        return Ok(exit::problem());
+    }
+    if args.plan.is_none() && !args.auto_approve {
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "error: refusing to apply without confirmation: pass --auto-approve, or run on a terminal"
+            );
+            return Ok(exit::usage());
+        }
+        print!("\nApply these changes? Only 'yes' will be accepted: ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("Apply cancelled; nothing was changed.");
+            return Ok(exit::problem());
+        }
+    }
+    let record = ApplyRecord {
+        user: holder(),
+        git_commit: git_commit(&global.dir),
+        summary: render::summary_line(&plan),
+        plan: render::json(&plan),
+    };
+    match store.apply(&plan, &record).await {
+        Ok(()) => {
+            println!(
+                "Apply complete: {} created, {} updated, {} deleted.",
+                plan.count(plan::Action::Create),
+                plan.count(plan::Action::Update),
+                plan.count(plan::Action::Delete)
+            );
+            Ok(exit::ok())
+        }
+        Err(e) => {
+            let code = report(&e);
+            eprintln!("error: the apply was rolled back; nothing was changed");
+            Ok(code)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What several commands share: reading and validating the tree, resolving the
+//! database URL, opening the store, and mapping errors to exit codes.
+
+use super::{Global, exit};
+use crate::diag;
+use crate::source::{FsTemplates, load_tree};
+use crate::store::{AnyStore, StoreError, connect};
+use crate::validate::{Outcome, validate};
+use std::io::Write as _;
+use std::process::ExitCode;
+
+/// Reads and validates the tree; when invalid, prints the diagnostics to stderr
+/// and returns the exit code to stop with.
+pub fn valid_tree(global: &Global) -> anyhow::Result<Result<Outcome, ExitCode>> {
+    let tree = load_tree(&global.dir)?;
+    let outcome = validate(
+        &tree,
+        &FsTemplates {
+            dir: global.dir.clone(),
+        },
+    );
+    let errors = outcome.errors();
+    if errors > 0 || (!global.quiet && !outcome.diagnostics.is_empty()) {
+        std::io::stderr().write_all(diag::render_text(&outcome.diagnostics).as_bytes())?;
+    }
+    if errors > 0 {
+        eprintln!("error: {errors} invalid definition(s); nothing was changed");
+        return Ok(Err(exit::problem()));
+    }
+    Ok(Ok(outcome))
+}
+
+/// The settings file's view of the tree, for commands that do not need valid definitions.
+pub fn file_settings(global: &Global) -> anyhow::Result<crate::config::FileSettings> {
+    let tree = load_tree(&global.dir)?;
+    let mut diags = Vec::new();
+    let settings = match &tree.settings {
+        Some(_) => {
+            let only_settings = crate::validate::Tree {
+                settings: tree.settings.clone(),
+                ..Default::default()
+            };
+            let outcome = validate(
+                &only_settings,
+                &FsTemplates {
+                    dir: global.dir.clone(),
+                },
+            );
+            diags = outcome.diagnostics;
+            outcome.settings
+        }
+        None => Default::default(),
+    };
+    if diags.iter().any(diag::Diagnostic::is_error) {
+        anyhow::bail!(
+            "invalid segd.toml:\n{}",
+            diag::render_text(&diags).trim_end()
+        );
+    }
+    Ok(settings)
+}
+
+pub fn database_url(global: &Global, settings: &crate::config::FileSettings) -> String {
+    crate::config::database_url(
+        settings,
+        std::env::var("SEGD_DATABASE_URL").ok(),
+        global.database_url.clone(),
+    )
+}
+
+pub async fn open(url: &str) -> Result<AnyStore, ExitCode> {
+    connect(url).await.map_err(|e| report(&e))
+}
+
+/// Prints a store error and gives its exit code: 2 for the environment, 1 otherwise.
+pub fn report(e: &StoreError) -> ExitCode {
+    eprintln!("error: {e}");
+    if e.is_environment() {
+        exit::usage()
+    } else {
+        exit::problem()
+    }
+}
+
+/// Who is running this, for the apply lock and history: `user@host (pid N)`.
+pub fn holder() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host} (pid {})", std::process::id())
+}
+
+/// The git commit checked out in `dir`, when it is a git checkout.
+pub fn git_commit(dir: &std::path::Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}

@@ -1,0 +1,31 @@
+use super::context::{database_url, file_settings, open};
+use super::{Global, exit};
+use clap::{Args, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create or upgrade segd's schema (every command also does this on start).
+    Migrate,
+}
+
+pub async fn run(global: &Global, args: DbArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        DbCommand::Migrate => {
+            let url = database_url(global, &file_settings(global)?);
+            match open(&url).await {
+                Ok(_) => {
+                    eprintln!("The database {} is up to date.", crate::store::redact(&url));
+                    Ok(exit::ok())
+                }
+                Err(code) => Ok(code),
+            }
+        }
+    }
+}

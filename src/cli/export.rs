@@ -1,0 +1,69 @@
+use super::context::{database_url, file_settings, open, report};
+use super::{Global, exit};
+use crate::plan::Kind;
+use crate::store::Store;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The folder to write segments.d/ and communications.d/ into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Where an applied definition is written: its recorded source when that is a
+/// plain path in its kind's folder, else `<folder>/<name>.toml`.
+fn target(kind: Kind, name: &str, source: &str) -> String {
+    let folder = match kind {
+        Kind::Segment => "segments.d",
+        Kind::Communication => "communications.d",
+    };
+    let plain = source.starts_with(&format!("{folder}/"))
+        && source.ends_with(".toml")
+        && !source
+            .split('/')
+            .any(|p| p.is_empty() || p == ".." || p.starts_with('.'));
+    if plain {
+        source.to_string()
+    } else {
+        format!("{folder}/{name}.toml")
+    }
+}
+
+pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let settings = file_settings(global)?;
+    let store = match open(&database_url(global, &settings)).await {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let applied = match store.applied().await {
+        Ok(a) => a,
+        Err(e) => return Ok(report(&e)),
+    };
+    let mut written = std::collections::BTreeSet::new();
+    for a in &applied {
+        let mut rel = target(a.def.kind, &a.def.name, &a.def.source);
+        if !written.insert(rel.clone()) {
+            rel = target(a.def.kind, &a.def.name, "");
+            written.insert(rel.clone());
+        }
+        write(&args.out, &rel, &a.def.spec)?;
+    }
+    eprintln!(
+        "Exported {} definition(s) to {}.",
+        applied.len(),
+        args.out.display()
+    );
+    Ok(exit::ok())
+}
+
+fn write(root: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
+    let path = root.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}

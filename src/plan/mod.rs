@@ -1,0 +1,309 @@
+//! The planner: desired definitions vs the applied ones → creates, updates and
+//! deletes. Pure: the caller reads both sides; rendering is in [`render`].
+
+pub mod render;
+
+use crate::canonical;
+use crate::model::Definitions;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Segment,
+    Communication,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Segment => "segment",
+            Kind::Communication => "communication",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "segment" => Some(Kind::Segment),
+            "communication" => Some(Kind::Communication),
+            _ => None,
+        }
+    }
+}
+
+/// A definition as stored: canonical spec text and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Definition {
+    pub kind: Kind,
+    pub name: String,
+    /// Canonical TOML.
+    pub spec: String,
+    /// Path below `--dir`.
+    pub source: String,
+    pub protect: bool,
+}
+
+/// A row of `segd_definitions`, as read back (its hash may have drifted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub def: Definition,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One change of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub action: Action,
+    pub kind: Kind,
+    pub name: String,
+    /// The applied definition, for updates and deletes.
+    pub before: Option<Definition>,
+    /// The desired definition, for creates and updates.
+    pub after: Option<Definition>,
+}
+
+impl Change {
+    /// A delete of a definition the database remembers as protected.
+    pub fn deletes_protected(&self) -> bool {
+        self.action == Action::Delete && self.before.as_ref().is_some_and(|b| b.protect)
+    }
+}
+
+/// Every change needed to make the database hold the desired definitions, and a
+/// fingerprint of the state the plan was made against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub fingerprint: String,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    /// Protected deletes not allowed by `--allow-delete`.
+    pub fn blocked<'a>(&'a self, allow_delete: &[String]) -> Vec<&'a Change> {
+        self.changes
+            .iter()
+            .filter(|c| c.deletes_protected() && !allow_delete.contains(&c.name))
+            .collect()
+    }
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The desired definitions in canonical form.
+pub fn desired(defs: &Definitions) -> Vec<Definition> {
+    let segments = defs.segments.values().map(|s| Definition {
+        kind: Kind::Segment,
+        name: s.def.name.to_string(),
+        spec: canonical::segment(&s.def),
+        source: s.source.clone(),
+        protect: s.def.protect,
+    });
+    let communications = defs.communications.values().map(|c| Definition {
+        kind: Kind::Communication,
+        name: c.def.name.to_string(),
+        spec: canonical::communication(&c.def),
+        source: c.source.clone(),
+        protect: c.def.protect,
+    });
+    segments.chain(communications).collect()
+}
+
+/// A digest of the applied state (everything a plan depends on); a saved plan is
+/// applied only while the database still has this fingerprint.
+pub fn fingerprint(applied: &[Applied]) -> String {
+    let mut rows: Vec<&Applied> = applied.iter().collect();
+    rows.sort_by(|a, b| (a.def.kind, &a.def.name).cmp(&(b.def.kind, &b.def.name)));
+    let mut text = String::new();
+    for a in rows {
+        text.push_str(&format!(
+            "{}\0{}\0{}\0{}\0{}\0{}\n",
+            a.def.kind.as_str(),
+            a.def.name,
+            sha256_hex(&a.def.spec),
+            a.hash,
+            a.def.source,
+            a.def.protect
+        ));
+    }
+    sha256_hex(&text)
+}
+
+/// Compares desired and applied definitions. Drift (an applied row whose spec,
+/// hash, source or protection differs from the desired one) is an update.
+pub fn diff(desired: &[Definition], applied: &[Applied]) -> Plan {
+    let actual: BTreeMap<(Kind, &str), &Applied> = applied
+        .iter()
+        .map(|a| ((a.def.kind, a.def.name.as_str()), a))
+        .collect();
+    let wanted: BTreeMap<(Kind, &str), &Definition> = desired
+        .iter()
+        .map(|d| ((d.kind, d.name.as_str()), d))
+        .collect();
+    let mut changes = Vec::new();
+    for (key, d) in &wanted {
+        match actual.get(key) {
+            None => changes.push(Change {
+                action: Action::Create,
+                kind: d.kind,
+                name: d.name.clone(),
+                before: None,
+                after: Some((*d).clone()),
+            }),
+            Some(a) if a.def != **d || a.hash != sha256_hex(&a.def.spec) => changes.push(Change {
+                action: Action::Update,
+                kind: d.kind,
+                name: d.name.clone(),
+                before: Some(a.def.clone()),
+                after: Some((*d).clone()),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (key, a) in &actual {
+        if !wanted.contains_key(key) {
+            changes.push(Change {
+                action: Action::Delete,
+                kind: a.def.kind,
+                name: a.def.name.clone(),
+                before: Some(a.def.clone()),
+                after: None,
+            });
+        }
+    }
+    // Segments before the communications that use them; deletes in reverse.
+    changes.sort_by_key(|c| {
+        let order = match (c.action, c.kind) {
+            (Action::Delete, Kind::Communication) => 2,
+            (Action::Delete, Kind::Segment) => 3,
+            (_, Kind::Segment) => 0,
+            (_, Kind::Communication) => 1,
+        };
+        (order, c.name.clone())
+    });
+    Plan {
+        changes,
+        fingerprint: fingerprint(applied),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(kind: Kind, name: &str, spec: &str) -> Definition {
+        Definition {
+            kind,
+            name: name.into(),
+            spec: spec.into(),
+            source: format!("{}s.d/{name}.toml", kind.as_str()),
+            protect: false,
+        }
+    }
+
+    fn applied(d: &Definition) -> Applied {
+        Applied {
+            def: d.clone(),
+            hash: sha256_hex(&d.spec),
+        }
+    }
+
+    #[test]
+    fn creates_updates_deletes_in_dependency_order() {
+        let keep = def(Kind::Segment, "keep", "a");
+        let old = def(Kind::Segment, "old", "x");
+        let old_comm = def(Kind::Communication, "old-c", "y");
+        let changed = def(Kind::Segment, "changed", "b");
+        let desired = vec![
+            keep.clone(),
+            def(Kind::Communication, "new-c", "c"),
+            def(Kind::Segment, "new", "d"),
+            def(Kind::Segment, "changed", "b2"),
+        ];
+        let plan = diff(
+            &desired,
+            &[
+                applied(&keep),
+                applied(&old),
+                applied(&old_comm),
+                applied(&changed),
+            ],
+        );
+        let got: Vec<(Action, &str)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.action, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Action::Update, "changed"),
+                (Action::Create, "new"),
+                (Action::Create, "new-c"),
+                (Action::Delete, "old-c"),
+                (Action::Delete, "old"),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_changes_when_equal_and_drift_is_an_update() {
+        let d = def(Kind::Segment, "s", "spec");
+        assert!(diff(std::slice::from_ref(&d), &[applied(&d)]).is_empty());
+        let mut drifted = applied(&d);
+        drifted.hash = "edited".into();
+        assert_eq!(
+            diff(std::slice::from_ref(&d), &[drifted]).count(Action::Update),
+            1
+        );
+    }
+
+    #[test]
+    fn protected_deletes_are_blocked_unless_allowed() {
+        let mut d = def(Kind::Segment, "s", "spec");
+        d.protect = true;
+        let plan = diff(&[], &[applied(&d)]);
+        assert_eq!(plan.blocked(&[]).len(), 1);
+        assert!(plan.blocked(&["s".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn fingerprint_changes_with_state() {
+        let d = def(Kind::Segment, "s", "spec");
+        let e = def(Kind::Segment, "s", "spec2");
+        assert_ne!(fingerprint(&[applied(&d)]), fingerprint(&[applied(&e)]));
+        assert_eq!(fingerprint(&[applied(&d)]), fingerprint(&[applied(&d)]));
+    }
+}

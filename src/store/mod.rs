@@ -1,0 +1,341 @@
+//! Storage: one [`Store`] trait, a SQLite module and a PostgreSQL module, each
+//! with its own migrations, chosen at run time from the database URL.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::plan::{Applied, Plan};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL `{0}`: use sqlite://FILE or postgres://HOST/DB")]
+    Scheme(String),
+    #[error("cannot open the database {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("the database {url} is read-only: segd needs to write its schema and state")]
+    ReadOnly { url: String },
+    #[error(
+        "the database was migrated by a newer segd (it has migration {version}, which segd {} does not know); upgrade segd",
+        env!("CARGO_PKG_VERSION")
+    )]
+    NewerSchema { version: i64 },
+    #[error("migrating the database failed: {0}")]
+    Migrate(String),
+    #[error("another apply holds the lock: {holder}, since {since}")]
+    Locked { holder: String, since: String },
+    #[error("the database changed since the plan was made; run `segd plan` again")]
+    StalePlan,
+    #[error("segd_definitions holds a row of unknown kind `{0}`")]
+    UnknownKind(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// An environment problem (exit 2) rather than a problem the command found (exit 1).
+    pub fn is_environment(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Scheme(_)
+                | StoreError::Connect { .. }
+                | StoreError::ReadOnly { .. }
+                | StoreError::NewerSchema { .. }
+                | StoreError::Migrate(_)
+        )
+    }
+}
+
+/// Who applied, from which commit, and the plan, for the apply history.
+#[derive(Debug, Clone)]
+pub struct ApplyRecord {
+    pub user: String,
+    pub git_commit: Option<String>,
+    pub summary: String,
+    /// The plan's JSON document.
+    pub plan: String,
+}
+
+/// segd's state in a database.
+pub trait Store {
+    /// The applied definitions.
+    fn applied(&self) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
+
+    /// Takes the apply lock for `holder`, waiting up to `wait` for another holder
+    /// (a lock whose holder died is released when it expires).
+    fn lock(
+        &self,
+        holder: &str,
+        wait: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn unlock(&self, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies the plan in one transaction, refusing it when the applied state no
+    /// longer has the plan's fingerprint.
+    fn apply(
+        &self,
+        plan: &Plan,
+        record: &ApplyRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// How long an apply lock lives when its holder dies without releasing it.
+pub const LOCK_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// A connected store of either backend.
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Opens the database named by `url` and migrates it.
+pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
+    let scheme = url.split_once(':').map_or("", |(s, _)| s);
+    match scheme {
+        "sqlite" => Ok(AnyStore::Sqlite(SqliteStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(AnyStore::Postgres(PgStore::connect(url).await?)),
+        _ => Err(StoreError::Scheme(redact(url))),
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => url.split('@').next_back().unwrap_or_default().to_string(),
+    }
+}
+
+fn migrate_error(e: sqlx::migrate::MigrateError, url: &str) -> StoreError {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::VersionMissing(version) => StoreError::NewerSchema { version },
+        MigrateError::Execute(e) if is_read_only(&e) => StoreError::ReadOnly { url: redact(url) },
+        other => StoreError::Migrate(other.to_string()),
+    }
+}
+
+fn is_read_only(e: &sqlx::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("readonly") || text.contains("read-only") || text.contains("read only")
+}
+
+fn connect_error(e: sqlx::Error, url: &str) -> StoreError {
+    if is_read_only(&e) {
+        return StoreError::ReadOnly { url: redact(url) };
+    }
+    StoreError::Connect {
+        url: redact(url),
+        reason: e.to_string(),
+    }
+}
+
+impl Store for AnyStore {
+    async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.applied().await,
+            AnyStore::Postgres(s) => s.applied().await,
+        }
+    }
+
+    async fn lock(&self, holder: &str, wait: Duration) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.lock(holder, wait).await,
+            AnyStore::Postgres(s) => s.lock(holder, wait).await,
+        }
+    }
+
+    async fn unlock(&self, holder: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.unlock(holder).await,
+            AnyStore::Postgres(s) => s.unlock(holder).await,
+        }
+    }
+
+    async fn apply(&self, plan: &Plan, record: &ApplyRecord) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.apply(plan, record).await,
+            AnyStore::Postgres(s) => s.apply(plan, record).await,
+        }
+    }
+}
+
+/// `Store` methods whose SQL is the same on both backends (both accept `$N`
+/// placeholders); each backend module instantiates them for its own types.
+macro_rules! common_store {
+    ($store:ty, $db:ty, $begin:expr, $tx_lock:expr) => {
+        impl $crate::store::Store for $store {
+            async fn applied(&self) -> Result<Vec<$crate::plan::Applied>, $crate::store::StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                $crate::store::read_applied::<$db>(&mut *conn).await
+            }
+
+            async fn lock(&self, holder: &str, wait: std::time::Duration) -> Result<(), $crate::store::StoreError> {
+                let deadline = std::time::Instant::now() + wait;
+                loop {
+                    let now = chrono::Utc::now();
+                    let taken = sqlx::query(
+                        "INSERT INTO segd_locks (name, holder, since, expires) VALUES ('apply', $1, $2, $3) \
+                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, since = excluded.since, \
+                         expires = excluded.expires WHERE segd_locks.expires < $2",
+                    )
+                    .bind(holder)
+                    .bind(now)
+                    .bind(now + $crate::store::LOCK_TTL)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if taken {
+                        return Ok(());
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        let row: Option<(String, chrono::DateTime<chrono::Utc>)> =
+                            sqlx::query_as("SELECT holder, since FROM segd_locks WHERE name = 'apply'")
+                                .fetch_optional(&self.pool)
+                                .await?;
+                        let (holder, since) = row.unwrap_or_else(|| ("unknown".into(), now));
+                        return Err($crate::store::StoreError::Locked {
+                            holder,
+                            since: since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+
+            async fn unlock(&self, holder: &str) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("DELETE FROM segd_locks WHERE name = 'apply' AND holder = $1")
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn apply(
+                &self,
+                plan: &$crate::plan::Plan,
+                record: &$crate::store::ApplyRecord,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::plan::Action;
+                let mut tx = self.pool.begin_with($begin).await?;
+                if let Some(lock) = $tx_lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let applied = $crate::store::read_applied::<$db>(&mut *tx).await?;
+                if $crate::plan::fingerprint(&applied) != plan.fingerprint {
+                    return Err($crate::store::StoreError::StalePlan);
+                }
+                let now = chrono::Utc::now();
+                for c in &plan.changes {
+                    match (c.action, &c.after) {
+                        (Action::Create, Some(d)) => {
+                            sqlx::query(
+                                "INSERT INTO segd_definitions (kind, name, spec, hash, source, protect, applied_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            )
+                            .bind(d.kind.as_str())
+                            .bind(&d.name)
+                            .bind(&d.spec)
+                            .bind($crate::plan::sha256_hex(&d.spec))
+                            .bind(&d.source)
+                            .bind(d.protect)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        (Action::Update, Some(d)) => {
+                            let n = sqlx::query(
+                                "UPDATE segd_definitions SET spec = $3, hash = $4, source = $5, protect = $6, \
+                                 applied_at = $7 WHERE kind = $1 AND name = $2",
+                            )
+                            .bind(d.kind.as_str())
+                            .bind(&d.name)
+                            .bind(&d.spec)
+                            .bind($crate::plan::sha256_hex(&d.spec))
+                            .bind(&d.source)
+                            .bind(d.protect)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                            if n != 1 {
+                                return Err($crate::store::StoreError::StalePlan);
+                            }
+                        }
+                        (Action::Delete, _) => {
+                            sqlx::query("DELETE FROM segd_definitions WHERE kind = $1 AND name = $2")
+                                .bind(c.kind.as_str())
+                                .bind(&c.name)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        (Action::Create | Action::Update, None) => {
+                            return Err($crate::store::StoreError::StalePlan);
+                        }
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO segd_applies (applied_at, applied_by, git_commit, summary, plan) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(now)
+                .bind(&record.user)
+                .bind(&record.git_commit)
+                .bind(&record.summary)
+                .bind(&record.plan)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use common_store;
+
+/// Reads `segd_definitions` on any connection of either backend.
+async fn read_applied<'c, DB>(
+    conn: impl sqlx::Executor<'c, Database = DB>,
+) -> Result<Vec<Applied>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'r> (String, String, String, String, String, bool): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    let rows: Vec<(String, String, String, String, String, bool)> = sqlx::query_as(
+        "SELECT kind, name, spec, hash, source, protect FROM segd_definitions ORDER BY kind, name",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(kind, name, spec, hash, source, protect)| {
+            let kind = crate::plan::Kind::parse(&kind).ok_or(StoreError::UnknownKind(kind))?;
+            Ok(Applied {
+                def: crate::plan::Definition {
+                    kind,
+                    name,
+                    spec,
+                    source,
+                    protect,
+                },
+                hash,
+            })
+        })
+        .collect()
+}
+
+/// Now, to whole seconds (SPEC §4 timestamps are whole seconds).
+pub fn now_secs() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+}
