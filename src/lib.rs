@@ -7,10 +7,12 @@
 pub mod canonical;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod diag;
 pub mod model;
 pub mod plan;
 pub mod schema;
+pub mod segment;
 pub mod source;
 pub mod store;
 pub mod validate;

@@ -1,6 +1,8 @@
 use super::context::{database_url, file_settings, git_commit, holder, open, report, valid_tree};
+use super::impact::{impacts, over_limit};
+use super::segment::parse_at;
 use super::{Global, exit};
-use crate::plan::{self, Plan, render};
+use crate::plan::{self, Impacts, Plan, render};
 use crate::store::{AnyStore, ApplyRecord, Store};
 use clap::Args;
 use std::io::{BufRead as _, IsTerminal, Write as _};
@@ -21,6 +23,12 @@ pub struct ApplyArgs {
     /// How long to wait for another apply holding the lock (e.g. `0s`, `30s`).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_wait)]
     pub lock_timeout: std::time::Duration,
+    /// Measure membership at this instant (a date or RFC 3339 time); default now.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Refuse (exit 1) when an updated segment would grow or shrink by more than PCT percent.
+    #[arg(long, value_name = "PCT")]
+    pub max_change: Option<f64>,
 }
 
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
@@ -74,22 +82,41 @@ async fn locked(
     global: &Global,
     args: &ApplyArgs,
     store: &AnyStore,
-    saved: Option<Plan>,
+    saved: Option<(Plan, Impacts)>,
     desired: Option<Vec<plan::Definition>>,
 ) -> anyhow::Result<ExitCode> {
-    let plan = match (saved, desired) {
+    let (plan, impacts) = match (saved, desired) {
         (Some(p), _) => p,
-        (None, desired) => match store.applied().await {
-            Ok(applied) => plan::diff(&desired.unwrap_or_default(), &applied),
-            Err(e) => return Ok(report(&e)),
-        },
+        (None, desired) => {
+            let desired = desired.unwrap_or_default();
+            let applied = match store.applied().await {
+                Ok(applied) => applied,
+                Err(e) => return Ok(report(&e)),
+            };
+            let plan = plan::diff(&desired, &applied);
+            let at = args.at.unwrap_or_else(chrono::Utc::now);
+            match impacts(store, &plan, &applied, &desired, at).await {
+                Ok(i) => (plan, i),
+                Err(e) => return Ok(report(&e)),
+            }
+        }
     };
     let color = global.color.stdout();
     if plan.is_empty() {
         println!("No changes. The database matches the definitions.");
         return Ok(exit::ok());
     }
-    print!("{}", render::text(&plan, color));
+    print!("{}", render::text(&plan, &impacts, color));
+    if let Some(max) = args.max_change {
+        let over = over_limit(&plan, &impacts, max);
+        if !over.is_empty() {
+            for o in &over {
+                eprintln!("error: {o} changes by more than --max-change {max}%");
+            }
+            eprintln!("error: nothing was changed");
+            return Ok(exit::problem());
+        }
+    }
     let blocked = plan.blocked(&args.allow_delete);
     if !blocked.is_empty() {
         for c in &blocked {
@@ -123,7 +150,7 @@ async fn locked(
         user: holder(),
         git_commit: git_commit(&global.dir),
         summary: render::summary_line(&plan),
-        plan: render::json(&plan),
+        plan: render::json(&plan, &impacts),
     };
     match store.apply(&plan, &record).await {
         Ok(()) => {

@@ -4,9 +4,12 @@
 mod apply;
 mod context;
 mod db;
+mod demo_data;
 mod export;
+mod impact;
 mod plan;
 mod schema;
+mod segment;
 mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -75,10 +78,14 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Apply the definitions (or a saved plan) in one transaction.
     Apply(apply::ApplyArgs),
+    /// Segment queries: members at an instant.
+    Segment(segment::SegmentArgs),
     /// Write the applied definitions as TOML files.
     Export(export::ExportArgs),
     /// Database maintenance.
     Db(db::DbArgs),
+    /// Fill the billing tables with realistic, deterministic demo data.
+    DemoData(demo_data::DemoDataArgs),
     /// Print the JSON Schema of a definition file kind, for editors.
     Schema(schema::SchemaArgs),
 }
@@ -91,7 +98,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(global, args).await,
         Command::Apply(args) => apply::run(global, args).await,
         Command::Export(args) => export::run(global, args).await,
+        Command::Segment(args) => segment::run(global, args).await,
         Command::Db(args) => db::run(global, args).await,
+        Command::DemoData(args) => demo_data::run(global, args).await,
         Command::Schema(args) => schema::run(args),
     }
 }

@@ -1,7 +1,10 @@
 use super::context::{database_url, open, report, valid_tree};
+use super::impact::{impacts, over_limit};
+use super::segment::parse_at;
 use super::{Global, exit};
 use crate::plan::{self, render};
 use crate::store::Store;
+use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +26,12 @@ pub struct PlanArgs {
     /// Save the plan, for `segd apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Measure membership at this instant (a date or RFC 3339 time); default now.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    pub at: Option<DateTime<Utc>>,
+    /// Fail (exit 1) when an updated segment would grow or shrink by more than PCT percent.
+    #[arg(long, value_name = "PCT")]
+    pub max_change: Option<f64>,
 }
 
 pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
@@ -38,14 +47,20 @@ pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
         Ok(a) => a,
         Err(e) => return Ok(report(&e)),
     };
-    let plan = plan::diff(&plan::desired(&outcome.definitions), &applied);
+    let desired = plan::desired(&outcome.definitions);
+    let plan = plan::diff(&desired, &applied);
+    let at = args.at.unwrap_or_else(Utc::now);
+    let impacts = match impacts(&store, &plan, &applied, &desired, at).await {
+        Ok(i) => i,
+        Err(e) => return Ok(report(&e)),
+    };
     if let Some(path) = &args.out {
-        std::fs::write(path, render::json(&plan))
+        std::fs::write(path, render::json(&plan, &impacts))
             .map_err(|e| anyhow::anyhow!("cannot write the plan to {}: {e}", path.display()))?;
     }
     match args.format {
-        Format::Text => print!("{}", render::text(&plan, global.color.stdout())),
-        Format::Json => print!("{}", render::json(&plan)),
+        Format::Text => print!("{}", render::text(&plan, &impacts, global.color.stdout())),
+        Format::Json => print!("{}", render::json(&plan, &impacts)),
     }
     if let Some(path) = &args.out
         && args.format == Format::Text
@@ -55,6 +70,15 @@ pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
             path.display(),
             path.display()
         );
+    }
+    if let Some(max) = args.max_change {
+        let over = over_limit(&plan, &impacts, max);
+        if !over.is_empty() {
+            for o in &over {
+                eprintln!("error: {o} changes by more than --max-change {max}%");
+            }
+            return Ok(exit::problem());
+        }
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
         exit::usage()

@@ -334,9 +334,48 @@ pub struct Definitions {
     pub communications: BTreeMap<Name, Sourced<Communication>>,
 }
 
+/// A date (00:00:00 UTC of that day) or an RFC 3339 time with its offset.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, &'static str> {
+    let s = s.trim();
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .ok_or("not a valid date");
+    }
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Ok(t.with_timezone(&Utc)),
+        Err(_) if s.len() >= 19 && s.contains(['T', 't', ' ']) && !has_offset(s) => {
+            Err("a date-time must carry its offset (`Z` or `±hh:mm`)")
+        }
+        Err(_) => Err("not a date or RFC 3339 time"),
+    }
+}
+
+fn has_offset(s: &str) -> bool {
+    let tail = s.get(s.len().saturating_sub(6)..).unwrap_or_default();
+    s.ends_with(['Z', 'z']) || tail.starts_with(['+', '-'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("2026-01-01").map(|t| t.to_rfc3339()),
+            Ok("2026-01-01T00:00:00+00:00".into())
+        );
+        assert_eq!(
+            parse_time("2025-06-01T08:30:00+02:00").map(|t| t.to_rfc3339()),
+            Ok("2025-06-01T06:30:00+00:00".into())
+        );
+        assert!(parse_time("2025-06-01T08:30:00").is_err());
+        assert!(parse_time("2025-02-30").is_err());
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("ééééééé").is_err());
+    }
 
     #[test]
     fn names() {

@@ -89,6 +89,34 @@ impl Change {
     }
 }
 
+/// How a change moves a segment's membership, measured at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Impact {
+    /// Members before the change (0 for a new segment).
+    pub before: u64,
+    pub after: u64,
+    pub entering: u64,
+    pub leaving: u64,
+    pub sample_entering: Vec<String>,
+    pub sample_leaving: Vec<String>,
+    /// For a segment: the communications that reach it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communications: Vec<String>,
+}
+
+impl Impact {
+    /// The relative change in percent; `None` when growing from nothing.
+    pub fn change_pct(&self) -> Option<f64> {
+        if self.before == 0 {
+            return (self.after == 0).then_some(0.0);
+        }
+        Some((self.after as f64 - self.before as f64).abs() * 100.0 / self.before as f64)
+    }
+}
+
+/// Impacts by changed definition.
+pub type Impacts = BTreeMap<(Kind, String), Impact>;
+
 /// Every change needed to make the database hold the desired definitions, and a
 /// fingerprint of the state the plan was made against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! definitions) and as a versioned JSON document, which is also the saved-plan
 //! file format.
 
-use super::{Action, Change, Definition, Kind, Plan};
+use super::{Action, Change, Definition, Impact, Impacts, Kind, Plan};
 use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write as _;
@@ -38,10 +38,13 @@ pub struct ChangeDocument {
     /// Unified diff of the canonical definitions (informational).
     #[serde(default)]
     pub diff: String,
+    /// Membership before → after, for segments and the communications they reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
 }
 
 impl PlanDocument {
-    pub fn new(plan: &Plan) -> Self {
+    pub fn new(plan: &Plan, impacts: &Impacts) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             fingerprint: plan.fingerprint.clone(),
@@ -66,26 +69,36 @@ impl PlanDocument {
                     before: c.before.clone(),
                     after: c.after.clone(),
                     diff: unified_diff(c),
+                    impact: impacts.get(&(c.kind, c.name.clone())).cloned(),
                 })
                 .collect(),
         }
     }
 
-    pub fn into_plan(self) -> Plan {
-        Plan {
-            fingerprint: self.fingerprint,
-            changes: self
-                .changes
-                .into_iter()
-                .map(|c| Change {
+    /// The plan and the impacts measured when it was made.
+    pub fn into_plan(self) -> (Plan, Impacts) {
+        let mut impacts = Impacts::new();
+        let changes = self
+            .changes
+            .into_iter()
+            .map(|c| {
+                if let Some(i) = c.impact {
+                    impacts.insert((c.kind, c.name.clone()), i);
+                }
+                Change {
                     action: c.action,
                     kind: c.kind,
                     name: c.name,
                     before: c.before,
                     after: c.after,
-                })
-                .collect(),
-        }
+                }
+            })
+            .collect();
+        let plan = Plan {
+            fingerprint: self.fingerprint,
+            changes,
+        };
+        (plan, impacts)
     }
 }
 
@@ -126,7 +139,7 @@ pub fn summary_line(plan: &Plan) -> String {
 }
 
 /// The plan for people: each change with a diff of its canonical definition.
-pub fn text(plan: &Plan, color: bool) -> String {
+pub fn text(plan: &Plan, impacts: &Impacts, color: bool) -> String {
     let p = Paint(color);
     if plan.is_empty() {
         return "No changes. The database matches the definitions.\n".to_string();
@@ -151,6 +164,9 @@ pub fn text(plan: &Plan, color: bool) -> String {
             c.kind.as_str(),
             p.paint("1", &c.name)
         );
+        if let Some(i) = impacts.get(&(c.kind, c.name.clone())) {
+            let _ = writeln!(out, "      {}", p.paint("36", &impact_line(i)));
+        }
         match c.action {
             Action::Create => {
                 for line in spec(&c.after).lines() {
@@ -198,8 +214,34 @@ pub fn text(plan: &Plan, color: bool) -> String {
     out
 }
 
-pub fn json(plan: &Plan) -> String {
-    let doc = PlanDocument::new(plan);
+/// `members: 3 → 6 (+4 entering: cus_1, …; -1 leaving: cus_9)`.
+pub fn impact_line(i: &Impact) -> String {
+    let samples = |n: u64, ids: &[String]| {
+        if ids.is_empty() {
+            String::new()
+        } else {
+            let more = if n as usize > ids.len() { ", …" } else { "" };
+            format!(": {}{more}", ids.join(", "))
+        }
+    };
+    let reach = if i.communications.is_empty() {
+        String::new()
+    } else {
+        format!("; reached by {}", i.communications.join(", "))
+    };
+    format!(
+        "members: {} → {} (+{} entering{}; -{} leaving{}){reach}",
+        i.before,
+        i.after,
+        i.entering,
+        samples(i.entering, &i.sample_entering),
+        i.leaving,
+        samples(i.leaving, &i.sample_leaving)
+    )
+}
+
+pub fn json(plan: &Plan, impacts: &Impacts) -> String {
+    let doc = PlanDocument::new(plan, impacts);
     // Serialising plain data cannot fail.
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }

@@ -1,9 +1,12 @@
 //! Storage: one [`Store`] trait, a SQLite module and a PostgreSQL module, each
 //! with its own migrations, chosen at run time from the database URL.
 
+pub mod billing;
+mod members;
 mod postgres;
 mod sqlite;
 
+pub use members::Member;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

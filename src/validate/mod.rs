@@ -205,5 +205,32 @@ pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a
         .map(|(_, c)| c)
 }
 
+/// Templates are not read (for definitions that name none, such as segments).
+struct NoTemplates;
+
+impl TemplateSource for NoTemplates {
+    fn read(&self, _: &str) -> Result<(String, String), String> {
+        Err("templates are not read here".into())
+    }
+}
+
+/// Parses a stored canonical segment definition back into the model.
+pub fn stored_segment(spec: &str) -> Option<crate::model::Segment> {
+    let tree = Tree {
+        segments: vec![SourceFile {
+            path: "segd_definitions".into(),
+            display: "segd_definitions".into(),
+            text: spec.to_string(),
+        }],
+        ..Tree::default()
+    };
+    validate(&tree, &NoTemplates)
+        .definitions
+        .segments
+        .into_values()
+        .next()
+        .map(|s| s.def)
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,10 +4,11 @@ use super::SourceFile;
 use super::reader::{Reader, Value, get, list, type_name};
 use crate::diag::Diagnostic;
 use crate::model::fields::is_country;
+use crate::model::parse_time;
 use crate::model::{
     Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use toml::de::DeValue;
@@ -445,28 +446,6 @@ fn time(r: &mut Reader<'_>, v: &Value<'_>) -> Option<DateTime<Utc>> {
     }
 }
 
-/// A date (00:00:00 UTC of that day) or an RFC 3339 time with offset.
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, &'static str> {
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return d
-            .and_hms_opt(0, 0, 0)
-            .map(|t| t.and_utc())
-            .ok_or("not a valid date");
-    }
-    match DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Ok(t.with_timezone(&Utc)),
-        Err(_) if s.len() >= 19 && s.contains(['T', 't', ' ']) && !has_offset(s) => {
-            Err("a date-time must carry its offset (`Z` or `±hh:mm`)")
-        }
-        Err(_) => Err("not a date or RFC 3339 time"),
-    }
-}
-
-fn has_offset(s: &str) -> bool {
-    let tail = &s[s.len().saturating_sub(6)..];
-    s.ends_with(['Z', 'z']) || tail.starts_with(['+', '-'])
-}
-
 fn custom_data_conditions(
     r: &mut Reader<'_>,
     v: &Value<'_>,
@@ -559,25 +538,5 @@ fn custom_scalar(r: &mut Reader<'_>, v: &Value<'_>, what: &str) -> Option<Scalar
             );
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_time;
-
-    #[test]
-    fn times() {
-        assert_eq!(
-            parse_time("2026-01-01").map(|t| t.to_rfc3339()),
-            Ok("2026-01-01T00:00:00+00:00".into())
-        );
-        assert_eq!(
-            parse_time("2025-06-01T08:30:00+02:00").map(|t| t.to_rfc3339()),
-            Ok("2025-06-01T06:30:00+00:00".into())
-        );
-        assert!(parse_time("2025-06-01T08:30:00").is_err());
-        assert!(parse_time("2025-02-30").is_err());
-        assert!(parse_time("yesterday").is_err());
     }
 }

@@ -1,0 +1,2 @@
+//! Benchmark of `segd demo-data` (filled in below).
+fn main() {}

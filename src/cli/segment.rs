@@ -1,0 +1,172 @@
+use super::context::{database_url, file_settings, open, report, valid_tree};
+use super::{Global, exit};
+use crate::model::{Name, Segment, parse_time};
+use crate::plan::Kind;
+use crate::segment::{Dialect, Select, compile};
+use crate::store::{AnyStore, Member, Store};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand, ValueEnum};
+use std::io::Write as _;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct SegmentArgs {
+    #[command(subcommand)]
+    pub command: SegmentCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SegmentCommand {
+    /// The customers in a segment at an instant, streamed.
+    Members(MembersArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum From {
+    /// The definitions on disk.
+    Files,
+    /// The applied definitions.
+    Db,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One customer id per line.
+    Ids,
+    /// A JSON array of {id, name, email}.
+    Json,
+    /// CSV with a header: id,name,email.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// The segment's name.
+    pub name: String,
+    /// Evaluate at this instant: a date (00:00 UTC) or an RFC 3339 time; default now.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    pub at: Option<DateTime<Utc>>,
+    /// Read the segment from the files on disk or from the applied definitions.
+    #[arg(long, value_enum, default_value_t = From::Files)]
+    pub from: From,
+    #[arg(long, value_enum, default_value_t = Format::Ids)]
+    pub format: Format,
+    /// Print only the number of members.
+    #[arg(long)]
+    pub count: bool,
+}
+
+pub fn parse_at(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_time(s).map_err(str::to_string)
+}
+
+pub fn dialect(store: &AnyStore) -> Dialect {
+    match store {
+        AnyStore::Sqlite(_) => Dialect::Sqlite,
+        AnyStore::Postgres(_) => Dialect::Postgres,
+    }
+}
+
+pub async fn run(global: &Global, args: SegmentArgs) -> anyhow::Result<ExitCode> {
+    let SegmentCommand::Members(args) = args.command;
+    members(global, args).await
+}
+
+async fn members(global: &Global, args: MembersArgs) -> anyhow::Result<ExitCode> {
+    let Ok(name) = Name::parse(&args.name) else {
+        eprintln!("error: `{}` is not a segment name", args.name);
+        return Ok(exit::usage());
+    };
+    let (settings, from_files) = match args.from {
+        From::Files => match valid_tree(global)? {
+            Ok(o) => {
+                let seg = o.definitions.segments.get(&name).map(|s| s.def.clone());
+                (o.settings, Some(seg))
+            }
+            Err(code) => return Ok(code),
+        },
+        From::Db => (file_settings(global)?, None),
+    };
+    let store = match open(&database_url(global, &settings)).await {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let segment: Option<Segment> = match from_files {
+        Some(seg) => seg,
+        None => match store.applied().await {
+            Ok(applied) => applied
+                .iter()
+                .find(|a| a.def.kind == Kind::Segment && a.def.name == name.as_str())
+                .and_then(|a| crate::validate::stored_segment(&a.def.spec)),
+            Err(e) => return Ok(report(&e)),
+        },
+    };
+    let Some(segment) = segment else {
+        let where_ = match args.from {
+            From::Files => "in the definitions",
+            From::Db => "among the applied definitions",
+        };
+        eprintln!("error: no segment `{name}` {where_}");
+        return Ok(exit::problem());
+    };
+    let at = args.at.unwrap_or_else(Utc::now);
+    let dialect = dialect(&store);
+    if args.count {
+        return match store
+            .count(&compile(&segment, dialect, at, Select::Count))
+            .await
+        {
+            Ok(n) => {
+                println!("{n}");
+                Ok(exit::ok())
+            }
+            Err(e) => Ok(report(&e)),
+        };
+    }
+    let select = if args.format == Format::Ids {
+        Select::Ids
+    } else {
+        Select::Rows
+    };
+    let query = compile(&segment, dialect, at, select);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = match args.format {
+        Format::Ids => store.members(&query, |m| writeln!(out, "{}", m.id)).await,
+        Format::Json => {
+            let mut first = true;
+            let _ = out.write_all(b"[");
+            let r = store
+                .members(&query, |m: Member| {
+                    let sep = if first { "\n  " } else { ",\n  " };
+                    first = false;
+                    let line = serde_json::to_string(&m).map_err(std::io::Error::other)?;
+                    write!(out, "{sep}{line}")
+                })
+                .await;
+            let _ = out.write_all(if first { b"]\n" } else { b"\n]\n" });
+            r
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut out);
+            let _ = w.write_record(["id", "name", "email"]);
+            let r = store
+                .members(&query, |m| {
+                    w.write_record([
+                        m.id.as_str(),
+                        m.name.as_deref().unwrap_or(""),
+                        m.email.as_deref().unwrap_or(""),
+                    ])
+                    .map_err(std::io::Error::other)
+                })
+                .await;
+            let _ = w.flush();
+            r
+        }
+    };
+    let _ = out.flush();
+    match result {
+        Ok(_) => Ok(exit::ok()),
+        Err(e) => Ok(report(&e)),
+    }
+}

@@ -1,0 +1,577 @@
+//! The segment compiler: a segment's filters → one parameterised SQL query per
+//! dialect. Pure: values only ever become bound parameters.
+//!
+//! Every predicate is two-valued (never NULL), so `negate` and `match = "any"`
+//! behave as SPEC §2 says: a missing value matches no operator but `exists = false`.
+
+use crate::model::{
+    Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
+};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a query parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// A UTC instant (SQLite: `YYYY-MM-DDTHH:MM:SSZ` text; PostgreSQL: TIMESTAMPTZ).
+    Time(DateTime<Utc>),
+    /// A calendar date (SQLite: `YYYY-MM-DD` text; PostgreSQL: DATE).
+    Date(NaiveDate),
+}
+
+/// SQL text with `$N` placeholders and the values to bind, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+/// What the query returns for each member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select {
+    /// `id`, ordered by id.
+    Ids,
+    /// `id, name, email`, ordered by id.
+    Rows,
+    /// One row: the number of members.
+    Count,
+}
+
+const UNPAID: [&str; 3] = ["open", "partially_paid", "overdue"];
+
+struct Builder {
+    dialect: Dialect,
+    binds: Vec<Bind>,
+}
+
+impl Builder {
+    fn bind(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("${}", self.binds.len())
+    }
+
+    fn text(&mut self, s: &str) -> String {
+        self.bind(Bind::Text(s.to_string()))
+    }
+
+    /// ASCII-only lower case, as SPEC §2.1 says (PostgreSQL's `lower` is Unicode-aware).
+    fn lower(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("lower({expr})"),
+            Dialect::Postgres => format!(
+                "translate({expr}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+            ),
+        }
+    }
+
+    fn true_(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "1",
+            Dialect::Postgres => "TRUE",
+        }
+    }
+
+    fn false_(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "0",
+            Dialect::Postgres => "FALSE",
+        }
+    }
+
+    /// A string operator on `expr` (already case-folded when `ci`), with `want` bound.
+    fn string_op(&mut self, expr: &str, op: Op, want: &str) -> String {
+        let p = self.text(want);
+        match (op, self.dialect) {
+            (Op::Eq, _) => format!("{expr} = {p}"),
+            (Op::Ne, _) => format!("{expr} <> {p}"),
+            (Op::Contains, Dialect::Sqlite) => format!("instr({expr}, {p}) > 0"),
+            (Op::Contains, Dialect::Postgres) => format!("strpos({expr}, {p}) > 0"),
+            (Op::StartsWith, Dialect::Sqlite) => format!("substr({expr}, 1, length({p})) = {p}"),
+            (Op::StartsWith, Dialect::Postgres) => format!("left({expr}, char_length({p})) = {p}"),
+            (Op::EndsWith, _) if want.is_empty() => format!("{expr} = {expr}"),
+            (Op::EndsWith, Dialect::Sqlite) => format!("substr({expr}, -length({p})) = {p}"),
+            (Op::EndsWith, Dialect::Postgres) => format!("right({expr}, char_length({p})) = {p}"),
+            _ => self.false_().to_string(),
+        }
+    }
+
+    fn list(&mut self, values: &[String]) -> String {
+        values
+            .iter()
+            .map(|v| self.text(v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Compiles a segment into one query over `customers c`, evaluated at `at`.
+pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
+    let mut b = Builder {
+        dialect,
+        binds: Vec::new(),
+    };
+    let predicate = segment_predicate(&mut b, segment, at.date_naive());
+    let sql = match select {
+        Select::Ids => format!("SELECT c.id FROM customers c WHERE {predicate} ORDER BY c.id"),
+        Select::Rows => {
+            format!("SELECT c.id, c.name, c.email FROM customers c WHERE {predicate} ORDER BY c.id")
+        }
+        Select::Count => format!("SELECT COUNT(*) FROM customers c WHERE {predicate}"),
+    };
+    Query {
+        sql,
+        binds: b.binds,
+    }
+}
+
+fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> String {
+    if segment.filters.is_empty() {
+        return b.true_().to_string();
+    }
+    let parts: Vec<String> = segment
+        .filters
+        .iter()
+        .map(|f| format!("({})", block(b, f, today)))
+        .collect();
+    let joiner = match segment.match_mode {
+        MatchMode::All => " AND ",
+        MatchMode::Any => " OR ",
+    };
+    parts.join(joiner)
+}
+
+fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    let mut conds: Vec<String> = Vec::new();
+    for (field, c) in &f.conditions {
+        conds.push(condition(b, *field, c, today));
+    }
+    for (key, c) in &f.custom_data {
+        conds.push(custom_data(b, key, c));
+    }
+    let all = if conds.is_empty() {
+        b.true_().to_string()
+    } else {
+        conds
+            .iter()
+            .map(|c| format!("({c})"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let related = match f.filter_type {
+        FilterType::Customer => None,
+        FilterType::Invoice => Some("invoices i WHERE i.customer_id = c.id".to_string()),
+        FilterType::PaymentMethod => Some(
+            "payment_methods pm LEFT JOIN connectors k ON k.id = pm.connector_id WHERE pm.customer_id = c.id"
+                .to_string(),
+        ),
+        FilterType::Connector => Some(
+            "customer_connectors cc JOIN connectors k ON k.id = cc.connector_id WHERE cc.customer_id = c.id"
+                .to_string(),
+        ),
+        FilterType::Monitor => Some("monitors m WHERE m.customer_id = c.id".to_string()),
+    };
+    match (related, f.negate) {
+        (None, false) => all,
+        (None, true) => format!("NOT ({all})"),
+        (Some(from), false) => format!("EXISTS (SELECT 1 FROM {from} AND {all})"),
+        (Some(from), true) => format!("NOT EXISTS (SELECT 1 FROM {from} AND {all})"),
+    }
+}
+
+/// The column (or expression) a field reads, and whether it compares case-insensitively.
+fn column(field: Field) -> &'static str {
+    use Field::*;
+    match field {
+        CustomerName => "c.name",
+        CustomerEmail => "c.email",
+        CustomerCountry => "c.country",
+        CustomerConnectorName | ConnectorName | PaymentMethodConnector => "k.name",
+        CustomerDefaultPaymentMethod | PaymentMethodPaymentType => "pm.type",
+        CustomerDefaultPaymentMethodStatus | PaymentMethodStatus => "pm.status",
+        InvoiceStatus => "i.status",
+        InvoiceDueDateExceededByDays | InvoiceDueInDays => "i.due_date",
+        InvoiceCreatedAfter => "i.created_at",
+        PaymentMethodIsDefault => "pm.is_default",
+        ConnectorConnection => "k.connection",
+        MonitorName => "m.name",
+        MonitorState => "m.state",
+    }
+}
+
+fn strings(values: &[Scalar]) -> Vec<String> {
+    values
+        .iter()
+        .filter_map(|v| match v {
+            Scalar::Str(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate) -> String {
+    let col = column(field);
+    let text = match field.kind() {
+        ValueKind::Text { ci } => Some(ci),
+        ValueKind::Enum(_) | ValueKind::Country => Some(false),
+        _ => None,
+    };
+    let expr = match text {
+        Some(ci) => string_condition(b, col, ci, c),
+        None => match field.kind() {
+            ValueKind::Days => days_condition(b, field, c, today),
+            ValueKind::Time => match c {
+                Condition::Compare(_, Scalar::Time(t)) => {
+                    let p = b.bind(Bind::Time(*t));
+                    format!("{col} > {p}")
+                }
+                _ => b.false_().to_string(),
+            },
+            _ => bool_condition(b, c),
+        },
+    };
+    match field {
+        // Reached through the customer's links or its default method.
+        Field::CustomerConnectorName => format!(
+            "EXISTS (SELECT 1 FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id \
+             WHERE cc.customer_id = c.id AND {expr})"
+        ),
+        Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
+            let t = b.true_();
+            format!(
+                "EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id AND pm.is_default = {t} AND {expr})"
+            )
+        }
+        _ => expr,
+    }
+}
+
+/// A text, enum or country condition; NULL never matches (but `exists = false`).
+fn string_condition(b: &mut Builder, col: &str, ci: bool, c: &Condition) -> String {
+    let fold = |s: &str| {
+        if ci {
+            s.to_ascii_lowercase()
+        } else {
+            s.to_string()
+        }
+    };
+    let expr = if ci { b.lower(col) } else { col.to_string() };
+    let test = match c {
+        Condition::Exists(true) => return format!("{col} IS NOT NULL"),
+        Condition::Exists(false) => return format!("{col} IS NULL"),
+        Condition::Compare(op, Scalar::Str(want)) => b.string_op(&expr, *op, &fold(want)),
+        Condition::List(op, values) => {
+            let folded: Vec<String> = strings(values).iter().map(|s| fold(s)).collect();
+            let list = b.list(&folded);
+            let not = if *op == Op::NotIn { "NOT " } else { "" };
+            format!("{expr} {not}IN ({list})")
+        }
+        Condition::Compare(..) => b.false_().to_string(),
+    };
+    format!("{col} IS NOT NULL AND {test}")
+}
+
+/// `is_default`: a NULL counts as false.
+fn bool_condition(b: &mut Builder, c: &Condition) -> String {
+    let (op, values): (Op, Vec<bool>) = match c {
+        Condition::Compare(op, Scalar::Bool(v)) => (*op, vec![*v]),
+        Condition::List(op, vs) => (
+            *op,
+            vs.iter()
+                .filter_map(|v| match v {
+                    Scalar::Bool(x) => Some(*x),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => return b.false_().to_string(),
+    };
+    let positive = matches!(op, Op::Eq | Op::In);
+    let accepts = |x: bool| values.contains(&x) == positive;
+    let t = b.true_();
+    match (accepts(true), accepts(false)) {
+        (true, true) => b.true_().to_string(),
+        (false, false) => b.false_().to_string(),
+        (true, false) => format!("pm.is_default = {t}"),
+        (false, true) => format!("(pm.is_default IS NULL OR pm.is_default <> {t})"),
+    }
+}
+
+/// `due_date_exceeded_by_days` / `due_in_days` as ranges of due dates, so an
+/// index on the due date can serve them; only unpaid invoices have a value.
+fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate) -> String {
+    let past = field == Field::InvoiceDueDateExceededByDays;
+    // The due date that is `n` days away from today, in the field's direction.
+    let date = |n: i64| -> NaiveDate {
+        let delta = TimeDelta::try_days(n).unwrap_or(TimeDelta::MAX);
+        let d = if past {
+            today.checked_sub_signed(delta)
+        } else {
+            today.checked_add_signed(delta)
+        };
+        d.unwrap_or(if past {
+            NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN)
+        } else {
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX)
+        })
+        .clamp(
+            NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN),
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX),
+        )
+    };
+    let today_p = b.bind(Bind::Date(today));
+    // "has a value": unpaid and on the right side of today (due today = 0).
+    let side = if past {
+        format!("i.due_date <= {today_p}")
+    } else {
+        format!("i.due_date >= {today_p}")
+    };
+    let unpaid = b.list(&UNPAID.map(String::from));
+    let has_value = format!("i.status IN ({unpaid}) AND {side}");
+    // More days = further from today: earlier dates when past, later when not.
+    let (further, nearer) = if past { ("<", ">") } else { (">", "<") };
+    let ints = |vs: &[Scalar]| -> Vec<i64> {
+        vs.iter()
+            .filter_map(|v| match v {
+                Scalar::Int(i) => Some(*i),
+                _ => None,
+            })
+            .collect()
+    };
+    let test = match c {
+        Condition::Compare(op, Scalar::Int(n)) => {
+            let p = b.bind(Bind::Date(date(*n)));
+            match op {
+                Op::Eq => format!("i.due_date = {p}"),
+                Op::Ne => format!("i.due_date <> {p}"),
+                Op::Gt => format!("i.due_date {further} {p}"),
+                Op::Gte => format!("i.due_date {further}= {p}"),
+                Op::Lt => format!("i.due_date {nearer} {p}"),
+                Op::Lte => format!("i.due_date {nearer}= {p}"),
+                _ => b.false_().to_string(),
+            }
+        }
+        Condition::List(op, values) => {
+            let dates: Vec<String> = ints(values)
+                .into_iter()
+                .map(|n| b.bind(Bind::Date(date(n))))
+                .collect();
+            let not = if *op == Op::NotIn { "NOT " } else { "" };
+            format!("i.due_date {not}IN ({})", dates.join(", "))
+        }
+        _ => b.false_().to_string(),
+    };
+    format!("{has_value} AND {test}")
+}
+
+/// A custom_data key compared by JSON type (SPEC §2.3); a missing key or NULL
+/// custom data makes the test false, never NULL.
+fn custom_data(b: &mut Builder, key: &str, c: &Condition) -> String {
+    let test = match b.dialect {
+        Dialect::Sqlite => custom_data_sqlite(b, key, c),
+        Dialect::Postgres => custom_data_postgres(b, key, c),
+    };
+    format!("COALESCE({test}, {})", b.false_())
+}
+
+/// SQLite: `json_type` tells the JSON type (NULL when the key is missing).
+fn custom_data_sqlite(b: &mut Builder, key: &str, c: &Condition) -> String {
+    let path = b.text(&format!("$.\"{}\"", key.replace('"', "\\\"")));
+    let ty = format!("json_type(c.custom_data, {path})");
+    let val = format!("json_extract(c.custom_data, {path})");
+    let present = format!("({ty} IS NOT NULL AND {ty} <> 'null')");
+    let eq = |b: &mut Builder, v: &Scalar| -> String {
+        match v {
+            Scalar::Str(s) => {
+                let p = b.text(s);
+                format!("({ty} = 'text' AND {val} = {p})")
+            }
+            Scalar::Int(i) => {
+                let p = b.bind(Bind::Int(*i));
+                format!("({ty} IN ('integer', 'real') AND {val} = {p})")
+            }
+            Scalar::Float(x) => {
+                let p = b.bind(Bind::Float(*x));
+                format!("({ty} IN ('integer', 'real') AND {val} = {p})")
+            }
+            Scalar::Bool(true) => format!("{ty} = 'true'"),
+            Scalar::Bool(false) => format!("{ty} = 'false'"),
+            Scalar::Time(_) => "0".to_string(),
+        }
+    };
+    custom_condition(
+        b,
+        c,
+        &present,
+        &ty,
+        &val,
+        eq,
+        "'text'",
+        "('integer', 'real')",
+    )
+}
+
+/// PostgreSQL: `jsonb_typeof` tells the JSON type; values compare as jsonb, so
+/// nothing is ever cast from text.
+fn custom_data_postgres(b: &mut Builder, key: &str, c: &Condition) -> String {
+    let k = b.text(key);
+    let ty = format!("jsonb_typeof(c.custom_data -> {k})");
+    let val = format!("(c.custom_data ->> {k})");
+    let present = format!("({ty} IS NOT NULL AND {ty} <> 'null')");
+    let eq = |b: &mut Builder, v: &Scalar| -> String {
+        let (json, kind) = match v {
+            Scalar::Str(s) => (serde_json::Value::String(s.clone()), "string"),
+            Scalar::Int(i) => (serde_json::Value::from(*i), "number"),
+            Scalar::Float(x) => (serde_json::Value::from(*x), "number"),
+            Scalar::Bool(x) => (serde_json::Value::Bool(*x), "boolean"),
+            Scalar::Time(_) => return "FALSE".to_string(),
+        };
+        let p = b.text(&json.to_string());
+        format!("({ty} = '{kind}' AND (c.custom_data -> {k}) = CAST({p} AS jsonb))")
+    };
+    let num_val = format!("(c.custom_data -> {k})");
+    custom_condition_pg(b, c, &present, &ty, &val, &num_val, eq)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn custom_condition(
+    b: &mut Builder,
+    c: &Condition,
+    present: &str,
+    ty: &str,
+    val: &str,
+    eq: impl Fn(&mut Builder, &Scalar) -> String,
+    text_ty: &str,
+    num_tys: &str,
+) -> String {
+    match c {
+        Condition::Exists(true) => present.to_string(),
+        Condition::Exists(false) => format!("NOT {present}"),
+        Condition::Compare(Op::Eq, v) => eq(b, v),
+        Condition::Compare(Op::Ne, v) => format!("{present} AND NOT {}", eq(b, v)),
+        Condition::List(op, values) => {
+            let any: Vec<String> = values.iter().map(|v| eq(b, v)).collect();
+            let any = format!("({})", any.join(" OR "));
+            if *op == Op::NotIn {
+                format!("{present} AND NOT {any}")
+            } else {
+                any
+            }
+        }
+        Condition::Compare(op @ (Op::Contains | Op::StartsWith | Op::EndsWith), Scalar::Str(s)) => {
+            let test = b.string_op(val, *op, s);
+            format!("{ty} = {text_ty} AND {test}")
+        }
+        Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
+            let p = match v {
+                Scalar::Int(i) => b.bind(Bind::Int(*i)),
+                Scalar::Float(x) => b.bind(Bind::Float(*x)),
+                _ => return b.false_().to_string(),
+            };
+            format!("{ty} IN {num_tys} AND {val} {} {p}", cmp(*op))
+        }
+        Condition::Compare(..) => b.false_().to_string(),
+    }
+}
+
+fn custom_condition_pg(
+    b: &mut Builder,
+    c: &Condition,
+    present: &str,
+    ty: &str,
+    val: &str,
+    num_val: &str,
+    eq: impl Fn(&mut Builder, &Scalar) -> String,
+) -> String {
+    match c {
+        Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
+            let json = match v {
+                Scalar::Int(i) => serde_json::Value::from(*i),
+                Scalar::Float(x) => serde_json::Value::from(*x),
+                _ => return b.false_().to_string(),
+            };
+            let p = b.text(&json.to_string());
+            format!(
+                "{ty} = 'number' AND {num_val} {} CAST({p} AS jsonb)",
+                cmp(*op)
+            )
+        }
+        _ => custom_condition(b, c, present, ty, val, eq, "'string'", "('number')"),
+    }
+}
+
+fn cmp(op: Op) -> &'static str {
+    match op {
+        Op::Gt => ">",
+        Op::Gte => ">=",
+        Op::Lt => "<",
+        _ => "<=",
+    }
+}
+
+/// The queries that measure how a segment change moves membership: one row of
+/// counts (before, after, entering, leaving) and samples of who enters and leaves.
+pub struct ImpactQueries {
+    pub counts: Query,
+    pub entering: Query,
+    pub leaving: Query,
+}
+
+/// How many samples of entering and leaving customers a plan shows.
+pub const IMPACT_SAMPLES: usize = 5;
+
+pub fn compile_impact(
+    before: Option<&Segment>,
+    after: &Segment,
+    dialect: Dialect,
+    at: DateTime<Utc>,
+) -> ImpactQueries {
+    let today = at.date_naive();
+    let one = |side: &dyn Fn(&mut Builder, &str, &str) -> String| -> Query {
+        let mut b = Builder {
+            dialect,
+            binds: Vec::new(),
+        };
+        let old = match before {
+            Some(s) => segment_predicate(&mut b, s, today),
+            None => b.false_().to_string(),
+        };
+        let new = segment_predicate(&mut b, after, today);
+        let sql = side(&mut b, &old, &new);
+        Query {
+            sql,
+            binds: b.binds,
+        }
+    };
+    let counts = one(&|_, old, new| {
+        let sum = |e: &str| format!("COALESCE(SUM(CASE WHEN {e} THEN 1 ELSE 0 END), 0)");
+        format!(
+            "SELECT {}, {}, {}, {} FROM (SELECT ({old}) AS b, ({new}) AS a FROM customers c) t",
+            sum("t.b"),
+            sum("t.a"),
+            sum("t.a AND NOT t.b"),
+            sum("t.b AND NOT t.a"),
+        )
+    });
+    let sample = |enter: bool| {
+        one(&move |_, old, new| {
+            let (yes, no) = if enter { (new, old) } else { (old, new) };
+            format!(
+                "SELECT c.id FROM customers c WHERE ({yes}) AND NOT ({no}) ORDER BY c.id LIMIT {IMPACT_SAMPLES}"
+            )
+        })
+    };
+    ImpactQueries {
+        counts,
+        entering: sample(true),
+        leaving: sample(false),
+    }
+}

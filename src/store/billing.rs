@@ -1,0 +1,650 @@
+//! Bulk loading of the SPEC §4 billing tables, for `segd demo-data`.
+//!
+//! One transaction per load, so a failed or interrupted load changes nothing. The
+//! generator and the encoding of bind parameters run on a blocking thread while the
+//! database executes the previous statements: on SQLite multi-row `INSERT`s of up
+//! to 32766 parameters (one prepared statement per table, reused), on PostgreSQL
+//! one `INSERT … SELECT FROM UNNEST(arrays)` per table and batch. Secondary indexes
+//! on the billing tables are dropped for the load and rebuilt from their saved
+//! definitions before the commit. Values go in the SPEC §4 forms: on SQLite UTC
+//! text `YYYY-MM-DDTHH:MM:SSZ`, `YYYY-MM-DD`, 0/1 and JSON text; on PostgreSQL
+//! TIMESTAMPTZ, DATE, BOOLEAN and JSONB.
+
+use super::{AnyStore, StoreError};
+use crate::demo::{self, Batch, CONNECTORS, Generator, RowCounts};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArguments, PgConnection};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
+use sqlx::{Arguments as _, AssertSqlSafe, Connection as _};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the billing tables are not empty ({customers} customers); nothing was changed")]
+    NotEmpty { customers: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for LoadError {
+    fn from(e: sqlx::Error) -> Self {
+        LoadError::Store(StoreError::Db(e))
+    }
+}
+
+/// What a load does with rows already in the billing tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Fail with [`LoadError::NotEmpty`] when any billing table holds a row.
+    Refuse,
+    /// Delete every row of the billing tables first (in the same transaction).
+    Replace,
+}
+
+/// How far a load is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// This many customers (with their rows) have been written.
+    Customers(u64),
+    /// All rows are written; indexes are being rebuilt and the load committed.
+    Finishing,
+}
+
+/// The billing tables of SPEC §4.
+pub const BILLING_TABLES: [&str; 6] = [
+    "connectors",
+    "customers",
+    "customer_connectors",
+    "payment_methods",
+    "invoices",
+    "monitors",
+];
+
+/// How many customers there are, and whether any billing table holds a row.
+const OCCUPANCY: &str = "SELECT (SELECT count(*) FROM customers), \
+     (SELECT count(*) FROM (SELECT 1 FROM connectors LIMIT 1) a) \
+     + (SELECT count(*) FROM (SELECT 1 FROM customer_connectors LIMIT 1) b) \
+     + (SELECT count(*) FROM (SELECT 1 FROM payment_methods LIMIT 1) c) \
+     + (SELECT count(*) FROM (SELECT 1 FROM invoices LIMIT 1) d) \
+     + (SELECT count(*) FROM (SELECT 1 FROM monitors LIMIT 1) e)";
+
+/// Customers generated per batch handed from the generator thread.
+const SQLITE_BATCH: usize = 1_000;
+const PG_BATCH: usize = 5_000;
+/// Batches buffered between the generator thread and the database.
+const IN_FLIGHT: usize = 4;
+
+/// Fills the billing tables with the generator's data in one transaction,
+/// reporting progress; returns the rows written per table.
+pub async fn load_demo(
+    store: &AnyStore,
+    generator: Generator,
+    existing: Existing,
+    progress: impl FnMut(Progress),
+) -> Result<RowCounts, LoadError> {
+    match store {
+        AnyStore::Sqlite(s) => {
+            let mut conn = s.pool.acquire().await.map_err(StoreError::Db)?;
+            // The load's pragmas must not outlive it in the pool.
+            conn.close_on_drop();
+            load_sqlite(&mut conn, generator, existing, progress).await
+        }
+        AnyStore::Postgres(s) => {
+            let mut conn = s.pool.acquire().await.map_err(StoreError::Db)?;
+            let rows = load_pg(&mut conn, generator, existing, progress).await?;
+            // Fresh statistics for the planner of the segment queries.
+            sqlx::query(
+                "ANALYZE connectors, customers, customer_connectors, payment_methods, invoices, monitors",
+            )
+            .execute(&mut *conn)
+            .await?;
+            Ok(rows)
+        }
+    }
+}
+
+/// A statement ready to run: SQL built from constants only, and its arguments.
+struct Prepared<A> {
+    sql: Arc<str>,
+    args: A,
+}
+
+/// The statements for the next customers, and how many customers they complete.
+struct Chunk<A> {
+    statements: Vec<Prepared<A>>,
+    customers: u64,
+    rows: RowCounts,
+}
+
+/// Turns batches of rows into statements, on the generator thread.
+trait Encoder: Send + 'static {
+    type Args: Send + 'static;
+    fn batch(&mut self, b: Batch, out: &mut Vec<Prepared<Self::Args>>) -> Result<(), BoxDynError>;
+    fn finish(&mut self, out: &mut Vec<Prepared<Self::Args>>) -> Result<(), BoxDynError>;
+}
+
+/// Runs the generator and the encoder on a blocking thread; the receiver gets the
+/// chunks in order, the last one carrying the encoder's remainder. Dropping the
+/// receiver stops the thread.
+fn spawn_encoding<E: Encoder>(
+    mut generator: Generator,
+    mut encoder: E,
+    batch: usize,
+) -> mpsc::Receiver<Result<Chunk<E::Args>, BoxDynError>> {
+    let (tx, rx) = mpsc::channel(IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut statements = Vec::new();
+            let (result, rows, last) = match generator.next_batch(batch) {
+                Some(b) => {
+                    let rows = b.counts();
+                    (encoder.batch(b, &mut statements), rows, false)
+                }
+                None => (encoder.finish(&mut statements), RowCounts::default(), true),
+            };
+            let item = result.map(|()| Chunk {
+                statements,
+                customers: generator.generated(),
+                rows,
+            });
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed || last {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn encode_error(e: BoxDynError) -> LoadError {
+    LoadError::from(sqlx::Error::Encode(e))
+}
+
+// ---------------------------------------------------------------------------
+// SQLite
+
+/// SQLite's limit of bound parameters per statement.
+const SQLITE_MAX_PARAMS: usize = 32_766;
+
+/// `INSERT INTO … VALUES (?, …), …` for `rows` rows of `columns` columns.
+fn values_sql(insert: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(insert.len() + rows * (columns * 2 + 2));
+    sql.push_str(insert);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " (" } else { ",(" });
+        for c in 0..columns {
+            sql.push_str(if c == 0 { "?" } else { ",?" });
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The rows of one table being gathered into multi-row statements.
+struct SqliteTable {
+    insert: &'static str,
+    columns: usize,
+    chunk: usize,
+    full: Arc<str>,
+    args: SqliteArguments,
+    rows: usize,
+}
+
+impl SqliteTable {
+    fn new(insert: &'static str, columns: usize) -> Self {
+        let chunk = SQLITE_MAX_PARAMS / columns;
+        Self {
+            insert,
+            columns,
+            chunk,
+            full: values_sql(insert, columns, chunk).into(),
+            args: SqliteArguments::default(),
+            rows: 0,
+        }
+    }
+
+    /// Counts a row whose values were just added; emits a full statement.
+    fn row_added(&mut self, out: &mut Vec<Prepared<SqliteArguments>>) {
+        self.rows += 1;
+        if self.rows == self.chunk {
+            out.push(Prepared {
+                sql: self.full.clone(),
+                args: std::mem::take(&mut self.args),
+            });
+            self.rows = 0;
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Prepared<SqliteArguments>>) {
+        if self.rows > 0 {
+            out.push(Prepared {
+                sql: values_sql(self.insert, self.columns, self.rows).into(),
+                args: std::mem::take(&mut self.args),
+            });
+            self.rows = 0;
+        }
+    }
+}
+
+struct SqliteEncoder {
+    customers: SqliteTable,
+    links: SqliteTable,
+    methods: SqliteTable,
+    invoices: SqliteTable,
+    monitors: SqliteTable,
+}
+
+impl SqliteEncoder {
+    fn new() -> Self {
+        Self {
+            customers: SqliteTable::new(
+                "INSERT INTO customers (id, name, email, country, custom_data, created_at) VALUES",
+                6,
+            ),
+            links: SqliteTable::new(
+                "INSERT INTO customer_connectors (customer_id, connector_id) VALUES",
+                2,
+            ),
+            methods: SqliteTable::new(
+                "INSERT INTO payment_methods (id, customer_id, type, status, connector_id, is_default) VALUES",
+                6,
+            ),
+            invoices: SqliteTable::new(
+                "INSERT INTO invoices (id, customer_id, number, status, amount_cents, currency, due_date, created_at) VALUES",
+                8,
+            ),
+            monitors: SqliteTable::new(
+                "INSERT INTO monitors (id, customer_id, name, state, updated_at) VALUES",
+                5,
+            ),
+        }
+    }
+}
+
+impl Encoder for SqliteEncoder {
+    type Args = SqliteArguments;
+
+    fn batch(
+        &mut self,
+        b: Batch,
+        out: &mut Vec<Prepared<SqliteArguments>>,
+    ) -> Result<(), BoxDynError> {
+        for c in b.customers {
+            let a = &mut self.customers.args;
+            a.add(c.id)?;
+            a.add(c.name)?;
+            a.add(c.email)?;
+            a.add(c.country)?;
+            a.add(c.custom_data)?;
+            a.add(demo::timestamp_text(&c.created_at))?;
+            self.customers.row_added(out);
+        }
+        for l in b.customer_connectors {
+            let a = &mut self.links.args;
+            a.add(l.customer_id)?;
+            a.add(l.connector_id)?;
+            self.links.row_added(out);
+        }
+        for m in b.payment_methods {
+            let a = &mut self.methods.args;
+            a.add(m.id)?;
+            a.add(m.customer_id)?;
+            a.add(m.kind)?;
+            a.add(m.status)?;
+            a.add(m.connector_id)?;
+            a.add(i64::from(m.is_default))?;
+            self.methods.row_added(out);
+        }
+        for i in b.invoices {
+            let a = &mut self.invoices.args;
+            a.add(i.id)?;
+            a.add(i.customer_id)?;
+            a.add(i.number)?;
+            a.add(i.status)?;
+            a.add(i.amount_cents)?;
+            a.add(i.currency)?;
+            a.add(demo::date_text(i.due_date))?;
+            a.add(demo::timestamp_text(&i.created_at))?;
+            self.invoices.row_added(out);
+        }
+        for m in b.monitors {
+            let a = &mut self.monitors.args;
+            a.add(m.id)?;
+            a.add(m.customer_id)?;
+            a.add(m.name)?;
+            a.add(m.state)?;
+            a.add(demo::timestamp_text(&m.updated_at))?;
+            self.monitors.row_added(out);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Prepared<SqliteArguments>>) -> Result<(), BoxDynError> {
+        self.customers.finish(out);
+        self.links.finish(out);
+        self.methods.finish(out);
+        self.invoices.finish(out);
+        self.monitors.finish(out);
+        Ok(())
+    }
+}
+
+/// Quotes an identifier for SQL (both backends).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn load_sqlite(
+    conn: &mut SqliteConnection,
+    generator: Generator,
+    existing: Existing,
+    mut progress: impl FnMut(Progress),
+) -> Result<RowCounts, LoadError> {
+    // Only this connection's durability: the load is one transaction, and a
+    // crash before its commit leaves the database as it was.
+    for pragma in [
+        "PRAGMA synchronous = OFF",
+        "PRAGMA cache_size = -262144",
+        "PRAGMA temp_store = MEMORY",
+    ] {
+        sqlx::query(pragma).execute(&mut *conn).await?;
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+
+    let (customers, others): (i64, i64) = sqlx::query_as(OCCUPANCY).fetch_one(&mut *tx).await?;
+    if customers + others > 0 {
+        match existing {
+            Existing::Refuse => return Err(LoadError::NotEmpty { customers }),
+            Existing::Replace => {
+                for sql in [
+                    "DELETE FROM connectors",
+                    "DELETE FROM customers",
+                    "DELETE FROM customer_connectors",
+                    "DELETE FROM payment_methods",
+                    "DELETE FROM invoices",
+                    "DELETE FROM monitors",
+                ] {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+            }
+        }
+    }
+
+    // Secondary indexes: dropped for the load, rebuilt from their own definitions.
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+         AND tbl_name IN ('connectors', 'customers', 'customer_connectors', \
+         'payment_methods', 'invoices', 'monitors') ORDER BY name",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (name, _) in &indexes {
+        // The name comes from the schema itself, quoted.
+        sqlx::query(AssertSqlSafe(format!("DROP INDEX {}", quote_ident(name))))
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    let mut rows = RowCounts::default();
+    for c in CONNECTORS {
+        sqlx::query("INSERT INTO connectors (id, name, kind, connection) VALUES ($1, $2, $3, $4)")
+            .bind(c.id)
+            .bind(c.name)
+            .bind(c.kind)
+            .bind(c.connection)
+            .execute(&mut *tx)
+            .await?;
+        rows.connectors += 1;
+    }
+
+    let mut chunks = spawn_encoding(generator, SqliteEncoder::new(), SQLITE_BATCH);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk.map_err(encode_error)?;
+        for s in chunk.statements {
+            sqlx::query_with(AssertSqlSafe(s.sql), s.args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        rows += chunk.rows;
+        progress(Progress::Customers(chunk.customers));
+    }
+
+    progress(Progress::Finishing);
+    for (_, sql) in indexes {
+        // The definition SQLite stored for the index.
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL
+
+const PG_CUSTOMERS: &str = "INSERT INTO customers (id, name, email, country, custom_data, created_at) \
+     SELECT id, name, email, country, custom_data::jsonb, created_at \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
+     AS u(id, name, email, country, custom_data, created_at)";
+const PG_LINKS: &str = "INSERT INTO customer_connectors (customer_id, connector_id) \
+     SELECT * FROM UNNEST($1::text[], $2::text[])";
+const PG_METHODS: &str = "INSERT INTO payment_methods (id, customer_id, type, status, connector_id, is_default) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[])";
+const PG_INVOICES: &str = "INSERT INTO invoices (id, customer_id, number, status, amount_cents, currency, due_date, created_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::date[], $8::timestamptz[])";
+const PG_MONITORS: &str = "INSERT INTO monitors (id, customer_id, name, state, updated_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])";
+
+struct PgEncoder {
+    sql: [Arc<str>; 5],
+}
+
+impl PgEncoder {
+    fn new() -> Self {
+        Self {
+            sql: [PG_CUSTOMERS, PG_LINKS, PG_METHODS, PG_INVOICES, PG_MONITORS].map(Arc::from),
+        }
+    }
+}
+
+/// Adds each column (a `Vec` of one field of every row) as one array parameter.
+macro_rules! pg_columns {
+    ($rows:expr, $($field:ident $(. $conv:ident ())?),+) => {{
+        let mut args = PgArguments::default();
+        $(
+            let column: Vec<_> = $rows.iter().map(|r| r.$field $(. $conv ())?).collect();
+            args.add(column)?;
+        )+
+        args
+    }};
+}
+
+impl Encoder for PgEncoder {
+    type Args = PgArguments;
+
+    fn batch(&mut self, b: Batch, out: &mut Vec<Prepared<PgArguments>>) -> Result<(), BoxDynError> {
+        let [customers, links, methods, invoices, monitors] = &self.sql;
+        let mut push = |sql: &Arc<str>, args: PgArguments, n: usize| {
+            if n > 0 {
+                out.push(Prepared {
+                    sql: sql.clone(),
+                    args,
+                });
+            }
+        };
+        let c = &b.customers;
+        push(
+            customers,
+            pg_columns!(
+                c,
+                id.as_str(),
+                name.as_str(),
+                email.as_deref(),
+                country,
+                custom_data.as_deref(),
+                created_at
+            ),
+            c.len(),
+        );
+        let l = &b.customer_connectors;
+        push(
+            links,
+            pg_columns!(l, customer_id.as_str(), connector_id),
+            l.len(),
+        );
+        let m = &b.payment_methods;
+        push(
+            methods,
+            pg_columns!(
+                m,
+                id.as_str(),
+                customer_id.as_str(),
+                kind,
+                status,
+                connector_id,
+                is_default
+            ),
+            m.len(),
+        );
+        let i = &b.invoices;
+        push(
+            invoices,
+            pg_columns!(
+                i,
+                id.as_str(),
+                customer_id.as_str(),
+                number.as_str(),
+                status,
+                amount_cents,
+                currency,
+                due_date,
+                created_at
+            ),
+            i.len(),
+        );
+        let o = &b.monitors;
+        push(
+            monitors,
+            pg_columns!(
+                o,
+                id.as_str(),
+                customer_id.as_str(),
+                name,
+                state,
+                updated_at
+            ),
+            o.len(),
+        );
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<Prepared<PgArguments>>) -> Result<(), BoxDynError> {
+        Ok(())
+    }
+}
+
+async fn load_pg(
+    conn: &mut PgConnection,
+    generator: Generator,
+    existing: Existing,
+    mut progress: impl FnMut(Progress),
+) -> Result<RowCounts, LoadError> {
+    let mut tx = conn.begin().await?;
+    // Only this transaction: its commit need not wait for the WAL flush.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+
+    let (customers, others): (i64, i64) = sqlx::query_as(OCCUPANCY).fetch_one(&mut *tx).await?;
+    if customers + others > 0 {
+        match existing {
+            Existing::Refuse => return Err(LoadError::NotEmpty { customers }),
+            Existing::Replace => {
+                sqlx::query(
+                    "TRUNCATE connectors, customers, customer_connectors, payment_methods, invoices, monitors",
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+
+    // Secondary indexes (not those behind constraints): dropped for the load,
+    // rebuilt from their own definitions.
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.relname::text, pg_get_indexdef(i.oid) FROM pg_index x \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_class t ON t.oid = x.indrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = current_schema() AND t.relname::text = ANY($1) \
+         AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) \
+         ORDER BY 1",
+    )
+    .bind(BILLING_TABLES.as_slice())
+    .fetch_all(&mut *tx)
+    .await?;
+    for (name, _) in &indexes {
+        // The name comes from the catalog itself, quoted.
+        sqlx::query(AssertSqlSafe(format!("DROP INDEX {}", quote_ident(name))))
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    let mut rows = RowCounts::default();
+    let column = |f: fn(&demo::Connector) -> &'static str| -> Vec<&'static str> {
+        CONNECTORS.iter().map(f).collect()
+    };
+    sqlx::query(
+        "INSERT INTO connectors (id, name, kind, connection) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])",
+    )
+    .bind(column(|c| c.id))
+    .bind(column(|c| c.name))
+    .bind(column(|c| c.kind))
+    .bind(column(|c| c.connection))
+    .execute(&mut *tx)
+    .await?;
+    rows.connectors = CONNECTORS.len() as u64;
+
+    let mut chunks = spawn_encoding(generator, PgEncoder::new(), PG_BATCH);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk.map_err(encode_error)?;
+        for s in chunk.statements {
+            sqlx::query_with(AssertSqlSafe(s.sql), s.args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        rows += chunk.rows;
+        progress(Progress::Customers(chunk.customers));
+    }
+
+    progress(Progress::Finishing);
+    for (_, sql) in indexes {
+        // The definition PostgreSQL gives for the index.
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_sql_has_one_placeholder_per_value() {
+        assert_eq!(
+            values_sql("INSERT INTO t (a, b) VALUES", 2, 3),
+            "INSERT INTO t (a, b) VALUES (?,?),(?,?),(?,?)"
+        );
+        let t = SqliteTable::new("INSERT INTO t (a, b, c) VALUES", 3);
+        assert!(t.chunk * 3 <= SQLITE_MAX_PARAMS);
+        assert_eq!(t.full.matches('?').count(), t.chunk * 3);
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("invoices_customer"), "\"invoices_customer\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,369 @@
+//! `segd validate` and `segd schema` end to end: the binary on temporary trees.
+
+use crate::support::{Fixture, segd_cmd};
+use serde_json::Value;
+
+const BAD_ENUM: &str =
+    "[segment]\nname = \"bad-enum\"\n\n[[filter]]\ntype = \"invoice\"\nstatus = \"pending\"\n";
+const BAD_COUNTRY: &str =
+    "[segment]\nname = \"bad-country\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"JJ\"\n";
+const BAD_CRON: &str = r#"[communication]
+name = "bad-cron"
+segment = "overdue-eu"
+event = "payment_reminder"
+channel = "webhook"
+
+[trigger]
+type = "automatic"
+schedule = "61 * * * *"
+
+[webhook]
+url = "https://hooks.acme.test/segd"
+secret_env = "SEGD_WEBHOOK_SECRET"
+"#;
+const MISSING_SEGMENT: &str = r#"[communication]
+name = "missing-segment"
+segment = "overdue-us"
+event = "email_invoice"
+channel = "webhook"
+
+[trigger]
+type = "manual"
+
+[webhook]
+url = "https://hooks.acme.test/segd"
+secret_env = "SEGD_WEBHOOK_SECRET"
+"#;
+
+/// The example tree with one defect in each of four files, and where each is.
+fn defective() -> (Fixture, [(&'static str, usize, usize); 4]) {
+    let f = Fixture::example();
+    f.write("segments.d/bad-enum.toml", BAD_ENUM)
+        .write("segments.d/team/bad-country.toml", BAD_COUNTRY)
+        .write("communications.d/bad-cron.toml", BAD_CRON)
+        .write("communications.d/missing-segment.toml", MISSING_SEGMENT);
+    let at = [
+        ("segments.d/bad-enum.toml", 6, 10),
+        ("segments.d/team/bad-country.toml", 6, 11),
+        ("communications.d/bad-cron.toml", 9, 12),
+        ("communications.d/missing-segment.toml", 3, 11),
+    ];
+    (f, at)
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+fn json(a: &assert_cmd::assert::Assert) -> Value {
+    let out = stdout(a);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{out}"))
+}
+
+fn diagnostics(doc: &Value) -> &[Value] {
+    doc["diagnostics"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_else(|| panic!("no `diagnostics` array in {doc:#}"))
+}
+
+#[test]
+fn example_tree_is_valid() {
+    let f = Fixture::example();
+    let a = f.validate("text").success();
+    let out = stdout(&a);
+    assert!(
+        out.contains("valid: 6 segment(s), 3 communication(s) in 9 file(s); 0 error(s)"),
+        "{out}"
+    );
+    let doc = json(&f.validate("json").code(0));
+    assert_eq!(doc["valid"], true, "{doc:#}");
+    assert_eq!(doc["files_checked"], 9, "{doc:#}");
+}
+
+#[test]
+fn example_tree_is_valid_through_dir_flag() {
+    let f = Fixture::example();
+    segd_cmd()
+        .arg("--dir")
+        .arg(f.path())
+        .arg("validate")
+        .assert()
+        .success();
+}
+
+#[test]
+fn text_reports_every_defect_as_path_line_col() {
+    let (f, at) = defective();
+    let a = f.validate("text").code(1);
+    let out = stdout(&a);
+    for (file, line, col) in at {
+        let prefix = format!("{file}:{line}:{col}: error: ");
+        assert!(
+            out.lines().any(|l| l.starts_with(&prefix)),
+            "no line starting with `{prefix}` in:\n{out}"
+        );
+    }
+    assert!(out.contains("invalid: "), "{out}");
+    assert!(stderr(&a).is_empty(), "data goes to stdout: {}", stderr(&a));
+}
+
+#[test]
+fn text_paths_are_joined_with_dir() {
+    let (f, at) = defective();
+    let a = segd_cmd()
+        .arg("validate")
+        .arg("--dir")
+        .arg(f.path())
+        .assert()
+        .code(1);
+    let out = stdout(&a);
+    for (file, line, col) in at {
+        let path = f.path().join(file);
+        let prefix = format!("{}:{line}:{col}: ", path.display());
+        assert!(out.contains(&prefix), "no `{prefix}` in:\n{out}");
+    }
+}
+
+#[test]
+fn json_is_one_document_with_located_diagnostics() {
+    let (f, at) = defective();
+    let doc = json(&f.validate("json").code(1));
+    assert_eq!(doc["valid"], false, "{doc:#}");
+    let diags = diagnostics(&doc);
+    for d in diags {
+        assert!(d["file"].is_string(), "{d}");
+        assert!(d["line"].as_u64().is_some_and(|n| n >= 1), "{d}");
+        assert!(d["column"].as_u64().is_some_and(|n| n >= 1), "{d}");
+        assert!(
+            matches!(d["severity"].as_str(), Some("error" | "warning")),
+            "{d}"
+        );
+        assert!(d["message"].as_str().is_some_and(|m| !m.is_empty()), "{d}");
+    }
+    for (file, line, col) in at {
+        assert!(
+            diags.iter().any(|d| d["file"] == file
+                && d["line"] == line
+                && d["column"] == col
+                && d["severity"] == "error"),
+            "no error at {file}:{line}:{col} in {doc:#}"
+        );
+    }
+    let errors = diags.iter().filter(|d| d["severity"] == "error").count();
+    assert_eq!(doc["errors"], errors, "{doc:#}");
+}
+
+#[test]
+fn github_prints_error_annotations() {
+    let (f, at) = defective();
+    let out = stdout(&f.validate("github").code(1));
+    for (file, line, col) in at {
+        let head = format!("::error file={file},line={line},col={col}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&head) && l[head.len()..].contains("::")),
+            "no `{head}…::` annotation in:\n{out}"
+        );
+    }
+    for l in out.lines() {
+        assert!(
+            l.starts_with("::error ") || l.starts_with("::warning "),
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let f = Fixture::example();
+    let a = segd_cmd()
+        .current_dir(f.path())
+        .args(["validate", "--no-such-flag"])
+        .assert()
+        .code(2);
+    assert!(stdout(&a).is_empty(), "{}", stdout(&a));
+    assert!(stderr(&a).contains("--no-such-flag"), "{}", stderr(&a));
+}
+
+#[test]
+fn unknown_format_is_a_usage_error() {
+    Fixture::example().validate("yaml").code(2);
+}
+
+#[test]
+fn missing_dir_is_a_usage_error_on_stderr() {
+    let f = Fixture::empty();
+    let nowhere = f.path().join("no/such/dir");
+    let a = segd_cmd()
+        .arg("--dir")
+        .arg(&nowhere)
+        .arg("validate")
+        .assert()
+        .code(2);
+    assert!(stdout(&a).is_empty(), "{}", stdout(&a));
+    let err = stderr(&a);
+    assert!(err.contains(&nowhere.display().to_string()), "{err}");
+}
+
+#[test]
+fn warnings_alone_do_not_fail() {
+    let f = Fixture::empty();
+    f.write(
+        "segments.d/everyone.toml",
+        "[segment]\nname = \"everyone\"\n",
+    );
+    let out = stdout(&f.validate("text").code(0));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("segments.d/everyone.toml:2:8: warning: ")),
+        "{out}"
+    );
+    let doc = json(&f.validate("json").code(0));
+    assert_eq!(
+        (&doc["errors"], &doc["warnings"]),
+        (&0.into(), &1.into()),
+        "{doc:#}"
+    );
+    assert_eq!(diagnostics(&doc)[0]["severity"], "warning", "{doc:#}");
+    let gh = stdout(&f.validate("github").code(0));
+    assert!(
+        gh.starts_with("::warning file=segments.d/everyone.toml,line=2,col=8"),
+        "{gh}"
+    );
+}
+
+#[test]
+fn empty_folder_is_valid() {
+    let out = stdout(&Fixture::empty().validate("text").code(0));
+    assert!(
+        out.contains("0 segment(s), 0 communication(s) in 0 file(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn schema_prints_json_schemas() {
+    for kind in ["segment", "communication", "settings"] {
+        let a = segd_cmd().args(["schema", kind]).assert().success();
+        let doc: Value = serde_json::from_str(&stdout(&a))
+            .unwrap_or_else(|e| panic!("`schema {kind}` is not JSON: {e}"));
+        assert!(doc["$schema"].is_string(), "{kind}: {doc:#}");
+        assert!(doc.is_object(), "{kind}");
+    }
+    segd_cmd().args(["schema", "nonsense"]).assert().code(2);
+}
+
+/// Secret values written into definitions and settings, in various places.
+const SECRETS: &[&str] = &[
+    "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "hunter2-pass",
+    "AnotherSecretValue123",
+    "db-pa55word",
+    "smtp-pa55word",
+    "LiveKey0123456789",
+];
+
+fn webhook_comm(name: &str, webhook: &str) -> String {
+    format!(
+        "[communication]\nname = \"{name}\"\nsegment = \"overdue-eu\"\nevent = \"payment_reminder\"\n\
+         channel = \"webhook\"\n\n[trigger]\ntype = \"manual\"\n\n[webhook]\n{webhook}"
+    )
+}
+
+/// The example tree with a secret written into five files.
+fn leaky() -> Fixture {
+    let f = Fixture::example();
+    f.write(
+        "communications.d/inline-secret.toml",
+        &webhook_comm(
+            "inline-secret",
+            "url = \"https://hooks.acme.test/a\"\nsecret_env = \"SEGD_WEBHOOK_SECRET\"\n\
+             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
+        ),
+    )
+    .write(
+        "communications.d/url-credentials.toml",
+        &webhook_comm(
+            "url-credentials",
+            "url = \"https://hookuser:hunter2-pass@hooks.acme.test/segd\"\n\
+             secret_env = \"SEGD_WEBHOOK_SECRET\"\n",
+        ),
+    )
+    .write(
+        "communications.d/secret-as-env.toml",
+        &webhook_comm(
+            "secret-as-env",
+            "url = \"https://hooks.acme.test/b\"\nsecret_env = \"whsec_AnotherSecretValue123\"\n",
+        ),
+    )
+    .write(
+        "segments.d/token.toml",
+        "[segment]\nname = \"token\"\n\n[[filter]]\ntype = \"customer\"\n\
+         custom_data = { api = \"sk_live_LiveKey0123456789\" }\n",
+    )
+    .write(
+        "segd.toml",
+        "database_url = \"postgres://segd:db-pa55word@db.test/segd\"\n\
+         smtp_url = \"smtp://mailer:smtp-pa55word@mail.test:587\"\n",
+    );
+    f
+}
+
+const LEAKY_FILES: &[&str] = &[
+    "communications.d/inline-secret.toml",
+    "communications.d/url-credentials.toml",
+    "communications.d/secret-as-env.toml",
+    "segments.d/token.toml",
+    "segd.toml",
+];
+
+fn assert_no_secret(a: &assert_cmd::assert::Assert, format: &str) {
+    let all = format!("{}{}", stdout(a), stderr(a));
+    for s in SECRETS {
+        assert!(
+            !all.contains(s),
+            "--format {format} shows secret `{s}`:\n{all}"
+        );
+    }
+}
+
+#[test]
+fn secrets_are_reported_but_never_shown() {
+    let f = leaky();
+    for format in ["text", "json", "github"] {
+        let a = f.validate(format).code(1);
+        assert_no_secret(&a, format);
+        let out = stdout(&a);
+        for file in LEAKY_FILES {
+            assert!(
+                out.contains(file),
+                "--format {format}: nothing reported in {file}:\n{out}"
+            );
+        }
+    }
+}
+
+/// A secret under a key name the validator does not know as secret-like is
+/// reported as an unknown key, with the source line (and so the secret) shown.
+#[test]
+#[ignore = "src bug: unknown-key diagnostics print the source line, secret value included"]
+fn secrets_under_unknown_keys_are_never_shown() {
+    let f = Fixture::example();
+    f.write(
+        "communications.d/webhook-secret.toml",
+        &webhook_comm(
+            "webhook-secret",
+            "url = \"https://hooks.acme.test/a\"\nsecret_env = \"SEGD_WEBHOOK_SECRET\"\n\
+             webhook_secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
+        ),
+    );
+    for format in ["text", "json", "github"] {
+        let a = f.validate(format).code(1);
+        assert_no_secret(&a, format);
+    }
+}

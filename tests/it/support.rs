@@ -1,0 +1,175 @@
+//! Fixture helpers shared by the test modules: in-memory trees and templates for
+//! the library, temporary folders and the binary for end-to-end tests.
+
+use segd::diag::Diagnostic;
+use segd::validate::{Outcome, SourceFile, TemplateSource, Tree, validate};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tempfile::TempDir;
+
+/// A template that uses every variable a template may see.
+pub const VALID_TEMPLATE: &str = "Hello {{ customer.name }},\n\
+     {% for invoice in invoices %}- {{ invoice.number }}\n{% endfor %}\
+     ({{ communication.name }} for {{ segment.name }})\n";
+
+/// Templates held in memory; a path not in `files` reads as `fallback`, or is
+/// missing when there is no fallback.
+#[derive(Debug, Clone, Default)]
+pub struct MemTemplates {
+    pub files: BTreeMap<String, String>,
+    pub fallback: Option<String>,
+}
+
+impl MemTemplates {
+    /// Every path reads as `text`.
+    pub fn any(text: &str) -> Self {
+        Self {
+            files: BTreeMap::new(),
+            fallback: Some(text.to_string()),
+        }
+    }
+}
+
+impl TemplateSource for MemTemplates {
+    fn read(&self, path: &str) -> Result<(String, String), String> {
+        self.files
+            .get(path)
+            .or(self.fallback.as_ref())
+            .map(|text| (path.to_string(), text.clone()))
+            .ok_or_else(|| "no such file".to_string())
+    }
+}
+
+/// A definition file at `rel` (shown as `rel` too).
+pub fn source_file(rel: &str, text: impl Into<String>) -> SourceFile {
+    SourceFile {
+        path: rel.to_string(),
+        display: rel.to_string(),
+        text: text.into(),
+    }
+}
+
+/// A tree of segment and communication texts, named `segments.d/s{i}.toml` and
+/// `communications.d/c{i}.toml`, with an optional `segd.toml`.
+pub fn tree_of(segments: &[String], communications: &[String], settings: Option<&str>) -> Tree {
+    let files = |folder: &str, prefix: &str, texts: &[String]| -> Vec<SourceFile> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| source_file(&format!("{folder}/{prefix}{i}.toml"), t.as_str()))
+            .collect()
+    };
+    Tree {
+        segments: files("segments.d", "s", segments),
+        communications: files("communications.d", "c", communications),
+        settings: settings.map(|t| source_file("segd.toml", t)),
+    }
+}
+
+/// Validates a tree and checks the invariants every outcome must keep: each
+/// diagnostic is located at line ≥ 1 and column ≥ 1, inside the file it names
+/// when that file is one of the tree's or a template, and every renderer copes.
+pub fn validate_checked(tree: &Tree, templates: &MemTemplates) -> Result<Outcome, String> {
+    let outcome = validate(tree, templates);
+    let mut texts: BTreeMap<&str, &str> = tree
+        .segments
+        .iter()
+        .chain(&tree.communications)
+        .chain(&tree.settings)
+        .map(|f| (f.display.as_str(), f.text.as_str()))
+        .collect();
+    for (path, text) in &templates.files {
+        texts.entry(path.as_str()).or_insert(text.as_str());
+    }
+    for d in &outcome.diagnostics {
+        check_location(d, texts.get(d.file.as_str()).copied())?;
+    }
+    let _ = segd::diag::render_text(&outcome.diagnostics);
+    let _ = segd::diag::render_json(&outcome.diagnostics, outcome.files_checked);
+    let _ = segd::diag::render_github(&outcome.diagnostics);
+    Ok(outcome)
+}
+
+fn check_location(d: &Diagnostic, text: Option<&str>) -> Result<(), String> {
+    if d.line < 1 || d.column < 1 {
+        return Err(format!("diagnostic not located at line/column >= 1: {d:?}"));
+    }
+    if let Some(text) = text {
+        let lines = text.matches('\n').count() + 1;
+        if d.line > lines {
+            return Err(format!(
+                "diagnostic at line {} of a {lines}-line file: {d:?}",
+                d.line
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A temporary definitions folder for running the binary against.
+pub struct Fixture {
+    pub dir: TempDir,
+}
+
+impl Fixture {
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+        }
+    }
+
+    /// A copy of the repository's example tree.
+    pub fn example() -> Self {
+        let f = Self::empty();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for folder in ["segments.d", "communications.d", "templates"] {
+            copy_dir(&repo.join(folder), &f.dir.path().join(folder));
+        }
+        f
+    }
+
+    /// Writes `text` at `rel` below the folder, creating parent folders.
+    pub fn write(&self, rel: &str, text: &str) -> &Self {
+        let path = self.dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create a fixture folder");
+        }
+        std::fs::write(&path, text).expect("write a fixture file");
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `segd validate` run inside the folder (so paths print relative to it).
+    pub fn validate(&self, format: &str) -> assert_cmd::assert::Assert {
+        segd_cmd()
+            .current_dir(self.path())
+            .args(["validate", "--format", format])
+            .assert()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a folder of the copy");
+    for entry in std::fs::read_dir(from).expect("read an example folder") {
+        let entry = entry.expect("read an example folder entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy an example file");
+        }
+    }
+}
+
+/// The `segd` binary built for these tests, with colour and the environment's
+/// segd settings out of the way.
+pub fn segd_cmd() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_segd"));
+    cmd.env("NO_COLOR", "1")
+        .env_remove("SEGD_DATABASE_URL")
+        .env_remove("SEGD_SMTP_URL");
+    cmd
+}
