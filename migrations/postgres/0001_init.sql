@@ -55,6 +55,7 @@ CREATE TABLE segd_definitions (
     spec TEXT NOT NULL,
     hash TEXT NOT NULL,
     source TEXT NOT NULL,
+    templates TEXT NOT NULL DEFAULT '{}',
     protect BOOLEAN NOT NULL DEFAULT FALSE,
     applied_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (kind, name)

@@ -57,6 +57,7 @@ CREATE TABLE segd_definitions (
     spec TEXT NOT NULL,
     hash TEXT NOT NULL,
     source TEXT NOT NULL,
+    templates TEXT NOT NULL DEFAULT '{}',
     protect BOOLEAN NOT NULL DEFAULT 0,
     applied_at TEXT NOT NULL,
     PRIMARY KEY (kind, name)

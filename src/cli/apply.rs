@@ -1,4 +1,6 @@
-use super::context::{database_url, file_settings, git_commit, holder, open, report, valid_tree};
+use super::context::{
+    database_url, file_settings, git_commit, holder, report, valid_tree, with_store,
+};
 use super::impact::{impacts, over_limit};
 use super::segment::parse_at;
 use super::{Global, exit};
@@ -56,19 +58,33 @@ pub async fn run(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
             (Some(doc.into_plan()), file_settings(global)?, None)
         }
         None => match valid_tree(global)? {
-            Ok(o) => (None, o.settings, Some(plan::desired(&o.definitions))),
+            Ok(o) => (
+                None,
+                o.settings,
+                Some(plan::desired(&o.definitions, &o.templates)),
+            ),
             Err(code) => return Ok(code),
         },
     };
-    let store = match open(&database_url(global, &settings)).await {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    with_store(&database_url(global, &settings), async |store| {
+        under_lock(global, &args, store, saved, desired).await
+    })
+    .await
+}
+
+/// Takes the apply lock, applies, and releases the lock whatever happened.
+async fn under_lock(
+    global: &Global,
+    args: &ApplyArgs,
+    store: &AnyStore,
+    saved: Option<(Plan, Impacts)>,
+    desired: Option<Vec<plan::Definition>>,
+) -> anyhow::Result<ExitCode> {
     let me = holder();
     if let Err(e) = store.lock(&me, args.lock_timeout).await {
         return Ok(report(&e));
     }
-    let result = locked(global, &args, &store, saved, desired).await;
+    let result = locked(global, args, store, saved, desired).await;
     let unlocked = store.unlock(&me).await;
     let code = result?;
     if let Err(e) = unlocked {

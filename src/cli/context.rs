@@ -72,6 +72,21 @@ pub async fn open(url: &str) -> Result<AnyStore, ExitCode> {
     connect(url).await.map_err(|e| report(&e))
 }
 
+/// Opens the store, runs `f` on it, and closes it cleanly (so SQLite folds its
+/// write-ahead log back into the database file).
+pub async fn with_store(
+    url: &str,
+    f: impl AsyncFnOnce(&AnyStore) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let store = match open(url).await {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let result = f(&store).await;
+    store.close().await;
+    result
+}
+
 /// Prints a store error and gives its exit code: 2 for the environment, 1 otherwise.
 pub fn report(e: &StoreError) -> ExitCode {
     eprintln!("error: {e}");

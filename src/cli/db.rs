@@ -1,4 +1,4 @@
-use super::context::{database_url, file_settings, open};
+use super::context::{database_url, file_settings, with_store};
 use super::{Global, exit};
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
@@ -19,13 +19,11 @@ pub async fn run(global: &Global, args: DbArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         DbCommand::Migrate => {
             let url = database_url(global, &file_settings(global)?);
-            match open(&url).await {
-                Ok(_) => {
-                    eprintln!("The database {} is up to date.", crate::store::redact(&url));
-                    Ok(exit::ok())
-                }
-                Err(code) => Ok(code),
-            }
+            with_store(&url, async |_| {
+                eprintln!("The database {} is up to date.", crate::store::redact(&url));
+                Ok(exit::ok())
+            })
+            .await
         }
     }
 }

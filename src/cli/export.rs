@@ -1,4 +1,4 @@
-use super::context::{database_url, file_settings, open, report};
+use super::context::{database_url, file_settings, report, with_store};
 use super::{Global, exit};
 use crate::plan::Kind;
 use crate::store::Store;
@@ -34,10 +34,13 @@ fn target(kind: Kind, name: &str, source: &str) -> String {
 
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let settings = file_settings(global)?;
-    let store = match open(&database_url(global, &settings)).await {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    with_store(&database_url(global, &settings), async |store| {
+        export(store, &args).await
+    })
+    .await
+}
+
+async fn export(store: &crate::store::AnyStore, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let applied = match store.applied().await {
         Ok(a) => a,
         Err(e) => return Ok(report(&e)),
@@ -50,6 +53,12 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
             written.insert(rel.clone());
         }
         write(&args.out, &rel, &a.def.spec)?;
+        for (path, text) in &a.def.templates {
+            // Validation only accepts relative paths that stay inside the tree.
+            if !path.starts_with('/') && !path.split('/').any(|p| p == "..") {
+                write(&args.out, path, text)?;
+            }
+        }
     }
     eprintln!(
         "Exported {} definition(s) to {}.",

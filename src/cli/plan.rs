@@ -1,4 +1,4 @@
-use super::context::{database_url, open, report, valid_tree};
+use super::context::{database_url, report, valid_tree, with_store};
 use super::impact::{impacts, over_limit};
 use super::segment::parse_at;
 use super::{Global, exit};
@@ -39,18 +39,26 @@ pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
-    let store = match open(&database_url(global, &outcome.settings)).await {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    with_store(&database_url(global, &outcome.settings), async |store| {
+        plan(global, &args, &outcome, store).await
+    })
+    .await
+}
+
+async fn plan(
+    global: &Global,
+    args: &PlanArgs,
+    outcome: &crate::validate::Outcome,
+    store: &crate::store::AnyStore,
+) -> anyhow::Result<ExitCode> {
     let applied = match store.applied().await {
         Ok(a) => a,
         Err(e) => return Ok(report(&e)),
     };
-    let desired = plan::desired(&outcome.definitions);
+    let desired = plan::desired(&outcome.definitions, &outcome.templates);
     let plan = plan::diff(&desired, &applied);
     let at = args.at.unwrap_or_else(Utc::now);
-    let impacts = match impacts(&store, &plan, &applied, &desired, at).await {
+    let impacts = match impacts(store, &plan, &applied, &desired, at).await {
         Ok(i) => i,
         Err(e) => return Ok(report(&e)),
     };

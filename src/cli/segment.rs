@@ -1,4 +1,4 @@
-use super::context::{database_url, file_settings, open, report, valid_tree};
+use super::context::{database_url, file_settings, report, valid_tree, with_store};
 use super::{Global, exit};
 use crate::model::{Name, Segment, parse_time};
 use crate::plan::Kind;
@@ -87,10 +87,18 @@ async fn members(global: &Global, args: MembersArgs) -> anyhow::Result<ExitCode>
         },
         From::Db => (file_settings(global)?, None),
     };
-    let store = match open(&database_url(global, &settings)).await {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    with_store(&database_url(global, &settings), async |store| {
+        print_members(&args, &name, from_files, store).await
+    })
+    .await
+}
+
+async fn print_members(
+    args: &MembersArgs,
+    name: &Name,
+    from_files: Option<Option<Segment>>,
+    store: &AnyStore,
+) -> anyhow::Result<ExitCode> {
     let segment: Option<Segment> = match from_files {
         Some(seg) => seg,
         None => match store.applied().await {
@@ -110,7 +118,7 @@ async fn members(global: &Global, args: MembersArgs) -> anyhow::Result<ExitCode>
         return Ok(exit::problem());
     };
     let at = args.at.unwrap_or_else(Utc::now);
-    let dialect = dialect(&store);
+    let dialect = dialect(store);
     if args.count {
         return match store
             .count(&compile(&segment, dialect, at, Select::Count))

@@ -4,7 +4,7 @@
 pub mod render;
 
 use crate::canonical;
-use crate::model::Definitions;
+use crate::model::{Body, Definitions, Delivery, Email};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -43,6 +43,29 @@ pub struct Definition {
     /// Path below `--dir`.
     pub source: String,
     pub protect: bool,
+    /// The email templates a communication uses, by path: part of what is
+    /// reviewed and applied, so a template edit is a change too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, String>,
+}
+
+impl Definition {
+    /// The canonical spec followed by each template, for diffs.
+    pub fn display_text(&self) -> String {
+        let mut out = self.spec.clone();
+        for (path, text) in &self.templates {
+            out.push_str(&format!("\n# ---- template {path} ----\n{text}"));
+            if !text.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The digest stored with the definition: spec and templates.
+    pub fn digest(&self) -> String {
+        sha256_hex(&self.display_text())
+    }
 }
 
 /// A row of `segd_definitions`, as read back (its hash may have drifted).
@@ -150,14 +173,16 @@ pub fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-/// The desired definitions in canonical form.
-pub fn desired(defs: &Definitions) -> Vec<Definition> {
+/// The desired definitions in canonical form; `templates` holds the text of
+/// each template file by path (what validation read).
+pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<Definition> {
     let segments = defs.segments.values().map(|s| Definition {
         kind: Kind::Segment,
         name: s.def.name.to_string(),
         spec: canonical::segment(&s.def),
         source: s.source.clone(),
         protect: s.def.protect,
+        templates: BTreeMap::new(),
     });
     let communications = defs.communications.values().map(|c| Definition {
         kind: Kind::Communication,
@@ -165,6 +190,16 @@ pub fn desired(defs: &Definitions) -> Vec<Definition> {
         spec: canonical::communication(&c.def),
         source: c.source.clone(),
         protect: c.def.protect,
+        templates: match &c.def.delivery {
+            Delivery::Email(Email {
+                body: Body::Template(path),
+                ..
+            }) => templates
+                .get(path)
+                .map(|t| BTreeMap::from([(path.clone(), t.clone())]))
+                .unwrap_or_default(),
+            _ => BTreeMap::new(),
+        },
     });
     segments.chain(communications).collect()
 }
@@ -180,7 +215,7 @@ pub fn fingerprint(applied: &[Applied]) -> String {
             "{}\0{}\0{}\0{}\0{}\0{}\n",
             a.def.kind.as_str(),
             a.def.name,
-            sha256_hex(&a.def.spec),
+            a.def.digest(),
             a.hash,
             a.def.source,
             a.def.protect
@@ -210,7 +245,7 @@ pub fn diff(desired: &[Definition], applied: &[Applied]) -> Plan {
                 before: None,
                 after: Some((*d).clone()),
             }),
-            Some(a) if a.def != **d || a.hash != sha256_hex(&a.def.spec) => changes.push(Change {
+            Some(a) if a.def != **d || a.hash != a.def.digest() => changes.push(Change {
                 action: Action::Update,
                 kind: d.kind,
                 name: d.name.clone(),
@@ -258,13 +293,14 @@ mod tests {
             spec: spec.into(),
             source: format!("{}s.d/{name}.toml", kind.as_str()),
             protect: false,
+            templates: BTreeMap::new(),
         }
     }
 
     fn applied(d: &Definition) -> Applied {
         Applied {
             def: d.clone(),
-            hash: sha256_hex(&d.spec),
+            hash: d.digest(),
         }
     }
 

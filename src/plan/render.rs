@@ -102,12 +102,13 @@ impl PlanDocument {
     }
 }
 
-fn spec(d: &Option<Definition>) -> &str {
-    d.as_ref().map_or("", |d| d.spec.as_str())
+fn spec(d: &Option<Definition>) -> String {
+    d.as_ref().map(Definition::display_text).unwrap_or_default()
 }
 
 pub fn unified_diff(c: &Change) -> String {
-    TextDiff::from_lines(spec(&c.before), spec(&c.after))
+    let (before, after) = (spec(&c.before), spec(&c.after));
+    TextDiff::from_lines(&before, &after)
         .unified_diff()
         .context_radius(3)
         .header(
@@ -174,7 +175,8 @@ pub fn text(plan: &Plan, impacts: &Impacts, color: bool) -> String {
                 }
             }
             Action::Update => {
-                let diff = TextDiff::from_lines(spec(&c.before), spec(&c.after));
+                let (before, after) = (spec(&c.before), spec(&c.after));
+                let diff = TextDiff::from_lines(&before, &after);
                 for group in diff.grouped_ops(2) {
                     let _ = writeln!(out, "      {}", p.paint("36", "@@"));
                     for op in group {

@@ -11,7 +11,6 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::plan::{Applied, Plan};
-use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +141,16 @@ fn connect_error(e: sqlx::Error, url: &str) -> StoreError {
     }
 }
 
+impl AnyStore {
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            AnyStore::Sqlite(s) => s.pool.close().await,
+            AnyStore::Postgres(s) => s.pool.close().await,
+        }
+    }
+}
+
 impl Store for AnyStore {
     async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
         match self {
@@ -243,31 +252,33 @@ macro_rules! common_store {
                     match (c.action, &c.after) {
                         (Action::Create, Some(d)) => {
                             sqlx::query(
-                                "INSERT INTO segd_definitions (kind, name, spec, hash, source, protect, applied_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                                "INSERT INTO segd_definitions (kind, name, spec, hash, source, protect, applied_at, templates) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                             )
                             .bind(d.kind.as_str())
                             .bind(&d.name)
                             .bind(&d.spec)
-                            .bind($crate::plan::sha256_hex(&d.spec))
+                            .bind(d.digest())
                             .bind(&d.source)
                             .bind(d.protect)
                             .bind(now)
+                            .bind($crate::store::templates_json(d))
                             .execute(&mut *tx)
                             .await?;
                         }
                         (Action::Update, Some(d)) => {
                             let n = sqlx::query(
                                 "UPDATE segd_definitions SET spec = $3, hash = $4, source = $5, protect = $6, \
-                                 applied_at = $7 WHERE kind = $1 AND name = $2",
+                                 applied_at = $7, templates = $8 WHERE kind = $1 AND name = $2",
                             )
                             .bind(d.kind.as_str())
                             .bind(&d.name)
                             .bind(&d.spec)
-                            .bind($crate::plan::sha256_hex(&d.spec))
+                            .bind(d.digest())
                             .bind(&d.source)
                             .bind(d.protect)
                             .bind(now)
+                            .bind($crate::store::templates_json(d))
                             .execute(&mut *tx)
                             .await?
                             .rows_affected();
@@ -312,17 +323,19 @@ async fn read_applied<'c, DB>(
 ) -> Result<Vec<Applied>, StoreError>
 where
     DB: sqlx::Database,
-    for<'r> (String, String, String, String, String, bool): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, String, String, String, String, bool, String): sqlx::FromRow<'r, DB::Row>,
     for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
 {
-    let rows: Vec<(String, String, String, String, String, bool)> = sqlx::query_as(
-        "SELECT kind, name, spec, hash, source, protect FROM segd_definitions ORDER BY kind, name",
+    let rows: Vec<(String, String, String, String, String, bool, String)> = sqlx::query_as(
+        "SELECT kind, name, spec, hash, source, protect, templates FROM segd_definitions ORDER BY kind, name",
     )
     .fetch_all(conn)
     .await?;
     rows.into_iter()
-        .map(|(kind, name, spec, hash, source, protect)| {
+        .map(|(kind, name, spec, hash, source, protect, templates)| {
             let kind = crate::plan::Kind::parse(&kind).ok_or(StoreError::UnknownKind(kind))?;
+            // An unreadable templates column is drift: it reads as no templates.
+            let templates = serde_json::from_str(&templates).unwrap_or_default();
             Ok(Applied {
                 def: crate::plan::Definition {
                     kind,
@@ -330,6 +343,7 @@ where
                     spec,
                     source,
                     protect,
+                    templates,
                 },
                 hash,
             })
@@ -337,8 +351,7 @@ where
         .collect()
 }
 
-/// Now, to whole seconds (SPEC §4 timestamps are whole seconds).
-pub fn now_secs() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+/// The templates column: a JSON object of path → text.
+pub fn templates_json(d: &crate::plan::Definition) -> String {
+    serde_json::to_string(&d.templates).unwrap_or_else(|_| "{}".into())
 }

@@ -43,6 +43,8 @@ pub struct Outcome {
     /// Sorted by file and position.
     pub diagnostics: Vec<Diagnostic>,
     pub files_checked: usize,
+    /// The text of every template read, by its path below `--dir`.
+    pub templates: BTreeMap<String, String>,
 }
 
 impl Outcome {
@@ -63,8 +65,28 @@ struct Parsed<T> {
     def: Option<T>,
 }
 
+/// Remembers the templates validation reads, so they become part of the desired state.
+struct Recording<'a> {
+    inner: &'a dyn TemplateSource,
+    read: std::cell::RefCell<BTreeMap<String, String>>,
+}
+
+impl TemplateSource for Recording<'_> {
+    fn read(&self, path: &str) -> Result<(String, String), String> {
+        let (display, text) = self.inner.read(path)?;
+        self.read
+            .borrow_mut()
+            .insert(path.to_string(), text.clone());
+        Ok((display, text))
+    }
+}
+
 pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     let mut diags = Vec::new();
+    let templates = Recording {
+        inner: templates,
+        read: Default::default(),
+    };
 
     let settings = match &tree.settings {
         Some(f) => settings::parse(f, &mut diags),
@@ -85,7 +107,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     let mut communications = Vec::new();
     let mut references = Vec::new();
     for (i, f) in tree.communications.iter().enumerate() {
-        if let Some(c) = communication::parse(f, templates, &mut diags) {
+        if let Some(c) = communication::parse(f, &templates, &mut diags) {
             references.push((i, c.name.clone(), c.segment));
             communications.push(Parsed {
                 file: i,
@@ -152,6 +174,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         files_checked: tree.segments.len()
             + tree.communications.len()
             + usize::from(tree.settings.is_some()),
+        templates: templates.read.into_inner(),
     }
 }
 
