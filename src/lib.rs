@@ -7,6 +7,7 @@
 pub mod canonical;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod demo;
 pub mod diag;
 pub mod model;
@@ -15,4 +16,5 @@ pub mod schema;
 pub mod segment;
 pub mod source;
 pub mod store;
+pub mod trigger;
 pub mod validate;

@@ -122,3 +122,16 @@ pub fn git_commit(dir: &std::path::Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
 }
+
+/// The process environment, for settings and secrets.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Delivery settings from `segd.toml` and the environment.
+pub fn delivery_config(
+    global: &Global,
+    settings: &crate::config::FileSettings,
+) -> anyhow::Result<crate::config::DeliveryConfig> {
+    crate::config::delivery(settings, &global.dir, &env_var).map_err(|e| anyhow::anyhow!(e))
+}

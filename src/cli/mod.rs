@@ -4,12 +4,14 @@
 mod apply;
 mod context;
 mod db;
+mod deliveries;
 mod demo_data;
 mod export;
 mod impact;
 mod plan;
 mod schema;
 mod segment;
+mod trigger;
 mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -80,6 +82,10 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Segment queries: members at an instant.
     Segment(segment::SegmentArgs),
+    /// Run a communication now: evaluate, enqueue, deliver, report counts.
+    Trigger(trigger::TriggerArgs),
+    /// The delivery outbox; `deliveries retry ID…` re-queues dead ones.
+    Deliveries(deliveries::DeliveriesArgs),
     /// Write the applied definitions as TOML files.
     Export(export::ExportArgs),
     /// Database maintenance.
@@ -99,6 +105,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply::run(global, args).await,
         Command::Export(args) => export::run(global, args).await,
         Command::Segment(args) => segment::run(global, args).await,
+        Command::Trigger(args) => trigger::run(global, args).await,
+        Command::Deliveries(args) => deliveries::run(global, args).await,
         Command::Db(args) => db::run(global, args).await,
         Command::DemoData(args) => demo_data::run(global, args).await,
         Command::Schema(args) => schema::run(args),

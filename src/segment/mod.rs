@@ -26,6 +26,8 @@ pub enum Bind {
     Time(DateTime<Utc>),
     /// A calendar date (SQLite: `YYYY-MM-DD` text; PostgreSQL: DATE).
     Date(NaiveDate),
+    /// An instant in segd's own tables (the store's timestamp encoding).
+    Stamp(DateTime<Utc>),
 }
 
 /// SQL text with `$N` placeholders and the values to bind, in order.
@@ -574,4 +576,122 @@ pub fn compile_impact(
         entering: sample(true),
         leaving: sample(false),
     }
+}
+
+/// What a trigger run asks of the database.
+pub struct RunSpec<'a> {
+    pub communication: &'a str,
+    pub channel: &'a str,
+    pub payment_reminder: bool,
+    /// The run's id and its occurrence's id (part of each idempotency key).
+    pub run_id: &'a str,
+    pub occurrence: &'a str,
+    /// The run's instant.
+    pub at: DateTime<Utc>,
+    /// Customers reached since this instant are skipped (`min_interval`).
+    pub reached_since: Option<DateTime<Utc>>,
+}
+
+/// The queries of one trigger run.
+pub struct RunQueries {
+    /// One row: how many customers the run would reach.
+    pub recipients: Query,
+    /// Who would be reached and with which invoices: `id, name, email, invoice_id`.
+    pub preview: Query,
+    /// Writes every intended delivery into the outbox.
+    pub enqueue: Query,
+}
+
+/// Compiles a trigger run: `email_invoice` is one delivery per unpaid invoice of
+/// a member that this communication has not sent before; `payment_reminder` one
+/// per member with unpaid invoices due before the run's UTC date, listing them.
+pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> RunQueries {
+    let build = |f: &dyn Fn(&mut Builder, &str) -> String| -> Query {
+        let mut b = Builder {
+            dialect,
+            binds: Vec::new(),
+        };
+        let candidates = candidates(&mut b, segment, spec);
+        let sql = f(&mut b, &candidates);
+        Query {
+            sql,
+            binds: b.binds,
+        }
+    };
+    let recipients =
+        build(&|_, cand| format!("SELECT COUNT(DISTINCT x.customer_id) FROM ({cand}) x"));
+    let preview = build(&|_, cand| {
+        format!(
+            "SELECT c.id, c.name, c.email, x.invoice_id FROM ({cand}) x JOIN customers c ON c.id = x.customer_id \
+             ORDER BY c.id, x.invoice_id"
+        )
+    });
+    let enqueue = build(&|b, cand| {
+        let comm = b.text(spec.communication);
+        let occ = b.text(spec.occurrence);
+        let run = b.text(spec.run_id);
+        let channel = b.text(spec.channel);
+        let at = b.bind(Bind::Stamp(spec.at));
+        let now = b.bind(Bind::Stamp(Utc::now()));
+        let (list_one, list_agg) = match dialect {
+            Dialect::Sqlite => (
+                "json_array(x.invoice_id)".to_string(),
+                "json_group_array(x.invoice_id ORDER BY x.invoice_id)".to_string(),
+            ),
+            Dialect::Postgres => (
+                "json_build_array(x.invoice_id)::text".to_string(),
+                "json_agg(x.invoice_id ORDER BY x.invoice_id)::text".to_string(),
+            ),
+        };
+        let cols = "idempotency_key, run_id, communication, channel, customer_id, invoice_id, invoice_ids, \
+                    occurred_at, status, attempts, next_attempt_at, created_at";
+        if spec.payment_reminder {
+            format!(
+                "INSERT INTO segd_outbox ({cols}) SELECT {comm} || ':' || {occ} || ':' || x.customer_id, {run}, {comm}, \
+                 {channel}, x.customer_id, NULL, {list_agg}, {at}, 'pending', 0, {now}, {now} FROM ({cand}) x \
+                 GROUP BY x.customer_id"
+            )
+        } else {
+            format!(
+                "INSERT INTO segd_outbox ({cols}) SELECT {comm} || ':' || {occ} || ':' || x.customer_id || ':' || x.invoice_id, \
+                 {run}, {comm}, {channel}, x.customer_id, x.invoice_id, {list_one}, {at}, 'pending', 0, {now}, {now} \
+                 FROM ({cand}) x"
+            )
+        }
+    });
+    RunQueries {
+        recipients,
+        preview,
+        enqueue,
+    }
+}
+
+/// `customer_id, invoice_id` of every intended delivery's invoices.
+fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String {
+    let today = spec.at.date_naive();
+    let predicate = segment_predicate(b, segment, today);
+    let unpaid = b.list(&UNPAID.map(String::from));
+    let comm = b.text(spec.communication);
+    let event_rule = if spec.payment_reminder {
+        let t = b.bind(Bind::Date(today));
+        format!("i.due_date < {t}")
+    } else {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM segd_outbox o WHERE o.communication = {comm} AND o.invoice_id = i.id)"
+        )
+    };
+    let interval = match spec.reached_since {
+        Some(since) => {
+            let s = b.bind(Bind::Stamp(since));
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM segd_outbox r WHERE r.communication = {comm} AND r.customer_id = c.id \
+                 AND r.created_at > {s} AND r.status <> 'dead')"
+            )
+        }
+        None => String::new(),
+    };
+    format!(
+        "SELECT c.id AS customer_id, i.id AS invoice_id FROM customers c JOIN invoices i ON i.customer_id = c.id \
+         WHERE ({predicate}) AND i.status IN ({unpaid}) AND {event_rule}{interval}"
+    )
 }

@@ -13,7 +13,7 @@ pub struct Member {
     pub email: Option<String>,
 }
 
-fn sqlite_args(binds: &[Bind]) -> sqlx::sqlite::SqliteArguments {
+pub(super) fn sqlite_args(binds: &[Bind]) -> sqlx::sqlite::SqliteArguments {
     use sqlx::Arguments as _;
     let mut args = sqlx::sqlite::SqliteArguments::default();
     for b in binds {
@@ -25,12 +25,13 @@ fn sqlite_args(binds: &[Bind]) -> sqlx::sqlite::SqliteArguments {
             Bind::Bool(v) => args.add(i64::from(*v)),
             Bind::Time(t) => args.add(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
             Bind::Date(d) => args.add(d.format("%Y-%m-%d").to_string()),
+            Bind::Stamp(t) => args.add(*t),
         };
     }
     args
 }
 
-fn pg_args(binds: &[Bind]) -> Result<sqlx::postgres::PgArguments, StoreError> {
+pub(super) fn pg_args(binds: &[Bind]) -> Result<sqlx::postgres::PgArguments, StoreError> {
     use sqlx::Arguments as _;
     let mut args = sqlx::postgres::PgArguments::default();
     for b in binds {
@@ -41,6 +42,7 @@ fn pg_args(binds: &[Bind]) -> Result<sqlx::postgres::PgArguments, StoreError> {
             Bind::Bool(v) => args.add(*v),
             Bind::Time(t) => args.add(*t),
             Bind::Date(d) => args.add(*d),
+            Bind::Stamp(t) => args.add(*t),
         }
         .map_err(|e| StoreError::Db(sqlx::Error::Encode(e)))?;
     }

@@ -3,6 +3,7 @@
 
 pub mod billing;
 mod members;
+pub mod outbox;
 mod postgres;
 mod sqlite;
 

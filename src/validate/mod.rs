@@ -255,5 +255,36 @@ pub fn stored_segment(spec: &str) -> Option<crate::model::Segment> {
         .map(|s| s.def)
 }
 
+/// Templates served from an applied definition's stored copies.
+struct StoredTemplates<'a>(&'a BTreeMap<String, String>);
+
+impl TemplateSource for StoredTemplates<'_> {
+    fn read(&self, path: &str) -> Result<(String, String), String> {
+        self.0
+            .get(path)
+            .map(|t| (path.to_string(), t.clone()))
+            .ok_or_else(|| "not stored with the definition".to_string())
+    }
+}
+
+/// Parses a stored canonical communication definition back into the model,
+/// reading its templates from the stored copies.
+pub fn stored_communication(
+    spec: &str,
+    templates: &BTreeMap<String, String>,
+) -> Option<crate::model::Communication> {
+    let file = SourceFile {
+        path: "segd_definitions".into(),
+        display: "segd_definitions".into(),
+        text: spec.to_string(),
+    };
+    let mut diags = Vec::new();
+    let parsed = communication::parse(&file, &StoredTemplates(templates), &mut diags)?;
+    if diags.iter().any(Diagnostic::is_error) {
+        return None;
+    }
+    parsed.def
+}
+
 #[cfg(test)]
 mod tests;

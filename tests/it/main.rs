@@ -3,5 +3,7 @@
 
 mod cli_plan;
 mod cli_validate;
+mod demo_data;
 mod props;
+mod segments;
 mod support;

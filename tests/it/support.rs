@@ -173,3 +173,105 @@ pub fn segd_cmd() -> assert_cmd::Command {
         .env_remove("SEGD_SMTP_URL");
     cmd
 }
+
+/// A fresh PostgreSQL database with a random name, made through the admin URL in
+/// `SEGD_TEST_POSTGRES_URL` and dropped (`WITH (FORCE)`) by [`PgTestDb::cleanup`],
+/// or on drop when a test panicked before it.
+pub struct PgTestDb {
+    /// The URL of the new database.
+    pub url: String,
+    admin_url: String,
+    name: String,
+    dropped: bool,
+}
+
+/// A fresh database when `SEGD_TEST_POSTGRES_URL` is set; otherwise `None`, after
+/// saying on stderr that `test` was skipped. In CI (`CI` set) the variable is
+/// required, so PostgreSQL tests never skip silently there.
+pub async fn fresh_pg_db(test: &str) -> Option<PgTestDb> {
+    let Some(admin_url) = std::env::var("SEGD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: SEGD_TEST_POSTGRES_URL must be set in CI"
+        );
+        eprintln!("{test}: skipped, SEGD_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let name = format!(
+        "segd_test_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut url = url::Url::parse(&admin_url).expect("SEGD_TEST_POSTGRES_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    pg_admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
+    Some(PgTestDb {
+        url: url.to_string(),
+        admin_url,
+        name,
+        dropped: false,
+    })
+}
+
+/// Runs one statement (made of generated identifiers only) on the admin database.
+async fn pg_admin(admin_url: &str, sql: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to SEGD_TEST_POSTGRES_URL");
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+}
+
+impl PgTestDb {
+    /// A connection pool on the database (for checking what a command wrote).
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Drops the database.
+    pub async fn cleanup(mut self) {
+        self.dropped = true;
+        pg_admin(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        // Not cleaned up (the test panicked): drop it from a thread of its own,
+        // which may block where an async test cannot.
+        let admin_url = self.admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(pg_admin(&admin_url, &sql));
+            }
+        })
+        .join();
+    }
+}

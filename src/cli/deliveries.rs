@@ -1,0 +1,93 @@
+use super::context::{database_url, file_settings, report, with_store};
+use super::{Global, exit};
+use crate::store::outbox::DeliveryFilter;
+use clap::{Args, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DeliveriesArgs {
+    #[command(subcommand)]
+    pub command: Option<DeliveriesCommand>,
+    /// Only this communication's deliveries.
+    #[arg(long, value_name = "NAME")]
+    pub communication: Option<String>,
+    /// Only deliveries in this status.
+    #[arg(long, value_parser = ["pending", "sending", "sent", "failed", "dead"])]
+    pub status: Option<String>,
+    /// At most this many rows.
+    #[arg(long)]
+    pub limit: Option<i64>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// Re-queue dead or failed deliveries, by id or idempotency key.
+    Retry {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+}
+
+pub async fn run(global: &Global, args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
+    let settings = file_settings(global)?;
+    with_store(&database_url(global, &settings), async |store| {
+        if let Some(DeliveriesCommand::Retry { ids }) = &args.command {
+            return match store.retry_deliveries(ids).await {
+                Ok(n) => {
+                    println!("re-queued {n} of {} deliveries", ids.len());
+                    Ok(if n as usize == ids.len() {
+                        exit::ok()
+                    } else {
+                        exit::problem()
+                    })
+                }
+                Err(e) => Ok(report(&e)),
+            };
+        }
+        let filter = DeliveryFilter {
+            communication: args.communication.clone(),
+            status: args.status.clone(),
+            run_id: None,
+            limit: args.limit,
+        };
+        let rows = match store.deliveries(&filter).await {
+            Ok(r) => r,
+            Err(e) => return Ok(report(&e)),
+        };
+        match args.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            Format::Text => {
+                println!(
+                    "{:<8} {:<8} {:<24} {:<14} {:>8}  {}",
+                    "ID", "STATUS", "COMMUNICATION", "CUSTOMER", "ATTEMPTS", "KEY / LAST ERROR"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<8} {:<8} {:<24} {:<14} {:>8}  {}{}",
+                        r.id,
+                        r.status,
+                        r.communication,
+                        r.customer_id,
+                        r.attempts,
+                        r.idempotency_key,
+                        r.last_error
+                            .as_deref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Ok(exit::ok())
+    })
+    .await
+}

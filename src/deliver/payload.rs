@@ -1,0 +1,101 @@
+//! What a delivery carries: the webhook JSON body and the rendered email. Pure.
+
+use crate::model::{Body, Communication, Email};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A customer as deliveries and templates see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Customer {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub country: Option<String>,
+    pub custom_data: serde_json::Value,
+    pub created_at: Option<String>,
+}
+
+/// An invoice as deliveries and templates see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invoice {
+    pub id: String,
+    pub number: Option<String>,
+    pub status: Option<String>,
+    pub amount_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub due_date: Option<String>,
+    pub created_at: Option<String>,
+}
+
+/// What one delivery is about.
+pub struct Subject<'a> {
+    /// The idempotency key.
+    pub key: &'a str,
+    pub communication: &'a Communication,
+    pub segment_description: Option<&'a str>,
+    pub occurred_at: DateTime<Utc>,
+    pub customer: &'a Customer,
+    pub invoices: &'a [Invoice],
+}
+
+/// SPEC §3: `{id, communication, event, occurred_at, customer, invoices}`.
+pub fn webhook_body(s: &Subject<'_>) -> String {
+    let body = serde_json::json!({
+        "id": s.key,
+        "communication": s.communication.name.as_str(),
+        "event": s.communication.event.as_str(),
+        "occurred_at": s.occurred_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "customer": s.customer,
+        "invoices": s.invoices,
+    });
+    body.to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEmail {
+    pub subject: String,
+    pub body: String,
+}
+
+/// Renders subject and body with minijinja in strict mode: an unknown variable
+/// is an error, never an empty string in a customer's inbox.
+pub fn render_email(
+    email: &Email,
+    templates: &BTreeMap<String, String>,
+    s: &Subject<'_>,
+) -> Result<RenderedEmail, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let c = s.communication;
+    let ctx = minijinja::context! {
+        customer => minijinja::Value::from_serialize(s.customer),
+        invoices => minijinja::Value::from_serialize(s.invoices),
+        communication => minijinja::context! {
+            name => c.name.as_str(),
+            description => c.description.as_deref(),
+            event => c.event.as_str(),
+            channel => c.delivery.channel().as_str(),
+            segment => c.segment.as_str(),
+        },
+        segment => minijinja::context! {
+            name => c.segment.as_str(),
+            description => s.segment_description,
+        },
+    };
+    let render = |source: &str, what: &str| {
+        env.render_str(source, &ctx)
+            .map_err(|e| format!("rendering the {what} failed: {e}"))
+    };
+    let body_source = match &email.body {
+        Body::Inline(b) => b.as_str(),
+        Body::Template(path) => templates
+            .get(path)
+            .map(String::as_str)
+            .ok_or_else(|| format!("template {path} is not part of the applied definition"))?,
+    };
+    Ok(RenderedEmail {
+        subject: render(&email.subject, "subject")?.replace(['\r', '\n'], " "),
+        body: render(body_source, "body")?,
+    })
+}

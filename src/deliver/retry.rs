@@ -1,0 +1,74 @@
+//! When to try a delivery again. Pure: the caller hands in the randomness.
+
+use std::time::Duration;
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent,
+    /// Worth another attempt (408, 429, 5xx, timeouts, connection errors).
+    Retry {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// Never worth another attempt (other 4xx, a customer without email, …).
+    Permanent {
+        error: String,
+    },
+}
+
+/// The delay before the next attempt after `attempts` attempts failed, or `None`
+/// when the schedule is exhausted (the delivery is dead). `schedule[i]` is the
+/// delay before attempt `i + 1`; `jitter` in [0, 1) spreads it by ±10%; a
+/// `Retry-After` longer than the step is honoured.
+pub fn next_delay(
+    attempts: u32,
+    schedule: &[Duration],
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Option<Duration> {
+    let step = *schedule.get(usize::try_from(attempts).ok()?)?;
+    let factor = 0.9 + 0.2 * jitter.clamp(0.0, 1.0);
+    let jittered = step.mul_f64(factor);
+    Some(match retry_after {
+        Some(r) if r > jittered => r,
+        _ => jittered,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule() -> Vec<Duration> {
+        [0, 5, 300, 1800].map(Duration::from_secs).to_vec()
+    }
+
+    #[test]
+    fn follows_the_schedule_with_jitter() {
+        assert_eq!(
+            next_delay(1, &schedule(), None, 0.5),
+            Some(Duration::from_secs(5))
+        );
+        let d = next_delay(2, &schedule(), None, 0.0).expect("a step");
+        assert_eq!(d, Duration::from_secs(270));
+        let d = next_delay(2, &schedule(), None, 0.999).expect("a step");
+        assert!(d > Duration::from_secs(329) && d < Duration::from_secs(331));
+    }
+
+    #[test]
+    fn dead_after_the_last_step() {
+        assert_eq!(next_delay(4, &schedule(), None, 0.5), None);
+    }
+
+    #[test]
+    fn honours_a_longer_retry_after_only() {
+        let long = Some(Duration::from_secs(60));
+        assert_eq!(next_delay(1, &schedule(), long, 0.5), long);
+        let short = Some(Duration::from_secs(1));
+        assert_eq!(
+            next_delay(2, &schedule(), short, 0.5),
+            Some(Duration::from_secs(300))
+        );
+    }
+}

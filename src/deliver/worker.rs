@@ -1,0 +1,279 @@
+//! The delivery worker: claims due outbox rows, sends them with bounded
+//! concurrency, and marks the outcomes in one transaction per batch.
+
+use super::email::Mailer;
+use super::payload::{Customer, Invoice, Subject, render_email, webhook_body};
+use super::retry::{Attempt, next_delay};
+use super::webhook::{DEFAULT_TIMEOUT, Signer, WebhookSender};
+use crate::config::DeliveryConfig;
+use crate::model::{Communication, Delivery};
+use crate::plan::Kind;
+use crate::store::outbox::{Claimed, Mark};
+use crate::store::{AnyStore, Store, StoreError};
+use crate::validate::{stored_communication, stored_segment};
+use chrono::Utc;
+use futures_util::StreamExt as _;
+use std::collections::{BTreeMap, HashMap};
+
+/// Counts of what a drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub sent: u64,
+    /// Failed this time, to be tried again later.
+    pub retrying: u64,
+    /// Failed for good (e.g. HTTP 400).
+    pub failed: u64,
+    /// Failed on the last attempt of the schedule.
+    pub dead: u64,
+}
+
+impl Tally {
+    fn add(&mut self, m: &Mark) {
+        match m {
+            Mark::Sent => self.sent += 1,
+            Mark::Retry { .. } => self.retrying += 1,
+            Mark::Failed { .. } => self.failed += 1,
+            Mark::Dead { .. } => self.dead += 1,
+        }
+    }
+}
+
+/// An applied communication, ready to send.
+struct Loaded {
+    comm: Communication,
+    segment_description: Option<String>,
+    templates: BTreeMap<String, String>,
+    signer: Option<Result<Signer, String>>,
+}
+
+pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+pub struct Worker<'a> {
+    pub store: &'a AnyStore,
+    pub config: DeliveryConfig,
+    /// Who claims rows (`host:pid:…`).
+    pub me: String,
+    webhook: WebhookSender,
+    mailer: Mailer,
+    env: &'a Env,
+}
+
+impl<'a> Worker<'a> {
+    pub fn new(
+        store: &'a AnyStore,
+        config: DeliveryConfig,
+        me: String,
+        env: &'a Env,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            store,
+            webhook: WebhookSender::new()?,
+            mailer: Mailer::new(&config)?,
+            config,
+            me,
+            env,
+        })
+    }
+
+    async fn load(&self) -> Result<HashMap<String, Loaded>, StoreError> {
+        let applied = self.store.applied().await?;
+        let segments: HashMap<&str, Option<String>> = applied
+            .iter()
+            .filter(|a| a.def.kind == Kind::Segment)
+            .map(|a| {
+                let desc = stored_segment(&a.def.spec).and_then(|s| s.description);
+                (a.def.name.as_str(), desc)
+            })
+            .collect();
+        let mut out = HashMap::new();
+        for a in applied.iter().filter(|a| a.def.kind == Kind::Communication) {
+            let Some(comm) = stored_communication(&a.def.spec, &a.def.templates) else {
+                continue;
+            };
+            let signer = match &comm.delivery {
+                Delivery::Webhook(w) => Some(Signer::from_env(&w.secret_env, self.env)),
+                Delivery::Email(_) => None,
+            };
+            out.insert(
+                a.def.name.clone(),
+                Loaded {
+                    segment_description: segments.get(comm.segment.as_str()).cloned().flatten(),
+                    templates: a.def.templates.clone(),
+                    comm,
+                    signer,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Sends every due row (of one run, when given) until none is due; calls
+    /// `progress` after each batch.
+    pub async fn drain(
+        &self,
+        run_id: Option<&str>,
+        mut progress: impl FnMut(&Tally),
+    ) -> Result<Tally, StoreError> {
+        let comms = self.load().await?;
+        let mut tally = Tally::default();
+        let limit = i64::from(self.config.concurrency.max(1)) * 16;
+        loop {
+            let now = Utc::now();
+            let lease = chrono::TimeDelta::from_std(self.config.lease)
+                .unwrap_or(chrono::TimeDelta::seconds(60));
+            let batch = self
+                .store
+                .claim(&self.me, now, now + lease, limit, run_id)
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            let marks = self.send_batch(&comms, &batch).await?;
+            for (_, m) in &marks {
+                tally.add(m);
+            }
+            self.store.mark(&self.me, &marks).await?;
+            progress(&tally);
+        }
+        Ok(tally)
+    }
+
+    async fn send_batch(
+        &self,
+        comms: &HashMap<String, Loaded>,
+        batch: &[Claimed],
+    ) -> Result<Vec<(i64, Mark)>, StoreError> {
+        let mut customer_ids: Vec<String> = batch.iter().map(|r| r.customer_id.clone()).collect();
+        customer_ids.sort();
+        customer_ids.dedup();
+        let mut invoice_ids: Vec<String> = batch
+            .iter()
+            .flat_map(|r| r.invoice_ids.iter().cloned())
+            .collect();
+        invoice_ids.sort();
+        invoice_ids.dedup();
+        let customers: HashMap<String, Customer> = self
+            .store
+            .customers(&customer_ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let invoices: HashMap<String, Invoice> = self
+            .store
+            .invoices(&invoice_ids)
+            .await?
+            .into_iter()
+            .map(|i| (i.id.clone(), i))
+            .collect();
+        let sends = batch.iter().map(|row| {
+            let customers = &customers;
+            let invoices = &invoices;
+            async move {
+                let attempt = self.attempt(comms, customers, invoices, row).await;
+                (row.id, self.mark(row, attempt))
+            }
+        });
+        let concurrency = usize::try_from(self.config.concurrency)
+            .unwrap_or(16)
+            .max(1);
+        Ok(futures_util::stream::iter(sends)
+            .buffer_unordered(concurrency)
+            .collect()
+            .await)
+    }
+
+    fn mark(&self, row: &Claimed, attempt: Attempt) -> Mark {
+        match attempt {
+            Attempt::Sent => Mark::Sent,
+            Attempt::Permanent { error } => Mark::Failed { error },
+            Attempt::Retry { error, retry_after } => {
+                match next_delay(
+                    row.attempts,
+                    &self.config.retry_schedule,
+                    retry_after,
+                    rand::random::<f64>(),
+                ) {
+                    Some(d) => Mark::Retry {
+                        at: Utc::now()
+                            + chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX),
+                        error,
+                    },
+                    None => Mark::Dead {
+                        error: format!("{error} (after {} attempts)", row.attempts),
+                    },
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        comms: &HashMap<String, Loaded>,
+        customers: &HashMap<String, Customer>,
+        invoices: &HashMap<String, Invoice>,
+        row: &Claimed,
+    ) -> Attempt {
+        let Some(loaded) = comms.get(&row.communication) else {
+            return Attempt::Permanent {
+                error: format!("communication {} is no longer applied", row.communication),
+            };
+        };
+        let Some(customer) = customers.get(&row.customer_id) else {
+            return Attempt::Permanent {
+                error: format!("customer {} no longer exists", row.customer_id),
+            };
+        };
+        let invs: Vec<Invoice> = row
+            .invoice_ids
+            .iter()
+            .filter_map(|i| invoices.get(i).cloned())
+            .collect();
+        let subject = Subject {
+            key: &row.key,
+            communication: &loaded.comm,
+            segment_description: loaded.segment_description.as_deref(),
+            occurred_at: row.occurred_at,
+            customer,
+            invoices: &invs,
+        };
+        match &loaded.comm.delivery {
+            Delivery::Webhook(w) => {
+                let signer = match &loaded.signer {
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => {
+                        return Attempt::Retry {
+                            error: e.clone(),
+                            retry_after: None,
+                        };
+                    }
+                    None => {
+                        return Attempt::Permanent {
+                            error: "no signer for a webhook".into(),
+                        };
+                    }
+                };
+                let timeout = w
+                    .timeout
+                    .map_or(DEFAULT_TIMEOUT, crate::model::Duration::std);
+                self.webhook
+                    .send(&w.url, signer, &row.key, webhook_body(&subject), timeout)
+                    .await
+            }
+            Delivery::Email(e) => match render_email(e, &loaded.templates, &subject) {
+                Ok(m) => {
+                    self.mailer
+                        .send(
+                            &row.key,
+                            &e.from,
+                            customer.email.as_deref(),
+                            &m.subject,
+                            m.body,
+                        )
+                        .await
+                }
+                Err(error) => Attempt::Permanent { error },
+            },
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! Trigger runs and the delivery outbox: enqueue in one transaction, claim with
+//! a lease (SKIP LOCKED on PostgreSQL), mark results in batches.
+
+use super::members::{pg_args, sqlite_args};
+use super::{AnyStore, StoreError};
+use crate::deliver::payload::{Customer, Invoice};
+use crate::segment::Query;
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Row as _};
+
+/// A trigger run as recorded in `segd_trigger_runs`.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub id: String,
+    pub communication: String,
+    pub occurrence: String,
+    /// `manual` or `scheduled`.
+    pub kind: &'static str,
+    pub occurred_at: DateTime<Utc>,
+    pub late: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Enqueued,
+    /// Over `max_recipients`: nothing enqueued.
+    Held,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Enqueued => "enqueued",
+            RunStatus::Held => "held",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunResult {
+    pub status: RunStatus,
+    pub recipients: u64,
+    pub enqueued: u64,
+}
+
+/// A claimed outbox row.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub key: String,
+    pub communication: String,
+    pub customer_id: String,
+    pub invoice_ids: Vec<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// Attempts made, this one included.
+    pub attempts: u32,
+}
+
+/// How an attempt ends for the row.
+#[derive(Debug, Clone)]
+pub enum Mark {
+    Sent,
+    Retry { at: DateTime<Utc>, error: String },
+    Failed { error: String },
+    Dead { error: String },
+}
+
+/// A row of `segd deliveries`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub communication: String,
+    pub channel: String,
+    pub customer_id: String,
+    pub invoice_ids: Vec<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub communication: Option<String>,
+    pub status: Option<String>,
+    pub run_id: Option<String>,
+    pub limit: Option<i64>,
+}
+
+const CLAIM_COLUMNS: &str =
+    "id, idempotency_key, communication, customer_id, invoice_ids, occurred_at, attempts";
+
+macro_rules! decode_claimed {
+    ($row:expr) => {{
+        let row = $row;
+        let ids: String = row.try_get(4)?;
+        let attempts: i64 = row.try_get(6)?;
+        Claimed {
+            id: row.try_get(0)?,
+            key: row.try_get(1)?,
+            communication: row.try_get(2)?,
+            customer_id: row.try_get(3)?,
+            invoice_ids: serde_json::from_str(&ids).unwrap_or_default(),
+            occurred_at: row.try_get(5)?,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        }
+    }};
+}
+
+macro_rules! decode_delivery {
+    ($row:expr) => {{
+        let row = $row;
+        let ids: String = row.try_get(5)?;
+        Delivery {
+            id: row.try_get(0)?,
+            idempotency_key: row.try_get(1)?,
+            communication: row.try_get(2)?,
+            channel: row.try_get(3)?,
+            customer_id: row.try_get(4)?,
+            invoice_ids: serde_json::from_str(&ids).unwrap_or_default(),
+            status: row.try_get(6)?,
+            attempts: row.try_get(7)?,
+            next_attempt_at: row.try_get(8)?,
+            last_error: row.try_get(9)?,
+            created_at: row.try_get(10)?,
+            sent_at: row.try_get(11)?,
+        }
+    }};
+}
+
+impl AnyStore {
+    /// Records the run and, unless it is over `max_recipients`, writes every
+    /// intended delivery — all in one transaction.
+    pub async fn enqueue_run(
+        &self,
+        run: &Run,
+        recipients: &Query,
+        enqueue: &Query,
+        max_recipients: Option<u64>,
+    ) -> Result<RunResult, StoreError> {
+        macro_rules! body {
+            ($pool:expr, $begin:expr, $args:path) => {{
+                let mut tx = $pool.begin_with($begin).await?;
+                let n: i64 = sqlx::query_scalar_with(AssertSqlSafe(recipients.sql.clone()), $args(&recipients.binds)?)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let n = u64::try_from(n).unwrap_or(0);
+                let held = max_recipients.is_some_and(|m| n > m);
+                let enqueued = if held {
+                    0
+                } else {
+                    sqlx::query_with(AssertSqlSafe(enqueue.sql.clone()), $args(&enqueue.binds)?)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                };
+                let status = if held { RunStatus::Held } else { RunStatus::Enqueued };
+                let now = Utc::now();
+                sqlx::query(
+                    "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, occurred_at, started_at, \
+                     finished_at, status, late, recipients, enqueued) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&run.id)
+                .bind(&run.communication)
+                .bind(&run.occurrence)
+                .bind(run.kind)
+                .bind(run.occurred_at)
+                .bind(now)
+                .bind(now)
+                .bind(status.as_str())
+                .bind(run.late)
+                .bind(i64::try_from(n).unwrap_or(i64::MAX))
+                .bind(i64::try_from(enqueued).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(RunResult { status, recipients: n, enqueued })
+            }};
+        }
+        fn ok_sqlite(
+            b: &[crate::segment::Bind],
+        ) -> Result<sqlx::sqlite::SqliteArguments, StoreError> {
+            Ok(sqlite_args(b))
+        }
+        match self {
+            AnyStore::Sqlite(s) => body!(s.pool, "BEGIN IMMEDIATE", ok_sqlite),
+            AnyStore::Postgres(s) => body!(s.pool, "BEGIN", pg_args),
+        }
+    }
+
+    /// Records a run that failed before enqueueing anything (e.g. a missing secret).
+    pub async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let sql = "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, occurred_at, started_at, \
+                   finished_at, status, late, error) VALUES ($1, $2, $3, $4, $5, $6, $7, 'failed', $8, $9)";
+        macro_rules! run_it {
+            ($pool:expr) => {
+                sqlx::query(sql)
+                    .bind(&run.id)
+                    .bind(&run.communication)
+                    .bind(&run.occurrence)
+                    .bind(run.kind)
+                    .bind(run.occurred_at)
+                    .bind(now)
+                    .bind(now)
+                    .bind(run.late)
+                    .bind(error)
+                    .execute(&$pool)
+                    .await?
+                    .rows_affected()
+            };
+        }
+        match self {
+            AnyStore::Sqlite(s) => run_it!(s.pool),
+            AnyStore::Postgres(s) => run_it!(s.pool),
+        };
+        Ok(())
+    }
+
+    /// Claims up to `limit` due rows (pending and due, or sending with an expired
+    /// lease) for `me` until `lease_until`.
+    pub async fn claim(
+        &self,
+        me: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        run_id: Option<&str>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let run_filter = if run_id.is_some() {
+            " AND run_id = $5"
+        } else {
+            ""
+        };
+        let due = "((status = 'pending' AND next_attempt_at <= $3) OR (status = 'sending' AND claimed_until < $3))";
+        let mut rows = Vec::new();
+        match self {
+            AnyStore::Sqlite(s) => {
+                let sql = format!(
+                    "UPDATE segd_outbox SET status = 'sending', claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
+                     WHERE id IN (SELECT id FROM segd_outbox WHERE {due}{run_filter} ORDER BY next_attempt_at, id LIMIT $4) \
+                     RETURNING {CLAIM_COLUMNS}"
+                );
+                let mut tx = s.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(me)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit);
+                let q = match run_id {
+                    Some(r) => q.bind(r),
+                    None => q,
+                };
+                for row in q.fetch_all(&mut *tx).await? {
+                    rows.push(decode_claimed!(row));
+                }
+                tx.commit().await?;
+            }
+            AnyStore::Postgres(s) => {
+                let sql = format!(
+                    "UPDATE segd_outbox SET status = 'sending', claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
+                     WHERE id IN (SELECT id FROM segd_outbox WHERE {due}{run_filter} ORDER BY next_attempt_at, id LIMIT $4 \
+                     FOR UPDATE SKIP LOCKED) RETURNING {CLAIM_COLUMNS}"
+                );
+                let q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(me)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit);
+                let q = match run_id {
+                    Some(r) => q.bind(r),
+                    None => q,
+                };
+                for row in q.fetch_all(&s.pool).await? {
+                    rows.push(decode_claimed!(row));
+                }
+            }
+        }
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    /// Writes the outcomes of a batch in one transaction; rows another sender
+    /// has claimed since (after this one's lease expired) are left alone.
+    pub async fn mark(&self, me: &str, marks: &[(i64, Mark)]) -> Result<(), StoreError> {
+        let now = Utc::now();
+        macro_rules! body {
+            ($pool:expr, $begin:expr) => {{
+                let mut tx = $pool.begin_with($begin).await?;
+                for (id, mark) in marks {
+                    let (status, next, error): (&str, Option<DateTime<Utc>>, Option<&str>) = match mark {
+                        Mark::Sent => ("sent", None, None),
+                        Mark::Retry { at, error } => ("pending", Some(*at), Some(error)),
+                        Mark::Failed { error } => ("failed", None, Some(error)),
+                        Mark::Dead { error } => ("dead", None, Some(error)),
+                    };
+                    sqlx::query(
+                        "UPDATE segd_outbox SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
+                         last_error = $3, claimed_by = NULL, claimed_until = NULL, \
+                         sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END \
+                         WHERE id = $5 AND claimed_by = $6 AND status = 'sending'",
+                    )
+                    .bind(status)
+                    .bind(next)
+                    .bind(error)
+                    .bind(now)
+                    .bind(*id)
+                    .bind(me)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }};
+        }
+        match self {
+            AnyStore::Sqlite(s) => body!(s.pool, "BEGIN IMMEDIATE"),
+            AnyStore::Postgres(s) => body!(s.pool, "BEGIN"),
+        }
+        Ok(())
+    }
+
+    /// The customers with these ids, in the shapes deliveries use.
+    pub async fn customers(&self, ids: &[String]) -> Result<Vec<Customer>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        macro_rules! decode {
+            ($row:expr) => {{
+                let row = $row;
+                let custom: Option<String> = row.try_get(4)?;
+                out.push(Customer {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    email: row.try_get(2)?,
+                    country: row.try_get(3)?,
+                    custom_data: custom
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or(serde_json::Value::Object(Default::default())),
+                    created_at: row.try_get(5)?,
+                });
+            }};
+        }
+        match self {
+            AnyStore::Sqlite(s) => {
+                for chunk in ids.chunks(500) {
+                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "SELECT id, name, email, country, custom_data, CAST(created_at AS TEXT) FROM customers WHERE id IN ({})",
+                        marks.join(", ")
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    for row in q.fetch_all(&s.pool).await? {
+                        decode!(row);
+                    }
+                }
+            }
+            AnyStore::Postgres(s) => {
+                let rows = sqlx::query(
+                    "SELECT id, name, email, country, custom_data::text, \
+                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                     FROM customers WHERE id = ANY($1)",
+                )
+                .bind(ids)
+                .fetch_all(&s.pool)
+                .await?;
+                for row in rows {
+                    decode!(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The invoices with these ids.
+    pub async fn invoices(&self, ids: &[String]) -> Result<Vec<Invoice>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        macro_rules! decode {
+            ($row:expr) => {{
+                let row = $row;
+                out.push(Invoice {
+                    id: row.try_get(0)?,
+                    number: row.try_get(1)?,
+                    status: row.try_get(2)?,
+                    amount_cents: row.try_get(3)?,
+                    currency: row.try_get(4)?,
+                    due_date: row.try_get(5)?,
+                    created_at: row.try_get(6)?,
+                });
+            }};
+        }
+        match self {
+            AnyStore::Sqlite(s) => {
+                for chunk in ids.chunks(500) {
+                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "SELECT id, number, status, amount_cents, currency, CAST(due_date AS TEXT), CAST(created_at AS TEXT) \
+                         FROM invoices WHERE id IN ({})",
+                        marks.join(", ")
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    for row in q.fetch_all(&s.pool).await? {
+                        decode!(row);
+                    }
+                }
+            }
+            AnyStore::Postgres(s) => {
+                let rows = sqlx::query(
+                    "SELECT id, number, status, amount_cents, currency, due_date::text, \
+                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                     FROM invoices WHERE id = ANY($1)",
+                )
+                .bind(ids)
+                .fetch_all(&s.pool)
+                .await?;
+                for row in rows {
+                    decode!(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Outbox rows, newest last.
+    pub async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        let sql = "SELECT id, idempotency_key, communication, channel, customer_id, invoice_ids, status, attempts, \
+                   next_attempt_at, last_error, created_at, sent_at FROM segd_outbox \
+                   WHERE ($1 IS NULL OR communication = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR run_id = $3) \
+                   ORDER BY id LIMIT $4";
+        let limit = f.limit.unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        match self {
+            AnyStore::Sqlite(s) => {
+                let rows = sqlx::query(sql)
+                    .bind(&f.communication)
+                    .bind(&f.status)
+                    .bind(&f.run_id)
+                    .bind(limit)
+                    .fetch_all(&s.pool)
+                    .await?;
+                for row in rows {
+                    out.push(decode_delivery!(row));
+                }
+            }
+            AnyStore::Postgres(s) => {
+                let sql = sql
+                    .replace("$1 IS NULL", "$1::text IS NULL")
+                    .replace("$2 IS NULL", "$2::text IS NULL")
+                    .replace("$3 IS NULL", "$3::text IS NULL");
+                let rows = sqlx::query(AssertSqlSafe(sql))
+                    .bind(&f.communication)
+                    .bind(&f.status)
+                    .bind(&f.run_id)
+                    .bind(limit)
+                    .fetch_all(&s.pool)
+                    .await?;
+                for row in rows {
+                    out.push(decode_delivery!(row));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-queues dead or failed deliveries (by id or idempotency key); returns how many.
+    pub async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError> {
+        let now = Utc::now();
+        let sql = "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL \
+                   WHERE status IN ('dead', 'failed') AND (CAST(id AS TEXT) = $2 OR idempotency_key = $2)";
+        let mut n = 0;
+        for id in ids {
+            n += match self {
+                AnyStore::Sqlite(s) => sqlx::query(sql)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&s.pool)
+                    .await?
+                    .rows_affected(),
+                AnyStore::Postgres(s) => sqlx::query(sql)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&s.pool)
+                    .await?
+                    .rows_affected(),
+            };
+        }
+        Ok(n)
+    }
+}

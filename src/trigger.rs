@@ -1,0 +1,160 @@
+//! A trigger run: evaluate the segment at the run's instant, apply the event's
+//! rules, and write every intended delivery into the outbox in one transaction.
+//! Sending is the delivery worker's job.
+
+use crate::deliver::webhook::Signer;
+use crate::model::{Communication, Delivery, Event, Segment};
+use crate::plan::Kind;
+use crate::segment::{Dialect, RunSpec, compile_run};
+use crate::store::outbox::{Run, RunResult};
+use crate::store::{AnyStore, Member, Store, StoreError};
+use crate::validate::{stored_communication, stored_segment};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no applied communication `{0}`; run `segd apply` first")]
+    Unknown(String),
+    #[error("communication `{0}` is disabled (enabled = false)")]
+    Disabled(String),
+    #[error("communication `{0}` names segment `{1}`, which is not applied")]
+    NoSegment(String, String),
+    /// The run was recorded as failed (e.g. its webhook secret is missing).
+    #[error("communication `{0}` failed: {1}")]
+    Failed(String, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which occurrence a run is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Occasion {
+    /// On request, now.
+    Manual,
+    /// A cron occurrence; `late` when it runs after downtime.
+    Scheduled { at: DateTime<Utc>, late: bool },
+}
+
+/// An applied communication and its segment.
+pub struct Target {
+    pub communication: Communication,
+    pub segment: Segment,
+}
+
+pub async fn load_target(store: &AnyStore, name: &str) -> Result<Target, TriggerError> {
+    let applied = store.applied().await?;
+    let comm = applied
+        .iter()
+        .find(|a| a.def.kind == Kind::Communication && a.def.name == name)
+        .and_then(|a| stored_communication(&a.def.spec, &a.def.templates))
+        .ok_or_else(|| TriggerError::Unknown(name.to_string()))?;
+    let segment = applied
+        .iter()
+        .find(|a| a.def.kind == Kind::Segment && a.def.name == comm.segment.as_str())
+        .and_then(|a| stored_segment(&a.def.spec))
+        .ok_or_else(|| TriggerError::NoSegment(name.to_string(), comm.segment.to_string()))?;
+    Ok(Target {
+        communication: comm,
+        segment,
+    })
+}
+
+fn dialect(store: &AnyStore) -> Dialect {
+    match store {
+        AnyStore::Sqlite(_) => Dialect::Sqlite,
+        AnyStore::Postgres(_) => Dialect::Postgres,
+    }
+}
+
+/// The run's identity: its occurrence id (part of every idempotency key).
+fn occurrence_id(occasion: Occasion, now: DateTime<Utc>) -> String {
+    match occasion {
+        Occasion::Manual => format!(
+            "manual-{}-{:04x}",
+            now.format("%Y%m%dT%H%M%S%.6fZ"),
+            rand::random::<u16>()
+        ),
+        Occasion::Scheduled { at, .. } => at.format("%Y%m%dT%H%M%SZ").to_string(),
+    }
+}
+
+pub struct Prepared<'a> {
+    pub run: Run,
+    pub spec_at: DateTime<Utc>,
+    target: &'a Target,
+}
+
+impl Prepared<'_> {
+    fn spec(&self) -> RunSpec<'_> {
+        let c = &self.target.communication;
+        RunSpec {
+            communication: c.name.as_str(),
+            channel: c.delivery.channel().as_str(),
+            payment_reminder: c.event == Event::PaymentReminder,
+            run_id: &self.run.id,
+            occurrence: &self.run.occurrence,
+            at: self.spec_at,
+            reached_since: c
+                .min_interval
+                .and_then(|d| chrono::TimeDelta::try_seconds(i64::try_from(d.as_secs()).ok()?))
+                .map(|d| self.spec_at - d),
+        }
+    }
+}
+
+pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
+    let now = Utc::now();
+    let (at, late, kind) = match occasion {
+        Occasion::Manual => (now, false, "manual"),
+        Occasion::Scheduled { at, late } => (at, late, "scheduled"),
+    };
+    let occurrence = occurrence_id(occasion, now);
+    let name = target.communication.name.as_str();
+    Prepared {
+        run: Run {
+            id: format!("{name}:{occurrence}"),
+            communication: name.to_string(),
+            occurrence,
+            kind,
+            occurred_at: at,
+            late,
+        },
+        spec_at: at,
+        target,
+    }
+}
+
+/// Who a run would reach, and with which invoices, without writing anything.
+pub async fn preview(
+    store: &AnyStore,
+    prepared: &Prepared<'_>,
+    mut each: impl FnMut(Member) -> std::io::Result<()>,
+) -> Result<u64, StoreError> {
+    let q = compile_run(&prepared.target.segment, &prepared.spec(), dialect(store));
+    store.members(&q.preview, &mut each).await
+}
+
+/// Checks the communication can send, then records the run and enqueues.
+pub async fn enqueue(
+    store: &AnyStore,
+    prepared: &Prepared<'_>,
+    allow_over_limit: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RunResult, TriggerError> {
+    let c = &prepared.target.communication;
+    if let Delivery::Webhook(w) = &c.delivery
+        && let Err(e) = Signer::from_env(&w.secret_env, env)
+    {
+        store.record_failed_run(&prepared.run, &e).await?;
+        return Err(TriggerError::Failed(c.name.to_string(), e));
+    }
+    let q = compile_run(&prepared.target.segment, &prepared.spec(), dialect(store));
+    let max = if allow_over_limit {
+        None
+    } else {
+        c.max_recipients
+    };
+    Ok(store
+        .enqueue_run(&prepared.run, &q.recipients, &q.enqueue, max)
+        .await?)
+}
