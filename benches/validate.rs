@@ -7,7 +7,8 @@
 //! end when `target/release/segd` exists. Target: under 300 ms for 10,000 files.
 //!
 //! Knobs: `SEGD_BENCH_SEGMENTS` (8000), `SEGD_BENCH_COMMUNICATIONS` (2000),
-//! `SEGD_BENCH_ITERS` (10).
+//! `SEGD_BENCH_ITERS` (10), `SEGD_BENCH_DIR` (generate there and keep the tree,
+//! e.g. to profile `segd validate` on it; default: a temporary folder).
 
 use segd::canonical;
 use segd::model::fields::COUNTRIES;
@@ -190,7 +191,8 @@ fn segment(rng: &mut Rng, i: usize) -> Segment {
 fn communication(rng: &mut Rng, i: usize, segments: &[Name]) -> Communication {
     let trigger = if rng.chance(70) {
         Trigger::Automatic {
-            schedule: Schedule::parse(rng.pick(SCHEDULES)).unwrap_or_else(|e| panic!("{e}")),
+            schedule: Schedule::parse(rng.pick::<&str>(SCHEDULES))
+                .unwrap_or_else(|e| panic!("{e}")),
             timezone: rng.pick(ZONES).parse().unwrap_or(chrono_tz::UTC),
         }
     } else {
@@ -312,7 +314,8 @@ fn main() {
         env_or("SEGD_BENCH_ITERS", 10).max(1)
     };
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary folder: {e}"));
-    let dir = tmp.path();
+    let kept = std::env::var_os("SEGD_BENCH_DIR").map(PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(tmp.path());
 
     let t = Instant::now();
     let (n_seg, n_comm) = generate(dir, n_seg, n_comm);

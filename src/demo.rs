@@ -14,6 +14,7 @@ use chrono::{DateTime, Datelike as _, NaiveDate, NaiveTime, TimeDelta, Timelike 
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub struct Connector {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
-    pub id: String,
+    pub id: Arc<str>,
     pub name: String,
     pub email: Option<String>,
     pub country: Option<&'static str>,
@@ -53,14 +54,14 @@ pub struct Customer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerConnector {
-    pub customer_id: String,
+    pub customer_id: Arc<str>,
     pub connector_id: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentMethod {
     pub id: String,
-    pub customer_id: String,
+    pub customer_id: Arc<str>,
     /// The `type` column.
     pub kind: &'static str,
     pub status: &'static str,
@@ -71,7 +72,7 @@ pub struct PaymentMethod {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {
     pub id: String,
-    pub customer_id: String,
+    pub customer_id: Arc<str>,
     pub number: String,
     pub status: &'static str,
     pub amount_cents: i64,
@@ -83,7 +84,7 @@ pub struct Invoice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Monitor {
     pub id: String,
-    pub customer_id: String,
+    pub customer_id: Arc<str>,
     pub name: &'static str,
     pub state: &'static str,
     pub updated_at: DateTime<Utc>,
@@ -711,7 +712,8 @@ impl Generator {
     /// Customer number `number` (1-based) and its related rows.
     fn customer(&mut self, number: u64, out: &mut Batch) {
         let mut d = self.dice(number);
-        let id = format!("cus_{number:06}");
+        // Shared by the customer's rows.
+        let id: Arc<str> = Arc::from(format!("cus_{number:06}"));
 
         // Older customers are rarer: the minimum of two uniform draws.
         let age_days = 1 + d.below(MAX_AGE_DAYS).min(d.below(MAX_AGE_DAYS));
@@ -814,7 +816,7 @@ impl Generator {
     fn payment_methods_for(
         &mut self,
         d: &mut Dice,
-        customer_id: &str,
+        customer_id: &Arc<str>,
         country: Option<&Country>,
         plan: &str,
         linked: &[&'static Connector],
@@ -857,7 +859,7 @@ impl Generator {
             self.payment_methods += 1;
             out.payment_methods.push(PaymentMethod {
                 id: format!("pm_{:07}", self.payment_methods),
-                customer_id: customer_id.to_string(),
+                customer_id: customer_id.clone(),
                 kind,
                 status,
                 connector_id,
@@ -881,7 +883,7 @@ impl Generator {
     fn invoices_for(
         &mut self,
         d: &mut Dice,
-        customer_id: &str,
+        customer_id: &Arc<str>,
         country: Option<&Country>,
         plan: &str,
         seats: u64,
@@ -935,7 +937,7 @@ impl Generator {
             self.invoices += 1;
             out.invoices.push(Invoice {
                 id: format!("inv_{:07}", self.invoices),
-                customer_id: customer_id.to_string(),
+                customer_id: customer_id.clone(),
                 number: format!("INV-{}-{:06}", created_date.year(), self.invoices),
                 status,
                 amount_cents,
@@ -949,7 +951,7 @@ impl Generator {
     fn monitors_for(
         &mut self,
         d: &mut Dice,
-        customer_id: &str,
+        customer_id: &Arc<str>,
         plan: &str,
         customer_created: DateTime<Utc>,
         out: &mut Batch,
@@ -982,7 +984,7 @@ impl Generator {
             self.monitors += 1;
             out.monitors.push(Monitor {
                 id: format!("mon_{:07}", self.monitors),
-                customer_id: customer_id.to_string(),
+                customer_id: customer_id.clone(),
                 name: MONITOR_NAMES[k],
                 state,
                 updated_at,
@@ -1284,14 +1286,17 @@ mod tests {
     #[test]
     fn ids_are_unique_and_numbered() {
         let b = flat(11, 2_000, 300);
-        assert_eq!(b.customers[0].id, "cus_000001");
-        assert_eq!(b.customers[1999].id, "cus_002000");
-        let unique = |ids: Vec<&String>| ids.len() == ids.iter().collect::<BTreeSet<_>>().len();
-        assert!(unique(b.customers.iter().map(|c| &c.id).collect()));
-        assert!(unique(b.payment_methods.iter().map(|c| &c.id).collect()));
-        assert!(unique(b.invoices.iter().map(|c| &c.id).collect()));
-        assert!(unique(b.invoices.iter().map(|c| &c.number).collect()));
-        assert!(unique(b.monitors.iter().map(|c| &c.id).collect()));
+        assert_eq!(&*b.customers[0].id, "cus_000001");
+        assert_eq!(&*b.customers[1999].id, "cus_002000");
+        fn unique<'a>(ids: impl Iterator<Item = &'a str>) -> bool {
+            let ids: Vec<&str> = ids.collect();
+            ids.len() == ids.iter().collect::<BTreeSet<_>>().len()
+        }
+        assert!(unique(b.customers.iter().map(|c| c.id.as_ref())));
+        assert!(unique(b.payment_methods.iter().map(|c| c.id.as_str())));
+        assert!(unique(b.invoices.iter().map(|c| c.id.as_str())));
+        assert!(unique(b.invoices.iter().map(|c| c.number.as_str())));
+        assert!(unique(b.monitors.iter().map(|c| c.id.as_str())));
         assert_eq!(b.invoices[0].id, "inv_0000001");
         let links: BTreeSet<_> = b
             .customer_connectors
@@ -1309,7 +1314,7 @@ mod tests {
     fn invariants_hold() {
         let b = flat(42, 3_000, 1_000);
         let connectors: BTreeSet<&str> = CONNECTORS.iter().map(|c| c.id).collect();
-        let customers: BTreeSet<&str> = b.customers.iter().map(|c| c.id.as_str()).collect();
+        let customers: BTreeSet<&str> = b.customers.iter().map(|c| c.id.as_ref()).collect();
         for c in CONNECTORS {
             assert!(CONNECTIONS.contains(&c.connection));
         }
@@ -1318,7 +1323,7 @@ mod tests {
         for m in &b.payment_methods {
             assert!(PAYMENT_TYPES.contains(&m.kind), "{m:?}");
             assert!(PAYMENT_STATUSES.contains(&m.status), "{m:?}");
-            assert!(customers.contains(m.customer_id.as_str()));
+            assert!(customers.contains(m.customer_id.as_ref()));
             if let Some(c) = m.connector_id {
                 assert!(connectors.contains(c), "{m:?}");
             }
@@ -1329,7 +1334,7 @@ mod tests {
         assert!(defaults.values().all(|&n| n == 1));
         for l in &b.customer_connectors {
             assert!(connectors.contains(l.connector_id));
-            assert!(customers.contains(l.customer_id.as_str()));
+            assert!(customers.contains(l.customer_id.as_ref()));
         }
         let midnight = today().and_time(NaiveTime::MIN).and_utc();
         for c in &b.customers {
@@ -1348,7 +1353,7 @@ mod tests {
         }
         for i in &b.invoices {
             assert!(INVOICE_STATUSES.contains(&i.status), "{i:?}");
-            assert!(customers.contains(i.customer_id.as_str()));
+            assert!(customers.contains(i.customer_id.as_ref()));
             assert!(i.amount_cents > 0);
             assert_eq!(i.currency.len(), 3);
             assert!(i.created_at.date_naive() <= i.due_date);
@@ -1477,7 +1482,7 @@ mod tests {
         // Pins the generator's output: a change here changes everyone's demo data.
         let b = flat(1, 1, 1);
         let c = &b.customers[0];
-        assert_eq!(c.id, "cus_000001");
+        assert_eq!(&*c.id, "cus_000001");
         let again = flat(1, 1, 1);
         assert_eq!(c, &again.customers[0]);
     }

@@ -7,11 +7,13 @@
 pub mod canonical;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod deliver;
 pub mod demo;
 pub mod diag;
 pub mod model;
 pub mod plan;
+pub mod schedule;
 pub mod schema;
 pub mod segment;
 pub mod source;

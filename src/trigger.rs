@@ -139,7 +139,7 @@ pub async fn enqueue(
     store: &AnyStore,
     prepared: &Prepared<'_>,
     allow_over_limit: bool,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<RunResult, TriggerError> {
     let c = &prepared.target.communication;
     if let Delivery::Webhook(w) = &c.delivery

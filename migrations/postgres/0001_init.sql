@@ -60,7 +60,7 @@ CREATE TABLE segd_definitions (
     applied_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (kind, name)
 );
-CREATE TABLE segd_applies (
+CREATE TABLE segd_apply_history (
     id BIGSERIAL PRIMARY KEY,
     applied_at TIMESTAMPTZ NOT NULL,
     applied_by TEXT NOT NULL,

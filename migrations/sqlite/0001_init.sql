@@ -62,7 +62,7 @@ CREATE TABLE segd_definitions (
     applied_at TEXT NOT NULL,
     PRIMARY KEY (kind, name)
 );
-CREATE TABLE segd_applies (
+CREATE TABLE segd_apply_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     applied_at TEXT NOT NULL,
     applied_by TEXT NOT NULL,

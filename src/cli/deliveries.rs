@@ -66,10 +66,7 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> anyhow::Result<ExitCo
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
             Format::Text => {
-                println!(
-                    "{:<8} {:<8} {:<24} {:<14} {:>8}  {}",
-                    "ID", "STATUS", "COMMUNICATION", "CUSTOMER", "ATTEMPTS", "KEY / LAST ERROR"
-                );
+                println!("ID       STATUS   COMMUNICATION            CUSTOMER       ATTEMPTS  KEY / LAST ERROR");
                 for r in &rows {
                     println!(
                         "{:<8} {:<8} {:<24} {:<14} {:>8}  {}{}",

@@ -3,6 +3,7 @@
 
 mod apply;
 mod context;
+mod daemon;
 mod db;
 mod deliveries;
 mod demo_data;
@@ -88,6 +89,8 @@ pub enum Command {
     Deliveries(deliveries::DeliveriesArgs),
     /// Write the applied definitions as TOML files.
     Export(export::ExportArgs),
+    /// Watch, reconcile, schedule, deliver and serve the HTTP API.
+    Daemon(daemon::DaemonArgs),
     /// Database maintenance.
     Db(db::DbArgs),
     /// Fill the billing tables with realistic, deterministic demo data.
@@ -108,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trigger(args) => trigger::run(global, args).await,
         Command::Deliveries(args) => deliveries::run(global, args).await,
         Command::Db(args) => db::run(global, args).await,
+        Command::Daemon(args) => daemon::run(global, args).await,
         Command::DemoData(args) => demo_data::run(global, args).await,
         Command::Schema(args) => schema::run(args),
     }

@@ -111,11 +111,15 @@ async fn trigger(
     };
     let bar = progress(global, result.enqueued);
     let tally = worker
-        .drain(Some(&prepared.run.id), |t: &Tally| {
-            if let Some(b) = &bar {
-                b.set_position(t.sent + t.retrying + t.failed + t.dead);
-            }
-        })
+        .drain(
+            Some(&prepared.run.id),
+            |t: &Tally| {
+                if let Some(b) = &bar {
+                    b.set_position(t.sent + t.retrying + t.failed + t.dead);
+                }
+            },
+            &|| false,
+        )
         .await;
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -113,11 +113,12 @@ impl<'a> Worker<'a> {
         &self,
         run_id: Option<&str>,
         mut progress: impl FnMut(&Tally),
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Tally, StoreError> {
         let comms = self.load().await?;
         let mut tally = Tally::default();
         let limit = i64::from(self.config.concurrency.max(1)) * 16;
-        loop {
+        while !stop() {
             let now = Utc::now();
             let lease = chrono::TimeDelta::from_std(self.config.lease)
                 .unwrap_or(chrono::TimeDelta::seconds(60));
@@ -170,8 +171,20 @@ impl<'a> Worker<'a> {
             let customers = &customers;
             let invoices = &invoices;
             async move {
+                let started = std::time::Instant::now();
                 let attempt = self.attempt(comms, customers, invoices, row).await;
-                (row.id, self.mark(row, attempt))
+                let channel = comms.get(&row.communication).map_or("unknown", |l| l.comm.delivery.channel().as_str());
+                metrics::histogram!("segd_delivery_duration_seconds", "channel" => channel)
+                    .record(started.elapsed().as_secs_f64());
+                let mark = self.mark(row, attempt);
+                let result = match &mark {
+                    Mark::Sent => "sent",
+                    Mark::Retry { .. } => "retry",
+                    Mark::Failed { .. } => "failed",
+                    Mark::Dead { .. } => "dead",
+                };
+                metrics::counter!("segd_deliveries_total", "channel" => channel, "result" => result).increment(1);
+                (row.id, mark)
             }
         });
         let concurrency = usize::try_from(self.config.concurrency)

@@ -282,6 +282,51 @@ pub fn diff(desired: &[Definition], applied: &[Applied]) -> Plan {
     }
 }
 
+/// A daemon's plan: like [`diff`], but it never deletes what a degraded file
+/// defined (the last applied version stays) nor a protected definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconcile {
+    pub plan: Plan,
+    /// Applied definitions kept because their file is invalid.
+    pub kept: Vec<(Kind, String)>,
+    /// Protected definitions whose delete needs `segd apply --allow-delete`.
+    pub blocked: Vec<(Kind, String)>,
+}
+
+/// `degraded` lists (kind, file below `--dir`, declared name) of left-out files.
+pub fn reconcile(
+    desired: &[Definition],
+    applied: &[Applied],
+    degraded: &[(Kind, String, Option<String>)],
+) -> Reconcile {
+    let mut plan = diff(desired, applied);
+    let mut kept = Vec::new();
+    let mut blocked = Vec::new();
+    plan.changes.retain(|c| {
+        if c.action != Action::Delete {
+            return true;
+        }
+        let Some(before) = &c.before else { return true };
+        let from_degraded = degraded.iter().any(|(kind, file, name)| {
+            *kind == c.kind && (*file == before.source || name.as_deref() == Some(c.name.as_str()))
+        });
+        if from_degraded {
+            kept.push((c.kind, c.name.clone()));
+            false
+        } else if before.protect {
+            blocked.push((c.kind, c.name.clone()));
+            false
+        } else {
+            true
+        }
+    });
+    Reconcile {
+        plan,
+        kept,
+        blocked,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +406,21 @@ mod tests {
         let plan = diff(&[], &[applied(&d)]);
         assert_eq!(plan.blocked(&[]).len(), 1);
         assert!(plan.blocked(&["s".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn reconcile_keeps_degraded_and_protected_definitions() {
+        let broken = def(Kind::Segment, "broken", "old");
+        let mut guarded = def(Kind::Segment, "guarded", "g");
+        guarded.protect = true;
+        let gone = def(Kind::Segment, "gone", "x");
+        let applied = [applied(&broken), applied(&guarded), applied(&gone)];
+        let degraded = [(Kind::Segment, broken.source.clone(), None)];
+        let r = reconcile(&[], &applied, &degraded);
+        let names: Vec<&str> = r.plan.changes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["gone"]);
+        assert_eq!(r.kept, [(Kind::Segment, "broken".to_string())]);
+        assert_eq!(r.blocked, [(Kind::Segment, "guarded".to_string())]);
     }
 
     #[test]

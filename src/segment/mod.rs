@@ -307,28 +307,65 @@ fn bool_condition(b: &mut Builder, c: &Condition) -> String {
     }
 }
 
+/// The due date `n` days from today in a day field's direction, or which side of
+/// every storable due date it lies on when it is beyond them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DueBound {
+    Date(NaiveDate),
+    /// Earlier than every due date SPEC §4 can store (`YYYY-MM-DD`, year 0000 on).
+    BeforeAll,
+    /// Later than every due date SPEC §4 can store (up to 9999-12-31).
+    AfterAll,
+}
+
+impl DueBound {
+    fn new(today: NaiveDate, n: i64, past: bool) -> Self {
+        // Past: today − n; future: today + n. Negative n never passes
+        // validation, but its side is still the right one.
+        let earlier = past == (n >= 0);
+        let shifted = TimeDelta::try_days(n).and_then(|delta| {
+            if past {
+                today.checked_sub_signed(delta)
+            } else {
+                today.checked_add_signed(delta)
+            }
+        });
+        let first = NaiveDate::from_ymd_opt(0, 1, 1);
+        let last = NaiveDate::from_ymd_opt(9999, 12, 31);
+        match (shifted, first, last) {
+            (Some(d), Some(first), Some(last)) if (first..=last).contains(&d) => Self::Date(d),
+            _ if earlier => Self::BeforeAll,
+            _ => Self::AfterAll,
+        }
+    }
+
+    /// `i.due_date {op} bound` for a comparison `op` of SQL.
+    fn compare(self, b: &mut Builder, op: &str) -> String {
+        let holds = match self {
+            Self::Date(d) => {
+                let p = b.bind(Bind::Date(d));
+                return format!("i.due_date {op} {p}");
+            }
+            // Every stored due date is later than the bound...
+            Self::BeforeAll => matches!(op, ">" | ">=" | "<>"),
+            // ...or earlier.
+            Self::AfterAll => matches!(op, "<" | "<=" | "<>"),
+        };
+        if holds {
+            b.true_().to_string()
+        } else {
+            b.false_().to_string()
+        }
+    }
+}
+
 /// `due_date_exceeded_by_days` / `due_in_days` as ranges of due dates, so an
 /// index on the due date can serve them; only unpaid invoices have a value.
+/// A day count whose due date lies beyond the dates a DATE column holds in SPEC
+/// §4's form is decided here (no stored due date equals it, all lie on one side
+/// of it) instead of being clamped onto a date some invoice could have.
 fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate) -> String {
     let past = field == Field::InvoiceDueDateExceededByDays;
-    // The due date that is `n` days away from today, in the field's direction.
-    let date = |n: i64| -> NaiveDate {
-        let delta = TimeDelta::try_days(n).unwrap_or(TimeDelta::MAX);
-        let d = if past {
-            today.checked_sub_signed(delta)
-        } else {
-            today.checked_add_signed(delta)
-        };
-        d.unwrap_or(if past {
-            NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN)
-        } else {
-            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX)
-        })
-        .clamp(
-            NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN),
-            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX),
-        )
-    };
     let today_p = b.bind(Bind::Date(today));
     // "has a value": unpaid and on the right side of today (due today = 0).
     let side = if past {
@@ -350,24 +387,32 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
     };
     let test = match c {
         Condition::Compare(op, Scalar::Int(n)) => {
-            let p = b.bind(Bind::Date(date(*n)));
+            let bound = DueBound::new(today, *n, past);
             match op {
-                Op::Eq => format!("i.due_date = {p}"),
-                Op::Ne => format!("i.due_date <> {p}"),
-                Op::Gt => format!("i.due_date {further} {p}"),
-                Op::Gte => format!("i.due_date {further}= {p}"),
-                Op::Lt => format!("i.due_date {nearer} {p}"),
-                Op::Lte => format!("i.due_date {nearer}= {p}"),
+                Op::Eq => bound.compare(b, "="),
+                Op::Ne => bound.compare(b, "<>"),
+                Op::Gt => bound.compare(b, further),
+                Op::Gte => bound.compare(b, &format!("{further}=")),
+                Op::Lt => bound.compare(b, nearer),
+                Op::Lte => bound.compare(b, &format!("{nearer}=")),
                 _ => b.false_().to_string(),
             }
         }
         Condition::List(op, values) => {
+            // Dates beyond the storable ones equal no due date: leave them out.
             let dates: Vec<String> = ints(values)
                 .into_iter()
-                .map(|n| b.bind(Bind::Date(date(n))))
+                .filter_map(|n| match DueBound::new(today, n, past) {
+                    DueBound::Date(d) => Some(b.bind(Bind::Date(d))),
+                    DueBound::BeforeAll | DueBound::AfterAll => None,
+                })
                 .collect();
-            let not = if *op == Op::NotIn { "NOT " } else { "" };
-            format!("i.due_date {not}IN ({})", dates.join(", "))
+            match (*op == Op::NotIn, dates.is_empty()) {
+                (false, true) => b.false_().to_string(),
+                (true, true) => b.true_().to_string(),
+                (false, false) => format!("i.due_date IN ({})", dates.join(", ")),
+                (true, false) => format!("i.due_date NOT IN ({})", dates.join(", ")),
+            }
         }
         _ => b.false_().to_string(),
     };

@@ -108,6 +108,9 @@ pub async fn load_demo(
 struct Prepared<A> {
     sql: Arc<str>,
     args: A,
+    /// A second reference to the arguments' values, so that they are freed here
+    /// rather than on the database's thread (SQLite), which is the bottleneck.
+    keep: Option<A>,
 }
 
 /// The statements for the next customers, and how many customers they complete.
@@ -208,9 +211,11 @@ impl SqliteTable {
     fn row_added(&mut self, out: &mut Vec<Prepared<SqliteArguments>>) {
         self.rows += 1;
         if self.rows == self.chunk {
+            let args = std::mem::take(&mut self.args);
             out.push(Prepared {
                 sql: self.full.clone(),
-                args: std::mem::take(&mut self.args),
+                keep: Some(args.clone()),
+                args,
             });
             self.rows = 0;
         }
@@ -218,9 +223,11 @@ impl SqliteTable {
 
     fn finish(&mut self, out: &mut Vec<Prepared<SqliteArguments>>) {
         if self.rows > 0 {
+            let args = std::mem::take(&mut self.args);
             out.push(Prepared {
                 sql: values_sql(self.insert, self.columns, self.rows).into(),
-                args: std::mem::take(&mut self.args),
+                keep: Some(args.clone()),
+                args,
             });
             self.rows = 0;
         }
@@ -228,6 +235,9 @@ impl SqliteTable {
 }
 
 struct SqliteEncoder {
+    /// One shared value per distinct constant (status, type, …): binding a clone
+    /// allocates nothing.
+    constants: std::collections::HashMap<&'static str, Arc<str>>,
     customers: SqliteTable,
     links: SqliteTable,
     methods: SqliteTable,
@@ -238,6 +248,7 @@ struct SqliteEncoder {
 impl SqliteEncoder {
     fn new() -> Self {
         Self {
+            constants: Default::default(),
             customers: SqliteTable::new(
                 "INSERT INTO customers (id, name, email, country, custom_data, created_at) VALUES",
                 6,
@@ -262,6 +273,19 @@ impl SqliteEncoder {
     }
 }
 
+impl SqliteEncoder {
+    fn constant(&mut self, s: &'static str) -> Arc<str> {
+        self.constants
+            .entry(s)
+            .or_insert_with(|| Arc::from(s))
+            .clone()
+    }
+
+    fn optional(&mut self, s: Option<&'static str>) -> Option<Arc<str>> {
+        s.map(|s| self.constant(s))
+    }
+}
+
 impl Encoder for SqliteEncoder {
     type Args = SqliteArguments;
 
@@ -271,49 +295,55 @@ impl Encoder for SqliteEncoder {
         out: &mut Vec<Prepared<SqliteArguments>>,
     ) -> Result<(), BoxDynError> {
         for c in b.customers {
+            let country = self.optional(c.country);
             let a = &mut self.customers.args;
             a.add(c.id)?;
             a.add(c.name)?;
             a.add(c.email)?;
-            a.add(c.country)?;
+            a.add(country)?;
             a.add(c.custom_data)?;
             a.add(demo::timestamp_text(&c.created_at))?;
             self.customers.row_added(out);
         }
         for l in b.customer_connectors {
+            let connector = self.constant(l.connector_id);
             let a = &mut self.links.args;
             a.add(l.customer_id)?;
-            a.add(l.connector_id)?;
+            a.add(connector)?;
             self.links.row_added(out);
         }
         for m in b.payment_methods {
+            let (kind, status) = (self.constant(m.kind), self.constant(m.status));
+            let connector = self.optional(m.connector_id);
             let a = &mut self.methods.args;
             a.add(m.id)?;
             a.add(m.customer_id)?;
-            a.add(m.kind)?;
-            a.add(m.status)?;
-            a.add(m.connector_id)?;
+            a.add(kind)?;
+            a.add(status)?;
+            a.add(connector)?;
             a.add(i64::from(m.is_default))?;
             self.methods.row_added(out);
         }
         for i in b.invoices {
+            let (status, currency) = (self.constant(i.status), self.constant(i.currency));
             let a = &mut self.invoices.args;
             a.add(i.id)?;
             a.add(i.customer_id)?;
             a.add(i.number)?;
-            a.add(i.status)?;
+            a.add(status)?;
             a.add(i.amount_cents)?;
-            a.add(i.currency)?;
+            a.add(currency)?;
             a.add(demo::date_text(i.due_date))?;
             a.add(demo::timestamp_text(&i.created_at))?;
             self.invoices.row_added(out);
         }
         for m in b.monitors {
+            let (name, state) = (self.constant(m.name), self.constant(m.state));
             let a = &mut self.monitors.args;
             a.add(m.id)?;
             a.add(m.customer_id)?;
-            a.add(m.name)?;
-            a.add(m.state)?;
+            a.add(name)?;
+            a.add(state)?;
             a.add(demo::timestamp_text(&m.updated_at))?;
             self.monitors.row_added(out);
         }
@@ -350,6 +380,33 @@ async fn load_sqlite(
     ] {
         sqlx::query(pragma).execute(&mut *conn).await?;
     }
+    // A rollback journal instead of the WAL: new pages then go to the database file
+    // once, not to the WAL and again at the checkpoint. SQLite keeps the WAL when
+    // another connection has the database open; the WAL comes back after the load.
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await?;
+    let from_wal = mode.eq_ignore_ascii_case("wal");
+    if from_wal {
+        sqlx::query("PRAGMA journal_mode = DELETE")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let rows = sqlite_fill(conn, generator, existing, &mut progress).await;
+    if from_wal {
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&mut *conn)
+            .await?;
+    }
+    rows
+}
+
+async fn sqlite_fill(
+    conn: &mut SqliteConnection,
+    generator: Generator,
+    existing: Existing,
+    progress: &mut impl FnMut(Progress),
+) -> Result<RowCounts, LoadError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
 
     let (customers, others): (i64, i64) = sqlx::query_as(OCCUPANCY).fetch_one(&mut *tx).await?;
@@ -405,6 +462,9 @@ async fn load_sqlite(
             sqlx::query_with(AssertSqlSafe(s.sql), s.args)
                 .execute(&mut *tx)
                 .await?;
+            if let Some(keep) = s.keep {
+                tokio::task::spawn_blocking(move || drop(keep));
+            }
         }
         rows += chunk.rows;
         progress(Progress::Customers(chunk.customers));
@@ -469,6 +529,7 @@ impl Encoder for PgEncoder {
                 out.push(Prepared {
                     sql: sql.clone(),
                     args,
+                    keep: None,
                 });
             }
         };
@@ -477,7 +538,7 @@ impl Encoder for PgEncoder {
             customers,
             pg_columns!(
                 c,
-                id.as_str(),
+                id.as_ref(),
                 name.as_str(),
                 email.as_deref(),
                 country,
@@ -489,7 +550,7 @@ impl Encoder for PgEncoder {
         let l = &b.customer_connectors;
         push(
             links,
-            pg_columns!(l, customer_id.as_str(), connector_id),
+            pg_columns!(l, customer_id.as_ref(), connector_id),
             l.len(),
         );
         let m = &b.payment_methods;
@@ -498,7 +559,7 @@ impl Encoder for PgEncoder {
             pg_columns!(
                 m,
                 id.as_str(),
-                customer_id.as_str(),
+                customer_id.as_ref(),
                 kind,
                 status,
                 connector_id,
@@ -512,7 +573,7 @@ impl Encoder for PgEncoder {
             pg_columns!(
                 i,
                 id.as_str(),
-                customer_id.as_str(),
+                customer_id.as_ref(),
                 number.as_str(),
                 status,
                 amount_cents,
@@ -528,7 +589,7 @@ impl Encoder for PgEncoder {
             pg_columns!(
                 o,
                 id.as_str(),
-                customer_id.as_str(),
+                customer_id.as_ref(),
                 name,
                 state,
                 updated_at
@@ -613,6 +674,9 @@ async fn load_pg(
             sqlx::query_with(AssertSqlSafe(s.sql), s.args)
                 .execute(&mut *tx)
                 .await?;
+            if let Some(keep) = s.keep {
+                tokio::task::spawn_blocking(move || drop(keep));
+            }
         }
         rows += chunk.rows;
         progress(Progress::Customers(chunk.customers));

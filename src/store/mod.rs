@@ -300,7 +300,7 @@ macro_rules! common_store {
                     }
                 }
                 sqlx::query(
-                    "INSERT INTO segd_applies (applied_at, applied_by, git_commit, summary, plan) \
+                    "INSERT INTO segd_apply_history (applied_at, applied_by, git_commit, summary, plan) \
                      VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(now)

@@ -499,3 +499,62 @@ impl AnyStore {
         Ok(n)
     }
 }
+
+impl AnyStore {
+    /// The latest scheduled occurrence that ran (or was held or failed) for a communication.
+    pub async fn last_occurrence(
+        &self,
+        communication: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sql = "SELECT occurred_at FROM segd_trigger_runs WHERE communication = $1 AND kind = 'scheduled' \
+                   ORDER BY occurred_at DESC LIMIT 1";
+        Ok(match self {
+            AnyStore::Sqlite(s) => {
+                sqlx::query_scalar(sql)
+                    .bind(communication)
+                    .fetch_optional(&s.pool)
+                    .await?
+            }
+            AnyStore::Postgres(s) => {
+                sqlx::query_scalar(sql)
+                    .bind(communication)
+                    .fetch_optional(&s.pool)
+                    .await?
+            }
+        })
+    }
+
+    /// When a definition was last applied.
+    pub async fn applied_at(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sql = "SELECT applied_at FROM segd_definitions WHERE kind = $1 AND name = $2";
+        Ok(match self {
+            AnyStore::Sqlite(s) => {
+                sqlx::query_scalar(sql)
+                    .bind(kind)
+                    .bind(name)
+                    .fetch_optional(&s.pool)
+                    .await?
+            }
+            AnyStore::Postgres(s) => {
+                sqlx::query_scalar(sql)
+                    .bind(kind)
+                    .bind(name)
+                    .fetch_optional(&s.pool)
+                    .await?
+            }
+        })
+    }
+
+    /// Outbox rows by status, for status and metrics.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = "SELECT status, COUNT(*) FROM segd_outbox GROUP BY status ORDER BY status";
+        Ok(match self {
+            AnyStore::Sqlite(s) => sqlx::query_as(sql).fetch_all(&s.pool).await?,
+            AnyStore::Postgres(s) => sqlx::query_as(sql).fetch_all(&s.pool).await?,
+        })
+    }
+}

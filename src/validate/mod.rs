@@ -45,6 +45,22 @@ pub struct Outcome {
     pub files_checked: usize,
     /// The text of every template read, by its path below `--dir`.
     pub templates: BTreeMap<String, String>,
+    /// Definition files left out of `definitions` (invalid, or naming an invalid
+    /// segment): a daemon keeps their last applied version.
+    pub degraded: Vec<Degraded>,
+}
+
+/// A definition file that is not reconciled, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Degraded {
+    /// `segment` or `communication`.
+    pub kind: &'static str,
+    /// The name it declares, when it could be read.
+    pub name: Option<String>,
+    /// The path below `--dir`.
+    pub file: String,
+    /// The errors found in it (or why it is left out).
+    pub errors: Vec<String>,
 }
 
 impl Outcome {
@@ -93,9 +109,11 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         None => FileSettings::default(),
     };
 
+    let mut declared_names: BTreeMap<(&'static str, usize), String> = BTreeMap::new();
     let mut segments = Vec::new();
     for (i, f) in tree.segments.iter().enumerate() {
         if let Some((name, name_span, def)) = segment::parse(f, &mut diags) {
+            declared_names.insert(("segment", i), name.to_string());
             segments.push(Parsed {
                 file: i,
                 name,
@@ -108,6 +126,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     let mut references = Vec::new();
     for (i, f) in tree.communications.iter().enumerate() {
         if let Some(c) = communication::parse(f, &templates, &mut diags) {
+            declared_names.insert(("communication", i), c.name.to_string());
             references.push((i, c.name.clone(), c.segment));
             communications.push(Parsed {
                 file: i,
@@ -166,9 +185,40 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         }
     }
 
+    let mut degraded = Vec::new();
+    for (kind, files) in [
+        ("segment", &tree.segments),
+        ("communication", &tree.communications),
+    ] {
+        for (i, f) in files.iter().enumerate() {
+            let kept = match kind {
+                "segment" => defs.segments.values().any(|s| s.source == f.path),
+                _ => defs.communications.values().any(|c| c.source == f.path),
+            };
+            if kept {
+                continue;
+            }
+            let mut errors: Vec<String> = diags
+                .iter()
+                .filter(|d| d.is_error() && d.file == f.display)
+                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+                .collect();
+            if errors.is_empty() {
+                errors.push("names a segment that is invalid".to_string());
+            }
+            degraded.push(Degraded {
+                kind,
+                name: declared_names.get(&(kind, i)).cloned(),
+                file: f.path.clone(),
+                errors,
+            });
+        }
+    }
+
     diag::sort(&mut diags);
     Outcome {
         definitions: defs,
+        degraded,
         settings,
         diagnostics: diags,
         files_checked: tree.segments.len()

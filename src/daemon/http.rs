@@ -1,0 +1,163 @@
+//! The HTTP API (SPEC §6): health, readiness, metrics, status, manual trigger.
+
+use super::state::Shared;
+use crate::store::{AnyStore, Store};
+use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct Api {
+    pub shared: Arc<Shared>,
+    pub store: Arc<AnyStore>,
+    pub metrics: PrometheusHandle,
+    /// `SEGD_API_TOKEN`; the trigger endpoint is disabled without one.
+    pub token: Option<String>,
+    pub env: Arc<super::Env>,
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/communications/{name}/trigger", post(trigger))
+        .with_state(api)
+}
+
+async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    let db_ok = api.store.applied().await.is_ok();
+    if db_ok && api.shared.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let why = if db_ok {
+            "definitions not loaded yet"
+        } else {
+            "database unreachable"
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        api.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(api): State<Arc<Api>>) -> Response {
+    let s = api.shared.status.read().await.clone();
+    let outbox = api.store.outbox_counts().await.unwrap_or_default();
+    let deliveries: serde_json::Map<String, serde_json::Value> =
+        outbox.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": api.shared.started_at,
+        "leader": api.shared.is_leader(),
+        "ready": api.shared.is_ready(),
+        "apply": !api.shared.no_apply,
+        "reconciles": s.reconciles,
+        "last_reconcile": s.last_reconcile,
+        "degraded": s.last_reconcile.degraded,
+        "drift": s.last_reconcile.drift,
+        "next_triggers": s.next_triggers,
+        "deliveries": deliveries,
+    }))
+    .into_response()
+}
+
+/// Constant-time comparison of a presented token with the configured one
+/// (both hashed first, so their lengths leak nothing either).
+fn token_ok(presented: &str, expected: &str) -> bool {
+    let a = crate::plan::sha256_hex(presented);
+    let b = crate::plan::sha256_hex(expected);
+    a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn trigger(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(expected) = &api.token else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the trigger endpoint is disabled: SEGD_API_TOKEN is not set",
+        );
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        None => return error(StatusCode::UNAUTHORIZED, "missing bearer token"),
+        Some(t) if !token_ok(t, expected) => return error(StatusCode::FORBIDDEN, "wrong token"),
+        Some(_) => {}
+    }
+    let target = match load_target(&api.store, &name).await {
+        Ok(t) => t,
+        Err(TriggerError::Unknown(_)) => {
+            return error(StatusCode::NOT_FOUND, "no such applied communication");
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    if !target.communication.enabled {
+        return error(StatusCode::CONFLICT, "the communication is disabled");
+    }
+    let prepared = prepare(&target, Occasion::Manual);
+    let env = api.env.clone();
+    match enqueue(&api.store, &prepared, false, &*env).await {
+        Ok(r) => {
+            metrics::counter!("segd_trigger_runs_total", "communication" => name.clone(), "status" => r.status.as_str())
+                .increment(1);
+            api.shared.deliver_now.notify_one();
+            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "manual trigger");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "run": prepared.run.id,
+                    "status": r.status.as_str(),
+                    "recipients": r.recipients,
+                    "enqueued": r.enqueued,
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_ok;
+
+    #[test]
+    fn tokens() {
+        assert!(token_ok("abc", "abc"));
+        assert!(!token_ok("abd", "abc"));
+        assert!(!token_ok("", "abc"));
+    }
+}

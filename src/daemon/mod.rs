@@ -1,0 +1,486 @@
+//! The daemon: watch the definitions, reconcile on change and on a periodic
+//! resync, fire automatic triggers on schedule, deliver, serve HTTP, and stop
+//! gracefully. On PostgreSQL several daemons share a database: one leader
+//! (an advisory lock on a dedicated connection) reconciles and schedules; every
+//! replica delivers.
+
+mod http;
+mod leader;
+pub mod state;
+mod watch;
+
+use crate::config::DeliveryConfig;
+use crate::deliver::worker::Worker;
+use crate::model::Trigger;
+use crate::plan::{self, Action, Kind};
+use crate::schedule;
+use crate::source::{FsTemplates, load_tree};
+use crate::store::{AnyStore, ApplyRecord, Store};
+use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
+use crate::validate::validate;
+use chrono::Utc;
+use state::{NextTrigger, ReconcileStatus, Shared};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+pub struct Options {
+    pub dir: PathBuf,
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub resync: Duration,
+    pub once: bool,
+    pub no_apply: bool,
+    pub delivery: DeliveryConfig,
+    /// `SEGD_API_TOKEN`.
+    pub api_token: Option<String>,
+    /// Who this daemon is, for locks, claims and history.
+    pub holder: String,
+    pub git_commit: Option<String>,
+}
+
+/// What a one-shot run found, for its exit code.
+#[derive(Debug, Default)]
+pub struct OnceReport {
+    pub ok: bool,
+}
+
+/// How long in-flight deliveries may take to finish after a shutdown request.
+const DRAIN_GRACE: Duration = Duration::from_secs(8);
+
+fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Option<String>)> {
+    outcome
+        .degraded
+        .iter()
+        .map(|d| {
+            let kind = if d.kind == "segment" {
+                Kind::Segment
+            } else {
+                Kind::Communication
+            };
+            (kind, d.file.clone(), d.name.clone())
+        })
+        .collect()
+}
+
+/// One reconcile: the valid definitions are applied, invalid ones keep their
+/// last applied version and are reported as degraded. Never runs concurrently
+/// with itself (one task owns it).
+#[tracing::instrument(name = "reconcile", skip_all)]
+async fn reconcile(opts: &Options, store: &AnyStore, shared: &Shared) -> ReconcileStatus {
+    let started = Instant::now();
+    let mut status = ReconcileStatus {
+        at: Some(Utc::now()),
+        ..ReconcileStatus::default()
+    };
+    let result = reconcile_inner(opts, store, &mut status).await;
+    status.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    metrics::histogram!("segd_reconcile_duration_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => {
+            status.ok = true;
+            metrics::counter!("segd_reconciles_total", "result" => "ok").increment(1);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reconcile failed");
+            metrics::counter!("segd_reconciles_total", "result" => "error").increment(1);
+            metrics::counter!("segd_apply_errors_total").increment(1);
+            status.error = Some(e);
+        }
+    }
+    metrics::gauge!("segd_degraded_definitions").set(status.degraded.len() as f64);
+    metrics::gauge!("segd_drift_definitions").set(status.drift.len() as f64);
+    let mut s = shared.status.write().await;
+    s.reconciles += 1;
+    s.last_reconcile = status.clone();
+    status
+}
+
+async fn reconcile_inner(
+    opts: &Options,
+    store: &AnyStore,
+    status: &mut ReconcileStatus,
+) -> Result<(), String> {
+    let tree = load_tree(&opts.dir).map_err(|e| e.to_string())?;
+    let outcome = validate(
+        &tree,
+        &FsTemplates {
+            dir: opts.dir.clone(),
+        },
+    );
+    for d in &outcome.degraded {
+        tracing::warn!(
+            file = %d.file,
+            name = d.name.as_deref().unwrap_or("?"),
+            errors = %d.errors.join("; "),
+            "degraded {} {} ({}): invalid, keeps its last applied version",
+            d.kind,
+            d.name.as_deref().unwrap_or("?"),
+            d.file
+        );
+    }
+    status.degraded = outcome.degraded.clone();
+    let desired = plan::desired(&outcome.definitions, &outcome.templates);
+    let applied = store.applied().await.map_err(|e| e.to_string())?;
+    let r = plan::reconcile(&desired, &applied, &degraded_keys(&outcome));
+    status.protected_deletes_blocked = r.blocked.iter().map(|(_, n)| n.clone()).collect();
+    for (kind, name) in &r.blocked {
+        tracing::warn!(
+            "{} {name} was removed from the files but is protected: delete it with `segd apply --allow-delete {name}`",
+            kind.as_str()
+        );
+    }
+    if r.plan.is_empty() {
+        return Ok(());
+    }
+    let names = |a: Action| -> Vec<String> {
+        r.plan
+            .changes
+            .iter()
+            .filter(|c| c.action == a)
+            .map(|c| format!("{} {}", c.kind.as_str(), c.name))
+            .collect()
+    };
+    if opts.no_apply {
+        status.drift = r
+            .plan
+            .changes
+            .iter()
+            .map(|c| format!("{} {} ({})", c.kind.as_str(), c.name, c.action.as_str()))
+            .collect();
+        for d in &status.drift {
+            tracing::warn!("drift: {d} differs from the files (--no-apply: not changed)");
+        }
+        return Ok(());
+    }
+    store
+        .lock(&opts.holder, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let record = ApplyRecord {
+        user: opts.holder.clone(),
+        git_commit: opts.git_commit.clone(),
+        summary: plan::render::summary_line(&r.plan),
+        plan: plan::render::json(&r.plan, &Default::default()),
+    };
+    let applied = store.apply(&r.plan, &record).await;
+    let unlocked = store.unlock(&opts.holder).await;
+    applied.map_err(|e| e.to_string())?;
+    unlocked.map_err(|e| e.to_string())?;
+    status.created = names(Action::Create);
+    status.updated = names(Action::Update);
+    status.deleted = names(Action::Delete);
+    for (a, n) in [
+        ("create", status.created.len()),
+        ("update", status.updated.len()),
+        ("delete", status.deleted.len()),
+    ] {
+        metrics::counter!("segd_reconcile_changes_total", "action" => a).increment(n as u64);
+    }
+    tracing::info!(
+        created = ?status.created,
+        updated = ?status.updated,
+        deleted = ?status.deleted,
+        "applied {}",
+        plan::render::summary_line(&r.plan)
+    );
+    Ok(())
+}
+
+/// Fires every automatic communication whose occurrence is due; returns the
+/// next occurrence of each.
+async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, String> {
+    let now = Utc::now();
+    let applied = store.applied().await.map_err(|e| e.to_string())?;
+    let mut next = Vec::new();
+    for a in applied.iter().filter(|a| a.def.kind == Kind::Communication) {
+        let Some(comm) = crate::validate::stored_communication(&a.def.spec, &a.def.templates)
+        else {
+            continue;
+        };
+        let Trigger::Automatic {
+            schedule: sched,
+            timezone,
+        } = &comm.trigger
+        else {
+            continue;
+        };
+        if !comm.enabled {
+            continue;
+        }
+        let name = comm.name.to_string();
+        let last = store
+            .last_occurrence(&name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let anchor = match last {
+            Some(t) => t,
+            None => store
+                .applied_at("communication", &name)
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or(now),
+        };
+        let mut from = anchor;
+        if let Some(due) = schedule::due(sched, *timezone, anchor, now) {
+            from = due.at;
+            let late = due.missed > 0 || now - due.at > chrono::TimeDelta::seconds(60);
+            run_scheduled(store, &name, due.at, late, env).await;
+        }
+        if let Some(at) = schedule::next_after(sched, *timezone, from.max(now)) {
+            next.push(NextTrigger {
+                communication: name,
+                at,
+            });
+        }
+    }
+    next.sort_by_key(|n| n.at);
+    Ok(next)
+}
+
+#[tracing::instrument(name = "trigger_run", skip(store, env))]
+async fn run_scheduled(
+    store: &AnyStore,
+    name: &str,
+    at: chrono::DateTime<Utc>,
+    late: bool,
+    env: &Env,
+) {
+    let target = match load_target(store, name).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot run the scheduled occurrence");
+            return;
+        }
+    };
+    let prepared = prepare(&target, Occasion::Scheduled { at, late });
+    match enqueue(store, &prepared, false, env).await {
+        Ok(r) => {
+            metrics::counter!("segd_trigger_runs_total", "communication" => name.to_string(), "status" => r.status.as_str()).increment(1);
+            tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "scheduled run");
+        }
+        // Another replica, or an earlier life of this one, ran it already.
+        Err(TriggerError::Store(e)) if e.to_string().to_lowercase().contains("unique") => {
+            tracing::debug!("occurrence already ran");
+        }
+        Err(e) => {
+            metrics::counter!("segd_trigger_runs_total", "communication" => name.to_string(), "status" => "failed").increment(1);
+            tracing::error!(error = %e, "scheduled run failed");
+        }
+    }
+}
+
+/// One delivery pass over every due row; stops between batches once `stop` is set.
+async fn deliver_pass(worker: &Worker<'_>, stop: &CancellationToken) {
+    match worker.drain(None, |_| {}, &|| stop.is_cancelled()).await {
+        Ok(t) if t.sent + t.retrying + t.failed + t.dead > 0 => {
+            tracing::info!(
+                sent = t.sent,
+                retrying = t.retrying,
+                failed = t.failed,
+                dead = t.dead,
+                "delivered"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "delivery pass failed"),
+    }
+    if let Ok(counts) = worker.store.outbox_counts().await {
+        for (status, n) in counts {
+            metrics::gauge!("segd_deliveries", "status" => status).set(n as f64);
+        }
+    }
+}
+
+fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("seconds".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    metrics::describe_counter!("segd_reconciles_total", "Reconciles, by result");
+    metrics::describe_counter!("segd_apply_errors_total", "Reconciles whose apply failed");
+    metrics::describe_gauge!(
+        "segd_drift_definitions",
+        "Definitions whose database state differs from the files (--no-apply)"
+    );
+    metrics::describe_gauge!(
+        "segd_degraded_definitions",
+        "Invalid definition files (their last applied version stays)"
+    );
+    metrics::describe_counter!(
+        "segd_trigger_runs_total",
+        "Trigger runs, by communication and status"
+    );
+    metrics::describe_counter!(
+        "segd_deliveries_total",
+        "Delivery attempts, by channel and result"
+    );
+    metrics::describe_gauge!("segd_deliveries", "Outbox rows, by status");
+    metrics::describe_histogram!(
+        "segd_delivery_duration_seconds",
+        "Time of one delivery attempt"
+    );
+    metrics::counter!("segd_reconciles_total", "result" => "ok").increment(0);
+    metrics::counter!("segd_apply_errors_total").increment(0);
+    Ok(handle)
+}
+
+/// Runs the daemon until `shutdown` is cancelled (or, with `--once`, one pass).
+pub async fn run(
+    opts: Options,
+    store: AnyStore,
+    env: Arc<Env>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<OnceReport> {
+    let store = Arc::new(store);
+    let shared = Arc::new(Shared::new(opts.no_apply));
+    let worker_store = store.clone();
+    let worker = Worker::new(
+        &worker_store,
+        opts.delivery.clone(),
+        opts.holder.clone(),
+        &*env,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+
+    if opts.once {
+        shared.leader.store(true, Ordering::SeqCst);
+        let status = reconcile(&opts, &store, &shared).await;
+        for d in &status.drift {
+            println!("drift: {d}");
+        }
+        for d in &status.degraded {
+            println!(
+                "degraded: {} {} ({}): {}",
+                d.kind,
+                d.name.as_deref().unwrap_or("?"),
+                d.file,
+                d.errors.join("; ")
+            );
+        }
+        if let Err(e) = schedule_pass(&store, &*env).await {
+            tracing::error!(error = %e, "scheduling failed");
+        }
+        deliver_pass(&worker, &shutdown).await;
+        let ok = status.ok && status.degraded.is_empty();
+        return Ok(OnceReport { ok });
+    }
+
+    let metrics = install_metrics().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+    tracing::info!(listen = %opts.listen, "serving /healthz /readyz /metrics /v1/status");
+    let api = Arc::new(http::Api {
+        shared: shared.clone(),
+        store: store.clone(),
+        metrics,
+        token: opts.api_token.clone(),
+        env: env.clone(),
+    });
+    let server_stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, http::router(api))
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await
+    });
+
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let _watcher = match watch::start(&opts.dir, Duration::from_millis(100), wake.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the definitions; relying on the periodic resync");
+            None
+        }
+    };
+
+    let leader = leader::start(&opts.database_url, &store, shared.clone(), shutdown.clone());
+
+    // Reconcile and schedule (leader only); one task, so reconciles never overlap.
+    let control = {
+        let store = store.clone();
+        let shared = shared.clone();
+        let env = env.clone();
+        let shutdown = shutdown.clone();
+        let wake = wake.clone();
+        let opts = &opts;
+        async move {
+            let mut next_resync = Instant::now();
+            loop {
+                if shared.is_leader() {
+                    if Instant::now() >= next_resync {
+                        reconcile(opts, &store, &shared).await;
+                        shared.ready.store(true, Ordering::SeqCst);
+                        next_resync = Instant::now() + opts.resync;
+                    }
+                    match schedule_pass(&store, &*env).await {
+                        Ok(next) => {
+                            if next.iter().any(|n| n.at <= Utc::now()) {
+                                continue;
+                            }
+                            shared.status.write().await.next_triggers = next;
+                            shared.deliver_now.notify_one();
+                        }
+                        Err(e) => tracing::error!(error = %e, "scheduling failed"),
+                    }
+                } else {
+                    shared
+                        .ready
+                        .store(store.applied().await.is_ok(), Ordering::SeqCst);
+                }
+                let until_resync = next_resync.saturating_duration_since(Instant::now());
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = wake.notified() => next_resync = Instant::now(),
+                    _ = tokio::time::sleep(until_resync.min(Duration::from_secs(1))) => {}
+                }
+            }
+        }
+    };
+
+    let deliver = {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let worker = &worker;
+        async move {
+            loop {
+                // A shutdown lets the batch in flight finish, within a grace period.
+                tokio::select! {
+                    _ = deliver_pass(worker, &shutdown) => {}
+                    _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_GRACE).await } => {
+                        tracing::warn!("deliveries still in flight after the grace period; their leases will expire");
+                    }
+                }
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = shared.deliver_now.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+
+    tokio::join!(control, deliver);
+    if let Some(l) = leader {
+        l.release().await;
+    }
+    let _ = server.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(OnceReport { ok: true })
+}

@@ -1,0 +1,73 @@
+//! What the daemon knows about itself, shared by its loops and the HTTP API.
+
+use crate::validate::Degraded;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Notify, RwLock};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileStatus {
+    pub at: Option<DateTime<Utc>>,
+    pub ok: bool,
+    pub duration_ms: u64,
+    /// Changes applied by the last reconcile (or found, with `--no-apply`).
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub deleted: Vec<String>,
+    /// With `--no-apply`: definitions whose database state differs from the files.
+    pub drift: Vec<String>,
+    /// Definitions whose files are invalid: their last applied version stays.
+    pub degraded: Vec<Degraded>,
+    /// Protected definitions removed from the files: deleting them needs `apply --allow-delete`.
+    pub protected_deletes_blocked: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NextTrigger {
+    pub communication: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub last_reconcile: ReconcileStatus,
+    pub next_triggers: Vec<NextTrigger>,
+    pub reconciles: u64,
+}
+
+/// Shared between the daemon's tasks.
+pub struct Shared {
+    pub status: RwLock<Status>,
+    pub ready: AtomicBool,
+    pub leader: AtomicBool,
+    /// Wakes the reconciler (a file changed).
+    pub reconcile_now: Notify,
+    /// Wakes the delivery loop (something was enqueued).
+    pub deliver_now: Notify,
+    pub no_apply: bool,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Shared {
+    pub fn new(no_apply: bool) -> Self {
+        Self {
+            status: RwLock::new(Status::default()),
+            ready: AtomicBool::new(false),
+            leader: AtomicBool::new(false),
+            reconcile_now: Notify::new(),
+            deliver_now: Notify::new(),
+            no_apply,
+            started_at: Utc::now(),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,148 @@
+//! When automatic communications fire: cron occurrences in a time zone. Pure.
+//!
+//! The DST rule (SPEC §3, croner's behaviour): a local time skipped by
+//! spring-forward fires once, right after the gap; a local time that occurs twice
+//! at fall-back fires once, at its first occurrence; occurrences always move
+//! forward in real time.
+
+use crate::model::Schedule;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// The first occurrence strictly after `after`.
+pub fn next_after(schedule: &Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let local = after.with_timezone(&tz);
+    let next = schedule.cron().find_next_occurrence(&local, false).ok()?;
+    let next = next.with_timezone(&Utc);
+    // Guard the "always forward" rule against any library surprise.
+    (next > after).then_some(next)
+}
+
+/// An occurrence that is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// The latest occurrence after the anchor and not after now.
+    pub at: DateTime<Utc>,
+    /// Earlier occurrences since the anchor that were missed (downtime); they do
+    /// not run, the latest one runs once, marked late.
+    pub missed: u32,
+}
+
+/// How many occurrences are stepped through before jumping to the latest one.
+const STEP_LIMIT: u32 = 10_000;
+
+/// The occurrence to run now, if any: occurrences after `anchor` (the last one
+/// that ran, or when the communication was applied) up to `now`.
+pub fn due(schedule: &Schedule, tz: Tz, anchor: DateTime<Utc>, now: DateTime<Utc>) -> Option<Due> {
+    let mut at = next_after(schedule, tz, anchor)?;
+    if at > now {
+        return None;
+    }
+    let mut missed = 0;
+    while let Some(n) = next_after(schedule, tz, at) {
+        if n > now {
+            return Some(Due { at, missed });
+        }
+        missed += 1;
+        at = n;
+        if missed >= STEP_LIMIT {
+            let latest = schedule
+                .cron()
+                .find_previous_occurrence(&now.with_timezone(&tz), true)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+                .filter(|t| *t >= at)
+                .unwrap_or(at);
+            return Some(Due { at: latest, missed });
+        }
+    }
+    Some(Due { at, missed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    fn sched(s: &str) -> Schedule {
+        Schedule::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn next_in_a_time_zone() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap_or(Tz::UTC);
+        // 09:00 Berlin in winter is 08:00 UTC.
+        let n = next_after(&sched("0 9 * * *"), berlin, utc("2026-01-10T12:00:00Z"));
+        assert_eq!(n, Some(utc("2026-01-11T08:00:00Z")));
+    }
+
+    #[test]
+    fn spring_forward_fires_once_right_after_the_gap() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap_or(Tz::UTC);
+        // 2026-03-29 02:30 does not exist in Berlin (02:00 → 03:00).
+        let s = sched("30 2 * * *");
+        let first = next_after(&s, berlin, utc("2026-03-28T12:00:00Z")).expect("an occurrence");
+        assert_eq!(
+            first,
+            utc("2026-03-29T01:00:00Z"),
+            "03:00 CEST, right after the gap"
+        );
+        let second = next_after(&s, berlin, first).expect("an occurrence");
+        assert_eq!(second, utc("2026-03-30T00:30:00Z"));
+    }
+
+    #[test]
+    fn fall_back_fires_once_at_the_first_occurrence() {
+        let ny: Tz = "America/New_York".parse().unwrap_or(Tz::UTC);
+        // 2026-11-01 01:30 happens twice in New York (EDT, then EST).
+        let s = sched("30 1 * * *");
+        let first = next_after(&s, ny, utc("2026-10-31T12:00:00Z")).expect("an occurrence");
+        assert_eq!(first, utc("2026-11-01T05:30:00Z"), "01:30 EDT");
+        let second = next_after(&s, ny, first).expect("an occurrence");
+        assert_eq!(
+            second,
+            utc("2026-11-02T06:30:00Z"),
+            "not again at 01:30 EST"
+        );
+    }
+
+    #[test]
+    fn downtime_runs_the_latest_missed_occurrence_once() {
+        let s = sched("0 * * * *");
+        let d = due(
+            &s,
+            Tz::UTC,
+            utc("2026-01-01T00:00:00Z"),
+            utc("2026-01-01T05:30:00Z"),
+        );
+        assert_eq!(
+            d,
+            Some(Due {
+                at: utc("2026-01-01T05:00:00Z"),
+                missed: 4
+            })
+        );
+        assert_eq!(
+            due(
+                &s,
+                Tz::UTC,
+                utc("2026-01-01T05:00:00Z"),
+                utc("2026-01-01T05:30:00Z")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_long_downtime_is_bounded() {
+        let s = sched("* * * * * *");
+        let anchor = utc("2026-01-01T00:00:00Z");
+        let d = due(&s, Tz::UTC, anchor, utc("2026-01-02T00:00:00Z")).expect("due");
+        assert_eq!(d.at, utc("2026-01-02T00:00:00Z"));
+    }
+}
