@@ -134,6 +134,15 @@ pub async fn preview(
     store.members(&q.preview, &mut each).await
 }
 
+/// How many customers and messages a run would reach, without writing anything.
+pub async fn estimate(store: &AnyStore, prepared: &Prepared<'_>) -> Result<(u64, u64), StoreError> {
+    let q = compile_run(&prepared.target.segment, &prepared.spec(), dialect(store));
+    Ok((
+        store.count(&q.recipients).await?,
+        store.count(&q.messages).await?,
+    ))
+}
+
 /// Checks the communication can send, then records the run and enqueues.
 pub async fn enqueue(
     store: &AnyStore,

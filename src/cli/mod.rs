@@ -8,6 +8,7 @@ mod db;
 mod deliveries;
 mod demo_data;
 mod export;
+mod forecast;
 mod impact;
 mod plan;
 mod schema;
@@ -85,6 +86,8 @@ pub enum Command {
     Segment(segment::SegmentArgs),
     /// Run a communication now: evaluate, enqueue, deliver, report counts.
     Trigger(trigger::TriggerArgs),
+    /// Dry run of the scheduler: each automatic occurrence and how many messages it would send.
+    Forecast(forecast::ForecastArgs),
     /// The delivery outbox; `deliveries retry ID…` re-queues dead ones.
     Deliveries(deliveries::DeliveriesArgs),
     /// Write the applied definitions as TOML files.
@@ -110,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Segment(args) => segment::run(global, args).await,
         Command::Trigger(args) => trigger::run(global, args).await,
         Command::Deliveries(args) => deliveries::run(global, args).await,
+        Command::Forecast(args) => forecast::run(global, args).await,
         Command::Db(args) => db::run(global, args).await,
         Command::Daemon(args) => daemon::run(global, args).await,
         Command::DemoData(args) => demo_data::run(global, args).await,

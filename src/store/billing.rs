@@ -85,6 +85,7 @@ pub async fn load_demo(
 ) -> Result<RowCounts, LoadError> {
     match store {
         AnyStore::Sqlite(s) => {
+            eprintln!("DEBUG pool size {} idle {}", s.pool.size(), s.pool.num_idle());
             let mut conn = s.pool.acquire().await.map_err(StoreError::Db)?;
             // The load's pragmas must not outlive it in the pool.
             conn.close_on_drop();
@@ -386,12 +387,12 @@ async fn load_sqlite(
     let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
         .fetch_one(&mut *conn)
         .await?;
-    let from_wal = mode.eq_ignore_ascii_case("wal");
-    if from_wal {
-        sqlx::query("PRAGMA journal_mode = DELETE")
-            .execute(&mut *conn)
-            .await?;
-    }
+    // SQLite answers "database is locked" while another connection is open.
+    let from_wal = mode.eq_ignore_ascii_case("wal")
+        && sqlx::query_as::<_, (String,)>("PRAGMA journal_mode = DELETE")
+            .fetch_one(&mut *conn)
+            .await
+            .is_ok_and(|(now,)| now.eq_ignore_ascii_case("delete"));
     let rows = sqlite_fill(conn, generator, existing, &mut progress).await;
     if from_wal {
         sqlx::query("PRAGMA journal_mode = WAL")

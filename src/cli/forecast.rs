@@ -1,0 +1,116 @@
+use super::context::{database_url, file_settings, report, with_store};
+use super::segment::parse_at;
+use super::{Global, exit};
+use crate::model::Trigger;
+use crate::plan::Kind;
+use crate::schedule::next_after;
+use crate::store::{AnyStore, Store};
+use crate::trigger::{Occasion, estimate, load_target, prepare};
+use chrono::{DateTime, Utc};
+use clap::{Args, ValueEnum};
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// How many days ahead.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// From this instant (a date or RFC 3339 time); default now.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    pub at: Option<DateTime<Utc>>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// At most this many occurrences per communication are evaluated.
+const MAX_OCCURRENCES: usize = 500;
+
+#[derive(serde::Serialize)]
+struct Row {
+    communication: String,
+    at: DateTime<Utc>,
+    local: String,
+    recipients: u64,
+    messages: u64,
+}
+
+pub async fn run(global: &Global, args: ForecastArgs) -> anyhow::Result<ExitCode> {
+    let settings = file_settings(global)?;
+    with_store(&database_url(global, &settings), async |store| {
+        forecast(&args, store).await
+    })
+    .await
+}
+
+async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitCode> {
+    let from = args.at.unwrap_or_else(Utc::now);
+    let until = from + chrono::TimeDelta::days(i64::from(args.days));
+    let applied = match store.applied().await {
+        Ok(a) => a,
+        Err(e) => return Ok(report(&e)),
+    };
+    let mut rows = Vec::new();
+    for a in applied.iter().filter(|a| a.def.kind == Kind::Communication) {
+        let target = match load_target(store, &a.def.name).await {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("warning: {e}");
+                continue;
+            }
+        };
+        let Trigger::Automatic { schedule, timezone } = &target.communication.trigger else {
+            continue;
+        };
+        if !target.communication.enabled {
+            continue;
+        }
+        let mut at = from - chrono::TimeDelta::seconds(1);
+        for _ in 0..MAX_OCCURRENCES {
+            let Some(next) = next_after(schedule, *timezone, at).filter(|n| *n <= until) else {
+                break;
+            };
+            at = next;
+            let prepared = prepare(&target, Occasion::Scheduled { at, late: false });
+            let (recipients, messages) = match estimate(store, &prepared).await {
+                Ok(x) => x,
+                Err(e) => return Ok(report(&e)),
+            };
+            rows.push(Row {
+                communication: a.def.name.clone(),
+                at,
+                local: at
+                    .with_timezone(timezone)
+                    .format("%Y-%m-%d %H:%M %Z")
+                    .to_string(),
+                recipients,
+                messages,
+            });
+        }
+    }
+    rows.sort_by(|a, b| (a.at, &a.communication).cmp(&(b.at, &b.communication)));
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Text => {
+            if rows.is_empty() {
+                println!("No automatic occurrence in the next {} day(s).", args.days);
+            }
+            for r in &rows {
+                println!(
+                    "{}  {:<28} {:<24} {} message(s) to {} customer(s)",
+                    r.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    r.communication,
+                    r.local,
+                    r.messages,
+                    r.recipients
+                );
+            }
+        }
+    }
+    Ok(exit::ok())
+}
