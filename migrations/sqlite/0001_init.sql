@@ -49,6 +49,11 @@ CREATE INDEX IF NOT EXISTS customer_connectors_connector ON customer_connectors 
 CREATE INDEX IF NOT EXISTS payment_methods_customer ON payment_methods (customer_id);
 CREATE INDEX IF NOT EXISTS invoices_customer ON invoices (customer_id);
 CREATE INDEX IF NOT EXISTS monitors_customer ON monitors (customer_id);
+CREATE INDEX IF NOT EXISTS customers_country ON customers (country);
+CREATE INDEX IF NOT EXISTS invoices_status_due ON invoices (status, due_date, customer_id);
+CREATE INDEX IF NOT EXISTS invoices_status_created ON invoices (status, created_at, customer_id);
+CREATE INDEX IF NOT EXISTS payment_methods_status ON payment_methods (status, customer_id);
+CREATE INDEX IF NOT EXISTS monitors_state ON monitors (state, customer_id);
 
 -- segd's own state.
 CREATE TABLE segd_definitions (

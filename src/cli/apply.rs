@@ -170,6 +170,9 @@ async fn locked(
     };
     match store.apply(&plan, &record).await {
         Ok(()) => {
+            if let Err(e) = store.index_custom_data().await {
+                eprintln!("warning: indexing custom_data keys failed: {e}");
+            }
             println!(
                 "Apply complete: {} created, {} updated, {} deleted.",
                 plan.count(plan::Action::Create),

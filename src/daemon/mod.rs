@@ -172,6 +172,9 @@ async fn reconcile_inner(
     let unlocked = store.unlock(&opts.holder).await;
     applied.map_err(|e| e.to_string())?;
     unlocked.map_err(|e| e.to_string())?;
+    if let Err(e) = store.index_custom_data().await {
+        tracing::warn!(error = %e, "indexing custom_data keys failed");
+    }
     status.created = names(Action::Create);
     status.updated = names(Action::Update);
     status.deleted = names(Action::Delete);

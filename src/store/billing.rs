@@ -85,11 +85,10 @@ pub async fn load_demo(
 ) -> Result<RowCounts, LoadError> {
     match store {
         AnyStore::Sqlite(s) => {
-            eprintln!("DEBUG pool size {} idle {}", s.pool.size(), s.pool.num_idle());
             let mut conn = s.pool.acquire().await.map_err(StoreError::Db)?;
             // The load's pragmas must not outlive it in the pool.
             conn.close_on_drop();
-            load_sqlite(&mut conn, generator, existing, progress).await
+            load_sqlite(&s.pool, &mut conn, generator, existing, progress).await
         }
         AnyStore::Postgres(s) => {
             let mut conn = s.pool.acquire().await.map_err(StoreError::Db)?;
@@ -367,6 +366,7 @@ fn quote_ident(name: &str) -> String {
 }
 
 async fn load_sqlite(
+    pool: &sqlx::SqlitePool,
     conn: &mut SqliteConnection,
     generator: Generator,
     existing: Existing,
@@ -381,25 +381,40 @@ async fn load_sqlite(
     ] {
         sqlx::query(pragma).execute(&mut *conn).await?;
     }
-    // A rollback journal instead of the WAL: new pages then go to the database file
-    // once, not to the WAL and again at the checkpoint. SQLite keeps the WAL when
-    // another connection has the database open; the WAL comes back after the load.
-    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
-        .fetch_one(&mut *conn)
-        .await?;
-    // SQLite answers "database is locked" while another connection is open.
-    let from_wal = mode.eq_ignore_ascii_case("wal")
-        && sqlx::query_as::<_, (String,)>("PRAGMA journal_mode = DELETE")
-            .fetch_one(&mut *conn)
-            .await
-            .is_ok_and(|(now,)| now.eq_ignore_ascii_case("delete"));
+    let from_wal = rollback_journal(pool, conn).await;
     let rows = sqlite_fill(conn, generator, existing, &mut progress).await;
     if from_wal {
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&mut *conn)
+        sqlx::query_as::<_, (String,)>("PRAGMA journal_mode = WAL")
+            .fetch_all(&mut *conn)
             .await?;
     }
     rows
+}
+
+/// Switches the load's connection from the WAL to a rollback journal, so that new
+/// pages go to the database file once (not to the WAL and again at the checkpoint).
+/// SQLite refuses ("database is locked") while another connection has the
+/// database open: the pool's idle ones are closed (one may still be on its way
+/// back from the migrations); when another process has it open, the load runs in
+/// the WAL. Returns whether it switched.
+async fn rollback_journal(pool: &sqlx::SqlitePool, conn: &mut SqliteConnection) -> bool {
+    for _ in 0..10 {
+        while let Some(idle) = pool.try_acquire() {
+            let _ = idle.close().await;
+        }
+        let mode = sqlx::query_as::<_, (String,)>("PRAGMA journal_mode = DELETE")
+            .fetch_all(&mut *conn)
+            .await;
+        match mode {
+            Ok(rows) => {
+                return rows
+                    .first()
+                    .is_some_and(|(m,)| m.eq_ignore_ascii_case("delete"));
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    false
 }
 
 async fn sqlite_fill(

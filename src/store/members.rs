@@ -130,3 +130,31 @@ impl AnyStore {
         Ok(n)
     }
 }
+
+impl AnyStore {
+    /// Keeps an expression index for every custom_data key the applied segments
+    /// compare (SQLite; PostgreSQL has one GIN index over all of custom_data).
+    pub async fn index_custom_data(&self) -> Result<(), StoreError> {
+        let AnyStore::Sqlite(s) = self else {
+            return Ok(());
+        };
+        let applied = super::Store::applied(self).await?;
+        let keys: std::collections::BTreeSet<String> = applied
+            .iter()
+            .filter(|a| a.def.kind == crate::plan::Kind::Segment)
+            .filter_map(|a| crate::validate::stored_segment(&a.def.spec))
+            .flat_map(|seg| {
+                seg.filters
+                    .into_iter()
+                    .flat_map(|f| f.custom_data.into_keys())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for key in keys {
+            sqlx::query(AssertSqlSafe(crate::segment::custom_data_index_sql(&key)))
+                .execute(&s.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -90,8 +90,7 @@ pub struct DeliveryFilter {
     pub limit: Option<i64>,
 }
 
-const CLAIM_COLUMNS: &str =
-    "id, idempotency_key, communication, customer_id, invoice_ids, occurred_at, attempts";
+const CLAIM_COLUMNS: &str = "id, idempotency_key, communication, customer_id, invoice_ids, occurred_at, CAST(attempts AS BIGINT)";
 
 macro_rules! decode_claimed {
     ($row:expr) => {{
@@ -435,7 +434,7 @@ impl AnyStore {
 
     /// Outbox rows, newest last.
     pub async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        let sql = "SELECT id, idempotency_key, communication, channel, customer_id, invoice_ids, status, attempts, \
+        let sql = "SELECT id, idempotency_key, communication, channel, customer_id, invoice_ids, status, CAST(attempts AS BIGINT), \
                    next_attempt_at, last_error, created_at, sent_at FROM segd_outbox \
                    WHERE ($1 IS NULL OR communication = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR run_id = $3) \
                    ORDER BY id LIMIT $4";

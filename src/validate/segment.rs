@@ -468,6 +468,18 @@ fn custom_data_conditions(
             ok = false;
             continue;
         }
+        if key
+            .chars()
+            .any(|ch| ch == '"' || ch == '\'' || ch == '\\' || ch.is_control())
+        {
+            r.error_help(
+                k.span(),
+                format!("the `custom_data` key {key:?} holds a quote, a backslash or a control character"),
+                "custom_data keys name top-level JSON keys; segd supports keys without those characters",
+            );
+            ok = false;
+            continue;
+        }
         match custom_condition(r, key, cv) {
             Some(c) => {
                 out.insert(key.to_string(), c);
