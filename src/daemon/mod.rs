@@ -331,6 +331,15 @@ fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, St
         "Delivery attempts, by channel and result"
     );
     metrics::describe_gauge!("segd_deliveries", "Outbox rows, by status");
+    metrics::describe_gauge!(
+        "segd_leader",
+        "1 while this daemon leads (reconciles and schedules)"
+    );
+    metrics::describe_histogram!("segd_reconcile_duration_seconds", "Time of one reconcile");
+    metrics::describe_counter!(
+        "segd_reconcile_changes_total",
+        "Definitions created, updated or deleted by reconciles, by action"
+    );
     metrics::describe_histogram!(
         "segd_delivery_duration_seconds",
         "Time of one delivery attempt"
@@ -422,6 +431,9 @@ pub async fn run(
         async move {
             let mut next_resync = Instant::now();
             loop {
+                // Wake for the next occurrence itself: a fixed 1 s nap drifts past
+                // second boundaries and skips occurrences of a seconds-field cron.
+                let mut until_trigger = Duration::from_secs(1);
                 if shared.is_leader() {
                     if Instant::now() >= next_resync {
                         reconcile(opts, &store, &shared).await;
@@ -433,6 +445,12 @@ pub async fn run(
                             if next.iter().any(|n| n.at <= Utc::now()) {
                                 continue;
                             }
+                            if let Some(first) = next.first() {
+                                until_trigger = (first.at - Utc::now())
+                                    .to_std()
+                                    .unwrap_or_default()
+                                    .min(until_trigger);
+                            }
                             shared.status.write().await.next_triggers = next;
                             shared.deliver_now.notify_one();
                         }
@@ -443,11 +461,21 @@ pub async fn run(
                         .ready
                         .store(store.applied().await.is_ok(), Ordering::SeqCst);
                 }
-                let until_resync = next_resync.saturating_duration_since(Instant::now());
+                // A follower only refreshes its readiness now and then (its
+                // overdue `next_resync` must not make it spin on the database).
+                let nap = if shared.is_leader() {
+                    next_resync
+                        .saturating_duration_since(Instant::now())
+                        .min(until_trigger)
+                } else {
+                    until_trigger
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = wake.notified() => next_resync = Instant::now(),
-                    _ = tokio::time::sleep(until_resync.min(Duration::from_secs(1))) => {}
+                    // Just elected: reconcile at once.
+                    _ = shared.reconcile_now.notified() => next_resync = Instant::now(),
+                    _ = tokio::time::sleep(nap) => {}
                 }
             }
         }

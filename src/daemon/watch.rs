@@ -29,9 +29,11 @@ pub fn start(dir: &Path, debounce: Duration, wake: Arc<Notify>) -> notify::Resul
     let filter_root = root.clone();
     let mut debouncer = new_debouncer(debounce, None, move |res: DebounceEventResult| {
         if let Ok(events) = res
-            && events
-                .iter()
-                .any(|e| e.paths.iter().any(|p| relevant(&filter_root, p)))
+            && events.iter().any(|e| {
+                // notify 8 also reports opens and reads (inotify IN_OPEN,
+                // IN_CLOSE_NOWRITE): the reconcile's own reads must not wake it.
+                !e.kind.is_access() && e.paths.iter().any(|p| relevant(&filter_root, p))
+            })
         {
             wake.notify_one();
         }

@@ -129,7 +129,22 @@ impl<'a> Worker<'a> {
             if batch.is_empty() {
                 break;
             }
-            let marks = self.send_batch(&comms, &batch).await?;
+            // The lease is renewed while the batch is sent, so a slow receiver never
+            // lets another sender claim rows this one is still sending.
+            let renew_every = (self.config.lease / 3).max(std::time::Duration::from_millis(200));
+            let send = self.send_batch(&comms, &batch);
+            tokio::pin!(send);
+            let marks = loop {
+                tokio::select! {
+                    marks = &mut send => break marks?,
+                    _ = tokio::time::sleep(renew_every) => {
+                        let until = Utc::now() + lease;
+                        if let Err(e) = self.store.renew(&self.me, until).await {
+                            tracing::warn!(error = %e, "renewing the delivery lease failed");
+                        }
+                    }
+                }
+            };
             for (_, m) in &marks {
                 tally.add(m);
             }

@@ -381,7 +381,7 @@ async fn load_sqlite(
     ] {
         sqlx::query(pragma).execute(&mut *conn).await?;
     }
-    let from_wal = rollback_journal(pool, conn).await;
+    let from_wal = std::env::var_os("SEGD_WAL").is_none() && rollback_journal(pool, conn).await;
     let rows = sqlite_fill(conn, generator, existing, &mut progress).await;
     if from_wal {
         sqlx::query_as::<_, (String,)>("PRAGMA journal_mode = WAL")
@@ -487,11 +487,14 @@ async fn sqlite_fill(
     }
 
     progress(Progress::Finishing);
+    let t = std::time::Instant::now();
     for (_, sql) in indexes {
         // The definition SQLite stored for the index.
         sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
     }
+    eprintln!("DEBUG index {:?}", t.elapsed());
     tx.commit().await?;
+    eprintln!("DEBUG commit {:?}", t.elapsed());
     Ok(rows)
 }
 

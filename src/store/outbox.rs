@@ -229,8 +229,10 @@ impl AnyStore {
         limit: i64,
         run_id: Option<&str>,
     ) -> Result<Vec<Claimed>, StoreError> {
+        // A run's own drain (`segd trigger`) makes each row's first attempt only;
+        // retries are the daemon's.
         let run_filter = if run_id.is_some() {
-            " AND run_id = $5"
+            " AND run_id = $5 AND attempts = 0"
         } else {
             ""
         };
@@ -280,6 +282,26 @@ impl AnyStore {
         }
         rows.sort_by_key(|r| r.id);
         Ok(rows)
+    }
+
+    /// Extends the lease of every row `me` is sending.
+    pub async fn renew(&self, me: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql = "UPDATE segd_outbox SET claimed_until = $1 WHERE claimed_by = $2 AND status = 'sending'";
+        match self {
+            AnyStore::Sqlite(s) => sqlx::query(sql)
+                .bind(until)
+                .bind(me)
+                .execute(&s.pool)
+                .await?
+                .rows_affected(),
+            AnyStore::Postgres(s) => sqlx::query(sql)
+                .bind(until)
+                .bind(me)
+                .execute(&s.pool)
+                .await?
+                .rows_affected(),
+        };
+        Ok(())
     }
 
     /// Writes the outcomes of a batch in one transaction; rows another sender

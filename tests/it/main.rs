@@ -3,6 +3,8 @@
 
 mod cli_plan;
 mod cli_validate;
+mod daemon;
+mod deliver;
 mod demo_data;
 mod props;
 mod segments;
