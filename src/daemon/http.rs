@@ -50,6 +50,12 @@ async fn readyz(State(api): State<Arc<Api>>) -> Response {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    // Outbox rows by status, counted at scrape time rather than on every pass.
+    if let Ok(counts) = api.store.outbox_counts().await {
+        for (status, n) in counts {
+            metrics::gauge!("segd_deliveries", "status" => status).set(n as f64);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

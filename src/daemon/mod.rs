@@ -293,11 +293,6 @@ async fn deliver_pass(worker: &Worker<'_>, stop: &CancellationToken) {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "delivery pass failed"),
     }
-    if let Ok(counts) = worker.store.outbox_counts().await {
-        for (status, n) in counts {
-            metrics::gauge!("segd_deliveries", "status" => status).set(n as f64);
-        }
-    }
 }
 
 fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
@@ -409,8 +404,11 @@ pub async fn run(
             .await
     });
 
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let _watcher = match watch::start(&opts.dir, Duration::from_millis(100), wake.clone()) {
+    let _watcher = match watch::start(
+        &opts.dir,
+        Duration::from_millis(100),
+        shared.reconcile_now.clone(),
+    ) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the definitions; relying on the periodic resync");
@@ -426,54 +424,59 @@ pub async fn run(
         let shared = shared.clone();
         let env = env.clone();
         let shutdown = shutdown.clone();
-        let wake = wake.clone();
         let opts = &opts;
         async move {
             let mut next_resync = Instant::now();
+            // When the scheduler must look again: after each reconcile, and at the
+            // earliest next occurrence itself (the pass reads every definition, so
+            // it does not run on every tick; waking at the occurrence, not on a
+            // fixed nap, keeps a seconds-field cron from skipping occurrences).
+            let mut schedule_at: Option<chrono::DateTime<Utc>> = None;
             loop {
-                // Wake for the next occurrence itself: a fixed 1 s nap drifts past
-                // second boundaries and skips occurrences of a seconds-field cron.
-                let mut until_trigger = Duration::from_secs(1);
                 if shared.is_leader() {
                     if Instant::now() >= next_resync {
                         reconcile(opts, &store, &shared).await;
                         shared.ready.store(true, Ordering::SeqCst);
                         next_resync = Instant::now() + opts.resync;
+                        schedule_at = None;
                     }
-                    match schedule_pass(&store, &*env).await {
-                        Ok(next) => {
-                            if next.iter().any(|n| n.at <= Utc::now()) {
-                                continue;
+                    if schedule_at.is_none_or(|at| at <= Utc::now()) {
+                        match schedule_pass(&store, &*env).await {
+                            Ok(next) => {
+                                schedule_at = Some(
+                                    next.first()
+                                        .map_or(Utc::now() + chrono::TimeDelta::minutes(1), |n| {
+                                            n.at
+                                        }),
+                                );
+                                shared.status.write().await.next_triggers = next;
+                                shared.deliver_now.notify_one();
                             }
-                            if let Some(first) = next.first() {
-                                until_trigger = (first.at - Utc::now())
-                                    .to_std()
-                                    .unwrap_or_default()
-                                    .min(until_trigger);
+                            Err(e) => {
+                                tracing::error!(error = %e, "scheduling failed");
+                                schedule_at = Some(Utc::now() + chrono::TimeDelta::seconds(5));
                             }
-                            shared.status.write().await.next_triggers = next;
-                            shared.deliver_now.notify_one();
                         }
-                        Err(e) => tracing::error!(error = %e, "scheduling failed"),
                     }
                 } else {
+                    // A follower only refreshes its readiness now and then.
                     shared
                         .ready
                         .store(store.applied().await.is_ok(), Ordering::SeqCst);
                 }
-                // A follower only refreshes its readiness now and then (its
-                // overdue `next_resync` must not make it spin on the database).
                 let nap = if shared.is_leader() {
+                    let until_schedule = schedule_at
+                        .and_then(|at| (at - Utc::now()).to_std().ok())
+                        .unwrap_or(Duration::ZERO);
                     next_resync
                         .saturating_duration_since(Instant::now())
-                        .min(until_trigger)
+                        .min(until_schedule)
                 } else {
-                    until_trigger
+                    Duration::from_secs(1)
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = wake.notified() => next_resync = Instant::now(),
-                    // Just elected: reconcile at once.
+                    // A file changed, or this daemon was just elected: reconcile now.
                     _ = shared.reconcile_now.notified() => next_resync = Instant::now(),
                     _ = tokio::time::sleep(nap) => {}
                 }

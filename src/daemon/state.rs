@@ -43,7 +43,7 @@ pub struct Shared {
     pub ready: AtomicBool,
     pub leader: AtomicBool,
     /// Wakes the reconciler (a file changed).
-    pub reconcile_now: Notify,
+    pub reconcile_now: std::sync::Arc<Notify>,
     /// Wakes the delivery loop (something was enqueued).
     pub deliver_now: Notify,
     pub no_apply: bool,
@@ -56,7 +56,7 @@ impl Shared {
             status: RwLock::new(Status::default()),
             ready: AtomicBool::new(false),
             leader: AtomicBool::new(false),
-            reconcile_now: Notify::new(),
+            reconcile_now: std::sync::Arc::new(Notify::new()),
             deliver_now: Notify::new(),
             no_apply,
             started_at: Utc::now(),

@@ -115,7 +115,8 @@ impl<'a> Worker<'a> {
         mut progress: impl FnMut(&Tally),
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Tally, StoreError> {
-        let comms = self.load().await?;
+        // Loaded with the first batch: an idle pass reads no definitions.
+        let mut comms: Option<HashMap<String, Loaded>> = None;
         let mut tally = Tally::default();
         let limit = i64::from(self.config.concurrency.max(1)) * 16;
         while !stop() {
@@ -132,7 +133,11 @@ impl<'a> Worker<'a> {
             // The lease is renewed while the batch is sent, so a slow receiver never
             // lets another sender claim rows this one is still sending.
             let renew_every = (self.config.lease / 3).max(std::time::Duration::from_millis(200));
-            let send = self.send_batch(&comms, &batch);
+            let comms = match &comms {
+                Some(c) => c,
+                None => comms.insert(self.load().await?),
+            };
+            let send = self.send_batch(comms, &batch);
             tokio::pin!(send);
             let marks = loop {
                 tokio::select! {
