@@ -1,18 +1,34 @@
 //! `segd plan`, `apply`, `export` and `db migrate` end to end, on each backend.
 
-use crate::support::{Fixture, segd_cmd};
+use crate::support::{Fixture, PgTestDb, fresh_pg_db, segd_cmd};
 use std::process::Output;
 
-/// A database for one test: a SQLite file in the fixture folder.
+/// A database for one test: a SQLite file in the fixture folder, or a fresh
+/// PostgreSQL database (dropped with the value).
 pub struct TestDb {
     pub url: String,
+    pg: Option<PgTestDb>,
 }
 
 impl TestDb {
     pub fn sqlite(f: &Fixture) -> Self {
         Self {
             url: format!("sqlite://{}", f.path().join("segd.db").display()),
+            pg: None,
         }
+    }
+
+    /// `None` (the test says it skipped) without SEGD_TEST_POSTGRES_URL.
+    pub fn postgres(test: &str) -> Option<Self> {
+        let db = runtime().block_on(fresh_pg_db(test))?;
+        Some(Self {
+            url: db.url.clone(),
+            pg: Some(db),
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
     }
 
     /// Runs SQL against the database (test setup: triggers, drift, …).
@@ -33,6 +49,32 @@ impl TestDb {
             }
         });
     }
+}
+
+/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+macro_rules! on_both {
+    ($name:ident, |$f:ident, $db:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            fn body($f: &Fixture, $db: &TestDb) $body
+
+            #[test]
+            fn sqlite() {
+                let f = Fixture::example();
+                let db = TestDb::sqlite(&f);
+                body(&f, &db);
+            }
+
+            #[test]
+            fn postgres() {
+                let f = Fixture::example();
+                if let Some(db) = TestDb::postgres(concat!(stringify!($name), "::postgres")) {
+                    body(&f, &db);
+                }
+            }
+        }
+    };
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -95,36 +137,27 @@ fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-#[test]
-fn plan_apply_plan_shows_nothing() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    assert_eq!(detailed(&f, &db), 2);
-    apply(&f, &db);
-    assert_eq!(detailed(&f, &db), 0);
-    let o = segd(&f, &db, &["plan"]);
+on_both!(plan_apply_plan_shows_nothing, |f, db| {
+    assert_eq!(detailed(f, db), 2);
+    apply(f, db);
+    assert_eq!(detailed(f, db), 0);
+    let o = segd(f, db, &["plan"]);
     assert!(stdout(&o).contains("No changes"), "{}", stdout(&o));
-}
+});
 
-#[test]
-fn formatting_and_key_order_do_not_make_changes() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    apply(&f, &db);
+on_both!(formatting_and_key_order_do_not_make_changes, |f, db| {
+    apply(f, db);
     f.write(
         "segments.d/due-this-week.toml",
         "# reordered, reformatted, same meaning\n[[filter]]\ndue_in_days = {lte=7}\nstatus = { eq = \"open\" }\ntype = \"invoice\"\n\n\
          [[filter]]\ntype='customer'\ndefault_payment_method={ne='sepa_debit'}\n\n\
          [segment]\ndescription = \"Unpaid invoices due within 7 days, customer not on SEPA direct debit\"\nname = \"due-this-week\"\nmatch = \"all\"\n",
     );
-    assert_eq!(detailed(&f, &db), 0);
-}
+    assert_eq!(detailed(f, db), 0);
+});
 
-#[test]
-fn an_edit_is_exactly_one_update_with_a_diff() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    apply(&f, &db);
+on_both!(an_edit_is_exactly_one_update_with_a_diff, |f, db| {
+    apply(f, db);
     let path = f.path().join("segments.d/overdue-eu.toml");
     let text = std::fs::read_to_string(&path).expect("read");
     f.write(
@@ -132,10 +165,10 @@ fn an_edit_is_exactly_one_update_with_a_diff() {
         &text.replace("gte = 30", "gte = 45"),
     );
     assert_eq!(
-        actions(&plan_json(&f, &db)),
+        actions(&plan_json(f, db)),
         [("update".to_string(), "overdue-eu".to_string())]
     );
-    let o = segd(&f, &db, &["plan"]);
+    let o = segd(f, db, &["plan"]);
     let out = stdout(&o);
     assert!(
         out.contains("- due_date_exceeded_by_days = { gte = 30 }")
@@ -146,122 +179,119 @@ fn an_edit_is_exactly_one_update_with_a_diff() {
         out.contains("Plan: 0 to create, 1 to update, 0 to delete."),
         "{out}"
     );
-}
+});
 
-#[test]
-fn removing_files_deletes_and_protection_is_remembered() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    apply(&f, &db);
-    std::fs::remove_file(
-        f.path()
-            .join("communications.d/integration-alert-hook.toml"),
-    )
-    .expect("rm");
-    std::fs::remove_file(f.path().join("communications.d/overdue-reminder-eu.toml")).expect("rm");
-    std::fs::remove_file(f.path().join("segments.d/overdue-eu.toml")).expect("rm");
-    let mut got = actions(&plan_json(&f, &db));
-    got.sort();
-    assert_eq!(
-        got,
-        [
-            ("delete".to_string(), "integration-alert-hook".to_string()),
-            ("delete".to_string(), "overdue-eu".to_string()),
-            ("delete".to_string(), "overdue-reminder-eu".to_string()),
-        ]
-    );
-    // overdue-reminder-eu is protected: the apply refuses and changes nothing.
-    let o = segd(&f, &db, &["apply", "--auto-approve"]);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("--allow-delete overdue-reminder-eu"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(
-        actions(&plan_json(&f, &db)).len(),
-        3,
-        "a refused apply changed nothing"
-    );
-    let o = segd(
-        &f,
-        &db,
-        &[
-            "apply",
-            "--auto-approve",
-            "--allow-delete",
-            "overdue-reminder-eu",
-        ],
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(detailed(&f, &db), 0);
-}
+on_both!(
+    removing_files_deletes_and_protection_is_remembered,
+    |f, db| {
+        apply(f, db);
+        std::fs::remove_file(
+            f.path()
+                .join("communications.d/integration-alert-hook.toml"),
+        )
+        .expect("rm");
+        std::fs::remove_file(f.path().join("communications.d/overdue-reminder-eu.toml"))
+            .expect("rm");
+        std::fs::remove_file(f.path().join("segments.d/overdue-eu.toml")).expect("rm");
+        let mut got = actions(&plan_json(f, db));
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("delete".to_string(), "integration-alert-hook".to_string()),
+                ("delete".to_string(), "overdue-eu".to_string()),
+                ("delete".to_string(), "overdue-reminder-eu".to_string()),
+            ]
+        );
+        // overdue-reminder-eu is protected: the apply refuses and changes nothing.
+        let o = segd(f, db, &["apply", "--auto-approve"]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--allow-delete overdue-reminder-eu"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(
+            actions(&plan_json(f, db)).len(),
+            3,
+            "a refused apply changed nothing"
+        );
+        let o = segd(
+            f,
+            db,
+            &[
+                "apply",
+                "--auto-approve",
+                "--allow-delete",
+                "overdue-reminder-eu",
+            ],
+        );
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(detailed(f, db), 0);
+    }
+);
 
-#[test]
-fn a_statement_failing_midway_rolls_back_the_whole_apply() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    segd(&f, &db, &["db", "migrate"]);
-    db.exec(
-        "CREATE TRIGGER boom BEFORE INSERT ON segd_definitions WHEN NEW.name = 'overdue-reminder-eu' \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-    );
-    let o = segd(&f, &db, &["apply", "--auto-approve"]);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("rolled back"), "{}", stderr(&o));
-    // Nothing of the apply is left: every definition is still a create.
-    let plan = plan_json(&f, &db);
-    assert!(actions(&plan).iter().all(|(a, _)| a == "create"));
-    assert_eq!(actions(&plan).len(), 9);
-}
+on_both!(
+    a_statement_failing_midway_rolls_back_the_whole_apply,
+    |f, db| {
+        segd(f, db, &["db", "migrate"]);
+        if db.is_postgres() {
+            db.exec(
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.name = 'overdue-reminder-eu' THEN RAISE EXCEPTION 'injected failure'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER boom BEFORE INSERT ON segd_definitions FOR EACH ROW EXECUTE FUNCTION boom();",
+        );
+        } else {
+            db.exec(
+            "CREATE TRIGGER boom BEFORE INSERT ON segd_definitions WHEN NEW.name = 'overdue-reminder-eu' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        );
+        }
+        let o = segd(f, db, &["apply", "--auto-approve"]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains("rolled back"), "{}", stderr(&o));
+        // Nothing of the apply is left: every definition is still a create.
+        let plan = plan_json(f, db);
+        assert!(actions(&plan).iter().all(|(a, _)| a == "create"));
+        assert_eq!(actions(&plan).len(), 9);
+    }
+);
 
-#[test]
-fn a_stale_saved_plan_is_refused() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
+on_both!(a_stale_saved_plan_is_refused, |f, db| {
     let saved = f.path().join("first.plan");
     let o = segd(
-        &f,
-        &db,
+        f,
+        db,
         &["plan", "--out", saved.to_str().expect("utf-8 path")],
     );
     assert_eq!(code(&o), 0);
-    apply(&f, &db);
-    let o = segd(&f, &db, &["apply", saved.to_str().expect("utf-8 path")]);
+    apply(f, db);
+    let o = segd(f, db, &["apply", saved.to_str().expect("utf-8 path")]);
     assert_eq!(code(&o), 1, "{}", stdout(&o));
     assert!(
         stderr(&o).contains("changed since the plan was made"),
         "{}",
         stderr(&o)
     );
-}
+});
 
-#[test]
-fn out_of_band_edits_are_drift() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    apply(&f, &db);
+on_both!(out_of_band_edits_are_drift, |f, db| {
+    apply(f, db);
     db.exec("UPDATE segd_definitions SET spec = replace(spec, 'gte = 30', 'gte = 1') WHERE name = 'overdue-eu'");
     assert_eq!(
-        actions(&plan_json(&f, &db)),
+        actions(&plan_json(f, db)),
         [("update".to_string(), "overdue-eu".to_string())]
     );
-    apply(&f, &db);
-    assert_eq!(detailed(&f, &db), 0);
-}
+    apply(f, db);
+    assert_eq!(detailed(f, db), 0);
+});
 
-#[test]
-fn concurrent_applies_serialise() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    segd(&f, &db, &["db", "migrate"]);
+on_both!(concurrent_applies_serialise, |f, db| {
+    segd(f, db, &["db", "migrate"]);
     // Another apply holds the lock: with no wait, this one is told who and since when.
     db.exec("INSERT INTO segd_locks (name, holder, since, expires) VALUES ('apply', 'alice@ci (pid 1)', '2026-01-01T00:00:00Z', '9999-01-01T00:00:00Z')");
-    let o = segd(
-        &f,
-        &db,
-        &["apply", "--auto-approve", "--lock-timeout", "0s"],
-    );
+    let o = segd(f, db, &["apply", "--auto-approve", "--lock-timeout", "0s"]);
     assert_eq!(code(&o), 1);
     assert!(
         stderr(&o).contains("alice@ci (pid 1)") && stderr(&o).contains("2026-01-01"),
@@ -271,23 +301,20 @@ fn concurrent_applies_serialise() {
     db.exec("DELETE FROM segd_locks");
     // Two real applies at once: both succeed (one waits), the state is whole.
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| segd(&f, &db, &["apply", "--auto-approve"]));
-        let b = s.spawn(|| segd(&f, &db, &["apply", "--auto-approve"]));
+        let a = s.spawn(|| segd(f, db, &["apply", "--auto-approve"]));
+        let b = s.spawn(|| segd(f, db, &["apply", "--auto-approve"]));
         (a.join().expect("thread"), b.join().expect("thread"))
     });
     assert_eq!((code(&a), code(&b)), (0, 0), "{}{}", stderr(&a), stderr(&b));
-    assert_eq!(detailed(&f, &db), 0);
-}
+    assert_eq!(detailed(f, db), 0);
+});
 
-#[test]
-fn export_round_trips() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    apply(&f, &db);
+on_both!(export_round_trips, |f, db| {
+    apply(f, db);
     let out = f.path().join("exported");
     let o = segd(
-        &f,
-        &db,
+        f,
+        db,
         &["export", "--out", out.to_str().expect("utf-8 path")],
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -304,7 +331,7 @@ fn export_round_trips() {
         .output()
         .expect("run");
     assert_eq!(code(&o), 0, "{}", stdout(&o));
-}
+});
 
 #[test]
 fn bad_databases_are_one_line_environment_errors() {
@@ -337,25 +364,26 @@ fn bad_databases_are_one_line_environment_errors() {
     }
 }
 
-#[test]
-fn a_database_from_a_newer_segd_is_refused_and_left_alone() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    segd(&f, &db, &["db", "migrate"]);
-    db.exec("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99999, 'from the future', 1, x'00', 0)");
-    let o = segd(&f, &db, &["apply", "--auto-approve"]);
-    assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("newer segd"), "{}", stderr(&o));
-    db.exec("DELETE FROM _sqlx_migrations WHERE version = 99999");
-    assert_eq!(detailed(&f, &db), 2, "nothing was applied");
-}
+on_both!(
+    a_database_from_a_newer_segd_is_refused_and_left_alone,
+    |f, db| {
+        segd(f, db, &["db", "migrate"]);
+        if db.is_postgres() {
+            db.exec("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99999, 'from the future', TRUE, '\\x00', 0)");
+        } else {
+            db.exec("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99999, 'from the future', 1, x'00', 0)");
+        }
+        let o = segd(f, db, &["apply", "--auto-approve"]);
+        assert_eq!(code(&o), 2);
+        assert!(stderr(&o).contains("newer segd"), "{}", stderr(&o));
+        db.exec("DELETE FROM _sqlx_migrations WHERE version = 99999");
+        assert_eq!(detailed(f, db), 2, "nothing was applied");
+    }
+);
 
-#[test]
-fn apply_without_a_terminal_needs_auto_approve() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    let o = segd(&f, &db, &["apply"]);
+on_both!(apply_without_a_terminal_needs_auto_approve, |f, db| {
+    let o = segd(f, db, &["apply"]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--auto-approve"));
-    assert_eq!(detailed(&f, &db), 2);
-}
+    assert_eq!(detailed(f, db), 2);
+});

@@ -3,45 +3,42 @@
 use crate::support::{Fixture, segd_cmd};
 use serde_json::Value;
 
+const MANUAL: &str = "type = \"manual\"";
+const WEBHOOK: &str =
+    "url = \"https://hooks.acme.test/segd\"\nsecret_env = \"SEGD_WEBHOOK_SECRET\"\n";
+
+/// A webhook communication file: `segment` on line 3, `[trigger]` on line 7 with
+/// `trigger` below it, then `[webhook]` with `webhook`.
+fn communication(name: &str, segment: &str, trigger: &str, webhook: &str) -> String {
+    format!(
+        "[communication]\nname = \"{name}\"\nsegment = \"{segment}\"\nevent = \"payment_reminder\"\n\
+         channel = \"webhook\"\n\n[trigger]\n{trigger}\n\n[webhook]\n{webhook}"
+    )
+}
+
 const BAD_ENUM: &str =
     "[segment]\nname = \"bad-enum\"\n\n[[filter]]\ntype = \"invoice\"\nstatus = \"pending\"\n";
 const BAD_COUNTRY: &str =
     "[segment]\nname = \"bad-country\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"JJ\"\n";
-const BAD_CRON: &str = r#"[communication]
-name = "bad-cron"
-segment = "overdue-eu"
-event = "payment_reminder"
-channel = "webhook"
-
-[trigger]
-type = "automatic"
-schedule = "61 * * * *"
-
-[webhook]
-url = "https://hooks.acme.test/segd"
-secret_env = "SEGD_WEBHOOK_SECRET"
-"#;
-const MISSING_SEGMENT: &str = r#"[communication]
-name = "missing-segment"
-segment = "overdue-us"
-event = "email_invoice"
-channel = "webhook"
-
-[trigger]
-type = "manual"
-
-[webhook]
-url = "https://hooks.acme.test/segd"
-secret_env = "SEGD_WEBHOOK_SECRET"
-"#;
 
 /// The example tree with one defect in each of four files, and where each is.
 fn defective() -> (Fixture, [(&'static str, usize, usize); 4]) {
     let f = Fixture::example();
     f.write("segments.d/bad-enum.toml", BAD_ENUM)
         .write("segments.d/team/bad-country.toml", BAD_COUNTRY)
-        .write("communications.d/bad-cron.toml", BAD_CRON)
-        .write("communications.d/missing-segment.toml", MISSING_SEGMENT);
+        .write(
+            "communications.d/bad-cron.toml",
+            &communication(
+                "bad-cron",
+                "overdue-eu",
+                "type = \"automatic\"\nschedule = \"61 * * * *\"",
+                WEBHOOK,
+            ),
+        )
+        .write(
+            "communications.d/missing-segment.toml",
+            &communication("missing-segment", "overdue-us", MANUAL, WEBHOOK),
+        );
     let at = [
         ("segments.d/bad-enum.toml", 6, 10),
         ("segments.d/team/bad-country.toml", 6, 11),
@@ -268,36 +265,35 @@ const SECRETS: &[&str] = &[
     "LiveKey0123456789",
 ];
 
-fn webhook_comm(name: &str, webhook: &str) -> String {
-    format!(
-        "[communication]\nname = \"{name}\"\nsegment = \"overdue-eu\"\nevent = \"payment_reminder\"\n\
-         channel = \"webhook\"\n\n[trigger]\ntype = \"manual\"\n\n[webhook]\n{webhook}"
-    )
-}
-
 /// The example tree with a secret written into five files.
 fn leaky() -> Fixture {
     let f = Fixture::example();
     f.write(
         "communications.d/inline-secret.toml",
-        &webhook_comm(
+        &communication(
             "inline-secret",
+            "overdue-eu",
+            MANUAL,
             "url = \"https://hooks.acme.test/a\"\nsecret_env = \"SEGD_WEBHOOK_SECRET\"\n\
              secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
         ),
     )
     .write(
         "communications.d/url-credentials.toml",
-        &webhook_comm(
+        &communication(
             "url-credentials",
+            "overdue-eu",
+            MANUAL,
             "url = \"https://hookuser:hunter2-pass@hooks.acme.test/segd\"\n\
              secret_env = \"SEGD_WEBHOOK_SECRET\"\n",
         ),
     )
     .write(
         "communications.d/secret-as-env.toml",
-        &webhook_comm(
+        &communication(
             "secret-as-env",
+            "overdue-eu",
+            MANUAL,
             "url = \"https://hooks.acme.test/b\"\nsecret_env = \"whsec_AnotherSecretValue123\"\n",
         ),
     )
@@ -365,7 +361,7 @@ fn secrets_failing_other_checks_are_never_shown() {
         let name = format!("leak-{i}");
         f.write(
             &format!("communications.d/{name}.toml"),
-            &webhook_comm(&name, webhook),
+            &communication(&name, "overdue-eu", MANUAL, webhook),
         );
     }
     f.write("segd.toml", "smtp_url = \"smtp://u:smtp-pa55word@[::1/\"\n");

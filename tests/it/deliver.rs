@@ -4,7 +4,7 @@
 //! (mailin-embedded) on loopback, `.eml` files, and `kill -9` of a sending process.
 
 use crate::cli_plan::TestDb;
-use crate::support::{Fixture, fresh_pg_db};
+use crate::support::Fixture;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -1499,20 +1499,11 @@ fn a_killed_trigger_loses_nothing_and_enqueues_nothing_twice() {
 
 #[test]
 fn postgres_two_workers_after_kills_send_each_row_once() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let Some(pg) = rt.block_on(fresh_pg_db("postgres_two_workers_after_kills")) else {
+    let Some(db) = TestDb::postgres("postgres_two_workers_after_kills") else {
         return;
     };
     let f = Fixture::empty();
-    let mut b = Bench::with_db(
-        f,
-        TestDb {
-            url: pg.url.clone(),
-        },
-    );
+    let mut b = Bench::with_db(f, db);
     let rec = crash_bench(&mut b);
     let in_flight = trigger_and_kill(&b, &rec, 40);
     assert!(!in_flight.is_empty());
@@ -1553,5 +1544,4 @@ fn postgres_two_workers_after_kills_send_each_row_once() {
     b.drive(Duration::from_secs(30));
     check_after_crash(&b, &rec, &[in_flight, held_by_a]);
     drop(rec);
-    rt.block_on(pg.cleanup());
 }
