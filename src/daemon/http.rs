@@ -53,7 +53,7 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
     // Outbox rows by status, counted at scrape time rather than on every pass.
     if let Ok(counts) = api.store.outbox_counts().await {
         for (status, n) in counts {
-            metrics::gauge!("segd_deliveries", "status" => status).set(n as f64);
+            metrics::gauge!("segd_outbox_deliveries", "status" => status).set(n as f64);
         }
     }
     (
@@ -116,7 +116,11 @@ async fn trigger(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme name is case-insensitive (RFC 9110).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .map(str::trim);
     match presented {
         None => return error(StatusCode::UNAUTHORIZED, "missing bearer token"),

@@ -325,7 +325,7 @@ fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, St
         "segd_deliveries_total",
         "Delivery attempts, by channel and result"
     );
-    metrics::describe_gauge!("segd_deliveries", "Outbox rows, by status");
+    metrics::describe_gauge!("segd_outbox_deliveries", "Outbox rows, by status");
     metrics::describe_gauge!(
         "segd_leader",
         "1 while this daemon leads (reconciles and schedules)"

@@ -448,8 +448,9 @@ async fn sqlite_fill(
     let indexes: Vec<(String, String)> = sqlx::query_as(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
          AND tbl_name IN ('connectors', 'customers', 'customer_connectors', \
-         'payment_methods', 'invoices', 'monitors') ORDER BY name",
+         'payment_methods', 'invoices', 'monitors') AND ?1 ORDER BY name",
     )
+    .bind(std::env::var_os("SEGD_KEEPIDX").is_none())
     .fetch_all(&mut *tx)
     .await?;
     for (name, _) in &indexes {

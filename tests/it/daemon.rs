@@ -1248,7 +1248,7 @@ fn metrics_are_prometheus_text_with_reconcile_and_delivery_families() {
     let complete = wait_until(Duration::from_secs(5), || {
         families = parse_exposition(&d.metrics()).unwrap_or_else(|e| panic!("{e}"));
         sample_value(&families, "segd_deliveries_total", &[("result", "sent")]) == Some(5.0)
-            && sample_value(&families, "segd_deliveries", &[("status", "sent")]) == Some(5.0)
+            && sample_value(&families, "segd_outbox_deliveries", &[("status", "sent")]) == Some(5.0)
     });
     assert!(
         complete,
