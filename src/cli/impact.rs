@@ -52,6 +52,10 @@ async fn measure(
     })
 }
 
+/// At most this many changes have their membership measured in one plan (each
+/// is a query over every customer); the plan says when it measured fewer.
+const MAX_MEASURED: usize = 200;
+
 /// Impacts of every created or changed segment, and of every created or changed
 /// communication whose audience changes. Only those segments are evaluated.
 pub async fn impacts(
@@ -70,10 +74,22 @@ pub async fn impacts(
         .map(|d| ((d.kind, d.name.as_str()), d.spec.as_str()))
         .collect();
     let mut out = Impacts::new();
-    for c in &plan.changes {
-        if c.action == Action::Delete {
-            continue;
-        }
+    let measurable = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Delete)
+        .count();
+    if measurable > MAX_MEASURED {
+        eprintln!(
+            "note: {measurable} definitions change; membership impact is measured for the first {MAX_MEASURED}"
+        );
+    }
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Delete)
+        .take(MAX_MEASURED)
+    {
         let Some(after) = &c.after else { continue };
         let (before_spec, after_spec) = match c.kind {
             Kind::Segment => (

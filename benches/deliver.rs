@@ -1,0 +1,217 @@
+//! `cargo bench --bench deliver`: the outbox at volume, on SQLite.
+//!
+//! 1. Enqueueing one run of 350,000 members (target < 1 s): the run's INSERT …
+//!    SELECT into the outbox, timed through the library.
+//! 2. One `segd trigger` run of 100,000 webhook deliveries to a receiver in this
+//!    process on loopback (target ≥ 5,000 deliveries/s, peak RSS < 100 MB), and the
+//!    receiver alone with the same client concurrency, to show it is not the
+//!    bottleneck.
+//!
+//! Knobs: `SEGD_BENCH_ENQUEUE` (350000), `SEGD_BENCH_WEBHOOKS` (100000).
+
+use axum::Router;
+use axum::routing::post;
+use segd::store::{AnyStore, connect};
+use segd::trigger::{Occasion, enqueue, load_target, prepare};
+use sqlx::AssertSqlSafe;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "whsec_c2VnZC1iZW5jaC1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9u";
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `n` customers with one overdue invoice each, written by SQLite itself.
+async fn fill(store: &AnyStore, n: u64) {
+    let AnyStore::Sqlite(s) = store else { return };
+    let sql = format!(
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n}) \
+         INSERT INTO customers (id, name, email, country, custom_data, created_at) \
+         SELECT printf('cus_%07d', i), printf('Customer %d', i), printf('c%d@example.test', i), 'DE', '{{}}', \
+         '2026-01-01T00:00:00Z' FROM k"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .execute(&s.pool)
+        .await
+        .expect("customers");
+    let sql = format!(
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n}) \
+         INSERT INTO invoices (id, customer_id, number, status, amount_cents, currency, due_date, created_at) \
+         SELECT printf('inv_%07d', i), printf('cus_%07d', i), printf('INV-%07d', i), 'overdue', 12345, 'EUR', \
+         '2026-01-10', '2026-01-01T00:00:00Z' FROM k"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .execute(&s.pool)
+        .await
+        .expect("invoices");
+}
+
+fn tree(root: &std::path::Path, url: &str) {
+    std::fs::create_dir_all(root.join("segments.d")).expect("mkdir");
+    std::fs::create_dir_all(root.join("communications.d")).expect("mkdir");
+    std::fs::write(
+        root.join("segments.d/all.toml"),
+        "[segment]\nname = \"all\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        root.join("communications.d/remind.toml"),
+        format!(
+            "[communication]\nname = \"remind\"\nsegment = \"all\"\nevent = \"payment_reminder\"\nchannel = \"webhook\"\n\n\
+             [trigger]\ntype = \"manual\"\n\n[webhook]\nurl = \"{url}\"\nsecret_env = \"SEGD_BENCH_SECRET\"\ntimeout = \"30s\"\n"
+        ),
+    )
+    .expect("write");
+}
+
+fn apply(bin: &str, root: &std::path::Path, db: &str) {
+    let ok = Command::new(bin)
+        .args(["apply", "--auto-approve", "-q", "--dir"])
+        .arg(root)
+        .args(["--database-url", db])
+        .stdout(Stdio::null())
+        .status()
+        .expect("segd apply")
+        .success();
+    assert!(ok, "apply failed");
+}
+
+async fn receiver() -> (String, Arc<AtomicU64>) {
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), count)
+}
+
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let bin = env!("CARGO_BIN_EXE_segd");
+    let (url, count) = receiver().await;
+
+    // 1. Enqueue.
+    let n = env_u64("SEGD_BENCH_ENQUEUE", 350_000);
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("segd.db").display());
+    tree(dir.path(), &url);
+    apply(bin, dir.path(), &db);
+    let store = connect(&db).await.expect("open");
+    fill(&store, n).await;
+    let target = load_target(&store, "remind").await.expect("applied");
+    let prepared = prepare(&target, Occasion::Manual);
+    let env = |k: &str| (k == "SEGD_BENCH_SECRET").then(|| SECRET.to_string());
+    let t = Instant::now();
+    let r = enqueue(&store, &prepared, true, &env)
+        .await
+        .expect("enqueue");
+    let took = t.elapsed();
+    println!(
+        "enqueue: {} deliveries for {} members in {:.0} ms (target < 1000 ms)",
+        r.enqueued,
+        r.recipients,
+        took.as_secs_f64() * 1000.0
+    );
+    store.close().await;
+
+    // 2. Deliver.
+    let m = env_u64("SEGD_BENCH_WEBHOOKS", 100_000);
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("segd.db").display());
+    tree(dir.path(), &url);
+    apply(bin, dir.path(), &db);
+    let store = connect(&db).await.expect("open");
+    fill(&store, m).await;
+    store.close().await;
+    count.store(0, Ordering::Relaxed);
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["trigger", "remind", "-q", "--dir"])
+        .arg(dir.path())
+        .args(["--database-url", &db])
+        .env("SEGD_BENCH_SECRET", SECRET)
+        .env("SEGD_DELIVERY_CONCURRENCY", "64")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("segd trigger");
+    let pid = child.id();
+    let mut peak = 0;
+    loop {
+        if let Some(kb) = peak_rss_kb(pid) {
+            peak = peak.max(kb);
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t.elapsed();
+    let out = child
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let received = count.load(Ordering::Relaxed);
+    println!("trigger: {}", out.trim());
+    println!(
+        "deliver: {received} webhooks in {:.2} s = {:.0}/s (target ≥ 5000/s), peak RSS {:.1} MB (target < 100 MB)",
+        took.as_secs_f64(),
+        received as f64 / took.as_secs_f64(),
+        peak as f64 / 1024.0
+    );
+
+    // The receiver alone, with the same concurrency.
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    let per = m / 64;
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                let _ = client.post(&url).body("{}").send().await;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    println!(
+        "receiver alone: {} requests in {:.2} s = {:.0}/s",
+        per * 64,
+        t.elapsed().as_secs_f64(),
+        (per * 64) as f64 / t.elapsed().as_secs_f64()
+    );
+}
