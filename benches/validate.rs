@@ -17,7 +17,7 @@ use segd::model::{
     MatchMode, Name, Op, Scalar, Schedule, Segment, Trigger, Webhook,
 };
 use segd::source::{FsTemplates, load_tree};
-use segd::validate::validate;
+use segd::validate::{Tree, validate};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -288,6 +288,42 @@ fn row(label: &str, samples: &mut [StdDuration], files: usize) -> f64 {
     median
 }
 
+/// Median time of `validate` on the first `n` segments of the tree.
+fn segments_only(tree: &Tree, n: usize, templates: &FsTemplates, iters: usize) -> StdDuration {
+    let part = Tree {
+        segments: tree.segments[..n].to_vec(),
+        ..Tree::default()
+    };
+    let mut samples: Vec<StdDuration> = (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(validate(&part, templates));
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Time per segment file at a quarter of the tree and at all of it: about 1 when
+/// validation is linear in the number of files, about 4 when it is quadratic.
+fn scaling(dir: &Path, templates: &FsTemplates, iters: usize) {
+    let tree = load_tree(dir).unwrap_or_else(|e| panic!("load_tree: {e}"));
+    let all = tree.segments.len();
+    let quarter = all / 4;
+    if quarter == 0 {
+        return;
+    }
+    let small = segments_only(&tree, quarter, templates, iters).as_secs_f64() / quarter as f64;
+    let large = segments_only(&tree, all, templates, iters).as_secs_f64() / all as f64;
+    println!(
+        "  scaling (segments only)      {:.1} µs/file at {quarter}, {:.1} µs/file at {all}: ratio {:.2} (1 = linear)",
+        small * 1e6,
+        large * 1e6,
+        large / small
+    );
+}
+
 /// The release binary, if built.
 fn release_binary() -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -344,10 +380,14 @@ fn main() {
         check.push(t2 - t1);
         total.push(t2 - t0);
     }
-    println!("library (bench profile):");
+    if smoke {
+        println!("smoke run (not under `cargo bench`): figures are not measurements");
+    }
+    println!("library:");
     row("load_tree", &mut load, files);
     row("validate", &mut check, files);
     let median = row("load_tree + validate", &mut total, files);
+    scaling(dir, &templates, iters);
 
     match release_binary() {
         Some(bin) if !smoke => {
@@ -376,6 +416,9 @@ fn main() {
         }
     }
 
+    if smoke {
+        return;
+    }
     let per_10k = median * 10_000.0 / files as f64;
     println!(
         "summary: {per_10k:.1} ms per 10,000 files (median, library) against a target of {TARGET_MS:.0} ms: {}",

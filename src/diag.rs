@@ -83,12 +83,35 @@ impl<'a> SourceText<'a> {
             severity,
             message: message.into(),
             help: None,
-            snippet: Some(Snippet {
+            // A line that may hold a secret is never shown, whatever the error.
+            snippet: (!may_hold_secret(line_text)).then(|| Snippet {
                 text: line_text.to_string(),
                 underline: col0..under_end.max(col0 + 1),
             }),
         }
     }
+}
+
+/// A `whsec_…` value, a secret-sounding key, or a URL with credentials.
+fn may_hold_secret(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    let key = lower.split('=').next().unwrap_or_default().trim();
+    let secret_key = ["secret", "token", "password", "passwd", "api_key", "apikey"]
+        .iter()
+        .any(|w| key.contains(w))
+        && key != "secret_env";
+    if secret_key || lower.contains("whsec_") {
+        return true;
+    }
+    // `scheme://user:pass@host`: user info before the host.
+    lower.match_indices("://").any(|(i, _)| {
+        let rest = &lower[i + 3..];
+        let authority = rest
+            .split(['/', ' ', '"', '\'', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        authority.contains('@')
+    })
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -193,6 +216,25 @@ mod tests {
         let d = src.diagnostic(Severity::Error, 12..15, "bad");
         assert_eq!((d.line, d.column), (2, 6));
         assert_eq!(d.snippet.as_ref().map(|s| s.underline.clone()), Some(5..8));
+    }
+
+    #[test]
+    fn lines_that_may_hold_secrets_are_not_shown() {
+        for line in [
+            "webhook_secret = \"whsec_abc\"",
+            "url = \"ftp://user:pass@host/x\"",
+            "smtp_url = \"smtp://u:p@[::1/\"",
+            "token = 1",
+        ] {
+            let d = SourceText::new("a.toml", line).diagnostic(Severity::Error, 0..1, "bad");
+            assert!(d.snippet.is_none(), "{line}");
+        }
+        let d = SourceText::new("a.toml", "secret_env = \"HOOK\"").diagnostic(
+            Severity::Error,
+            0..1,
+            "bad",
+        );
+        assert!(d.snippet.is_some());
     }
 
     #[test]

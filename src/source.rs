@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: String,
         #[source]
@@ -54,10 +54,13 @@ pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
 
 fn read_file(dir: &Path, rel: &str) -> Result<SourceFile, SourceError> {
     let display = display_path(dir, rel);
-    let text = std::fs::read_to_string(dir.join(rel)).map_err(|source| SourceError::Read {
+    let bytes = std::fs::read(dir.join(rel)).map_err(|source| SourceError::Read {
         path: display.clone(),
         source,
     })?;
+    // Not UTF-8: validation reports the replacement character where it stands.
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok(SourceFile {
         path: rel.to_string(),
         display,
@@ -91,12 +94,20 @@ fn collect(path: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), SourceEr
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let child_rel = format!("{rel}/{name}");
-        let ft = std::fs::metadata(entry.path()).map(|m| m.file_type());
-        match ft {
+        // Folders are entered only when they are real folders (a symlinked
+        // folder could loop); a symlinked file is read like a file.
+        match entry.file_type() {
             Ok(ft) if ft.is_dir() && !name.starts_with('.') => {
                 collect(&entry.path(), &child_rel, out)?
             }
             Ok(ft) if ft.is_file() && is_definition_file(&name) => out.push(child_rel),
+            Ok(ft)
+                if ft.is_symlink()
+                    && is_definition_file(&name)
+                    && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) =>
+            {
+                out.push(child_rel)
+            }
             _ => {}
         }
     }

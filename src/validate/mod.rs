@@ -185,24 +185,32 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         }
     }
 
+    let kept: HashSet<&str> = defs
+        .segments
+        .values()
+        .map(|s| s.source.as_str())
+        .chain(defs.communications.values().map(|c| c.source.as_str()))
+        .collect();
+    let mut errors_by_file: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for d in diags.iter().filter(|d| d.is_error()) {
+        errors_by_file
+            .entry(d.file.as_str())
+            .or_default()
+            .push(format!("{}:{}: {}", d.line, d.column, d.message));
+    }
     let mut degraded = Vec::new();
     for (kind, files) in [
         ("segment", &tree.segments),
         ("communication", &tree.communications),
     ] {
         for (i, f) in files.iter().enumerate() {
-            let kept = match kind {
-                "segment" => defs.segments.values().any(|s| s.source == f.path),
-                _ => defs.communications.values().any(|c| c.source == f.path),
-            };
-            if kept {
+            if kept.contains(f.path.as_str()) {
                 continue;
             }
-            let mut errors: Vec<String> = diags
-                .iter()
-                .filter(|d| d.is_error() && d.file == f.display)
-                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
-                .collect();
+            let mut errors = errors_by_file
+                .get(f.display.as_str())
+                .cloned()
+                .unwrap_or_default();
             if errors.is_empty() {
                 errors.push("names a segment that is invalid".to_string());
             }

@@ -348,7 +348,6 @@ fn secrets_are_reported_but_never_shown() {
 /// the source line: under a key it does not know as secret-like, or in a URL
 /// that fails another check before its credentials are looked at.
 #[test]
-#[ignore = "src bug: these diagnostics print the source line, secret value included"]
 fn secrets_failing_other_checks_are_never_shown() {
     let f = Fixture::example();
     let webhooks = [
