@@ -36,4 +36,3 @@ CREATE TABLE segd_outbox (
 CREATE INDEX segd_outbox_due ON segd_outbox (status, next_attempt_at);
 CREATE INDEX segd_outbox_invoice ON segd_outbox (communication, invoice_id);
 CREATE INDEX segd_outbox_customer ON segd_outbox (communication, customer_id, created_at);
-CREATE INDEX segd_outbox_run ON segd_outbox (run_id, status);

@@ -294,6 +294,24 @@ fn string_condition(b: &mut Builder, col: &str, ci: bool, c: &Condition) -> Stri
     let test = match c {
         Condition::Exists(true) => return format!("{col} IS NOT NULL"),
         Condition::Exists(false) => return format!("{col} IS NULL"),
+        // SQLite's LIKE folds ASCII case only, exactly the SPEC's rule, and needs
+        // no lower() per row; the value is bound with its wildcards escaped.
+        Condition::Compare(
+            op @ (Op::Contains | Op::StartsWith | Op::EndsWith),
+            Scalar::Str(want),
+        ) if ci && b.dialect == Dialect::Sqlite => {
+            let escaped = want
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = match op {
+                Op::Contains => format!("%{escaped}%"),
+                Op::StartsWith => format!("{escaped}%"),
+                _ => format!("%{escaped}"),
+            };
+            let p = b.text(&pattern);
+            format!("{col} LIKE {p} ESCAPE '\\'")
+        }
         Condition::Compare(op, Scalar::Str(want)) => b.string_op(&expr, *op, &fold(want)),
         Condition::List(op, values) => {
             let folded: Vec<String> = strings(values).iter().map(|s| fold(s)).collect();
