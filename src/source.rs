@@ -45,22 +45,23 @@ pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
     } else {
         None
     };
+    let mut unreadable = Vec::new();
+    let segments = load_folder(dir, "segments.d", &mut unreadable)?;
+    let communications = load_folder(dir, "communications.d", &mut unreadable)?;
     Ok(Tree {
-        segments: load_folder(dir, "segments.d")?,
-        communications: load_folder(dir, "communications.d")?,
+        segments,
+        communications,
         settings,
+        unreadable,
     })
 }
 
 fn read_file(dir: &Path, rel: &str) -> Result<SourceFile, SourceError> {
     let display = display_path(dir, rel);
-    let bytes = std::fs::read(dir.join(rel)).map_err(|source| SourceError::Read {
+    let text = std::fs::read_to_string(dir.join(rel)).map_err(|source| SourceError::Read {
         path: display.clone(),
         source,
     })?;
-    // Not UTF-8: validation reports the replacement character where it stands.
-    let text = String::from_utf8(bytes)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok(SourceFile {
         path: rel.to_string(),
         display,
@@ -68,12 +69,30 @@ fn read_file(dir: &Path, rel: &str) -> Result<SourceFile, SourceError> {
     })
 }
 
-/// Every definition file below `dir/folder`, recursively, sorted by path.
-fn load_folder(dir: &Path, folder: &str) -> Result<Vec<SourceFile>, SourceError> {
+/// Every definition file below `dir/folder`, recursively, sorted by path; files
+/// that are not UTF-8 go to `unreadable` (validation reports them, and the rest
+/// is still checked).
+fn load_folder(
+    dir: &Path,
+    folder: &str,
+    unreadable: &mut Vec<(String, String)>,
+) -> Result<Vec<SourceFile>, SourceError> {
     let mut rels = Vec::new();
     collect(&dir.join(folder), folder, &mut rels)?;
     rels.sort();
-    rels.iter().map(|rel| read_file(dir, rel)).collect()
+    let mut files = Vec::new();
+    for rel in &rels {
+        match read_file(dir, rel) {
+            Ok(f) => files.push(f),
+            Err(SourceError::Read { path, source })
+                if source.kind() == io::ErrorKind::InvalidData =>
+            {
+                unreadable.push((path, "the file is not valid UTF-8".to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(files)
 }
 
 fn collect(path: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), SourceError> {

@@ -9,9 +9,11 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The data is a pure function of --seed, --customers and --today: the same three give \
-the same rows, byte for byte, on SQLite and PostgreSQL. It fills the SPEC billing \
+the same rows, on SQLite and on PostgreSQL alike. It fills the SPEC billing \
 tables (connectors, customers, customer_connectors, payment_methods, invoices, \
-monitors) in one transaction, so a failed run changes nothing.
+monitors) in one transaction, so a failed run changes nothing; their secondary indexes \
+are dropped for the load and rebuilt before the commit (on PostgreSQL, queries on these \
+tables wait for the load to finish).
 
 When any of these tables already holds a row, demo-data refuses (exit 1) and changes \
 nothing; with --replace it first deletes every row of these six tables (segd's own \
@@ -102,9 +104,11 @@ fn progress_bar(customers: u64) -> indicatif::ProgressBar {
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} customers ({per_sec}, {eta}) {msg}",
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} customers, eta {eta} {msg}",
     ) {
         bar.set_style(style);
     }
+    // Keeps the spinner going while indexes are rebuilt at the end.
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
 }

@@ -32,6 +32,8 @@ pub struct Tree {
     pub segments: Vec<SourceFile>,
     pub communications: Vec<SourceFile>,
     pub settings: Option<SourceFile>,
+    /// Definition files that could not be read as text (shown path, why).
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// What validation found: the valid definitions and every diagnostic.
@@ -108,6 +110,11 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         Some(f) => settings::parse(f, &mut diags),
         None => FileSettings::default(),
     };
+    for (display, why) in &tree.unreadable {
+        let mut d = SourceText::new(display, "").diagnostic(Severity::Error, 0..0, why.clone());
+        d.help = Some("save it as UTF-8".into());
+        diags.push(d);
+    }
 
     let mut declared_names: BTreeMap<(&'static str, usize), String> = BTreeMap::new();
     let mut segments = Vec::new();
@@ -231,6 +238,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         diagnostics: diags,
         files_checked: tree.segments.len()
             + tree.communications.len()
+            + tree.unreadable.len()
             + usize::from(tree.settings.is_some()),
         templates: templates.read.into_inner(),
     }

@@ -41,14 +41,6 @@ impl<'a> Reader<'a> {
     /// Parses the document, reporting every TOML syntax error.
     pub fn parse(&mut self) -> Option<DeTable<'a>> {
         let text = self.src.text;
-        if let Some(at) = text.find('\u{FFFD}') {
-            self.error_help(
-                at..at + '\u{FFFD}'.len_utf8(),
-                "the file is not valid UTF-8",
-                "save it as UTF-8",
-            );
-            return None;
-        }
         match DeTable::parse(text) {
             Ok(t) => Some(t.into_inner()),
             Err(_) => {

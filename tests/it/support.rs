@@ -63,6 +63,7 @@ pub fn tree_of(segments: &[String], communications: &[String], settings: Option<
         segments: files("segments.d", "s", segments),
         communications: files("communications.d", "c", communications),
         settings: settings.map(|t| source_file("segd.toml", t)),
+        ..Tree::default()
     }
 }
 
