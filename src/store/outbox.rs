@@ -92,6 +92,33 @@ pub struct DeliveryFilter {
 
 const CLAIM_COLUMNS: &str = "id, idempotency_key, communication, customer_id, invoice_ids, occurred_at, CAST(attempts AS BIGINT)";
 
+/// Fetches rows by id and hands each to the `decode` macro: on SQLite with `IN`
+/// lists of at most 500 bound ids, on PostgreSQL with one bound array.
+macro_rules! by_ids {
+    ($store:expr, $ids:expr, $sqlite_select:expr, $pg_sql:expr, $decode:ident) => {
+        match $store {
+            AnyStore::Sqlite(s) => {
+                for chunk in $ids.chunks(500) {
+                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!("{} WHERE id IN ({})", $sqlite_select, marks.join(", "));
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    for row in q.fetch_all(&s.pool).await? {
+                        $decode!(row);
+                    }
+                }
+            }
+            AnyStore::Postgres(s) => {
+                for row in sqlx::query($pg_sql).bind($ids).fetch_all(&s.pool).await? {
+                    $decode!(row);
+                }
+            }
+        }
+    };
+}
+
 macro_rules! decode_claimed {
     ($row:expr) => {{
         let row = $row;
@@ -365,37 +392,15 @@ impl AnyStore {
                 });
             }};
         }
-        match self {
-            AnyStore::Sqlite(s) => {
-                for chunk in ids.chunks(500) {
-                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-                    let sql = format!(
-                        "SELECT id, name, email, country, custom_data, CAST(created_at AS TEXT) FROM customers WHERE id IN ({})",
-                        marks.join(", ")
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(sql));
-                    for id in chunk {
-                        q = q.bind(id);
-                    }
-                    for row in q.fetch_all(&s.pool).await? {
-                        decode!(row);
-                    }
-                }
-            }
-            AnyStore::Postgres(s) => {
-                let rows = sqlx::query(
-                    "SELECT id, name, email, country, custom_data::text, \
-                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-                     FROM customers WHERE id = ANY($1)",
-                )
-                .bind(ids)
-                .fetch_all(&s.pool)
-                .await?;
-                for row in rows {
-                    decode!(row);
-                }
-            }
-        }
+        by_ids!(
+            self,
+            ids,
+            "SELECT id, name, email, country, custom_data, CAST(created_at AS TEXT) FROM customers",
+            "SELECT id, name, email, country, custom_data::text, \
+             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+             FROM customers WHERE id = ANY($1)",
+            decode
+        );
         Ok(out)
     }
 
@@ -419,38 +424,16 @@ impl AnyStore {
                 });
             }};
         }
-        match self {
-            AnyStore::Sqlite(s) => {
-                for chunk in ids.chunks(500) {
-                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-                    let sql = format!(
-                        "SELECT id, number, status, amount_cents, currency, CAST(due_date AS TEXT), CAST(created_at AS TEXT) \
-                         FROM invoices WHERE id IN ({})",
-                        marks.join(", ")
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(sql));
-                    for id in chunk {
-                        q = q.bind(id);
-                    }
-                    for row in q.fetch_all(&s.pool).await? {
-                        decode!(row);
-                    }
-                }
-            }
-            AnyStore::Postgres(s) => {
-                let rows = sqlx::query(
-                    "SELECT id, number, status, amount_cents, currency, due_date::text, \
-                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-                     FROM invoices WHERE id = ANY($1)",
-                )
-                .bind(ids)
-                .fetch_all(&s.pool)
-                .await?;
-                for row in rows {
-                    decode!(row);
-                }
-            }
-        }
+        by_ids!(
+            self,
+            ids,
+            "SELECT id, number, status, amount_cents, currency, CAST(due_date AS TEXT), CAST(created_at AS TEXT) \
+             FROM invoices",
+            "SELECT id, number, status, amount_cents, currency, due_date::text, \
+             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+             FROM invoices WHERE id = ANY($1)",
+            decode
+        );
         Ok(out)
     }
 
