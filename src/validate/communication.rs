@@ -48,37 +48,7 @@ pub fn parse(
     let before = r.diags.len();
     r.unknown_keys(&root, ROOT_KEYS, "a communication file");
 
-    let Some(comm_v) = get(&root, "communication") else {
-        r.error_help(
-            0..0,
-            "missing `[communication]` table",
-            "a communication file starts with `[communication]` and `name = \"…\"`",
-        );
-        return None;
-    };
-    let comm = r.table(comm_v, "`communication`")?;
-    r.unknown_keys(comm, COMM_KEYS, "`[communication]`");
-    let (name, name_span) = match get(comm, "name") {
-        Some(v) => {
-            let span = v.span();
-            let s = r.str(v, "`name`")?;
-            match Name::parse(s) {
-                Ok(n) => (n, span),
-                Err(e) => {
-                    r.error_help(span, format!("invalid communication name `{s}`"), e);
-                    return None;
-                }
-            }
-        }
-        None => {
-            r.error_help(
-                comm_v.span(),
-                "`[communication]` needs a `name`",
-                "add `name = \"my-communication\"`",
-            );
-            return None;
-        }
-    };
+    let (comm_v, comm, name, name_span) = r.header(&root, "communication", COMM_KEYS)?;
 
     let description =
         get(comm, "description").and_then(|v| r.str(v, "`description`").map(str::to_string));

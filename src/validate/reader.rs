@@ -211,6 +211,50 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    /// The file's main table (`[segment]` or `[communication]`, named by `kind`),
+    /// its unknown keys reported, and the name it declares with that name's span.
+    pub fn header<'t, 'i>(
+        &mut self,
+        root: &'t DeTable<'i>,
+        kind: &str,
+        allowed: &[&str],
+    ) -> Option<(
+        &'t Value<'i>,
+        &'t DeTable<'i>,
+        crate::model::Name,
+        Range<usize>,
+    )> {
+        let Some(table_v) = get(root, kind) else {
+            self.error_help(
+                0..0,
+                format!("missing `[{kind}]` table"),
+                format!("a {kind} file starts with `[{kind}]` and `name = \"…\"`"),
+            );
+            return None;
+        };
+        let table = self.table(table_v, &format!("`{kind}`"))?;
+        self.unknown_keys(table, allowed, &format!("`[{kind}]`"));
+        let Some(v) = get(table, "name") else {
+            self.error_help(
+                table_v.span(),
+                format!("`[{kind}]` needs a `name`"),
+                format!("add `name = \"my-{kind}\"`"),
+            );
+            return None;
+        };
+        let span = v.span();
+        let s = self.str(v, "`name`")?;
+        match crate::model::Name::parse(s) {
+            Ok(n) => Some((table_v, table, n, span)),
+            Err(e) => {
+                self.error_help(span, format!("invalid {kind} name `{s}`"), e);
+                None
+            }
+        }
+    }
+}
+
 pub fn get<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Value<'i>> {
     table.get(key)
 }

@@ -27,37 +27,7 @@ pub fn parse(
     let before = r.diags.len();
     r.unknown_keys(&root, ROOT_KEYS, "a segment file");
 
-    let Some(seg_v) = get(&root, "segment") else {
-        r.error_help(
-            0..0,
-            "missing `[segment]` table",
-            "a segment file starts with `[segment]` and `name = \"…\"`",
-        );
-        return None;
-    };
-    let seg = r.table(seg_v, "`segment`")?;
-    r.unknown_keys(seg, SEGMENT_KEYS, "`[segment]`");
-    let (name, name_span) = match get(seg, "name") {
-        Some(v) => {
-            let span = v.span();
-            let s = r.str(v, "`name`")?;
-            match Name::parse(s) {
-                Ok(n) => (n, span),
-                Err(e) => {
-                    r.error_help(span, format!("invalid segment name `{s}`"), e);
-                    return None;
-                }
-            }
-        }
-        None => {
-            r.error_help(
-                seg_v.span(),
-                "`[segment]` needs a `name`",
-                "add `name = \"my-segment\"`",
-            );
-            return None;
-        }
-    };
+    let (_, seg, name, name_span) = r.header(&root, "segment", SEGMENT_KEYS)?;
     let description =
         get(seg, "description").and_then(|v| r.str(v, "`description`").map(str::to_string));
     let match_mode = match get(seg, "match") {
