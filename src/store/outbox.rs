@@ -119,6 +119,22 @@ macro_rules! by_ids {
     };
 }
 
+/// Runs `$body` with `$pool` bound to the store's pool, whichever the backend.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            AnyStore::Sqlite(s) => {
+                let $pool = &s.pool;
+                $body
+            }
+            AnyStore::Postgres(s) => {
+                let $pool = &s.pool;
+                $body
+            }
+        }
+    };
+}
+
 macro_rules! decode_claimed {
     ($row:expr) => {{
         let row = $row;
@@ -314,20 +330,7 @@ impl AnyStore {
     /// Extends the lease of every row `me` is sending.
     pub async fn renew(&self, me: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
         let sql = "UPDATE segd_outbox SET claimed_until = $1 WHERE claimed_by = $2 AND status = 'sending'";
-        match self {
-            AnyStore::Sqlite(s) => sqlx::query(sql)
-                .bind(until)
-                .bind(me)
-                .execute(&s.pool)
-                .await?
-                .rows_affected(),
-            AnyStore::Postgres(s) => sqlx::query(sql)
-                .bind(until)
-                .bind(me)
-                .execute(&s.pool)
-                .await?
-                .rows_affected(),
-        };
+        with_pool!(self, pool => sqlx::query(sql).bind(until).bind(me).execute(pool).await?.rows_affected());
         Ok(())
     }
 
@@ -485,20 +488,7 @@ impl AnyStore {
                    WHERE status IN ('dead', 'failed') AND (CAST(id AS TEXT) = $2 OR idempotency_key = $2)";
         let mut n = 0;
         for id in ids {
-            n += match self {
-                AnyStore::Sqlite(s) => sqlx::query(sql)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&s.pool)
-                    .await?
-                    .rows_affected(),
-                AnyStore::Postgres(s) => sqlx::query(sql)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&s.pool)
-                    .await?
-                    .rows_affected(),
-            };
+            n += with_pool!(self, pool => sqlx::query(sql).bind(now).bind(id).execute(pool).await?.rows_affected());
         }
         Ok(n)
     }
