@@ -50,9 +50,20 @@ pub enum Select {
 
 const UNPAID: [&str; 3] = ["open", "partially_paid", "overdue"];
 
+/// "The invoice is unpaid", written exactly as the partial indexes on unpaid
+/// invoices are (migrations 0003), so the planners of both backends use them.
+/// Constants of segd, never user values.
+const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
+
 struct Builder {
     dialect: Dialect,
     binds: Vec<Bind>,
+    /// SQLite: whether a positive related block may still become a list
+    /// subquery (`c.id IN (…)`), which SQLite evaluates once and drives the
+    /// query from. Under `match = "any"` every one may; under `"all"` only the
+    /// first, and the rest are probed per candidate (correlated EXISTS on the
+    /// customer_id index) instead of each being built in full.
+    in_list_free: bool,
 }
 
 impl Builder {
@@ -65,13 +76,13 @@ impl Builder {
         self.bind(Bind::Text(s.to_string()))
     }
 
-    /// ASCII-only lower case, as SPEC §2.1 says (PostgreSQL's `lower` is Unicode-aware).
+    /// ASCII-only lower case, as SPEC §2.1 says: PostgreSQL's `lower` folds only
+    /// ASCII letters under the "C" collation (and is Unicode-aware otherwise);
+    /// it is several times faster than `translate`.
     fn lower(&self, expr: &str) -> String {
         match self.dialect {
             Dialect::Sqlite => format!("lower({expr})"),
-            Dialect::Postgres => format!(
-                "translate({expr}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
-            ),
+            Dialect::Postgres => format!("lower({expr} COLLATE \"C\")"),
         }
     }
 
@@ -120,6 +131,7 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
     let mut b = Builder {
         dialect,
         binds: Vec::new(),
+        in_list_free: true,
     };
     let predicate = segment_predicate(&mut b, segment, at.date_naive());
     let sql = match select {
@@ -139,10 +151,17 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
     if segment.filters.is_empty() {
         return b.true_().to_string();
     }
+    b.in_list_free = true;
+    let any = segment.match_mode == MatchMode::Any;
     let parts: Vec<String> = segment
         .filters
         .iter()
-        .map(|f| format!("({})", block(b, f, today)))
+        .map(|f| {
+            if any {
+                b.in_list_free = true;
+            }
+            format!("({})", block(b, f, today))
+        })
         .collect();
     let joiner = match segment.match_mode {
         MatchMode::All => " AND ",
@@ -152,12 +171,21 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
 }
 
 fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    // A list under NOT cannot drive the query: it leaves the slot to the next.
+    let negated_customer = f.negate && f.filter_type == FilterType::Customer;
+    let in_list_free = b.in_list_free;
     let mut conds: Vec<String> = Vec::new();
     for (field, c) in &f.conditions {
         conds.push(condition(b, *field, c, today));
     }
+    if negated_customer {
+        b.in_list_free = in_list_free;
+    }
     for (key, c) in &f.custom_data {
         conds.push(custom_data(b, key, c));
+    }
+    if f.filter_type == FilterType::Invoice && implies_unpaid(f) {
+        conds.push(UNPAID_SQL.to_string());
     }
     let all = if conds.is_empty() {
         b.true_().to_string()
@@ -193,13 +221,33 @@ fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
     related(b, from, alias, &all, f.negate)
 }
 
+/// Whether an invoice block only admits unpaid invoices: a day count (which only
+/// unpaid invoices have) or a status among the unpaid ones. Such a block says
+/// so in `UNPAID_SQL` too, which changes no result and lets the index serve it.
+fn implies_unpaid(f: &Filter) -> bool {
+    let unpaid = |v: &Scalar| matches!(v, Scalar::Str(s) if UNPAID.contains(&s.as_str()));
+    let by_status = match f.conditions.get(&Field::InvoiceStatus) {
+        Some(Condition::Compare(Op::Eq, v)) => unpaid(v),
+        Some(Condition::List(Op::In, vs)) => !vs.is_empty() && vs.iter().all(unpaid),
+        _ => false,
+    };
+    by_status
+        || f.conditions
+            .contains_key(&Field::InvoiceDueDateExceededByDays)
+        || f.conditions.contains_key(&Field::InvoiceDueInDays)
+}
+
 /// "One and the same related row satisfies `conds`" (or, negated, no such row).
 /// SQLite evaluates a list subquery once, far faster than a correlated EXISTS
 /// per customer; PostgreSQL plans EXISTS as a (anti-)semi-join.
-fn related(b: &Builder, from: &str, alias: &str, conds: &str, negate: bool) -> String {
+fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) -> String {
     match (b.dialect, negate) {
-        (Dialect::Sqlite, false) => {
+        (Dialect::Sqlite, false) if b.in_list_free => {
+            b.in_list_free = false;
             format!("c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
+        }
+        (Dialect::Sqlite, false) => {
+            format!("EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND {conds})")
         }
         (Dialect::Sqlite, true) => format!(
             "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
@@ -414,15 +462,6 @@ impl DueBound {
 /// of it) instead of being clamped onto a date some invoice could have.
 fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate) -> String {
     let past = field == Field::InvoiceDueDateExceededByDays;
-    let today_p = b.bind(Bind::Date(today));
-    // "has a value": unpaid and on the right side of today (due today = 0).
-    let side = if past {
-        format!("i.due_date <= {today_p}")
-    } else {
-        format!("i.due_date >= {today_p}")
-    };
-    let unpaid = b.list(&UNPAID.map(String::from));
-    let has_value = format!("i.status IN ({unpaid}) AND {side}");
     // More days = further from today: earlier dates when past, later when not.
     let (further, nearer) = if past { ("<", ">") } else { (">", "<") };
     let ints = |vs: &[Scalar]| -> Vec<i64> {
@@ -433,9 +472,15 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
             })
             .collect()
     };
+    // Whether the test alone keeps the due date on the counted side of today
+    // (a day count of 0 or more, at or beyond it).
+    let mut on_side = false;
     let test = match c {
         Condition::Compare(op, Scalar::Int(n)) => {
             let bound = DueBound::new(today, *n, past);
+            on_side = *n >= 0
+                && matches!(bound, DueBound::Date(_))
+                && matches!(op, Op::Eq | Op::Gt | Op::Gte);
             match op {
                 Op::Eq => bound.compare(b, "="),
                 Op::Ne => bound.compare(b, "<>"),
@@ -447,8 +492,10 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
             }
         }
         Condition::List(op, values) => {
+            let ns = ints(values);
+            on_side = *op == Op::In && ns.iter().all(|n| *n >= 0);
             // Dates beyond the storable ones equal no due date: leave them out.
-            let dates: Vec<String> = ints(values)
+            let dates: Vec<String> = ns
                 .into_iter()
                 .filter_map(|n| match DueBound::new(today, n, past) {
                     DueBound::Date(d) => Some(b.bind(Bind::Date(d))),
@@ -464,7 +511,18 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
         }
         _ => b.false_().to_string(),
     };
-    format!("{has_value} AND {test}")
+    if on_side {
+        return test;
+    }
+    // "Has a value" (unpaid, which the block states once): on the counted side
+    // of today (due today = 0).
+    let today_p = b.bind(Bind::Date(today));
+    let side = if past {
+        format!("i.due_date <= {today_p}")
+    } else {
+        format!("i.due_date >= {today_p}")
+    };
+    format!("{side} AND {test}")
 }
 
 /// A custom_data key compared by JSON type (SPEC §2.3). A missing key or NULL
@@ -553,19 +611,18 @@ fn custom_data_postgres(b: &mut Builder, key: &str, c: &Condition) -> String {
     let val = format!("(c.custom_data ->> {k})");
     let present = format!("({ty} IS NOT NULL AND {ty} <> 'null')");
     let eq = |b: &mut Builder, v: &Scalar| -> String {
-        let (json, kind) = match v {
-            Scalar::Str(s) => (serde_json::Value::String(s.clone()), "string"),
-            Scalar::Int(i) => (serde_json::Value::from(*i), "number"),
-            Scalar::Float(x) => (serde_json::Value::from(*x), "number"),
-            Scalar::Bool(x) => (serde_json::Value::Bool(*x), "boolean"),
+        let json = match v {
+            Scalar::Str(s) => serde_json::Value::String(s.clone()),
+            Scalar::Int(i) => serde_json::Value::from(*i),
+            Scalar::Float(x) => serde_json::Value::from(*x),
+            Scalar::Bool(x) => serde_json::Value::Bool(*x),
             Scalar::Time(_) => return "FALSE".to_string(),
         };
         let p = b.text(&json.to_string());
-        // Containment can use the GIN index on custom_data; the type check keeps
-        // an array holding the value from matching.
-        format!(
-            "(c.custom_data @> jsonb_build_object(CAST({k} AS text), CAST({p} AS jsonb)) AND {ty} = '{kind}')"
-        )
+        // Containment can use the GIN index on custom_data. Below the top level
+        // it also compares JSON types (an array holding the value does not
+        // contain it), so it is exactly typed equality.
+        format!("c.custom_data @> jsonb_build_object(CAST({k} AS text), CAST({p} AS jsonb))")
     };
     let num_val = format!("(c.custom_data -> {k})");
     custom_condition_pg(b, c, &present, &ty, &val, &num_val, eq)
@@ -669,6 +726,7 @@ pub fn compile_impact(
         let mut b = Builder {
             dialect,
             binds: Vec::new(),
+            in_list_free: true,
         };
         let old = match before {
             Some(s) => segment_predicate(&mut b, s, today),
@@ -740,6 +798,7 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
         let mut b = Builder {
             dialect,
             binds: Vec::new(),
+            in_list_free: true,
         };
         let candidates = candidates(&mut b, segment, spec);
         let sql = f(&mut b, &candidates);
@@ -806,7 +865,6 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
 fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String {
     let today = spec.at.date_naive();
     let predicate = segment_predicate(b, segment, today);
-    let unpaid = b.list(&UNPAID.map(String::from));
     let comm = b.text(spec.communication);
     let event_rule = if spec.payment_reminder {
         let t = b.bind(Bind::Date(today));
@@ -828,6 +886,6 @@ fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String 
     };
     format!(
         "SELECT c.id AS customer_id, i.id AS invoice_id FROM customers c JOIN invoices i ON i.customer_id = c.id \
-         WHERE ({predicate}) AND i.status IN ({unpaid}) AND {event_rule}{interval}"
+         WHERE ({predicate}) AND {UNPAID_SQL} AND {event_rule}{interval}"
     )
 }
