@@ -2,6 +2,7 @@
 //! validation: everything after this works on the texts it returns.
 
 use crate::validate::{SourceFile, TemplateSource, Tree};
+use rayon::prelude::*;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -80,9 +81,12 @@ fn load_folder(
     let mut rels = Vec::new();
     collect(&dir.join(folder), folder, &mut rels)?;
     rels.sort();
+    // Thousands of small files: read on every core, kept in path order.
+    let read: Vec<Result<SourceFile, SourceError>> =
+        rels.par_iter().map(|rel| read_file(dir, rel)).collect();
     let mut files = Vec::new();
-    for rel in &rels {
-        match read_file(dir, rel) {
+    for file in read {
+        match file {
             Ok(f) => files.push(f),
             Err(SourceError::Read { path, source })
                 if source.kind() == io::ErrorKind::InvalidData =>

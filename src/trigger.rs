@@ -44,11 +44,13 @@ pub struct Target {
 pub async fn load_target(store: &AnyStore, name: &str) -> Result<Target, TriggerError> {
     let applied = store.applied().await?;
     let comm = applied
+        .rows
         .iter()
         .find(|a| a.def.kind == Kind::Communication && a.def.name == name)
         .and_then(|a| stored_communication(&a.def.spec, &a.def.templates))
         .ok_or_else(|| TriggerError::Unknown(name.to_string()))?;
     let segment = applied
+        .rows
         .iter()
         .find(|a| a.def.kind == Kind::Segment && a.def.name == comm.segment.as_str())
         .and_then(|a| stored_segment(&a.def.spec))

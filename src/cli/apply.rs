@@ -111,7 +111,7 @@ async fn locked(
             };
             let plan = plan::diff(&desired, &applied);
             let at = args.at.unwrap_or_else(chrono::Utc::now);
-            match impacts(store, &plan, &applied, &desired, at).await {
+            match impacts(store, &plan, &applied.rows, &desired, at).await {
                 Ok(i) => (plan, i),
                 Err(e) => return Ok(report(&e)),
             }
@@ -170,7 +170,7 @@ async fn locked(
     };
     match store.apply(&plan, &record).await {
         Ok(()) => {
-            if let Err(e) = store.index_custom_data().await {
+            if let Err(e) = store.index_custom_data(&plan).await {
                 eprintln!("warning: indexing custom_data keys failed: {e}");
             }
             println!(

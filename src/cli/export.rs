@@ -46,7 +46,7 @@ async fn export(store: &crate::store::AnyStore, args: &ExportArgs) -> anyhow::Re
         Err(e) => return Ok(report(&e)),
     };
     let mut written = std::collections::BTreeSet::new();
-    for a in &applied {
+    for a in &applied.rows {
         let mut rel = target(a.def.kind, &a.def.name, &a.def.source);
         if !written.insert(rel.clone()) {
             rel = target(a.def.kind, &a.def.name, "");
@@ -62,7 +62,7 @@ async fn export(store: &crate::store::AnyStore, args: &ExportArgs) -> anyhow::Re
     }
     eprintln!(
         "Exported {} definition(s) to {}.",
-        applied.len(),
+        applied.rows.len(),
         args.out.display()
     );
     Ok(exit::ok())

@@ -56,7 +56,11 @@ async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitC
         Err(e) => return Ok(report(&e)),
     };
     let mut rows = Vec::new();
-    for a in applied.iter().filter(|a| a.def.kind == Kind::Communication) {
+    for a in applied
+        .rows
+        .iter()
+        .filter(|a| a.def.kind == Kind::Communication)
+    {
         let target = match load_target(store, &a.def.name).await {
             Ok(t) => t,
             Err(e) => {

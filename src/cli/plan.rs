@@ -58,7 +58,7 @@ async fn plan(
     let desired = plan::desired(&outcome.definitions, &outcome.templates);
     let plan = plan::diff(&desired, &applied);
     let at = args.at.unwrap_or_else(Utc::now);
-    let impacts = match impacts(store, &plan, &applied, &desired, at).await {
+    let impacts = match impacts(store, &plan, &applied.rows, &desired, at).await {
         Ok(i) => i,
         Err(e) => return Ok(report(&e)),
     };

@@ -103,6 +103,7 @@ async fn print_members(
         Some(seg) => seg,
         None => match store.applied().await {
             Ok(applied) => applied
+                .rows
                 .iter()
                 .find(|a| a.def.kind == Kind::Segment && a.def.name == name.as_str())
                 .and_then(|a| crate::validate::stored_segment(&a.def.spec)),

@@ -32,7 +32,7 @@ pub fn router(api: Arc<Api>) -> Router {
 }
 
 async fn readyz(State(api): State<Arc<Api>>) -> Response {
-    let db_ok = api.store.applied().await.is_ok();
+    let db_ok = api.store.version().await.is_ok();
     if db_ok && api.shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {

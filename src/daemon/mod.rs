@@ -6,6 +6,7 @@
 
 mod http;
 mod leader;
+mod memory;
 pub mod state;
 mod watch;
 
@@ -95,10 +96,20 @@ async fn reconcile(opts: &Options, store: &AnyStore, shared: &Shared) -> Reconci
     }
     metrics::gauge!("segd_degraded_definitions").set(status.degraded.len() as f64);
     metrics::gauge!("segd_drift_definitions").set(status.drift.len() as f64);
-    let mut s = shared.status.write().await;
-    s.reconciles += 1;
-    s.last_reconcile = status.clone();
+    {
+        let mut s = shared.status.write().await;
+        s.reconciles += 1;
+        s.last_reconcile = status.clone();
+    }
+    release_freed_memory().await;
     status
+}
+
+/// After a burst (a reconcile reads and plans every definition; a delivery pass
+/// renders and sends thousands of messages) the memory it freed goes back to
+/// the system, so an idle daemon stays small.
+async fn release_freed_memory() {
+    let _ = tokio::task::spawn_blocking(memory::release_freed).await;
 }
 
 async fn reconcile_inner(
@@ -106,13 +117,23 @@ async fn reconcile_inner(
     store: &AnyStore,
     status: &mut ReconcileStatus,
 ) -> Result<(), String> {
-    let tree = load_tree(&opts.dir).map_err(|e| e.to_string())?;
-    let outcome = validate(
-        &tree,
-        &FsTemplates {
-            dir: opts.dir.clone(),
-        },
-    );
+    // The files (read, validated, made canonical on every core) and the
+    // applied definitions (read from the database) at the same time.
+    let started = Instant::now();
+    let dir = opts.dir.clone();
+    let files = tokio::task::spawn_blocking(move || {
+        let tree = load_tree(&dir).map_err(|e| e.to_string())?;
+        let outcome = validate(&tree, &FsTemplates { dir: dir.clone() });
+        let desired = plan::desired(&outcome.definitions, &outcome.templates);
+        Ok::<_, String>((outcome, desired, started.elapsed()))
+    });
+    let (files, applied) = tokio::join!(files, async {
+        let applied = store.applied().await;
+        (applied, started.elapsed())
+    });
+    let (outcome, desired, files_took) = files.map_err(|e| e.to_string())??;
+    let (applied, applied_took) = applied;
+    let applied = applied.map_err(|e| e.to_string())?;
     for d in &outcome.degraded {
         tracing::warn!(
             file = %d.file,
@@ -125,9 +146,13 @@ async fn reconcile_inner(
         );
     }
     status.degraded = outcome.degraded.clone();
-    let desired = plan::desired(&outcome.definitions, &outcome.templates);
-    let applied = store.applied().await.map_err(|e| e.to_string())?;
     let r = plan::reconcile(&desired, &applied, &degraded_keys(&outcome));
+    tracing::debug!(
+        files_ms = files_took.as_millis(),
+        database_ms = applied_took.as_millis(),
+        planned_ms = started.elapsed().as_millis(),
+        "reconcile read the files and the database, and planned"
+    );
     status.protected_deletes_blocked = r.blocked.iter().map(|(_, n)| n.clone()).collect();
     for (kind, name) in &r.blocked {
         tracing::warn!(
@@ -172,7 +197,7 @@ async fn reconcile_inner(
     let unlocked = store.unlock(&opts.holder).await;
     applied.map_err(|e| e.to_string())?;
     unlocked.map_err(|e| e.to_string())?;
-    if let Err(e) = store.index_custom_data().await {
+    if let Err(e) = store.index_custom_data(&r.plan).await {
         tracing::warn!(error = %e, "indexing custom_data keys failed");
     }
     status.created = names(Action::Create);
@@ -201,7 +226,11 @@ async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, 
     let now = Utc::now();
     let applied = store.applied().await.map_err(|e| e.to_string())?;
     let mut next = Vec::new();
-    for a in applied.iter().filter(|a| a.def.kind == Kind::Communication) {
+    for a in applied
+        .rows
+        .iter()
+        .filter(|a| a.def.kind == Kind::Communication)
+    {
         let Some(comm) = crate::validate::stored_communication(&a.def.spec, &a.def.templates)
         else {
             continue;
@@ -289,6 +318,7 @@ async fn deliver_pass(worker: &Worker<'_>, stop: &CancellationToken) {
                 dead = t.dead,
                 "delivered"
             );
+            release_freed_memory().await;
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "delivery pass failed"),
@@ -462,7 +492,7 @@ pub async fn run(
                     // A follower only refreshes its readiness now and then.
                     shared
                         .ready
-                        .store(store.applied().await.is_ok(), Ordering::SeqCst);
+                        .store(store.version().await.is_ok(), Ordering::SeqCst);
                 }
                 let nap = if shared.is_leader() {
                     let until_schedule = schedule_at

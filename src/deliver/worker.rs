@@ -78,6 +78,7 @@ impl<'a> Worker<'a> {
     async fn load(&self) -> Result<HashMap<String, Loaded>, StoreError> {
         let applied = self.store.applied().await?;
         let segments: HashMap<&str, Option<String>> = applied
+            .rows
             .iter()
             .filter(|a| a.def.kind == Kind::Segment)
             .map(|a| {
@@ -86,7 +87,11 @@ impl<'a> Worker<'a> {
             })
             .collect();
         let mut out = HashMap::new();
-        for a in applied.iter().filter(|a| a.def.kind == Kind::Communication) {
+        for a in applied
+            .rows
+            .iter()
+            .filter(|a| a.def.kind == Kind::Communication)
+        {
             let Some(comm) = stored_communication(&a.def.spec, &a.def.templates) else {
                 continue;
             };

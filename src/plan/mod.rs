@@ -4,7 +4,8 @@
 pub mod render;
 
 use crate::canonical;
-use crate::model::{Body, Definitions, Delivery, Email};
+use crate::model::{Body, Communication, Definitions, Delivery, Email, Segment, Sourced};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -140,8 +141,8 @@ impl Impact {
 /// Impacts by changed definition.
 pub type Impacts = BTreeMap<(Kind, String), Impact>;
 
-/// Every change needed to make the database hold the desired definitions, and a
-/// fingerprint of the state the plan was made against.
+/// Every change needed to make the database hold the desired definitions, and
+/// the version of the applied state it was made against (`AppliedState::version`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub changes: Vec<Change>,
@@ -176,7 +177,9 @@ pub fn sha256_hex(text: &str) -> String {
 /// The desired definitions in canonical form; `templates` holds the text of
 /// each template file by path (what validation read).
 pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<Definition> {
-    let segments = defs.segments.values().map(|s| Definition {
+    let segments: Vec<&Sourced<Segment>> = defs.segments.values().collect();
+    let communications: Vec<&Sourced<Communication>> = defs.communications.values().collect();
+    let segments = segments.into_par_iter().map(|s| Definition {
         kind: Kind::Segment,
         name: s.def.name.to_string(),
         spec: canonical::segment(&s.def),
@@ -184,7 +187,7 @@ pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<
         protect: s.def.protect,
         templates: BTreeMap::new(),
     });
-    let communications = defs.communications.values().map(|c| Definition {
+    let communications = communications.into_par_iter().map(|c| Definition {
         kind: Kind::Communication,
         name: c.def.name.to_string(),
         spec: canonical::communication(&c.def),
@@ -204,30 +207,20 @@ pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<
     segments.chain(communications).collect()
 }
 
-/// A digest of the applied state (everything a plan depends on); a saved plan is
-/// applied only while the database still has this fingerprint.
-pub fn fingerprint(applied: &[Applied]) -> String {
-    let mut rows: Vec<&Applied> = applied.iter().collect();
-    rows.sort_by(|a, b| (a.def.kind, &a.def.name).cmp(&(b.def.kind, &b.def.name)));
-    let mut text = String::new();
-    for a in rows {
-        text.push_str(&format!(
-            "{}\0{}\0{}\0{}\0{}\0{}\n",
-            a.def.kind.as_str(),
-            a.def.name,
-            a.def.digest(),
-            a.hash,
-            a.def.source,
-            a.def.protect
-        ));
-    }
-    sha256_hex(&text)
+/// The applied definitions, and which version of them they are: the store's
+/// lineage and revision (every change of the applied rows, out-of-band edits
+/// too, makes a new version). A plan records the version it was made against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppliedState {
+    pub rows: Vec<Applied>,
+    pub version: String,
 }
 
 /// Compares desired and applied definitions. Drift (an applied row whose spec,
 /// hash, source or protection differs from the desired one) is an update.
-pub fn diff(desired: &[Definition], applied: &[Applied]) -> Plan {
+pub fn diff(desired: &[Definition], applied: &AppliedState) -> Plan {
     let actual: BTreeMap<(Kind, &str), &Applied> = applied
+        .rows
         .iter()
         .map(|a| ((a.def.kind, a.def.name.as_str()), a))
         .collect();
@@ -278,7 +271,7 @@ pub fn diff(desired: &[Definition], applied: &[Applied]) -> Plan {
     });
     Plan {
         changes,
-        fingerprint: fingerprint(applied),
+        fingerprint: applied.version.clone(),
     }
 }
 
@@ -296,7 +289,7 @@ pub struct Reconcile {
 /// `degraded` lists (kind, file below `--dir`, declared name) of left-out files.
 pub fn reconcile(
     desired: &[Definition],
-    applied: &[Applied],
+    applied: &AppliedState,
     degraded: &[(Kind, String, Option<String>)],
 ) -> Reconcile {
     let mut plan = diff(desired, applied);
@@ -349,6 +342,13 @@ mod tests {
         }
     }
 
+    fn state(rows: Vec<Applied>) -> AppliedState {
+        AppliedState {
+            rows,
+            version: "test:1".into(),
+        }
+    }
+
     #[test]
     fn creates_updates_deletes_in_dependency_order() {
         let keep = def(Kind::Segment, "keep", "a");
@@ -363,12 +363,12 @@ mod tests {
         ];
         let plan = diff(
             &desired,
-            &[
+            &state(vec![
                 applied(&keep),
                 applied(&old),
                 applied(&old_comm),
                 applied(&changed),
-            ],
+            ]),
         );
         let got: Vec<(Action, &str)> = plan
             .changes
@@ -390,11 +390,11 @@ mod tests {
     #[test]
     fn no_changes_when_equal_and_drift_is_an_update() {
         let d = def(Kind::Segment, "s", "spec");
-        assert!(diff(std::slice::from_ref(&d), &[applied(&d)]).is_empty());
+        assert!(diff(std::slice::from_ref(&d), &state(vec![applied(&d)])).is_empty());
         let mut drifted = applied(&d);
         drifted.hash = "edited".into();
         assert_eq!(
-            diff(std::slice::from_ref(&d), &[drifted]).count(Action::Update),
+            diff(std::slice::from_ref(&d), &state(vec![drifted])).count(Action::Update),
             1
         );
     }
@@ -403,7 +403,7 @@ mod tests {
     fn protected_deletes_are_blocked_unless_allowed() {
         let mut d = def(Kind::Segment, "s", "spec");
         d.protect = true;
-        let plan = diff(&[], &[applied(&d)]);
+        let plan = diff(&[], &state(vec![applied(&d)]));
         assert_eq!(plan.blocked(&[]).len(), 1);
         assert!(plan.blocked(&["s".to_string()]).is_empty());
     }
@@ -414,20 +414,12 @@ mod tests {
         let mut guarded = def(Kind::Segment, "guarded", "g");
         guarded.protect = true;
         let gone = def(Kind::Segment, "gone", "x");
-        let applied = [applied(&broken), applied(&guarded), applied(&gone)];
+        let applied = state(vec![applied(&broken), applied(&guarded), applied(&gone)]);
         let degraded = [(Kind::Segment, broken.source.clone(), None)];
         let r = reconcile(&[], &applied, &degraded);
         let names: Vec<&str> = r.plan.changes.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["gone"]);
         assert_eq!(r.kept, [(Kind::Segment, "broken".to_string())]);
         assert_eq!(r.blocked, [(Kind::Segment, "guarded".to_string())]);
-    }
-
-    #[test]
-    fn fingerprint_changes_with_state() {
-        let d = def(Kind::Segment, "s", "spec");
-        let e = def(Kind::Segment, "s", "spec2");
-        assert_ne!(fingerprint(&[applied(&d)]), fingerprint(&[applied(&e)]));
-        assert_eq!(fingerprint(&[applied(&d)]), fingerprint(&[applied(&d)]));
     }
 }

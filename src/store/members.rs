@@ -132,17 +132,19 @@ impl AnyStore {
 }
 
 impl AnyStore {
-    /// Keeps an expression index for every custom_data key the applied segments
-    /// compare (SQLite; PostgreSQL has one GIN index over all of custom_data).
-    pub async fn index_custom_data(&self) -> Result<(), StoreError> {
+    /// Keeps an expression index for every custom_data key the segments a plan
+    /// creates or changes compare (SQLite; PostgreSQL has one GIN index over all
+    /// of custom_data). Indexes of keys no segment uses any more are kept.
+    pub async fn index_custom_data(&self, plan: &crate::plan::Plan) -> Result<(), StoreError> {
         let AnyStore::Sqlite(s) = self else {
             return Ok(());
         };
-        let applied = super::Store::applied(self).await?;
-        let keys: std::collections::BTreeSet<String> = applied
+        let keys: std::collections::BTreeSet<String> = plan
+            .changes
             .iter()
-            .filter(|a| a.def.kind == crate::plan::Kind::Segment)
-            .filter_map(|a| crate::validate::stored_segment(&a.def.spec))
+            .filter_map(|c| c.after.as_ref())
+            .filter(|d| d.kind == crate::plan::Kind::Segment)
+            .filter_map(|d| crate::validate::stored_segment(&d.spec))
             .flat_map(|seg| {
                 seg.filters
                     .into_iter()

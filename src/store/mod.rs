@@ -11,7 +11,7 @@ pub use members::Member;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::plan::{Applied, Plan};
+use crate::plan::{Applied, AppliedState, Plan};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +65,11 @@ pub struct ApplyRecord {
 
 /// segd's state in a database.
 pub trait Store {
-    /// The applied definitions.
-    fn applied(&self) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
+    /// The applied definitions and their version.
+    fn applied(&self) -> impl Future<Output = Result<AppliedState, StoreError>> + Send;
+
+    /// The version of the applied definitions (cheap: one row).
+    fn version(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Takes the apply lock for `holder`, waiting up to `wait` for another holder
     /// (a lock whose holder died is released when it expires).
@@ -78,8 +81,8 @@ pub trait Store {
 
     fn unlock(&self, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Applies the plan in one transaction, refusing it when the applied state no
-    /// longer has the plan's fingerprint.
+    /// Applies the plan in one transaction, refusing it when the applied state is
+    /// no longer the version the plan was made against.
     fn apply(
         &self,
         plan: &Plan,
@@ -153,10 +156,17 @@ impl AnyStore {
 }
 
 impl Store for AnyStore {
-    async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
+    async fn applied(&self) -> Result<AppliedState, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.applied().await,
             AnyStore::Postgres(s) => s.applied().await,
+        }
+    }
+
+    async fn version(&self) -> Result<String, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.version().await,
+            AnyStore::Postgres(s) => s.version().await,
         }
     }
 
@@ -185,11 +195,23 @@ impl Store for AnyStore {
 /// `Store` methods whose SQL is the same on both backends (both accept `$N`
 /// placeholders); each backend module instantiates them for its own types.
 macro_rules! common_store {
-    ($store:ty, $db:ty, $begin:expr, $tx_lock:expr) => {
+    ($store:ty, $db:ty, $begin:expr, $tx_lock:expr, $version_for_update:expr) => {
         impl $crate::store::Store for $store {
-            async fn applied(&self) -> Result<Vec<$crate::plan::Applied>, $crate::store::StoreError> {
+            async fn applied(&self) -> Result<$crate::plan::AppliedState, $crate::store::StoreError> {
+                // The version first: a change between the two reads makes the
+                // plan stale, never a newer state under an older version.
                 let mut conn = self.pool.acquire().await?;
-                $crate::store::read_applied::<$db>(&mut *conn).await
+                let version: String = sqlx::query_scalar($crate::store::VERSION_SQL)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let rows = $crate::store::read_applied::<$db>(&mut *conn).await?;
+                Ok($crate::plan::AppliedState { rows, version })
+            }
+
+            async fn version(&self) -> Result<String, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar($crate::store::VERSION_SQL)
+                    .fetch_one(&self.pool)
+                    .await?)
             }
 
             async fn lock(&self, holder: &str, wait: std::time::Duration) -> Result<(), $crate::store::StoreError> {
@@ -244,8 +266,12 @@ macro_rules! common_store {
                 if let Some(lock) = $tx_lock {
                     sqlx::query(lock).execute(&mut *tx).await?;
                 }
-                let applied = $crate::store::read_applied::<$db>(&mut *tx).await?;
-                if $crate::plan::fingerprint(&applied) != plan.fingerprint {
+                // Locks the version row (PostgreSQL), so no change of the
+                // definitions can commit between this check and the commit.
+                let version: String = sqlx::query_scalar($version_for_update)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if version != plan.fingerprint {
                     return Err($crate::store::StoreError::StalePlan);
                 }
                 let now = chrono::Utc::now();
@@ -317,6 +343,10 @@ macro_rules! common_store {
     };
 }
 pub(crate) use common_store;
+
+/// The version of the applied definitions (migration 0004).
+pub(crate) const VERSION_SQL: &str =
+    "SELECT lineage || ':' || CAST(revision AS TEXT) FROM segd_revision WHERE id = 1";
 
 /// Reads `segd_definitions` on any connection of either backend.
 async fn read_applied<'c, DB>(

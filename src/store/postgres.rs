@@ -29,4 +29,10 @@ impl PgStore {
     }
 }
 
-super::common_store!(PgStore, sqlx::Postgres, "BEGIN", Some(APPLY_XACT_LOCK));
+super::common_store!(
+    PgStore,
+    sqlx::Postgres,
+    "BEGIN",
+    Some(APPLY_XACT_LOCK),
+    "SELECT lineage || ':' || CAST(revision AS TEXT) FROM segd_revision WHERE id = 1 FOR UPDATE"
+);

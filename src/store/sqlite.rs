@@ -37,5 +37,6 @@ super::common_store!(
     SqliteStore,
     sqlx::Sqlite,
     "BEGIN IMMEDIATE",
-    None::<&'static str>
+    None::<&'static str>,
+    super::VERSION_SQL
 );

@@ -12,6 +12,7 @@ mod template;
 use crate::config::FileSettings;
 use crate::diag::{self, Diagnostic, Severity, SourceText};
 use crate::model::{Definitions, Name, Sourced};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 
 pub use template::{TEMPLATE_VARIABLES, TemplateSource};
@@ -118,8 +119,20 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
 
     let mut declared_names: BTreeMap<(&'static str, usize), String> = BTreeMap::new();
     let mut segments = Vec::new();
-    for (i, f) in tree.segments.iter().enumerate() {
-        if let Some((name, name_span, def)) = segment::parse(f, &mut diags) {
+    // Segment files are parsed on every core (each on its own); what they
+    // declare is then gathered in file order.
+    let parsed: Vec<_> = tree
+        .segments
+        .par_iter()
+        .map(|f| {
+            let mut found = Vec::new();
+            let parsed = segment::parse(f, &mut found);
+            (parsed, found)
+        })
+        .collect();
+    for (i, (parsed, found)) in parsed.into_iter().enumerate() {
+        diags.extend(found);
+        if let Some((name, name_span, def)) = parsed {
             declared_names.insert(("segment", i), name.to_string());
             segments.push(Parsed {
                 file: i,

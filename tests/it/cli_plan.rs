@@ -258,6 +258,17 @@ on_both!(
     }
 );
 
+/// `segd apply SAVED` refuses the plan: the database changed since it was made.
+fn refused_as_stale(f: &Fixture, db: &TestDb, saved: &std::path::Path) {
+    let o = segd(f, db, &["apply", saved.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("changed since the plan was made"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 on_both!(a_stale_saved_plan_is_refused, |f, db| {
     let saved = f.path().join("first.plan");
     let o = segd(
@@ -267,13 +278,34 @@ on_both!(a_stale_saved_plan_is_refused, |f, db| {
     );
     assert_eq!(code(&o), 0);
     apply(f, db);
-    let o = segd(f, db, &["apply", saved.to_str().expect("utf-8 path")]);
-    assert_eq!(code(&o), 1, "{}", stdout(&o));
-    assert!(
-        stderr(&o).contains("changed since the plan was made"),
-        "{}",
-        stderr(&o)
+    refused_as_stale(f, db, &saved);
+});
+
+on_both!(a_saved_plan_is_stale_after_an_out_of_band_edit, |f, db| {
+    apply(f, db);
+    f.write(
+        "segments.d/new.toml",
+        "[segment]\nname = \"new\"\n[[filter]]\ntype = \"customer\"\ncountry = \"FR\"\n",
     );
+    let saved = f.path().join("new.plan");
+    let o = segd(
+        f,
+        db,
+        &["plan", "--out", saved.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(code(&o), 0);
+    // Not through segd, and touching no row the plan changes: still stale.
+    db.exec("UPDATE segd_definitions SET protect = protect WHERE name = 'overdue-eu'");
+    refused_as_stale(f, db, &saved);
+    // A fresh plan of the same change applies.
+    let o = segd(
+        f,
+        db,
+        &["plan", "--out", saved.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(code(&o), 0);
+    let o = segd(f, db, &["apply", saved.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 });
 
 on_both!(out_of_band_edits_are_drift, |f, db| {
