@@ -94,7 +94,6 @@ impl Prepared<'_> {
             channel: c.delivery.channel().as_str(),
             payment_reminder: c.event == Event::PaymentReminder,
             run_id: &self.run.id,
-            occurrence: &self.run.occurrence,
             at: self.spec_at,
             reached_since: c
                 .min_interval
@@ -166,6 +165,11 @@ pub async fn enqueue(
         c.max_recipients
     };
     Ok(store
-        .enqueue_run(&prepared.run, &q.recipients, &q.enqueue, max)
+        .enqueue_run(
+            &prepared.run,
+            prepared.spec().payment_reminder,
+            &q.enqueue,
+            max,
+        )
         .await?)
 }

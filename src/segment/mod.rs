@@ -769,9 +769,9 @@ pub struct RunSpec<'a> {
     pub communication: &'a str,
     pub channel: &'a str,
     pub payment_reminder: bool,
-    /// The run's id and its occurrence's id (part of each idempotency key).
+    /// The run's id, `communication:occurrence` (with the customer and invoice,
+    /// each delivery's idempotency key).
     pub run_id: &'a str,
-    pub occurrence: &'a str,
     /// The run's instant.
     pub at: DateTime<Utc>,
     /// Customers reached since this instant are skipped (`min_interval`).
@@ -822,7 +822,6 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
     });
     let enqueue = build(&|b, cand| {
         let comm = b.text(spec.communication);
-        let occ = b.text(spec.occurrence);
         let run = b.text(spec.run_id);
         let channel = b.text(spec.channel);
         let at = b.bind(Bind::Stamp(spec.at));
@@ -837,18 +836,17 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
                 "json_agg(x.invoice_id ORDER BY x.invoice_id)::text".to_string(),
             ),
         };
-        let cols = "idempotency_key, run_id, communication, channel, customer_id, invoice_id, invoice_ids, \
+        let cols = "run_id, communication, channel, customer_id, invoice_id, invoice_ids, \
                     occurred_at, status, attempts, next_attempt_at, created_at";
         if spec.payment_reminder {
             format!(
-                "INSERT INTO segd_outbox ({cols}) SELECT {comm} || ':' || {occ} || ':' || x.customer_id, {run}, {comm}, \
+                "INSERT INTO segd_outbox ({cols}) SELECT {run}, {comm}, \
                  {channel}, x.customer_id, NULL, {list_agg}, {at}, 'pending', 0, {now}, {now} FROM ({cand}) x \
                  GROUP BY x.customer_id"
             )
         } else {
             format!(
-                "INSERT INTO segd_outbox ({cols}) SELECT {comm} || ':' || {occ} || ':' || x.customer_id || ':' || x.invoice_id, \
-                 {run}, {comm}, {channel}, x.customer_id, x.invoice_id, {list_one}, {at}, 'pending', 0, {now}, {now} \
+                "INSERT INTO segd_outbox ({cols}) SELECT {run}, {comm}, {channel}, x.customer_id, x.invoice_id, {list_one}, {at}, 'pending', 0, {now}, {now} \
                  FROM ({cand}) x"
             )
         }

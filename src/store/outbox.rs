@@ -90,7 +90,19 @@ pub struct DeliveryFilter {
     pub limit: Option<i64>,
 }
 
-const CLAIM_COLUMNS: &str = "id, idempotency_key, communication, customer_id, invoice_ids, occurred_at, CAST(attempts AS BIGINT)";
+/// A delivery's idempotency key, from its run (`communication:occurrence`), its
+/// customer and, for an invoice message, its invoice (migration 0005).
+macro_rules! key_sql {
+    () => {
+        "run_id || ':' || customer_id || COALESCE(':' || invoice_id, '')"
+    };
+}
+
+const CLAIM_COLUMNS: &str = concat!(
+    "id, ",
+    key_sql!(),
+    ", communication, customer_id, invoice_ids, occurred_at, CAST(attempts AS BIGINT)"
+);
 
 /// Fetches rows by id and hands each to the `decode` macro: on SQLite with `IN`
 /// lists of at most 500 bound ids, on PostgreSQL with one bound array.
@@ -175,35 +187,24 @@ macro_rules! decode_delivery {
 
 impl AnyStore {
     /// Records the run and, unless it is over `max_recipients`, writes every
-    /// intended delivery — all in one transaction.
+    /// intended delivery — all in one transaction. The run's row comes first, so
+    /// an occurrence that ran already fails before anything is written; the
+    /// recipients are counted from the rows written (a payment reminder writes
+    /// one per recipient), which are taken back when the run is over the limit.
     pub async fn enqueue_run(
         &self,
         run: &Run,
-        recipients: &Query,
+        one_per_recipient: bool,
         enqueue: &Query,
         max_recipients: Option<u64>,
     ) -> Result<RunResult, StoreError> {
         macro_rules! body {
             ($pool:expr, $begin:expr, $args:path) => {{
                 let mut tx = $pool.begin_with($begin).await?;
-                let n: i64 = sqlx::query_scalar_with(AssertSqlSafe(recipients.sql.clone()), $args(&recipients.binds)?)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let n = u64::try_from(n).unwrap_or(0);
-                let held = max_recipients.is_some_and(|m| n > m);
-                let enqueued = if held {
-                    0
-                } else {
-                    sqlx::query_with(AssertSqlSafe(enqueue.sql.clone()), $args(&enqueue.binds)?)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                };
-                let status = if held { RunStatus::Held } else { RunStatus::Enqueued };
                 let now = Utc::now();
                 sqlx::query(
                     "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, occurred_at, started_at, \
-                     finished_at, status, late, recipients, enqueued) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     finished_at, status, late) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&run.id)
                 .bind(&run.communication)
@@ -212,12 +213,45 @@ impl AnyStore {
                 .bind(run.occurred_at)
                 .bind(now)
                 .bind(now)
-                .bind(status.as_str())
+                .bind(RunStatus::Enqueued.as_str())
                 .bind(run.late)
-                .bind(i64::try_from(n).unwrap_or(i64::MAX))
-                .bind(i64::try_from(enqueued).unwrap_or(i64::MAX))
                 .execute(&mut *tx)
                 .await?;
+                let before: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM segd_outbox")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let written = sqlx::query_with(AssertSqlSafe(enqueue.sql.clone()), $args(&enqueue.binds)?)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let n = if one_per_recipient {
+                    written
+                } else {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(DISTINCT customer_id) FROM segd_outbox WHERE id > $1 AND run_id = $2",
+                    )
+                    .bind(before)
+                    .bind(&run.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    u64::try_from(n).unwrap_or(0)
+                };
+                let held = max_recipients.is_some_and(|m| n > m);
+                if held {
+                    sqlx::query("DELETE FROM segd_outbox WHERE id > $1 AND run_id = $2")
+                        .bind(before)
+                        .bind(&run.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let (status, enqueued) = if held { (RunStatus::Held, 0) } else { (RunStatus::Enqueued, written) };
+                sqlx::query("UPDATE segd_trigger_runs SET status = $2, recipients = $3, enqueued = $4 WHERE id = $1")
+                    .bind(&run.id)
+                    .bind(status.as_str())
+                    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(enqueued).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(RunResult { status, recipients: n, enqueued })
             }};
@@ -442,10 +476,14 @@ impl AnyStore {
 
     /// Outbox rows, newest last.
     pub async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        let sql = "SELECT id, idempotency_key, communication, channel, customer_id, invoice_ids, status, CAST(attempts AS BIGINT), \
-                   next_attempt_at, last_error, created_at, sent_at FROM segd_outbox \
-                   WHERE ($1 IS NULL OR communication = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR run_id = $3) \
-                   ORDER BY id LIMIT $4";
+        let sql = concat!(
+            "SELECT id, ",
+            key_sql!(),
+            ", communication, channel, customer_id, invoice_ids, status, CAST(attempts AS BIGINT), \
+             next_attempt_at, last_error, created_at, sent_at FROM segd_outbox \
+             WHERE ($1 IS NULL OR communication = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR run_id = $3) \
+             ORDER BY id LIMIT $4"
+        );
         let limit = f.limit.unwrap_or(i64::MAX);
         let mut out = Vec::new();
         match self {
@@ -484,8 +522,12 @@ impl AnyStore {
     /// Re-queues dead or failed deliveries (by id or idempotency key); returns how many.
     pub async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError> {
         let now = Utc::now();
-        let sql = "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL \
-                   WHERE status IN ('dead', 'failed') AND (CAST(id AS TEXT) = $2 OR idempotency_key = $2)";
+        let sql = concat!(
+            "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL \
+             WHERE status IN ('dead', 'failed') AND (CAST(id AS TEXT) = $2 OR ",
+            key_sql!(),
+            " = $2)"
+        );
         let mut n = 0;
         for id in ids {
             n += with_pool!(self, pool => sqlx::query(sql).bind(now).bind(id).execute(pool).await?.rows_affected());

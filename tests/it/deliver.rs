@@ -97,6 +97,9 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// A delivery's idempotency key, as segd derives it from an outbox row.
+const KEY: &str = "run_id || ':' || customer_id || COALESCE(':' || invoice_id, '')";
+
 /// One text column of every row of `sql` (test-owned SQL, no user input).
 fn strings(url: &str, sql: &str) -> Vec<String> {
     use sqlx::Connection as _;
@@ -421,7 +424,7 @@ impl Bench {
     fn outbox_keys(&self) -> Vec<String> {
         strings(
             &self.db.url,
-            "SELECT idempotency_key FROM segd_outbox ORDER BY id",
+            &format!("SELECT {KEY} FROM segd_outbox ORDER BY id"),
         )
     }
 }
@@ -1418,7 +1421,7 @@ fn trigger_and_kill(b: &Bench, rec: &Receiver, after: usize) -> BTreeSet<String>
     assert_eq!(b.outbox_keys().len(), CRASH_ROWS);
     strings(
         &b.db.url,
-        "SELECT idempotency_key FROM segd_outbox WHERE status = 'sending'",
+        &format!("SELECT {KEY} FROM segd_outbox WHERE status = 'sending'"),
     )
     .into_iter()
     .collect()
@@ -1528,7 +1531,7 @@ fn postgres_two_workers_after_kills_send_each_row_once() {
     let held_by_a: BTreeSet<String> = strings(
         &b.db.url,
         &format!(
-            "SELECT idempotency_key FROM segd_outbox WHERE status = 'sending' \
+            "SELECT {KEY} FROM segd_outbox WHERE status = 'sending' \
              AND claimed_by LIKE '%(pid {a_pid})'"
         ),
     )
