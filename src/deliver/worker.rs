@@ -113,7 +113,10 @@ impl<'a> Worker<'a> {
     }
 
     /// Sends every due row (of one run, when given) until none is due; calls
-    /// `progress` after each batch.
+    /// `progress` after each batch. While a batch is sent, the previous batch's
+    /// outcomes are written and the next batch is claimed, so the database work
+    /// overlaps the network work. Once `stop` is set nothing more is claimed; a
+    /// batch already claimed is still sent.
     pub async fn drain(
         &self,
         run_id: Option<&str>,
@@ -124,42 +127,68 @@ impl<'a> Worker<'a> {
         let mut comms: Option<HashMap<String, Loaded>> = None;
         let mut tally = Tally::default();
         let limit = i64::from(self.config.concurrency.max(1)) * 16;
-        while !stop() {
-            let now = Utc::now();
-            let lease = chrono::TimeDelta::from_std(self.config.lease)
-                .unwrap_or(chrono::TimeDelta::seconds(60));
-            let batch = self
-                .store
-                .claim(&self.me, now, now + lease, limit, run_id)
-                .await?;
-            if batch.is_empty() {
-                break;
+        let lease = chrono::TimeDelta::from_std(self.config.lease)
+            .unwrap_or(chrono::TimeDelta::seconds(60));
+        // The lease is renewed while a batch is sent, so a slow receiver never
+        // lets another sender claim rows this one is still sending.
+        let renew_every = (self.config.lease / 3).max(std::time::Duration::from_millis(200));
+        let claim = || async {
+            if stop() {
+                return Ok(Vec::new());
             }
-            // The lease is renewed while the batch is sent, so a slow receiver never
-            // lets another sender claim rows this one is still sending.
-            let renew_every = (self.config.lease / 3).max(std::time::Duration::from_millis(200));
+            let now = Utc::now();
+            self.store
+                .claim(&self.me, now, now + lease, limit, run_id)
+                .await
+        };
+        let mut batch = claim().await?;
+        let mut unmarked: Vec<(i64, Mark)> = Vec::new();
+        while !batch.is_empty() {
             let comms = match &comms {
                 Some(c) => c,
                 None => comms.insert(self.load().await?),
             };
-            let send = self.send_batch(comms, &batch);
-            tokio::pin!(send);
-            let marks = loop {
-                tokio::select! {
-                    marks = &mut send => break marks?,
-                    _ = tokio::time::sleep(renew_every) => {
-                        let until = Utc::now() + lease;
-                        if let Err(e) = self.store.renew(&self.me, until).await {
-                            tracing::warn!(error = %e, "renewing the delivery lease failed");
+            let previous = std::mem::take(&mut unmarked);
+            let meanwhile = async {
+                if !previous.is_empty() {
+                    self.store.mark(&self.me, &previous).await?;
+                }
+                claim().await
+            };
+            let (marks, next) = {
+                let work = futures_util::future::join(self.send_batch(comms, &batch), meanwhile);
+                tokio::pin!(work);
+                loop {
+                    tokio::select! {
+                        done = &mut work => break done,
+                        _ = tokio::time::sleep(renew_every) => {
+                            let until = Utc::now() + lease;
+                            if let Err(e) = self.store.renew(&self.me, until).await {
+                                tracing::warn!(error = %e, "renewing the delivery lease failed");
+                            }
                         }
                     }
                 }
             };
+            let marks = marks?;
             for (_, m) in &marks {
                 tally.add(m);
             }
-            self.store.mark(&self.me, &marks).await?;
             progress(&tally);
+            match next {
+                Ok(next) => {
+                    unmarked = marks;
+                    batch = next;
+                }
+                Err(e) => {
+                    // What was sent is still recorded before the error is reported.
+                    self.store.mark(&self.me, &marks).await?;
+                    return Err(e);
+                }
+            }
+        }
+        if !unmarked.is_empty() {
+            self.store.mark(&self.me, &unmarked).await?;
         }
         Ok(tally)
     }
