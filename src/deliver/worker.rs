@@ -13,7 +13,7 @@ use crate::store::{AnyStore, Store, StoreError};
 use crate::validate::{stored_communication, stored_segment};
 use chrono::Utc;
 use futures_util::StreamExt as _;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Counts of what a drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,33 +77,38 @@ impl<'a> Worker<'a> {
 
     async fn load(&self) -> Result<HashMap<String, Loaded>, StoreError> {
         let applied = self.store.applied().await?;
+        let comms: Vec<(&str, Communication, &BTreeMap<String, String>)> = applied
+            .rows
+            .iter()
+            .filter(|a| a.def.kind == Kind::Communication)
+            .filter_map(|a| {
+                let comm = stored_communication(&a.def.spec, &a.def.templates)?;
+                Some((a.def.name.as_str(), comm, &a.def.templates))
+            })
+            .collect();
+        // Only the segments a communication names are parsed (for their
+        // descriptions), not every applied one.
+        let wanted: HashSet<&str> = comms.iter().map(|(_, c, _)| c.segment.as_str()).collect();
         let segments: HashMap<&str, Option<String>> = applied
             .rows
             .iter()
-            .filter(|a| a.def.kind == Kind::Segment)
+            .filter(|a| a.def.kind == Kind::Segment && wanted.contains(a.def.name.as_str()))
             .map(|a| {
                 let desc = stored_segment(&a.def.spec).and_then(|s| s.description);
                 (a.def.name.as_str(), desc)
             })
             .collect();
         let mut out = HashMap::new();
-        for a in applied
-            .rows
-            .iter()
-            .filter(|a| a.def.kind == Kind::Communication)
-        {
-            let Some(comm) = stored_communication(&a.def.spec, &a.def.templates) else {
-                continue;
-            };
+        for (name, comm, templates) in comms {
             let signer = match &comm.delivery {
                 Delivery::Webhook(w) => Some(Signer::from_env(&w.secret_env, self.env)),
                 Delivery::Email(_) => None,
             };
             out.insert(
-                a.def.name.clone(),
+                name.to_string(),
                 Loaded {
                     segment_description: segments.get(comm.segment.as_str()).cloned().flatten(),
-                    templates: a.def.templates.clone(),
+                    templates: templates.clone(),
                     comm,
                     signer,
                 },
