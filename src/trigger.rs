@@ -4,7 +4,7 @@
 
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
-use crate::plan::Kind;
+use crate::plan::{Applied, Kind};
 use crate::segment::{Dialect, RunSpec, compile_run};
 use crate::store::outbox::{Run, RunResult};
 use crate::store::{AnyStore, Member, Store, StoreError};
@@ -42,15 +42,17 @@ pub struct Target {
 }
 
 pub async fn load_target(store: &AnyStore, name: &str) -> Result<Target, TriggerError> {
-    let applied = store.applied().await?;
+    find_target(&store.applied().await?.rows, name)
+}
+
+/// The applied communication `name` and the segment it names.
+pub fn find_target(applied: &[Applied], name: &str) -> Result<Target, TriggerError> {
     let comm = applied
-        .rows
         .iter()
         .find(|a| a.def.kind == Kind::Communication && a.def.name == name)
         .and_then(|a| stored_communication(&a.def.spec, &a.def.templates))
         .ok_or_else(|| TriggerError::Unknown(name.to_string()))?;
     let segment = applied
-        .rows
         .iter()
         .find(|a| a.def.kind == Kind::Segment && a.def.name == comm.segment.as_str())
         .and_then(|a| stored_segment(&a.def.spec))

@@ -5,7 +5,7 @@ use crate::model::Trigger;
 use crate::plan::Kind;
 use crate::schedule::next_after;
 use crate::store::{AnyStore, Store};
-use crate::trigger::{Occasion, estimate, load_target, prepare};
+use crate::trigger::{Occasion, estimate, find_target, prepare};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use std::process::ExitCode;
@@ -61,7 +61,7 @@ async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitC
         .iter()
         .filter(|a| a.def.kind == Kind::Communication)
     {
-        let target = match load_target(store, &a.def.name).await {
+        let target = match find_target(&applied.rows, &a.def.name) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("warning: {e}");

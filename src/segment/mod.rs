@@ -67,6 +67,14 @@ struct Builder {
 }
 
 impl Builder {
+    fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            binds: Vec::new(),
+            in_list_free: true,
+        }
+    }
+
     fn bind(&mut self, b: Bind) -> String {
         self.binds.push(b);
         format!("${}", self.binds.len())
@@ -128,11 +136,7 @@ impl Builder {
 
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
-    let mut b = Builder {
-        dialect,
-        binds: Vec::new(),
-        in_list_free: true,
-    };
+    let mut b = Builder::new(dialect);
     let predicate = segment_predicate(&mut b, segment, at.date_naive());
     let sql = match select {
         Select::Ids => format!("SELECT c.id FROM customers c WHERE {predicate} ORDER BY c.id"),
@@ -723,11 +727,7 @@ pub fn compile_impact(
 ) -> ImpactQueries {
     let today = at.date_naive();
     let one = |side: &dyn Fn(&mut Builder, &str, &str) -> String| -> Query {
-        let mut b = Builder {
-            dialect,
-            binds: Vec::new(),
-            in_list_free: true,
-        };
+        let mut b = Builder::new(dialect);
         let old = match before {
             Some(s) => segment_predicate(&mut b, s, today),
             None => b.false_().to_string(),
@@ -795,11 +795,7 @@ pub struct RunQueries {
 /// per member with unpaid invoices due before the run's UTC date, listing them.
 pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> RunQueries {
     let build = |f: &dyn Fn(&mut Builder, &str) -> String| -> Query {
-        let mut b = Builder {
-            dialect,
-            binds: Vec::new(),
-            in_list_free: true,
-        };
+        let mut b = Builder::new(dialect);
         let candidates = candidates(&mut b, segment, spec);
         let sql = f(&mut b, &candidates);
         Query {

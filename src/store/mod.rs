@@ -344,9 +344,16 @@ macro_rules! common_store {
 }
 pub(crate) use common_store;
 
-/// The version of the applied definitions (migration 0004).
-pub(crate) const VERSION_SQL: &str =
-    "SELECT lineage || ':' || CAST(revision AS TEXT) FROM segd_revision WHERE id = 1";
+/// The version of the applied definitions (migration 0004); each backend's
+/// apply reads it, locked where the backend can lock one row.
+macro_rules! version_sql {
+    () => {
+        "SELECT lineage || ':' || CAST(revision AS TEXT) FROM segd_revision WHERE id = 1"
+    };
+}
+pub(crate) use version_sql;
+
+pub(crate) const VERSION_SQL: &str = version_sql!();
 
 /// Reads `segd_definitions` on any connection of either backend.
 async fn read_applied<'c, DB>(

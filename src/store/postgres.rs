@@ -34,5 +34,5 @@ super::common_store!(
     sqlx::Postgres,
     "BEGIN",
     Some(APPLY_XACT_LOCK),
-    "SELECT lineage || ':' || CAST(revision AS TEXT) FROM segd_revision WHERE id = 1 FOR UPDATE"
+    concat!(super::version_sql!(), " FOR UPDATE")
 );
