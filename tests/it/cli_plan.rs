@@ -1,6 +1,6 @@
 //! `segd plan`, `apply`, `export` and `db migrate` end to end, on each backend.
 
-use crate::support::{Fixture, PgTestDb, fresh_pg_db, segd_cmd};
+use crate::support::{Fixture, PgTestDb, block_on, fresh_pg_db, segd_cmd};
 use std::process::Output;
 
 /// A database for one test: a SQLite file in the fixture folder, or a fresh
@@ -20,7 +20,7 @@ impl TestDb {
 
     /// `None` (the test says it skipped) without SEGD_TEST_POSTGRES_URL.
     pub fn postgres(test: &str) -> Option<Self> {
-        let db = runtime().block_on(fresh_pg_db(test))?;
+        let db = block_on(fresh_pg_db(test))?;
         Some(Self {
             url: db.url.clone(),
             pg: Some(db),
@@ -35,7 +35,7 @@ impl TestDb {
     pub fn exec(&self, sql: &str) {
         let url = self.url.clone();
         let sql = sql.to_string();
-        runtime().block_on(async move {
+        block_on(async move {
             use sqlx::Connection as _;
             let sql = sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
             if url.starts_with("sqlite:") {
@@ -75,13 +75,6 @@ macro_rules! on_both {
             }
         }
     };
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
 }
 
 fn segd(f: &Fixture, db: &TestDb, args: &[&str]) -> Output {

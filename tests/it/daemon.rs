@@ -4,7 +4,7 @@
 //! when its guard drops.
 
 use crate::cli_plan::TestDb;
-use crate::support::{Fixture, fresh_pg_db, segd_cmd};
+use crate::support::{Fixture, block_on, count, fresh_pg_db, segd_cmd, strings};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -45,14 +45,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
 }
 
 /// A minimal HTTP/1.1 client: one request per connection (`Connection: close`);
@@ -125,34 +117,6 @@ fn http(
 
 fn get(url: &str) -> Result<(u16, String), String> {
     http("GET", url, &[], "")
-}
-
-/// One text column of every row (test-owned SQL).
-fn strings(url: &str, sql: &str) -> Vec<String> {
-    use sqlx::Connection as _;
-    let sql = sqlx::AssertSqlSafe(sql.to_string());
-    block_on(async move {
-        if url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
-            sqlx::query_scalar::<_, String>(sql)
-                .fetch_all(&mut c)
-                .await
-                .expect("query")
-        } else {
-            let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-            sqlx::query_scalar::<_, String>(sql)
-                .fetch_all(&mut c)
-                .await
-                .expect("query")
-        }
-    })
-}
-
-fn count(url: &str, sql: &str) -> i64 {
-    let v = strings(url, &format!("SELECT CAST(({sql}) AS TEXT)"));
-    v.first()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{sql}: {v:?}"))
 }
 
 fn text(o: &Output) -> String {
@@ -1199,8 +1163,9 @@ fn drift_in_the_database_is_undone_at_the_next_resync() {
 // ---------------------------------------------------------------------------
 // 4. /metrics is Prometheus text with reconcile and delivery families.
 
-#[test]
-fn metrics_are_prometheus_text_with_reconcile_and_delivery_families() {
+/// Segment `de` (customers in DE) and the manual email `mail` to it, on SQLite
+/// with `de` customers in DE and `fr` in FR; and the folder its .eml files go to.
+fn mail_setup(de: usize, fr: usize) -> (Fixture, TestDb, std::path::PathBuf) {
     let (f, db) = sqlite_setup(
         &[
             ("segments.d/de.toml", segment_toml("de", "country = \"DE\"")),
@@ -1209,10 +1174,16 @@ fn metrics_are_prometheus_text_with_reconcile_and_delivery_families() {
                 email_comm("mail", "de", MANUAL),
             ),
         ],
-        5,
-        1,
+        de,
+        fr,
     );
     let outbox = f.path().join("mail-out");
+    (f, db, outbox)
+}
+
+#[test]
+fn metrics_are_prometheus_text_with_reconcile_and_delivery_families() {
+    let (f, db, outbox) = mail_setup(5, 1);
     let outbox_s = outbox.display().to_string();
     let d = Daemon::start(
         f.path(),
@@ -1308,18 +1279,7 @@ fn is_loopback(local: &str) -> bool {
 
 #[test]
 fn the_trigger_endpoint_needs_the_token_and_the_api_stays_on_loopback() {
-    let (f, db) = sqlite_setup(
-        &[
-            ("segments.d/de.toml", segment_toml("de", "country = \"DE\"")),
-            (
-                "communications.d/mail.toml",
-                email_comm("mail", "de", MANUAL),
-            ),
-        ],
-        3,
-        0,
-    );
-    let outbox = f.path().join("mail-out");
+    let (f, db, outbox) = mail_setup(3, 0);
     let outbox_s = outbox.display().to_string();
     let runs = |db: &TestDb| count(&db.url, "SELECT COUNT(*) FROM segd_trigger_runs");
 

@@ -4,7 +4,7 @@
 //! (mailin-embedded) on loopback, `.eml` files, and `kill -9` of a sending process.
 
 use crate::cli_plan::TestDb;
-use crate::support::Fixture;
+use crate::support::{Fixture, count, strings};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -89,44 +89,8 @@ fn new_secret() -> String {
     format!("whsec_{}", base64(&rand::random::<[u8; 24]>()))
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
-}
-
 /// A delivery's idempotency key, as segd derives it from an outbox row.
 const KEY: &str = "run_id || ':' || customer_id || COALESCE(':' || invoice_id, '')";
-
-/// One text column of every row of `sql` (test-owned SQL, no user input).
-fn strings(url: &str, sql: &str) -> Vec<String> {
-    use sqlx::Connection as _;
-    let sql = sqlx::AssertSqlSafe(sql.to_string());
-    block_on(async move {
-        if url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
-            sqlx::query_scalar::<_, String>(sql)
-                .fetch_all(&mut c)
-                .await
-                .expect("query")
-        } else {
-            let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-            sqlx::query_scalar::<_, String>(sql)
-                .fetch_all(&mut c)
-                .await
-                .expect("query")
-        }
-    })
-}
-
-fn count(url: &str, sql: &str) -> usize {
-    let v = strings(url, &format!("SELECT CAST(({sql}) AS TEXT)"));
-    v.first()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{sql}: {v:?}"))
-}
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

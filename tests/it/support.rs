@@ -276,3 +276,42 @@ impl Drop for PgTestDb {
         .join();
     }
 }
+
+/// Runs a future to completion on a fresh single-threaded runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
+/// One text column of every row of `sql` (test-owned SQL, no user input), on
+/// either backend.
+pub fn strings(url: &str, sql: &str) -> Vec<String> {
+    use sqlx::Connection as _;
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    block_on(async move {
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_all(&mut c)
+                .await
+                .expect("query")
+        } else {
+            let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_all(&mut c)
+                .await
+                .expect("query")
+        }
+    })
+}
+
+/// The number `sql` (one integer) selects.
+pub fn count(url: &str, sql: &str) -> i64 {
+    let v = strings(url, &format!("SELECT CAST(({sql}) AS TEXT)"));
+    v.first()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{sql}: {v:?}"))
+}
