@@ -93,7 +93,6 @@ impl Prepared<'_> {
         let c = &self.target.communication;
         RunSpec {
             communication: c.name.as_str(),
-            channel: c.delivery.channel().as_str(),
             payment_reminder: c.event == Event::PaymentReminder,
             run_id: &self.run.id,
             at: self.spec_at,
@@ -117,6 +116,7 @@ pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
         run: Run {
             id: format!("{name}:{occurrence}"),
             communication: name.to_string(),
+            channel: target.communication.delivery.channel().as_str(),
             occurrence,
             kind,
             occurred_at: at,

@@ -767,7 +767,6 @@ pub fn compile_impact(
 /// What a trigger run asks of the database.
 pub struct RunSpec<'a> {
     pub communication: &'a str,
-    pub channel: &'a str,
     pub payment_reminder: bool,
     /// The run's id, `communication:occurrence` (with the customer and invoice,
     /// each delivery's idempotency key).
@@ -817,34 +816,25 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
         )
     });
     let enqueue = build(&|b, cand| {
-        let comm = b.text(spec.communication);
         let run = b.text(spec.run_id);
-        let channel = b.text(spec.channel);
-        let at = b.bind(Bind::Stamp(spec.at));
-        let now = b.bind(Bind::Stamp(Utc::now()));
+        // Readers sort a row's invoice ids (store::outbox).
         let (list_one, list_agg) = match dialect {
-            Dialect::Sqlite => (
-                "json_array(x.invoice_id)".to_string(),
-                "json_group_array(x.invoice_id ORDER BY x.invoice_id)".to_string(),
-            ),
+            Dialect::Sqlite => ("json_array(x.invoice_id)", "json_group_array(x.invoice_id)"),
             Dialect::Postgres => (
-                "json_build_array(x.invoice_id)::text".to_string(),
-                "json_agg(x.invoice_id ORDER BY x.invoice_id)::text".to_string(),
+                "json_build_array(x.invoice_id)::text",
+                "json_agg(x.invoice_id)::text",
             ),
         };
-        let cols = "run_id, communication, channel, customer_id, invoice_id, invoice_ids, \
-                    occurred_at, status, attempts, next_attempt_at, created_at";
+        // The run's row is written first, in the same transaction; the
+        // uncorrelated subquery is evaluated once.
+        let insert = format!(
+            "INSERT INTO segd_outbox (run, customer_id, invoice_id, invoice_ids, status) \
+             SELECT (SELECT seq FROM segd_trigger_runs WHERE id = {run}), x.customer_id"
+        );
         if spec.payment_reminder {
-            format!(
-                "INSERT INTO segd_outbox ({cols}) SELECT {run}, {comm}, \
-                 {channel}, x.customer_id, NULL, {list_agg}, {at}, 'pending', 0, {now}, {now} FROM ({cand}) x \
-                 GROUP BY x.customer_id"
-            )
+            format!("{insert}, NULL, {list_agg}, 'pending' FROM ({cand}) x GROUP BY x.customer_id")
         } else {
-            format!(
-                "INSERT INTO segd_outbox ({cols}) SELECT {run}, {comm}, {channel}, x.customer_id, x.invoice_id, {list_one}, {at}, 'pending', 0, {now}, {now} \
-                 FROM ({cand}) x"
-            )
+            format!("{insert}, x.invoice_id, {list_one}, 'pending' FROM ({cand}) x")
         }
     });
     RunQueries {
@@ -865,15 +855,17 @@ fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String 
         format!("i.due_date < {t}")
     } else {
         format!(
-            "NOT EXISTS (SELECT 1 FROM segd_outbox o WHERE o.communication = {comm} AND o.invoice_id = i.id)"
+            "NOT EXISTS (SELECT 1 FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run \
+             WHERE o.invoice_id = i.id AND u.communication = {comm})"
         )
     };
     let interval = match spec.reached_since {
         Some(since) => {
             let s = b.bind(Bind::Stamp(since));
             format!(
-                " AND NOT EXISTS (SELECT 1 FROM segd_outbox r WHERE r.communication = {comm} AND r.customer_id = c.id \
-                 AND r.created_at > {s} AND r.status <> 'dead')"
+                " AND NOT EXISTS (SELECT 1 FROM segd_trigger_runs u JOIN segd_outbox r ON r.run = u.seq \
+                 WHERE u.communication = {comm} AND u.started_at > {s} AND r.customer_id = c.id \
+                 AND r.status <> 'dead')"
             )
         }
         None => String::new(),

@@ -13,6 +13,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 pub struct Run {
     pub id: String,
     pub communication: String,
+    pub channel: &'static str,
     pub occurrence: String,
     /// `manual` or `scheduled`.
     pub kind: &'static str,
@@ -56,6 +57,12 @@ pub struct Claimed {
     pub attempts: u32,
 }
 
+/// A claim's bound value besides the claimer, lease and limit.
+enum Param<'a> {
+    Text(&'a str),
+    Time(DateTime<Utc>),
+}
+
 /// How an attempt ends for the row.
 #[derive(Debug, Clone)]
 pub enum Mark {
@@ -91,28 +98,38 @@ pub struct DeliveryFilter {
 }
 
 /// A delivery's idempotency key, from its run (`communication:occurrence`), its
-/// customer and, for an invoice message, its invoice (migration 0005).
+/// customer and, for an invoice message, its invoice (migrations 0005, 0006), over
+/// `OUTBOX`.
 macro_rules! key_sql {
     () => {
-        "run_id || ':' || customer_id || COALESCE(':' || invoice_id, '')"
+        "u.id || ':' || o.customer_id || COALESCE(':' || o.invoice_id, '')"
     };
 }
 
-const CLAIM_COLUMNS: &str = concat!(
-    "id, ",
+/// Outbox rows `o` with their runs `u`.
+macro_rules! outbox {
+    () => {
+        "segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run"
+    };
+}
+
+const CLAIMED_SELECT: &str = concat!(
+    "SELECT o.id, ",
     key_sql!(),
-    ", communication, customer_id, invoice_ids, occurred_at, CAST(attempts AS BIGINT)"
+    ", u.communication, o.customer_id, o.invoice_ids, u.occurred_at, CAST(o.attempts AS BIGINT) FROM ",
+    outbox!()
 );
 
 /// Fetches rows by id and hands each to the `decode` macro: on SQLite with `IN`
-/// lists of at most 500 bound ids, on PostgreSQL with one bound array.
+/// lists of at most 500 bound ids (after a select ending in `WHERE id`), on
+/// PostgreSQL with one bound array.
 macro_rules! by_ids {
     ($store:expr, $ids:expr, $sqlite_select:expr, $pg_sql:expr, $decode:ident) => {
         match $store {
             AnyStore::Sqlite(s) => {
                 for chunk in $ids.chunks(500) {
                     let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-                    let sql = format!("{} WHERE id IN ({})", $sqlite_select, marks.join(", "));
+                    let sql = format!("{} IN ({})", $sqlite_select, marks.join(", "));
                     let mut q = sqlx::query(AssertSqlSafe(sql));
                     for id in chunk {
                         q = q.bind(id);
@@ -123,7 +140,11 @@ macro_rules! by_ids {
                 }
             }
             AnyStore::Postgres(s) => {
-                for row in sqlx::query($pg_sql).bind($ids).fetch_all(&s.pool).await? {
+                for row in sqlx::query(AssertSqlSafe($pg_sql))
+                    .bind($ids)
+                    .fetch_all(&s.pool)
+                    .await?
+                {
                     $decode!(row);
                 }
             }
@@ -147,6 +168,15 @@ macro_rules! with_pool {
     };
 }
 
+/// A row's invoice ids, in order: the outbox stores them as a JSON array in
+/// whatever order the run's aggregate met them (sorting there costs a large run
+/// a tenth of its time).
+fn invoice_ids(json: &str) -> Vec<String> {
+    let mut ids: Vec<String> = serde_json::from_str(json).unwrap_or_default();
+    ids.sort_unstable();
+    ids
+}
+
 macro_rules! decode_claimed {
     ($row:expr) => {{
         let row = $row;
@@ -157,7 +187,7 @@ macro_rules! decode_claimed {
             key: row.try_get(1)?,
             communication: row.try_get(2)?,
             customer_id: row.try_get(3)?,
-            invoice_ids: serde_json::from_str(&ids).unwrap_or_default(),
+            invoice_ids: invoice_ids(&ids),
             occurred_at: row.try_get(5)?,
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         }
@@ -174,7 +204,7 @@ macro_rules! decode_delivery {
             communication: row.try_get(2)?,
             channel: row.try_get(3)?,
             customer_id: row.try_get(4)?,
-            invoice_ids: serde_json::from_str(&ids).unwrap_or_default(),
+            invoice_ids: invoice_ids(&ids),
             status: row.try_get(6)?,
             attempts: row.try_get(7)?,
             next_attempt_at: row.try_get(8)?,
@@ -188,9 +218,10 @@ macro_rules! decode_delivery {
 impl AnyStore {
     /// Records the run and, unless it is over `max_recipients`, writes every
     /// intended delivery — all in one transaction. The run's row comes first, so
-    /// an occurrence that ran already fails before anything is written; the
-    /// recipients are counted from the rows written (a payment reminder writes
-    /// one per recipient), which are taken back when the run is over the limit.
+    /// an occurrence that ran already fails before anything is written, and the
+    /// deliveries name it; the recipients are counted from the rows written (a
+    /// payment reminder writes one per recipient), which are taken back when the
+    /// run is over the limit.
     pub async fn enqueue_run(
         &self,
         run: &Run,
@@ -202,24 +233,23 @@ impl AnyStore {
             ($pool:expr, $begin:expr, $args:path) => {{
                 let mut tx = $pool.begin_with($begin).await?;
                 let now = Utc::now();
-                sqlx::query(
-                    "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, occurred_at, started_at, \
-                     finished_at, status, late) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, channel, occurred_at, \
+                     started_at, finished_at, status, late) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     RETURNING CAST(seq AS BIGINT)",
                 )
                 .bind(&run.id)
                 .bind(&run.communication)
                 .bind(&run.occurrence)
                 .bind(run.kind)
+                .bind(run.channel)
                 .bind(run.occurred_at)
                 .bind(now)
                 .bind(now)
                 .bind(RunStatus::Enqueued.as_str())
                 .bind(run.late)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                let before: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM segd_outbox")
-                    .fetch_one(&mut *tx)
-                    .await?;
                 let written = sqlx::query_with(AssertSqlSafe(enqueue.sql.clone()), $args(&enqueue.binds)?)
                     .execute(&mut *tx)
                     .await?
@@ -228,19 +258,17 @@ impl AnyStore {
                     written
                 } else {
                     let n: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(DISTINCT customer_id) FROM segd_outbox WHERE id > $1 AND run_id = $2",
+                        "SELECT COUNT(DISTINCT customer_id) FROM segd_outbox WHERE run = $1",
                     )
-                    .bind(before)
-                    .bind(&run.id)
+                    .bind(seq)
                     .fetch_one(&mut *tx)
                     .await?;
                     u64::try_from(n).unwrap_or(0)
                 };
                 let held = max_recipients.is_some_and(|m| n > m);
                 if held {
-                    sqlx::query("DELETE FROM segd_outbox WHERE id > $1 AND run_id = $2")
-                        .bind(before)
-                        .bind(&run.id)
+                    sqlx::query("DELETE FROM segd_outbox WHERE run = $1")
+                        .bind(seq)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -270,8 +298,8 @@ impl AnyStore {
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
     pub async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
         let now = Utc::now();
-        let sql = "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, occurred_at, started_at, \
-                   finished_at, status, late, error) VALUES ($1, $2, $3, $4, $5, $6, $7, 'failed', $8, $9)";
+        let sql = "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, channel, occurred_at, \
+                   started_at, finished_at, status, late, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'failed', $9, $10)";
         macro_rules! run_it {
             ($pool:expr) => {
                 sqlx::query(sql)
@@ -279,6 +307,7 @@ impl AnyStore {
                     .bind(&run.communication)
                     .bind(&run.occurrence)
                     .bind(run.kind)
+                    .bind(run.channel)
                     .bind(run.occurred_at)
                     .bind(now)
                     .bind(now)
@@ -296,8 +325,11 @@ impl AnyStore {
         Ok(())
     }
 
-    /// Claims up to `limit` due rows (pending and due, or sending with an expired
-    /// lease) for `me` until `lease_until`.
+    /// Claims up to `limit` due rows for `me` until `lease_until`: rows whose
+    /// lease expired, then retries that are due, then fresh rows, oldest first.
+    /// Each is one range of `segd_outbox_due`, so a claim never sorts the
+    /// backlog. A run's own drain (`segd trigger`) takes only the run's fresh
+    /// rows: retries are the daemon's.
     pub async fn claim(
         &self,
         me: &str,
@@ -306,57 +338,75 @@ impl AnyStore {
         limit: i64,
         run_id: Option<&str>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        // A run's own drain (`segd trigger`) makes each row's first attempt only;
-        // retries are the daemon's.
-        let run_filter = if run_id.is_some() {
-            " AND run_id = $5 AND attempts = 0"
-        } else {
-            ""
+        const FRESH: &str = "status = 'pending' AND next_attempt_at IS NULL";
+        let fresh_of_run = format!(
+            "{FRESH} AND attempts = 0 AND run = (SELECT seq FROM segd_trigger_runs WHERE id = $4) ORDER BY id"
+        );
+        let fresh = format!("{FRESH} ORDER BY id");
+        let tiers: Vec<(&str, Option<Param<'_>>)> = match run_id {
+            Some(r) => vec![(&fresh_of_run, Some(Param::Text(r)))],
+            None => vec![
+                (
+                    "status = 'sending' AND claimed_until < $4 ORDER BY id",
+                    Some(Param::Time(now)),
+                ),
+                (
+                    "status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id",
+                    Some(Param::Time(now)),
+                ),
+                (&fresh, None),
+            ],
         };
-        let due = "((status = 'pending' AND next_attempt_at <= $3) OR (status = 'sending' AND claimed_until < $3))";
-        let mut rows = Vec::new();
-        match self {
-            AnyStore::Sqlite(s) => {
-                let sql = format!(
-                    "UPDATE segd_outbox SET status = 'sending', claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
-                     WHERE id IN (SELECT id FROM segd_outbox WHERE {due}{run_filter} ORDER BY next_attempt_at, id LIMIT $4) \
-                     RETURNING {CLAIM_COLUMNS}"
-                );
-                let mut tx = s.pool.begin_with("BEGIN IMMEDIATE").await?;
-                let q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(me)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(limit);
-                let q = match run_id {
-                    Some(r) => q.bind(r),
-                    None => q,
-                };
-                for row in q.fetch_all(&mut *tx).await? {
-                    rows.push(decode_claimed!(row));
+        let locking = match self {
+            AnyStore::Sqlite(_) => "",
+            AnyStore::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        };
+        macro_rules! take {
+            ($exec:expr) => {{
+                let mut ids: Vec<i64> = Vec::new();
+                for (due, param) in &tiers {
+                    let left = limit - i64::try_from(ids.len()).unwrap_or(i64::MAX);
+                    if left <= 0 {
+                        break;
+                    }
+                    let sql = format!(
+                        "UPDATE segd_outbox SET status = 'sending', claimed_by = $1, claimed_until = $2, \
+                         attempts = attempts + 1 WHERE id IN (SELECT id FROM segd_outbox WHERE {due} LIMIT $3{locking}) \
+                         RETURNING id"
+                    );
+                    let q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(me).bind(lease_until).bind(left);
+                    let q = match param {
+                        Some(Param::Text(t)) => q.bind(*t),
+                        Some(Param::Time(t)) => q.bind(*t),
+                        None => q,
+                    };
+                    ids.extend(q.fetch_all($exec).await?);
                 }
-                tx.commit().await?;
-            }
-            AnyStore::Postgres(s) => {
-                let sql = format!(
-                    "UPDATE segd_outbox SET status = 'sending', claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
-                     WHERE id IN (SELECT id FROM segd_outbox WHERE {due}{run_filter} ORDER BY next_attempt_at, id LIMIT $4 \
-                     FOR UPDATE SKIP LOCKED) RETURNING {CLAIM_COLUMNS}"
-                );
-                let q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(me)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(limit);
-                let q = match run_id {
-                    Some(r) => q.bind(r),
-                    None => q,
-                };
-                for row in q.fetch_all(&s.pool).await? {
-                    rows.push(decode_claimed!(row));
-                }
-            }
+                ids
+            }};
         }
+        let ids = match self {
+            AnyStore::Sqlite(s) => {
+                let mut tx = s.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let ids = take!(&mut *tx);
+                tx.commit().await?;
+                ids
+            }
+            AnyStore::Postgres(s) => take!(&s.pool),
+        };
+        let mut rows = Vec::with_capacity(ids.len());
+        macro_rules! decode {
+            ($row:expr) => {
+                rows.push(decode_claimed!($row))
+            };
+        }
+        by_ids!(
+            self,
+            &ids,
+            format!("{CLAIMED_SELECT} WHERE o.id"),
+            format!("{CLAIMED_SELECT} WHERE o.id = ANY($1)"),
+            decode
+        );
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
@@ -432,7 +482,7 @@ impl AnyStore {
         by_ids!(
             self,
             ids,
-            "SELECT id, name, email, country, custom_data, CAST(created_at AS TEXT) FROM customers",
+            "SELECT id, name, email, country, custom_data, CAST(created_at AS TEXT) FROM customers WHERE id",
             "SELECT id, name, email, country, custom_data::text, \
              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
              FROM customers WHERE id = ANY($1)",
@@ -465,7 +515,7 @@ impl AnyStore {
             self,
             ids,
             "SELECT id, number, status, amount_cents, currency, CAST(due_date AS TEXT), CAST(created_at AS TEXT) \
-             FROM invoices",
+             FROM invoices WHERE id",
             "SELECT id, number, status, amount_cents, currency, due_date::text, \
              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
              FROM invoices WHERE id = ANY($1)",
@@ -476,13 +526,15 @@ impl AnyStore {
 
     /// Outbox rows, newest last.
     pub async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        // A row due since it was enqueued shows its run's start as its next attempt.
         let sql = concat!(
-            "SELECT id, ",
+            "SELECT o.id, ",
             key_sql!(),
-            ", communication, channel, customer_id, invoice_ids, status, CAST(attempts AS BIGINT), \
-             next_attempt_at, last_error, created_at, sent_at FROM segd_outbox \
-             WHERE ($1 IS NULL OR communication = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR run_id = $3) \
-             ORDER BY id LIMIT $4"
+            ", u.communication, u.channel, o.customer_id, o.invoice_ids, o.status, CAST(o.attempts AS BIGINT), \
+             COALESCE(o.next_attempt_at, u.started_at), o.last_error, u.started_at, o.sent_at FROM ",
+            outbox!(),
+            " WHERE ($1 IS NULL OR u.communication = $1) AND ($2 IS NULL OR o.status = $2) \
+             AND ($3 IS NULL OR u.id = $3) ORDER BY o.id LIMIT $4"
         );
         let limit = f.limit.unwrap_or(i64::MAX);
         let mut out = Vec::new();
@@ -521,16 +573,17 @@ impl AnyStore {
 
     /// Re-queues dead or failed deliveries (by id or idempotency key); returns how many.
     pub async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError> {
-        let now = Utc::now();
         let sql = concat!(
-            "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL \
-             WHERE status IN ('dead', 'failed') AND (CAST(id AS TEXT) = $2 OR ",
+            "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL, last_error = NULL \
+             WHERE status IN ('dead', 'failed') AND id IN (SELECT o.id FROM ",
+            outbox!(),
+            " WHERE CAST(o.id AS TEXT) = $1 OR ",
             key_sql!(),
-            " = $2)"
+            " = $1)"
         );
         let mut n = 0;
         for id in ids {
-            n += with_pool!(self, pool => sqlx::query(sql).bind(now).bind(id).execute(pool).await?.rows_affected());
+            n += with_pool!(self, pool => sqlx::query(sql).bind(id).execute(pool).await?.rows_affected());
         }
         Ok(n)
     }
@@ -592,5 +645,20 @@ impl AnyStore {
             AnyStore::Sqlite(s) => sqlx::query_as(sql).fetch_all(&s.pool).await?,
             AnyStore::Postgres(s) => sqlx::query_as(sql).fetch_all(&s.pool).await?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invoice_ids;
+
+    #[test]
+    fn a_rows_invoice_ids_read_in_order_whatever_order_they_were_stored_in() {
+        assert_eq!(
+            invoice_ids(r#"["inv_3","inv_1","inv_2"]"#),
+            ["inv_1", "inv_2", "inv_3"]
+        );
+        assert_eq!(invoice_ids(r#"["inv_1"]"#), ["inv_1"]);
+        assert!(invoice_ids("not json").is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! (mailin-embedded) on loopback, `.eml` files, and `kill -9` of a sending process.
 
 use crate::cli_plan::TestDb;
-use crate::support::{Fixture, count, strings};
+use crate::support::{Fixture, block_on, count, strings};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -89,8 +89,10 @@ fn new_secret() -> String {
     format!("whsec_{}", base64(&rand::random::<[u8; 24]>()))
 }
 
-/// A delivery's idempotency key, as segd derives it from an outbox row.
-const KEY: &str = "run_id || ':' || customer_id || COALESCE(':' || invoice_id, '')";
+/// The deliveries' idempotency keys, as segd derives them from an outbox row
+/// `o` and its run `u`.
+const KEYS: &str = "SELECT u.id || ':' || o.customer_id || COALESCE(':' || o.invoice_id, '') \
+                    FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run";
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -386,10 +388,7 @@ impl Bench {
     }
 
     fn outbox_keys(&self) -> Vec<String> {
-        strings(
-            &self.db.url,
-            &format!("SELECT {KEY} FROM segd_outbox ORDER BY id"),
-        )
+        strings(&self.db.url, &format!("{KEYS} ORDER BY o.id"))
     }
 }
 
@@ -1383,12 +1382,9 @@ fn trigger_and_kill(b: &Bench, rec: &Receiver, after: usize) -> BTreeSet<String>
     );
     // Enqueue happened before any send, in one transaction: all rows are there.
     assert_eq!(b.outbox_keys().len(), CRASH_ROWS);
-    strings(
-        &b.db.url,
-        &format!("SELECT {KEY} FROM segd_outbox WHERE status = 'sending'"),
-    )
-    .into_iter()
-    .collect()
+    strings(&b.db.url, &format!("{KEYS} WHERE o.status = 'sending'"))
+        .into_iter()
+        .collect()
 }
 
 /// After the drain: every intended message arrived, signed; no row enqueued
@@ -1494,10 +1490,7 @@ fn postgres_two_workers_after_kills_send_each_row_once() {
     // A's claimed rows, before their lease lets the other worker take them.
     let held_by_a: BTreeSet<String> = strings(
         &b.db.url,
-        &format!(
-            "SELECT {KEY} FROM segd_outbox WHERE status = 'sending' \
-             AND claimed_by LIKE '%(pid {a_pid})'"
-        ),
+        &format!("{KEYS} WHERE o.status = 'sending' AND o.claimed_by LIKE '%(pid {a_pid})'"),
     )
     .into_iter()
     .collect();
@@ -1511,4 +1504,144 @@ fn postgres_two_workers_after_kills_send_each_row_once() {
     b.drive(Duration::from_secs(30));
     check_after_crash(&b, &rec, &[in_flight, held_by_a]);
     drop(rec);
+}
+
+/// Brings a database to migration 0005: the outbox before its rows named their
+/// run by number (0006).
+fn migrate_to_0005(db: &TestDb) {
+    use std::str::FromStr as _;
+    block_on(async {
+        let backend = if db.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut m = sqlx::migrate::Migrator::new(dir).await.expect("migrations");
+        m.migrations = m
+            .migrations
+            .iter()
+            .filter(|x| x.version <= 5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        if db.is_postgres() {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+            m.run(&pool).await.expect("migrate to 0005");
+            pool.close().await;
+        } else {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
+                .expect("url")
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options)
+                .await
+                .expect("connect");
+            m.run(&pool).await.expect("migrate to 0005");
+            pool.close().await;
+        }
+    });
+}
+
+fn upgrade_body(db: &TestDb) {
+    migrate_to_0005(db);
+    // A run with a sent invoice message and a reminder waiting for its retry
+    // (invoice ids stored out of order), and a held run that wrote nothing.
+    db.exec(
+        "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, occurred_at, started_at, \
+         finished_at, status, late, recipients, enqueued) VALUES \
+         ('hook:o1', 'hook', 'o1', 'scheduled', '2026-01-05T09:00:00+00:00', '2026-01-05T09:00:01+00:00', \
+          '2026-01-05T09:00:01+00:00', 'enqueued', false, 2, 2), \
+         ('hook:o2', 'hook', 'o2', 'scheduled', '2026-01-06T09:00:00+00:00', '2026-01-06T09:00:01+00:00', \
+          '2026-01-06T09:00:01+00:00', 'held', false, 900, 0); \
+         INSERT INTO segd_outbox (run_id, communication, channel, customer_id, invoice_id, invoice_ids, \
+         occurred_at, status, attempts, next_attempt_at, created_at, sent_at) VALUES \
+         ('hook:o1', 'hook', 'webhook', 'c1', 'i1', '[\"i1\"]', '2026-01-05T09:00:00+00:00', 'sent', 1, \
+          '2026-01-05T09:00:01+00:00', '2026-01-05T09:00:01+00:00', '2026-01-05T09:00:02+00:00'), \
+         ('hook:o1', 'hook', 'webhook', 'c2', NULL, '[\"i3\",\"i2\"]', '2026-01-05T09:00:00+00:00', 'pending', 1, \
+          '2026-01-05T09:10:00+00:00', '2026-01-05T09:00:01+00:00', NULL);",
+    );
+    block_on(async {
+        let store = segd::store::connect(&db.url).await.expect("upgrade");
+        let rows = store
+            .deliveries(&segd::store::outbox::DeliveryFilter::default())
+            .await
+            .expect("deliveries");
+        let seen: Vec<(&str, &str, &str, &str, Vec<String>)> = rows
+            .iter()
+            .map(|d| {
+                (
+                    d.idempotency_key.as_str(),
+                    d.communication.as_str(),
+                    d.channel.as_str(),
+                    d.status.as_str(),
+                    d.invoice_ids.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "hook:o1:c1:i1",
+                    "hook",
+                    "webhook",
+                    "sent",
+                    vec!["i1".to_string()]
+                ),
+                (
+                    "hook:o1:c2",
+                    "hook",
+                    "webhook",
+                    "pending",
+                    vec!["i2".to_string(), "i3".to_string()]
+                ),
+            ]
+        );
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).expect("time").to_utc();
+        assert_eq!(rows[0].created_at, at("2026-01-05T09:00:01Z"));
+        assert_eq!(rows[1].next_attempt_at, at("2026-01-05T09:10:00Z"));
+        // The waiting retry is due and claimable, with its run's instant.
+        let now = Utc::now();
+        let claimed = store
+            .claim(
+                "upgrade-test",
+                now,
+                now + chrono::TimeDelta::minutes(1),
+                10,
+                None,
+            )
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        assert_eq!(claimed[0].key, "hook:o1:c2");
+        assert_eq!(claimed[0].communication, "hook");
+        assert_eq!(claimed[0].occurred_at, at("2026-01-05T09:00:00Z"));
+        assert_eq!(claimed[0].attempts, 2);
+        store.close().await;
+    });
+    // The held run is still recorded, so its occurrence cannot run again.
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT COUNT(*) FROM segd_trigger_runs WHERE status = 'held'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn deliveries_written_before_runs_were_numbered_keep_their_keys_on_sqlite() {
+    let f = Fixture::empty();
+    upgrade_body(&TestDb::sqlite(&f));
+}
+
+#[test]
+fn deliveries_written_before_runs_were_numbered_keep_their_keys_on_postgres() {
+    if let Some(db) =
+        TestDb::postgres("deliveries_written_before_runs_were_numbered_keep_their_keys_on_postgres")
+    {
+        upgrade_body(&db);
+    }
 }
