@@ -4,6 +4,9 @@
 //!
 //! Knobs: `SEGD_BENCH_DEFINITIONS` (10000), `SEGD_BENCH_EDITS` (20).
 
+mod common;
+
+use common::{env_or, proc_kb};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -47,28 +50,10 @@ fn get(port: u16, path: &str) -> Option<u16> {
     out.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let bin = env!("CARGO_BIN_EXE_segd");
-    let total = env_usize("SEGD_BENCH_DEFINITIONS", 10_000);
-    let edits = env_usize("SEGD_BENCH_EDITS", 20);
+    let total = env_or("SEGD_BENCH_DEFINITIONS", 10_000);
+    let edits = env_or("SEGD_BENCH_EDITS", 20);
     let segments = total * 4 / 5;
     let dir = tempfile::tempdir().expect("a temporary folder");
     let root = dir.path();
@@ -136,7 +121,7 @@ fn main() {
     }
     println!("ready after {:.0} ms", t.elapsed().as_secs_f64() * 1000.0);
     std::thread::sleep(Duration::from_secs(3));
-    let idle = rss_kb(pid).unwrap_or_default();
+    let idle = proc_kb(pid, "VmRSS").unwrap_or_default();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -182,7 +167,7 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let median = latencies[latencies.len() / 2];
     let p90 = latencies[(latencies.len() * 9 / 10).min(latencies.len() - 1)];
-    let after = rss_kb(pid).unwrap_or_default();
+    let after = proc_kb(pid, "VmRSS").unwrap_or_default();
     println!(
         "file save → database, {edits} edits with {total} definitions: median {:.0} ms, p90 {:.0} ms, max {:.0} ms (target < 500 ms median)",
         ms(median),

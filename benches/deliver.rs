@@ -10,8 +10,11 @@
 //! Knobs: `SEGD_BENCH_ENQUEUE` (350000), `SEGD_BENCH_REPEAT` (5),
 //! `SEGD_BENCH_WEBHOOKS` (100000).
 
+mod common;
+
 use axum::Router;
 use axum::routing::post;
+use common::{env_or, proc_kb};
 use segd::store::{AnyStore, connect};
 use segd::trigger::{Occasion, enqueue, load_target, prepare};
 use sqlx::AssertSqlSafe;
@@ -21,13 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_c2VnZC1iZW5jaC1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9u";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `n` customers with one overdue invoice each, written by SQLite itself.
 async fn fill(store: &AnyStore, n: u64) {
@@ -107,17 +103,6 @@ async fn receiver() -> (String, Arc<AtomicU64>) {
     (format!("http://{addr}/hook"), count)
 }
 
-fn peak_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 #[tokio::main]
 async fn main() {
     let bin = env!("CARGO_BIN_EXE_segd");
@@ -125,8 +110,8 @@ async fn main() {
 
     // 1. Enqueue: the same run into copies of one filled database; the median
     // of the repeats is the figure (this VM's disk and neighbours are noisy).
-    let n = env_u64("SEGD_BENCH_ENQUEUE", 350_000);
-    let repeat = env_u64("SEGD_BENCH_REPEAT", 5).max(1);
+    let n = env_or::<u64>("SEGD_BENCH_ENQUEUE", 350_000);
+    let repeat = env_or::<u64>("SEGD_BENCH_REPEAT", 5).max(1);
     let dir = tempfile::tempdir().expect("tmp");
     let base = dir.path().join("base.db");
     tree(dir.path(), &url);
@@ -169,7 +154,7 @@ async fn main() {
     );
 
     // 2. Deliver.
-    let m = env_u64("SEGD_BENCH_WEBHOOKS", 100_000);
+    let m = env_or::<u64>("SEGD_BENCH_WEBHOOKS", 100_000);
     let dir = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", dir.path().join("segd.db").display());
     tree(dir.path(), &url);
@@ -191,7 +176,7 @@ async fn main() {
     let pid = child.id();
     let mut peak = 0;
     loop {
-        if let Some(kb) = peak_rss_kb(pid) {
+        if let Some(kb) = proc_kb(pid, "VmHWM") {
             peak = peak.max(kb);
         }
         if child.try_wait().ok().flatten().is_some() {

@@ -13,6 +13,9 @@
 //!     time target/release/segd demo-data --customers 1000000 --seed 1 \
 //!         --database-url sqlite:///tmp/demo-bench.db
 
+mod common;
+
+use common::env_or;
 use segd::demo::{DemoSpec, Generator, RowCounts};
 use segd::store::billing::{self, Existing};
 use std::time::Instant;
@@ -40,10 +43,7 @@ async fn load(url: &str, customers: u64) -> Result<RowCounts, Box<dyn std::error
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let customers: u64 = std::env::var("SEGD_BENCH_CUSTOMERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let customers: u64 = env_or("SEGD_BENCH_CUSTOMERS", 200_000);
     println!("demo-data benchmark, {customers} customers, seed 1");
 
     let started = Instant::now();

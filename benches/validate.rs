@@ -10,6 +10,9 @@
 //! `SEGD_BENCH_ITERS` (10), `SEGD_BENCH_DIR` (generate there and keep the tree,
 //! e.g. to profile `segd validate` on it; default: a temporary folder).
 
+mod common;
+
+use common::env_or;
 use segd::canonical;
 use segd::model::fields::COUNTRIES;
 use segd::model::{
@@ -262,13 +265,6 @@ fn generate(dir: &Path, n_seg: usize, n_comm: usize) -> (usize, usize) {
         );
     }
     (n_seg, n_comm)
-}
-
-fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn ms(d: StdDuration) -> f64 {

@@ -177,6 +177,27 @@ fn invoice_ids(json: &str) -> Vec<String> {
     ids
 }
 
+/// The query that records a run (started and finished `now`) and returns its `seq`.
+macro_rules! insert_run {
+    ($run:expr, $now:expr, $status:expr, $error:expr) => {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, channel, occurred_at, \
+             started_at, finished_at, status, late, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) \
+             RETURNING CAST(seq AS BIGINT)",
+        )
+        .bind(&$run.id)
+        .bind(&$run.communication)
+        .bind(&$run.occurrence)
+        .bind($run.kind)
+        .bind($run.channel)
+        .bind($run.occurred_at)
+        .bind($now)
+        .bind($status)
+        .bind($run.late)
+        .bind($error)
+    };
+}
+
 macro_rules! decode_claimed {
     ($row:expr) => {{
         let row = $row;
@@ -233,23 +254,9 @@ impl AnyStore {
             ($pool:expr, $begin:expr, $args:path) => {{
                 let mut tx = $pool.begin_with($begin).await?;
                 let now = Utc::now();
-                let seq: i64 = sqlx::query_scalar(
-                    "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, channel, occurred_at, \
-                     started_at, finished_at, status, late) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     RETURNING CAST(seq AS BIGINT)",
-                )
-                .bind(&run.id)
-                .bind(&run.communication)
-                .bind(&run.occurrence)
-                .bind(run.kind)
-                .bind(run.channel)
-                .bind(run.occurred_at)
-                .bind(now)
-                .bind(now)
-                .bind(RunStatus::Enqueued.as_str())
-                .bind(run.late)
-                .fetch_one(&mut *tx)
-                .await?;
+                let seq = insert_run!(run, now, RunStatus::Enqueued.as_str(), None::<&str>)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 let written = sqlx::query_with(AssertSqlSafe(enqueue.sql.clone()), $args(&enqueue.binds)?)
                     .execute(&mut *tx)
                     .await?
@@ -298,30 +305,7 @@ impl AnyStore {
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
     pub async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
         let now = Utc::now();
-        let sql = "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, channel, occurred_at, \
-                   started_at, finished_at, status, late, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'failed', $9, $10)";
-        macro_rules! run_it {
-            ($pool:expr) => {
-                sqlx::query(sql)
-                    .bind(&run.id)
-                    .bind(&run.communication)
-                    .bind(&run.occurrence)
-                    .bind(run.kind)
-                    .bind(run.channel)
-                    .bind(run.occurred_at)
-                    .bind(now)
-                    .bind(now)
-                    .bind(run.late)
-                    .bind(error)
-                    .execute(&$pool)
-                    .await?
-                    .rows_affected()
-            };
-        }
-        match self {
-            AnyStore::Sqlite(s) => run_it!(s.pool),
-            AnyStore::Postgres(s) => run_it!(s.pool),
-        };
+        with_pool!(self, pool => insert_run!(run, now, "failed", Some(error)).fetch_one(pool).await?);
         Ok(())
     }
 
@@ -536,38 +520,28 @@ impl AnyStore {
             " WHERE ($1 IS NULL OR u.communication = $1) AND ($2 IS NULL OR o.status = $2) \
              AND ($3 IS NULL OR u.id = $3) ORDER BY o.id LIMIT $4"
         );
+        // PostgreSQL must be told the type of a parameter that is only tested for NULL.
+        let sql = match self {
+            AnyStore::Sqlite(_) => sql.to_string(),
+            AnyStore::Postgres(_) => sql
+                .replace("$1 IS NULL", "$1::text IS NULL")
+                .replace("$2 IS NULL", "$2::text IS NULL")
+                .replace("$3 IS NULL", "$3::text IS NULL"),
+        };
         let limit = f.limit.unwrap_or(i64::MAX);
         let mut out = Vec::new();
-        match self {
-            AnyStore::Sqlite(s) => {
-                let rows = sqlx::query(sql)
-                    .bind(&f.communication)
-                    .bind(&f.status)
-                    .bind(&f.run_id)
-                    .bind(limit)
-                    .fetch_all(&s.pool)
-                    .await?;
-                for row in rows {
-                    out.push(decode_delivery!(row));
-                }
+        with_pool!(self, pool => {
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(&f.communication)
+                .bind(&f.status)
+                .bind(&f.run_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            for row in rows {
+                out.push(decode_delivery!(row));
             }
-            AnyStore::Postgres(s) => {
-                let sql = sql
-                    .replace("$1 IS NULL", "$1::text IS NULL")
-                    .replace("$2 IS NULL", "$2::text IS NULL")
-                    .replace("$3 IS NULL", "$3::text IS NULL");
-                let rows = sqlx::query(AssertSqlSafe(sql))
-                    .bind(&f.communication)
-                    .bind(&f.status)
-                    .bind(&f.run_id)
-                    .bind(limit)
-                    .fetch_all(&s.pool)
-                    .await?;
-                for row in rows {
-                    out.push(decode_delivery!(row));
-                }
-            }
-        }
+        });
         Ok(out)
     }
 
@@ -597,20 +571,10 @@ impl AnyStore {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let sql = "SELECT occurred_at FROM segd_trigger_runs WHERE communication = $1 AND kind = 'scheduled' \
                    ORDER BY occurred_at DESC LIMIT 1";
-        Ok(match self {
-            AnyStore::Sqlite(s) => {
-                sqlx::query_scalar(sql)
-                    .bind(communication)
-                    .fetch_optional(&s.pool)
-                    .await?
-            }
-            AnyStore::Postgres(s) => {
-                sqlx::query_scalar(sql)
-                    .bind(communication)
-                    .fetch_optional(&s.pool)
-                    .await?
-            }
-        })
+        Ok(with_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(communication)
+            .fetch_optional(pool)
+            .await?))
     }
 
     /// When a definition was last applied.
@@ -620,31 +584,17 @@ impl AnyStore {
         name: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let sql = "SELECT applied_at FROM segd_definitions WHERE kind = $1 AND name = $2";
-        Ok(match self {
-            AnyStore::Sqlite(s) => {
-                sqlx::query_scalar(sql)
-                    .bind(kind)
-                    .bind(name)
-                    .fetch_optional(&s.pool)
-                    .await?
-            }
-            AnyStore::Postgres(s) => {
-                sqlx::query_scalar(sql)
-                    .bind(kind)
-                    .bind(name)
-                    .fetch_optional(&s.pool)
-                    .await?
-            }
-        })
+        Ok(with_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(kind)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?))
     }
 
     /// Outbox rows by status, for status and metrics.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT status, COUNT(*) FROM segd_outbox GROUP BY status ORDER BY status";
-        Ok(match self {
-            AnyStore::Sqlite(s) => sqlx::query_as(sql).fetch_all(&s.pool).await?,
-            AnyStore::Postgres(s) => sqlx::query_as(sql).fetch_all(&s.pool).await?,
-        })
+        Ok(with_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?))
     }
 }
 
