@@ -875,3 +875,29 @@ fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String 
          WHERE ({predicate}) AND {UNPAID_SQL} AND {event_rule}{interval}"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{UNPAID, UNPAID_SQL};
+    use crate::model::fields::INVOICE_STATUSES;
+
+    /// The unpaid statuses are written out three times (the list, the SQL the
+    /// compiler adds and the partial indexes' predicate); they must agree.
+    #[test]
+    fn the_unpaid_predicate_is_the_one_the_partial_indexes_hold() {
+        assert!(UNPAID.iter().all(|s| INVOICE_STATUSES.contains(s)));
+        let listed = UNPAID.map(|s| format!("'{s}'")).join(", ");
+        assert_eq!(UNPAID_SQL, format!("i.status IN ({listed})"));
+        for migration in [
+            include_str!("../../migrations/sqlite/0003_unpaid_invoice_indexes.sql"),
+            include_str!("../../migrations/postgres/0003_unpaid_invoice_indexes.sql"),
+        ] {
+            assert_eq!(
+                migration
+                    .matches(&format!("WHERE status IN ({listed});"))
+                    .count(),
+                2
+            );
+        }
+    }
+}
