@@ -547,17 +547,37 @@ impl AnyStore {
 
     /// Re-queues dead or failed deliveries (by id or idempotency key); returns how many.
     pub async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError> {
-        let sql = concat!(
-            "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL, last_error = NULL \
-             WHERE status IN ('dead', 'failed') AND id IN (SELECT o.id FROM ",
+        const REQUEUE: &str = "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL, \
+                               last_error = NULL WHERE status IN ('dead', 'failed') AND id";
+        // A key starts with its run's id, `communication:occurrence` (neither holds
+        // a colon), which narrows the search to the run's rows.
+        let by_key = concat!(
+            "SELECT o.id FROM ",
             outbox!(),
-            " WHERE CAST(o.id AS TEXT) = $1 OR ",
+            " WHERE o.run = (SELECT seq FROM segd_trigger_runs WHERE id = $2) AND ",
             key_sql!(),
-            " = $1)"
+            " = $1"
         );
         let mut n = 0;
         for id in ids {
-            n += with_pool!(self, pool => sqlx::query(sql).bind(id).execute(pool).await?.rows_affected());
+            n += match id.parse::<i64>() {
+                Ok(row) => {
+                    with_pool!(self, pool => sqlx::query(AssertSqlSafe(format!("{REQUEUE} = $1")))
+                    .bind(row)
+                    .execute(pool)
+                    .await?
+                    .rows_affected())
+                }
+                Err(_) => {
+                    let run: String = id.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
+                    with_pool!(self, pool => sqlx::query(AssertSqlSafe(format!("{REQUEUE} IN ({by_key})")))
+                        .bind(id)
+                        .bind(&run)
+                        .execute(pool)
+                        .await?
+                        .rows_affected())
+                }
+            };
         }
         Ok(n)
     }

@@ -1032,6 +1032,15 @@ fn webhook_outcomes_retries_and_signatures() {
     rec.assert_all_verified();
     // Nothing else was sent again.
     assert_eq!(rec.hits().len(), 13);
+
+    // By idempotency key too: the failed one; a key of no delivery re-queues nothing.
+    let key = failed[0]["idempotency_key"].as_str().expect("a key");
+    let o = b.segd(&["deliveries", "retry", key]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("re-queued 1 of 1"));
+    assert_eq!(status(&by_invoice(&b.deliveries(&[]))["i3"]), "pending");
+    let o = b.segd(&["deliveries", "retry", "hook-invoices:never:c1:i3"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
 }
 
 #[test]
