@@ -160,18 +160,14 @@ pub async fn enqueue(
         store.record_failed_run(&prepared.run, &e).await?;
         return Err(TriggerError::Failed(c.name.to_string(), e));
     }
-    let q = compile_run(&prepared.target.segment, &prepared.spec(), dialect(store));
+    let spec = prepared.spec();
+    let q = compile_run(&prepared.target.segment, &spec, dialect(store));
     let max = if allow_over_limit {
         None
     } else {
         c.max_recipients
     };
     Ok(store
-        .enqueue_run(
-            &prepared.run,
-            prepared.spec().payment_reminder,
-            &q.enqueue,
-            max,
-        )
+        .enqueue_run(&prepared.run, spec.payment_reminder, &q.enqueue, max)
         .await?)
 }

@@ -99,7 +99,7 @@ pub struct DeliveryFilter {
 
 /// A delivery's idempotency key, from its run (`communication:occurrence`), its
 /// customer and, for an invoice message, its invoice (migrations 0005, 0006), over
-/// `OUTBOX`.
+/// the rows of `outbox!()`.
 macro_rules! key_sql {
     () => {
         "u.id || ':' || o.customer_id || COALESCE(':' || o.invoice_id, '')"
@@ -280,8 +280,8 @@ impl AnyStore {
                         .await?;
                 }
                 let (status, enqueued) = if held { (RunStatus::Held, 0) } else { (RunStatus::Enqueued, written) };
-                sqlx::query("UPDATE segd_trigger_runs SET status = $2, recipients = $3, enqueued = $4 WHERE id = $1")
-                    .bind(&run.id)
+                sqlx::query("UPDATE segd_trigger_runs SET status = $2, recipients = $3, enqueued = $4 WHERE seq = $1")
+                    .bind(seq)
                     .bind(status.as_str())
                     .bind(i64::try_from(n).unwrap_or(i64::MAX))
                     .bind(i64::try_from(enqueued).unwrap_or(i64::MAX))
@@ -322,13 +322,19 @@ impl AnyStore {
         limit: i64,
         run_id: Option<&str>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        const FRESH: &str = "status = 'pending' AND next_attempt_at IS NULL";
-        let fresh_of_run = format!(
-            "{FRESH} AND attempts = 0 AND run = (SELECT seq FROM segd_trigger_runs WHERE id = $4) ORDER BY id"
-        );
-        let fresh = format!("{FRESH} ORDER BY id");
+        macro_rules! fresh {
+            () => {
+                "status = 'pending' AND next_attempt_at IS NULL"
+            };
+        }
         let tiers: Vec<(&str, Option<Param<'_>>)> = match run_id {
-            Some(r) => vec![(&fresh_of_run, Some(Param::Text(r)))],
+            Some(r) => vec![(
+                concat!(
+                    fresh!(),
+                    " AND attempts = 0 AND run = (SELECT seq FROM segd_trigger_runs WHERE id = $4) ORDER BY id"
+                ),
+                Some(Param::Text(r)),
+            )],
             None => vec![
                 (
                     "status = 'sending' AND claimed_until < $4 ORDER BY id",
@@ -338,7 +344,7 @@ impl AnyStore {
                     "status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id",
                     Some(Param::Time(now)),
                 ),
-                (&fresh, None),
+                (concat!(fresh!(), " ORDER BY id"), None),
             ],
         };
         let locking = match self {
