@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// The longest a receiver's `Retry-After` may park a delivery, in either of its
+/// forms (seconds or an HTTP date): one day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -20,7 +24,7 @@ pub enum Attempt {
 /// The delay before the next attempt after `attempts` attempts failed, or `None`
 /// when the schedule is exhausted (the delivery is dead). `schedule[i]` is the
 /// delay before attempt `i + 1`; `jitter` in [0, 1) spreads it by ±10%; a
-/// `Retry-After` longer than the step is honoured.
+/// `Retry-After` longer than the step is honoured, up to [`MAX_RETRY_AFTER`].
 pub fn next_delay(
     attempts: u32,
     schedule: &[Duration],
@@ -31,7 +35,7 @@ pub fn next_delay(
     let factor = 0.9 + 0.2 * jitter.clamp(0.0, 1.0);
     let jittered = step.mul_f64(factor);
     Some(match retry_after {
-        Some(r) if r > jittered => r,
+        Some(r) if r > jittered => r.min(MAX_RETRY_AFTER),
         _ => jittered,
     })
 }
@@ -69,6 +73,15 @@ mod tests {
         assert_eq!(
             next_delay(2, &schedule(), short, 0.5),
             Some(Duration::from_secs(300))
+        );
+    }
+
+    #[test]
+    fn caps_a_retry_after_at_one_day() {
+        let year_9999 = Some(Duration::from_secs(250_000_000_000));
+        assert_eq!(
+            next_delay(1, &schedule(), year_9999, 0.5),
+            Some(MAX_RETRY_AFTER)
         );
     }
 }

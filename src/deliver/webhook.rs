@@ -106,6 +106,8 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
+/// `Retry-After` in seconds or as an HTTP date; [`super::retry::next_delay`]
+/// caps either form at [`super::retry::MAX_RETRY_AFTER`].
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -113,7 +115,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .ok()?
         .trim();
     if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(86_400)));
+        return Some(Duration::from_secs(secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     (at.with_timezone(&chrono::Utc) - chrono::Utc::now())

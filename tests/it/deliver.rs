@@ -419,6 +419,8 @@ enum Reply {
     Status(u16),
     /// A status with `Retry-After: N` (seconds).
     RetryAfter(u16, u64),
+    /// A status with `Retry-After` as an HTTP date.
+    RetryAt(u16, &'static str),
     /// Say nothing for this long (past the sender's timeout), then 200.
     Hang(Duration),
 }
@@ -503,7 +505,8 @@ async fn receive(
     tokio::time::sleep(s.delay).await;
     let (status, retry_after) = match reply {
         Reply::Status(st) => (st, None),
-        Reply::RetryAfter(st, secs) => (st, Some(secs)),
+        Reply::RetryAfter(st, secs) => (st, Some(secs.to_string())),
+        Reply::RetryAt(st, date) => (st, Some(date.to_string())),
         Reply::Hang(d) => {
             tokio::time::sleep(d).await;
             s.inflight.fetch_sub(1, Ordering::SeqCst);
@@ -515,8 +518,8 @@ async fn receive(
     let mut b = axum::http::Response::builder()
         .status(status)
         .header("content-type", "application/json");
-    if let Some(secs) = retry_after {
-        b = b.header("retry-after", secs.to_string());
+    if let Some(value) = retry_after {
+        b = b.header("retry-after", value);
     }
     b.body(axum::body::Body::from(if status < 300 {
         "{\"ok\":true}"
@@ -1041,6 +1044,38 @@ fn webhook_outcomes_retries_and_signatures() {
     assert_eq!(status(&by_invoice(&b.deliveries(&[]))["i3"]), "pending");
     let o = b.segd(&["deliveries", "retry", "hook-invoices:never:c1:i3"]);
     assert_eq!(code(&o), 1, "{}", text(&o));
+}
+
+#[test]
+fn a_retry_after_date_far_away_parks_a_delivery_for_one_day_at_most() {
+    let billing = Billing::small();
+    let b = Bench::sqlite();
+    let rec = Receiver::start(b.secret(), Duration::ZERO, |_, _| {
+        Reply::RetryAt(503, "Fri, 31 Dec 9999 23:59:59 GMT")
+    });
+    b.f.write(
+        "communications.d/hook.toml",
+        &webhook_comm("hook-invoices", "email_invoice", &rec.url, ""),
+    );
+    b.setup(&billing);
+    let o = b.segd(&["trigger", "hook-invoices"]);
+    assert_eq!(
+        code(&o),
+        1,
+        "every delivery waits for a retry: {}",
+        text(&o)
+    );
+    let rows = b.deliveries(&[]);
+    assert!(!rows.is_empty());
+    let latest = Utc::now() + chrono::TimeDelta::hours(24);
+    for row in &rows {
+        assert_eq!(status(row), "pending", "{row}");
+        let next = rfc3339(&row["next_attempt_at"]);
+        assert!(
+            next <= latest && next >= latest - chrono::TimeDelta::minutes(5),
+            "a Retry-After in the year 9999 is capped at one day: next attempt {next}"
+        );
+    }
 }
 
 #[test]
