@@ -3,7 +3,7 @@
 use super::state::Shared;
 use crate::store::{AnyStore, Store};
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,6 +11,24 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// A client must send a request's whole header within this time, and an idle
+/// keep-alive connection is closed after it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body must arrive within this time (the API takes no bodies; this
+/// bounds a client that announces one and never sends it).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Connections served at once; further clients wait in the kernel's backlog
+/// and hold no file descriptor of the daemon.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long open connections may finish their requests once the daemon stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Api {
     pub shared: Arc<Shared>,
@@ -28,7 +46,60 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/communications/{name}/trigger", post(trigger))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_READ_TIMEOUT,
+        ))
         .with_state(api)
+}
+
+/// Serves `app` on `listener` until `stop`: HTTP/1.1 with
+/// [`HEADER_READ_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once (a connection
+/// is accepted only once a slot is free), then lets open connections finish
+/// for [`DRAIN_TIMEOUT`]. `axum::serve` has neither a header timeout nor a cap,
+/// so slow clients could hold the daemon's file descriptors for ever.
+pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = stop.cancelled() => break,
+        };
+        let Ok(slot) = slot else { break };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
+                }
+            }
+        });
+    }
+    // Every slot back means every connection has ended.
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all)).await;
 }
 
 async fn readyz(State(api): State<Arc<Api>>) -> Response {

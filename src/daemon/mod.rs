@@ -428,11 +428,7 @@ pub async fn run(
         env: env.clone(),
     });
     let server_stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(api))
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await
-    });
+    let server = tokio::spawn(http::serve(listener, http::router(api), server_stop));
 
     let _watcher = match watch::start(
         &opts.dir,

@@ -1864,3 +1864,75 @@ fn two_daemons_on_postgres_elect_one_leader_and_fail_over() {
     drop(b);
     block_on(pg.cleanup());
 }
+
+// ---------------------------------------------------------------------------
+// Slow clients: a header-read timeout and a connection cap.
+
+/// The daemon's open file descriptors.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_cannot_exhaust_the_daemon() {
+    /// `MAX_CONNECTIONS` of the daemon's HTTP server.
+    const CAP: usize = 256;
+    let (f, db) = sqlite_setup(&[], 1, 0);
+    let d = Daemon::start(f.path(), &db.url, &[], &[]);
+    let addr: SocketAddr = d
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the daemon's address");
+    let before = open_fds(d.pid());
+
+    // More half-sent requests than the cap: the header never ends.
+    let mut slow: Vec<TcpStream> = (0..CAP + 64)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").ok()?;
+            Some(s)
+        })
+        .collect();
+    assert_eq!(slow.len(), CAP + 64, "every slow client connected");
+    std::thread::sleep(Duration::from_millis(500));
+    let held = open_fds(d.pid());
+    assert!(
+        held <= before + CAP + 8,
+        "the daemon holds {held} descriptors with {} slow clients (cap {CAP}, {before} before)",
+        slow.len()
+    );
+
+    // A well-behaved client is served once the slow ones are cut off.
+    let start = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(40), || get(&d.url("/healthz"))
+            .is_ok_and(|(s, _)| s == 200)),
+        "/healthz did not answer behind {} slow clients:\n{}",
+        slow.len(),
+        d.logs()
+    );
+    eprintln!("/healthz answered after {:?}", start.elapsed());
+
+    // Every slow client was disconnected by the daemon, none answered 200.
+    for (i, s) in slow.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("a read timeout");
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("slow client {i} was never cut off: {e}"),
+        }
+        assert!(
+            !String::from_utf8_lossy(&got).contains(" 200 "),
+            "a half-sent request was answered: {}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || open_fds(d.pid()) <= before + 8),
+        "descriptors not released: {} now, {before} before",
+        open_fds(d.pid())
+    );
+}
