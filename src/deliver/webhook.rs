@@ -5,28 +5,42 @@ use std::time::Duration;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The shortest signing key accepted: Standard Webhooks recommends 24 to 64 bytes.
+pub const MIN_KEY_BYTES: usize = 24;
+
 /// A signing key read from the environment variable a communication names.
 pub struct Signer(standardwebhooks::Webhook);
 
 impl Signer {
-    /// Reads `whsec_…` from `var`; the error names the variable, never the value.
+    /// Reads `whsec_<base64>` from `var` and decodes the key, which must be at
+    /// least [`MIN_KEY_BYTES`] long; the error names the variable, never the value.
     pub fn from_env(var: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        use base64::Engine as _;
         let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
             format!("the webhook secret variable {var} is not set; nothing is sent unsigned")
         })?;
-        let value = value.trim();
-        if !value.starts_with("whsec_") {
-            return Err(format!(
+        let malformed = || {
+            format!(
                 "the webhook secret in {var} is malformed: it must have the form whsec_<base64>"
+            )
+        };
+        let key = value
+            .trim()
+            .strip_prefix("whsec_")
+            .ok_or_else(malformed)
+            .and_then(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| malformed())
+            })?;
+        if key.len() < MIN_KEY_BYTES {
+            return Err(format!(
+                "the webhook secret in {var} is too short: its key (the base64 after whsec_) must decode to at least {MIN_KEY_BYTES} bytes; nothing is sent"
             ));
         }
-        standardwebhooks::Webhook::new(value)
+        standardwebhooks::Webhook::from_bytes(key)
             .map(Signer)
-            .map_err(|_| {
-                format!(
-                    "the webhook secret in {var} is malformed: it must have the form whsec_<base64>"
-                )
-            })
+            .map_err(|_| malformed())
     }
 
     pub fn sign(&self, key: &str, timestamp: i64, body: &str) -> Result<String, String> {
@@ -161,6 +175,18 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(bad.contains("HOOK") && !bad.contains("not-base64"), "{bad}");
-        assert!(Signer::from_env("HOOK", &|_| Some("whsec_c2VjcmV0".into())).is_ok());
+        // 23 and 24 bytes of key ("segd-webhook-key-23bytes" less or with its last byte).
+        for (value, ok) in [
+            ("whsec_", false),
+            ("whsec_AQ==", false),
+            ("whsec_c2VnZC13ZWJob29rLWtleS0yM2J5dGU=", false),
+            ("whsec_c2VnZC13ZWJob29rLWtleS0yM2J5dGVz", true),
+        ] {
+            let got = Signer::from_env("HOOK", &|_| Some(value.into()));
+            assert_eq!(got.is_ok(), ok, "{value}");
+            if let Err(e) = got {
+                assert!(e.contains("HOOK") && e.contains("24 bytes"), "{e}");
+            }
+        }
     }
 }

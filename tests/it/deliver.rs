@@ -1098,11 +1098,19 @@ fn a_missing_or_malformed_secret_fails_the_run_and_sends_nothing_unsigned() {
     b.setup(&billing);
     let secret = b.secret().to_string();
 
-    let cases: [(&str, Option<&str>); 4] = [
+    let cases: [(&str, Option<&str>); 7] = [
         ("unset", None),
         ("empty", Some("")),
         ("no whsec_ prefix", Some("c2VjcmV0LXdpdGhvdXQtcHJlZml4")),
         ("not base64", Some("whsec_%%%not-base64!")),
+        // Standard Webhooks keys are 24 to 64 bytes: an empty, a 1-byte and a
+        // 23-byte key would sign webhooks anyone can forge.
+        ("empty key", Some("whsec_")),
+        ("1-byte key", Some("whsec_AQ==")),
+        (
+            "23-byte key",
+            Some("whsec_c2VnZC13ZWJob29rLWtleS0yM2J5dGU="),
+        ),
     ];
     for (what, value) in cases {
         match value {
@@ -1116,8 +1124,11 @@ fn a_missing_or_malformed_secret_fails_the_run_and_sends_nothing_unsigned() {
             err.contains(SECRET_ENV),
             "{what}: names the variable: {err}"
         );
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
+        if let Some(v) = value.filter(|v| v.len() > "whsec_".len()) {
             assert!(!err.contains(v), "{what}: the value is not printed: {err}");
+        }
+        if what.ends_with("key") {
+            assert!(err.contains("at least 24 bytes"), "{what}: says why: {err}");
         }
         assert!(rec.hits().is_empty(), "{what}: nothing is sent");
         assert!(b.deliveries(&[]).is_empty(), "{what}: nothing is enqueued");
@@ -1127,7 +1138,7 @@ fn a_missing_or_malformed_secret_fails_the_run_and_sends_nothing_unsigned() {
             &b.db.url,
             "SELECT COUNT(*) FROM segd_trigger_runs WHERE status = 'failed'"
         ),
-        4,
+        cases.len() as i64,
         "each failed run is recorded"
     );
 
