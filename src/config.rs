@@ -5,8 +5,9 @@
 use crate::model::Duration;
 use std::net::SocketAddr;
 
-/// What `segd.toml` holds; every field optional.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What `segd.toml` holds; every field optional. Its `Debug` shows URLs through
+/// [`redact_url`].
+#[derive(Clone, Default, PartialEq)]
 pub struct FileSettings {
     pub database_url: Option<String>,
     pub listen: Option<SocketAddr>,
@@ -23,6 +24,83 @@ pub struct DeliverySettings {
     pub lease: Option<Duration>,
 }
 
+impl std::fmt::Debug for FileSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSettings")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("listen", &self.listen)
+            .field("resync", &self.resync)
+            .field("outbox_dir", &self.outbox_dir)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("delivery", &self.delivery)
+            .finish()
+    }
+}
+
+/// Whether a query parameter's value is a secret, by its name (any case):
+/// `password`, `sslpassword`, `token`, `access_token`, `secret`, `key`, `api_key`, …
+pub fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    const EXACT: &[&str] = &[
+        "pass",
+        "passwd",
+        "pwd",
+        "token",
+        "secret",
+        "key",
+        "apikey",
+        "auth",
+        "sig",
+        "signature",
+        "credential",
+        "credentials",
+    ];
+    const ENDINGS: &[&str] = &[
+        "password", "_token", "-token", "_secret", "-secret", "_key", "-key",
+    ];
+    EXACT.contains(&name.as_str()) || ENDINGS.iter().any(|e| name.ends_with(e))
+}
+
+/// Whether a URL holds a secret: a password in its user info, or a query
+/// parameter [`is_secret_param`] names.
+pub fn url_holds_secret(url: &url::Url) -> bool {
+    url.password().is_some() || url.query_pairs().any(|(k, _)| is_secret_param(&k))
+}
+
+/// A URL fit to show: its user info's password and the values of secret query
+/// parameters become `***`. Text that is not a URL loses its user info and query.
+/// Every URL segd prints or logs goes through this.
+pub fn redact_url(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        let tail = text.rsplit('@').next().unwrap_or_default();
+        return match tail.split_once('?') {
+            Some((head, _)) => format!("{head}?***"),
+            None => tail.to_string(),
+        };
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_param(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://segd.db";
 
 /// The database URL: `--database-url`, else `SEGD_DATABASE_URL`, else
@@ -33,8 +111,9 @@ pub fn database_url(file: &FileSettings, env: Option<String>, flag: Option<Strin
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
 }
 
-/// Settings for sending, resolved from `segd.toml` and the environment.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings for sending, resolved from `segd.toml` and the environment. Its
+/// `Debug` shows the SMTP URL through [`redact_url`] and no password.
+#[derive(Clone, PartialEq)]
 pub struct DeliveryConfig {
     /// Where `.eml` files go when no SMTP server is configured.
     pub outbox_dir: std::path::PathBuf,
@@ -46,6 +125,20 @@ pub struct DeliveryConfig {
     /// The delay before each attempt: the first is the first attempt's.
     pub retry_schedule: Vec<std::time::Duration>,
     pub lease: std::time::Duration,
+}
+
+impl std::fmt::Debug for DeliveryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryConfig")
+            .field("outbox_dir", &self.outbox_dir)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("smtp_user", &self.smtp_user)
+            .field("smtp_password", &self.smtp_password.as_ref().map(|_| "***"))
+            .field("concurrency", &self.concurrency)
+            .field("retry_schedule", &self.retry_schedule)
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 pub const DEFAULT_RETRY_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
@@ -122,6 +215,64 @@ pub fn delivery(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords_and_secret_params() {
+        for (url, shown) in [
+            (
+                "postgres://u:pw-marker@db:5432/segd?sslmode=require&password=q-marker",
+                "postgres://u:***@db:5432/segd?sslmode=require&password=***",
+            ),
+            (
+                "postgres://db/segd?SSLPassword=q-marker&Access_Token=t-marker&api-key=k",
+                "postgres://db/segd?SSLPassword=***&Access_Token=***&api-key=***",
+            ),
+            (
+                "https://h.test/x?Token=t-marker",
+                "https://h.test/x?Token=***",
+            ),
+            ("sqlite://segd.db", "sqlite://segd.db"),
+            (
+                "postgres://db/segd?sslkey=/k.pem",
+                "postgres://db/segd?sslkey=/k.pem",
+            ),
+            ("not a url:pw-marker@host?password=q-marker", "host?***"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn debug_forms_hold_no_secret() {
+        let file = FileSettings {
+            database_url: Some("postgres://u:db-marker@h/d?password=q-marker".into()),
+            smtp_url: Some("smtp://u:smtp-marker@h?token=t-marker".into()),
+            ..FileSettings::default()
+        };
+        let env = |k: &str| match k {
+            "SEGD_SMTP_PASSWORD" => Some("pw-marker".to_string()),
+            "SEGD_SMTP_USER" => Some("mailer".to_string()),
+            _ => None,
+        };
+        let delivery = delivery(&file, std::path::Path::new("."), &env).unwrap_or_else(|e| {
+            panic!("{e}");
+        });
+        assert_eq!(delivery.smtp_password.as_deref(), Some("pw-marker"));
+        let shown = format!("{file:?} {file:#?} {delivery:?} {delivery:#?}");
+        for marker in [
+            "db-marker",
+            "q-marker",
+            "smtp-marker",
+            "t-marker",
+            "pw-marker",
+        ] {
+            assert!(!shown.contains(marker), "{marker} in {shown}");
+        }
+        assert!(
+            shown.contains("mailer") && shown.contains("smtp://u:***@h"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn flags_override_env_override_file() {

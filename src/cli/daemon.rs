@@ -109,7 +109,7 @@ pub async fn run(global: &Global, args: DaemonArgs) -> anyhow::Result<ExitCode> 
         println!(
             "segd demo: definitions in {}, database {}",
             global.dir.display(),
-            crate::store::redact(&url)
+            crate::config::redact_url(&url)
         );
         println!("  status:   http://{listen}/v1/status   (also /metrics, /healthz, /readyz)");
         println!(

@@ -20,7 +20,10 @@ pub async fn run(global: &Global, args: DbArgs) -> anyhow::Result<ExitCode> {
         DbCommand::Migrate => {
             let url = database_url(global, &file_settings(global)?);
             with_store(&url, async |_| {
-                eprintln!("The database {} is up to date.", crate::store::redact(&url));
+                eprintln!(
+                    "The database {} is up to date.",
+                    crate::config::redact_url(&url)
+                );
                 Ok(exit::ok())
             })
             .await

@@ -14,9 +14,15 @@ pub enum Mailer {
     Files(PathBuf),
 }
 
+/// The one option an SMTP URL takes: `?allow_plaintext_auth=true` lets
+/// credentials go to an `smtp://` server that offers no STARTTLS (a local relay).
+const ALLOW_PLAINTEXT_AUTH: &str = "allow_plaintext_auth";
+
 impl Mailer {
-    /// SPEC §3: `smtp://` is plain with opportunistic STARTTLS, `smtps://` implicit
-    /// TLS; credentials from the URL or SEGD_SMTP_USER / SEGD_SMTP_PASSWORD.
+    /// SPEC §3: `smtp://` is plain with opportunistic STARTTLS, and requires
+    /// STARTTLS when credentials are set (unless the URL allows plaintext auth);
+    /// `smtps://` is implicit TLS. Credentials come from the URL's user info
+    /// (percent-decoded) or SEGD_SMTP_USER / SEGD_SMTP_PASSWORD.
     pub fn new(config: &DeliveryConfig) -> Result<Self, String> {
         let Some(raw) = &config.smtp_url else {
             return Ok(Mailer::Files(config.outbox_dir.clone()));
@@ -27,26 +33,40 @@ impl Mailer {
             .filter(|h| !h.is_empty())
             .ok_or("SEGD_SMTP_URL has no host")?
             .to_string();
+        let mut allow_plaintext_auth = false;
+        for (k, v) in url.query_pairs() {
+            match (k.as_ref(), v.as_ref()) {
+                (ALLOW_PLAINTEXT_AUTH, "true") => allow_plaintext_auth = true,
+                (ALLOW_PLAINTEXT_AUTH, "false") => allow_plaintext_auth = false,
+                _ => {
+                    return Err(format!(
+                        "SEGD_SMTP_URL: unknown option `{k}`; the only one is `{ALLOW_PLAINTEXT_AUTH}=true|false`"
+                    ));
+                }
+            }
+        }
+        let (user, password) = credentials(&url)?;
+        let user = user.or_else(|| config.smtp_user.clone());
+        let password = password.or_else(|| config.smtp_password.clone());
+        let credentials = match (user, password) {
+            (Some(u), Some(p)) => Some(Credentials::new(u, p)),
+            _ => None,
+        };
         let params = TlsParameters::new(host.clone())
             .map_err(|e| format!("SEGD_SMTP_URL: TLS setup failed: {e}"))?;
         let (tls, port) = match url.scheme() {
             "smtps" => (Tls::Wrapper(params), 465),
+            // Credentials never travel in clear: without STARTTLS the server is
+            // not sent them, and nothing is sent.
+            _ if credentials.is_some() && !allow_plaintext_auth => (Tls::Required(params), 25),
             _ => (Tls::Opportunistic(params), 25),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(url.port().unwrap_or(port))
             .tls(tls)
             .timeout(Some(std::time::Duration::from_secs(30)));
-        let decode = percent_encoding_decode;
-        let user = (!url.username().is_empty())
-            .then(|| decode(url.username()))
-            .or_else(|| config.smtp_user.clone());
-        let password = url
-            .password()
-            .map(decode)
-            .or_else(|| config.smtp_password.clone());
-        if let (Some(u), Some(p)) = (user, password) {
-            builder = builder.credentials(Credentials::new(u, p));
+        if let Some(c) = credentials {
+            builder = builder.credentials(c);
         }
         Ok(Mailer::Smtp(builder.build()))
     }
@@ -86,11 +106,20 @@ impl Mailer {
     }
 }
 
-fn percent_encoding_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
+/// The URL's user and password, percent-decoded as URL parts (a `+` stays a `+`).
+fn credentials(url: &url::Url) -> Result<(Option<String>, Option<String>), String> {
+    let decode = |part: &str, what: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| format!("SEGD_SMTP_URL: the {what} is not UTF-8 once percent-decoded"))
+    };
+    let user = match url.username() {
+        "" => None,
+        u => Some(decode(u, "user name")?),
+    };
+    let password = url.password().map(|p| decode(p, "password")).transpose()?;
+    Ok((user, password))
 }
 
 fn build(
@@ -145,4 +174,44 @@ async fn write_eml(dir: &std::path::Path, key: &str, data: &[u8]) -> std::io::Re
     let tmp = dir.join(format!(".{name}.eml.tmp"));
     tokio::fs::write(&tmp, data).await?;
     tokio::fs::rename(&tmp, dir.join(format!("{name}.eml"))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_is_percent_decoded_as_a_url() {
+        for raw in ["smtp://a%2Bb%26c:p%2Bw%20x@h", "smtp://a+b&c:p+w%20x@h"] {
+            let url = url::Url::parse(raw).unwrap();
+            assert_eq!(
+                credentials(&url).unwrap(),
+                (Some("a+b&c".to_string()), Some("p+w x".to_string())),
+                "{raw}"
+            );
+        }
+        let url = url::Url::parse("smtp://h").unwrap();
+        assert_eq!(credentials(&url).unwrap(), (None, None));
+    }
+
+    #[tokio::test]
+    async fn unknown_url_options_are_refused() {
+        let config = |url: &str| DeliveryConfig {
+            outbox_dir: PathBuf::from("outbox"),
+            smtp_url: Some(url.into()),
+            smtp_user: None,
+            smtp_password: None,
+            concurrency: 1,
+            retry_schedule: vec![],
+            lease: std::time::Duration::from_secs(60),
+        };
+        let err = Mailer::new(&config("smtp://h?password=x"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("SEGD_SMTP_URL") && err.contains("allow_plaintext_auth"),
+            "{err}"
+        );
+        assert!(Mailer::new(&config("smtp://u:p@h?allow_plaintext_auth=true")).is_ok());
+    }
 }

@@ -1,6 +1,8 @@
 //! Webhook POSTs signed per Standard Webhooks 1.0.
 
 use super::retry::Attempt;
+use crate::model::destination::{refused_host, refused_ip};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -56,8 +58,12 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     pub fn new() -> Result<Self, String> {
+        // Redirects are not followed, and names resolve through the guard, so a
+        // request only ever reaches an address the URL's host resolved to and
+        // segd allows.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(GuardedResolver))
             .pool_max_idle_per_host(64)
             .user_agent(concat!("segd/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -74,6 +80,17 @@ impl WebhookSender {
         body: String,
         timeout: Duration,
     ) -> Attempt {
+        if let Some(refused) = url::Url::parse(url).ok().and_then(|u| {
+            let host = u.host()?;
+            refused_host(&host).map(|why| Refused {
+                host: host.to_string(),
+                why,
+            })
+        }) {
+            return Attempt::Permanent {
+                error: refused.to_string(),
+            };
+        }
         let timestamp = chrono::Utc::now().timestamp();
         let signature = match signer.sign(key, timestamp, &body) {
             Ok(s) => s,
@@ -96,11 +113,76 @@ impl WebhookSender {
                 error: format!("no answer within {}s", timeout.as_secs_f64()),
                 retry_after: None,
             },
-            Err(e) => Attempt::Retry {
-                error: format!("request failed: {}", without_url(&e)),
-                retry_after: None,
+            Err(e) => match refusal(&e) {
+                Some(refused) => Attempt::Permanent {
+                    error: refused.to_string(),
+                },
+                None => Attempt::Retry {
+                    error: format!("request failed: {}", without_url(&e)),
+                    retry_after: None,
+                },
             },
         }
+    }
+}
+
+/// A webhook destination segd does not send to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refused destination: {host} is {why}; webhooks never go to link-local or cloud metadata addresses"
+)]
+pub struct Refused {
+    host: String,
+    why: &'static str,
+}
+
+/// The refusal among an error's causes, if the guard refused the destination.
+fn refusal(e: &reqwest::Error) -> Option<&Refused> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<Refused>() {
+            return Some(r);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// Resolves webhook host names with the system resolver, then leaves out the
+/// addresses segd refuses; a name that resolves to nothing else is refused.
+struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            if let Some(why) = refused_host(&url::Host::Domain(&host)) {
+                return Err(Box::new(Refused { host, why }) as _);
+            }
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed = allowed_addresses(&host, found)?;
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The addresses a name resolved to that segd may send to; none is a refusal.
+fn allowed_addresses(host: &str, found: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Refused> {
+    let refused = found.iter().find_map(|a| refused_ip(a.ip()));
+    let allowed: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|a| refused_ip(a.ip()).is_none())
+        .collect();
+    match (allowed.is_empty(), refused) {
+        (true, Some(why)) => Err(Refused {
+            host: host.to_string(),
+            why: match why {
+                w if w.starts_with("a link-local") => "resolved only to link-local addresses",
+                _ => "resolved only to cloud metadata addresses",
+            },
+        }),
+        _ => Ok(allowed),
     }
 }
 
@@ -163,6 +245,73 @@ mod tests {
         assert!(matches!(classify(408, None), Attempt::Retry { .. }));
         assert!(matches!(classify(400, None), Attempt::Permanent { .. }));
         assert!(matches!(classify(301, None), Attempt::Permanent { .. }));
+    }
+
+    #[test]
+    fn resolved_link_local_and_metadata_addresses_are_left_out() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let mixed = vec![
+            a("169.254.169.254:0"),
+            a("10.0.0.7:0"),
+            a("[::ffff:169.254.1.1]:0"),
+        ];
+        assert_eq!(
+            allowed_addresses("h", mixed).unwrap(),
+            vec![a("10.0.0.7:0")]
+        );
+        let only = vec![a("169.254.169.254:0"), a("[fe80::1]:0")];
+        let err = allowed_addresses("evil.test", only)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("evil.test") && err.contains("link-local"),
+            "{err}"
+        );
+        let metadata = vec![a("[fd00:ec2::254]:0")];
+        assert!(allowed_addresses("h", metadata).is_err());
+        let local = vec![a("127.0.0.1:0"), a("[::1]:0")];
+        assert_eq!(
+            allowed_addresses("localhost", local.clone()).unwrap(),
+            local
+        );
+    }
+
+    /// The real client refuses before any connection: literal addresses (which
+    /// bypass name resolution), metadata names, and names the guard resolves.
+    #[tokio::test]
+    async fn the_sender_refuses_link_local_and_metadata_destinations() {
+        let sender = WebhookSender::new().unwrap();
+        let signer = Signer::from_env("HOOK", &|_| {
+            Some("whsec_c2VnZC13ZWJob29rLWtleS0yM2J5dGVz".into())
+        })
+        .unwrap();
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://[fe80::1]:8080/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+        ] {
+            let got = sender
+                .send(url, &signer, "k", "{}".into(), Duration::from_secs(5))
+                .await;
+            match got {
+                Attempt::Permanent { error } => {
+                    assert!(error.starts_with("refused destination"), "{url}: {error}")
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        // Loopback stays allowed: a closed port is a connection error, retried.
+        let got = sender
+            .send(
+                "http://localhost:9/",
+                &signer,
+                "k",
+                "{}".into(),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert!(matches!(got, Attempt::Retry { .. }), "{got:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Values of these types are only built by `validate` (or by tests), so holding
 //! one means it passed every check of SPEC §2 and §3.
 
+pub mod destination;
 mod duration;
 pub mod fields;
 

@@ -11,6 +11,7 @@ pub use members::Member;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use crate::config::redact_url;
 use crate::plan::{Applied, AppliedState, Plan};
 use std::time::Duration;
 
@@ -105,19 +106,7 @@ pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
     match scheme {
         "sqlite" => Ok(AnyStore::Sqlite(SqliteStore::connect(url).await?)),
         "postgres" | "postgresql" => Ok(AnyStore::Postgres(PgStore::connect(url).await?)),
-        _ => Err(StoreError::Scheme(redact(url))),
-    }
-}
-
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => url.split('@').next_back().unwrap_or_default().to_string(),
+        _ => Err(StoreError::Scheme(redact_url(url))),
     }
 }
 
@@ -125,7 +114,9 @@ fn migrate_error(e: sqlx::migrate::MigrateError, url: &str) -> StoreError {
     use sqlx::migrate::MigrateError;
     match e {
         MigrateError::VersionMissing(version) => StoreError::NewerSchema { version },
-        MigrateError::Execute(e) if is_read_only(&e) => StoreError::ReadOnly { url: redact(url) },
+        MigrateError::Execute(e) if is_read_only(&e) => StoreError::ReadOnly {
+            url: redact_url(url),
+        },
         other => StoreError::Migrate(other.to_string()),
     }
 }
@@ -137,10 +128,12 @@ fn is_read_only(e: &sqlx::Error) -> bool {
 
 fn connect_error(e: sqlx::Error, url: &str) -> StoreError {
     if is_read_only(&e) {
-        return StoreError::ReadOnly { url: redact(url) };
+        return StoreError::ReadOnly {
+            url: redact_url(url),
+        };
     }
     StoreError::Connect {
-        url: redact(url),
+        url: redact_url(url),
         reason: e.to_string(),
     }
 }

@@ -4,6 +4,7 @@ use super::SourceFile;
 use super::reader::{Reader, Value, get, key_span, list};
 use super::template::{self, TemplateSource};
 use crate::diag::Diagnostic;
+use crate::model::destination::refused_host;
 use crate::model::{
     Body, Channel, Communication, Delivery, Duration, Email, Event, Name, Schedule, Trigger,
     Webhook,
@@ -418,7 +419,7 @@ fn parse_webhook(r: &mut Reader<'_>, t: &DeTable<'_>, tv: &Value<'_>) -> Option<
                     );
                     None
                 }
-                Ok(u) if u.password().is_some() || !u.username().is_empty() => {
+                Ok(u) if crate::config::url_holds_secret(&u) || !u.username().is_empty() => {
                     r.secret_error(
                         v.span(),
                         "webhook `url` carries credentials; secrets never live in definition files",
@@ -429,7 +430,17 @@ fn parse_webhook(r: &mut Reader<'_>, t: &DeTable<'_>, tv: &Value<'_>) -> Option<
                     r.error(v.span(), "webhook `url` has no host");
                     None
                 }
-                Ok(_) => Some(s.to_string()),
+                Ok(u) => match u.host().and_then(|h| refused_host(&h)) {
+                    Some(why) => {
+                        r.error_help(
+                            v.span(),
+                            format!("webhook `url` points at {why}"),
+                            "webhooks never go to link-local or cloud metadata addresses; loopback and private addresses are allowed",
+                        );
+                        None
+                    }
+                    None => Some(s.to_string()),
+                },
                 Err(e) => {
                     r.error_help(
                         v.span(),

@@ -123,10 +123,10 @@ fn retry_schedule(r: &mut Reader<'_>, v: &Value<'_>) -> Option<Vec<std::time::Du
 fn url_without_password(r: &mut Reader<'_>, v: &Value<'_>, key: &str, env: &str) -> Option<String> {
     let s = r.str(v, &format!("`{key}`"))?;
     match url::Url::parse(s) {
-        Ok(u) if u.password().is_some() => {
+        Ok(u) if crate::config::url_holds_secret(&u) => {
             r.secret_error(
                 v.span(),
-                format!("`{key}` carries a password; set it in {env} instead"),
+                format!("`{key}` carries a password or token; set it in {env} instead"),
             );
             None
         }

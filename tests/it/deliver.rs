@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod destinations;
+mod secrets;
+
 /// The variable the test communications name in `secret_env`.
 const SECRET_ENV: &str = "SEGD_IT_HOOK_SECRET";
 /// Settings a developer's shell might hold; every run starts without them.
