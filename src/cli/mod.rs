@@ -34,7 +34,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+/// Its `Debug` shows `--database-url` through [`crate::config::redact_url`].
+#[derive(Args)]
 pub struct Global {
     /// The folder holding segd.toml, segments.d/, communications.d/ and templates/.
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
@@ -51,6 +52,19 @@ pub struct Global {
     /// When to colour output (NO_COLOR is honoured under `auto`).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+}
+
+impl std::fmt::Debug for Global {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let database_url = self.database_url.as_deref().map(crate::config::redact_url);
+        f.debug_struct("Global")
+            .field("dir", &self.dir)
+            .field("database_url", &database_url)
+            .field("verbose", &self.verbose)
+            .field("quiet", &self.quiet)
+            .field("color", &self.color)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,5 +148,26 @@ pub mod exit {
     /// Usage or environment error.
     pub fn usage() -> ExitCode {
         ExitCode::from(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let cli = super::Cli::parse_from([
+            "segd",
+            "--database-url",
+            "postgres://u:pw-marker@h/d?password=q-marker",
+            "db",
+            "migrate",
+        ]);
+        let shown = format!("{cli:?}");
+        assert!(
+            !shown.contains("marker") && shown.contains("u:***@h"),
+            "{shown}"
+        );
     }
 }
