@@ -92,7 +92,8 @@ impl<'a> SourceText<'a> {
     }
 }
 
-/// A `whsec_…` value, a secret-sounding key, or a URL with credentials.
+/// A `whsec_…` value, a secret-sounding key, or a URL with credentials (user info,
+/// or a query parameter [`crate::config::is_secret_param`] names).
 fn may_hold_secret(line: &str) -> bool {
     let lower = line.to_ascii_lowercase();
     let key = lower.split('=').next().unwrap_or_default().trim();
@@ -103,14 +104,19 @@ fn may_hold_secret(line: &str) -> bool {
     if secret_key || lower.contains("whsec_") {
         return true;
     }
-    // `scheme://user:pass@host`: user info before the host.
+    // `scheme://user:pass@host`: user info before the host; `?password=…`.
     lower.match_indices("://").any(|(i, _)| {
-        let rest = &lower[i + 3..];
-        let authority = rest
-            .split(['/', ' ', '"', '\'', '?', '#'])
+        let url = lower[i + 3..]
+            .split([' ', '"', '\'', '#'])
             .next()
             .unwrap_or_default();
+        let authority = url.split(['/', '?']).next().unwrap_or_default();
         authority.contains('@')
+            || url.split_once('?').is_some_and(|(_, query)| {
+                query.split('&').any(|p| {
+                    crate::config::is_secret_param(p.split('=').next().unwrap_or_default())
+                })
+            })
     })
 }
 
@@ -224,6 +230,7 @@ mod tests {
             "webhook_secret = \"whsec_abc\"",
             "url = \"ftp://user:pass@host/x\"",
             "smtp_url = \"smtp://u:p@[::1/\"",
+            "database_url = \"postgres://h:x/d?sslmode=require&SSLPassword=p\"",
             "token = 1",
         ] {
             let d = SourceText::new("a.toml", line).diagnostic(Severity::Error, 0..1, "bad");
