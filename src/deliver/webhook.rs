@@ -84,7 +84,7 @@ impl WebhookSender {
             let host = u.host()?;
             refused_host(&host).map(|why| Refused {
                 host: host.to_string(),
-                why,
+                why: format!("is {why}"),
             })
         }) {
             return Attempt::Permanent {
@@ -129,11 +129,11 @@ impl WebhookSender {
 /// A webhook destination segd does not send to.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "refused destination: {host} is {why}; webhooks never go to link-local or cloud metadata addresses"
+    "refused destination: {host} {why}; webhooks never go to link-local or cloud metadata addresses"
 )]
-pub struct Refused {
+struct Refused {
     host: String,
-    why: &'static str,
+    why: String,
 }
 
 /// The refusal among an error's causes, if the guard refused the destination.
@@ -157,6 +157,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let host = name.as_str().to_string();
         Box::pin(async move {
             if let Some(why) = refused_host(&url::Host::Domain(&host)) {
+                let why = format!("is {why}");
                 return Err(Box::new(Refused { host, why }) as _);
             }
             let found: Vec<SocketAddr> =
@@ -177,10 +178,7 @@ fn allowed_addresses(host: &str, found: Vec<SocketAddr>) -> Result<Vec<SocketAdd
     match (allowed.is_empty(), refused) {
         (true, Some(why)) => Err(Refused {
             host: host.to_string(),
-            why: match why {
-                w if w.starts_with("a link-local") => "resolved only to link-local addresses",
-                _ => "resolved only to cloud metadata addresses",
-            },
+            why: format!("resolves only to refused addresses, such as {why}"),
         }),
         _ => Ok(allowed),
     }
