@@ -299,6 +299,15 @@ mod tests {
                 other => panic!("{url}: {other:?}"),
             }
         }
+        // Past the URL check, the client's resolver refuses too, and the refusal
+        // is found among the request error's causes.
+        let e = sender
+            .client
+            .get("http://metadata.google.internal/")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(refusal(&e).is_some(), "{e:?}");
         // Loopback stays allowed: a closed port is a connection error, retried.
         let got = sender
             .send(
