@@ -27,7 +27,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Connections served at once; further clients wait in the kernel's backlog
 /// and hold no file descriptor of the daemon.
 pub const MAX_CONNECTIONS: usize = 256;
-/// How long open connections may finish their requests once the daemon stops.
+/// The longest a connection is served: then it finishes its request (within
+/// [`DRAIN_TIMEOUT`]) and is closed, so a client that never reads its responses
+/// cannot keep a slot.
+pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(60);
+/// How long a connection may finish its request once it is closed (the daemon
+/// stops, or it reached [`CONNECTION_MAX_AGE`]).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Api {
@@ -55,8 +60,9 @@ pub fn router(api: Arc<Api>) -> Router {
 
 /// Serves `app` on `listener` until `stop`: HTTP/1.1 with
 /// [`HEADER_READ_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once (a connection
-/// is accepted only once a slot is free), then lets open connections finish
-/// for [`DRAIN_TIMEOUT`]. `axum::serve` has neither a header timeout nor a cap,
+/// is accepted only once a slot is free), each for at most
+/// [`CONNECTION_MAX_AGE`]; on `stop` it closes the listener and lets open
+/// connections finish for [`DRAIN_TIMEOUT`]. `axum::serve` has neither a header timeout nor a cap,
 /// so slow clients could hold the daemon's file descriptors for ever.
 pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -89,14 +95,15 @@ pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) 
             let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
-                }
+                _ = conn.as_mut() => return,
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(CONNECTION_MAX_AGE) => {}
             }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
         });
     }
+    drop(listener);
     // Every slot back means every connection has ended.
     let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all)).await;

@@ -35,8 +35,8 @@ pub fn next_delay(
     let factor = 0.9 + 0.2 * jitter.clamp(0.0, 1.0);
     let jittered = step.mul_f64(factor);
     Some(match retry_after {
-        Some(r) if r > jittered => r.min(MAX_RETRY_AFTER),
-        _ => jittered,
+        Some(r) => r.min(MAX_RETRY_AFTER).max(jittered),
+        None => jittered,
     })
 }
 
@@ -83,5 +83,10 @@ mod tests {
             next_delay(1, &schedule(), year_9999, 0.5),
             Some(MAX_RETRY_AFTER)
         );
+        // The cap never shortens a longer step of the schedule.
+        let two_days = vec![Duration::from_secs(2 * 86_400)];
+        let three_days = Some(Duration::from_secs(3 * 86_400));
+        let d = next_delay(0, &two_days, three_days, 0.5).expect("a step");
+        assert_eq!(d, Duration::from_secs(2 * 86_400));
     }
 }
