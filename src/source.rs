@@ -1,10 +1,15 @@
 //! Reading a definitions tree from disk (SPEC §1). The only file-system code of
 //! validation: everything after this works on the texts it returns.
 
-use crate::validate::{SourceFile, TemplateSource, Tree};
+use crate::validate::{SourceFile, TemplateSource, Tree, Unreadable};
 use rayon::prelude::*;
-use std::io;
+use std::fs::FileType;
+use std::io::{self, Read as _};
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+
+/// The most a definition file, a template or `segd.toml` may hold: 1 MiB.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -12,10 +17,44 @@ pub enum SourceError {
     Read {
         path: String,
         #[source]
-        source: io::Error,
+        source: FileError,
     },
     #[error("--dir {0}: no such directory")]
     NoDir(String),
+}
+
+/// Why a file of the tree is not read. The messages name the file (and the link
+/// that leads out of the tree), never its content.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("no such file")]
+    NotFound,
+    #[error("`{link}` is a link to `{target}`, outside the definitions folder")]
+    Outside { link: String, target: String },
+    #[error("`{link}` is a link to `{target}`, which does not exist")]
+    Dangling { link: String, target: String },
+    #[error("`{path}` is {kind}, not a regular file")]
+    NotRegular { path: String, kind: &'static str },
+    #[error("`{path}` is larger than 1 MiB, the limit for a definition or template file")]
+    TooLarge { path: String },
+    #[error("the file is not valid UTF-8")]
+    NotUtf8,
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+impl FileError {
+    /// What the user can do about it.
+    pub fn help(&self) -> &'static str {
+        match self {
+            Self::NotUtf8 => "save it as UTF-8",
+            Self::TooLarge { .. } => "split it into smaller files",
+            Self::NotFound | Self::Io(_) => "paths are relative to `--dir`",
+            Self::Outside { .. } | Self::Dangling { .. } | Self::NotRegular { .. } => {
+                "segd reads only regular files inside `--dir` (a link may point to one)"
+            }
+        }
+    }
 }
 
 /// Whether a file name is a definition: `*.toml`, not hidden, not an editor temp file.
@@ -35,20 +74,154 @@ pub fn display_path(dir: &Path, rel: &str) -> String {
     }
 }
 
+/// The definitions folder as given (for the paths shown) and resolved (for the
+/// check that a file stays inside it).
+struct Root<'a> {
+    dir: &'a Path,
+    resolved: PathBuf,
+}
+
+impl<'a> Root<'a> {
+    fn new(dir: &'a Path) -> Result<Self, SourceError> {
+        match dir.canonicalize() {
+            Ok(resolved) if resolved.is_dir() => Ok(Self { dir, resolved }),
+            _ => Err(SourceError::NoDir(dir.display().to_string())),
+        }
+    }
+
+    /// The text of the file at `rel` below the folder: only a regular file that
+    /// resolves inside the folder (through links or not), of at most
+    /// [`MAX_FILE_BYTES`]. Never blocks on a FIFO or a device.
+    fn read(&self, rel: &str) -> Result<String, FileError> {
+        let path = self.resolved.join(rel);
+        let real = match path.canonicalize() {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(match self.link_out(rel, |p| !p.exists()) {
+                    Some((link, target)) => FileError::Dangling { link, target },
+                    None => FileError::NotFound,
+                });
+            }
+            Err(e) => return Err(FileError::Io(e)),
+        };
+        if !real.starts_with(&self.resolved) {
+            let (link, target) = self
+                .link_out(rel, |p| {
+                    p.canonicalize()
+                        .is_ok_and(|r| !r.starts_with(&self.resolved))
+                })
+                .unwrap_or_else(|| {
+                    (
+                        display_path(self.dir, rel),
+                        real.to_string_lossy().into_owned(),
+                    )
+                });
+            return Err(FileError::Outside { link, target });
+        }
+        let bytes = read_capped(&real, MAX_FILE_BYTES).map_err(|e| match e {
+            Capped::NotRegular(kind) => FileError::NotRegular {
+                path: display_path(self.dir, rel),
+                kind,
+            },
+            Capped::TooLarge => FileError::TooLarge {
+                path: display_path(self.dir, rel),
+            },
+            Capped::Io(e) => FileError::Io(e),
+        })?;
+        String::from_utf8(bytes).map_err(|_| FileError::NotUtf8)
+    }
+
+    /// The first link on the way to `rel` whose target `bad` picks, shown as
+    /// the link's path and what it points to.
+    fn link_out(&self, rel: &str, bad: impl Fn(&Path) -> bool) -> Option<(String, String)> {
+        let mut prefix = PathBuf::new();
+        for part in Path::new(rel).components() {
+            prefix.push(part);
+            let path = self.resolved.join(&prefix);
+            let is_link = path.symlink_metadata().is_ok_and(|m| m.is_symlink());
+            if is_link && bad(&path) {
+                let target = std::fs::read_link(&path).ok()?;
+                return Some((
+                    display_path(self.dir, &prefix.to_string_lossy()),
+                    target.to_string_lossy().into_owned(),
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Why [`read_capped`] did not read a file.
+#[derive(Debug)]
+pub enum Capped {
+    /// What the file is instead (`a FIFO`, `a folder`, …).
+    NotRegular(&'static str),
+    TooLarge,
+    Io(io::Error),
+}
+
+/// Reads a regular file of at most `limit` bytes. The file is opened without
+/// blocking (a FIFO put in its place between the check and the open is
+/// refused, not waited on) and read no further than `limit` + 1 bytes.
+pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
+    let meta = std::fs::metadata(path).map_err(Capped::Io)?;
+    check_regular(meta.file_type())?;
+    if meta.len() > limit {
+        return Err(Capped::TooLarge);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(Capped::Io)?;
+    check_regular(file.metadata().map_err(Capped::Io)?.file_type())?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Capped::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(Capped::TooLarge);
+    }
+    Ok(bytes)
+}
+
+fn check_regular(ft: FileType) -> Result<(), Capped> {
+    let kind = if ft.is_file() {
+        return Ok(());
+    } else if ft.is_dir() {
+        "a folder"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(Capped::NotRegular(kind))
+}
+
 /// Loads `segd.toml`, `segments.d/` and `communications.d/` below `dir`.
 pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
-    if !dir.is_dir() {
-        return Err(SourceError::NoDir(dir.display().to_string()));
-    }
-    let settings_path = dir.join("segd.toml");
-    let settings = if settings_path.is_file() {
-        Some(read_file(dir, "segd.toml")?)
-    } else {
-        None
+    let root = Root::new(dir)?;
+    let settings = match root.read("segd.toml") {
+        Ok(text) => Some(SourceFile {
+            path: "segd.toml".into(),
+            display: display_path(dir, "segd.toml"),
+            text,
+        }),
+        Err(FileError::NotFound) => None,
+        Err(source) => {
+            return Err(SourceError::Read {
+                path: display_path(dir, "segd.toml"),
+                source,
+            });
+        }
     };
     let mut unreadable = Vec::new();
-    let segments = load_folder(dir, "segments.d", &mut unreadable)?;
-    let communications = load_folder(dir, "communications.d", &mut unreadable)?;
+    let segments = load_folder(&root, "segments.d", &mut unreadable)?;
+    let communications = load_folder(&root, "communications.d", &mut unreadable)?;
     Ok(Tree {
         segments,
         communications,
@@ -57,99 +230,76 @@ pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
     })
 }
 
-fn read_file(dir: &Path, rel: &str) -> Result<SourceFile, SourceError> {
-    let display = display_path(dir, rel);
-    let text = std::fs::read_to_string(dir.join(rel)).map_err(|source| SourceError::Read {
-        path: display.clone(),
-        source,
-    })?;
-    Ok(SourceFile {
-        path: rel.to_string(),
-        display,
-        text,
-    })
-}
-
 /// Every definition file below `dir/folder`, recursively, sorted by path; files
-/// that are not UTF-8 go to `unreadable` (validation reports them, and the rest
-/// is still checked).
+/// that cannot be read as text go to `unreadable` (validation reports them at
+/// the file, and the rest is still checked).
 fn load_folder(
-    dir: &Path,
+    root: &Root<'_>,
     folder: &str,
-    unreadable: &mut Vec<(String, String)>,
+    unreadable: &mut Vec<Unreadable>,
 ) -> Result<Vec<SourceFile>, SourceError> {
     let mut rels = Vec::new();
-    collect(&dir.join(folder), folder, &mut rels)?;
+    collect(&root.resolved.join(folder), folder, &mut rels)?;
     rels.sort();
     // Thousands of small files: read on every core, kept in path order.
-    let read: Vec<Result<SourceFile, SourceError>> =
-        rels.par_iter().map(|rel| read_file(dir, rel)).collect();
+    let read: Vec<_> = rels.par_iter().map(|rel| (rel, root.read(rel))).collect();
     let mut files = Vec::new();
-    for file in read {
-        match file {
-            Ok(f) => files.push(f),
-            Err(SourceError::Read { path, source })
-                if source.kind() == io::ErrorKind::InvalidData =>
-            {
-                unreadable.push((path, "the file is not valid UTF-8".to_string()));
-            }
-            Err(e) => return Err(e),
+    for (rel, text) in read {
+        let display = display_path(root.dir, rel);
+        match text {
+            Ok(text) => files.push(SourceFile {
+                path: rel.clone(),
+                display,
+                text,
+            }),
+            Err(e) => unreadable.push(Unreadable {
+                display,
+                why: e.to_string(),
+                help: e.help(),
+            }),
         }
     }
     Ok(files)
 }
 
 fn collect(path: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), SourceError> {
+    let listing_error = |source| SourceError::Read {
+        path: path.display().to_string(),
+        source: FileError::Io(source),
+    };
     let entries = match std::fs::read_dir(path) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(SourceError::Read {
-                path: path.display().to_string(),
-                source,
-            });
-        }
+        Err(source) => return Err(listing_error(source)),
     };
     for entry in entries {
-        let entry = entry.map_err(|source| SourceError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let entry = entry.map_err(listing_error)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let child_rel = format!("{rel}/{name}");
         // Folders are entered only when they are real folders (a symlinked
-        // folder could loop); a symlinked file is read like a file.
+        // folder could loop); anything else with a definition's name is read,
+        // and reading refuses what is not a regular file inside the tree.
         match entry.file_type() {
             Ok(ft) if ft.is_dir() && !name.starts_with('.') => {
                 collect(&entry.path(), &child_rel, out)?
             }
-            Ok(ft) if ft.is_file() && is_definition_file(&name) => out.push(child_rel),
-            Ok(ft)
-                if ft.is_symlink()
-                    && is_definition_file(&name)
-                    && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) =>
-            {
-                out.push(child_rel)
-            }
+            Ok(ft) if !ft.is_dir() && is_definition_file(&name) => out.push(child_rel),
             _ => {}
         }
     }
     Ok(())
 }
 
-/// Templates read from below `--dir`.
+/// Templates read from below `--dir`, with the same rules as definition files.
 pub struct FsTemplates {
     pub dir: PathBuf,
 }
 
 impl TemplateSource for FsTemplates {
     fn read(&self, path: &str) -> Result<(String, String), String> {
-        let display = display_path(&self.dir, path);
-        match std::fs::read_to_string(self.dir.join(path)) {
-            Ok(text) => Ok((display, text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err("no such file".into()),
-            Err(e) => Err(e.to_string()),
-        }
+        let root = Root::new(&self.dir).map_err(|e| e.to_string())?;
+        let text = root.read(path).map_err(|e| e.to_string())?;
+        Ok((display_path(&self.dir, path), text))
     }
 }
 

@@ -5,6 +5,7 @@ use super::impact::{impacts, over_limit};
 use super::segment::parse_at;
 use super::{Global, exit};
 use crate::plan::{self, Impacts, Plan, render};
+use crate::source::{Capped, read_capped};
 use crate::store::{AnyStore, ApplyRecord, Store};
 use clap::Args;
 use std::io::{BufRead as _, IsTerminal, Write as _};
@@ -33,6 +34,9 @@ pub struct ApplyArgs {
     pub max_change: Option<f64>,
 }
 
+/// The most a saved plan may hold.
+const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
+
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     crate::model::Duration::parse_allow_zero(s)
         .map(crate::model::Duration::std)
@@ -43,9 +47,15 @@ pub async fn run(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
     // A saved plan needs no definitions; otherwise they must all be valid.
     let (saved, settings, desired) = match &args.plan {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read the plan {}: {e}", path.display()))?;
-            let doc: render::PlanDocument = serde_json::from_str(&text)
+            let text = read_capped(path, MAX_PLAN_BYTES).map_err(|e| {
+                let why = match e {
+                    Capped::NotRegular(kind) => format!("it is {kind}, not a regular file"),
+                    Capped::TooLarge => "it is larger than 64 MiB".to_string(),
+                    Capped::Io(e) => e.to_string(),
+                };
+                anyhow::anyhow!("cannot read the plan {}: {why}", path.display())
+            })?;
+            let doc: render::PlanDocument = serde_json::from_slice(&text)
                 .map_err(|e| anyhow::anyhow!("{} is not a segd plan: {e}", path.display()))?;
             if doc.format_version != render::FORMAT_VERSION {
                 anyhow::bail!(

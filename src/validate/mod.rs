@@ -33,8 +33,17 @@ pub struct Tree {
     pub segments: Vec<SourceFile>,
     pub communications: Vec<SourceFile>,
     pub settings: Option<SourceFile>,
-    /// Definition files that could not be read as text (shown path, why).
-    pub unreadable: Vec<(String, String)>,
+    /// Definition files that could not be read as text.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A definition file that was not read, and why (never what it holds).
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// The path as shown to the user.
+    pub display: String,
+    pub why: String,
+    pub help: &'static str,
 }
 
 /// What validation found: the valid definitions and every diagnostic.
@@ -111,9 +120,10 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         Some(f) => settings::parse(f, &mut diags),
         None => FileSettings::default(),
     };
-    for (display, why) in &tree.unreadable {
-        let mut d = SourceText::new(display, "").diagnostic(Severity::Error, 0..0, why.clone());
-        d.help = Some("save it as UTF-8".into());
+    for u in &tree.unreadable {
+        let mut d =
+            SourceText::new(&u.display, "").diagnostic(Severity::Error, 0..0, u.why.clone());
+        d.help = Some(u.help.into());
         diags.push(d);
     }
 

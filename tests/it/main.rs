@@ -6,6 +6,7 @@ mod cli_validate;
 mod daemon;
 mod deliver;
 mod demo_data;
+mod files;
 mod props;
 mod segments;
 mod support;

@@ -1,0 +1,183 @@
+//! Reading the definitions tree: only regular files inside `--dir`, each at
+//! most 1 MiB; links out of the tree, FIFOs and devices are errors at the file,
+//! and their content is never read or shown.
+
+use crate::support::{Fixture, segd_cmd};
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::Duration;
+
+/// A value no output may contain: it stands for every secret in the environment.
+const MARKER: &str = "leak-marker-123";
+
+/// Runs `segd ARGS` in the fixture with the marker in the environment (as the
+/// SMTP password, webhook secret and API token), at most a minute.
+fn run(f: &Fixture, args: &[&str]) -> (i32, String) {
+    let o = segd_cmd()
+        .current_dir(f.path())
+        .env("SEGD_SMTP_PASSWORD", MARKER)
+        .env("SEGD_WEBHOOK_SECRET", format!("whsec_{MARKER}"))
+        .env("SEGD_API_TOKEN", MARKER)
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run segd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !text.contains(MARKER),
+        "output leaks the environment:\n{text}"
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+/// The example tree with `invoice-email`'s template replaced by a link to `target`.
+fn template_linked_to(target: &Path) -> Fixture {
+    let f = Fixture::example();
+    let t = f.path().join("templates/invoice.txt");
+    std::fs::remove_file(&t).expect("remove the template");
+    symlink(target, &t).expect("link the template");
+    f
+}
+
+fn assert_refused(f: &Fixture, located: &str, says: &str) {
+    let db = format!("sqlite://{}", f.path().join("segd.db").display());
+    for args in [
+        vec!["validate"],
+        vec!["validate", "--format", "json"],
+        vec!["--database-url", &db, "plan"],
+    ] {
+        let (code, out) = run(f, &args);
+        assert_eq!(code, 1, "{args:?}:\n{out}");
+        let json = args.contains(&"json");
+        assert!(
+            out.contains(says) && (json || out.contains(located)),
+            "{args:?}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_template_linked_to_the_environment_is_refused_unread() {
+    let f = template_linked_to(Path::new("/proc/self/environ"));
+    assert_refused(
+        &f,
+        "communications.d/invoice-email.toml:17:12",
+        "`templates/invoice.txt` is a link to `/proc/self/environ`, outside the definitions folder",
+    );
+}
+
+#[test]
+fn a_definition_file_linked_to_the_environment_is_refused_unread() {
+    let f = Fixture::example();
+    symlink("/proc/self/environ", f.path().join("segments.d/leak.toml")).expect("link");
+    assert_refused(
+        &f,
+        "segments.d/leak.toml:1:1",
+        "`segments.d/leak.toml` is a link to `/proc/self/environ`, outside the definitions folder",
+    );
+}
+
+#[test]
+fn a_folder_link_out_of_the_tree_is_refused() {
+    let f = Fixture::example();
+    symlink("/", f.path().join("templates/root")).expect("link");
+    let c = f.path().join("communications.d/invoice-email.toml");
+    let text = std::fs::read_to_string(&c).expect("read");
+    std::fs::write(
+        &c,
+        text.replace("templates/invoice.txt", "templates/root/etc/passwd"),
+    )
+    .expect("write");
+    assert_refused(
+        &f,
+        "communications.d/invoice-email.toml:17:12",
+        "`templates/root` is a link to `/`, outside the definitions folder",
+    );
+    let (_, out) = run(&f, &["validate"]);
+    assert!(!out.contains("root:x:0:0"), "{out}");
+}
+
+#[test]
+fn a_fifo_does_not_block_validate() {
+    let f = Fixture::example();
+    let fifo = f.path().join("templates/invoice.txt");
+    std::fs::remove_file(&fifo).expect("remove the template");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    // A FIFO named like a definition file, too.
+    std::process::Command::new("mkfifo")
+        .arg(f.path().join("segments.d/fifo.toml"))
+        .status()
+        .expect("run mkfifo");
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`templates/invoice.txt` is a FIFO, not a regular file"),
+        "{out}"
+    );
+    assert!(
+        out.contains("segments.d/fifo.toml:1:1: error: `segments.d/fifo.toml` is a FIFO"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_device_and_an_oversize_file_are_not_read_whole() {
+    let f = template_linked_to(Path::new("/dev/zero"));
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`templates/invoice.txt` is a link to `/dev/zero`, outside"),
+        "{out}"
+    );
+
+    let f = Fixture::example();
+    f.write("templates/invoice.txt", &"a".repeat(1024 * 1024 + 1));
+    f.write(
+        "segments.d/huge.toml",
+        &format!("# {}\n", "x".repeat(1024 * 1024)),
+    );
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    for file in ["templates/invoice.txt", "segments.d/huge.toml"] {
+        assert!(
+            out.contains(&format!(
+                "`{file}` is larger than 1 MiB, the limit for a definition or template file"
+            )),
+            "{out}"
+        );
+    }
+    // Exactly the limit is fine.
+    f.write("templates/invoice.txt", &"a".repeat(1024 * 1024));
+    std::fs::remove_file(f.path().join("segments.d/huge.toml")).expect("remove");
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn links_inside_the_tree_are_followed() {
+    let f = Fixture::example();
+    let t = f.path().join("templates");
+    std::fs::rename(t.join("invoice.txt"), t.join("real.txt")).expect("rename");
+    symlink("real.txt", t.join("invoice.txt")).expect("link");
+    let s = f.path().join("segments.d");
+    let first = std::fs::read_dir(&s)
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "toml"))
+        .expect("a segment file");
+    std::fs::create_dir_all(f.path().join("shared")).expect("mkdir");
+    let moved = f.path().join("shared/seg.toml");
+    std::fs::rename(&first, &moved).expect("move");
+    symlink(&moved, &first).expect("link");
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 0, "{out}");
+}
