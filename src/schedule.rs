@@ -6,8 +6,42 @@
 //! forward in real time.
 
 use crate::model::Schedule;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 use chrono_tz::Tz;
+
+/// How far ahead a schedule must fire at least once: 5 years.
+pub const HORIZON: TimeDelta = TimeDelta::days(5 * 365 + 2);
+
+/// How often a schedule fires, as validation judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cadence {
+    /// No occurrence within [`HORIZON`] of the reference time.
+    Never,
+    /// Two occurrences less than a minute apart: this far apart.
+    SubMinute(TimeDelta),
+    AtMostOncePerMinute,
+}
+
+/// Judges a schedule from `from`: its first occurrence within [`HORIZON`], and
+/// the gap to the next one (from the start of a minute, so every second a
+/// firing minute holds is seen).
+pub fn cadence(schedule: &Schedule, tz: Tz, from: DateTime<Utc>) -> Cadence {
+    let start = from
+        .duration_trunc(TimeDelta::minutes(1))
+        .ok()
+        .and_then(|t| t.checked_sub_signed(TimeDelta::seconds(1)))
+        .unwrap_or(from);
+    let horizon = from
+        .checked_add_signed(HORIZON)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let Some(first) = next_after(schedule, tz, start).filter(|t| *t <= horizon) else {
+        return Cadence::Never;
+    };
+    match next_after(schedule, tz, first).map(|second| second - first) {
+        Some(gap) if gap < TimeDelta::minutes(1) => Cadence::SubMinute(gap),
+        _ => Cadence::AtMostOncePerMinute,
+    }
+}
 
 /// The first occurrence strictly after `after`.
 pub fn next_after(schedule: &Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -135,6 +169,31 @@ mod tests {
                 utc("2026-01-01T05:30:00Z")
             ),
             None
+        );
+    }
+
+    #[test]
+    fn cadence_finds_never_and_sub_minute_schedules() {
+        let from = utc("2026-12-02T10:17:33Z");
+        for (s, want) in [
+            ("0 9 30 2 *", Cadence::Never),
+            ("0 0 31 4,6,9,11 *", Cadence::Never),
+            ("* * * * * *", Cadence::SubMinute(TimeDelta::seconds(1))),
+            (
+                "0,59 */5 * * * *",
+                Cadence::SubMinute(TimeDelta::seconds(59)),
+            ),
+            ("0 * * * * *", Cadence::AtMostOncePerMinute),
+            ("* * * * *", Cadence::AtMostOncePerMinute),
+            ("0 0 29 2 *", Cadence::AtMostOncePerMinute),
+            ("0 9 * * MON-FRI", Cadence::AtMostOncePerMinute),
+        ] {
+            assert_eq!(cadence(&sched(s), Tz::UTC, from), want, "{s}");
+        }
+        // Near the end of the calendar nothing is left to fire.
+        assert_eq!(
+            cadence(&sched("0 9 * * *"), Tz::UTC, DateTime::<Utc>::MAX_UTC),
+            Cadence::Never
         );
     }
 

@@ -227,6 +227,7 @@ pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
         communications,
         settings,
         unreadable,
+        read_at: chrono::Utc::now(),
     })
 }
 

@@ -96,10 +96,15 @@ impl Prepared<'_> {
             payment_reminder: c.event == Event::PaymentReminder,
             run_id: &self.run.id,
             at: self.spec_at,
-            reached_since: c
-                .min_interval
-                .and_then(|d| chrono::TimeDelta::try_seconds(i64::try_from(d.as_secs()).ok()?))
-                .map(|d| self.spec_at - d),
+            reached_since: c.min_interval.map(|d| {
+                // Validation keeps intervals to 10 years; an interval reaching
+                // before the earliest time covers every earlier run.
+                i64::try_from(d.as_secs())
+                    .ok()
+                    .and_then(chrono::TimeDelta::try_seconds)
+                    .and_then(|d| self.spec_at.checked_sub_signed(d))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC)
+            }),
         }
     }
 }

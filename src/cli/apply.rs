@@ -1,7 +1,7 @@
 use super::context::{
     database_url, file_settings, git_commit, holder, report, valid_tree, with_store,
 };
-use super::impact::{impacts, over_limit};
+use super::impact::{impacts, over_limit, parse_pct};
 use super::segment::parse_at;
 use super::{Global, exit};
 use crate::plan::{self, Impacts, Plan, render};
@@ -30,7 +30,7 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_at)]
     pub at: Option<chrono::DateTime<chrono::Utc>>,
     /// Refuse (exit 1) when an updated segment would grow or shrink by more than PCT percent.
-    #[arg(long, value_name = "PCT")]
+    #[arg(long, value_name = "PCT", value_parser = parse_pct)]
     pub max_change: Option<f64>,
 }
 

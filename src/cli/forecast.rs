@@ -18,8 +18,8 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct ForecastArgs {
-    /// How many days ahead.
-    #[arg(long, default_value_t = 7)]
+    /// How many days ahead, from 1 to 3650.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     /// From this instant (a date or RFC 3339 time); default now.
     #[arg(long, value_name = "TIME", value_parser = parse_at)]
@@ -50,7 +50,16 @@ pub async fn run(global: &Global, args: ForecastArgs) -> anyhow::Result<ExitCode
 
 async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitCode> {
     let from = args.at.unwrap_or_else(Utc::now);
-    let until = from + chrono::TimeDelta::days(i64::from(args.days));
+    // `--at` ends in 9999 and `--days` at 3650: both ends are representable.
+    let (Some(until), Some(start)) = (
+        from.checked_add_signed(chrono::TimeDelta::days(i64::from(args.days))),
+        from.checked_sub_signed(chrono::TimeDelta::seconds(1)),
+    ) else {
+        anyhow::bail!(
+            "--at {from} with --days {}: outside the calendar",
+            args.days
+        );
+    };
     let applied = match store.applied().await {
         Ok(a) => a,
         Err(e) => return Ok(report(&e)),
@@ -74,7 +83,7 @@ async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitC
         if !target.communication.enabled {
             continue;
         }
-        let mut at = from - chrono::TimeDelta::seconds(1);
+        let mut at = start;
         for _ in 0..MAX_OCCURRENCES {
             let Some(next) = next_after(schedule, *timezone, at).filter(|n| *n <= until) else {
                 break;

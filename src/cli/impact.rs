@@ -137,6 +137,15 @@ pub async fn impacts(
 }
 
 /// Updates whose membership changes by more than `max_pct` percent.
+/// `--max-change`: a percentage from 0 to 1000000 (a plain number, `5` or `12.5`).
+pub fn parse_pct(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1_000_000.0).contains(p))
+        .ok_or_else(|| "a percentage from 0 to 1000000, like 5 or 12.5".to_string())
+}
+
 pub fn over_limit(plan: &Plan, impacts: &Impacts, max_pct: f64) -> Vec<String> {
     plan.changes
         .iter()

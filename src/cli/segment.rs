@@ -4,7 +4,7 @@ use crate::model::{Name, Segment, parse_time};
 use crate::plan::Kind;
 use crate::segment::{Dialect, Select, compile};
 use crate::store::{AnyStore, Member, Store};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -56,8 +56,13 @@ pub struct MembersArgs {
     pub count: bool,
 }
 
+/// `--at`: a date or RFC 3339 time from 1970-01-01 to 9999-12-31.
 pub fn parse_at(s: &str) -> Result<DateTime<Utc>, String> {
-    parse_time(s).map_err(str::to_string)
+    let t = parse_time(s).map_err(str::to_string)?;
+    if !(1970..=9999).contains(&t.year()) {
+        return Err("a time from 1970-01-01 to 9999-12-31 (UTC)".into());
+    }
+    Ok(t)
 }
 
 pub fn dialect(store: &AnyStore) -> Dialect {

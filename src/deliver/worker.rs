@@ -11,7 +11,7 @@ use crate::plan::Kind;
 use crate::store::outbox::{Claimed, Mark};
 use crate::store::{AnyStore, Store, StoreError};
 use crate::validate::{stored_communication, stored_segment};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -267,8 +267,12 @@ impl<'a> Worker<'a> {
                     rand::random::<f64>(),
                 ) {
                     Some(d) => Mark::Retry {
-                        at: Utc::now()
-                            + chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX),
+                        // Retry steps are at most 10 years (validated); the
+                        // latest time stands for "never" beyond that.
+                        at: chrono::TimeDelta::from_std(d)
+                            .ok()
+                            .and_then(|d| Utc::now().checked_add_signed(d))
+                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
                         error,
                     },
                     None => Mark::Dead {

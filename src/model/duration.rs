@@ -19,9 +19,12 @@ pub enum DurationError {
     Syntax,
     #[error("a duration must be greater than zero")]
     Zero,
-    #[error("the duration is too long")]
+    #[error("a duration is at most 3650d (about 10 years)")]
     Overflow,
 }
+
+/// The longest duration anything accepts: 3650 days, about 10 years.
+pub const MAX_SECS: u64 = 3650 * 86_400;
 
 impl Duration {
     pub fn from_secs(secs: u64) -> Self {
@@ -44,7 +47,7 @@ impl Duration {
         }
     }
 
-    /// Parses a duration that may be zero (`0s`: at once).
+    /// Parses a duration that may be zero (`0s`: at once); at most [`MAX_SECS`].
     pub fn parse_allow_zero(s: &str) -> Result<Self, DurationError> {
         let s = s.trim();
         if s.is_empty() {
@@ -73,6 +76,7 @@ impl Duration {
             total = n
                 .checked_mul(unit)
                 .and_then(|x| total.checked_add(x))
+                .filter(|t| *t <= MAX_SECS)
                 .ok_or(DurationError::Overflow)?;
         }
         Ok(Self { secs: total })
@@ -121,9 +125,25 @@ mod tests {
             "1.5h",
             "0s",
             "99999999999999999999s",
+            "106751991167d",
+            "99999999999999d",
+            "3650d1s",
         ] {
             assert!(Duration::parse(s).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn the_longest_duration_is_3650_days() {
+        assert_eq!(
+            Duration::parse("3650d").map(Duration::as_secs),
+            Ok(MAX_SECS)
+        );
+        assert_eq!(Duration::parse("3650d1s"), Err(DurationError::Overflow));
+        assert_eq!(
+            Duration::parse("3649d23h59m60s").map(Duration::as_secs),
+            Ok(MAX_SECS)
+        );
     }
 
     #[test]

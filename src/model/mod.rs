@@ -7,7 +7,7 @@ pub mod destination;
 mod duration;
 pub mod fields;
 
-pub use duration::{Duration, DurationError};
+pub use duration::{Duration, DurationError, MAX_SECS as MAX_DURATION_SECS};
 pub use fields::{Field, FilterType, ValueKind};
 
 use chrono::{DateTime, Utc};

@@ -9,6 +9,8 @@ use crate::model::{
     Body, Channel, Communication, Delivery, Duration, Email, Event, Name, Schedule, Trigger,
     Webhook,
 };
+use crate::schedule::{Cadence, cadence};
+use chrono::{DateTime, Utc};
 use std::ops::Range;
 use toml::de::DeTable;
 
@@ -41,6 +43,7 @@ pub struct Parsed {
 pub fn parse(
     file: &SourceFile,
     templates: &dyn TemplateSource,
+    now: DateTime<Utc>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Parsed> {
     let mut template_diags = Vec::new();
@@ -92,7 +95,7 @@ pub fn parse(
     let trigger = match get(&root, "trigger") {
         Some(v) => r
             .table(v, "`trigger`")
-            .and_then(|t| parse_trigger(&mut r, t, v)),
+            .and_then(|t| parse_trigger(&mut r, t, v, now)),
         None => {
             r.error_help(
                 0..0,
@@ -206,7 +209,12 @@ pub fn duration(r: &mut Reader<'_>, v: &Value<'_>, key: &str) -> Option<Duration
     }
 }
 
-fn parse_trigger(r: &mut Reader<'_>, t: &DeTable<'_>, tv: &Value<'_>) -> Option<Trigger> {
+fn parse_trigger(
+    r: &mut Reader<'_>,
+    t: &DeTable<'_>,
+    tv: &Value<'_>,
+    now: DateTime<Utc>,
+) -> Option<Trigger> {
     r.unknown_keys(t, TRIGGER_KEYS, "`[trigger]`");
     let Some(type_v) = get(t, "type") else {
         r.error_help(
@@ -275,10 +283,27 @@ fn parse_trigger(r: &mut Reader<'_>, t: &DeTable<'_>, tv: &Value<'_>) -> Option<
             return None;
         }
     };
-    Some(Trigger::Automatic {
-        schedule,
-        timezone: timezone?,
-    })
+    let timezone = timezone?;
+    match cadence(&schedule, timezone, now) {
+        Cadence::Never => {
+            r.error_help(
+                sched_v.span(),
+                format!("schedule `{pattern}` never fires in the next 5 years"),
+                "check the day of the month against the month (April has 30 days, February 28 or 29)",
+            );
+            return None;
+        }
+        Cadence::SubMinute(gap) => r.warning(
+            sched_v.span(),
+            format!(
+                "schedule `{pattern}` fires more often than once a minute ({}s apart), \
+                 and each occurrence messages the whole segment",
+                gap.num_seconds()
+            ),
+        ),
+        Cadence::AtMostOncePerMinute => {}
+    }
+    Some(Trigger::Automatic { schedule, timezone })
 }
 
 fn parse_email(

@@ -35,6 +35,9 @@ pub struct Tree {
     pub settings: Option<SourceFile>,
     /// Definition files that could not be read as text.
     pub unreadable: Vec<Unreadable>,
+    /// When the files were read: a schedule must fire within 5 years of it
+    /// (1970-01-01 by default).
+    pub read_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A definition file that was not read, and why (never what it holds).
@@ -155,7 +158,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     let mut communications = Vec::new();
     let mut references = Vec::new();
     for (i, f) in tree.communications.iter().enumerate() {
-        if let Some(c) = communication::parse(f, &templates, &mut diags) {
+        if let Some(c) = communication::parse(f, &templates, tree.read_at, &mut diags) {
             declared_names.insert(("communication", i), c.name.to_string());
             references.push((i, c.name.clone(), c.segment));
             communications.push(Parsed {
@@ -368,7 +371,12 @@ pub fn stored_communication(
         text: spec.to_string(),
     };
     let mut diags = Vec::new();
-    let parsed = communication::parse(&file, &StoredTemplates(templates), &mut diags)?;
+    let parsed = communication::parse(
+        &file,
+        &StoredTemplates(templates),
+        chrono::DateTime::UNIX_EPOCH,
+        &mut diags,
+    )?;
     if diags.iter().any(Diagnostic::is_error) {
         return None;
     }

@@ -99,13 +99,8 @@ fn retry_schedule(r: &mut Reader<'_>, v: &Value<'_>) -> Option<Vec<std::time::Du
     for (text, span) in items {
         match crate::model::Duration::parse_allow_zero(&text) {
             Ok(d) => out.push(d.std()),
-            Err(_) => {
-                r.error(
-                    span,
-                    format!(
-                        "invalid retry step `{text}`: write durations like `0s`, `5s`, `5m`, `2h`"
-                    ),
-                );
+            Err(e) => {
+                r.error(span, format!("invalid retry step `{text}`: {e}"));
                 return None;
             }
         }

@@ -7,6 +7,7 @@ mod daemon;
 mod deliver;
 mod demo_data;
 mod files;
+mod limits;
 mod props;
 mod segments;
 mod support;

@@ -10,8 +10,8 @@ use segd::canonical;
 use segd::model::fields::COUNTRIES;
 use segd::model::{
     Body, Communication, Condition, Definitions, Delivery, Duration, Email, Event, Field, Filter,
-    FilterType, MatchMode, Name, Op, Scalar, Schedule, Segment, Sourced, Trigger, ValueKind,
-    Webhook,
+    FilterType, MAX_DURATION_SECS, MatchMode, Name, Op, Scalar, Schedule, Segment, Sourced,
+    Trigger, ValueKind, Webhook,
 };
 use segd::validate::{SourceFile, Tree};
 use std::collections::BTreeMap;
@@ -236,7 +236,7 @@ fn trigger() -> impl Strategy<Value = Trigger> {
 }
 
 fn duration() -> impl Strategy<Value = Duration> {
-    prop_oneof![1u64..1_000_000, 1u64..=u64::MAX].prop_map(Duration::from_secs)
+    prop_oneof![1u64..1_000_000, 1u64..=MAX_DURATION_SECS].prop_map(Duration::from_secs)
 }
 
 /// A template using only the variables templates see, with literal text that

@@ -1,0 +1,163 @@
+//! Ranges of durations, counts, dates and schedules: out-of-range values are
+//! refused at validate (file:line) or at argument parsing (naming the flag), and
+//! the longest accepted values run without a panic, on each backend.
+
+use crate::cli_plan::TestDb;
+use crate::support::{Fixture, segd_cmd};
+use std::process::Output;
+
+fn run(f: &Fixture, db: Option<&TestDb>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = segd_cmd();
+    cmd.arg("--dir").arg(f.path());
+    if let Some(db) = db {
+        cmd.args(["--database-url", &db.url]);
+    }
+    let o: Output = cmd.args(args).output().expect("run segd");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    (o.status.code().unwrap_or(-1), out, err)
+}
+
+/// A communication of `overdue-eu` with an inline body; `min_interval` on line 6,
+/// `schedule` (when automatic) on line 10.
+fn communication(min_interval: &str, schedule: Option<&str>) -> String {
+    let trigger = match schedule {
+        Some(s) => format!("type = \"automatic\"\nschedule = \"{s}\""),
+        None => "type = \"manual\"".to_string(),
+    };
+    format!(
+        "[communication]\nname = \"limits\"\nsegment = \"overdue-eu\"\nevent = \"payment_reminder\"\n\
+         channel = \"email\"\nmin_interval = \"{min_interval}\"\n\n[trigger]\n{trigger}\n\n\
+         [email]\nfrom = \"billing@acme.test\"\nsubject = \"Reminder\"\nbody = \"Hello {{{{ customer.name }}}}\"\n"
+    )
+}
+
+const FILE: &str = "communications.d/limits.toml";
+
+#[test]
+fn durations_past_ten_years_are_refused_at_their_line() {
+    let f = Fixture::example();
+    for d in ["106751991167d", "99999999999999d", "3650d1s"] {
+        f.write(FILE, &communication(d, None));
+        let (code, out, _) = run(&f, None, &["validate"]);
+        assert_eq!(code, 1, "{d}:\n{out}");
+        assert!(
+            out.contains(&format!("{FILE}:6:16: error: invalid `min_interval` `{d}`"))
+                && out.contains("a duration is at most 3650d (about 10 years)"),
+            "{d}:\n{out}"
+        );
+    }
+    f.write(
+        "segd.toml",
+        "[delivery]\nretry_schedule = [\"0s\", \"3651d\"]\nlease = \"99999999999d\"\n",
+    );
+    let (code, out, _) = run(&f, None, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("segd.toml:2:25: error: invalid retry step `3651d`"),
+        "{out}"
+    );
+    assert!(out.contains("segd.toml:3:9: error"), "{out}");
+}
+
+#[test]
+fn flags_out_of_range_name_the_flag() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    for (args, flag) in [
+        (vec!["forecast", "--days", "100000000"], "'--days <DAYS>'"),
+        (vec!["forecast", "--days", "0"], "'--days <DAYS>'"),
+        (
+            vec!["forecast", "--at", "+262000-01-01T00:00:00Z"],
+            "'--at <TIME>'",
+        ),
+        (vec!["plan", "--at", "1969-12-31"], "'--at <TIME>'"),
+        (
+            vec!["segment", "members", "overdue-eu", "--at", "10000-01-01"],
+            "'--at <TIME>'",
+        ),
+        (vec!["plan", "--max-change", "NaN"], "'--max-change <PCT>'"),
+        (vec!["apply", "--max-change=-1"], "'--max-change <PCT>'"),
+        (
+            vec!["apply", "--lock-timeout", "106751991167d"],
+            "'--lock-timeout <DURATION>'",
+        ),
+        (vec!["daemon", "--resync", "3651d"], "--resync"),
+    ] {
+        let (code, _, err) = run(&f, Some(&db), &args);
+        assert_eq!(code, 2, "{args:?}:\n{err}");
+        assert!(err.contains(flag), "{args:?}:\n{err}");
+    }
+}
+
+#[test]
+fn the_longest_values_run_on_both_backends() {
+    let f = Fixture::example();
+    f.write(FILE, &communication("3650d", None));
+    let mut dbs = vec![TestDb::sqlite(&f)];
+    dbs.extend(TestDb::postgres(
+        "limits::the_longest_values_run_on_both_backends",
+    ));
+    for db in &dbs {
+        let (code, _, err) = run(
+            &f,
+            Some(db),
+            &["demo-data", "--customers", "40", "--today", "2026-06-01"],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = run(&f, Some(db), &["apply", "--auto-approve"]);
+        assert_eq!(code, 0, "{err}");
+        for _ in 0..2 {
+            let (code, out, err) = run(&f, Some(db), &["trigger", "limits"]);
+            assert_eq!(code, 0, "{out}{err}");
+        }
+        let (code, out, err) = run(
+            &f,
+            Some(db),
+            &["forecast", "--days", "3650", "--at", "9999-12-31T23:59:59Z"],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        let (code, out, err) = run(&f, Some(db), &["plan", "--at", "9999-12-31"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+}
+
+#[test]
+fn a_schedule_that_never_fires_is_an_error() {
+    let f = Fixture::example();
+    for s in ["0 9 30 2 *", "0 0 31 4 *"] {
+        f.write(FILE, &communication("7d", Some(s)));
+        let (code, out, _) = run(&f, None, &["validate"]);
+        assert_eq!(code, 1, "{s}:\n{out}");
+        assert!(
+            out.contains(&format!(
+                "{FILE}:10:12: error: schedule `{s}` never fires in the next 5 years"
+            )),
+            "{s}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_schedule_firing_more_than_once_a_minute_is_a_warning_in_validate_and_plan() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    let warning = format!(
+        "{FILE}:10:12: warning: schedule `* * * * * *` fires more often than once a minute (1s apart)"
+    );
+    f.write(FILE, &communication("7d", Some("* * * * * *")));
+    let (code, out, _) = run(&f, None, &["validate"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&warning), "{out}");
+    let (code, _, err) = run(&f, Some(&db), &["plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&warning), "{err}");
+    // Once a minute is fine.
+    f.write(FILE, &communication("7d", Some("0 * * * * *")));
+    let (code, out, _) = run(&f, None, &["validate"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning:"), "{out}");
+}
