@@ -6,7 +6,7 @@
 //! forward in real time.
 
 use crate::model::Schedule;
-use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+use chrono::{DateTime, Datelike as _, DurationRound as _, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 /// How far ahead a schedule must fire at least once: 5 years.
@@ -43,8 +43,17 @@ pub fn cadence(schedule: &Schedule, tz: Tz, from: DateTime<Utc>) -> Cadence {
     }
 }
 
-/// The first occurrence strictly after `after`.
+/// Whether croner can search from `t`: it knows the years 1 to 4999 (and
+/// panics on local times at the ends of chrono's range).
+fn searchable(t: DateTime<Utc>) -> bool {
+    (croner::YEAR_LOWER_LIMIT..croner::YEAR_UPPER_LIMIT).contains(&t.year())
+}
+
+/// The first occurrence strictly after `after`; `None` beyond the year 4999.
 pub fn next_after(schedule: &Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !searchable(after) {
+        return None;
+    }
     let local = after.with_timezone(&tz);
     let next = schedule.cron().find_next_occurrence(&local, false).ok()?;
     let next = next.with_timezone(&Utc);
@@ -80,10 +89,14 @@ pub fn due(schedule: &Schedule, tz: Tz, anchor: DateTime<Utc>, now: DateTime<Utc
         missed += 1;
         at = n;
         if missed >= STEP_LIMIT {
-            let latest = schedule
-                .cron()
-                .find_previous_occurrence(&now.with_timezone(&tz), true)
-                .ok()
+            let latest = searchable(now)
+                .then(|| {
+                    schedule
+                        .cron()
+                        .find_previous_occurrence(&now.with_timezone(&tz), true)
+                        .ok()
+                })
+                .flatten()
                 .map(|t| t.with_timezone(&Utc))
                 .filter(|t| *t >= at)
                 .unwrap_or(at);

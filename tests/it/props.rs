@@ -703,6 +703,13 @@ const WORDS: &[&str] = &[
     "é",
     "\u{0}",
     "a\nb",
+    "3650d",
+    "3650d1s",
+    "106751991167d",
+    "99999999999999d",
+    "* * * * * *",
+    "0 9 30 2 *",
+    "0 0 29 2 *",
 ];
 
 fn toml_string(s: &str) -> String {
@@ -887,4 +894,116 @@ fn mutate(text: &str, edits: &[Edit], cut: prop::sample::Index) -> String {
         return chars[..keep].iter().collect();
     }
     joined
+}
+
+// ---------------------------------------------------------------------------
+// Durations, schedules and command-line arguments
+// ---------------------------------------------------------------------------
+
+/// Duration-like text: numbers (huge ones too) with units, sums, and noise.
+fn duration_text() -> impl Strategy<Value = String> {
+    let part = prop_oneof![
+        "[0-9]{1,22}[smhd]",
+        "[0-9]{0,3}[a-z]{0,2}",
+        select(vec![
+            "3650d",
+            "3649d23h59m60s",
+            "106751991167d",
+            "0s",
+            " ",
+            "-1s",
+            "1.5h"
+        ])
+        .prop_map(str::to_string),
+    ];
+    prop::collection::vec(part, 0..5).prop_map(|parts| parts.concat())
+}
+
+/// Any instant chrono can hold, the ends of its range more often.
+fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+    let (lo, hi) = (
+        DateTime::<Utc>::MIN_UTC.timestamp(),
+        DateTime::<Utc>::MAX_UTC.timestamp(),
+    );
+    prop_oneof![
+        3 => 0i64..4_102_444_800,
+        1 => lo..=hi,
+        // The ends of chrono's range, and of the years croner searches (1 to 4999).
+        2 => select(vec![lo, lo + 1, hi - 86_400, hi, -62_135_596_800, 95_617_584_000 - 1]),
+    ]
+    .prop_map(|t| Utc.timestamp_opt(t, 0).single().unwrap_or_default())
+}
+
+/// Words the command line knows, hostile values for its flags, and noise.
+fn arg() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => select(vec![
+            "validate", "plan", "apply", "forecast", "trigger", "segment", "members", "daemon",
+            "deliveries", "retry", "export", "db", "migrate", "schema", "demo-data",
+            "--days", "--at", "--max-change", "--lock-timeout", "--resync", "--customers",
+            "--seed", "--today", "--format", "--dir", "--out", "--detailed-exitcode",
+            "--auto-approve", "--dry-run", "--once", "--count", "--from", "-q", "-v", "--",
+        ])
+        .prop_map(str::to_string),
+        4 => select(vec![
+            "0", "-1", "7", "3650", "3651", "100000000", "4294967296", "18446744073709551616",
+            "NaN", "inf", "-inf", "1e308", "-0", "1970-01-01", "1969-12-31", "9999-12-31",
+            "10000-01-01", "+262143-12-31T23:59:59Z", "-262144-01-01T00:00:00Z",
+            "2026-06-01T10:00:00", "2026-02-30", "106751991167d", "99999999999999d", "0s",
+            "3650d", "json", "text",
+        ])
+        .prop_map(str::to_string),
+        1 => duration_text(),
+        1 => ".{0,12}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Any text is a duration of at most 3650 days or an error; an accepted one
+    /// prints in a form that parses back to it.
+    #[test]
+    fn durations_parse_without_panic(text in duration_text()) {
+        if let Ok(d) = Duration::parse_allow_zero(&text) {
+            prop_assert!(d.as_secs() <= MAX_DURATION_SECS, "{text}");
+            prop_assert_eq!(Duration::parse_allow_zero(&d.to_string()), Ok(d));
+        }
+    }
+
+    /// Any argument list is parsed or refused (with a usage error) without a panic.
+    #[test]
+    fn command_lines_parse_without_panic(args in prop::collection::vec(arg(), 0..6)) {
+        use clap::Parser as _;
+        let argv = std::iter::once("segd".to_string()).chain(args);
+        let _ = segd::cli::Cli::try_parse_from(argv);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// Any accepted schedule, in any time zone, from any instant chrono can hold:
+    /// the next occurrence, what is due, and how often it fires, without a panic.
+    #[test]
+    fn schedules_evaluate_without_panic(
+        fields in prop::collection::vec(cron_field(), 5..7),
+        tz in select(chrono_tz::TZ_VARIANTS.to_vec()),
+        from in instant(),
+        now in instant(),
+    ) {
+        if let Ok(s) = Schedule::parse(&fields.join(" ")) {
+            let _ = segd::schedule::cadence(&s, tz, from);
+            if let Some(next) = segd::schedule::next_after(&s, tz, from) {
+                prop_assert!(next > from);
+            }
+            let _ = segd::schedule::due(&s, tz, from, now);
+        }
+    }
+}
+
+#[test]
+fn the_command_line_is_well_formed() {
+    use clap::CommandFactory as _;
+    segd::cli::Cli::command().debug_assert();
 }
