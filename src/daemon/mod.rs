@@ -163,6 +163,11 @@ async fn reconcile_inner(
     if r.plan.is_empty() {
         return Ok(());
     }
+    // Warnings (a schedule firing every second, …) are said when they can
+    // take effect: when the files change what is applied.
+    for d in outcome.diagnostics.iter().filter(|d| !d.is_error()) {
+        tracing::warn!("{}:{}:{}: {}", d.file, d.line, d.column, d.message);
+    }
     let names = |a: Action| -> Vec<String> {
         r.plan
             .changes

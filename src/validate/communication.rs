@@ -296,8 +296,8 @@ fn parse_trigger(
         Cadence::SubMinute(gap) => r.warning(
             sched_v.span(),
             format!(
-                "schedule `{pattern}` fires more often than once a minute ({}s apart), \
-                 and each occurrence messages the whole segment",
+                "schedule `{pattern}` fires more often than once a minute ({}s apart); \
+                 each occurrence starts a run",
                 gap.num_seconds()
             ),
         ),

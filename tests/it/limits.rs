@@ -155,6 +155,12 @@ fn a_schedule_firing_more_than_once_a_minute_is_a_warning_in_validate_and_plan()
     let (code, _, err) = run(&f, Some(&db), &["plan"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains(&warning), "{err}");
+    // The daemon logs it when it applies the communication.
+    let (code, out, err) = run(&f, Some(&db), &["daemon", "--once", "--log-format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let logged = format!("{out}{err}");
+    let short = warning.replace(": warning: ", ": ");
+    assert!(logged.contains(&short), "{logged}");
     // Once a minute is fine.
     f.write(FILE, &communication("7d", Some("0 * * * * *")));
     let (code, out, _) = run(&f, None, &["validate"]);
