@@ -160,19 +160,21 @@ pub enum Capped {
     Io(io::Error),
 }
 
-/// Reads a regular file of at most `limit` bytes. The file is opened without
-/// blocking (a FIFO put in its place between the check and the open is
-/// refused, not waited on) and read no further than `limit` + 1 bytes.
+/// Reads a regular file of at most `limit` bytes, through links to it. It is
+/// opened without blocking and without following a link put in its place
+/// after it was resolved (a FIFO or link swapped in is refused, not waited on
+/// or followed), and read no further than `limit` + 1 bytes.
 pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
-    let meta = std::fs::metadata(path).map_err(Capped::Io)?;
+    let path = path.canonicalize().map_err(Capped::Io)?;
+    let meta = std::fs::metadata(&path).map_err(Capped::Io)?;
     check_regular(meta.file_type())?;
     if meta.len() > limit {
         return Err(Capped::TooLarge);
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&path)
         .map_err(Capped::Io)?;
     check_regular(file.metadata().map_err(Capped::Io)?.file_type())?;
     let mut bytes = Vec::new();

@@ -181,3 +181,31 @@ fn links_inside_the_tree_are_followed() {
     let (code, out) = run(&f, &["validate"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_saved_plan_that_is_a_fifo_is_refused_at_once() {
+    let f = Fixture::example();
+    let fifo = f.path().join("plan.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let db = format!("sqlite://{}", f.path().join("segd.db").display());
+    let (code, out) = run(
+        &f,
+        &[
+            "--database-url",
+            &db,
+            "apply",
+            "--auto-approve",
+            "plan.json",
+        ],
+    );
+    // Like any unreadable plan: an error of the command line (exit 2).
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cannot read the plan plan.json: it is a FIFO, not a regular file"),
+        "{out}"
+    );
+}
