@@ -26,7 +26,7 @@ pub struct ApplyArgs {
     /// How long to wait for another apply holding the lock (e.g. `0s`, `30s`).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_wait)]
     pub lock_timeout: std::time::Duration,
-    /// Measure membership at this instant (a date or RFC 3339 time); default now.
+    /// Measure membership at this instant (a date or RFC 3339 time), from 1970 to 9999; default now.
     #[arg(long, value_name = "TIME", value_parser = parse_at)]
     pub at: Option<chrono::DateTime<chrono::Utc>>,
     /// Refuse (exit 1) when an updated segment would grow or shrink by more than PCT percent.

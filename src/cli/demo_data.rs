@@ -21,8 +21,13 @@ segd_* tables are never touched). Email addresses use reserved example domains, 
 communications triggered on demo data reach no real mailbox.")]
 pub struct DemoDataArgs {
     /// How many customers to generate (with about 3 invoices, 1.2 payment methods,
-    /// 0-2 connector links and some usage monitors each).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    /// 0-2 connector links and some usage monitors each); at most 100000000.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(0..=100_000_000)
+    )]
     pub customers: u64,
     /// Seed of the generator.
     #[arg(long, value_name = "S", default_value_t = 1)]

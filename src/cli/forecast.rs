@@ -21,7 +21,7 @@ pub struct ForecastArgs {
     /// How many days ahead, from 1 to 3650.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
-    /// From this instant (a date or RFC 3339 time); default now.
+    /// From this instant (a date or RFC 3339 time), from 1970 to 9999; default now.
     #[arg(long, value_name = "TIME", value_parser = parse_at)]
     pub at: Option<DateTime<Utc>>,
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -26,7 +26,7 @@ pub struct PlanArgs {
     /// Save the plan, for `segd apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Measure membership at this instant (a date or RFC 3339 time); default now.
+    /// Measure membership at this instant (a date or RFC 3339 time), from 1970 to 9999; default now.
     #[arg(long, value_name = "TIME", value_parser = parse_at)]
     pub at: Option<DateTime<Utc>>,
     /// Fail (exit 1) when an updated segment would grow or shrink by more than PCT percent.

@@ -43,7 +43,7 @@ pub enum Format {
 pub struct MembersArgs {
     /// The segment's name.
     pub name: String,
-    /// Evaluate at this instant: a date (00:00 UTC) or an RFC 3339 time; default now.
+    /// Evaluate at this instant: a date (00:00 UTC) or an RFC 3339 time, from 1970 to 9999; default now.
     #[arg(long, value_name = "TIME", value_parser = parse_at)]
     pub at: Option<DateTime<Utc>>,
     /// Read the segment from the files on disk or from the applied definitions.

@@ -86,6 +86,10 @@ fn flags_out_of_range_name_the_flag() {
             "'--lock-timeout <DURATION>'",
         ),
         (vec!["daemon", "--resync", "3651d"], "--resync"),
+        (
+            vec!["demo-data", "--customers", "100000001"],
+            "'--customers <N>'",
+        ),
     ] {
         let (code, _, err) = run(&f, Some(&db), &args);
         assert_eq!(code, 2, "{args:?}:\n{err}");
