@@ -118,7 +118,7 @@ impl<'a> Root<'a> {
                 });
             return Err(FileError::Outside { link, target });
         }
-        let bytes = read_capped(&real, MAX_FILE_BYTES).map_err(|e| match e {
+        let bytes = read_resolved(&real, MAX_FILE_BYTES).map_err(|e| match e {
             Capped::NotRegular(kind) => FileError::NotRegular {
                 path: display_path(self.dir, rel),
                 kind,
@@ -165,8 +165,12 @@ pub enum Capped {
 /// after it was resolved (a FIFO or link swapped in is refused, not waited on
 /// or followed), and read no further than `limit` + 1 bytes.
 pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
-    let path = path.canonicalize().map_err(Capped::Io)?;
-    let meta = std::fs::metadata(&path).map_err(Capped::Io)?;
+    read_resolved(&path.canonicalize().map_err(Capped::Io)?, limit)
+}
+
+/// [`read_capped`] of a path already resolved (no link in it).
+fn read_resolved(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
+    let meta = std::fs::metadata(path).map_err(Capped::Io)?;
     check_regular(meta.file_type())?;
     if meta.len() > limit {
         return Err(Capped::TooLarge);
@@ -174,7 +178,7 @@ pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(&path)
+        .open(path)
         .map_err(Capped::Io)?;
     check_regular(file.metadata().map_err(Capped::Io)?.file_type())?;
     let mut bytes = Vec::new();
