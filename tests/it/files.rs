@@ -209,3 +209,18 @@ fn a_saved_plan_that_is_a_fifo_is_refused_at_once() {
         "{out}"
     );
 }
+
+#[test]
+fn a_settings_file_linked_out_of_the_tree_stops_the_command_unread() {
+    let f = Fixture::example();
+    symlink("/proc/self/environ", f.path().join("segd.toml")).expect("link");
+    for args in [vec!["validate"], vec!["forecast"]] {
+        let (code, out) = run(&f, &args);
+        // Like any tree that cannot be read: an error before any check (exit 2).
+        assert_eq!(code, 2, "{args:?}:\n{out}");
+        assert!(
+            out.contains("cannot read segd.toml: `segd.toml` is a link to `/proc/self/environ`"),
+            "{args:?}:\n{out}"
+        );
+    }
+}
