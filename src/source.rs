@@ -44,6 +44,15 @@ pub enum FileError {
 }
 
 impl FileError {
+    /// The error, reported at the file shown as `display`.
+    fn at(&self, display: String) -> Unreadable {
+        Unreadable {
+            display,
+            why: self.to_string(),
+            help: self.help(),
+        }
+    }
+
     /// What the user can do about it.
     pub fn help(&self) -> &'static str {
         match self {
@@ -93,6 +102,22 @@ impl<'a> Root<'a> {
     /// resolves inside the folder (through links or not), of at most
     /// [`MAX_FILE_BYTES`]. Never blocks on a FIFO or a device.
     fn read(&self, rel: &str) -> Result<String, FileError> {
+        let real = self.resolve(rel)?;
+        let bytes = read_resolved(&real, MAX_FILE_BYTES).map_err(|e| match e {
+            Capped::NotRegular(kind) => FileError::NotRegular {
+                path: display_path(self.dir, rel),
+                kind,
+            },
+            Capped::TooLarge => FileError::TooLarge {
+                path: display_path(self.dir, rel),
+            },
+            Capped::Io(e) => FileError::Io(e),
+        })?;
+        String::from_utf8(bytes).map_err(|_| FileError::NotUtf8)
+    }
+
+    /// Where `rel` leads, when that is inside the folder.
+    fn resolve(&self, rel: &str) -> Result<PathBuf, FileError> {
         let path = self.resolved.join(rel);
         let real = match path.canonicalize() {
             Ok(p) => p,
@@ -118,17 +143,7 @@ impl<'a> Root<'a> {
                 });
             return Err(FileError::Outside { link, target });
         }
-        let bytes = read_resolved(&real, MAX_FILE_BYTES).map_err(|e| match e {
-            Capped::NotRegular(kind) => FileError::NotRegular {
-                path: display_path(self.dir, rel),
-                kind,
-            },
-            Capped::TooLarge => FileError::TooLarge {
-                path: display_path(self.dir, rel),
-            },
-            Capped::Io(e) => FileError::Io(e),
-        })?;
-        String::from_utf8(bytes).map_err(|_| FileError::NotUtf8)
+        Ok(real)
     }
 
     /// The first link on the way to `rel` whose target `bad` picks, shown as
@@ -245,8 +260,17 @@ fn load_folder(
     folder: &str,
     unreadable: &mut Vec<Unreadable>,
 ) -> Result<Vec<SourceFile>, SourceError> {
+    // The folder itself may be a link, as long as it stays inside the tree.
+    let real = match root.resolve(folder) {
+        Ok(real) => real,
+        Err(FileError::NotFound) => return Ok(Vec::new()),
+        Err(e) => {
+            unreadable.push(e.at(display_path(root.dir, folder)));
+            return Ok(Vec::new());
+        }
+    };
     let mut rels = Vec::new();
-    collect(&root.resolved.join(folder), folder, &mut rels)?;
+    collect(&real, folder, &mut rels)?;
     rels.sort();
     // Thousands of small files: read on every core, kept in path order.
     let read: Vec<_> = rels.par_iter().map(|rel| (rel, root.read(rel))).collect();
@@ -259,11 +283,7 @@ fn load_folder(
                 display,
                 text,
             }),
-            Err(e) => unreadable.push(Unreadable {
-                display,
-                why: e.to_string(),
-                help: e.help(),
-            }),
+            Err(e) => unreadable.push(e.at(display)),
         }
     }
     Ok(files)

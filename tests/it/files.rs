@@ -224,3 +224,32 @@ fn a_settings_file_linked_out_of_the_tree_stops_the_command_unread() {
         );
     }
 }
+
+#[test]
+fn a_definitions_folder_linked_out_of_the_tree_is_not_walked() {
+    let f = Fixture::example();
+    let elsewhere = tempfile::tempdir().expect("a folder outside the tree");
+    std::fs::write(
+        elsewhere.path().join("secret.toml"),
+        format!("[segment]\nname = \"{MARKER}\"\n"),
+    )
+    .expect("write");
+    let link = f.path().join("communications.d");
+    std::fs::remove_dir_all(&link).expect("remove communications.d");
+    symlink(elsewhere.path(), &link).expect("link");
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "communications.d:1:1: error: `communications.d` is a link to `{}`, outside the definitions folder",
+            elsewhere.path().display()
+        )),
+        "{out}"
+    );
+    // A folder linked inside the tree is read.
+    std::fs::remove_file(&link).expect("unlink");
+    std::fs::create_dir(f.path().join("comms")).expect("mkdir");
+    symlink("comms", &link).expect("link");
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 0, "{out}");
+}
