@@ -2,7 +2,7 @@
 //! of many files arrive as one debounced batch, which wakes one reconcile.
 
 use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer_opt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ fn relevant(root: &Path, path: &Path) -> bool {
 pub fn start(dir: &Path, debounce: Duration, wake: Arc<Notify>) -> notify::Result<Watcher> {
     let root: PathBuf = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let filter_root = root.clone();
-    let mut debouncer = new_debouncer(debounce, None, move |res: DebounceEventResult| {
+    let handler = move |res: DebounceEventResult| {
         if let Ok(events) = res
             && events.iter().any(|e| {
                 // notify 8 also reports opens and reads (inotify IN_OPEN,
@@ -37,7 +37,17 @@ pub fn start(dir: &Path, debounce: Duration, wake: Arc<Notify>) -> notify::Resul
         {
             wake.notify_one();
         }
-    })?;
+    };
+    // Links are not followed: a folder link out of the tree (`templates/usr ->
+    // /usr`) would otherwise put a watch on every folder below its target.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut debouncer = new_debouncer_opt::<_, notify::RecommendedWatcher, _>(
+        debounce,
+        None,
+        handler,
+        RecommendedCache::new(),
+        config,
+    )?;
     debouncer.watch(&root, RecursiveMode::Recursive)?;
     Ok(debouncer)
 }

@@ -1937,4 +1937,40 @@ fn slow_clients_are_cut_off_and_cannot_exhaust_the_daemon() {
         "descriptors not released: {} now, {before} before",
         open_fds(d.pid())
     );
+
+/// How many inotify watches the process `pid` holds.
+fn inotify_watches(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .map(|fds| {
+            fds.filter_map(Result::ok)
+                .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+                .map(|info| info.matches("inotify wd:").count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A folder link out of the tree is not followed by the watcher (before, a
+/// `templates/usr -> /usr` put a watch on each of the thousands of folders of
+/// /usr); edits inside the tree still wake a reconcile.
+#[test]
+fn the_watcher_does_not_follow_links_out_of_the_tree() {
+    let (f, db) = sqlite_setup(&[], 0, 0);
+    std::fs::create_dir_all(f.path().join("templates")).expect("mkdir");
+    std::os::unix::fs::symlink("/usr", f.path().join("templates/usr")).expect("link");
+    let d = Daemon::start(f.path(), &db.url, &["--resync", "3650d"], &[]);
+    d.wait_ready();
+    let watches = inotify_watches(d.pid());
+    assert!(
+        (1..50).contains(&watches),
+        "{watches} inotify watches for a tree of four folders"
+    );
+    f.write(
+        "segments.d/late.toml",
+        &segment_toml("late", "country = \"DE\""),
+    );
+    let applied = wait_until(Duration::from_secs(30), || {
+        members_in_db(&db.url, "late").is_some()
+    });
+    assert!(applied, "the edit did not wake a reconcile:\n{}", d.logs());
 }
