@@ -49,6 +49,7 @@ fn assert_refused(f: &Fixture, located: &str, says: &str) {
         vec!["validate"],
         vec!["validate", "--format", "json"],
         vec!["--database-url", &db, "plan"],
+        vec!["--database-url", &db, "apply", "--auto-approve"],
     ] {
         let (code, out) = run(f, &args);
         assert_eq!(code, 1, "{args:?}:\n{out}");
