@@ -360,6 +360,7 @@ fn main() {
 
     let templates = FsTemplates {
         dir: dir.to_path_buf(),
+        max_file_bytes: segd::config::DEFAULT_MAX_FILE_BYTES,
     };
     let (mut load, mut check, mut total) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..iters {

@@ -14,8 +14,15 @@ pub struct FileSettings {
     pub resync: Option<Duration>,
     pub outbox_dir: Option<String>,
     pub smtp_url: Option<String>,
+    /// The most a definition file or template may hold.
+    pub max_file_bytes: Option<u64>,
     pub delivery: DeliverySettings,
 }
+
+/// The default of `max_file_bytes`, and the cap of `segd.toml` itself: 1 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// The range of `max_file_bytes`: 1 KiB to 64 MiB.
+pub const MAX_FILE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeliverySettings {

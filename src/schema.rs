@@ -207,6 +207,12 @@ fn settings() -> Value {
             "resync": duration,
             "outbox_dir": {"type": "string"},
             "smtp_url": {"type": "string"},
+            "max_file_bytes": {
+                "type": "integer",
+                "minimum": crate::config::MAX_FILE_BYTES_RANGE.start(),
+                "maximum": crate::config::MAX_FILE_BYTES_RANGE.end(),
+                "default": crate::config::DEFAULT_MAX_FILE_BYTES,
+            },
             "delivery": {
                 "type": "object",
                 "properties": {

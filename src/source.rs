@@ -1,15 +1,13 @@
 //! Reading a definitions tree from disk (SPEC §1). The only file-system code of
 //! validation: everything after this works on the texts it returns.
 
-use crate::validate::{SourceFile, TemplateSource, Tree, Unreadable};
+use crate::config::DEFAULT_MAX_FILE_BYTES;
+use crate::validate::{SourceFile, TemplateSource, Tree, Unreadable, file_settings};
 use rayon::prelude::*;
 use std::fs::FileType;
 use std::io::{self, Read as _};
 use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-
-/// The most a definition file, a template or `segd.toml` may hold: 1 MiB.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -35,8 +33,8 @@ pub enum FileError {
     Dangling { link: String, target: String },
     #[error("`{path}` is {kind}, not a regular file")]
     NotRegular { path: String, kind: &'static str },
-    #[error("`{path}` is larger than 1 MiB, the limit for a definition or template file")]
-    TooLarge { path: String },
+    #[error("`{path}` is larger than {limit} bytes (`max_file_bytes` in segd.toml)")]
+    TooLarge { path: String, limit: u64 },
     #[error("the file is not valid UTF-8")]
     NotUtf8,
     #[error(transparent)]
@@ -57,7 +55,7 @@ impl FileError {
     pub fn help(&self) -> &'static str {
         match self {
             Self::NotUtf8 => "save it as UTF-8",
-            Self::TooLarge { .. } => "split it into smaller files",
+            Self::TooLarge { .. } => "split it, or raise `max_file_bytes` (at most 64 MiB)",
             Self::NotFound | Self::Io(_) => "paths are relative to `--dir`",
             Self::Outside { .. } | Self::Dangling { .. } | Self::NotRegular { .. } => {
                 "segd reads only regular files inside `--dir` (a link may point to one)"
@@ -88,28 +86,35 @@ pub fn display_path(dir: &Path, rel: &str) -> String {
 struct Root<'a> {
     dir: &'a Path,
     resolved: PathBuf,
+    /// The most a file may hold.
+    limit: u64,
 }
 
 impl<'a> Root<'a> {
-    fn new(dir: &'a Path) -> Result<Self, SourceError> {
+    fn new(dir: &'a Path, limit: u64) -> Result<Self, SourceError> {
         match dir.canonicalize() {
-            Ok(resolved) if resolved.is_dir() => Ok(Self { dir, resolved }),
+            Ok(resolved) if resolved.is_dir() => Ok(Self {
+                dir,
+                resolved,
+                limit,
+            }),
             _ => Err(SourceError::NoDir(dir.display().to_string())),
         }
     }
 
     /// The text of the file at `rel` below the folder: only a regular file that
-    /// resolves inside the folder (through links or not), of at most
-    /// [`MAX_FILE_BYTES`]. Never blocks on a FIFO or a device.
+    /// resolves inside the folder (through links or not), of at most `limit`
+    /// bytes. Never blocks on a FIFO or a device.
     fn read(&self, rel: &str) -> Result<String, FileError> {
         let real = self.resolve(rel)?;
-        let bytes = read_resolved(&real, MAX_FILE_BYTES).map_err(|e| match e {
+        let bytes = read_resolved(&real, self.limit).map_err(|e| match e {
             Capped::NotRegular(kind) => FileError::NotRegular {
                 path: display_path(self.dir, rel),
                 kind,
             },
             Capped::TooLarge => FileError::TooLarge {
                 path: display_path(self.dir, rel),
+                limit: self.limit,
             },
             Capped::Io(e) => FileError::Io(e),
         })?;
@@ -223,9 +228,11 @@ fn check_regular(ft: FileType) -> Result<(), Capped> {
     Err(Capped::NotRegular(kind))
 }
 
-/// Loads `segd.toml`, `segments.d/` and `communications.d/` below `dir`.
+/// Loads `segd.toml`, `segments.d/` and `communications.d/` below `dir`; the
+/// definition files are capped at `max_file_bytes` from `segd.toml` (itself
+/// capped at the default).
 pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
-    let root = Root::new(dir)?;
+    let mut root = Root::new(dir, DEFAULT_MAX_FILE_BYTES)?;
     let settings = match root.read("segd.toml") {
         Ok(text) => Some(SourceFile {
             path: "segd.toml".into(),
@@ -240,6 +247,10 @@ pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
             });
         }
     };
+    root.limit = settings
+        .as_ref()
+        .and_then(|f| file_settings(f).max_file_bytes)
+        .unwrap_or(DEFAULT_MAX_FILE_BYTES);
     let mut unreadable = Vec::new();
     let segments = load_folder(&root, "segments.d", &mut unreadable)?;
     let communications = load_folder(&root, "communications.d", &mut unreadable)?;
@@ -249,6 +260,7 @@ pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
         settings,
         unreadable,
         read_at: chrono::Utc::now(),
+        max_file_bytes: root.limit,
     })
 }
 
@@ -320,11 +332,22 @@ fn collect(path: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), SourceEr
 /// Templates read from below `--dir`, with the same rules as definition files.
 pub struct FsTemplates {
     pub dir: PathBuf,
+    pub max_file_bytes: u64,
+}
+
+impl FsTemplates {
+    /// The templates of a tree read from `dir`, with its `max_file_bytes`.
+    pub fn of(dir: &Path, tree: &Tree) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            max_file_bytes: tree.max_file_bytes,
+        }
+    }
 }
 
 impl TemplateSource for FsTemplates {
     fn read(&self, path: &str) -> Result<(String, String), String> {
-        let root = Root::new(&self.dir).map_err(|e| e.to_string())?;
+        let root = Root::new(&self.dir, self.max_file_bytes).map_err(|e| e.to_string())?;
         let text = root.read(path).map_err(|e| e.to_string())?;
         Ok((display_path(&self.dir, path), text))
     }

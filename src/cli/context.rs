@@ -13,12 +13,7 @@ use std::process::ExitCode;
 /// and returns the exit code to stop with.
 pub fn valid_tree(global: &Global) -> anyhow::Result<Result<Outcome, ExitCode>> {
     let tree = load_tree(&global.dir)?;
-    let outcome = validate(
-        &tree,
-        &FsTemplates {
-            dir: global.dir.clone(),
-        },
-    );
+    let outcome = validate(&tree, &FsTemplates::of(&global.dir, &tree));
     let errors = outcome.errors();
     if errors > 0 || (!global.quiet && !outcome.diagnostics.is_empty()) {
         std::io::stderr().write_all(diag::render_text(&outcome.diagnostics).as_bytes())?;
@@ -40,12 +35,7 @@ pub fn file_settings(global: &Global) -> anyhow::Result<crate::config::FileSetti
                 settings: tree.settings.clone(),
                 ..Default::default()
             };
-            let outcome = validate(
-                &only_settings,
-                &FsTemplates {
-                    dir: global.dir.clone(),
-                },
-            );
+            let outcome = validate(&only_settings, &FsTemplates::of(&global.dir, &tree));
             diags = outcome.diagnostics;
             outcome.settings
         }

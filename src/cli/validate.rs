@@ -21,9 +21,7 @@ pub struct ValidateArgs {
 
 pub fn run(global: &Global, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let tree = load_tree(&global.dir)?;
-    let templates = FsTemplates {
-        dir: global.dir.clone(),
-    };
+    let templates = FsTemplates::of(&global.dir, &tree);
     let outcome = crate::validate::validate(&tree, &templates);
     let out = match args.format {
         Format::Text => {

@@ -123,7 +123,7 @@ async fn reconcile_inner(
     let dir = opts.dir.clone();
     let files = tokio::task::spawn_blocking(move || {
         let tree = load_tree(&dir).map_err(|e| e.to_string())?;
-        let outcome = validate(&tree, &FsTemplates { dir: dir.clone() });
+        let outcome = validate(&tree, &FsTemplates::of(&dir, &tree));
         let desired = plan::desired(&outcome.definitions, &outcome.templates);
         Ok::<_, String>((outcome, desired, started.elapsed()))
     });

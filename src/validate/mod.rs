@@ -38,6 +38,9 @@ pub struct Tree {
     /// When the files were read: a schedule must fire within 5 years of it
     /// (1970-01-01 by default).
     pub read_at: chrono::DateTime<chrono::Utc>,
+    /// The most a definition file or template may hold (`max_file_bytes`; 0 in
+    /// a tree not read from disk).
+    pub max_file_bytes: u64,
 }
 
 /// A definition file that was not read, and why (never what it holds).
@@ -318,6 +321,11 @@ pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a
         .filter(|(d, c)| *d <= 3.max(c.len() / 3) && *d < c.len().max(word.len()))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// The settings a `segd.toml` holds, its diagnostics left to [`validate`].
+pub fn file_settings(file: &SourceFile) -> FileSettings {
+    settings::parse(file, &mut Vec::new())
 }
 
 /// Templates are not read (for definitions that name none, such as segments).

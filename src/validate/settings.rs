@@ -3,7 +3,7 @@
 use super::SourceFile;
 use super::communication::duration;
 use super::reader::{Reader, Value, get};
-use crate::config::{DeliverySettings, FileSettings};
+use crate::config::{DeliverySettings, FileSettings, MAX_FILE_BYTES_RANGE};
 use crate::diag::Diagnostic;
 use toml::de::DeValue;
 
@@ -13,6 +13,7 @@ const ROOT_KEYS: &[&str] = &[
     "resync",
     "outbox_dir",
     "smtp_url",
+    "max_file_bytes",
     "delivery",
 ];
 const DELIVERY_KEYS: &[&str] = &["concurrency", "retry_schedule", "lease"];
@@ -43,6 +44,21 @@ pub fn parse(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> FileSettings {
                 v.span(),
                 format!("invalid `listen` address `{text}`"),
                 "write an address and port such as `127.0.0.1:8080`",
+            ),
+        }
+    }
+    if let Some(v) = get(&root, "max_file_bytes")
+        && let Some(n) = r.int(v, "`max_file_bytes`")
+    {
+        match u64::try_from(n) {
+            Ok(n) if MAX_FILE_BYTES_RANGE.contains(&n) => s.max_file_bytes = Some(n),
+            _ => r.error(
+                v.span(),
+                format!(
+                    "`max_file_bytes` must be between {} and {}, found {n}",
+                    MAX_FILE_BYTES_RANGE.start(),
+                    MAX_FILE_BYTES_RANGE.end()
+                ),
             ),
         }
     }

@@ -1,5 +1,5 @@
 //! Reading the definitions tree: only regular files inside `--dir`, each at
-//! most 1 MiB; links out of the tree, FIFOs and devices are errors at the file,
+//! most `max_file_bytes` (1 MiB by default); links out of the tree, FIFOs and devices are errors at the file,
 //! and their content is never read or shown.
 
 use crate::support::{Fixture, segd_cmd};
@@ -150,7 +150,7 @@ fn a_device_and_an_oversize_file_are_not_read_whole() {
     for file in ["templates/invoice.txt", "segments.d/huge.toml"] {
         assert!(
             out.contains(&format!(
-                "`{file}` is larger than 1 MiB, the limit for a definition or template file"
+                "`{file}` is larger than 1048576 bytes (`max_file_bytes` in segd.toml)"
             )),
             "{out}"
         );
@@ -160,6 +160,31 @@ fn a_device_and_an_oversize_file_are_not_read_whole() {
     std::fs::remove_file(f.path().join("segments.d/huge.toml")).expect("remove");
     let (code, out) = run(&f, &["validate"]);
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn max_file_bytes_in_segd_toml_sets_the_cap() {
+    let f = Fixture::example();
+    f.write("segd.toml", "max_file_bytes = 2048\n");
+    f.write("templates/invoice.txt", &"a".repeat(2049));
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "`templates/invoice.txt` is larger than 2048 bytes (`max_file_bytes` in segd.toml)"
+        ),
+        "{out}"
+    );
+    f.write("segd.toml", "max_file_bytes = 4096\n");
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 0, "{out}");
+    f.write("segd.toml", "max_file_bytes = 68000000\n");
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("segd.toml:1:18: error: `max_file_bytes` must be between 1024 and 67108864, found 68000000"),
+        "{out}"
+    );
 }
 
 #[test]

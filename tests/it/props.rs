@@ -590,6 +590,7 @@ const KEYS: &[&str] = &[
     "concurrency",
     "retry_schedule",
     "lease",
+    "max_file_bytes",
     "delivery",
     "filter",
     "trigger",
