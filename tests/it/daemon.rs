@@ -1937,6 +1937,7 @@ fn slow_clients_are_cut_off_and_cannot_exhaust_the_daemon() {
         "descriptors not released: {} now, {before} before",
         open_fds(d.pid())
     );
+}
 
 /// How many inotify watches the process `pid` holds.
 fn inotify_watches(pid: u32) -> usize {
