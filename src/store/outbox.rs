@@ -8,6 +8,11 @@ use crate::segment::Query;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Row as _};
 
+/// Serialises the enqueueing of one communication's runs (PostgreSQL), until
+/// the transaction ends.
+const TRIGGER_XACT_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('segd:trigger:' || $1, 0))";
+
 /// A trigger run as recorded in `segd_trigger_runs`.
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -251,8 +256,11 @@ impl AnyStore {
         max_recipients: Option<u64>,
     ) -> Result<RunResult, StoreError> {
         macro_rules! body {
-            ($pool:expr, $begin:expr, $args:path) => {{
+            ($pool:expr, $begin:expr, $serialise:expr, $args:path) => {{
                 let mut tx = $pool.begin_with($begin).await?;
+                if let Some(sql) = $serialise {
+                    sqlx::query(sql).bind(&run.communication).execute(&mut *tx).await?;
+                }
                 let now = Utc::now();
                 let seq = insert_run!(run, now, RunStatus::Enqueued.as_str(), None::<&str>)
                     .fetch_one(&mut *tx)
@@ -296,9 +304,15 @@ impl AnyStore {
         ) -> Result<sqlx::sqlite::SqliteArguments, StoreError> {
             Ok(sqlite_args(b))
         }
+        // Runs of one communication enqueue one at a time, so each sees what the
+        // one before it wrote ("not sent before", `min_interval`). SQLite's
+        // BEGIN IMMEDIATE takes the database's write lock before the first
+        // read; on PostgreSQL a transaction-scoped advisory lock per
+        // communication is the first statement, and under READ COMMITTED each
+        // later statement reads what the previous holder committed.
         match self {
-            AnyStore::Sqlite(s) => body!(s.pool, "BEGIN IMMEDIATE", ok_sqlite),
-            AnyStore::Postgres(s) => body!(s.pool, "BEGIN", pg_args),
+            AnyStore::Sqlite(s) => body!(s.pool, "BEGIN IMMEDIATE", None::<&str>, ok_sqlite),
+            AnyStore::Postgres(s) => body!(s.pool, "BEGIN", Some(TRIGGER_XACT_LOCK), pg_args),
         }
     }
 

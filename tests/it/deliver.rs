@@ -1320,6 +1320,112 @@ fn held_runs_dry_runs_and_min_interval() {
 }
 
 // ---------------------------------------------------------------------------
+// Concurrent triggers of one communication
+// ---------------------------------------------------------------------------
+
+/// How many `segd trigger` processes race in the concurrency tests.
+const RACERS: usize = 6;
+
+/// Runs `segd trigger NAME` in `RACERS` processes started at once; each exits 0.
+fn race_triggers(b: &Bench, name: &str) {
+    let start = std::sync::Barrier::new(RACERS);
+    let outs: Vec<Output> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..RACERS)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    b.segd(&["trigger", name, "--allow-over-limit"])
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("thread"))
+            .collect()
+    });
+    for o in &outs {
+        assert_eq!(code(o), 0, "{}", text(o));
+    }
+}
+
+/// Concurrent runs of an `email_invoice` communication enqueue and send each
+/// invoice once in all; concurrent runs of a payment reminder with
+/// `min_interval` reach each customer once.
+fn concurrent_triggers_enqueue_once(mut b: Bench) {
+    const N: usize = 2000;
+    let mut billing = Billing::many(N);
+    // Past due as well, for the reminders.
+    for i in &mut billing.invoices {
+        i.3 = "2020-01-01".to_string();
+    }
+    let mail_dir = b.f.path().join("mail-out");
+    b.set("SEGD_OUTBOX_DIR", mail_dir.to_str().expect("utf-8 path"));
+    b.f.write("communications.d/mail.toml", &email_comm("mail-invoices"));
+    let rec = Receiver::ok(b.secret());
+    b.f.write(
+        "communications.d/hook.toml",
+        &webhook_comm(
+            "hook-reminders",
+            "payment_reminder",
+            &rec.url,
+            "min_interval = \"7d\"",
+        ),
+    );
+    b.setup(&billing);
+
+    race_triggers(&b, "mail-invoices");
+    let per = |sql: &str| count(&b.db.url, sql);
+    let mail_rows = "FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run \
+                     WHERE u.communication = 'mail-invoices'";
+    assert_eq!(per(&format!("SELECT COUNT(*) {mail_rows}")), N as i64);
+    assert_eq!(
+        per(&format!("SELECT COUNT(DISTINCT o.invoice_id) {mail_rows}")),
+        N as i64
+    );
+    let emails = std::fs::read_dir(&mail_dir)
+        .expect("SEGD_OUTBOX_DIR was created")
+        .count();
+    assert_eq!(emails, N, "each invoice is emailed once");
+
+    race_triggers(&b, "hook-reminders");
+    let hook_rows = "FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run \
+                     WHERE u.communication = 'hook-reminders'";
+    assert_eq!(per(&format!("SELECT COUNT(*) {hook_rows}")), N as i64);
+    assert_eq!(
+        per(&format!("SELECT COUNT(DISTINCT o.customer_id) {hook_rows}")),
+        N as i64
+    );
+    rec.assert_all_verified();
+    let customers: BTreeSet<String> = rec
+        .hits()
+        .iter()
+        .map(|h| {
+            h.body["customer"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        (rec.hits().len(), customers.len()),
+        (N, N),
+        "each customer is reminded once"
+    );
+}
+
+#[test]
+fn concurrent_triggers_enqueue_each_invoice_and_reminder_once_sqlite() {
+    concurrent_triggers_enqueue_once(Bench::sqlite());
+}
+
+#[test]
+fn concurrent_triggers_enqueue_each_invoice_and_reminder_once_postgres() {
+    let Some(db) = TestDb::postgres("concurrent_triggers_enqueue_once") else {
+        return;
+    };
+    concurrent_triggers_enqueue_once(Bench::with_db(Fixture::empty(), db));
+}
+
+// ---------------------------------------------------------------------------
 // Email
 // ---------------------------------------------------------------------------
 
