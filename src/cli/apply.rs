@@ -90,12 +90,12 @@ async fn under_lock(
     saved: Option<(Plan, Impacts)>,
     desired: Option<Vec<plan::Definition>>,
 ) -> anyhow::Result<ExitCode> {
-    let me = holder();
-    if let Err(e) = store.lock(&me, args.lock_timeout).await {
-        return Ok(report(&e));
-    }
+    let lock = match store.lock(&holder(), args.lock_timeout).await {
+        Ok(lock) => lock,
+        Err(e) => return Ok(report(&e)),
+    };
     let result = locked(global, args, store, saved, desired).await;
-    let unlocked = store.unlock(&me).await;
+    let unlocked = store.unlock(lock).await;
     let code = result?;
     if let Err(e) = unlocked {
         return Ok(report(&e));

@@ -188,7 +188,7 @@ async fn reconcile_inner(
         }
         return Ok(());
     }
-    store
+    let lock = store
         .lock(&opts.holder, Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())?;
@@ -199,7 +199,7 @@ async fn reconcile_inner(
         plan: plan::render::json(&r.plan, &Default::default()),
     };
     let applied = store.apply(&r.plan, &record).await;
-    let unlocked = store.unlock(&opts.holder).await;
+    let unlocked = store.unlock(lock).await;
     applied.map_err(|e| e.to_string())?;
     unlocked.map_err(|e| e.to_string())?;
     if let Err(e) = store.index_custom_data(&r.plan).await {

@@ -32,6 +32,8 @@ pub enum StoreError {
     Migrate(String),
     #[error("another apply holds the lock: {holder}, since {since}")]
     Locked { holder: String, since: String },
+    #[error("cannot take the apply lock {path}: {reason}")]
+    LockFile { path: String, reason: String },
     #[error("the database changed since the plan was made; run `segd plan` again")]
     StalePlan,
     #[error("segd_definitions holds a row of unknown kind `{0}`")]
@@ -50,6 +52,7 @@ impl StoreError {
                 | StoreError::ReadOnly { .. }
                 | StoreError::NewerSchema { .. }
                 | StoreError::Migrate(_)
+                | StoreError::LockFile { .. }
         )
     }
 }
@@ -72,15 +75,15 @@ pub trait Store {
     /// The version of the applied definitions (cheap: one row).
     fn version(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
 
-    /// Takes the apply lock for `holder`, waiting up to `wait` for another holder
-    /// (a lock whose holder died is released when it expires).
+    /// Takes the apply lock for `holder`, waiting up to `wait` for another holder.
+    /// The lock dies with its holder's process (see [`Held`]).
     fn lock(
         &self,
         holder: &str,
         wait: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<ApplyLock, StoreError>> + Send;
 
-    fn unlock(&self, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn unlock(&self, lock: ApplyLock) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies the plan in one transaction, refusing it when the applied state is
     /// no longer the version the plan was made against.
@@ -91,8 +94,28 @@ pub trait Store {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// How long an apply lock lives when its holder dies without releasing it.
-pub const LOCK_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// What holds the apply lock; the lock is released when it is dropped, and
+/// when its process dies.
+pub enum Held {
+    /// PostgreSQL: a session-level advisory lock on this connection (closed
+    /// when dropped), which the server releases when the connection drops.
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    /// SQLite: an exclusive lock on a file beside the database, which the
+    /// operating system releases when its process exits; none for an
+    /// in-memory database, which no other process can open.
+    Sqlite(Option<std::fs::File>),
+}
+
+/// The apply lock, held. `segd_locks` only tells who holds it and since when.
+pub struct ApplyLock {
+    held: Held,
+    holder: String,
+}
+
+/// Records who holds the apply lock, over whatever a holder that died left.
+/// `expires` is no longer read.
+const LOCK_INFO_SQL: &str = "INSERT INTO segd_locks (name, holder, since, expires) VALUES ('apply', $1, $2, $2) \
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, since = excluded.since, expires = excluded.expires";
 
 /// A connected store of either backend.
 pub enum AnyStore {
@@ -163,17 +186,17 @@ impl Store for AnyStore {
         }
     }
 
-    async fn lock(&self, holder: &str, wait: Duration) -> Result<(), StoreError> {
+    async fn lock(&self, holder: &str, wait: Duration) -> Result<ApplyLock, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.lock(holder, wait).await,
             AnyStore::Postgres(s) => s.lock(holder, wait).await,
         }
     }
 
-    async fn unlock(&self, holder: &str) -> Result<(), StoreError> {
+    async fn unlock(&self, lock: ApplyLock) -> Result<(), StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.unlock(holder).await,
-            AnyStore::Postgres(s) => s.unlock(holder).await,
+            AnyStore::Sqlite(s) => s.unlock(lock).await,
+            AnyStore::Postgres(s) => s.unlock(lock).await,
         }
     }
 
@@ -207,31 +230,30 @@ macro_rules! common_store {
                     .await?)
             }
 
-            async fn lock(&self, holder: &str, wait: std::time::Duration) -> Result<(), $crate::store::StoreError> {
+            async fn lock(
+                &self,
+                holder: &str,
+                wait: std::time::Duration,
+            ) -> Result<$crate::store::ApplyLock, $crate::store::StoreError> {
                 let deadline = std::time::Instant::now() + wait;
                 loop {
-                    let now = chrono::Utc::now();
-                    let taken = sqlx::query(
-                        "INSERT INTO segd_locks (name, holder, since, expires) VALUES ('apply', $1, $2, $3) \
-                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, since = excluded.since, \
-                         expires = excluded.expires WHERE segd_locks.expires < $2",
-                    )
-                    .bind(holder)
-                    .bind(now)
-                    .bind(now + $crate::store::LOCK_TTL)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if taken {
-                        return Ok(());
+                    if let Some(held) = self.try_lock().await? {
+                        sqlx::query($crate::store::LOCK_INFO_SQL)
+                            .bind(holder)
+                            .bind(chrono::Utc::now())
+                            .execute(&self.pool)
+                            .await?;
+                        return Ok($crate::store::ApplyLock {
+                            held,
+                            holder: holder.to_string(),
+                        });
                     }
                     if std::time::Instant::now() >= deadline {
                         let row: Option<(String, chrono::DateTime<chrono::Utc>)> =
                             sqlx::query_as("SELECT holder, since FROM segd_locks WHERE name = 'apply'")
                                 .fetch_optional(&self.pool)
                                 .await?;
-                        let (holder, since) = row.unwrap_or_else(|| ("unknown".into(), now));
+                        let (holder, since) = row.unwrap_or_else(|| ("unknown".into(), chrono::Utc::now()));
                         return Err($crate::store::StoreError::Locked {
                             holder,
                             since: since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -241,11 +263,14 @@ macro_rules! common_store {
                 }
             }
 
-            async fn unlock(&self, holder: &str) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("DELETE FROM segd_locks WHERE name = 'apply' AND holder = $1")
-                    .bind(holder)
+            async fn unlock(&self, lock: $crate::store::ApplyLock) -> Result<(), $crate::store::StoreError> {
+                // The record goes first, so it never removes the next holder's.
+                let forgotten = sqlx::query("DELETE FROM segd_locks WHERE name = 'apply' AND holder = $1")
+                    .bind(&lock.holder)
                     .execute(&self.pool)
-                    .await?;
+                    .await;
+                self.release(lock.held).await?;
+                forgotten?;
                 Ok(())
             }
 

@@ -1,7 +1,8 @@
 //! The embedded SQLite backend.
 
-use super::{StoreError, connect_error, migrate_error};
+use super::{Held, StoreError, connect_error, migrate_error};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 pub struct SqliteStore {
     pub pool: SqlitePool,
+    /// The apply lock's file, beside the database (none in memory).
+    lock_file: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -22,14 +25,51 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(15))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| connect_error(e, url))?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| migrate_error(e, url))?;
-        Ok(Self { pool })
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let lock_file = (!in_memory).then(|| {
+            let mut name = options.get_filename().as_os_str().to_owned();
+            name.push("-apply-lock");
+            PathBuf::from(name)
+        });
+        Ok(Self { pool, lock_file })
+    }
+
+    /// The apply lock, if no one holds it: an exclusive lock on the lock file,
+    /// which the operating system releases when the holder's process exits
+    /// however it ends (unlike a row, which would outlive it).
+    async fn try_lock(&self) -> Result<Option<Held>, StoreError> {
+        let Some(path) = &self.lock_file else {
+            return Ok(Some(Held::Sqlite(None)));
+        };
+        let error = |e: std::io::Error| StoreError::LockFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(error)?;
+        // flock(2) (LockFileEx on Windows) through fs4: std's own is newer than segd's MSRV.
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => Ok(Some(Held::Sqlite(Some(file)))),
+            Err(fs4::TryLockError::WouldBlock) => Ok(None),
+            Err(fs4::TryLockError::Error(e)) => Err(error(e)),
+        }
+    }
+
+    async fn release(&self, held: Held) -> Result<(), StoreError> {
+        // Closing the file releases its lock.
+        drop(held);
+        Ok(())
     }
 }
 

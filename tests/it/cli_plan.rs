@@ -312,18 +312,77 @@ on_both!(out_of_band_edits_are_drift, |f, db| {
     assert_eq!(detailed(f, db), 0);
 });
 
+/// The apply lock's holder as `segd_locks` records it, once it is not `not`.
+fn lock_holder(db: &TestDb, not: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let rows = crate::support::strings(&db.url, "SELECT holder FROM segd_locks");
+        if let Some(h) = rows.into_iter().find(|h| h != not) {
+            return h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no apply took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+on_both!(a_killed_apply_does_not_hold_the_lock, |f, db| {
+    segd(f, db, &["db", "migrate"]);
+    // A record left by a holder that died (here pid 1 of another machine)
+    // holds nothing.
+    let dead = "alice@ci (pid 1)";
+    db.exec(&format!("INSERT INTO segd_locks (name, holder, since, expires) VALUES ('apply', '{dead}', '2026-01-01T00:00:00Z', '9999-01-01T00:00:00Z')"));
+    apply(f, db);
+    f.write(
+        "segments.d/late.toml",
+        "[segment]\nname = \"late\"\n\n[[filter]]\ntype = \"invoice\"\nstatus = \"overdue\"\n",
+    );
+    // An apply waiting for confirmation on a terminal (`script` gives it one)
+    // holds the lock.
+    let line = format!(
+        "NO_COLOR=1 '{}' apply --dir '{}' --database-url '{}'",
+        env!("CARGO_BIN_EXE_segd"),
+        f.path().display(),
+        db.url
+    );
+    let mut waiting = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run script(1)");
+    let holder = lock_holder(db, dead);
+    // A live holder: another apply is told who and since when.
+    let o = segd(f, db, &["apply", "--auto-approve", "--lock-timeout", "0s"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("another apply holds the lock: {holder}, since 20")),
+        "{err}"
+    );
+    // kill -9 the holder: the next apply takes the lock at once.
+    let pid = holder
+        .rsplit_once("(pid ")
+        .and_then(|(_, p)| p.strip_suffix(')'))
+        .expect("the holder names its pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let o = segd(f, db, &["apply", "--auto-approve"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 created"), "{}", stdout(&o));
+    drop(waiting.stdin.take());
+    let _ = waiting.kill();
+    let _ = waiting.wait();
+});
+
 on_both!(concurrent_applies_serialise, |f, db| {
     segd(f, db, &["db", "migrate"]);
-    // Another apply holds the lock: with no wait, this one is told who and since when.
-    db.exec("INSERT INTO segd_locks (name, holder, since, expires) VALUES ('apply', 'alice@ci (pid 1)', '2026-01-01T00:00:00Z', '9999-01-01T00:00:00Z')");
-    let o = segd(f, db, &["apply", "--auto-approve", "--lock-timeout", "0s"]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains("alice@ci (pid 1)") && stderr(&o).contains("2026-01-01"),
-        "{}",
-        stderr(&o)
-    );
-    db.exec("DELETE FROM segd_locks");
     // Two real applies at once: both succeed (one waits), the state is whole.
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| segd(f, db, &["apply", "--auto-approve"]));
