@@ -125,14 +125,41 @@ impl Builder {
         }
     }
 
-    fn list(&mut self, values: &[String]) -> String {
-        values
-            .iter()
-            .map(|v| self.text(v))
-            .collect::<Vec<_>>()
-            .join(", ")
+    /// `expr IN (…)` (`NOT IN` when `not`) over `values`. A short list binds each
+    /// value, as a literal list would be planned (indexes serve it); a longer
+    /// one binds one JSON array of the values' `text` forms, read as a set
+    /// (SQLite `json_each`; PostgreSQL `jsonb_array_elements_text`, cast to
+    /// `pg_type`), so any list fits the backends' limits on parameters and is
+    /// matched by hashing, not value by value.
+    fn in_list<T>(
+        &mut self,
+        expr: &str,
+        not: bool,
+        values: &[T],
+        one: impl Fn(&T) -> Bind,
+        text: impl Fn(&T) -> String,
+        pg_type: &str,
+    ) -> String {
+        let not = if not { "NOT " } else { "" };
+        if values.len() <= INLINE_LIST_MAX {
+            let list: Vec<String> = values.iter().map(|v| self.bind(one(v))).collect();
+            return format!("{expr} {not}IN ({})", list.join(", "));
+        }
+        let json = serde_json::Value::from(values.iter().map(text).collect::<Vec<_>>());
+        let p = self.text(&json.to_string());
+        match self.dialect {
+            Dialect::Sqlite => format!("{expr} {not}IN (SELECT value FROM json_each({p}))"),
+            Dialect::Postgres => format!(
+                "{expr} {not}IN (SELECT CAST(v AS {pg_type}) FROM jsonb_array_elements_text(CAST({p} AS jsonb)) v)"
+            ),
+        }
     }
 }
+
+/// The longest `in`/`not_in` list compiled one parameter per value (see
+/// [`Builder::in_list`]); enum and country lists, which indexes serve, stay
+/// within it.
+const INLINE_LIST_MAX: usize = 100;
 
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
@@ -367,9 +394,14 @@ fn string_condition(b: &mut Builder, col: &str, ci: bool, c: &Condition) -> Stri
         Condition::Compare(op, Scalar::Str(want)) => b.string_op(&expr, *op, &fold(want)),
         Condition::List(op, values) => {
             let folded: Vec<String> = strings(values).iter().map(|s| fold(s)).collect();
-            let list = b.list(&folded);
-            let not = if *op == Op::NotIn { "NOT " } else { "" };
-            format!("{expr} {not}IN ({list})")
+            b.in_list(
+                &expr,
+                *op == Op::NotIn,
+                &folded,
+                |s| Bind::Text(s.clone()),
+                String::clone,
+                "text",
+            )
         }
         Condition::Compare(..) => b.false_().to_string(),
     };
@@ -499,18 +531,24 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
             let ns = ints(values);
             on_side = *op == Op::In && ns.iter().all(|n| *n >= 0);
             // Dates beyond the storable ones equal no due date: leave them out.
-            let dates: Vec<String> = ns
+            let dates: Vec<NaiveDate> = ns
                 .into_iter()
                 .filter_map(|n| match DueBound::new(today, n, past) {
-                    DueBound::Date(d) => Some(b.bind(Bind::Date(d))),
+                    DueBound::Date(d) => Some(d),
                     DueBound::BeforeAll | DueBound::AfterAll => None,
                 })
                 .collect();
             match (*op == Op::NotIn, dates.is_empty()) {
                 (false, true) => b.false_().to_string(),
                 (true, true) => b.true_().to_string(),
-                (false, false) => format!("i.due_date IN ({})", dates.join(", ")),
-                (true, false) => format!("i.due_date NOT IN ({})", dates.join(", ")),
+                (not, false) => b.in_list(
+                    "i.due_date",
+                    not,
+                    &dates,
+                    |d| Bind::Date(*d),
+                    |d| d.format("%Y-%m-%d").to_string(),
+                    "date",
+                ),
             }
         }
         _ => b.false_().to_string(),
@@ -595,6 +633,28 @@ fn custom_data_sqlite(b: &mut Builder, key: &str, c: &Condition) -> String {
             Scalar::Time(_) => "0".to_string(),
         }
     };
+    // A long list: its strings and its numbers each as one JSON array (SQL
+    // values of the same storage class as `json_extract`'s); booleans as above.
+    let long = |b: &mut Builder, values: &[Scalar]| -> String {
+        let (mut strings, mut numbers, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+        for v in values {
+            match v {
+                Scalar::Str(s) => strings.push(serde_json::Value::from(s.as_str())),
+                Scalar::Int(i) => numbers.push(serde_json::Value::from(*i)),
+                Scalar::Float(x) if x.is_finite() => numbers.push(serde_json::Value::from(*x)),
+                other => parts.push(eq(b, other)),
+            }
+        }
+        for (json, types) in [(strings, "= 'text'"), (numbers, "IN ('integer', 'real')")] {
+            if !json.is_empty() {
+                let p = b.text(&serde_json::Value::from(json).to_string());
+                parts.push(format!(
+                    "({ty} {types} AND {val} IN (SELECT value FROM json_each({p})))"
+                ));
+            }
+        }
+        format!("({})", parts.join(" OR "))
+    };
     custom_condition(
         b,
         c,
@@ -602,6 +662,7 @@ fn custom_data_sqlite(b: &mut Builder, key: &str, c: &Condition) -> String {
         &ty,
         &val,
         eq,
+        long,
         "'text'",
         "('integer', 'real')",
     )
@@ -629,7 +690,22 @@ fn custom_data_postgres(b: &mut Builder, key: &str, c: &Condition) -> String {
         format!("c.custom_data @> jsonb_build_object(CAST({k} AS text), CAST({p} AS jsonb))")
     };
     let num_val = format!("(c.custom_data -> {k})");
-    custom_condition_pg(b, c, &present, &ty, &val, &num_val, eq)
+    // A long list: one JSON array; jsonb equality is typed, like containment.
+    let long = |b: &mut Builder, values: &[Scalar]| -> String {
+        let json: Vec<serde_json::Value> = values
+            .iter()
+            .filter_map(|v| match v {
+                Scalar::Str(s) => Some(serde_json::Value::from(s.as_str())),
+                Scalar::Int(i) => Some(serde_json::Value::from(*i)),
+                Scalar::Float(x) if x.is_finite() => Some(serde_json::Value::from(*x)),
+                Scalar::Bool(x) => Some(serde_json::Value::Bool(*x)),
+                Scalar::Float(_) | Scalar::Time(_) => None,
+            })
+            .collect();
+        let p = b.text(&serde_json::Value::from(json).to_string());
+        format!("{num_val} IN (SELECT jsonb_array_elements(CAST({p} AS jsonb)))")
+    };
+    custom_condition_pg(b, c, &present, &ty, &val, &num_val, eq, long)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -640,6 +716,7 @@ fn custom_condition(
     ty: &str,
     val: &str,
     eq: impl Fn(&mut Builder, &Scalar) -> String,
+    long: impl Fn(&mut Builder, &[Scalar]) -> String,
     text_ty: &str,
     num_tys: &str,
 ) -> String {
@@ -649,8 +726,14 @@ fn custom_condition(
         Condition::Compare(Op::Eq, v) => eq(b, v),
         Condition::Compare(Op::Ne, v) => format!("{present} AND NOT {}", eq(b, v)),
         Condition::List(op, values) => {
-            let any: Vec<String> = values.iter().map(|v| eq(b, v)).collect();
-            let any = format!("({})", any.join(" OR "));
+            // Within the inline limit, one test per value (each served by the
+            // index on custom_data); beyond it, `long` (see `Builder::in_list`).
+            let any = if values.len() > INLINE_LIST_MAX {
+                long(b, values)
+            } else {
+                let any: Vec<String> = values.iter().map(|v| eq(b, v)).collect();
+                format!("({})", any.join(" OR "))
+            };
             if *op == Op::NotIn {
                 format!("{present} AND NOT {any}")
             } else {
@@ -673,6 +756,7 @@ fn custom_condition(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn custom_condition_pg(
     b: &mut Builder,
     c: &Condition,
@@ -681,6 +765,7 @@ fn custom_condition_pg(
     val: &str,
     num_val: &str,
     eq: impl Fn(&mut Builder, &Scalar) -> String,
+    long: impl Fn(&mut Builder, &[Scalar]) -> String,
 ) -> String {
     match c {
         Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
@@ -695,7 +780,7 @@ fn custom_condition_pg(
                 cmp(*op)
             )
         }
-        _ => custom_condition(b, c, present, ty, val, eq, "'string'", "('number')"),
+        _ => custom_condition(b, c, present, ty, val, eq, long, "'string'", "('number')"),
     }
 }
 

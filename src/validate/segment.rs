@@ -284,9 +284,29 @@ fn list_operand<'v, 'i>(r: &mut Reader<'_>, v: &'v Value<'i>, op: Op) -> Option<
     }
 }
 
+/// A value as `Scalar`'s equality sees it, for finding repeats in one pass
+/// (`0.0` and `-0.0` are equal; NaN equals nothing).
+#[derive(PartialEq, Eq, Hash)]
+enum Seen<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(u64),
+    Bool(bool),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
 fn distinct(r: &mut Reader<'_>, v: &Value<'_>, values: Vec<Scalar>) -> Option<Vec<Scalar>> {
-    for (i, a) in values.iter().enumerate() {
-        if values[..i].contains(a) {
+    let mut seen = std::collections::HashSet::with_capacity(values.len());
+    for a in &values {
+        let key = match a {
+            Scalar::Str(s) => Seen::Str(s),
+            Scalar::Int(i) => Seen::Int(*i),
+            Scalar::Float(x) if x.is_nan() => continue,
+            Scalar::Float(x) => Seen::Float((x + 0.0).to_bits()),
+            Scalar::Bool(b) => Seen::Bool(*b),
+            Scalar::Time(t) => Seen::Time(*t),
+        };
+        if !seen.insert(key) {
             r.error(
                 v.span(),
                 format!(

@@ -11,6 +11,7 @@
 //! PostgreSQL runs when `SEGD_TEST_POSTGRES_URL` is set (a fresh database per
 //! test); otherwise the tests say that they skipped it.
 
+use crate::cli_plan::TestDb;
 use crate::support::{
     Fixture, MemTemplates, PgTestDb, fresh_pg_db, segd_cmd, tree_of, validate_checked,
 };
@@ -2451,6 +2452,139 @@ fn day_values_beyond_the_calendar() {
 /// `segd segment members` on a small tree and database: CSV, `--count`, and
 /// `--from db` after `segd apply --auto-approve`; on SQLite, and on PostgreSQL
 /// when configured.
+/// Fields whose lists a user may make long: open text, custom_data and day counts.
+const LONG_LIST_FIELDS: [&str; 7] = [
+    "name",
+    "email",
+    "connector_name",
+    "connector",
+    "custom_data",
+    "due_date_exceeded_by_days",
+    "due_in_days",
+];
+
+/// A case's `in`/`not_in` list of a [`LONG_LIST_FIELDS`] field, padded with 150
+/// values that match nothing (more than the compiler binds one by one), or
+/// `None` for any other case.
+fn padded(c: &Case) -> Option<Case> {
+    let field = c.body.lines().nth(2)?.split(' ').next()?;
+    let at = c.body.find("in = [")? + "in = [".len();
+    if !LONG_LIST_FIELDS.contains(&field) {
+        return None;
+    }
+    let pad: Vec<String> = match c.body[at..].chars().next()? {
+        '"' => (0..150).map(|i| format!("\"zz-pad-{i}\"")).collect(),
+        '0'..='9' => (0..150).map(|i| (20_000 + i).to_string()).collect(),
+        _ => return None,
+    };
+    let body = format!("{}{}, {}", &c.body[..at], pad.join(", "), &c.body[at..]);
+    Some(Case {
+        body,
+        at: c.at,
+        want: c.want.clone(),
+    })
+}
+
+/// Long lists bind differently (one array value) and select exactly what the
+/// same lists without the padding do.
+#[test]
+fn long_lists_select_what_short_ones_do() {
+    let cases: Vec<Case> = [
+        customer_cases(),
+        custom_data_cases(),
+        invoice_cases(),
+        connector_and_monitor_cases(),
+        payment_method_cases(),
+    ]
+    .iter()
+    .flatten()
+    .filter_map(padded)
+    .collect();
+    assert!(cases.len() >= 15, "{} padded cases", cases.len());
+    run_cases("long_lists_select_what_short_ones_do", &fixture(), &cases);
+}
+
+/// A 100,000-value list validates (linearly), plans and lists its members on
+/// both backends (beyond SQLite's and PostgreSQL's limits on parameters).
+#[test]
+fn a_hundred_thousand_value_list_validates_plans_and_lists_members() {
+    const N: usize = 100_000;
+    let f = Fixture::empty();
+    let emails: Vec<String> = (0..N).map(|i| format!("\"user{i}@example.com\"")).collect();
+    let names: Vec<String> = (0..N).map(|i| format!("\"Customer {i}\"")).collect();
+    f.write(
+        "segments.d/big.toml",
+        &format!(
+            "[segment]\nname = \"big\"\n\n[[filter]]\ntype = \"customer\"\nemail = {{ in = [{}] }}\n\
+             name = {{ not_in = [{}] }}\n",
+            emails.join(", "),
+            names.join(", ")
+        ),
+    );
+    f.validate("text").success();
+    // Customer k has the address of user 7k (upper case: addresses compare
+    // ASCII case-insensitively) and, for even k, a name on the `not_in` list.
+    let rows: Vec<String> = (0..20_000)
+        .map(|k| {
+            let name = if k % 2 == 0 {
+                format!("Customer {k}")
+            } else {
+                format!("Other {k}")
+            };
+            format!(
+                "('k{k:05}', '{name}', 'USER{}@example.com', 'DE', '{{}}', '2026-01-01T00:00:00Z')",
+                7 * k
+            )
+        })
+        .collect();
+    let insert = format!(
+        "INSERT INTO customers (id, name, email, country, custom_data, created_at) VALUES {}",
+        rows.join(", ")
+    );
+    // Odd k with 7k < N.
+    let want: Vec<String> = (0..20_000)
+        .filter(|k| k % 2 == 1 && 7 * k < N)
+        .map(|k| format!("k{k:05}"))
+        .collect();
+    let check = |db: &TestDb| {
+        let url = db.url.as_str();
+        let segd = |args: &[&str]| {
+            segd_cmd()
+                .arg("--dir")
+                .arg(f.path())
+                .args(["--database-url", url])
+                .args(args)
+                .output()
+                .expect("run segd")
+        };
+        let o = segd(&["db", "migrate"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        db.exec(&insert);
+        let o = segd(&["plan", "--format", "json"]);
+        assert!(
+            o.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let o = segd(&["segment", "members", "big"]);
+        assert!(
+            o.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(got.len(), want.len(), "{url}");
+        assert!(got == want, "{url}: the members differ");
+    };
+    check(&TestDb::sqlite(&f));
+    if let Some(db) = TestDb::postgres("a_hundred_thousand_value_list") {
+        check(&db);
+    }
+}
+
 #[test]
 fn members_command_end_to_end() {
     let f = Fixture::empty();
