@@ -5,6 +5,7 @@
 //! inline body and half webhook) into a temporary folder, then times
 //! `load_tree` + `validate` over several iterations, and the release binary end to
 //! end when `target/release/segd` exists. Target: under 300 ms for 10,000 files.
+//! Also times one segment with a 100,000-value `in` list (linear in its length).
 //!
 //! Knobs: `SEGD_BENCH_SEGMENTS` (8000), `SEGD_BENCH_COMMUNICATIONS` (2000),
 //! `SEGD_BENCH_ITERS` (10), `SEGD_BENCH_DIR` (generate there and keep the tree,
@@ -20,7 +21,7 @@ use segd::model::{
     MatchMode, Name, Op, Scalar, Schedule, Segment, Trigger, Webhook,
 };
 use segd::source::{FsTemplates, load_tree};
-use segd::validate::{Tree, validate};
+use segd::validate::{SourceFile, Tree, validate};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -320,6 +321,50 @@ fn scaling(dir: &Path, templates: &FsTemplates, iters: usize) {
     );
 }
 
+/// Median time of `validate` on one segment whose `in` list holds `n` values.
+fn long_list(n: usize, templates: &FsTemplates, iters: usize) -> StdDuration {
+    let values: Vec<String> = (0..n).map(|i| format!("\"user{i}@example.com\"")).collect();
+    let text = format!(
+        "[segment]\nname = \"long-list\"\n\n[[filter]]\ntype = \"customer\"\nemail = {{ in = [{}] }}\n",
+        values.join(", ")
+    );
+    let tree = Tree {
+        segments: vec![SourceFile {
+            path: "segments.d/long-list.toml".into(),
+            display: "segments.d/long-list.toml".into(),
+            text,
+        }],
+        ..Tree::default()
+    };
+    let mut samples: Vec<StdDuration> = (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            let outcome = validate(&tree, templates);
+            let took = t.elapsed();
+            assert_eq!(outcome.errors(), 0, "the long list must be valid");
+            took
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Time per value of one `in` list at 25,000 and 100,000 values: about 1 when
+/// the check for repeated values is linear, about 4 when it is quadratic.
+fn list_scaling(templates: &FsTemplates, iters: usize, values: usize) {
+    let quarter = values / 4;
+    let small = long_list(quarter, templates, iters);
+    let large = long_list(values, templates, iters);
+    let per = |d: StdDuration, n: usize| d.as_secs_f64() * 1e9 / n as f64;
+    println!(
+        "  one {values}-value in list     median {:>8.1} ms; {:.0} ns/value at {quarter}, {:.0} ns/value at {values}: ratio {:.2} (1 = linear)",
+        ms(large),
+        per(small, quarter),
+        per(large, values),
+        per(large, values) / per(small, quarter)
+    );
+}
+
 /// The release binary, if built.
 fn release_binary() -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -385,6 +430,7 @@ fn main() {
     row("validate", &mut check, files);
     let median = row("load_tree + validate", &mut total, files);
     scaling(dir, &templates, iters);
+    list_scaling(&templates, iters, if smoke { 400 } else { 100_000 });
 
     match release_binary() {
         Some(bin) if !smoke => {

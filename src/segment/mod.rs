@@ -7,7 +7,7 @@
 use crate::model::{
     Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
 };
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, TimeDelta, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -530,12 +530,14 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
         Condition::List(op, values) => {
             let ns = ints(values);
             on_side = *op == Op::In && ns.iter().all(|n| *n >= 0);
-            // Dates beyond the storable ones equal no due date: leave them out.
+            // Dates beyond the storable ones equal no due date: leave them out
+            // (PostgreSQL's DATE holds none before year 1 in SPEC §4's form).
+            let pg = b.dialect == Dialect::Postgres;
             let dates: Vec<NaiveDate> = ns
                 .into_iter()
                 .filter_map(|n| match DueBound::new(today, n, past) {
-                    DueBound::Date(d) => Some(d),
-                    DueBound::BeforeAll | DueBound::AfterAll => None,
+                    DueBound::Date(d) if !(pg && d.year() < 1) => Some(d),
+                    DueBound::Date(_) | DueBound::BeforeAll | DueBound::AfterAll => None,
                 })
                 .collect();
             match (*op == Op::NotIn, dates.is_empty()) {

@@ -215,3 +215,34 @@ fn valid_definitions_are_returned_and_invalid_ones_left_out() {
         "the invalid segment is reported once, not at its users"
     );
 }
+
+/// Values repeat as `Scalar`'s equality says: `0.0` is `-0.0`, an integer is
+/// not a float, strings compare exactly; a list of any length is checked.
+#[test]
+fn repeated_list_values_are_the_equal_ones() {
+    let cd = |list: &str| {
+        check(&[(
+            "segments.d/s.toml",
+            &segment(&format!(
+                "type = \"customer\"\ncustom_data = {{ k = {{ in = {list} }} }}"
+            )),
+        )])
+    };
+    assert!(
+        cd("[0.0, -0.0]").contains("-0 appears twice"),
+        "{}",
+        cd("[0.0, -0.0]")
+    );
+    assert!(cd("[1, 2, 1]").contains("1 appears twice"));
+    for distinct in [
+        "[1, 1.0]",
+        "[\"a\", \"A\"]",
+        "[true, \"true\"]",
+        "[1, \"1\"]",
+    ] {
+        assert_eq!(cd(distinct), "", "{distinct}");
+    }
+    let long: Vec<String> = (0..50_000).map(|i| i.to_string()).collect();
+    assert_eq!(cd(&format!("[{}]", long.join(", "))), "");
+    assert!(cd(&format!("[{}, 49999]", long.join(", "))).contains("49999 appears twice"));
+}
