@@ -2512,6 +2512,8 @@ fn a_hundred_thousand_value_list_validates_plans_and_lists_members() {
     let f = Fixture::empty();
     let emails: Vec<String> = (0..N).map(|i| format!("\"user{i}@example.com\"")).collect();
     let names: Vec<String> = (0..N).map(|i| format!("\"Customer {i}\"")).collect();
+    // Two 100,000-value lists take about 4 MB, past the 1 MiB default cap.
+    f.write("segd.toml", "max_file_bytes = 8388608\n");
     f.write(
         "segments.d/big.toml",
         &format!(
