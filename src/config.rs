@@ -47,55 +47,92 @@ impl std::fmt::Debug for FileSettings {
     }
 }
 
-/// Whether a query parameter's value is a secret, by its name (any case):
-/// `password`, `sslpassword`, `token`, `access_token`, `secret`, `key`, `api_key`, …
-pub fn is_secret_param(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    const EXACT: &[&str] = &[
-        "pass",
+/// Whether a name — a key in a TOML file, a URL's query parameter, the key of a
+/// line shown in a diagnostic — names a secret (any case; `-` counts as `_`):
+/// it holds `password`, `passwd`, `secret`, `token`, `apikey`, `credential`,
+/// `signature` or `authorization`, or has a word `pass`, `pwd`, `key`, `auth` or
+/// `sig` (`smtp_pass`, `private_key`, `api-key`, `X-Amz-Signature`). File-path
+/// settings (`sslkey`, `ssl-key`, `sslcert`, `sslrootcert`) and `secret_env`
+/// (the name of a variable) are not secrets.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase().replace('-', "_");
+    const NOT_SECRET: &[&str] = &[
+        "sslkey",
+        "ssl_key",
+        "sslcert",
+        "ssl_cert",
+        "sslrootcert",
+        "ssl_root_cert",
+        "secret_env",
+    ];
+    const WITHIN: &[&str] = &[
+        "password",
         "passwd",
-        "pwd",
-        "token",
         "secret",
-        "key",
+        "token",
         "apikey",
-        "auth",
-        "sig",
-        "signature",
         "credential",
-        "credentials",
+        "signature",
+        "authorization",
     ];
-    const ENDINGS: &[&str] = &[
-        "password", "_token", "-token", "_secret", "-secret", "_key", "-key",
-    ];
-    EXACT.contains(&name.as_str()) || ENDINGS.iter().any(|e| name.ends_with(e))
+    const WORDS: &[&str] = &["pass", "pwd", "key", "auth", "sig"];
+    !NOT_SECRET.contains(&name.as_str())
+        && (WITHIN.iter().any(|w| name.contains(w)) || name.split('_').any(|w| WORDS.contains(&w)))
 }
 
 /// Whether a URL holds a secret: a password in its user info, or a query
-/// parameter [`is_secret_param`] names.
+/// parameter [`is_secret_name`] names.
 pub fn url_holds_secret(url: &url::Url) -> bool {
-    url.password().is_some() || url.query_pairs().any(|(k, _)| is_secret_param(&k))
+    url.password().is_some() || url.query_pairs().any(|(k, _)| is_secret_name(&k))
 }
 
 /// A URL fit to show: its user info's password and the values of secret query
-/// parameters become `***`. Text that is not a URL loses its user info and query.
-/// Every URL segd prints or logs goes through this.
+/// parameters become `***`. Every URL segd prints or logs goes through this.
+///
+/// When the parser's reading cannot be trusted to have found the password,
+/// less is shown: text that is not a URL (or holds whitespace, as libpq's
+/// `host=… password=…` form does) shows only its scheme; a URL with an `@` the
+/// parser did not take as the end of its user info (an unencoded `/`, `?` or `#`
+/// in the password, or no `//`) shows only what follows its last `@`, up to
+/// any query.
 pub fn redact_url(text: &str) -> String {
-    let Ok(mut url) = url::Url::parse(text) else {
-        let tail = text.rsplit('@').next().unwrap_or_default();
-        return match tail.split_once('?') {
-            Some((head, _)) => format!("{head}?***"),
-            None => tail.to_string(),
+    let text = text.trim();
+    let parsed = url::Url::parse(text)
+        .ok()
+        .filter(|_| !text.contains(char::is_whitespace));
+    let Some(mut url) = parsed else {
+        return match text.split_once(':') {
+            Some((scheme, _)) if is_scheme(scheme) => format!("{scheme}:<not a URL>"),
+            _ => "<not a URL>".to_string(),
         };
     };
+    let rest = &text[url.scheme().len() + 1..];
+    if let Some((_, tail)) = rest.rsplit_once('@') {
+        // The last `@` ends the user info when what follows it is the rest of
+        // the URL as parsed.
+        let mut bare = url.clone();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        let slashes = if rest.starts_with("//") { "//" } else { "" };
+        let trusted =
+            url::Url::parse(&format!("{}:{slashes}{tail}", url.scheme())).is_ok_and(|t| t == bare);
+        if !trusted {
+            let shown = tail
+                .split(['?', '#', '&', ';', '='])
+                .next()
+                .unwrap_or_default();
+            let cut = if shown.len() < tail.len() { "?***" } else { "" };
+            return format!("{}:{slashes}***@{shown}{cut}", url.scheme());
+        }
+    }
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
     }
-    if url.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+    if url.query_pairs().any(|(k, _)| is_secret_name(&k)) {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(k, v)| {
-                let v = if is_secret_param(&k) {
+                let v = if is_secret_name(&k) {
                     "***".into()
                 } else {
                     v.into_owned()
@@ -106,6 +143,13 @@ pub fn redact_url(text: &str) -> String {
         url.query_pairs_mut().clear().extend_pairs(pairs);
     }
     url.to_string()
+}
+
+/// A URL scheme's form: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://segd.db";
@@ -243,9 +287,85 @@ mod tests {
                 "postgres://db/segd?sslkey=/k.pem",
                 "postgres://db/segd?sslkey=/k.pem",
             ),
-            ("not a url:pw-marker@host?password=q-marker", "host?***"),
+            ("not a url:pw-marker@host?password=q-marker", "<not a URL>"),
+            // No `//`: the scheme's opaque path holds the user info.
+            ("segd:pw-marker@db/segd", "segd:***@db/segd"),
+            // libpq's key/value form.
+            ("host=db password=pw-marker dbname=x", "<not a URL>"),
+            (
+                "postgres:host=db password=pw-marker",
+                "postgres:<not a URL>",
+            ),
+            ("postgres://u:pw-marker@[::1/segd", "postgres:<not a URL>"),
+            // An unencoded `/`, `?` or `#` in the password ends the host early.
+            (
+                "postgres://u:1234/pw-marker@db/segd",
+                "postgres://***@db/segd",
+            ),
+            (
+                "postgres://u:1234?pw-marker@db/segd?sslmode=require",
+                "postgres://***@db/segd?***",
+            ),
+            (
+                "postgres://u:12#pw-marker@db/segd",
+                "postgres://***@db/segd",
+            ),
+            (
+                "postgres://u:p@ss-marker@db/segd",
+                "postgres://u:***@db/segd",
+            ),
+            // An `@` in the query: only what follows it, up to any parameter.
+            (
+                "https://h.test/x?to=a@b.test&token=t-marker",
+                "https://***@b.test?***",
+            ),
+            (
+                "https://u:pw-marker@h.test/x?sig=s-marker",
+                "https://u:***@h.test/x?sig=***",
+            ),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn one_predicate_names_secrets() {
+        for name in [
+            "password",
+            "sslpassword",
+            "SSLPassword",
+            "pwd",
+            "smtp_pass",
+            "private_key",
+            "secret_key",
+            "api-key",
+            "ApiKey",
+            "access_token",
+            "X-Amz-Signature",
+            "X-Goog-Signature",
+            "x-goog-credential",
+            "sig",
+            "auth",
+            "authorization",
+            "webhook_secret",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in [
+            "sslkey",
+            "ssl-key",
+            "sslcert",
+            "ssl-cert",
+            "sslrootcert",
+            "ssl-root-cert",
+            "secret_env",
+            "sslmode",
+            "author",
+            "monkey",
+            "keyspace",
+            "application_name",
+        ] {
+            assert!(!is_secret_name(name), "{name}");
         }
     }
 

@@ -93,14 +93,16 @@ impl<'a> SourceText<'a> {
 }
 
 /// A `whsec_…` value, a secret-sounding key, or a URL with credentials (user info,
-/// or a query parameter [`crate::config::is_secret_param`] names).
+/// or a query parameter [`crate::config::is_secret_name`] names).
 fn may_hold_secret(line: &str) -> bool {
     let lower = line.to_ascii_lowercase();
-    let key = lower.split('=').next().unwrap_or_default().trim();
-    let secret_key = ["secret", "token", "password", "passwd", "api_key", "apikey"]
-        .iter()
-        .any(|w| key.contains(w))
-        && key != "secret_env";
+    // Each part of each key on the line: `a.b = …`, `t = { k = …, … }`.
+    let secret_key = lower.split(['{', ',']).any(|item| {
+        item.split_once('=').is_some_and(|(key, _)| {
+            key.split('.')
+                .any(|part| crate::config::is_secret_name(part.trim().trim_matches(['"', '\''])))
+        })
+    });
     if secret_key || lower.contains("whsec_") {
         return true;
     }
@@ -113,9 +115,9 @@ fn may_hold_secret(line: &str) -> bool {
         let authority = url.split(['/', '?']).next().unwrap_or_default();
         authority.contains('@')
             || url.split_once('?').is_some_and(|(_, query)| {
-                query.split('&').any(|p| {
-                    crate::config::is_secret_param(p.split('=').next().unwrap_or_default())
-                })
+                query
+                    .split('&')
+                    .any(|p| crate::config::is_secret_name(p.split('=').next().unwrap_or_default()))
             })
     })
 }
@@ -232,16 +234,23 @@ mod tests {
             "smtp_url = \"smtp://u:p@[::1/\"",
             "database_url = \"postgres://h:x/d?sslmode=require&SSLPassword=p\"",
             "token = 1",
+            "pwd = \"x\"",
+            "smtp_pass = \"x\"",
+            "private_key = \"x\"",
+            "hook.Api-Key = \"x\"",
+            "headers = { accept = \"*/*\", Authorization = \"Bearer x\" }",
+            "url = \"https://s3.test/o?X-Amz-Signature=abc\"",
         ] {
             let d = SourceText::new("a.toml", line).diagnostic(Severity::Error, 0..1, "bad");
             assert!(d.snippet.is_none(), "{line}");
         }
-        let d = SourceText::new("a.toml", "secret_env = \"HOOK\"").diagnostic(
-            Severity::Error,
-            0..1,
-            "bad",
-        );
-        assert!(d.snippet.is_some());
+        for line in [
+            "secret_env = \"HOOK\"",
+            "url = \"postgres://db/segd?sslkey=/k.pem&sslcert=/c.pem\"",
+        ] {
+            let d = SourceText::new("a.toml", line).diagnostic(Severity::Error, 0..1, "bad");
+            assert!(d.snippet.is_some(), "{line}");
+        }
     }
 
     #[test]

@@ -26,23 +26,25 @@ impl Leadership {
 }
 
 pub fn start(
-    url: &str,
     store: &AnyStore,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> Option<Leadership> {
-    if matches!(store, AnyStore::Sqlite(_)) {
-        shared.leader.store(true, Ordering::SeqCst);
-        metrics::gauge!("segd_leader").set(1.0);
-        return None;
-    }
-    let url = url.to_string();
+    // The store's own connection options: the URL is parsed (and checked) once.
+    let options = match store {
+        AnyStore::Sqlite(_) => {
+            shared.leader.store(true, Ordering::SeqCst);
+            metrics::gauge!("segd_leader").set(1.0);
+            return None;
+        }
+        AnyStore::Postgres(pg) => pg.pool.connect_options(),
+    };
     let task = tokio::spawn(async move {
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            match sqlx::PgConnection::connect(&url).await {
+            match sqlx::PgConnection::connect_with(&options).await {
                 Ok(mut conn) => {
                     hold(&mut conn, &shared, &shutdown).await;
                     shared.leader.store(false, Ordering::SeqCst);

@@ -447,7 +447,7 @@ pub async fn run(
         }
     };
 
-    let leader = leader::start(&opts.database_url, &store, shared.clone(), shutdown.clone());
+    let leader = leader::start(&store, shared.clone(), shutdown.clone());
 
     // Reconcile and schedule (leader only); one task, so reconciles never overlap.
     let control = {

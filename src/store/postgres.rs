@@ -1,7 +1,9 @@
 //! The PostgreSQL backend, for teams and for several daemons on one database.
 
 use super::{Held, StoreError, connect_error, migrate_error};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use crate::config::redact_url;
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -18,7 +20,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(connect_options(url)?)
             .await
             .map_err(|e| connect_error(e, url))?;
         MIGRATOR
@@ -54,6 +56,50 @@ impl PgStore {
         }
         Ok(())
     }
+}
+
+/// The query parameters sqlx reads from a `postgres://` URL (besides
+/// `options[NAME]`); sqlx logs the value of any other at WARN.
+const KNOWN_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The connection options a `postgres://` URL names. A query parameter sqlx
+/// does not know is refused by its name, never its value (sqlx would log the
+/// value, which may be a secret such as `sslpassword`). Every PostgreSQL
+/// connection segd makes starts here.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    let refuse = |reason: String| StoreError::Connect {
+        url: redact_url(url),
+        reason,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| refuse(format!("invalid URL: {e}")))?;
+    let known =
+        |k: &str| KNOWN_PARAMS.contains(&k) || k.starts_with("options[") && k.ends_with(']');
+    if let Some((key, _)) = parsed.query_pairs().find(|(k, _)| !known(k)) {
+        return Err(refuse(format!(
+            "unknown connection parameter `{key}`; known: {}, options[NAME]",
+            KNOWN_PARAMS.join(", ")
+        )));
+    }
+    PgConnectOptions::from_url(&parsed).map_err(|e| connect_error(e, url))
 }
 
 super::common_store!(

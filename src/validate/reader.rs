@@ -14,22 +14,6 @@ pub struct Reader<'a> {
     pub diags: &'a mut Vec<Diagnostic>,
 }
 
-/// Words that suggest a secret written into a definition.
-const SECRET_KEYS: &[&str] = &[
-    "secret",
-    "token",
-    "password",
-    "passwd",
-    "api_key",
-    "apikey",
-    "signing_secret",
-    "secret_key",
-    "private_key",
-    "auth",
-    "authorization",
-    "credentials",
-];
-
 impl<'a> Reader<'a> {
     pub fn new(file: &'a str, text: &'a str, diags: &'a mut Vec<Diagnostic>) -> Self {
         Self {
@@ -95,7 +79,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let span = k.span();
-            if SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+            if crate::config::is_secret_name(key) {
                 self.secret_error(
                     span,
                     format!("`{key}` looks like a secret: secrets never live in definition files"),

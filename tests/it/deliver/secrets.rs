@@ -283,3 +283,92 @@ fn database_passwords_in_the_query_are_never_echoed() {
         assert!(!out.contains("q-pw-marker"), "{args:?}: {out}");
     }
 }
+
+/// sqlx logs the value of a connection parameter it does not know at WARN, so
+/// segd refuses such a parameter by its name before sqlx sees the URL: from the
+/// flag or the environment, with the most verbose logs, in commands and the daemon.
+#[test]
+fn unknown_database_url_parameters_are_refused_by_name_never_logged() {
+    let f = Fixture::example();
+    let url = "postgres://segd@127.0.0.1:1/segd?sslmode=disable&sslpassword=sslpw-marker";
+    let runs: [(&[&str], bool); 3] = [
+        (
+            &["daemon", "--once", "-vv", "--listen", "127.0.0.1:0"],
+            true,
+        ),
+        (&["db", "migrate", "-vv", "--database-url", url], false),
+        (&["db", "migrate", "-vv"], true),
+    ];
+    for (args, from_env) in runs {
+        let mut cmd = segd_cmd();
+        cmd.current_dir(f.path())
+            .args(args)
+            .env("SEGD_LOG", "trace");
+        if from_env {
+            cmd.env("SEGD_DATABASE_URL", url);
+        }
+        let o = cmd.output().expect("run segd");
+        let out = text(&o);
+        assert!(!out.contains("sslpw-marker"), "{args:?}: {out}");
+        assert_eq!(code(&o), 2, "{args:?}: {out}");
+        assert!(
+            out.contains("unknown connection parameter `sslpassword`"),
+            "{args:?}: names the key: {out}"
+        );
+    }
+}
+
+/// One list names secrets everywhere: an unknown `segd.toml` key that names a
+/// secret is refused as one and its line (with the value) is never shown, while
+/// a database URL naming a client key *file* (`sslkey`) is accepted.
+#[test]
+fn secret_names_agree_across_keys_lines_and_url_parameters() {
+    let f = Fixture::example();
+    for key in ["pwd", "smtp_pass", "private_key", "X-Api-Key"] {
+        f.write("segd.toml", &format!("{key} = \"name-marker\"\n"));
+        let o = segd_cmd()
+            .current_dir(f.path())
+            .arg("validate")
+            .output()
+            .expect("run segd");
+        let out = text(&o);
+        assert_eq!(code(&o), 1, "{key}: {out}");
+        assert!(out.contains("segd.toml:1:1"), "{key}: at the key: {out}");
+        assert!(out.contains("looks like a secret"), "{key}: {out}");
+        assert!(!out.contains("name-marker"), "{key}: {out}");
+    }
+    f.write(
+        "segd.toml",
+        "database_url = \"postgres://db.test/segd?sslkey=/etc/segd/k.pem&ssl-key=/k.pem&sslcert=/c.pem&sslrootcert=/ca.pem\"\n",
+    );
+    let o = segd_cmd()
+        .current_dir(f.path())
+        .arg("validate")
+        .output()
+        .expect("run segd");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
+
+/// `redact_url` shows nothing before the last `@` when the parser's reading of
+/// the URL does not end its user info there (an unencoded `/` in the password).
+#[test]
+fn database_passwords_with_unencoded_slashes_are_never_echoed() {
+    let f = Fixture::example();
+    for url in [
+        "postgres://u:1234/ab-marker@127.0.0.1:1/segd",
+        "segd:hunter2-marker@db/segd",
+        "host=db password=hunter2-marker dbname=segd",
+    ] {
+        let o = segd_cmd()
+            .current_dir(f.path())
+            .args(["db", "migrate", "--database-url", url])
+            .output()
+            .expect("run segd");
+        let out = text(&o);
+        assert_eq!(code(&o), 2, "{url}: {out}");
+        assert!(
+            !out.contains("-marker") && !out.contains("1234"),
+            "{url}: {out}"
+        );
+    }
+}
