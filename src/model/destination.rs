@@ -16,16 +16,38 @@ pub const METADATA_NAMES: &[&str] = &[
     "metadata.tencentyun.com",
 ];
 
-/// Metadata services outside the link-local ranges: Alibaba Cloud's
-/// 100.100.100.200 and AWS's IPv6 fd00:ec2::254.
-const METADATA_V4: Ipv4Addr = Ipv4Addr::new(100, 100, 100, 200);
-const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+/// Metadata and platform services outside the link-local ranges: Alibaba
+/// Cloud's 100.100.100.200, Azure's WireServer 168.63.129.16, AWS's
+/// fd00:ec2::254, GCP's fd20:ce::254 and Oracle Cloud's fd00:c1::a9fe:a9fe.
+const METADATA_V4: &[Ipv4Addr] = &[
+    Ipv4Addr::new(100, 100, 100, 200),
+    Ipv4Addr::new(168, 63, 129, 16),
+];
+const METADATA_V6: &[Ipv6Addr] = &[
+    Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
+    Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254),
+    Ipv6Addr::new(0xfd00, 0xc1, 0, 0, 0, 0, 0xa9fe, 0xa9fe),
+];
 
-/// Why a webhook may not go to `ip`, if it may not. An IPv4-mapped IPv6 address
-/// (`::ffff:169.254.169.254`) counts as its IPv4 address.
+/// The IPv4 address an IPv6 address carries, if it carries one: IPv4-mapped
+/// `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d` (but not `::` or `::1`), and
+/// the NAT64 prefixes `64:ff9b::/96` and `64:ff9b:1::/48` (RFC 6052, RFC 8215;
+/// the address is the last 32 bits).
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let last = Ipv4Addr::from(v6.to_bits() as u32);
+    let compatible = s[..6] == [0; 6] && v6 != Ipv6Addr::UNSPECIFIED && v6 != Ipv6Addr::LOCALHOST;
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1];
+    v6.to_ipv4_mapped()
+        .or((compatible || nat64).then_some(last))
+}
+
+/// Why a webhook may not go to `ip`, if it may not. An IPv6 address that
+/// carries an IPv4 address (`::ffff:169.254.169.254`, `64:ff9b::a9fe:a9fe`)
+/// counts as that IPv4 address.
 pub fn refused_ip(ip: IpAddr) -> Option<&'static str> {
     let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => embedded_ipv4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
     };
     match ip {
@@ -33,9 +55,8 @@ pub fn refused_ip(ip: IpAddr) -> Option<&'static str> {
         IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => {
             Some("a link-local address (fe80::/10)")
         }
-        IpAddr::V4(METADATA_V4) | IpAddr::V6(METADATA_V6) => {
-            Some("a cloud metadata service's address")
-        }
+        IpAddr::V4(v4) if METADATA_V4.contains(&v4) => Some("a cloud metadata service's address"),
+        IpAddr::V6(v6) if METADATA_V6.contains(&v6) => Some("a cloud metadata service's address"),
         _ => None,
     }
 }
@@ -79,6 +100,16 @@ mod tests {
             "http://METADATA.Google.Internal./",
             "http://metadata/",
             "http://instance-data/",
+            "http://168.63.129.16/machine?comp=goalstate",
+            "http://[fd20:ce::254]/computeMetadata/v1/",
+            "http://[fd00:c1::a9fe:a9fe]/opc/v2/instance/",
+            "http://[::169.254.169.254]/",
+            "http://[::a9fe:a9fe]/",
+            "http://[64:ff9b::169.254.169.254]/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[64:ff9b:1:ffff::a9fe:a9fe]/",
+            "http://[64:ff9b::a83f:8110]/",
+            "http://[::ffff:100.100.100.200]/",
         ] {
             assert!(host(url).is_some(), "{url}");
         }
@@ -98,6 +129,12 @@ mod tests {
             "https://hooks.acme.test/segd",
             "http://localhost/",
             "http://metadata.acme.test/",
+            "http://168.63.129.17/",
+            "http://[fd20:ce::255]/",
+            "http://[::]/",
+            "http://[::10.0.0.1]/",
+            "http://[64:ff9b::8.8.8.8]/",
+            "http://[64:ff9c::a9fe:a9fe]/",
         ] {
             assert_eq!(host(url), None, "{url}");
         }

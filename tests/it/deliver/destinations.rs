@@ -4,10 +4,17 @@
 
 use super::*;
 
-const REFUSED: [(&str, &str); 4] = [
+const REFUSED: [(&str, &str); 9] = [
     ("http://169.254.169.254/latest/meta-data/", "link-local"),
     ("http://[fe80::1]:8080/hook", "link-local"),
     ("http://[::ffff:169.254.169.254]/hook", "link-local"),
+    // IPv4-compatible and NAT64 addresses count as the IPv4 address they carry.
+    ("http://[::169.254.169.254]/hook", "link-local"),
+    ("http://[64:ff9b::a9fe:a9fe]/hook", "link-local"),
+    // Azure's WireServer, GCP's and Oracle Cloud's IPv6 metadata addresses.
+    ("http://168.63.129.16/machine?comp=goalstate", "metadata"),
+    ("http://[fd20:ce::254]/computeMetadata/v1/", "metadata"),
+    ("http://[fd00:c1::a9fe:a9fe]/opc/v2/instance/", "metadata"),
     (
         "http://metadata.google.internal/computeMetadata/v1/",
         "metadata",
