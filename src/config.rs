@@ -52,8 +52,9 @@ impl std::fmt::Debug for FileSettings {
 /// it holds `password`, `passwd`, `secret`, `token`, `apikey`, `credential`,
 /// `signature` or `authorization`, or has a word `pass`, `pwd`, `key`, `auth` or
 /// `sig` (`smtp_pass`, `private_key`, `api-key`, `X-Amz-Signature`). File-path
-/// settings (`sslkey`, `ssl-key`, `sslcert`, `sslrootcert`) and `secret_env`
-/// (the name of a variable) are not secrets.
+/// settings (`sslkey`, `ssl-key`, `sslcert`, `sslrootcert`), `secret_env` (the
+/// name of a variable) and the SMTP URL's `allow_plaintext_auth` flag are not
+/// secrets.
 pub fn is_secret_name(name: &str) -> bool {
     let name = name.trim().to_ascii_lowercase().replace('-', "_");
     const NOT_SECRET: &[&str] = &[
@@ -64,6 +65,7 @@ pub fn is_secret_name(name: &str) -> bool {
         "sslrootcert",
         "ssl_root_cert",
         "secret_env",
+        "allow_plaintext_auth",
     ];
     const WITHIN: &[&str] = &[
         "password",
@@ -359,6 +361,7 @@ mod tests {
             "sslrootcert",
             "ssl-root-cert",
             "secret_env",
+            "allow_plaintext_auth",
             "sslmode",
             "author",
             "monkey",

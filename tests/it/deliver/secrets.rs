@@ -320,7 +320,8 @@ fn unknown_database_url_parameters_are_refused_by_name_never_logged() {
 
 /// One list names secrets everywhere: an unknown `segd.toml` key that names a
 /// secret is refused as one and its line (with the value) is never shown, while
-/// a database URL naming a client key *file* (`sslkey`) is accepted.
+/// a database URL naming a client key *file* (`sslkey`) and an SMTP URL's
+/// `allow_plaintext_auth` flag are accepted.
 #[test]
 fn secret_names_agree_across_keys_lines_and_url_parameters() {
     let f = Fixture::example();
@@ -339,7 +340,8 @@ fn secret_names_agree_across_keys_lines_and_url_parameters() {
     }
     f.write(
         "segd.toml",
-        "database_url = \"postgres://db.test/segd?sslkey=/etc/segd/k.pem&ssl-key=/k.pem&sslcert=/c.pem&sslrootcert=/ca.pem\"\n",
+        "database_url = \"postgres://db.test/segd?sslkey=/etc/segd/k.pem&ssl-key=/k.pem&sslcert=/c.pem&sslrootcert=/ca.pem\"\n\
+         smtp_url = \"smtp://relay.test?allow_plaintext_auth=true\"\n",
     );
     let o = segd_cmd()
         .current_dir(f.path())
