@@ -1,6 +1,7 @@
 //! What a delivery carries: the webhook JSON body and the rendered email. Pure.
 
 use crate::model::{Body, Communication, Email};
+use crate::validate::template;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -58,15 +59,20 @@ pub struct RenderedEmail {
     pub body: String,
 }
 
-/// Renders subject and body with minijinja in strict mode: an unknown variable
-/// is an error, never an empty string in a customer's inbox.
-pub fn render_email(
+/// An email's subject and body templates with what they see, ready to render (on
+/// a blocking thread: rendering is CPU-bound).
+pub struct EmailTemplates {
+    subject: String,
+    body: String,
+    ctx: minijinja::Value,
+}
+
+/// Gathers the templates of `email` and the variables SPEC §3 gives them.
+pub fn email_templates(
     email: &Email,
     templates: &BTreeMap<String, String>,
     s: &Subject<'_>,
-) -> Result<RenderedEmail, String> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+) -> Result<EmailTemplates, String> {
     let c = s.communication;
     let ctx = minijinja::context! {
         customer => minijinja::Value::from_serialize(s.customer),
@@ -83,19 +89,32 @@ pub fn render_email(
             description => s.segment_description,
         },
     };
-    let render = |source: &str, what: &str| {
-        env.render_str(source, &ctx)
-            .map_err(|e| format!("rendering the {what} failed: {e}"))
-    };
-    let body_source = match &email.body {
-        Body::Inline(b) => b.as_str(),
+    let body = match &email.body {
+        Body::Inline(b) => b.clone(),
         Body::Template(path) => templates
             .get(path)
-            .map(String::as_str)
+            .cloned()
             .ok_or_else(|| format!("template {path} is not part of the applied definition"))?,
     };
-    Ok(RenderedEmail {
-        subject: render(&email.subject, "subject")?.replace(['\r', '\n'], " "),
-        body: render(body_source, "body")?,
+    Ok(EmailTemplates {
+        subject: email.subject.clone(),
+        body,
+        ctx,
     })
+}
+
+impl EmailTemplates {
+    /// Renders subject and body within the bounds of [`template::render`], in strict
+    /// mode: an unknown variable is an error, never an empty string in a customer's
+    /// inbox.
+    pub fn render(&self) -> Result<RenderedEmail, String> {
+        let render = |source: &str, what: &str| {
+            template::render(source, &self.ctx)
+                .map_err(|e| format!("rendering the {what} failed: {e}"))
+        };
+        Ok(RenderedEmail {
+            subject: render(&self.subject, "subject")?.replace(['\r', '\n'], " "),
+            body: render(&self.body, "body")?,
+        })
+    }
 }

@@ -2,7 +2,7 @@
 //! concurrency, and marks the outcomes in one transaction per batch.
 
 use super::email::Mailer;
-use super::payload::{Customer, Invoice, Subject, render_email, webhook_body};
+use super::payload::{Customer, Invoice, Subject, email_templates, webhook_body};
 use super::retry::{Attempt, next_delay};
 use super::webhook::{DEFAULT_TIMEOUT, Signer, WebhookSender};
 use crate::config::DeliveryConfig;
@@ -336,20 +336,32 @@ impl<'a> Worker<'a> {
                     .send(&w.url, signer, &row.key, webhook_body(&subject), timeout)
                     .await
             }
-            Delivery::Email(e) => match render_email(e, &loaded.templates, &subject) {
-                Ok(m) => {
-                    self.mailer
-                        .send(
-                            &row.key,
-                            &e.from,
-                            customer.email.as_deref(),
-                            &m.subject,
-                            m.body,
-                        )
-                        .await
+            Delivery::Email(e) => {
+                let job = match email_templates(e, &loaded.templates, &subject) {
+                    Ok(job) => job,
+                    Err(error) => return Attempt::Permanent { error },
+                };
+                // Rendering is CPU-bound: off the runtime's threads, outside any
+                // transaction, within the renderer's bounds.
+                let rendered = match tokio::task::spawn_blocking(move || job.render()).await {
+                    Ok(r) => r,
+                    Err(e) => Err(format!("rendering failed: {e}")),
+                };
+                match rendered {
+                    Ok(m) => {
+                        self.mailer
+                            .send(
+                                &row.key,
+                                &e.from,
+                                customer.email.as_deref(),
+                                &m.subject,
+                                m.body,
+                            )
+                            .await
+                    }
+                    Err(error) => Attempt::Permanent { error },
                 }
-                Err(error) => Attempt::Permanent { error },
-            },
+            }
         }
     }
 }

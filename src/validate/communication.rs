@@ -340,7 +340,9 @@ fn parse_email(
     let subject = match get(t, "subject") {
         Some(v) => {
             let s = r.str(v, "`subject`")?;
-            template::check_inline(r, v.span(), s, "`subject`").then(|| s.to_string())
+            (template::check_inline(r, v.span(), s, "`subject`")
+                && template::bounds_at(r, templates, v.span(), s, "`subject`"))
+            .then(|| s.to_string())
         }
         None => {
             r.error_help(
@@ -379,7 +381,9 @@ fn parse_email(
         }
         (Some(b), None) => {
             let s = r.str(b, "`body`")?;
-            template::check_inline(r, b.span(), s, "`body`").then(|| Body::Inline(s.to_string()))
+            (template::check_inline(r, b.span(), s, "`body`")
+                && template::bounds_at(r, templates, b.span(), s, "`body`"))
+            .then(|| Body::Inline(s.to_string()))
         }
         (None, Some(tp)) => {
             let path = r.str(tp, "`template`")?;
@@ -414,9 +418,9 @@ fn template_file(
         return None;
     }
     match templates.read(norm) {
-        Ok((display, text)) => {
-            template::check_file(&display, &text, template_diags).then(|| norm.to_string())
-        }
+        Ok((display, text)) => (template::check_file(&display, &text, template_diags)
+            && template::bounds_at(r, templates, span, &text, &format!("template `{display}`")))
+        .then(|| norm.to_string()),
         Err(why) => {
             r.error_help(
                 span,

@@ -7,7 +7,7 @@ mod communication;
 mod reader;
 mod segment;
 mod settings;
-mod template;
+pub mod template;
 
 use crate::config::FileSettings;
 use crate::diag::{self, Diagnostic, Severity, SourceText};
@@ -112,6 +112,10 @@ impl TemplateSource for Recording<'_> {
             .borrow_mut()
             .insert(path.to_string(), text.clone());
         Ok((display, text))
+    }
+
+    fn renders_samples(&self) -> bool {
+        self.inner.renders_samples()
     }
 }
 
@@ -364,6 +368,10 @@ impl TemplateSource for StoredTemplates<'_> {
             .get(path)
             .map(|t| (path.to_string(), t.clone()))
             .ok_or_else(|| "not stored with the definition".to_string())
+    }
+
+    fn renders_samples(&self) -> bool {
+        false
     }
 }
 

@@ -1,13 +1,32 @@
-//! Email templates: Jinja syntax (minijinja) and the variables SPEC §3 exposes.
+//! Email templates: Jinja syntax (minijinja), the variables SPEC §3 exposes, and
+//! the one bounded renderer that validation and delivery both use.
 
 use super::reader::Reader;
 use crate::diag::{Diagnostic, Severity, SourceText};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use std::ops::Range;
+
+/// The work one render may do: minijinja instructions executed (its "fuel").
+/// A reminder listing a thousand invoices uses about 25,000.
+pub const RENDER_FUEL: u64 = 1_000_000;
+/// The most text one render may produce, in bytes (1 MiB).
+pub const RENDER_MAX_OUTPUT: usize = 1 << 20;
+/// The most items one `range()` may produce.
+pub const RENDER_MAX_RANGE: usize = 10_000;
+/// The deepest nesting of loops, conditions and macro calls during a render.
+pub const RENDER_MAX_DEPTH: usize = 100;
 
 /// Reads template files by their path below `--dir`.
 pub trait TemplateSource {
     /// The text of the template, and the path to show in diagnostics; `Err` says why not.
     fn read(&self, path: &str) -> Result<(String, String), String>;
+
+    /// Whether each template is rendered once against sample data to check its
+    /// bounds: files being validated are; stored definitions, checked when they
+    /// were applied, are not (their deliveries render within the bounds).
+    fn renders_samples(&self) -> bool {
+        true
+    }
 }
 
 /// The variables a template sees, with the attributes known on each.
@@ -38,9 +57,150 @@ struct Problem {
     help: Option<String>,
 }
 
+/// Why a render produced no text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// Over one of the bounds above, which no data makes right: never retried.
+    #[error("template render exceeded its {0}")]
+    Limit(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An environment with the bounds above; `undefined` is strict for deliveries.
+fn bounded_env(undefined: UndefinedBehavior) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(undefined);
+    env.set_fuel(Some(RENDER_FUEL));
+    env.set_recursion_limit(RENDER_MAX_DEPTH);
+    env.add_function(
+        "range",
+        |lower: isize, upper: Option<isize>, step: Option<isize>| {
+            let span = upper.map_or(lower, |u| u.saturating_sub(lower));
+            let items = span.unsigned_abs() / step.map_or(1, |s| s.unsigned_abs().max(1));
+            if items > RENDER_MAX_RANGE {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    range_limit(),
+                ));
+            }
+            minijinja::functions::range(lower, upper, step)
+        },
+    );
+    env
+}
+
+fn range_limit() -> String {
+    format!("range limit ({RENDER_MAX_RANGE} items)")
+}
+
+/// Text that stops accepting bytes past [`RENDER_MAX_OUTPUT`].
+#[derive(Default)]
+struct Capped {
+    out: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > RENDER_MAX_OUTPUT {
+            self.over = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders `source` against `ctx` within the bounds above, strictly: an unknown
+/// variable is an error. CPU-bound: callers on an async runtime run it on a
+/// blocking thread.
+pub fn render(source: &str, ctx: &Value) -> Result<String, RenderError> {
+    render_with(UndefinedBehavior::Strict, source, ctx)
+}
+
+fn render_with(
+    undefined: UndefinedBehavior,
+    source: &str,
+    ctx: &Value,
+) -> Result<String, RenderError> {
+    let env = bounded_env(undefined);
+    let mut out = Capped::default();
+    let result = env
+        .template_from_str(source)
+        .and_then(|t| t.render_captured_to(ctx, &mut out).map(drop));
+    match result {
+        Ok(()) => String::from_utf8(out.out).map_err(|e| RenderError::Failed(e.to_string())),
+        Err(_) if out.over => Err(RenderError::Limit(format!(
+            "output limit ({RENDER_MAX_OUTPUT} bytes)"
+        ))),
+        Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(RenderError::Limit(format!(
+            "work limit (fuel {RENDER_FUEL})"
+        ))),
+        Err(e) if e.detail() == Some(range_limit().as_str()) => {
+            Err(RenderError::Limit(range_limit()))
+        }
+        Err(e) if e.detail() == Some("recursion limit exceeded") => Err(RenderError::Limit(
+            format!("depth limit ({RENDER_MAX_DEPTH})"),
+        )),
+        Err(e) => Err(RenderError::Failed(e.to_string())),
+    }
+}
+
+/// A made-up customer with five invoices, shaped as deliveries see them.
+fn sample_context() -> Value {
+    let invoices: Vec<Value> = (1..=5)
+        .map(|i| {
+            minijinja::context! {
+                id => format!("inv_{i}"),
+                number => format!("INV-000{i}"),
+                status => "overdue",
+                amount_cents => 12_500 * i,
+                currency => "EUR",
+                due_date => "2026-11-01",
+                created_at => "2026-10-01T09:00:00Z",
+            }
+        })
+        .collect();
+    minijinja::context! {
+        customer => minijinja::context! {
+            id => "cus_sample",
+            name => "Sample Customer",
+            email => "billing@customer.test",
+            country => "DE",
+            custom_data => minijinja::context! {},
+            created_at => "2025-01-01T00:00:00Z",
+        },
+        invoices => invoices,
+        communication => minijinja::context! {
+            name => "sample",
+            description => "sample",
+            event => "payment_reminder",
+            channel => "email",
+            segment => "sample",
+        },
+        segment => minijinja::context! { name => "sample", description => "sample" },
+    }
+}
+
+/// Renders a template once against [`sample_context`] within the same bounds as a
+/// delivery; only going over a bound is a problem here (the sample's made-up data,
+/// e.g. its empty `custom_data`, may fail where real data would not).
+fn check_bounds(source: &str) -> Result<(), String> {
+    match render_with(UndefinedBehavior::Chainable, source, &sample_context()) {
+        Err(RenderError::Limit(l)) => {
+            Err(format!("template render exceeded its {l} on sample data"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check(source: &str) -> Vec<Problem> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let env = bounded_env(UndefinedBehavior::Strict);
     let tmpl = match env.template_from_str(source) {
         Ok(t) => t,
         Err(e) => {
@@ -61,10 +221,15 @@ fn check(source: &str) -> Vec<Problem> {
     let mut vars: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
     vars.sort();
     let top: Vec<&str> = TEMPLATE_VARIABLES.iter().map(|(n, _)| *n).collect();
+    // minijinja's global functions (`range`, `dict`, `namespace`, …).
+    let functions: Vec<&str> = env.globals().map(|(name, _)| name).collect();
     for var in vars {
         let mut parts = var.splitn(2, '.');
         let head = parts.next().unwrap_or_default();
         let attr = parts.next();
+        if functions.contains(&head) {
+            continue;
+        }
         let span = find(source, &var)
             .or_else(|| find(source, head))
             .unwrap_or(0..0);
@@ -117,8 +282,7 @@ fn line_span(source: &str, line: usize) -> Range<usize> {
     start..start
 }
 
-/// Checks a template written inline in a definition (`subject`, `body`); problems
-/// are reported at the value's span.
+/// Checks a template written inline in a definition (`subject`, `body`); problems are reported at the value's span.
 pub fn check_inline(r: &mut Reader<'_>, span: Range<usize>, source: &str, what: &str) -> bool {
     let problems = check(source);
     for p in &problems {
@@ -129,6 +293,31 @@ pub fn check_inline(r: &mut Reader<'_>, span: Range<usize>, source: &str, what: 
         }
     }
     problems.is_empty()
+}
+
+/// Renders the template (`what`, already checked) once against sample data when
+/// `templates` asks for it; going over a bound is an error at `span`.
+pub fn bounds_at(
+    r: &mut Reader<'_>,
+    templates: &dyn TemplateSource,
+    span: Range<usize>,
+    source: &str,
+    what: &str,
+) -> bool {
+    if !templates.renders_samples() {
+        return true;
+    }
+    match check_bounds(source) {
+        Ok(()) => true,
+        Err(why) => {
+            r.error_help(
+                span,
+                format!("in {what}: {why}"),
+                "deliveries render within the same bounds, and would fail for good",
+            );
+            false
+        }
+    }
 }
 
 /// Checks a template file; problems are reported in that file.
@@ -145,11 +334,68 @@ pub fn check_file(display: &str, source: &str, diags: &mut Vec<Diagnostic>) -> b
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{RENDER_FUEL, RenderError, check, check_bounds, render, sample_context};
+
+    /// Ten nested loops of ten: 10^10 iterations unbounded.
+    fn runaway() -> String {
+        format!(
+            "{}x{}",
+            "{% for a in range(10) %}".repeat(10),
+            "{% endfor %}".repeat(10)
+        )
+    }
+
+    fn limit(source: &str) -> String {
+        match render(source, &sample_context()) {
+            Err(RenderError::Limit(l)) => l,
+            other => panic!("{source}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn renders_stop_at_each_bound() {
+        let started = std::time::Instant::now();
+        assert_eq!(
+            limit(&runaway()),
+            format!("work limit (fuel {RENDER_FUEL})")
+        );
+        eprintln!("a runaway render stopped after {:?}", started.elapsed());
+        assert_eq!(
+            limit("{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}"),
+            "output limit (1048576 bytes)"
+        );
+        assert_eq!(
+            limit("{{ range(20000) | length }}"),
+            "range limit (10000 items)"
+        );
+        assert_eq!(
+            limit("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
+            "depth limit (100)"
+        );
+        let ok = render(
+            "{{ customer.name }}: {% for i in invoices %}{{ i.number }} {% endfor %}",
+            &sample_context(),
+        );
+        assert_eq!(
+            ok.as_deref(),
+            Ok("Sample Customer: INV-0001 INV-0002 INV-0003 INV-0004 INV-0005 ")
+        );
+    }
+
+    #[test]
+    fn the_sample_render_flags_only_bounds() {
+        assert!(check_bounds(&runaway()).is_err());
+        // Made-up data may miss a custom_data key real data has: not a problem.
+        assert_eq!(
+            check_bounds("{{ customer.custom_data.plan | upper }} {{ 1 / 0 }}"),
+            Ok(())
+        );
+    }
 
     #[test]
     fn known_variables_pass() {
         let ok = "Hi {{ customer.name }} {% for invoice in invoices %}{{ invoice.number }}{% endfor %}\
+                  {% for i in range(3) %}{{ i }}{% endfor %}\
                   {% set n = invoices | length %}{{ n }} {{ communication.name }} {{ segment.name }}";
         assert!(check(ok).is_empty());
     }

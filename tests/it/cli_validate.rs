@@ -369,3 +369,59 @@ fn secrets_failing_other_checks_are_never_shown() {
         assert_no_secret(&a, format);
     }
 }
+
+/// Ten nested `range(10)` loops: 10^10 iterations, unless rendering is bounded.
+pub fn runaway_template() -> String {
+    format!(
+        "{}x{}",
+        "{% for a in range(10) %}".repeat(10),
+        "{% endfor %}".repeat(10)
+    )
+}
+
+/// An email communication on `overdue-eu` whose `template` is on line 11, col 12.
+fn email_communication(name: &str, template: &str) -> String {
+    format!(
+        "[communication]\nname = \"{name}\"\nsegment = \"overdue-eu\"\nevent = \"payment_reminder\"\n\
+         channel = \"email\"\n\n[trigger]\n{MANUAL}\n\n[email]\ntemplate = \"{template}\"\n\
+         from = \"billing@acme.test\"\nsubject = \"Reminder\"\n"
+    )
+}
+
+#[test]
+fn a_runaway_template_is_an_error_at_its_template_line() {
+    let f = Fixture::example();
+    f.write("templates/runaway.txt", &runaway_template())
+        .write(
+            "communications.d/runaway.toml",
+            &email_communication("runaway", "templates/runaway.txt"),
+        )
+        .write(
+            "communications.d/runaway-inline.toml",
+            &email_communication("runaway-inline", "templates/payment-reminder.txt").replace(
+                "subject = \"Reminder\"",
+                &format!("subject = \"{}\"", runaway_template()),
+            ),
+        );
+    let started = std::time::Instant::now();
+    let out = stdout(&f.validate("text").code(1));
+    for (at, what) in [
+        (
+            "communications.d/runaway.toml:11:12",
+            "template `templates/runaway.txt`",
+        ),
+        ("communications.d/runaway-inline.toml:13:11", "`subject`"),
+    ] {
+        let line = format!(
+            "{at}: error: in {what}: template render exceeded its work limit (fuel {}) on sample data",
+            segd::validate::template::RENDER_FUEL
+        );
+        assert!(out.contains(&line), "no `{line}` in:\n{out}");
+    }
+    assert!(out.contains("2 error(s)"), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "validate took {:?}",
+        started.elapsed()
+    );
+}

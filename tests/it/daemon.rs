@@ -1573,6 +1573,126 @@ fn sigterm_during_deliveries_exits_cleanly_and_loses_nothing() {
     );
 }
 
+/// A runaway template stored by an older segd (validate now rejects it): its
+/// deliveries fail for good at the render bound, while webhooks of another
+/// communication, the HTTP API, the CLI and SIGTERM carry on.
+#[test]
+fn a_runaway_template_fails_its_deliveries_and_wedges_nothing() {
+    const N: usize = 8;
+    let rec = Receiver::start(Duration::ZERO);
+    let (f, db) = sqlite_setup(
+        &[
+            ("segments.d/de.toml", segment_toml("de", "country = \"DE\"")),
+            (
+                "communications.d/mail.toml",
+                email_comm("mail", "de", MANUAL),
+            ),
+            (
+                "communications.d/mail-cli.toml",
+                email_comm("mail-cli", "de", MANUAL),
+            ),
+            (
+                "communications.d/hook.toml",
+                webhook_comm("hook", "de", &rec.url),
+            ),
+        ],
+        N,
+        0,
+    );
+    let applied = segd(f.path(), &db.url, &["apply", "--auto-approve"], &[]);
+    assert!(applied.status.success(), "apply: {}", text(&applied));
+    // What an older segd let through: the body becomes ten nested loops.
+    db.exec(&format!(
+        "UPDATE segd_definitions SET spec = replace(spec, 'Hello {{{{ customer.name }}}}:', '{}') \
+         WHERE name LIKE 'mail%'",
+        crate::cli_validate::runaway_template()
+    ));
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT COUNT(*) FROM segd_definitions WHERE spec LIKE '%range(10)%'"
+        ),
+        2
+    );
+    let outbox = f.path().join("mail-out");
+    let outbox_env = outbox.display().to_string();
+    let env = [
+        ("SEGD_API_TOKEN", TOKEN),
+        (SECRET_ENV, SECRET),
+        ("SEGD_OUTBOX_DIR", outbox_env.as_str()),
+    ];
+    // `--no-apply`: the stored definition stays as it is.
+    let mut d = Daemon::start(f.path(), &db.url, &["--no-apply"], &env);
+    d.wait_ready();
+    let auth = format!("Bearer {TOKEN}");
+    for name in ["mail", "hook"] {
+        let (code, body) = http(
+            "POST",
+            &d.url(&format!("/v1/communications/{name}/trigger")),
+            &[("Authorization", &auth)],
+            "",
+        )
+        .unwrap_or_else(|e| panic!("POST trigger {name}: {e}"));
+        assert!((200..300).contains(&code), "trigger {name}: {code} {body}");
+    }
+    assert!(
+        get(&d.url("/healthz")).is_ok_and(|(s, _)| s == 200),
+        "/healthz does not answer while the runaway deliveries render:\n{}",
+        d.logs()
+    );
+    // The CLI writes and delivers alongside: no `database is locked`, no hang.
+    let cli = segd_cmd()
+        .args(["trigger", "mail-cli", "--dir"])
+        .arg(f.path())
+        .args(["--database-url", &db.url])
+        .env("SEGD_OUTBOX_DIR", &outbox_env)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("run segd trigger");
+    assert!(
+        String::from_utf8_lossy(&cli.stdout).contains(&format!("{N} enqueued")),
+        "{}",
+        text(&cli)
+    );
+
+    let by = |rows: &[Value], comm: &str, status: &str| {
+        rows.iter()
+            .filter(|r| r["communication"] == comm && r["status"] == status)
+            .count()
+    };
+    let mut rows = Vec::new();
+    let done = wait_until(Duration::from_secs(120), || {
+        rows = deliveries_json(f.path(), &db.url);
+        by(&rows, "mail", "failed") == N
+            && by(&rows, "mail-cli", "failed") == N
+            && by(&rows, "hook", "sent") == N
+    });
+    assert!(done, "not settled in 120 s: {rows:#?}\n{}", d.logs());
+    assert_eq!(rec.hits().len(), N, "webhooks received");
+    let reason = format!(
+        "rendering the body failed: template render exceeded its work limit (fuel {})",
+        segd::validate::template::RENDER_FUEL
+    );
+    for r in rows.iter().filter(|r| r["channel"] == "email") {
+        assert_eq!(r["last_error"].as_str(), Some(reason.as_str()), "{r:#}");
+        assert_eq!(r["attempts"].as_i64(), Some(1), "retried: {r:#}");
+    }
+    assert!(
+        !outbox.exists() || std::fs::read_dir(&outbox).map_or(0, Iterator::count) == 0,
+        "a runaway email was written"
+    );
+    let t0 = Instant::now();
+    let exit = d
+        .signal_and_wait("TERM", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no exit within 10 s of SIGTERM:\n{}", d.logs()));
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "exit after SIGTERM ({:?})",
+        t0.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 7. Scheduling: every-second occurrences, and downtime caught up once, late.
 
