@@ -1,5 +1,5 @@
 //! The delivery worker: claims due outbox rows, sends them with bounded
-//! concurrency, and marks the outcomes in one transaction per batch.
+//! concurrency, and writes each outcome within milliseconds (group commits).
 
 use super::email::Mailer;
 use super::payload::{Customer, Invoice, Subject, email_templates, webhook_body};
@@ -12,8 +12,9 @@ use crate::store::outbox::{Claimed, Mark};
 use crate::store::{AnyStore, Store, StoreError};
 use crate::validate::{stored_communication, stored_segment};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Counts of what a drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,6 +38,23 @@ impl Tally {
         }
     }
 }
+
+/// How long a finished outcome may wait to be written with others: the marker
+/// writes at most once per this, so a kill loses at most this long's outcomes
+/// besides the requests in flight.
+pub const MARK_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+/// The most outcomes written in one transaction.
+const MARK_MAX: usize = 512;
+
+/// A claimed batch with the customers and invoices its rows name.
+struct Batch {
+    rows: Vec<Claimed>,
+    customers: HashMap<String, Customer>,
+    invoices: HashMap<String, Invoice>,
+}
+
+/// The applied communications by name.
+type Comms = HashMap<String, Loaded>;
 
 /// An applied communication, ready to send.
 struct Loaded {
@@ -118,141 +136,199 @@ impl<'a> Worker<'a> {
     }
 
     /// Sends every due row (of one run, when given) until none is due; calls
-    /// `progress` after each batch. While a batch is sent, the previous batch's
-    /// outcomes are written and the next batch is claimed, so the database work
-    /// overlaps the network work. Once `stop` is set nothing more is claimed; a
-    /// batch already claimed is still sent.
+    /// `progress` after each write of outcomes. Three parts run at once: a claimer
+    /// that keeps one batch claimed ahead, a sender that keeps `concurrency`
+    /// requests in flight across batches, and a marker that writes each finished
+    /// outcome within [`MARK_EVERY`], many in one transaction. A kill therefore
+    /// re-sends at most the requests in flight and the outcomes of the marker's
+    /// open window. Once `stop` is set nothing more is claimed; rows already
+    /// claimed are still sent.
     pub async fn drain(
         &self,
         run_id: Option<&str>,
         mut progress: impl FnMut(&Tally),
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Tally, StoreError> {
-        // Loaded with the first batch: an idle pass reads no definitions.
-        let mut comms: Option<HashMap<String, Loaded>> = None;
-        let mut tally = Tally::default();
         let limit = i64::from(self.config.concurrency.max(1)) * 16;
+        let concurrency = usize::try_from(self.config.concurrency)
+            .unwrap_or(16)
+            .max(1);
         let lease = chrono::TimeDelta::from_std(self.config.lease)
             .unwrap_or(chrono::TimeDelta::seconds(60));
-        // The lease is renewed while a batch is sent, so a slow receiver never
-        // lets another sender claim rows this one is still sending.
+        // The lease is renewed while rows are sent, so a slow receiver never lets
+        // another sender claim rows this one is still sending.
         let renew_every = (self.config.lease / 3).max(std::time::Duration::from_millis(200));
-        let claim = || async {
-            if stop() {
-                return Ok(Vec::new());
-            }
-            let now = Utc::now();
-            self.store
-                .claim(&self.me, now, now + lease, limit, run_id)
-                .await
-        };
-        let mut batch = claim().await?;
-        let mut unmarked: Vec<(i64, Mark)> = Vec::new();
-        while !batch.is_empty() {
-            let comms = match &comms {
-                Some(c) => c,
-                None => comms.insert(self.load().await?),
-            };
-            let previous = std::mem::take(&mut unmarked);
-            let meanwhile = async {
-                if !previous.is_empty() {
-                    self.store.mark(&self.me, &previous).await?;
+        let (batches, mut claimed) = tokio::sync::mpsc::channel::<(Arc<Comms>, Arc<Batch>)>(1);
+        let (finished, mut outcomes) = tokio::sync::mpsc::unbounded_channel::<(i64, Mark)>();
+
+        // Ends at the first empty claim; an error ends it too, and is reported
+        // once what was already claimed is sent and marked.
+        let claimer = async move {
+            // Loaded with the first batch: an idle pass reads no definitions.
+            let mut comms: Option<Arc<Comms>> = None;
+            loop {
+                if stop() {
+                    return None;
                 }
-                claim().await
-            };
-            let (marks, next) = {
-                let work = futures_util::future::join(self.send_batch(comms, &batch), meanwhile);
-                tokio::pin!(work);
-                loop {
+                let now = Utc::now();
+                let rows = match self
+                    .store
+                    .claim(&self.me, now, now + lease, limit, run_id)
+                    .await
+                {
+                    Ok(rows) if rows.is_empty() => return None,
+                    Ok(rows) => rows,
+                    Err(e) => return Some(e),
+                };
+                let loaded = match &comms {
+                    Some(c) => c.clone(),
+                    None => match self.load().await {
+                        Ok(c) => comms.insert(Arc::new(c)).clone(),
+                        Err(e) => return Some(e),
+                    },
+                };
+                let batch = match self.batch(rows).await {
+                    Ok(b) => b,
+                    Err(e) => return Some(e),
+                };
+                if batches.send((loaded, Arc::new(batch))).await.is_err() {
+                    return None;
+                }
+            }
+        };
+        let sender = async move {
+            let rows = futures_util::stream::unfold(&mut claimed, |claimed| async move {
+                claimed.recv().await.map(|b| (b, claimed))
+            })
+            .flat_map(|(comms, batch)| {
+                futures_util::stream::iter(
+                    (0..batch.rows.len()).map(move |i| (comms.clone(), batch.clone(), i)),
+                )
+            });
+            rows.map(|(comms, batch, i)| async move {
+                self.send_one(&comms, &batch, &batch.rows[i]).await
+            })
+            .buffer_unordered(concurrency)
+            .for_each(|outcome| {
+                // The marker outlives the sender; a send only fails when it
+                // has failed, and then drain fails too.
+                let _ = finished.send(outcome);
+                std::future::ready(())
+            })
+            .await;
+        };
+        let marker = async {
+            let mut tally = Tally::default();
+            let mut pending = Vec::new();
+            let mut last = tokio::time::Instant::now();
+            while let Some(first) = outcomes.recv().await {
+                pending.push(first);
+                let window = last + MARK_EVERY;
+                while pending.len() < MARK_MAX {
                     tokio::select! {
-                        done = &mut work => break done,
-                        _ = tokio::time::sleep(renew_every) => {
-                            let until = Utc::now() + lease;
-                            if let Err(e) = self.store.renew(&self.me, until).await {
-                                tracing::warn!(error = %e, "renewing the delivery lease failed");
-                            }
+                        more = outcomes.recv() => match more {
+                            Some(m) => pending.push(m),
+                            None => break,
+                        },
+                        () = tokio::time::sleep_until(window) => break,
+                    }
+                }
+                last = tokio::time::Instant::now();
+                self.store.mark(&self.me, &pending).await?;
+                for (_, m) in pending.drain(..) {
+                    tally.add(&m);
+                }
+                progress(&tally);
+            }
+            Ok(tally)
+        };
+
+        let finished_all = tokio_util::sync::CancellationToken::new();
+        let work = async {
+            let done = futures_util::future::try_join3(
+                claimer.map(Ok::<_, StoreError>),
+                sender.map(Ok),
+                marker,
+            )
+            .await;
+            finished_all.cancel();
+            done
+        };
+        // Beside the work, never in its way: a renewal waits for the marker's
+        // open transaction, which must go on meanwhile.
+        let renewing = async {
+            loop {
+                tokio::select! {
+                    () = finished_all.cancelled() => break,
+                    () = tokio::time::sleep(renew_every) => {
+                        let until = Utc::now() + lease;
+                        if let Err(e) = self.store.renew(&self.me, until).await {
+                            tracing::warn!(error = %e, "renewing the delivery lease failed");
                         }
                     }
                 }
-            };
-            let marks = marks?;
-            for (_, m) in &marks {
-                tally.add(m);
             }
-            progress(&tally);
-            match next {
-                Ok(next) => {
-                    unmarked = marks;
-                    batch = next;
-                }
-                Err(e) => {
-                    // What was sent is still recorded before the error is reported.
-                    self.store.mark(&self.me, &marks).await?;
-                    return Err(e);
-                }
-            }
+        };
+        let (done, ()) = tokio::join!(work, renewing);
+        let (claim_error, (), tally) = done?;
+        match claim_error {
+            Some(e) => Err(e),
+            None => Ok(tally),
         }
-        if !unmarked.is_empty() {
-            self.store.mark(&self.me, &unmarked).await?;
-        }
-        Ok(tally)
     }
 
-    async fn send_batch(
-        &self,
-        comms: &HashMap<String, Loaded>,
-        batch: &[Claimed],
-    ) -> Result<Vec<(i64, Mark)>, StoreError> {
-        let mut customer_ids: Vec<String> = batch.iter().map(|r| r.customer_id.clone()).collect();
+    /// The customers and invoices a claimed batch names, read once for it.
+    async fn batch(&self, rows: Vec<Claimed>) -> Result<Batch, StoreError> {
+        let mut customer_ids: Vec<String> = rows.iter().map(|r| r.customer_id.clone()).collect();
         customer_ids.sort();
         customer_ids.dedup();
-        let mut invoice_ids: Vec<String> = batch
+        let mut invoice_ids: Vec<String> = rows
             .iter()
             .flat_map(|r| r.invoice_ids.iter().cloned())
             .collect();
         invoice_ids.sort();
         invoice_ids.dedup();
-        let customers: HashMap<String, Customer> = self
+        let customers = self
             .store
             .customers(&customer_ids)
             .await?
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
-        let invoices: HashMap<String, Invoice> = self
+        let invoices = self
             .store
             .invoices(&invoice_ids)
             .await?
             .into_iter()
             .map(|i| (i.id.clone(), i))
             .collect();
-        let sends = batch.iter().map(|row| {
-            let customers = &customers;
-            let invoices = &invoices;
-            async move {
-                let started = std::time::Instant::now();
-                let attempt = self.attempt(comms, customers, invoices, row).await;
-                let channel = comms.get(&row.communication).map_or("unknown", |l| l.comm.delivery.channel().as_str());
-                metrics::histogram!("segd_delivery_duration_seconds", "channel" => channel)
-                    .record(started.elapsed().as_secs_f64());
-                let mark = self.mark(row, attempt);
-                let result = match &mark {
-                    Mark::Sent => "sent",
-                    Mark::Retry { .. } => "retry",
-                    Mark::Failed { .. } => "failed",
-                    Mark::Dead { .. } => "dead",
-                };
-                metrics::counter!("segd_deliveries_total", "channel" => channel, "result" => result).increment(1);
-                (row.id, mark)
-            }
-        });
-        let concurrency = usize::try_from(self.config.concurrency)
-            .unwrap_or(16)
-            .max(1);
-        Ok(futures_util::stream::iter(sends)
-            .buffer_unordered(concurrency)
-            .collect()
-            .await)
+        Ok(Batch {
+            rows,
+            customers,
+            invoices,
+        })
+    }
+
+    async fn send_one(&self, comms: &Comms, batch: &Batch, row: &Claimed) -> (i64, Mark) {
+        let started = std::time::Instant::now();
+        let attempt = self
+            .attempt(comms, &batch.customers, &batch.invoices, row)
+            .await;
+        let channel = comms
+            .get(&row.communication)
+            .map_or("unknown", |l| l.comm.delivery.channel().as_str());
+        metrics::histogram!("segd_delivery_duration_seconds", "channel" => channel)
+            .record(started.elapsed().as_secs_f64());
+        let mark = self.mark(row, attempt);
+        let result = match &mark {
+            Mark::Sent => "sent",
+            Mark::Retry { .. } => "retry",
+            Mark::Failed { .. } => "failed",
+            Mark::Dead { .. } => "dead",
+        };
+        metrics::counter!("segd_deliveries_total", "channel" => channel, "result" => result)
+            .increment(1);
+        (row.id, mark)
     }
 
     fn mark(&self, row: &Claimed, attempt: Attempt) -> Mark {
