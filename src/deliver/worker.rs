@@ -159,6 +159,9 @@ impl<'a> Worker<'a> {
         // another sender claim rows this one is still sending.
         let renew_every = (self.config.lease / 3).max(std::time::Duration::from_millis(200));
         let (batches, mut claimed) = tokio::sync::mpsc::channel::<(Arc<Comms>, Arc<Batch>)>(1);
+        // This sender's writes (claims, outcomes, renewals) take turns here rather
+        // than in the database, where a writer waiting on SQLite's lock sleeps.
+        let writes = &tokio::sync::Mutex::new(());
         let (finished, mut outcomes) = tokio::sync::mpsc::unbounded_channel::<(i64, Mark)>();
 
         // Ends at the first empty claim; an error ends it too, and is reported
@@ -170,12 +173,14 @@ impl<'a> Worker<'a> {
                 if stop() {
                     return None;
                 }
-                let now = Utc::now();
-                let rows = match self
-                    .store
-                    .claim(&self.me, now, now + lease, limit, run_id)
-                    .await
-                {
+                let claimed = {
+                    let _turn = writes.lock().await;
+                    let now = Utc::now();
+                    self.store
+                        .claim(&self.me, now, now + lease, limit, run_id)
+                        .await
+                };
+                let rows = match claimed {
                     Ok(rows) if rows.is_empty() => return None,
                     Ok(rows) => rows,
                     Err(e) => return Some(e),
@@ -234,7 +239,10 @@ impl<'a> Worker<'a> {
                     }
                 }
                 last = tokio::time::Instant::now();
-                self.store.mark(&self.me, &pending).await?;
+                {
+                    let _turn = writes.lock().await;
+                    self.store.mark(&self.me, &pending).await?;
+                }
                 for (_, m) in pending.drain(..) {
                     tally.add(&m);
                 }
@@ -261,6 +269,7 @@ impl<'a> Worker<'a> {
                 tokio::select! {
                     () = finished_all.cancelled() => break,
                     () = tokio::time::sleep(renew_every) => {
+                        let _turn = writes.lock().await;
                         let until = Utc::now() + lease;
                         if let Err(e) = self.store.renew(&self.me, until).await {
                             tracing::warn!(error = %e, "renewing the delivery lease failed");
