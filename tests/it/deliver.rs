@@ -1823,3 +1823,61 @@ fn deliveries_written_before_runs_were_numbered_keep_their_keys_on_postgres() {
         upgrade_body(&db);
     }
 }
+
+/// A runaway template stored by an older segd (validate now rejects it):
+/// `segd trigger` ends promptly, failing those deliveries for good with the
+/// bound's name, and the next run of another communication sends as usual.
+fn runaway_body(mut b: Bench) {
+    let rec = Receiver::start(b.secret(), Duration::ZERO, |_, _| Reply::Status(200));
+    b.f.write("communications.d/mail.toml", &email_comm("mail"))
+        .write(
+            "communications.d/hook.toml",
+            &webhook_comm("hook", "email_invoice", &rec.url, ""),
+        );
+    b.setup(&Billing::small());
+    b.db.exec(&format!(
+        "UPDATE segd_definitions SET templates = replace(templates, 'Hello {{{{ customer.name }}}},', '{}') \
+         WHERE name = 'mail'",
+        crate::cli_validate::runaway_template()
+    ));
+    let outbox = b.f.path().join("mail-out");
+    b.set("SEGD_OUTBOX_DIR", &outbox.display().to_string());
+    let started = Instant::now();
+    let o = b.segd(&["trigger", "mail"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("6 enqueued, 0 sent, 6 failed"),
+        "{}",
+        text(&o)
+    );
+    eprintln!(
+        "segd trigger with a runaway template took {:?}",
+        started.elapsed()
+    );
+    let reason = format!(
+        "rendering the body failed: template render exceeded its work limit (fuel {})",
+        segd::validate::template::RENDER_FUEL
+    );
+    let rows = b.deliveries(&["--communication", "mail"]);
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        assert_eq!(status(r), "failed", "{r:#}");
+        assert_eq!(r["last_error"].as_str(), Some(reason.as_str()), "{r:#}");
+    }
+    assert!(!outbox.exists(), "a runaway email was written");
+    let o = b.segd(&["trigger", "hook"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(rec.hits().len(), 6);
+}
+
+#[test]
+fn a_runaway_template_fails_its_deliveries_on_sqlite() {
+    runaway_body(Bench::sqlite());
+}
+
+#[test]
+fn a_runaway_template_fails_its_deliveries_on_postgres() {
+    if let Some(db) = TestDb::postgres("a_runaway_template_fails_its_deliveries_on_postgres") {
+        runaway_body(Bench::with_db(Fixture::empty(), db));
+    }
+}
