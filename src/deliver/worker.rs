@@ -215,8 +215,8 @@ impl<'a> Worker<'a> {
             })
             .buffer_unordered(concurrency)
             .for_each(|outcome| {
-                // The marker outlives the sender; a send only fails when it
-                // has failed, and then drain fails too.
+                // Fails only once the marker has stopped on a write error,
+                // which drain then reports.
                 let _ = finished.send(outcome);
                 std::future::ready(())
             })
@@ -262,8 +262,8 @@ impl<'a> Worker<'a> {
             finished_all.cancel();
             done
         };
-        // Beside the work, never in its way: a renewal waits for the marker's
-        // open transaction, which must go on meanwhile.
+        // Renewals run beside the work, never inside it: a renewal waiting there
+        // for the marker's open transaction would stop that transaction too.
         let renewing = async {
             loop {
                 tokio::select! {
