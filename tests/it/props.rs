@@ -1008,3 +1008,71 @@ fn the_command_line_is_well_formed() {
     use clap::CommandFactory as _;
     segd::cli::Cli::command().debug_assert();
 }
+
+/// Pieces of template text: loops, conditions, macros, the variables a template
+/// sees, operators that grow output, and broken syntax.
+fn template_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        select(vec![
+            "{% for a in range(10) %}",
+            "{% for i in invoices %}",
+            "{% endfor %}",
+            "{% if customer.email %}",
+            "{% else %}",
+            "{% endif %}",
+            "{{ customer.name }}",
+            "{{ customer.custom_data.plan }}",
+            "{{ invoices | length }}",
+            "{{ invoices[0].amount_cents / 100 }}",
+            "{{ 'ab' * 1000 }}",
+            "{{ range(100000) | length }}",
+            "{{ range(-5, 9999999999, 0) }}",
+            "{% set s = 'x' * 100 %}{% set s = s ~ s %}{{ s }}",
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "{{ 1 / 0 }}",
+            "{{ nothing.here }}",
+            "{# note #}",
+            "{{",
+            "}}",
+            "{%",
+            "%}",
+        ])
+        .prop_map(str::to_string),
+        "[ -~]{0,12}",
+    ]
+}
+
+/// Template text: loose pieces (mostly broken syntax), or loops nested up to
+/// twelve deep around a piece (mostly valid, often past the work bound).
+fn template_text_any() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::collection::vec(template_piece(), 0..12).prop_map(|p| p.concat()),
+        (0usize..12, 0u32..30, template_piece()).prop_map(|(depth, n, body)| {
+            format!(
+                "{}{body}{}",
+                format!("{{% for a in range({n}) %}}").repeat(depth),
+                "{% endfor %}".repeat(depth)
+            )
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Any template text renders or fails within the bounds, without a panic:
+    /// through `validate`'s sample render and through the delivery renderer.
+    #[test]
+    fn templates_render_within_bounds(source in template_text_any()) {
+        use segd::validate::template::{RENDER_MAX_OUTPUT, check_file, render};
+        let mut diags = Vec::new();
+        let _ = check_file("templates/t.txt", &source, &mut diags);
+        let ctx = minijinja::context! {
+            customer => minijinja::context! { name => "A", email => "a@example.com" },
+            invoices => vec![minijinja::context! { amount_cents => 100 }],
+        };
+        if let Ok(text) = render(&source, &ctx) {
+            prop_assert!(text.len() <= RENDER_MAX_OUTPUT, "{} bytes", text.len());
+        }
+    }
+}
