@@ -19,6 +19,8 @@ pub enum SourceError {
     },
     #[error("--dir {0}: no such directory")]
     NoDir(String),
+    #[error("--dir {0} holds neither segments.d/ nor communications.d/")]
+    NoDefinitions(String),
 }
 
 /// Why a file of the tree is not read. The messages name the file (and the link
@@ -42,9 +44,10 @@ pub enum FileError {
 }
 
 impl FileError {
-    /// The error, reported at the file shown as `display`.
-    fn at(&self, display: String) -> Unreadable {
+    /// The error, reported at the file `path` below `--dir`, shown as `display`.
+    fn at(&self, path: &str, display: String) -> Unreadable {
         Unreadable {
+            path: path.to_string(),
             display,
             why: self.to_string(),
             help: self.help(),
@@ -233,7 +236,36 @@ fn check_regular(ft: FileType) -> Result<(), Capped> {
 /// capped at the default).
 pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
     let mut root = Root::new(dir, DEFAULT_MAX_FILE_BYTES)?;
-    let settings = match root.read("segd.toml") {
+    let settings = read_settings(&root)?;
+    root.limit = settings
+        .as_ref()
+        .and_then(|f| file_settings(f).max_file_bytes)
+        .unwrap_or(DEFAULT_MAX_FILE_BYTES);
+    let mut unreadable = Vec::new();
+    let segments = load_folder(&root, "segments.d", &mut unreadable)?;
+    let communications = load_folder(&root, "communications.d", &mut unreadable)?;
+    if segments.is_none() && communications.is_none() {
+        return Err(SourceError::NoDefinitions(dir.display().to_string()));
+    }
+    Ok(Tree {
+        segments: segments.unwrap_or_default(),
+        communications: communications.unwrap_or_default(),
+        settings,
+        unreadable,
+        read_at: chrono::Utc::now(),
+        max_file_bytes: root.limit,
+    })
+}
+
+/// `segd.toml` below `dir` (`None` when there is none), for the commands that
+/// need only the settings.
+pub fn load_settings(dir: &Path) -> Result<Option<SourceFile>, SourceError> {
+    read_settings(&Root::new(dir, DEFAULT_MAX_FILE_BYTES)?)
+}
+
+fn read_settings(root: &Root<'_>) -> Result<Option<SourceFile>, SourceError> {
+    let dir = root.dir;
+    Ok(match root.read("segd.toml") {
         Ok(text) => Some(SourceFile {
             path: "segd.toml".into(),
             display: display_path(dir, "segd.toml"),
@@ -246,39 +278,25 @@ pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
                 source,
             });
         }
-    };
-    root.limit = settings
-        .as_ref()
-        .and_then(|f| file_settings(f).max_file_bytes)
-        .unwrap_or(DEFAULT_MAX_FILE_BYTES);
-    let mut unreadable = Vec::new();
-    let segments = load_folder(&root, "segments.d", &mut unreadable)?;
-    let communications = load_folder(&root, "communications.d", &mut unreadable)?;
-    Ok(Tree {
-        segments,
-        communications,
-        settings,
-        unreadable,
-        read_at: chrono::Utc::now(),
-        max_file_bytes: root.limit,
     })
 }
 
-/// Every definition file below `dir/folder`, recursively, sorted by path; files
-/// that cannot be read as text go to `unreadable` (validation reports them at
-/// the file, and the rest is still checked).
+/// Every definition file below `dir/folder`, recursively, sorted by path
+/// (`None` when there is no such folder); files that cannot be read as text,
+/// or the folder itself, go to `unreadable` (validation reports them at the
+/// file, and the rest is still checked).
 fn load_folder(
     root: &Root<'_>,
     folder: &str,
     unreadable: &mut Vec<Unreadable>,
-) -> Result<Vec<SourceFile>, SourceError> {
+) -> Result<Option<Vec<SourceFile>>, SourceError> {
     // The folder itself may be a link, as long as it stays inside the tree.
     let real = match root.resolve(folder) {
         Ok(real) => real,
-        Err(FileError::NotFound) => return Ok(Vec::new()),
+        Err(FileError::NotFound) => return Ok(None),
         Err(e) => {
-            unreadable.push(e.at(display_path(root.dir, folder)));
-            return Ok(Vec::new());
+            unreadable.push(e.at(folder, display_path(root.dir, folder)));
+            return Ok(Some(Vec::new()));
         }
     };
     let mut rels = Vec::new();
@@ -295,10 +313,10 @@ fn load_folder(
                 display,
                 text,
             }),
-            Err(e) => unreadable.push(e.at(display)),
+            Err(e) => unreadable.push(e.at(rel, display)),
         }
     }
-    Ok(files)
+    Ok(Some(files))
 }
 
 fn collect(path: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), SourceError> {

@@ -3,7 +3,7 @@
 
 use super::{Global, exit};
 use crate::diag;
-use crate::source::{FsTemplates, load_tree};
+use crate::source::{FsTemplates, load_settings, load_tree};
 use crate::store::{AnyStore, StoreError, connect};
 use crate::validate::{Outcome, validate};
 use std::io::Write as _;
@@ -27,15 +27,17 @@ pub fn valid_tree(global: &Global) -> anyhow::Result<Result<Outcome, ExitCode>> 
 
 /// The settings file's view of the tree, for commands that do not need valid definitions.
 pub fn file_settings(global: &Global) -> anyhow::Result<crate::config::FileSettings> {
-    let tree = load_tree(&global.dir)?;
+    let only_settings = crate::validate::Tree {
+        settings: load_settings(&global.dir)?,
+        ..Default::default()
+    };
     let mut diags = Vec::new();
-    let settings = match &tree.settings {
+    let settings = match &only_settings.settings {
         Some(_) => {
-            let only_settings = crate::validate::Tree {
-                settings: tree.settings.clone(),
-                ..Default::default()
-            };
-            let outcome = validate(&only_settings, &FsTemplates::of(&global.dir, &tree));
+            let outcome = validate(
+                &only_settings,
+                &FsTemplates::of(&global.dir, &only_settings),
+            );
             diags = outcome.diagnostics;
             outcome.settings
         }

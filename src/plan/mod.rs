@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -286,7 +287,8 @@ pub struct Reconcile {
     pub blocked: Vec<(Kind, String)>,
 }
 
-/// `degraded` lists (kind, file below `--dir`, declared name) of left-out files.
+/// `degraded` lists (kind, file below `--dir`, declared name) of left-out files;
+/// a folder there stands for every file below it.
 pub fn reconcile(
     desired: &[Definition],
     applied: &AppliedState,
@@ -301,7 +303,9 @@ pub fn reconcile(
         }
         let Some(before) = &c.before else { return true };
         let from_degraded = degraded.iter().any(|(kind, file, name)| {
-            *kind == c.kind && (*file == before.source || name.as_deref() == Some(c.name.as_str()))
+            *kind == c.kind
+                && (Path::new(&before.source).starts_with(file)
+                    || name.as_deref() == Some(c.name.as_str()))
         });
         if from_degraded {
             kept.push((c.kind, c.name.clone()));
@@ -421,5 +425,25 @@ mod tests {
         assert_eq!(names, ["gone"]);
         assert_eq!(r.kept, [(Kind::Segment, "broken".to_string())]);
         assert_eq!(r.blocked, [(Kind::Segment, "guarded".to_string())]);
+    }
+
+    #[test]
+    fn reconcile_keeps_every_definition_below_a_degraded_folder() {
+        let mut a = def(Kind::Segment, "a", "x");
+        a.source = "segments.d/team/a.toml".into();
+        let mut b = def(Kind::Segment, "b", "x");
+        b.source = "segments.dx/b.toml".into();
+        let mut c = def(Kind::Communication, "c", "x");
+        c.source = "communications.d/c.toml".into();
+        let applied = state(vec![applied(&a), applied(&b), applied(&c)]);
+        let degraded = [(Kind::Segment, "segments.d".to_string(), None)];
+        let r = reconcile(&[], &applied, &degraded);
+        let names: Vec<&str> = r.plan.changes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["c", "b"],
+            "only what lies below the folder, of its kind"
+        );
+        assert_eq!(r.kept, [(Kind::Segment, "a".to_string())]);
     }
 }

@@ -40,10 +40,13 @@ pub struct Parsed {
 }
 
 /// Parses one communication file; `None` when not even its name could be read.
+/// A schedule is judged from `now` (must fire within 5 years, warned when
+/// sub-minute); `None` skips that check (a stored definition passed it when
+/// it was applied).
 pub fn parse(
     file: &SourceFile,
     templates: &dyn TemplateSource,
-    now: DateTime<Utc>,
+    now: Option<DateTime<Utc>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Parsed> {
     let mut template_diags = Vec::new();
@@ -213,7 +216,7 @@ fn parse_trigger(
     r: &mut Reader<'_>,
     t: &DeTable<'_>,
     tv: &Value<'_>,
-    now: DateTime<Utc>,
+    now: Option<DateTime<Utc>>,
 ) -> Option<Trigger> {
     r.unknown_keys(t, TRIGGER_KEYS, "`[trigger]`");
     let Some(type_v) = get(t, "type") else {
@@ -284,8 +287,8 @@ fn parse_trigger(
         }
     };
     let timezone = timezone?;
-    match cadence(&schedule, timezone, now) {
-        Cadence::Never => {
+    match now.map(|now| cadence(&schedule, timezone, now)) {
+        Some(Cadence::Never) => {
             r.error_help(
                 sched_v.span(),
                 format!("schedule `{pattern}` never fires in the next 5 years"),
@@ -293,7 +296,7 @@ fn parse_trigger(
             );
             return None;
         }
-        Cadence::SubMinute(gap) => r.warning(
+        Some(Cadence::SubMinute(gap)) => r.warning(
             sched_v.span(),
             format!(
                 "schedule `{pattern}` fires more often than once a minute ({}s apart); \
@@ -301,7 +304,7 @@ fn parse_trigger(
                 gap.num_seconds()
             ),
         ),
-        Cadence::AtMostOncePerMinute => {}
+        Some(Cadence::AtMostOncePerMinute) | None => {}
     }
     Some(Trigger::Automatic { schedule, timezone })
 }

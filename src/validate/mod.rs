@@ -28,7 +28,7 @@ pub struct SourceFile {
 }
 
 /// The files of a definitions tree.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Tree {
     pub segments: Vec<SourceFile>,
     pub communications: Vec<SourceFile>,
@@ -36,16 +36,33 @@ pub struct Tree {
     /// Definition files that could not be read as text.
     pub unreadable: Vec<Unreadable>,
     /// When the files were read: a schedule must fire within 5 years of it
-    /// (1970-01-01 by default).
+    /// (now by default).
     pub read_at: chrono::DateTime<chrono::Utc>,
-    /// The most a definition file or template may hold (`max_file_bytes`; 0 in
-    /// a tree not read from disk).
+    /// The most a definition file or template may hold (`max_file_bytes`).
     pub max_file_bytes: u64,
 }
 
-/// A definition file that was not read, and why (never what it holds).
+/// An empty tree, read now, with the default file cap.
+impl Default for Tree {
+    fn default() -> Self {
+        Self {
+            segments: Vec::new(),
+            communications: Vec::new(),
+            settings: None,
+            unreadable: Vec::new(),
+            read_at: chrono::Utc::now(),
+            max_file_bytes: crate::config::DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+}
+
+/// A definition file (or a whole definitions folder) that was not read, and
+/// why (never what it holds).
 #[derive(Debug, Clone)]
 pub struct Unreadable {
+    /// The path below `--dir`, with `/` separators (`segments.d` for the whole
+    /// folder).
+    pub path: String,
     /// The path as shown to the user.
     pub display: String,
     pub why: String,
@@ -75,7 +92,8 @@ pub struct Degraded {
     pub kind: &'static str,
     /// The name it declares, when it could be read.
     pub name: Option<String>,
-    /// The path below `--dir`.
+    /// The path below `--dir` (a folder, `segments.d` or `communications.d`,
+    /// when the whole folder could not be read: it stands for every file in it).
     pub file: String,
     /// The errors found in it (or why it is left out).
     pub errors: Vec<String>,
@@ -165,7 +183,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     let mut communications = Vec::new();
     let mut references = Vec::new();
     for (i, f) in tree.communications.iter().enumerate() {
-        if let Some(c) = communication::parse(f, &templates, tree.read_at, &mut diags) {
+        if let Some(c) = communication::parse(f, &templates, Some(tree.read_at), &mut diags) {
             declared_names.insert(("communication", i), c.name.to_string());
             references.push((i, c.name.clone(), c.segment));
             communications.push(Parsed {
@@ -261,6 +279,21 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
                 errors,
             });
         }
+    }
+    // An unreadable file (or folder) is degraded too: what it defined keeps
+    // its last applied version.
+    for u in &tree.unreadable {
+        let kind = match u.path.split('/').next() {
+            Some("segments.d") => "segment",
+            Some("communications.d") => "communication",
+            _ => continue,
+        };
+        degraded.push(Degraded {
+            kind,
+            name: None,
+            file: u.path.clone(),
+            errors: vec![u.why.clone()],
+        });
     }
 
     diag::sort(&mut diags);
@@ -390,7 +423,9 @@ pub fn stored_communication(
     let parsed = communication::parse(
         &file,
         &StoredTemplates(templates),
-        chrono::DateTime::UNIX_EPOCH,
+        // Its schedule was judged when it was applied; only the files are
+        // judged again (a date in 1970 or now would drop a rare schedule).
+        None,
         &mut diags,
     )?;
     if diags.iter().any(Diagnostic::is_error) {

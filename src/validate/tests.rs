@@ -246,3 +246,44 @@ fn repeated_list_values_are_the_equal_ones() {
     assert_eq!(cd(&format!("[{}]", long.join(", "))), "");
     assert!(cd(&format!("[{}, 49999]", long.join(", "))).contains("49999 appears twice"));
 }
+
+#[test]
+fn a_stored_communication_keeps_a_schedule_that_fires_rarely() {
+    // The fifth Sunday of February: 2032-02-29, more than 5 years after 1970
+    // and after 2026, but within 5 years of 2028, when it was applied.
+    let mut tree = Tree {
+        segments: vec![file("segments.d/base.toml", BASE_SEGMENT)],
+        read_at: chrono::DateTime::parse_from_rfc3339("2028-01-01T00:00:00Z")
+            .map(|t| t.to_utc())
+            .unwrap_or_default(),
+        ..Tree::default()
+    };
+    tree.communications = vec![file(
+        "communications.d/c.toml",
+        &communication(
+            "channel = \"webhook\"",
+            "type = \"automatic\"\nschedule = \"0 9 * 2 SUN#5\"",
+            WEBHOOK,
+        ),
+    )];
+    let out = validate(&tree, &Templates(BTreeMap::new()));
+    assert!(out.is_valid(), "{}", render_text(&out.diagnostics));
+    let desired = crate::plan::desired(&out.definitions, &out.templates);
+    let stored = desired
+        .iter()
+        .find(|d| d.name == "c")
+        .unwrap_or_else(|| panic!("c is not desired: {desired:?}"));
+    assert!(
+        super::stored_communication(&stored.spec, &stored.templates).is_some(),
+        "the applied communication no longer reads back: {}",
+        stored.spec
+    );
+}
+
+#[test]
+fn a_default_tree_has_the_default_file_cap_and_is_read_now() {
+    let before = chrono::Utc::now();
+    let tree = Tree::default();
+    assert_eq!(tree.max_file_bytes, crate::config::DEFAULT_MAX_FILE_BYTES);
+    assert!(tree.read_at >= before, "{}", tree.read_at);
+}

@@ -235,8 +235,11 @@ fn warnings_alone_do_not_fail() {
 }
 
 #[test]
-fn empty_folder_is_valid() {
-    let out = stdout(&Fixture::empty().validate("text").code(0));
+fn empty_definitions_folders_are_valid() {
+    let f = Fixture::empty();
+    f.write("segments.d/.keep", "")
+        .write("communications.d/.keep", "");
+    let out = stdout(&f.validate("text").code(0));
     assert!(
         out.contains("0 segment(s), 0 communication(s) in 0 file(s)"),
         "{out}"

@@ -1080,6 +1080,108 @@ fn an_invalid_file_is_degraded_while_the_rest_is_applied() {
     );
 }
 
+/// Whether /v1/status lists `file` (below `--dir`) as degraded.
+fn degraded_file(status: &Value, file: &str) -> bool {
+    degraded_entries(status).iter().any(|(_, f)| f == file)
+}
+
+#[test]
+fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions() {
+    let (f, db) = sqlite_setup(
+        &[
+            (
+                "segments.d/fifo.toml",
+                segment_toml("fifo", "country = \"DE\""),
+            ),
+            (
+                "segments.d/link.toml",
+                segment_toml("link", "country = \"FR\""),
+            ),
+            (
+                "segments.d/team/deep.toml",
+                segment_toml("deep", "country = \"DE\""),
+            ),
+            (
+                "communications.d/mail.toml",
+                email_comm("mail", "fifo", MANUAL),
+            ),
+        ],
+        5,
+        1,
+    );
+    let d = Daemon::start(f.path(), &db.url, &["--resync", "1s"], &[]);
+    d.wait_ready();
+    let all = ["fifo", "link", "deep"];
+    for name in all {
+        assert!(members_in_db(&db.url, name).is_some(), "{name} not applied");
+    }
+    let defs = |url: &str| count(url, "SELECT COUNT(*) FROM segd_definitions");
+    assert_eq!(defs(&db.url), 4);
+
+    // A FIFO, a link out of the tree and a file that is no longer UTF-8, each
+    // in place of an applied definition.
+    let seg = f.path().join("segments.d");
+    std::fs::remove_file(seg.join("fifo.toml")).expect("rm");
+    let made = Command::new("mkfifo")
+        .arg(seg.join("fifo.toml"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::fs::remove_file(seg.join("link.toml")).expect("rm");
+    std::os::unix::fs::symlink("/etc/passwd", seg.join("link.toml")).expect("symlink");
+    std::fs::write(
+        f.path().join("communications.d/mail.toml"),
+        b"[communication]\nname = \"mail\xff\"\n",
+    )
+    .expect("write");
+    let mut status = Value::Null;
+    let reported = wait_until(Duration::from_secs(15), || {
+        status = d.status();
+        [
+            "segments.d/fifo.toml",
+            "segments.d/link.toml",
+            "communications.d/mail.toml",
+        ]
+        .iter()
+        .all(|file| degraded_file(&status, file))
+    });
+    assert!(reported, "not reported as degraded: {status}\n{}", d.logs());
+    assert_eq!(
+        defs(&db.url),
+        4,
+        "an unreadable file's definition was deleted:\n{}",
+        d.logs()
+    );
+
+    // The whole segments.d moved out of the tree, a link left in its place.
+    let outside = tempfile::tempdir().expect("temp dir");
+    std::fs::rename(&seg, outside.path().join("segments.d")).expect("move");
+    std::os::unix::fs::symlink(outside.path().join("segments.d"), &seg).expect("symlink");
+    let reported = wait_until(Duration::from_secs(15), || {
+        status = d.status();
+        degraded_file(&status, "segments.d")
+    });
+    assert!(
+        reported,
+        "segments.d not reported as degraded: {status}\n{}",
+        d.logs()
+    );
+    // One more reconcile, to be sure none deletes.
+    let before = status["reconciles"].as_u64().unwrap_or(0);
+    assert!(wait_until(Duration::from_secs(15), || {
+        d.status()["reconciles"].as_u64().unwrap_or(0) > before + 1
+    }));
+    assert_eq!(
+        defs(&db.url),
+        4,
+        "a definition of the linked-out segments.d was deleted:\n{}",
+        d.logs()
+    );
+    for name in all {
+        assert!(members_in_db(&db.url, name).is_some(), "{name} was deleted");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 3. Drift in the database is undone at the next resync.
 

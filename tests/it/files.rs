@@ -279,3 +279,30 @@ fn a_definitions_folder_linked_out_of_the_tree_is_not_walked() {
     let (code, out) = run(&f, &["validate"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_dir_with_neither_definitions_folder_is_an_error() {
+    let f = Fixture::empty();
+    f.write("segd.toml", "");
+    let db = format!("sqlite://{}", f.path().join("segd.db").display());
+    for args in [
+        vec!["validate"],
+        vec!["--database-url", &db, "plan"],
+        vec!["--database-url", &db, "apply", "--auto-approve"],
+        vec!["--database-url", &db, "daemon", "--once"],
+    ] {
+        let (code, out) = run(&f, &args);
+        assert_ne!(code, 0, "{args:?}:\n{out}");
+        assert!(
+            out.contains("holds neither segments.d/ nor communications.d/"),
+            "{args:?}:\n{out}"
+        );
+        if args[0] != "--database-url" || args[2] != "daemon" {
+            assert_eq!(code, 2, "{args:?}:\n{out}");
+        }
+    }
+    // One of them is enough.
+    f.write("communications.d/.keep", "");
+    let (code, out) = run(&f, &["validate"]);
+    assert_eq!(code, 0, "{out}");
+}
