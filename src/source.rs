@@ -4,8 +4,10 @@
 use crate::config::DEFAULT_MAX_FILE_BYTES;
 use crate::validate::{SourceFile, TemplateSource, Tree, Unreadable, file_settings};
 use rayon::prelude::*;
+use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 use std::fs::FileType;
 use std::io::{self, Read as _};
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -110,7 +112,7 @@ impl<'a> Root<'a> {
     /// bytes. Never blocks on a FIFO or a device.
     fn read(&self, rel: &str) -> Result<String, FileError> {
         let real = self.resolve(rel)?;
-        let bytes = read_resolved(&real, self.limit).map_err(|e| match e {
+        let bytes = read_resolved(&real, &self.resolved, self.limit).map_err(|e| match e {
             Capped::NotRegular(kind) => FileError::NotRegular {
                 path: display_path(self.dir, rel),
                 kind,
@@ -118,6 +120,10 @@ impl<'a> Root<'a> {
             Capped::TooLarge => FileError::TooLarge {
                 path: display_path(self.dir, rel),
                 limit: self.limit,
+            },
+            Capped::Moved(target) => FileError::Outside {
+                link: display_path(self.dir, rel),
+                target: target.to_string_lossy().into_owned(),
             },
             Capped::Io(e) => FileError::Io(e),
         })?;
@@ -174,25 +180,47 @@ impl<'a> Root<'a> {
     }
 }
 
-/// Why [`read_capped`] did not read a file.
+/// Why a capped read did not read a file.
 #[derive(Debug)]
 pub enum Capped {
     /// What the file is instead (`a FIFO`, `a folder`, …).
     NotRegular(&'static str),
     TooLarge,
+    /// The file opened is not below the folder it was resolved in (a folder
+    /// on its path was swapped for a link after it was resolved): where it is.
+    Moved(PathBuf),
     Io(io::Error),
 }
 
-/// Reads a regular file of at most `limit` bytes, through links to it. It is
-/// opened without blocking and without following a link put in its place
-/// after it was resolved (a FIFO or link swapped in is refused, not waited on
-/// or followed), and read no further than `limit` + 1 bytes.
+/// Reads a file given by the user outside the tree (a saved plan), through
+/// links: a regular file or a pipe (`segd apply <(…)`), never more than
+/// `limit` + 1 bytes of it. A FIFO with no writer reads as empty.
 pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
-    read_resolved(&path.canonicalize().map_err(Capped::Io)?, limit)
+    // Opened without blocking (a FIFO with no writer, a device), then a pipe
+    // is read blocking, until its writer is done.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(Capped::Io)?;
+    let ft = file.metadata().map_err(Capped::Io)?.file_type();
+    if ft.is_fifo() {
+        let flags = fcntl_getfl(&file).map_err(|e| Capped::Io(e.into()))?;
+        fcntl_setfl(&file, flags - OFlags::NONBLOCK).map_err(|e| Capped::Io(e.into()))?;
+    } else {
+        check_regular(ft)?;
+    }
+    read_to_cap(file, limit)
 }
 
-/// [`read_capped`] of a path already resolved (no link in it).
-fn read_resolved(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
+/// Reads the regular file at `path`, resolved (no link in it) inside the
+/// folder `root`, of at most `limit` bytes. It is opened without blocking and
+/// without following a link put in its last part, and read no further than
+/// `limit` + 1 bytes: a FIFO or device swapped in is refused, not waited on.
+/// Where `/proc` is mounted (Linux), the file opened is checked to still lie
+/// below `root`, so a folder on the path swapped for a link out of the tree
+/// after it was resolved is refused too.
+fn read_resolved(path: &Path, root: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
     let meta = std::fs::metadata(path).map_err(Capped::Io)?;
     check_regular(meta.file_type())?;
     if meta.len() > limit {
@@ -203,7 +231,17 @@ fn read_resolved(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
         .map_err(Capped::Io)?;
+    if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        && !opened.starts_with(root)
+    {
+        return Err(Capped::Moved(opened));
+    }
     check_regular(file.metadata().map_err(Capped::Io)?.file_type())?;
+    read_to_cap(file, limit)
+}
+
+/// At most `limit` bytes of `file`; more is [`Capped::TooLarge`].
+fn read_to_cap(file: std::fs::File, limit: u64) -> Result<Vec<u8>, Capped> {
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)
@@ -373,7 +411,23 @@ impl TemplateSource for FsTemplates {
 
 #[cfg(test)]
 mod tests {
-    use super::is_definition_file;
+    use super::{Capped, is_definition_file, read_resolved};
+
+    #[test]
+    fn a_folder_swapped_for_a_link_out_after_resolving_is_refused() {
+        let tree = tempfile::tempdir().expect("tree");
+        let outside = tempfile::tempdir().expect("outside");
+        std::fs::write(outside.path().join("x.toml"), "secret").expect("write");
+        let root = tree.path().canonicalize().expect("root");
+        // `segments.d/x.toml` was resolved while segments.d was a real folder;
+        // by the time it is opened, segments.d is a link out of the tree.
+        std::os::unix::fs::symlink(outside.path(), root.join("segments.d")).expect("link");
+        let got = read_resolved(&root.join("segments.d/x.toml"), &root, 1024);
+        assert!(matches!(got, Err(Capped::Moved(_))), "{got:?}");
+        std::fs::write(root.join("in.toml"), "ok").expect("write");
+        let got = read_resolved(&root.join("in.toml"), &root, 1024);
+        assert_eq!(got.ok().as_deref(), Some(&b"ok"[..]));
+    }
 
     #[test]
     fn ignores_hidden_and_temp_files() {

@@ -34,8 +34,8 @@ pub struct ApplyArgs {
     pub max_change: Option<f64>,
 }
 
-/// The most a saved plan may hold.
-const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
+/// The most a saved plan may hold (`plan --out` writes no larger one).
+pub const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
 
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     crate::model::Duration::parse_allow_zero(s)
@@ -51,6 +51,7 @@ pub async fn run(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 let why = match e {
                     Capped::NotRegular(kind) => format!("it is {kind}, not a regular file"),
                     Capped::TooLarge => "it is larger than 64 MiB".to_string(),
+                    Capped::Moved(to) => format!("it moved to {}", to.display()),
                     Capped::Io(e) => e.to_string(),
                 };
                 anyhow::anyhow!("cannot read the plan {}: {why}", path.display())

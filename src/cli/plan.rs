@@ -63,7 +63,16 @@ async fn plan(
         Err(e) => return Ok(report(&e)),
     };
     if let Some(path) = &args.out {
-        std::fs::write(path, render::json(&plan, &impacts))
+        let json = render::json(&plan, &impacts);
+        // A saved plan is always one `segd apply FILE` reads.
+        if json.len() as u64 > super::apply::MAX_PLAN_BYTES {
+            anyhow::bail!(
+                "--out {}: the plan is {} bytes, more than a saved plan may hold (64 MiB); apply without saving it",
+                path.display(),
+                json.len()
+            );
+        }
+        std::fs::write(path, json)
             .map_err(|e| anyhow::anyhow!("cannot write the plan to {}: {e}", path.display()))?;
     }
     match args.format {

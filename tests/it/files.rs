@@ -22,16 +22,21 @@ fn run(f: &Fixture, args: &[&str]) -> (i32, String) {
         .timeout(Duration::from_secs(60))
         .output()
         .expect("run segd");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let text = both_outputs(&o);
     assert!(
         !text.contains(MARKER),
         "output leaks the environment:\n{text}"
     );
     (o.status.code().unwrap_or(-1), text)
+}
+
+/// Standard output then standard error.
+fn both_outputs(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The example tree with `invoice-email`'s template replaced by a link to `target`.
@@ -209,15 +214,25 @@ fn links_inside_the_tree_are_followed() {
 }
 
 #[test]
-fn a_saved_plan_that_is_a_fifo_is_refused_at_once() {
+fn a_saved_plan_read_from_a_pipe_is_applied_and_a_device_refused() {
     let f = Fixture::example();
-    let fifo = f.path().join("plan.json");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("run mkfifo");
-    assert!(made.success());
     let db = format!("sqlite://{}", f.path().join("segd.db").display());
+    let (code, out) = run(&f, &["--database-url", &db, "db", "migrate"]);
+    assert_eq!(code, 0, "{out}");
+    // `segd apply <(segd plan --out …)`: the plan arrives through a pipe.
+    let o = std::process::Command::new("bash")
+        .current_dir(f.path())
+        .env("SEGD", env!("CARGO_BIN_EXE_segd"))
+        .env("DB", &db)
+        .arg("-c")
+        .arg(r#""$SEGD" --database-url "$DB" apply --auto-approve <("$SEGD" --database-url "$DB" plan --out /dev/fd/3 3>&1 >/dev/null)"#)
+        .output()
+        .expect("run bash");
+    let out = both_outputs(&o);
+    assert!(o.status.success(), "{out}");
+    let (code, out) = run(&f, &["--database-url", &db, "plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "the piped plan was not applied:\n{out}");
+    // A device is still refused at once (never read).
     let (code, out) = run(
         &f,
         &[
@@ -225,13 +240,12 @@ fn a_saved_plan_that_is_a_fifo_is_refused_at_once() {
             &db,
             "apply",
             "--auto-approve",
-            "plan.json",
+            "/dev/zero",
         ],
     );
-    // Like any unreadable plan: an error of the command line (exit 2).
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("cannot read the plan plan.json: it is a FIFO, not a regular file"),
+        out.contains("cannot read the plan /dev/zero: it is a device, not a regular file"),
         "{out}"
     );
 }
