@@ -420,6 +420,30 @@ fn template_file(
         );
         return None;
     }
+    // Template text is shown in plans and CI logs: hidden files (`.git/…`,
+    // `.env`) and the definitions and settings (which may hold a database
+    // password) are never read as templates.
+    if let Some(part) = norm.split('/').find(|p| p.starts_with('.')) {
+        r.error_help(
+            span,
+            format!("template path `{path}` names the hidden `{part}`"),
+            "hidden files are not templates; keep templates in a folder such as `templates/`",
+        );
+        return None;
+    }
+    if norm == "segd.toml"
+        || matches!(
+            norm.split('/').next(),
+            Some("segments.d" | "communications.d")
+        )
+    {
+        r.error_help(
+            span,
+            format!("template path `{path}` names a definitions or settings file, not a template"),
+            "keep templates outside segd.toml, segments.d/ and communications.d/, such as in `templates/`",
+        );
+        return None;
+    }
     match templates.read(norm) {
         Ok((display, text)) => (template::check_file(&display, &text, template_diags)
             && template::bounds_at(r, templates, span, &text, &format!("template `{display}`")))

@@ -320,3 +320,35 @@ fn a_dir_with_neither_definitions_folder_is_an_error() {
     let (code, out) = run(&f, &["validate"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_template_in_a_hidden_folder_or_a_definitions_file_is_refused_unread() {
+    let f = Fixture::example();
+    f.write(".git/config", &format!("[remote]\nurl = {MARKER}\n"));
+    f.write("segd.toml", &format!("# {MARKER}\n"));
+    let comm = f.path().join("communications.d/invoice-email.toml");
+    let original = std::fs::read_to_string(&comm).expect("read");
+    for (path, says) in [
+        (
+            ".git/config",
+            "template path `.git/config` names the hidden `.git`",
+        ),
+        (
+            "./templates/.env",
+            "template path `./templates/.env` names the hidden `.env`",
+        ),
+        (
+            "segd.toml",
+            "template path `segd.toml` names a definitions or settings file",
+        ),
+        (
+            "communications.d/invoice-email.toml",
+            "template path `communications.d/invoice-email.toml` names a definitions or settings file",
+        ),
+    ] {
+        let text = original.replace("\"templates/invoice.txt\"", &format!("\"{path}\""));
+        assert_ne!(text, original);
+        std::fs::write(&comm, text).expect("write");
+        assert_refused(&f, "communications.d/invoice-email.toml:17:12", says);
+    }
+}
