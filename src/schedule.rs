@@ -34,6 +34,9 @@ pub fn cadence(schedule: &Schedule, tz: Tz, from: DateTime<Utc>) -> Cadence {
     let horizon = from
         .checked_add_signed(HORIZON)
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if !fires_on_a_day(schedule, tz, start, horizon) {
+        return Cadence::Never;
+    }
     let Some(first) = next_after(schedule, tz, start).filter(|t| *t <= horizon) else {
         return Cadence::Never;
     };
@@ -41,6 +44,30 @@ pub fn cadence(schedule: &Schedule, tz: Tz, from: DateTime<Utc>) -> Cadence {
         Some(gap) if gap < TimeDelta::minutes(1) => Cadence::SubMinute(gap),
         _ => Cadence::AtMostOncePerMinute,
     }
+}
+
+/// Whether any local day from `from` to `until` matches the schedule's year,
+/// month and day fields: about 1,800 cheap checks, where croner alone may
+/// search to the year 4999 for a day that never comes (`0 0 1 * +MON#5`).
+fn fires_on_a_day(schedule: &Schedule, tz: Tz, from: DateTime<Utc>, until: DateTime<Utc>) -> bool {
+    let pattern = &schedule.cron().pattern;
+    let last = until.with_timezone(&tz).date_naive();
+    from.with_timezone(&tz)
+        .date_naive()
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .any(|d| {
+            pattern.year_match(d.year()).unwrap_or(false)
+                && pattern.month_match(d.month()).unwrap_or(false)
+                && pattern
+                    .day_match(
+                        d.year(),
+                        d.month(),
+                        d.day(),
+                        croner::Weekday::from_days_from_sunday(d.weekday().num_days_from_sunday()),
+                    )
+                    .unwrap_or(false)
+        })
 }
 
 /// Whether croner can search from `t`: it knows the years 1 to 4999 (and
@@ -203,6 +230,26 @@ mod tests {
         ] {
             assert_eq!(cadence(&sched(s), Tz::UTC, from), want, "{s}");
         }
+        // Days that never come are found without a search to the year 4999.
+        for s in [
+            "0 0 1 * +MON#5",
+            "0 0 31 2 +MON",
+            "0 0 1 * +MON#5,TUE#5,WED#5",
+        ] {
+            let started = std::time::Instant::now();
+            assert_eq!(cadence(&sched(s), Tz::UTC, from), Cadence::Never, "{s}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{s}");
+        }
+        // A rare day within the horizon is found: the fifth Sunday of February
+        // 2032, from 2028.
+        assert_eq!(
+            cadence(
+                &sched("0 9 * 2 SUN#5"),
+                Tz::UTC,
+                utc("2028-01-01T00:00:00Z")
+            ),
+            Cadence::AtMostOncePerMinute
+        );
         // Near the end of the calendar nothing is left to fire.
         assert_eq!(
             cadence(&sched("0 9 * * *"), Tz::UTC, DateTime::<Utc>::MAX_UTC),
