@@ -23,8 +23,8 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Periodic resync that also undoes drift, e.g. `60s` (SEGD_RESYNC).
-    #[arg(long, value_name = "DURATION")]
-    pub resync: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_resync)]
+    pub resync: Option<Duration>,
     /// Reconcile and run due work once, then exit.
     #[arg(long)]
     pub once: bool,
@@ -36,6 +36,11 @@ pub struct DaemonArgs {
     pub demo: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// A resync period: a duration from 1s to 3650d.
+fn parse_resync(s: &str) -> Result<Duration, String> {
+    Duration::parse(s).map_err(|e| e.to_string())
 }
 
 fn init_tracing(global: &Global, format: LogFormat) {
@@ -60,7 +65,7 @@ fn setting<T>(
     flag: Option<T>,
     env: &str,
     file: Option<T>,
-    parse: impl Fn(&str) -> Option<T>,
+    parse: impl Fn(&str) -> Result<T, String>,
 ) -> anyhow::Result<Option<T>> {
     if flag.is_some() {
         return Ok(flag);
@@ -68,7 +73,7 @@ fn setting<T>(
     match std::env::var(env).ok().filter(|v| !v.trim().is_empty()) {
         Some(v) => parse(v.trim())
             .map(Some)
-            .ok_or_else(|| anyhow::anyhow!("{env}: invalid value `{v}`")),
+            .map_err(|why| anyhow::anyhow!("{env}: invalid value `{v}`: {why}")),
         None => Ok(file),
     }
 }
@@ -77,17 +82,12 @@ pub async fn run(global: &Global, args: DaemonArgs) -> anyhow::Result<ExitCode> 
     init_tracing(global, args.log_format);
     let settings = file_settings(global)?;
     let listen = setting(args.listen, "SEGD_LISTEN", settings.listen, |s| {
-        s.parse().ok()
+        s.parse()
+            .map_err(|e: std::net::AddrParseError| e.to_string())
     })?
     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let resync_flag = match &args.resync {
-        Some(s) => Some(Duration::parse(s).map_err(|e| anyhow::anyhow!("--resync: {e}"))?),
-        None => None,
-    };
-    let resync = setting(resync_flag, "SEGD_RESYNC", settings.resync, |s| {
-        Duration::parse(s).ok()
-    })?
-    .map_or(std::time::Duration::from_secs(60), Duration::std);
+    let resync = setting(args.resync, "SEGD_RESYNC", settings.resync, parse_resync)?
+        .map_or(std::time::Duration::from_secs(60), Duration::std);
     let delivery = delivery_config(global, &settings)?;
     let url = database_url(global, &settings);
     let store = match open(&url).await {

@@ -21,8 +21,8 @@ pub struct DeliveriesArgs {
     /// Only deliveries in this status.
     #[arg(long, value_parser = ["pending", "sending", "sent", "failed", "dead"])]
     pub status: Option<String>,
-    /// At most this many rows.
-    #[arg(long)]
+    /// At most this many rows (1 to 1000000).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     pub limit: Option<i64>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -51,7 +51,7 @@ pub async fn run(global: &Global, args: DemoDataArgs) -> anyhow::Result<ExitCode
     let generator = match Generator::new(spec) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: --today: {e}");
             return Ok(exit::usage());
         }
     };

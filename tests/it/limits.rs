@@ -85,7 +85,20 @@ fn flags_out_of_range_name_the_flag() {
             vec!["apply", "--lock-timeout", "106751991167d"],
             "'--lock-timeout <DURATION>'",
         ),
-        (vec!["daemon", "--resync", "3651d"], "--resync"),
+        (
+            vec!["daemon", "--resync", "3651d"],
+            "'--resync <DURATION>': a duration is at most 3650d",
+        ),
+        (vec!["deliveries", "--limit=-1"], "'--limit <LIMIT>'"),
+        (vec!["deliveries", "--limit", "0"], "'--limit <LIMIT>'"),
+        (
+            vec!["deliveries", "--limit", "1000001"],
+            "'--limit <LIMIT>'",
+        ),
+        (
+            vec!["demo-data", "--today", "0900-01-01"],
+            "--today: the date 0900-01-01 is out of range",
+        ),
         (
             vec!["demo-data", "--customers", "100000001"],
             "'--customers <N>'",
@@ -95,6 +108,20 @@ fn flags_out_of_range_name_the_flag() {
         assert_eq!(code, 2, "{args:?}:\n{err}");
         assert!(err.contains(flag), "{args:?}:\n{err}");
     }
+    // The environment variable says why too.
+    let o = segd_cmd()
+        .arg("--dir")
+        .arg(f.path())
+        .args(["--database-url", &db.url, "daemon", "--once"])
+        .env("SEGD_RESYNC", "3651d")
+        .output()
+        .expect("run segd");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("SEGD_RESYNC: invalid value `3651d`: a duration is at most 3650d"),
+        "{err}"
+    );
 }
 
 #[test]
