@@ -1085,38 +1085,58 @@ fn degraded_file(status: &Value, file: &str) -> bool {
     degraded_entries(status).iter().any(|(_, f)| f == file)
 }
 
+/// Three segments (one in a subfolder) and a communication.
+fn unreadable_tree() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "segments.d/fifo.toml",
+            segment_toml("fifo", "country = \"DE\""),
+        ),
+        (
+            "segments.d/link.toml",
+            segment_toml("link", "country = \"FR\""),
+        ),
+        (
+            "segments.d/team/deep.toml",
+            segment_toml("deep", "country = \"DE\""),
+        ),
+        (
+            "communications.d/mail.toml",
+            email_comm("mail", "fifo", MANUAL),
+        ),
+    ]
+}
+
 #[test]
 fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions() {
-    let (f, db) = sqlite_setup(
-        &[
-            (
-                "segments.d/fifo.toml",
-                segment_toml("fifo", "country = \"DE\""),
-            ),
-            (
-                "segments.d/link.toml",
-                segment_toml("link", "country = \"FR\""),
-            ),
-            (
-                "segments.d/team/deep.toml",
-                segment_toml("deep", "country = \"DE\""),
-            ),
-            (
-                "communications.d/mail.toml",
-                email_comm("mail", "fifo", MANUAL),
-            ),
-        ],
-        5,
-        1,
-    );
-    let d = Daemon::start(f.path(), &db.url, &["--resync", "1s"], &[]);
-    d.wait_ready();
-    let all = ["fifo", "link", "deep"];
-    for name in all {
-        assert!(members_in_db(&db.url, name).is_some(), "{name} not applied");
+    let (f, db) = sqlite_setup(&unreadable_tree(), 5, 1);
+    unreadable_files_keep_their_definitions(&f, &db.url);
+}
+
+#[test]
+fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions_on_postgres() {
+    let Some(pg) = block_on(fresh_pg_db(
+        "a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions_on_postgres",
+    )) else {
+        return;
+    };
+    let f = Fixture::empty();
+    for (rel, t) in unreadable_tree() {
+        f.write(rel, &t);
     }
-    let defs = |url: &str| count(url, "SELECT COUNT(*) FROM segd_definitions");
-    assert_eq!(defs(&db.url), 4);
+    unreadable_files_keep_their_definitions(&f, &pg.url);
+}
+
+/// The names of the applied definitions.
+fn applied_names(url: &str) -> Vec<String> {
+    strings(url, "SELECT name FROM segd_definitions ORDER BY name")
+}
+
+fn unreadable_files_keep_their_definitions(f: &Fixture, url: &str) {
+    let d = Daemon::start(f.path(), url, &["--resync", "1s"], &[]);
+    d.wait_ready();
+    let all = ["deep", "fifo", "link", "mail"];
+    assert_eq!(applied_names(url), all, "{}", d.logs());
 
     // A FIFO, a link out of the tree and a file that is no longer UTF-8, each
     // in place of an applied definition.
@@ -1147,8 +1167,8 @@ fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions() {
     });
     assert!(reported, "not reported as degraded: {status}\n{}", d.logs());
     assert_eq!(
-        defs(&db.url),
-        4,
+        applied_names(url),
+        all,
         "an unreadable file's definition was deleted:\n{}",
         d.logs()
     );
@@ -1166,20 +1186,17 @@ fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions() {
         "segments.d not reported as degraded: {status}\n{}",
         d.logs()
     );
-    // One more reconcile, to be sure none deletes.
+    // Two more reconciles, to be sure none deletes.
     let before = status["reconciles"].as_u64().unwrap_or(0);
     assert!(wait_until(Duration::from_secs(15), || {
         d.status()["reconciles"].as_u64().unwrap_or(0) > before + 1
     }));
     assert_eq!(
-        defs(&db.url),
-        4,
+        applied_names(url),
+        all,
         "a definition of the linked-out segments.d was deleted:\n{}",
         d.logs()
     );
-    for name in all {
-        assert!(members_in_db(&db.url, name).is_some(), "{name} was deleted");
-    }
 }
 
 // ---------------------------------------------------------------------------
