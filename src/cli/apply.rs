@@ -96,12 +96,8 @@ async fn under_lock(
         Err(e) => return Ok(report(&e)),
     };
     let result = locked(global, args, store, saved, desired).await;
-    let unlocked = store.unlock(lock).await;
-    let code = result?;
-    if let Err(e) = unlocked {
-        return Ok(report(&e));
-    }
-    Ok(code)
+    store.unlock(lock).await;
+    result
 }
 
 /// The part of an apply that runs under the apply lock.

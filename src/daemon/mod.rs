@@ -199,9 +199,8 @@ async fn reconcile_inner(
         plan: plan::render::json(&r.plan, &Default::default()),
     };
     let applied = store.apply(&r.plan, &record).await;
-    let unlocked = store.unlock(lock).await;
+    store.unlock(lock).await;
     applied.map_err(|e| e.to_string())?;
-    unlocked.map_err(|e| e.to_string())?;
     if let Err(e) = store.index_custom_data(&r.plan).await {
         tracing::warn!(error = %e, "indexing custom_data keys failed");
     }

@@ -83,7 +83,9 @@ pub trait Store {
         wait: Duration,
     ) -> impl Future<Output = Result<ApplyLock, StoreError>> + Send;
 
-    fn unlock(&self, lock: ApplyLock) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Releases the lock; a failure is logged (the lock died with its
+    /// connection or file, and what was applied stays applied).
+    fn unlock(&self, lock: ApplyLock) -> impl Future<Output = ()> + Send;
 
     /// Applies the plan in one transaction, refusing it when the applied state is
     /// no longer the version the plan was made against.
@@ -193,7 +195,7 @@ impl Store for AnyStore {
         }
     }
 
-    async fn unlock(&self, lock: ApplyLock) -> Result<(), StoreError> {
+    async fn unlock(&self, lock: ApplyLock) {
         match self {
             AnyStore::Sqlite(s) => s.unlock(lock).await,
             AnyStore::Postgres(s) => s.unlock(lock).await,
@@ -263,15 +265,20 @@ macro_rules! common_store {
                 }
             }
 
-            async fn unlock(&self, lock: $crate::store::ApplyLock) -> Result<(), $crate::store::StoreError> {
+            async fn unlock(&self, lock: $crate::store::ApplyLock) {
                 // The record goes first, so it never removes the next holder's.
-                let forgotten = sqlx::query("DELETE FROM segd_locks WHERE name = 'apply' AND holder = $1")
+                // Neither step can undo an apply that committed, and a lock whose
+                // release failed died with its connection or file: warnings only.
+                if let Err(e) = sqlx::query("DELETE FROM segd_locks WHERE name = 'apply' AND holder = $1")
                     .bind(&lock.holder)
                     .execute(&self.pool)
-                    .await;
-                self.release(lock.held).await?;
-                forgotten?;
-                Ok(())
+                    .await
+                {
+                    tracing::warn!(error = %e, "forgetting the apply lock's holder failed");
+                }
+                if let Err(e) = self.release(lock.held).await {
+                    tracing::warn!(error = %e, "releasing the apply lock failed");
+                }
             }
 
             async fn apply(

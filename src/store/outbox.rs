@@ -13,6 +13,22 @@ use sqlx::{AssertSqlSafe, Row as _};
 const TRIGGER_XACT_LOCK: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended('segd:trigger:' || $1, 0))";
 
+/// Runs of one communication also take turns inside the process, before they
+/// take a connection: on PostgreSQL a run waiting for [`TRIGGER_XACT_LOCK`]
+/// holds a pooled connection, and many concurrent triggers of one
+/// communication (the HTTP API) would otherwise hold them all. Striped by a
+/// hash of the name: two communications share a turn only on a collision.
+static ENQUEUE_TURNS: [tokio::sync::Mutex<()>; 64] =
+    [const { tokio::sync::Mutex::const_new(()) }; 64];
+
+fn enqueue_turn(communication: &str) -> &'static tokio::sync::Mutex<()> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    communication.hash(&mut h);
+    let i = usize::try_from(h.finish() % ENQUEUE_TURNS.len() as u64).unwrap_or(0);
+    &ENQUEUE_TURNS[i]
+}
+
 /// A trigger run as recorded in `segd_trigger_runs`.
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -255,6 +271,7 @@ impl AnyStore {
         enqueue: &Query,
         max_recipients: Option<u64>,
     ) -> Result<RunResult, StoreError> {
+        let _turn = enqueue_turn(&run.communication).lock().await;
         macro_rules! body {
             ($pool:expr, $begin:expr, $serialise:expr, $args:path) => {{
                 let mut tx = $pool.begin_with($begin).await?;

@@ -52,12 +52,18 @@ impl SqliteStore {
             path: path.display().to_string(),
             reason: e.to_string(),
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(error)?;
+        // Read-only when it exists: flock needs no write access, so another
+        // user who may write the database may take the lock too.
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .map_err(error)?,
+            Err(e) => return Err(error(e)),
+        };
         // flock(2) (LockFileEx on Windows) through fs4: std's own is newer than segd's MSRV.
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => Ok(Some(Held::Sqlite(Some(file)))),
