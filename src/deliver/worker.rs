@@ -427,10 +427,24 @@ impl<'a> Worker<'a> {
                     Err(error) => return Attempt::Permanent { error },
                 };
                 // Rendering is CPU-bound: off the runtime's threads, outside any
-                // transaction, within the renderer's bounds.
-                let rendered = match tokio::task::spawn_blocking(move || job.render()).await {
-                    Ok(r) => r,
-                    Err(e) => Err(format!("rendering failed: {e}")),
+                // transaction, within the renderer's bounds and RENDER_TIMEOUT. A
+                // render given up on keeps its permit until its thread ends.
+                let Ok(permit) = RENDERS.acquire().await else {
+                    return Attempt::Permanent {
+                        error: "rendering failed: no render threads".to_owned(),
+                    };
+                };
+                let render = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    job.render()
+                });
+                let rendered = match tokio::time::timeout(RENDER_TIMEOUT, render).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => Err(format!("rendering failed: {e}")),
+                    Err(_) => Err(format!(
+                        "template render exceeded its time limit ({}s)",
+                        RENDER_TIMEOUT.as_secs()
+                    )),
                 };
                 match rendered {
                     Ok(m) => {
@@ -450,3 +464,10 @@ impl<'a> Worker<'a> {
         }
     }
 }
+
+/// The longest one email render may take before its delivery fails for good.
+const RENDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most email renders running at once in this process, counting those
+/// given up on after [`RENDER_TIMEOUT`] whose threads have not ended yet.
+const RENDER_MAX_THREADS: usize = 8;
+static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RENDER_MAX_THREADS);
