@@ -18,9 +18,10 @@ pub const RENDER_MAX_OUTPUT: usize = 1 << 20;
 pub const RENDER_MAX_RANGE: usize = 10_000;
 /// The deepest nesting of loops, conditions and macro calls during a render.
 pub const RENDER_MAX_DEPTH: usize = 100;
-/// The most data all built-in filter and function calls of one render may take
-/// and give, counted as bytes of text plus one per other value (64 MiB): each
-/// call also stays within [`RENDER_MAX_OUTPUT`] and [`RENDER_MAX_RANGE`].
+/// The most data all built-in filter and function calls and all `{{ … }}` of
+/// one render may take, give and print (captured text included), counted as
+/// bytes of text plus one per other value (64 MiB): each call and each
+/// `{{ … }}` also stays within [`RENDER_MAX_OUTPUT`] and [`RENDER_MAX_RANGE`].
 pub const RENDER_MAX_FILTER_WORK: usize = 64 << 20;
 
 /// Reads template files by their path below `--dir`.
@@ -112,6 +113,12 @@ fn bounded_env(undefined: UndefinedBehavior) -> Environment<'static> {
     for (name, f) in builtin_filters() {
         env.add_filter(name, guarded(&work, name, f));
     }
+    // Every `{{ … }}` is measured and counted too: text captured by `set` and
+    // `filter` blocks and macro calls never reaches the capped output.
+    env.set_formatter(move |out, state, value| {
+        charge(&work, measure(value, RENDER_MAX_OUTPUT)?)?;
+        minijinja::escape_formatter(out, state, value)
+    });
     env
 }
 
@@ -165,11 +172,17 @@ fn guarded(
         }
         let rv = f.call(state, &args)?;
         size += measure(&rv, RENDER_MAX_OUTPUT)?;
-        if work.fetch_add(size, Ordering::Relaxed).saturating_add(size) > RENDER_MAX_FILTER_WORK {
-            return Err(limit_error(filter_work_limit()));
-        }
+        charge(&work, size)?;
         Ok(rv)
     }
+}
+
+/// Counts `size` against the render's [`RENDER_MAX_FILTER_WORK`].
+fn charge(work: &AtomicUsize, size: usize) -> Result<(), Error> {
+    if work.fetch_add(size, Ordering::Relaxed).saturating_add(size) > RENDER_MAX_FILTER_WORK {
+        return Err(limit_error(filter_work_limit()));
+    }
+    Ok(())
 }
 
 /// The result size of the built-ins whose result can outgrow their arguments
@@ -605,6 +618,14 @@ mod tests {
             (
                 "{% for i in range(10000) %}{% set s = 'x' * 1000000 %}{{ s | length }}{% endfor %}",
                 "filter work limit (67108864 values and bytes)",
+            ),
+            (
+                "{% set s %}{% for i in range(10000) %}{{ 'x' * 100000 }}{% endfor %}{% endset %}",
+                "filter work limit (67108864 values and bytes)",
+            ),
+            (
+                "{% set s %}{{ [[[0] * 5000] * 5000] * 5000 }}{% endset %}",
+                "output limit (1048576 bytes)",
             ),
             (
                 "{% filter upper %}{% for i in range(10000) %}{{ 'x' * 1000 }}{% endfor %}{% endfilter %}",
