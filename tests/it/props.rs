@@ -1010,7 +1010,8 @@ fn the_command_line_is_well_formed() {
 }
 
 /// Pieces of template text: loops, conditions, macros, the variables a template
-/// sees, operators that grow output, and broken syntax.
+/// sees, operators and filters that grow output or work, captured text, and
+/// broken syntax.
 fn template_piece() -> impl Strategy<Value = String> {
     prop_oneof![
         select(vec![
@@ -1029,6 +1030,12 @@ fn template_piece() -> impl Strategy<Value = String> {
             "{{ range(-5, 9999999999, 0) }}",
             "{% set s = 'x' * 100 %}{% set s = s ~ s %}{{ s }}",
             "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "{{ ([0] * 10**15) | sum }}",
+            "{{ (['x' * 10000] * 1000) | join }}",
+            "{{ ([1] * 20000) | sort | unique | list }}",
+            "{{ invoices | map(attribute='amount_cents') | sum }}",
+            "{% set s %}{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}{% endset %}{{ s }}",
+            "{% filter upper %}{{ [[0] * 5000] * 5000 }}{% endfilter %}",
             "{{ 1 / 0 }}",
             "{{ nothing.here }}",
             "{# note #}",
