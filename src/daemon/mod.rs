@@ -51,8 +51,10 @@ pub struct OnceReport {
     pub ok: bool,
 }
 
-/// How long in-flight deliveries may take to finish after a shutdown request.
-const DRAIN_GRACE: Duration = Duration::from_secs(8);
+/// How long in-flight deliveries may take to finish after a shutdown request:
+/// longer than a webhook's default timeout (15 s), so a drain normally ends
+/// by itself, its outcomes written and its unstarted rows released.
+const DRAIN_GRACE: Duration = Duration::from_secs(20);
 
 fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Option<String>)> {
     outcome

@@ -12,9 +12,10 @@ use crate::store::outbox::{Claimed, Mark};
 use crate::store::{AnyStore, Store, StoreError};
 use crate::validate::{stored_communication, stored_segment};
 use chrono::{DateTime, Utc};
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Counts of what a drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,12 +46,25 @@ impl Tally {
 pub const MARK_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 /// The most outcomes written in one transaction.
 const MARK_MAX: usize = 512;
+/// The first and the longest wait before writing outcomes again after a failed write.
+const MARK_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+const MARK_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Drains started by this process, to name each drain's claims.
+static DRAINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The guarded value, even if a holder panicked.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A claimed batch with the customers and invoices its rows name.
 struct Batch {
     rows: Vec<Claimed>,
     customers: HashMap<String, Customer>,
     invoices: HashMap<String, Invoice>,
+    /// When the claim's lease of these rows ends, unless renewed.
+    leased_until: tokio::time::Instant,
 }
 
 /// The applied communications by name.
@@ -141,8 +155,11 @@ impl<'a> Worker<'a> {
     /// requests in flight across batches, and a marker that writes each finished
     /// outcome within [`MARK_EVERY`], many in one transaction. A kill therefore
     /// re-sends at most the requests in flight and the outcomes of the marker's
-    /// open window. Once `stop` is set nothing more is claimed; rows already
-    /// claimed are still sent.
+    /// open window. Once `stop` is set nothing more is claimed or started: the
+    /// requests in flight finish, their outcomes are written, and rows claimed
+    /// but not started go back to pending. A write of outcomes that fails is
+    /// tried again (with backoff) without stopping the sends; after failing for
+    /// longer than a lease, the drain stops as if stopped and then reports it.
     pub async fn drain(
         &self,
         run_id: Option<&str>,
@@ -158,11 +175,24 @@ impl<'a> Worker<'a> {
         // The lease is renewed while rows are sent, so a slow receiver never lets
         // another sender claim rows this one is still sending.
         let renew_every = (self.config.lease / 3).max(std::time::Duration::from_millis(200));
+        // Each drain claims under its own name, so a later drain of this process
+        // may take over the expired rows of one that was abandoned, while the
+        // expired tier never hands a drain rows it still holds.
+        let me = &format!("{}:{}", DRAINS.fetch_add(1, Ordering::Relaxed), self.me);
         let (batches, mut claimed) = tokio::sync::mpsc::channel::<(Arc<Comms>, Arc<Batch>)>(1);
         // This sender's writes (claims, outcomes, renewals) take turns here rather
         // than in the database, where a writer waiting on SQLite's lock sleeps.
         let writes = &tokio::sync::Mutex::new(());
         let (finished, mut outcomes) = tokio::sync::mpsc::unbounded_channel::<(i64, Mark)>();
+        // Set when outcomes could not be written for longer than a lease: nothing
+        // more is claimed or started, and what is in flight still finishes.
+        let halted = &AtomicBool::new(false);
+        let stopped = || stop() || halted.load(Ordering::Relaxed);
+        // Rows claimed and not yet started: handed back once the drain ends.
+        let unsent = &std::sync::Mutex::new(HashSet::<i64>::new());
+        // When the last successful renewal's lease ends (none yet: a batch's own
+        // claim sets its rows' lease).
+        let renewed_until = &std::sync::Mutex::new(None::<tokio::time::Instant>);
 
         // Ends at the first empty claim; an error ends it too, and is reported
         // once what was already claimed is sent and marked.
@@ -170,21 +200,22 @@ impl<'a> Worker<'a> {
             // Loaded with the first batch: an idle pass reads no definitions.
             let mut comms: Option<Arc<Comms>> = None;
             loop {
-                if stop() {
+                if stopped() {
                     return None;
                 }
-                let claimed = {
+                let (claimed, leased_until) = {
                     let _turn = writes.lock().await;
+                    let leased_until = tokio::time::Instant::now() + self.config.lease;
                     let now = Utc::now();
-                    self.store
-                        .claim(&self.me, now, now + lease, limit, run_id)
-                        .await
+                    let rows = self.store.claim(me, now, now + lease, limit, run_id).await;
+                    (rows, leased_until)
                 };
                 let rows = match claimed {
                     Ok(rows) if rows.is_empty() => return None,
                     Ok(rows) => rows,
                     Err(e) => return Some(e),
                 };
+                lock(unsent).extend(rows.iter().map(|r| r.id));
                 let loaded = match &comms {
                     Some(c) => c.clone(),
                     None => match self.load().await {
@@ -192,7 +223,7 @@ impl<'a> Worker<'a> {
                         Err(e) => return Some(e),
                     },
                 };
-                let batch = match self.batch(rows).await {
+                let batch = match self.batch(rows, leased_until).await {
                     Ok(b) => b,
                     Err(e) => return Some(e),
                 };
@@ -209,14 +240,26 @@ impl<'a> Worker<'a> {
                 futures_util::stream::iter(
                     (0..batch.rows.len()).map(move |i| (comms.clone(), batch.clone(), i)),
                 )
+            })
+            // Once stopped, rows not yet started stay unsent (and are released).
+            .take_while(|_| std::future::ready(!stopped()))
+            // A row whose lease has run out may be another sender's by now: it is
+            // left unsent rather than sent twice.
+            .filter(|(_, batch, i)| {
+                let until =
+                    lock(renewed_until).map_or(batch.leased_until, |r| r.max(batch.leased_until));
+                let go = tokio::time::Instant::now() < until;
+                if go {
+                    lock(unsent).remove(&batch.rows[*i].id);
+                }
+                std::future::ready(go)
             });
             rows.map(|(comms, batch, i)| async move {
                 self.send_one(&comms, &batch, &batch.rows[i]).await
             })
             .buffer_unordered(concurrency)
             .for_each(|outcome| {
-                // Fails only once the marker has stopped on a write error,
-                // which drain then reports.
+                // The marker keeps receiving until the sender ends.
                 let _ = finished.send(outcome);
                 std::future::ready(())
             })
@@ -226,41 +269,64 @@ impl<'a> Worker<'a> {
             let mut tally = Tally::default();
             let mut pending = Vec::new();
             let mut last = tokio::time::Instant::now();
-            while let Some(first) = outcomes.recv().await {
-                pending.push(first);
+            let mut closed = false;
+            let mut failing_since: Option<tokio::time::Instant> = None;
+            let mut backoff = MARK_RETRY_FIRST;
+            loop {
+                if pending.is_empty() {
+                    match outcomes.recv().await {
+                        Some(first) => pending.push(first),
+                        None => break,
+                    }
+                }
                 let window = last + MARK_EVERY;
-                while pending.len() < MARK_MAX {
+                while !closed && pending.len() < MARK_MAX {
                     tokio::select! {
                         more = outcomes.recv() => match more {
                             Some(m) => pending.push(m),
-                            None => break,
+                            None => closed = true,
                         },
                         () = tokio::time::sleep_until(window) => break,
                     }
                 }
                 last = tokio::time::Instant::now();
-                {
+                let written = {
                     let _turn = writes.lock().await;
-                    self.store.mark(&self.me, &pending).await?;
+                    self.store.mark(me, &pending).await
+                };
+                match written {
+                    Ok(()) => {
+                        failing_since = None;
+                        backoff = MARK_RETRY_FIRST;
+                        for (_, m) in pending.drain(..) {
+                            tally.add(&m);
+                        }
+                        progress(&tally);
+                    }
+                    // The outcomes are kept and written again: each update is
+                    // guarded by this sender's claim, so a late write is safe.
+                    Err(e) => {
+                        let since = *failing_since.get_or_insert(last);
+                        if since.elapsed() > self.config.lease {
+                            halted.store(true, Ordering::Relaxed);
+                            if closed {
+                                return Err(e);
+                            }
+                        }
+                        tracing::warn!(error = %e, outcomes = pending.len(), "writing delivery outcomes failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MARK_RETRY_MAX);
+                    }
                 }
-                for (_, m) in pending.drain(..) {
-                    tally.add(&m);
-                }
-                progress(&tally);
             }
             Ok(tally)
         };
 
         let finished_all = tokio_util::sync::CancellationToken::new();
         let work = async {
-            let done = futures_util::future::try_join3(
-                claimer.map(Ok::<_, StoreError>),
-                sender.map(Ok),
-                marker,
-            )
-            .await;
+            let (claim_error, (), marked) = tokio::join!(claimer, sender, marker);
             finished_all.cancel();
-            done
+            (claim_error, marked)
         };
         // Renewals run beside the work, never inside it: a renewal waiting there
         // for the marker's open transaction would stop that transaction too.
@@ -270,24 +336,37 @@ impl<'a> Worker<'a> {
                     () = finished_all.cancelled() => break,
                     () = tokio::time::sleep(renew_every) => {
                         let _turn = writes.lock().await;
+                        let started = tokio::time::Instant::now();
                         let until = Utc::now() + lease;
-                        if let Err(e) = self.store.renew(&self.me, until).await {
-                            tracing::warn!(error = %e, "renewing the delivery lease failed");
+                        match self.store.renew(me, until).await {
+                            Ok(()) => *lock(renewed_until) = Some(started + self.config.lease),
+                            Err(e) => tracing::warn!(error = %e, "renewing the delivery lease failed"),
                         }
                     }
                 }
             }
         };
-        let (done, ()) = tokio::join!(work, renewing);
-        let (claim_error, (), tally) = done?;
+        let ((claim_error, marked), ()) = tokio::join!(work, renewing);
+        // Rows claimed and never started go back to pending, as if never claimed.
+        let left: Vec<i64> = lock(unsent).drain().collect();
+        let released = if left.is_empty() {
+            Ok(())
+        } else {
+            self.store.release(me, &left).await
+        };
+        let tally = marked?;
         match claim_error {
             Some(e) => Err(e),
-            None => Ok(tally),
+            None => released.map(|()| tally),
         }
     }
 
     /// The customers and invoices a claimed batch names, read once for it.
-    async fn batch(&self, rows: Vec<Claimed>) -> Result<Batch, StoreError> {
+    async fn batch(
+        &self,
+        rows: Vec<Claimed>,
+        leased_until: tokio::time::Instant,
+    ) -> Result<Batch, StoreError> {
         let mut customer_ids: Vec<String> = rows.iter().map(|r| r.customer_id.clone()).collect();
         customer_ids.sort();
         customer_ids.dedup();
@@ -315,6 +394,7 @@ impl<'a> Worker<'a> {
             rows,
             customers,
             invoices,
+            leased_until,
         })
     }
 

@@ -368,7 +368,8 @@ impl AnyStore {
             )],
             None => vec![
                 (
-                    "status = 'sending' AND claimed_until < $4 ORDER BY id",
+                    // Not this sender's own rows: it may still have them queued.
+                    "status = 'sending' AND claimed_until < $4 AND claimed_by <> $1 ORDER BY id",
                     Some(Param::Time(now)),
                 ),
                 (
@@ -436,6 +437,37 @@ impl AnyStore {
     pub async fn renew(&self, me: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
         let sql = "UPDATE segd_outbox SET claimed_until = $1 WHERE claimed_by = $2 AND status = 'sending'";
         with_pool!(self, pool => sqlx::query(sql).bind(until).bind(me).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Hands rows `me` claimed and never started back to pending, as if never
+    /// claimed (the claim counted an attempt); rows claimed by another sender
+    /// since are left alone.
+    pub async fn release(&self, me: &str, ids: &[i64]) -> Result<(), StoreError> {
+        const RELEASE: &str = "UPDATE segd_outbox SET status = 'pending', claimed_by = NULL, \
+             claimed_until = NULL, attempts = attempts - 1 \
+             WHERE claimed_by = $1 AND status = 'sending' AND id";
+        match self {
+            AnyStore::Sqlite(s) => {
+                for chunk in ids.chunks(500) {
+                    let marks: Vec<String> =
+                        (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
+                    let sql = format!("{RELEASE} IN ({})", marks.join(", "));
+                    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(me);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    q.execute(&s.pool).await?;
+                }
+            }
+            AnyStore::Postgres(s) => {
+                sqlx::query(AssertSqlSafe(format!("{RELEASE} = ANY($2)")))
+                    .bind(me)
+                    .bind(ids)
+                    .execute(&s.pool)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
