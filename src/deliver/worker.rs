@@ -49,6 +49,9 @@ const MARK_MAX: usize = 512;
 /// The first and the longest wait before writing outcomes again after a failed write.
 const MARK_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
 const MARK_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+/// How much longer than a lease outcomes are tried once every request has
+/// finished, before the drain gives up on them (their rows' leases expire).
+const MARK_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Drains started by this process, to name each drain's claims.
 static DRAINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -272,6 +275,7 @@ impl<'a> Worker<'a> {
             let mut closed = false;
             let mut failing_since: Option<tokio::time::Instant> = None;
             let mut backoff = MARK_RETRY_FIRST;
+            let mut halting = None;
             loop {
                 if pending.is_empty() {
                     match outcomes.recv().await {
@@ -306,20 +310,27 @@ impl<'a> Worker<'a> {
                     // The outcomes are kept and written again: each update is
                     // guarded by this sender's claim, so a late write is safe.
                     Err(e) => {
-                        let since = *failing_since.get_or_insert(last);
-                        if since.elapsed() > self.config.lease {
+                        let failing = failing_since.get_or_insert(last).elapsed();
+                        if failing > self.config.lease {
                             halted.store(true, Ordering::Relaxed);
-                            if closed {
-                                return Err(e);
-                            }
+                        }
+                        if closed && failing > self.config.lease + MARK_GIVE_UP {
+                            return Err(e);
                         }
                         tracing::warn!(error = %e, outcomes = pending.len(), "writing delivery outcomes failed; retrying");
+                        if halted.load(Ordering::Relaxed) {
+                            halting = Some(e);
+                        }
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MARK_RETRY_MAX);
                     }
                 }
             }
-            Ok(tally)
+            // Halted: what was finished is written, and the failure is reported.
+            match halting {
+                Some(e) => Err(e),
+                None => Ok(tally),
+            }
         };
 
         let finished_all = tokio_util::sync::CancellationToken::new();

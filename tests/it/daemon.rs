@@ -1648,6 +1648,19 @@ fn sigterm_during_deliveries_exits_cleanly_and_loses_nothing() {
         "{} sent, but {arrived_at_signal} had reached the receiver before SIGTERM",
         by_status(&rows, "sent")
     );
+    // Once stopped, nothing more is started: only the requests in flight (2)
+    // finish, and the claimed rows not started go back to pending. A few more
+    // may start between reading the count and the signal landing.
+    let after_stop = rec.arrived();
+    assert!(
+        after_stop <= arrived_at_signal + 6,
+        "{after_stop} requests arrived, {arrived_at_signal} before SIGTERM: the stop kept sending"
+    );
+    assert_eq!(
+        by_status(&rows, "pending"),
+        N - by_status(&rows, "sent"),
+        "the rows not sent are released to pending: {rows:#?}"
+    );
 
     let once = segd(
         f.path(),

@@ -1684,6 +1684,52 @@ fn postgres_two_workers_after_kills_send_each_row_once() {
     drop(rec);
 }
 
+/// Another process holds SQLite's write lock for longer than the busy timeout
+/// (10 s) while `segd trigger` sends: the outcomes finished meanwhile are kept
+/// and written once the lock is free, rows claimed and not started go back to
+/// pending, and nothing is left `sending` or sent twice.
+#[test]
+fn outcomes_that_cannot_be_written_for_a_while_are_kept_not_resent() {
+    use sqlx::Connection as _;
+    let mut b = Bench::sqlite();
+    let rec = crash_bench(&mut b);
+    let child = b.spawn(&["trigger", "bulk"]);
+    wait_for("requests to arrive", Duration::from_secs(30), || {
+        rec.arrived() >= 20
+    });
+    let url = b.db.url.clone();
+    block_on(async move {
+        let mut c = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connect");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut c)
+            .await
+            .expect("take the write lock");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        sqlx::query("ROLLBACK")
+            .execute(&mut c)
+            .await
+            .expect("release");
+    });
+    let o = child.wait_with_output().expect("segd trigger");
+    assert!(
+        rec.arrived() < CRASH_ROWS,
+        "everything was sent; the test proves nothing"
+    );
+    assert_eq!(
+        count(
+            &b.db.url,
+            "SELECT COUNT(*) FROM segd_outbox WHERE status = 'sending'"
+        ),
+        0,
+        "rows left sending after the drain: {}",
+        text(&o)
+    );
+    b.drive(Duration::from_secs(30));
+    check_after_crash(&b, &rec, &[]);
+}
+
 /// Brings a database to migration 0005: the outbox before its rows named their
 /// run by number (0006).
 fn migrate_to_0005(db: &TestDb) {
