@@ -194,6 +194,12 @@ impl std::fmt::Debug for DeliveryConfig {
     }
 }
 
+/// The shortest delivery lease: a claimed row is someone else's to take once
+/// its lease ends, so the lease must outlast a request (a webhook's default
+/// timeout is 15 s) and a renewal stalled behind another writer (SQLite's busy
+/// timeout is 10 s).
+pub const MIN_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub const DEFAULT_RETRY_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
 
 /// Resolves the delivery settings; `env` reads an environment variable. Errors
@@ -229,15 +235,25 @@ pub fn delivery(
             None => durations("default retry schedule", DEFAULT_RETRY_SCHEDULE)?,
         },
     };
-    let lease = match env("SEGD_DELIVERY_LEASE") {
-        Some(v) => Duration::parse(&v)
-            .map(Duration::std)
-            .map_err(|e| format!("SEGD_DELIVERY_LEASE: `{v}`: {e}"))?,
-        None => file
-            .delivery
-            .lease
-            .map_or(std::time::Duration::from_secs(60), Duration::std),
+    let (lease, lease_from) = match env("SEGD_DELIVERY_LEASE") {
+        Some(v) => (
+            Duration::parse(&v)
+                .map(Duration::std)
+                .map_err(|e| format!("SEGD_DELIVERY_LEASE: `{v}`: {e}"))?,
+            "SEGD_DELIVERY_LEASE",
+        ),
+        None => (
+            file.delivery
+                .lease
+                .map_or(std::time::Duration::from_secs(60), Duration::std),
+            "delivery.lease",
+        ),
     };
+    if lease < MIN_LEASE {
+        return Err(format!(
+            "{lease_from}: {lease:?} is shorter than the minimum lease of {MIN_LEASE:?}"
+        ));
+    }
     let outbox_dir = env("SEGD_OUTBOX_DIR")
         .or_else(|| file.outbox_dir.clone())
         .map_or_else(

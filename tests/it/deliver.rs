@@ -1620,9 +1620,18 @@ fn crash_bench(b: &mut Bench) -> Receiver {
         &webhook_comm("bulk", "email_invoice", &rec.url, ""),
     );
     b.setup(&Billing::many(CRASH_ROWS));
-    b.set("SEGD_DELIVERY_LEASE", "1s")
+    b.set("SEGD_DELIVERY_LEASE", "30s")
         .set("SEGD_DELIVERY_CONCURRENCY", &CRASH_CONCURRENCY.to_string());
     rec
+}
+
+/// Ends the leases of the rows killed senders held (`status = 'sending'` and
+/// `and`), as if the lease (at least 30 s) had passed.
+fn expire_leases(b: &Bench, and: &str) {
+    b.db.exec(&format!(
+        "UPDATE segd_outbox SET claimed_until = '2000-01-01T00:00:00+00:00' \
+         WHERE status = 'sending'{and}"
+    ));
 }
 
 #[test]
@@ -1632,7 +1641,7 @@ fn a_killed_trigger_loses_nothing_and_enqueues_nothing_twice() {
     let in_flight = trigger_and_kill(&b, &rec, 40);
     assert!(!in_flight.is_empty());
     // Past the lease, the rows the dead sender held are due again.
-    std::thread::sleep(Duration::from_millis(1300));
+    expire_leases(&b, "");
     b.set("SEGD_DELIVERY_CONCURRENCY", "16");
     b.drive(Duration::from_secs(30));
     check_after_crash(&b, &rec, &[in_flight]);
@@ -1648,11 +1657,10 @@ fn postgres_two_workers_after_kills_send_each_row_once() {
     let rec = crash_bench(&mut b);
     let in_flight = trigger_and_kill(&b, &rec, 40);
     assert!(!in_flight.is_empty());
-    std::thread::sleep(Duration::from_millis(1300));
+    expire_leases(&b, "");
 
-    // Two workers drain the same outbox at once. Their lease (3s) outlasts a
+    // Two workers drain the same outbox at once. Their lease (30s) outlasts a
     // batch (64 rows × 50 ms / 4), so neither takes the other's claimed rows.
-    b.set("SEGD_DELIVERY_LEASE", "3s");
     rec.state.max_inflight.store(0, Ordering::SeqCst);
     let before = rec.arrived();
     let once = ["daemon", "--once", "--listen", "127.0.0.1:0"];
@@ -1678,7 +1686,7 @@ fn postgres_two_workers_after_kills_send_each_row_once() {
         rec.state.max_inflight.load(Ordering::SeqCst) > CRASH_CONCURRENCY,
         "both workers sent at once (each has concurrency 4)"
     );
-    std::thread::sleep(Duration::from_millis(3300));
+    expire_leases(&b, &format!(" AND claimed_by LIKE '%(pid {a_pid})'"));
     b.drive(Duration::from_secs(30));
     check_after_crash(&b, &rec, &[in_flight, held_by_a]);
     drop(rec);
@@ -1698,7 +1706,7 @@ fn outcomes_that_cannot_be_written_for_a_while_are_kept_not_resent() {
         rec.arrived() >= 20
     });
     let url = b.db.url.clone();
-    block_on(async move {
+    let at_lock = block_on(async {
         let mut c = sqlx::SqliteConnection::connect(&url)
             .await
             .expect("connect");
@@ -1706,16 +1714,24 @@ fn outcomes_that_cannot_be_written_for_a_while_are_kept_not_resent() {
             .execute(&mut c)
             .await
             .expect("take the write lock");
+        let at_lock = rec.arrived();
         tokio::time::sleep(Duration::from_secs(12)).await;
         sqlx::query("ROLLBACK")
             .execute(&mut c)
             .await
             .expect("release");
+        at_lock
     });
     let o = child.wait_with_output().expect("segd trigger");
     assert!(
-        rec.arrived() < CRASH_ROWS,
-        "everything was sent; the test proves nothing"
+        at_lock < CRASH_ROWS,
+        "all had arrived before the lock; the test proves nothing"
+    );
+    assert_eq!(
+        code(&o),
+        0,
+        "the drain ends once outcomes are written: {}",
+        text(&o)
     );
     assert_eq!(
         count(
@@ -1728,6 +1744,31 @@ fn outcomes_that_cannot_be_written_for_a_while_are_kept_not_resent() {
     );
     b.drive(Duration::from_secs(30));
     check_after_crash(&b, &rec, &[]);
+}
+
+/// A lease shorter than 30 s could end while a request is still in flight (a
+/// webhook waits up to 15 s) and let another sender send the row again: it is
+/// refused, naming the setting it came from.
+#[test]
+fn a_lease_under_the_minimum_is_refused_naming_the_setting() {
+    let mut b = Bench::sqlite();
+    for (env, file, setting) in [
+        (Some("5s"), "", "SEGD_DELIVERY_LEASE"),
+        (None, "[delivery]\nlease = \"29s\"\n", "delivery.lease"),
+    ] {
+        match env {
+            Some(v) => b.set("SEGD_DELIVERY_LEASE", v),
+            None => b.unset("SEGD_DELIVERY_LEASE"),
+        };
+        b.f.write("segd.toml", file);
+        let o = b.segd(&["trigger", "bulk"]);
+        assert_ne!(code(&o), 0, "{}", text(&o));
+        assert!(
+            stderr(&o).contains(setting) && stderr(&o).contains("minimum lease of 30s"),
+            "{setting}: {}",
+            text(&o)
+        );
+    }
 }
 
 /// Brings a database to migration 0005: the outbox before its rows named their
