@@ -1771,6 +1771,59 @@ fn a_lease_under_the_minimum_is_refused_naming_the_setting() {
     }
 }
 
+/// A claim never hands a sender back rows it still holds, even once their lease
+/// has run out (it may have them queued still); another sender takes them.
+fn own_expired_rows_body(mut b: Bench) {
+    let rec = Receiver::start(b.secret(), Duration::ZERO, |_, _| Reply::Status(500));
+    b.f.write(
+        "communications.d/bulk.toml",
+        &webhook_comm("bulk", "email_invoice", &rec.url, ""),
+    );
+    b.setup(&Billing::many(5));
+    b.set("SEGD_RETRY_SCHEDULE", "0s,1h,1h");
+    let o = b.segd(&["trigger", "bulk"]);
+    assert!(text(&o).contains("5 retrying"), "{}", text(&o));
+    let url = b.db.url.clone();
+    let (own, other) = block_on(async move {
+        let store = segd::store::connect(&url).await.expect("connect");
+        let later = Utc::now() + chrono::TimeDelta::days(1);
+        let long_ago = Utc::now() - chrono::TimeDelta::days(1);
+        // `me` claims the retries, with a lease that has already run out.
+        let held = store
+            .claim("me", later, long_ago, 100, None)
+            .await
+            .expect("claim");
+        assert_eq!(held.len(), 5, "{held:?}");
+        let own = store
+            .claim("me", later, later, 100, None)
+            .await
+            .expect("claim");
+        let other = store
+            .claim("other", later, later, 100, None)
+            .await
+            .expect("claim");
+        (own.len(), other.len())
+    });
+    assert_eq!(
+        (own, other),
+        (0, 5),
+        "own expired rows, then another sender's"
+    );
+}
+
+#[test]
+fn a_claim_never_returns_the_claimers_own_expired_rows_on_sqlite() {
+    own_expired_rows_body(Bench::sqlite());
+}
+
+#[test]
+fn a_claim_never_returns_the_claimers_own_expired_rows_on_postgres() {
+    let Some(db) = TestDb::postgres("own_expired_rows") else {
+        return;
+    };
+    own_expired_rows_body(Bench::with_db(Fixture::empty(), db));
+}
+
 /// Brings a database to migration 0005: the outbox before its rows named their
 /// run by number (0006).
 fn migrate_to_0005(db: &TestDb) {
