@@ -110,7 +110,8 @@ impl<'a> Worker<'a> {
         })
     }
 
-    async fn load(&self) -> Result<HashMap<String, Loaded>, StoreError> {
+    /// The applied communications, with the version of the definitions read.
+    async fn load(&self) -> Result<(String, Comms), StoreError> {
         let applied = self.store.applied().await?;
         let comms: Vec<(&str, Communication, &BTreeMap<String, String>)> = applied
             .rows
@@ -149,7 +150,7 @@ impl<'a> Worker<'a> {
                 },
             );
         }
-        Ok(out)
+        Ok((applied.version, out))
     }
 
     /// Sends every due row (of one run, when given) until none is due; calls
@@ -200,8 +201,10 @@ impl<'a> Worker<'a> {
         // Ends at the first empty claim; an error ends it too, and is reported
         // once what was already claimed is sent and marked.
         let claimer = async move {
-            // Loaded with the first batch: an idle pass reads no definitions.
-            let mut comms: Option<Arc<Comms>> = None;
+            // Loaded with the first batch (an idle pass reads no definitions), and
+            // again once an apply changed them: a communication applied or
+            // changed since is sent as it now is, never failed as not applied.
+            let mut comms: Option<(String, Arc<Comms>)> = None;
             loop {
                 if stopped() {
                     return None;
@@ -219,10 +222,18 @@ impl<'a> Worker<'a> {
                     Err(e) => return Some(e),
                 };
                 lock(unsent).extend(rows.iter().map(|r| r.id));
-                let loaded = match &comms {
-                    Some(c) => c.clone(),
+                let current = match &comms {
+                    None => None,
+                    Some((loaded_version, c)) => match self.store.version().await {
+                        Ok(v) if v == *loaded_version => Some(c.clone()),
+                        Ok(_) => None,
+                        Err(e) => return Some(e),
+                    },
+                };
+                let loaded = match current {
+                    Some(c) => c,
                     None => match self.load().await {
-                        Ok(c) => comms.insert(Arc::new(c)).clone(),
+                        Ok((v, c)) => comms.insert((v, Arc::new(c))).1.clone(),
                         Err(e) => return Some(e),
                     },
                 };

@@ -1611,15 +1611,20 @@ fn check_after_crash(b: &Bench, rec: &Receiver, kills: &[BTreeSet<String>]) {
     );
 }
 
+/// The `bulk` webhook communication to `url`, applied, over `rows` customers.
+fn bulk(b: &Bench, url: &str, rows: usize) {
+    b.f.write(
+        "communications.d/bulk.toml",
+        &webhook_comm("bulk", "email_invoice", url, ""),
+    );
+    b.setup(&Billing::many(rows));
+}
+
 fn crash_bench(b: &mut Bench) -> Receiver {
     let rec = Receiver::start(b.secret(), Duration::from_millis(50), |_, _| {
         Reply::Status(200)
     });
-    b.f.write(
-        "communications.d/bulk.toml",
-        &webhook_comm("bulk", "email_invoice", &rec.url, ""),
-    );
-    b.setup(&Billing::many(CRASH_ROWS));
+    bulk(b, &rec.url, CRASH_ROWS);
     b.set("SEGD_DELIVERY_LEASE", "30s")
         .set("SEGD_DELIVERY_CONCURRENCY", &CRASH_CONCURRENCY.to_string());
     rec
@@ -1775,11 +1780,7 @@ fn a_lease_under_the_minimum_is_refused_naming_the_setting() {
 /// has run out (it may have them queued still); another sender takes them.
 fn own_expired_rows_body(mut b: Bench) {
     let rec = Receiver::start(b.secret(), Duration::ZERO, |_, _| Reply::Status(500));
-    b.f.write(
-        "communications.d/bulk.toml",
-        &webhook_comm("bulk", "email_invoice", &rec.url, ""),
-    );
-    b.setup(&Billing::many(5));
+    bulk(&b, &rec.url, 5);
     b.set("SEGD_RETRY_SCHEDULE", "0s,1h,1h");
     let o = b.segd(&["trigger", "bulk"]);
     assert!(text(&o).contains("5 retrying"), "{}", text(&o));
@@ -1822,6 +1823,43 @@ fn a_claim_never_returns_the_claimers_own_expired_rows_on_postgres() {
         return;
     };
     own_expired_rows_body(Bench::with_db(Fixture::empty(), db));
+}
+
+/// A communication applied again while its deliveries are being sent: the rows
+/// claimed after the apply are sent as the communication now is (here to its
+/// new URL), not with the definition read when the drain began.
+#[test]
+fn a_drain_sends_later_batches_with_the_definition_applied_meanwhile() {
+    let mut b = Bench::sqlite();
+    let old = Receiver::start(b.secret(), Duration::from_millis(100), |_, _| {
+        Reply::Status(200)
+    });
+    let new = Receiver::ok(b.secret());
+    bulk(&b, &old.url, 200);
+    b.set("SEGD_DELIVERY_CONCURRENCY", "4");
+    let child = b.spawn(&["trigger", "bulk"]);
+    wait_for("requests to arrive", Duration::from_secs(30), || {
+        old.arrived() >= 1
+    });
+    b.f.write(
+        "communications.d/bulk.toml",
+        &webhook_comm("bulk", "email_invoice", &new.url, ""),
+    );
+    let o = b.segd(&["apply", "--auto-approve"]);
+    assert_eq!(code(&o), 0, "apply: {}", text(&o));
+    let at_apply = old.arrived();
+    let o = child.wait_with_output().expect("segd trigger");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        at_apply < 200,
+        "all were sent before the apply; the test proves nothing"
+    );
+    assert!(
+        new.arrived() > 0 && old.arrived() + new.arrived() == 200,
+        "{} to the old URL, {} to the new one",
+        old.arrived(),
+        new.arrived()
+    );
 }
 
 /// Brings a database to migration 0005: the outbox before its rows named their
