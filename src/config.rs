@@ -178,6 +178,8 @@ pub struct DeliveryConfig {
     /// The delay before each attempt: the first is the first attempt's.
     pub retry_schedule: Vec<std::time::Duration>,
     pub lease: std::time::Duration,
+    /// Settings allowed but unwise, for the edge to show.
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for DeliveryConfig {
@@ -190,15 +192,17 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("concurrency", &self.concurrency)
             .field("retry_schedule", &self.retry_schedule)
             .field("lease", &self.lease)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
 
-/// The shortest delivery lease: a claimed row is someone else's to take once
-/// its lease ends, so the lease must outlast a request (a webhook's default
-/// timeout is 15 s) and a renewal stalled behind another writer (SQLite's busy
-/// timeout is 10 s).
-pub const MIN_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+/// A delivery lease shorter than this is allowed with a warning: a claimed row
+/// is someone else's to take once its lease ends, so the lease should outlast
+/// a request (a webhook's default timeout is 15 s) and a renewal stalled behind
+/// another writer (SQLite's busy timeout is 10 s). A sender never starts a row
+/// whose lease has run out, whatever the lease.
+pub const SHORT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub const DEFAULT_RETRY_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
 
@@ -249,9 +253,11 @@ pub fn delivery(
             "delivery.lease",
         ),
     };
-    if lease < MIN_LEASE {
-        return Err(format!(
-            "{lease_from}: {lease:?} is shorter than the minimum lease of {MIN_LEASE:?}"
+    let mut warnings = Vec::new();
+    if lease < SHORT_LEASE {
+        warnings.push(format!(
+            "{lease_from}: a lease of {lease:?} is shorter than {SHORT_LEASE:?}: a request still \
+             in flight when it ends may be sent again by another sender"
         ));
     }
     let outbox_dir = env("SEGD_OUTBOX_DIR")
@@ -278,6 +284,7 @@ pub fn delivery(
         concurrency,
         retry_schedule,
         lease,
+        warnings,
     })
 }
 

@@ -125,5 +125,10 @@ pub fn delivery_config(
     global: &Global,
     settings: &crate::config::FileSettings,
 ) -> anyhow::Result<crate::config::DeliveryConfig> {
-    crate::config::delivery(settings, &global.dir, &env_var).map_err(|e| anyhow::anyhow!(e))
+    let config =
+        crate::config::delivery(settings, &global.dir, &env_var).map_err(|e| anyhow::anyhow!(e))?;
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(config)
 }

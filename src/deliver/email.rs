@@ -204,6 +204,7 @@ mod tests {
             concurrency: 1,
             retry_schedule: vec![],
             lease: std::time::Duration::from_secs(60),
+            warnings: vec![],
         };
         let err = Mailer::new(&config("smtp://h?password=x"))
             .err()
