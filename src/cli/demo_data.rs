@@ -9,7 +9,7 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The data is a pure function of --seed, --customers and --today: the same three give \
-the same rows, on SQLite and on PostgreSQL alike. It fills the SPEC billing \
+the same rows, on SQLite and on PostgreSQL alike. It fills the billing \
 tables (connectors, customers, customer_connectors, payment_methods, invoices, \
 monitors) in one transaction, so a failed run changes nothing; their secondary indexes \
 are dropped for the load and rebuilt before the commit (on PostgreSQL, queries on these \
