@@ -288,6 +288,12 @@ impl Bench {
         Self::with_db(f, db)
     }
 
+    /// [`Bench::sqlite`] on a fresh PostgreSQL database, or `None` (skipped)
+    /// without `SEGD_TEST_POSTGRES_URL`.
+    fn postgres(test: &str) -> Option<Self> {
+        TestDb::postgres(test).map(|db| Self::with_db(Fixture::empty(), db))
+    }
+
     fn with_db(f: Fixture, db: TestDb) -> Self {
         f.write("segments.d/targets.toml", SEGMENT);
         f.write("templates/invoice.txt", INVOICE_TEMPLATE);
@@ -1419,10 +1425,9 @@ fn concurrent_triggers_enqueue_each_invoice_and_reminder_once_sqlite() {
 
 #[test]
 fn concurrent_triggers_enqueue_each_invoice_and_reminder_once_postgres() {
-    let Some(db) = TestDb::postgres("concurrent_triggers_enqueue_once") else {
-        return;
-    };
-    concurrent_triggers_enqueue_once(Bench::with_db(Fixture::empty(), db));
+    if let Some(b) = Bench::postgres("concurrent_triggers_enqueue_once") {
+        concurrent_triggers_enqueue_once(b);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1654,11 +1659,9 @@ fn a_killed_trigger_loses_nothing_and_enqueues_nothing_twice() {
 
 #[test]
 fn postgres_two_workers_after_kills_send_each_row_once() {
-    let Some(db) = TestDb::postgres("postgres_two_workers_after_kills") else {
+    let Some(mut b) = Bench::postgres("postgres_two_workers_after_kills") else {
         return;
     };
-    let f = Fixture::empty();
-    let mut b = Bench::with_db(f, db);
     let rec = crash_bench(&mut b);
     let in_flight = trigger_and_kill(&b, &rec, 40);
     assert!(!in_flight.is_empty());
@@ -1823,10 +1826,9 @@ fn a_claim_never_returns_the_claimers_own_expired_rows_on_sqlite() {
 
 #[test]
 fn a_claim_never_returns_the_claimers_own_expired_rows_on_postgres() {
-    let Some(db) = TestDb::postgres("own_expired_rows") else {
-        return;
-    };
-    own_expired_rows_body(Bench::with_db(Fixture::empty(), db));
+    if let Some(b) = Bench::postgres("own_expired_rows") {
+        own_expired_rows_body(b);
+    }
 }
 
 /// A communication applied again while its deliveries are being sent: the rows
@@ -2059,7 +2061,7 @@ fn a_runaway_template_fails_its_deliveries_on_sqlite() {
 
 #[test]
 fn a_runaway_template_fails_its_deliveries_on_postgres() {
-    if let Some(db) = TestDb::postgres("a_runaway_template_fails_its_deliveries_on_postgres") {
-        runaway_body(Bench::with_db(Fixture::empty(), db));
+    if let Some(b) = Bench::postgres("a_runaway_template_fails_its_deliveries_on_postgres") {
+        runaway_body(b);
     }
 }
