@@ -8,7 +8,7 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The shortest signing key accepted: Standard Webhooks recommends 24 to 64 bytes.
-pub const MIN_KEY_BYTES: usize = 24;
+const MIN_KEY_BYTES: usize = 24;
 
 /// A signing key read from the environment variable a communication names.
 pub struct Signer(standardwebhooks::Webhook);
@@ -170,10 +170,16 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// The addresses a name resolved to that segd may send to; none is a refusal.
 fn allowed_addresses(host: &str, found: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Refused> {
-    let refused = found.iter().find_map(|a| refused_ip(a.ip()));
+    let mut refused = None;
     let allowed: Vec<SocketAddr> = found
         .into_iter()
-        .filter(|a| refused_ip(a.ip()).is_none())
+        .filter(|a| match refused_ip(a.ip()) {
+            Some(why) => {
+                refused.get_or_insert(why);
+                false
+            }
+            None => true,
+        })
         .collect();
     match (allowed.is_empty(), refused) {
         (true, Some(why)) => Err(Refused {

@@ -43,7 +43,7 @@ impl Tally {
 /// How long a finished outcome may wait to be written with others: the marker
 /// writes at most once per this, so a kill loses at most this long's outcomes
 /// besides the requests in flight.
-pub const MARK_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+const MARK_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 /// The most outcomes written in one transaction.
 const MARK_MAX: usize = 512;
 /// The first and the longest wait before writing outcomes again after a failed write.

@@ -85,7 +85,7 @@ const KNOWN_PARAMS: &[&str] = &[
 /// does not know is refused by its name, never its value (sqlx would log the
 /// value, which may be a secret such as `sslpassword`). Every PostgreSQL
 /// connection segd makes starts here.
-pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     let refuse = |reason: String| StoreError::Connect {
         url: redact_url(url),
         reason,
