@@ -50,7 +50,7 @@ pub async fn run(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
             let text = read_capped(path, MAX_PLAN_BYTES).map_err(|e| {
                 let why = match e {
                     Capped::NotRegular(kind) => format!("it is {kind}, not a regular file"),
-                    Capped::TooLarge => "it is larger than 64 MiB".to_string(),
+                    Capped::TooLarge => format!("it is larger than {} MiB", MAX_PLAN_BYTES >> 20),
                     Capped::Moved(to) => format!("it moved to {}", to.display()),
                     Capped::Io(e) => e.to_string(),
                 };

@@ -136,7 +136,6 @@ pub async fn impacts(
     Ok(out)
 }
 
-/// Updates whose membership changes by more than `max_pct` percent.
 /// `--max-change`: a percentage from 0 to 1000000 (a plain number, `5` or `12.5`).
 pub fn parse_pct(s: &str) -> Result<f64, String> {
     s.trim()
@@ -146,6 +145,7 @@ pub fn parse_pct(s: &str) -> Result<f64, String> {
         .ok_or_else(|| "a percentage from 0 to 1000000, like 5 or 12.5".to_string())
 }
 
+/// Updates whose membership changes by more than `max_pct` percent.
 pub fn over_limit(plan: &Plan, impacts: &Impacts, max_pct: f64) -> Vec<String> {
     plan.changes
         .iter()

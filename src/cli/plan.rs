@@ -67,9 +67,10 @@ async fn plan(
         // A saved plan is always one `segd apply FILE` reads.
         if json.len() as u64 > super::apply::MAX_PLAN_BYTES {
             anyhow::bail!(
-                "--out {}: the plan is {} bytes, more than a saved plan may hold (64 MiB); apply without saving it",
+                "--out {}: the plan is {} bytes, more than a saved plan may hold ({} MiB); apply without saving it",
                 path.display(),
-                json.len()
+                json.len(),
+                super::apply::MAX_PLAN_BYTES >> 20
             );
         }
         std::fs::write(path, json)
