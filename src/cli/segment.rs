@@ -54,6 +54,10 @@ pub struct MembersArgs {
     /// Print only the number of members.
     #[arg(long)]
     pub count: bool,
+    /// Print the plan the database would run the query with (of the count
+    /// with --count), and run nothing.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `--at`: a date or RFC 3339 time from 1970-01-01 to 9999-12-31.
@@ -125,6 +129,20 @@ async fn print_members(
     };
     let at = args.at.unwrap_or_else(Utc::now);
     let dialect = dialect(store);
+    if args.explain {
+        let select = if args.count {
+            Select::Count
+        } else {
+            Select::Ids
+        };
+        return match store.explain(&compile(&segment, dialect, at, select)).await {
+            Ok(plan) => {
+                plan.iter().for_each(|step| print!("{step}"));
+                Ok(exit::ok())
+            }
+            Err(e) => Ok(report(&e)),
+        };
+    }
     if args.count {
         return match store
             .count(&compile(&segment, dialect, at, Select::Count))

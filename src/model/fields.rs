@@ -184,6 +184,17 @@ impl Field {
         }
     }
 
+    /// Whether a customer field is read from related rows (the customer's
+    /// connector links or its default payment method), not the customer's own.
+    pub fn reaches_related(self) -> bool {
+        matches!(
+            self,
+            Field::CustomerConnectorName
+                | Field::CustomerDefaultPaymentMethod
+                | Field::CustomerDefaultPaymentMethodStatus
+        )
+    }
+
     /// Nullable columns accept `exists` (SPEC §2.2).
     pub fn nullable(self) -> bool {
         matches!(

@@ -58,12 +58,6 @@ const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
 struct Builder {
     dialect: Dialect,
     binds: Vec<Bind>,
-    /// SQLite: whether a positive related block may still become a list
-    /// subquery (`c.id IN (…)`), which SQLite evaluates once and drives the
-    /// query from. Under `match = "any"` every one may; under `"all"` only the
-    /// first, and the rest are probed per candidate (correlated EXISTS on the
-    /// customer_id index) instead of each being built in full.
-    in_list_free: bool,
 }
 
 impl Builder {
@@ -71,7 +65,6 @@ impl Builder {
         Self {
             dialect,
             binds: Vec::new(),
-            in_list_free: true,
         }
     }
 
@@ -125,26 +118,23 @@ impl Builder {
         }
     }
 
-    /// `expr IN (…)` (`NOT IN` when `not`) over `values`. A short list binds each
-    /// value, as a literal list would be planned (indexes serve it); a longer
-    /// one binds one JSON array of the values' `text` forms, read as a set
-    /// (SQLite `json_each`; PostgreSQL `jsonb_array_elements_text`, cast to
-    /// `pg_type`), so any list fits the backends' limits on parameters and is
-    /// matched by hashing, not value by value.
+    /// `expr IN (…)` (`NOT IN` when `not`) over `values`, bound as one JSON
+    /// array of the values' `text` forms and read as a set (SQLite `json_each`;
+    /// PostgreSQL `jsonb_array_elements_text`, cast to `pg_type`). Whatever its
+    /// length, a list is one parameter: it never meets a backend's limit on
+    /// parameters, the SQL text (and so the plan) does not depend on it, and
+    /// both backends match it by a lookup, not value by value. PostgreSQL's
+    /// `= ANY($1)` was not used: a generic plan of it compares each row with
+    /// every value.
     fn in_list<T>(
         &mut self,
         expr: &str,
         not: bool,
         values: &[T],
-        one: impl Fn(&T) -> Bind,
         text: impl Fn(&T) -> String,
         pg_type: &str,
     ) -> String {
         let not = if not { "NOT " } else { "" };
-        if values.len() <= INLINE_LIST_MAX {
-            let list: Vec<String> = values.iter().map(|v| self.bind(one(v))).collect();
-            return format!("{expr} {not}IN ({})", list.join(", "));
-        }
         let json = serde_json::Value::from(values.iter().map(text).collect::<Vec<_>>());
         let p = self.text(&json.to_string());
         match self.dialect {
@@ -155,11 +145,6 @@ impl Builder {
         }
     }
 }
-
-/// The longest `in`/`not_in` list compiled one parameter per value (see
-/// [`Builder::in_list`]); enum and country lists, which indexes serve, stay
-/// within it.
-const INLINE_LIST_MAX: usize = 100;
 
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
@@ -182,17 +167,13 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
     if segment.filters.is_empty() {
         return b.true_().to_string();
     }
-    b.in_list_free = true;
-    let any = segment.match_mode == MatchMode::Any;
-    let parts: Vec<String> = segment
-        .filters
-        .iter()
-        .map(|f| {
-            if any {
-                b.in_list_free = true;
-            }
-            format!("({})", block(b, f, today))
-        })
+    // The blocks in the order of `block_order`, never in the file's: two
+    // orders of the same filters compile to the same SQL, hence the same plan.
+    let mut filters: Vec<&Filter> = segment.filters.iter().collect();
+    filters.sort_by_cached_key(|f| (block_order(f), format!("{f:?}")));
+    let parts: Vec<String> = filters
+        .into_iter()
+        .map(|f| format!("({})", block(b, f, today)))
         .collect();
     let joiner = match segment.match_mode {
         MatchMode::All => " AND ",
@@ -201,16 +182,53 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
     parts.join(joiner)
 }
 
+/// Where a block goes in the compiled predicate, from what the compiler knows
+/// of it (no statistics): tests on the customer row itself first (cheap, and
+/// an index on customers may serve them), then related blocks from the most
+/// to the least selective kind of test, then negated blocks. Under
+/// `match = "all"` on SQLite the first related block is the list the query is
+/// driven from (see [`related`]).
+fn block_order(f: &Filter) -> u8 {
+    let related_fields = f.conditions.keys().any(|field| field.reaches_related());
+    match (f.negate, f.filter_type) {
+        (true, _) => 10,
+        (false, FilterType::Customer) if !related_fields => 0,
+        (false, _) => {
+            1 + f
+                .conditions
+                .iter()
+                .map(|(field, c)| selectivity(*field, c))
+                .chain(f.custom_data.values().map(|c| selectivity_of_op(c, true)))
+                .min()
+                .unwrap_or(3)
+        }
+    }
+}
+
+/// A test's selectivity class, 0 (few rows pass) to 3 (most may): equality
+/// on a customer's name or email or a custom_data key, then equality or a
+/// list on a value of few kinds, then ranges and prefixes, then the rest
+/// (`ne`, `not_in`, `exists`, substrings).
+fn selectivity(field: Field, c: &Condition) -> u8 {
+    selectivity_of_op(
+        c,
+        matches!(field, Field::CustomerName | Field::CustomerEmail),
+    )
+}
+
+fn selectivity_of_op(c: &Condition, free_text: bool) -> u8 {
+    match c {
+        Condition::Compare(Op::Eq, _) if free_text => 0,
+        Condition::Compare(Op::Eq, _) | Condition::List(Op::In, _) => 1,
+        Condition::Compare(Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::StartsWith, _) => 2,
+        _ => 3,
+    }
+}
+
 fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
-    // A list under NOT cannot drive the query: it leaves the slot to the next.
-    let negated_customer = f.negate && f.filter_type == FilterType::Customer;
-    let in_list_free = b.in_list_free;
     let mut conds: Vec<String> = Vec::new();
     for (field, c) in &f.conditions {
         conds.push(condition(b, *field, c, today));
-    }
-    if negated_customer {
-        b.in_list_free = in_list_free;
     }
     for (key, c) in &f.custom_data {
         conds.push(custom_data(b, key, c));
@@ -269,16 +287,23 @@ fn implies_unpaid(f: &Filter) -> bool {
 }
 
 /// "One and the same related row satisfies `conds`" (or, negated, no such row).
-/// SQLite evaluates a list subquery once, far faster than a correlated EXISTS
-/// per customer; PostgreSQL plans EXISTS as a (anti-)semi-join.
+///
+/// SQLite: always the customer ids of the matching rows as a list subquery
+/// (`c.id [NOT] IN (SELECT customer_id …)`). It does not depend on the
+/// customer, so SQLite builds it once, by one pass over the block's rows or an
+/// index range, and then either drives the query from it or looks each
+/// customer up in it. The cost is linear in the tables whatever the data and
+/// statistics; a correlated EXISTS instead is a probe per customer whose index
+/// SQLite picks by guesswork (with no `sqlite_stat1`, a range over every
+/// matching invoice per customer: quadratic).
+///
+/// PostgreSQL: EXISTS, which it plans as a semi-join (anti-join under NOT)
+/// and so chooses between hashing the block's rows and probing per customer
+/// by cost, which its always-present size estimates make sound.
 fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) -> String {
     match (b.dialect, negate) {
-        (Dialect::Sqlite, false) if b.in_list_free => {
-            b.in_list_free = false;
-            format!("c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
-        }
         (Dialect::Sqlite, false) => {
-            format!("EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND {conds})")
+            format!("c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
         }
         (Dialect::Sqlite, true) => format!(
             "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
@@ -394,14 +419,7 @@ fn string_condition(b: &mut Builder, col: &str, ci: bool, c: &Condition) -> Stri
         Condition::Compare(op, Scalar::Str(want)) => b.string_op(&expr, *op, &fold(want)),
         Condition::List(op, values) => {
             let folded: Vec<String> = strings(values).iter().map(|s| fold(s)).collect();
-            b.in_list(
-                &expr,
-                *op == Op::NotIn,
-                &folded,
-                |s| Bind::Text(s.clone()),
-                String::clone,
-                "text",
-            )
+            b.in_list(&expr, *op == Op::NotIn, &folded, String::clone, "text")
         }
         Condition::Compare(..) => b.false_().to_string(),
     };
@@ -547,7 +565,6 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
                     "i.due_date",
                     not,
                     &dates,
-                    |d| Bind::Date(*d),
                     |d| d.format("%Y-%m-%d").to_string(),
                     "date",
                 ),
@@ -635,9 +652,9 @@ fn custom_data_sqlite(b: &mut Builder, key: &str, c: &Condition) -> String {
             Scalar::Time(_) => "0".to_string(),
         }
     };
-    // A long list: its strings and its numbers each as one JSON array (SQL
+    // A list: its strings and its numbers each as one JSON array (SQL
     // values of the same storage class as `json_extract`'s); booleans as above.
-    let long = |b: &mut Builder, values: &[Scalar]| -> String {
+    let list = |b: &mut Builder, values: &[Scalar]| -> String {
         let (mut strings, mut numbers, mut parts) = (Vec::new(), Vec::new(), Vec::new());
         for v in values {
             match v {
@@ -664,7 +681,7 @@ fn custom_data_sqlite(b: &mut Builder, key: &str, c: &Condition) -> String {
         &ty,
         &val,
         eq,
-        long,
+        list,
         "'text'",
         "('integer', 'real')",
     )
@@ -692,8 +709,8 @@ fn custom_data_postgres(b: &mut Builder, key: &str, c: &Condition) -> String {
         format!("c.custom_data @> jsonb_build_object(CAST({k} AS text), CAST({p} AS jsonb))")
     };
     let num_val = format!("(c.custom_data -> {k})");
-    // A long list: one JSON array; jsonb equality is typed, like containment.
-    let long = |b: &mut Builder, values: &[Scalar]| -> String {
+    // A list: one JSON array; jsonb equality is typed, like containment.
+    let list = |b: &mut Builder, values: &[Scalar]| -> String {
         let json: Vec<serde_json::Value> = values
             .iter()
             .filter_map(|v| match v {
@@ -707,7 +724,7 @@ fn custom_data_postgres(b: &mut Builder, key: &str, c: &Condition) -> String {
         let p = b.text(&serde_json::Value::from(json).to_string());
         format!("{num_val} IN (SELECT jsonb_array_elements(CAST({p} AS jsonb)))")
     };
-    custom_condition_pg(b, c, &present, &ty, &val, &num_val, eq, long)
+    custom_condition_pg(b, c, &present, &ty, &val, &num_val, eq, list)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -718,7 +735,7 @@ fn custom_condition(
     ty: &str,
     val: &str,
     eq: impl Fn(&mut Builder, &Scalar) -> String,
-    long: impl Fn(&mut Builder, &[Scalar]) -> String,
+    list: impl Fn(&mut Builder, &[Scalar]) -> String,
     text_ty: &str,
     num_tys: &str,
 ) -> String {
@@ -728,14 +745,7 @@ fn custom_condition(
         Condition::Compare(Op::Eq, v) => eq(b, v),
         Condition::Compare(Op::Ne, v) => format!("{present} AND NOT {}", eq(b, v)),
         Condition::List(op, values) => {
-            // Within the inline limit, one test per value (each served by the
-            // index on custom_data); beyond it, `long` (see `Builder::in_list`).
-            let any = if values.len() > INLINE_LIST_MAX {
-                long(b, values)
-            } else {
-                let any: Vec<String> = values.iter().map(|v| eq(b, v)).collect();
-                format!("({})", any.join(" OR "))
-            };
+            let any = list(b, values);
             if *op == Op::NotIn {
                 format!("{present} AND NOT {any}")
             } else {
@@ -767,7 +777,7 @@ fn custom_condition_pg(
     val: &str,
     num_val: &str,
     eq: impl Fn(&mut Builder, &Scalar) -> String,
-    long: impl Fn(&mut Builder, &[Scalar]) -> String,
+    list: impl Fn(&mut Builder, &[Scalar]) -> String,
 ) -> String {
     match c {
         Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
@@ -782,7 +792,7 @@ fn custom_condition_pg(
                 cmp(*op)
             )
         }
-        _ => custom_condition(b, c, present, ty, val, eq, long, "'string'", "('number')"),
+        _ => custom_condition(b, c, present, ty, val, eq, list, "'string'", "('number')"),
     }
 }
 

@@ -160,3 +160,121 @@ impl AnyStore {
         Ok(())
     }
 }
+
+/// One step of the plan a database chose for a query, with the steps it
+/// runs for each of its rows or once before it (SQLite's `EXPLAIN QUERY PLAN`
+/// rows; PostgreSQL's `EXPLAIN` nodes, each with what it is to its parent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanNode {
+    pub label: String,
+    pub children: Vec<PlanNode>,
+}
+
+/// The longest plan step [`PlanNode`]'s `Display` shows, in characters.
+const LABEL_CHARS: usize = 400;
+
+impl std::fmt::Display for PlanNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn write(
+            node: &PlanNode,
+            depth: usize,
+            f: &mut std::fmt::Formatter<'_>,
+        ) -> std::fmt::Result {
+            // A condition may quote a whole bound list: show its start.
+            let label: String = node.label.chars().take(LABEL_CHARS).collect();
+            let more = if label.len() < node.label.len() {
+                "…"
+            } else {
+                ""
+            };
+            writeln!(f, "{:width$}{label}{more}", "", width = depth * 2)?;
+            node.children
+                .iter()
+                .try_for_each(|c| write(c, depth + 1, f))
+        }
+        write(self, 0, f)
+    }
+}
+
+impl AnyStore {
+    /// The plan the database would run `q` with (nothing is run): the
+    /// top-level steps, in order.
+    pub async fn explain(&self, q: &Query) -> Result<Vec<PlanNode>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                let sql = format!("EXPLAIN QUERY PLAN {}", q.sql);
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as_with(AssertSqlSafe(sql), sqlite_args(&q.binds))
+                        .fetch_all(&s.pool)
+                        .await?;
+                Ok(sqlite_tree(&rows, 0))
+            }
+            AnyStore::Postgres(s) => {
+                let sql = format!("EXPLAIN (FORMAT JSON) {}", q.sql);
+                let sqlx::types::Json(plan): sqlx::types::Json<serde_json::Value> =
+                    sqlx::query_scalar_with(AssertSqlSafe(sql), pg_args(&q.binds)?)
+                        .fetch_one(&s.pool)
+                        .await?;
+                let top = plan.get(0).and_then(|p| p.get("Plan"));
+                Ok(top.map(pg_node).into_iter().collect())
+            }
+        }
+    }
+}
+
+/// SQLite's plan rows `(id, parent, _, detail)` under `parent`, as a tree.
+fn sqlite_tree(rows: &[(i64, i64, i64, String)], parent: i64) -> Vec<PlanNode> {
+    rows.iter()
+        .filter(|r| r.1 == parent && r.0 != parent)
+        .map(|r| PlanNode {
+            label: r.3.clone(),
+            children: sqlite_tree(rows, r.0),
+        })
+        .collect()
+}
+
+/// A PostgreSQL plan node as one line: what it is to its parent, its type
+/// and join type, the relation, alias and index, then its conditions.
+fn pg_node(node: &serde_json::Value) -> PlanNode {
+    let text = |key: &str| node.get(key).and_then(serde_json::Value::as_str);
+    let mut label = String::new();
+    if let Some(rel) = text("Parent Relationship") {
+        label.push_str(rel);
+        if let Some(name) = text("Subplan Name") {
+            label.push_str(&format!(" ({name})"));
+        }
+        label.push_str(": ");
+    }
+    label.push_str(text("Node Type").unwrap_or("?"));
+    if let Some(join) = text("Join Type") {
+        label.push_str(&format!(" {join}"));
+    }
+    if let Some(index) = text("Index Name") {
+        label.push_str(&format!(" using {index}"));
+    }
+    if let Some(rel) = text("Relation Name") {
+        label.push_str(&format!(" on {rel}"));
+        if let Some(alias) = text("Alias").filter(|a| *a != rel) {
+            label.push_str(&format!(" {alias}"));
+        }
+    }
+    for key in [
+        "Index Cond",
+        "Recheck Cond",
+        "Hash Cond",
+        "Merge Cond",
+        "Join Filter",
+        "Filter",
+        "Cache Key",
+    ] {
+        if let Some(cond) = text(key) {
+            label.push_str(&format!("; {key}: {cond}"));
+        }
+    }
+    let children = node
+        .get("Plans")
+        .and_then(serde_json::Value::as_array)
+        .map(|plans| plans.iter().map(pg_node).collect())
+        .unwrap_or_default();
+    PlanNode { label, children }
+}

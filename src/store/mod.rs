@@ -7,7 +7,7 @@ pub mod outbox;
 mod postgres;
 mod sqlite;
 
-pub use members::Member;
+pub use members::{Member, PlanNode};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

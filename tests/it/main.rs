@@ -8,6 +8,7 @@ mod deliver;
 mod demo_data;
 mod files;
 mod limits;
+mod plans;
 mod props;
 mod segments;
 mod support;

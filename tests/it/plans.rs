@@ -1,0 +1,698 @@
+//! Query plans: whatever the segment, the filter order and the planner
+//! statistics, no plan probes a related table per customer (or per row of an
+//! outer loop) by anything but a key. Such a probe — a scan, or an index
+//! range over every overdue invoice, for each candidate customer — is what
+//! makes a plan quadratic. The plans are read from the database itself
+//! (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN (FORMAT JSON)` on PostgreSQL) on
+//! demo data with and without statistics.
+
+use crate::support::{PgTestDb, block_on, fresh_pg_db, segd_cmd};
+use chrono::{DateTime, NaiveDate, Utc};
+use segd::demo::{DemoSpec, Generator};
+use segd::model::{
+    Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
+};
+use segd::segment::{Dialect, Query, RunSpec, Select, compile, compile_run};
+use segd::store::billing::{self, Existing};
+use segd::store::{AnyStore, PlanNode, connect};
+use segd::validate::stored_segment;
+use std::collections::BTreeMap;
+
+/// Demo customers in each database: enough for PostgreSQL's size estimates
+/// (from the tables' pages) to favour probes where probing is cheap.
+const CUSTOMERS: u64 = 20_000;
+
+fn at() -> DateTime<Utc> {
+    segd::model::parse_time("2026-11-30T12:00:00Z").expect("a time")
+}
+
+struct Setup {
+    label: &'static str,
+    store: AnyStore,
+    dialect: Dialect,
+    _keep: Keep,
+}
+
+enum Keep {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Pg(PgTestDb),
+}
+
+async fn load(url: &str) -> AnyStore {
+    let store = connect(url).await.expect("open the database");
+    let generator = Generator::new(DemoSpec {
+        seed: 7,
+        customers: CUSTOMERS,
+        today: NaiveDate::from_ymd_opt(2026, 11, 30).expect("a date"),
+    })
+    .expect("a generator");
+    billing::load_demo(&store, generator, Existing::Replace, |_| {})
+        .await
+        .expect("load demo data");
+    store
+}
+
+async fn exec(store: &AnyStore, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match store {
+        AnyStore::Sqlite(s) => sqlx::query(sql).execute(&s.pool).await.map(drop),
+        AnyStore::Postgres(s) => sqlx::query(sql).execute(&s.pool).await.map(drop),
+    }
+    .expect("a statement of the test");
+}
+
+const BILLING: &str =
+    "connectors, customers, customer_connectors, payment_methods, invoices, monitors";
+
+/// SQLite with `ANALYZE`d statistics, or with none (`sqlite_stat1` emptied).
+async fn sqlite(stats: bool) -> Setup {
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    let url = format!("sqlite://{}", dir.path().join("plans.db").display());
+    let store = load(&url).await;
+    exec(&store, "ANALYZE").await;
+    if !stats {
+        exec(&store, "DELETE FROM sqlite_stat1").await;
+    }
+    store.close().await;
+    // A new connection reads the statistics as they are now.
+    let store = connect(&url).await.expect("reopen the database");
+    Setup {
+        label: if stats {
+            "SQLite with statistics"
+        } else {
+            "SQLite without statistics"
+        },
+        store,
+        dialect: Dialect::Sqlite,
+        _keep: Keep::Dir(dir),
+    }
+}
+
+/// PostgreSQL after `ANALYZE`, or with the statistics and size estimates
+/// cleared as on tables nothing analyzed yet (and autovacuum kept off them).
+async fn postgres(stats: bool, test: &str) -> Option<Setup> {
+    let db = fresh_pg_db(test).await?;
+    let store = load(&db.url).await;
+    for table in BILLING.split(", ") {
+        exec(
+            &store,
+            &format!("ALTER TABLE {table} SET (autovacuum_enabled = off)"),
+        )
+        .await;
+    }
+    exec(&store, &format!("ANALYZE {BILLING}")).await;
+    if !stats {
+        let tables = BILLING
+            .split(", ")
+            .map(|t| format!("'{t}'::regclass"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        exec(
+            &store,
+            &format!("DELETE FROM pg_statistic WHERE starelid IN ({tables})"),
+        )
+        .await;
+        exec(
+            &store,
+            &format!(
+                "UPDATE pg_class SET reltuples = -1, relpages = 0, relallvisible = 0 \
+                 WHERE oid IN ({tables}) OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ({tables}))"
+            ),
+        )
+        .await;
+    }
+    store.close().await;
+    let store = connect(&db.url).await.expect("reopen the database");
+    Some(Setup {
+        label: if stats {
+            "PostgreSQL with statistics"
+        } else {
+            "PostgreSQL without statistics"
+        },
+        store,
+        dialect: Dialect::Postgres,
+        _keep: Keep::Pg(db),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The plan rule
+// ---------------------------------------------------------------------------
+
+/// Whether an index's constraint (SQLite `(a=? AND b>?)`, PostgreSQL
+/// `((a = x) AND (b > y))`, both in the index's column order) pins a key:
+/// its leading equalities reach a column that names one row or one owner's
+/// rows (`customer_id`, `id`, `connector_id`, `invoice_id`, a run's
+/// `seq`/`run`, the rowid). A range before it (`status=? AND created_at>?
+/// AND customer_id=?`) reads a whole range per probe.
+fn pins_a_key(cond: &str) -> bool {
+    for clause in cond.split(" AND ") {
+        let words: Vec<&str> = clause
+            .split([' ', '(', ')', ','])
+            .filter(|w| !w.is_empty())
+            .collect();
+        let col = match words.as_slice() {
+            [w, ..] if w.ends_with("=?") => &w[..w.len() - 2],
+            [w, "=", ..] => w,
+            _ => return false,
+        };
+        let col = col.rsplit('.').next().unwrap_or(col);
+        if col == "id" || col.ends_with("_id") || matches!(col, "rowid" | "seq" | "run") {
+            return true;
+        }
+    }
+    false
+}
+
+/// SQLite: the loops of one SELECT are siblings, outermost first; every loop
+/// after the first, and every loop of a correlated subquery, runs once per
+/// row of what encloses it and must be a SEARCH that pins a key.
+fn sqlite_probes(nodes: &[PlanNode], per_row: bool, bad: &mut Vec<String>) {
+    let mut outer_done = false;
+    for n in nodes {
+        let l = n.label.as_str();
+        let is_loop =
+            l.starts_with("SCAN ") || l.starts_with("SEARCH ") || l.starts_with("MULTI-INDEX OR");
+        if is_loop {
+            let inner = per_row || outer_done;
+            outer_done = true;
+            let keyed =
+                l.starts_with("SEARCH ") && l.rfind('(').is_some_and(|i| pins_a_key(&l[i..]));
+            if inner && !keyed {
+                bad.push(l.to_string());
+            }
+            sqlite_probes(&n.children, false, bad);
+        } else if l.starts_with("CORRELATED ") {
+            sqlite_probes(&n.children, true, bad);
+        } else {
+            // Evaluated once: uncorrelated subqueries, materialized views,
+            // co-routines, sorters, the branches of a MULTI-INDEX OR.
+            sqlite_probes(&n.children, false, bad);
+        }
+    }
+}
+
+/// PostgreSQL: the inner side of a nested loop and a subplan that is not
+/// hashed run once per outer row; there, a relation may only be read through
+/// an index condition that pins a key (or be the tiny `connectors`).
+fn pg_probes(n: &PlanNode, per_row: bool, bad: &mut Vec<String>) {
+    let l = n.label.as_str();
+    let kind = l.split_once(": ").map_or(l, |(rel, rest)| {
+        if [
+            "Outer", "Inner", "InitPlan", "SubPlan", "Member", "Subquery",
+        ]
+        .iter()
+        .any(|r| rel.starts_with(r))
+        {
+            rest
+        } else {
+            l
+        }
+    });
+    let on_connectors = kind.contains(" on connectors");
+    if per_row && !on_connectors {
+        let reads = kind.starts_with("Seq Scan")
+            || kind.starts_with("Index Scan")
+            || kind.starts_with("Index Only Scan")
+            || kind.starts_with("Bitmap Index Scan");
+        let keyed = kind
+            .split_once("; Index Cond: ")
+            .is_some_and(|(_, c)| pins_a_key(c.split("; ").next().unwrap_or(c)));
+        if reads && !keyed {
+            bad.push(l.to_string());
+        }
+        // Built once, then read whole for each outer row.
+        if kind.starts_with("Materialize") {
+            if reads_large(n) {
+                bad.push(l.to_string());
+            }
+            n.children.iter().for_each(|c| pg_probes(c, false, bad));
+            return;
+        }
+    }
+    let nested_loop = kind.starts_with("Nested Loop");
+    for (i, c) in n.children.iter().enumerate() {
+        let subplan = c.label.starts_with("SubPlan");
+        let hashed = subplan
+            && c.label
+                .strip_prefix("SubPlan (")
+                .and_then(|s| s.split_once(')'))
+                .is_some_and(|(name, _)| l.contains(&format!("hashed {name}")));
+        let inner = (nested_loop && i == 1) || (subplan && !hashed);
+        pg_probes(c, per_row || inner, bad);
+    }
+}
+
+/// Whether a step reads a table that grows with the customers or the sends.
+fn reads_large(n: &PlanNode) -> bool {
+    let large = [
+        "customers",
+        "customer_connectors",
+        "payment_methods",
+        "invoices",
+        "monitors",
+        "segd_outbox",
+    ];
+    large
+        .iter()
+        .any(|t| n.label.contains(&format!(" on {t} ")) || n.label.ends_with(&format!(" on {t}")))
+        || n.children.iter().any(reads_large)
+}
+
+/// The plan's per-row probes that pin no key, as its text when there are any.
+async fn bad_probes(setup: &Setup, q: &Query) -> Result<(), String> {
+    let plan = setup
+        .store
+        .explain(q)
+        .await
+        .map_err(|e| format!("EXPLAIN failed: {e}\n{}", q.sql))?;
+    let mut bad = Vec::new();
+    match setup.dialect {
+        Dialect::Sqlite => sqlite_probes(&plan, false, &mut bad),
+        Dialect::Postgres => plan.iter().for_each(|n| pg_probes(n, false, &mut bad)),
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let text: String = plan.iter().map(ToString::to_string).collect();
+    Err(format!(
+        "per-row probes that pin no key: {bad:?}\n--- plan ---\n{text}--- sql ---\n{}\n",
+        q.sql
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// The shapes
+// ---------------------------------------------------------------------------
+
+fn s(v: &str) -> Scalar {
+    Scalar::Str(v.to_string())
+}
+
+/// A value of the demo data for `field`, and a second one for lists.
+fn values(field: Field) -> [Scalar; 2] {
+    match field {
+        Field::CustomerName => [s("Anna Schmidt"), s("Mia Chen")],
+        Field::CustomerEmail => [s("anna@example.com"), s("@example.com")],
+        Field::CustomerConnectorName | Field::ConnectorName | Field::PaymentMethodConnector => {
+            [s("Stripe"), s("GoCardless")]
+        }
+        Field::MonitorName => [s("api-calls"), s("storage")],
+        _ => match field.kind() {
+            ValueKind::Enum(vs) => [s(vs[0]), s(vs[vs.len() - 1])],
+            ValueKind::Country => [s("DE"), s("US")],
+            ValueKind::Bool => [Scalar::Bool(true), Scalar::Bool(false)],
+            ValueKind::Days => [Scalar::Int(30), Scalar::Int(0)],
+            ValueKind::Time => {
+                let t = |x| segd::model::parse_time(x).expect("a time");
+                [Scalar::Time(t("2026-01-01")), Scalar::Time(t("2026-11-01"))]
+            }
+            ValueKind::Text { .. } => [s("x"), s("y")],
+        },
+    }
+}
+
+fn condition(field: Field, op: Op) -> Condition {
+    let [a, b] = values(field);
+    match op {
+        Op::Exists => Condition::Exists(true),
+        Op::In | Op::NotIn if field.kind() == ValueKind::Bool => Condition::List(op, vec![a]),
+        Op::In | Op::NotIn => Condition::List(op, vec![a, b]),
+        _ => Condition::Compare(op, a),
+    }
+}
+
+fn filter(field: Field, c: Condition, negate: bool) -> Filter {
+    Filter {
+        filter_type: field.filter_type(),
+        negate,
+        conditions: BTreeMap::from([(field, c)]),
+        custom_data: BTreeMap::new(),
+    }
+}
+
+fn segment(match_mode: MatchMode, filters: Vec<Filter>) -> Segment {
+    Segment {
+        name: Name::parse("shape").expect("a name"),
+        description: None,
+        match_mode,
+        protect: false,
+        filters,
+    }
+}
+
+/// Every field with every operator, alone and negated; custom_data; every
+/// pair of block types in both orders under both match modes, negated or
+/// not; a list of 50,000 values; and the benchmark's hand-compared shapes.
+fn shapes() -> Vec<(String, Segment)> {
+    let mut out = Vec::new();
+    for field in Field::ALL {
+        for op in field.ops() {
+            for negate in [false, true] {
+                out.push((
+                    format!("{field:?} {op:?} negate={negate}"),
+                    segment(
+                        MatchMode::All,
+                        vec![filter(field, condition(field, op), negate)],
+                    ),
+                ));
+            }
+        }
+    }
+    for (key, c) in [
+        ("plan", Condition::Compare(Op::Eq, s("enterprise"))),
+        ("seats", Condition::Compare(Op::Gt, Scalar::Int(100))),
+        ("region", Condition::List(Op::NotIn, vec![s("emea")])),
+        ("trial", Condition::Exists(true)),
+    ] {
+        out.push((
+            format!("custom_data {key}"),
+            segment(
+                MatchMode::All,
+                vec![Filter {
+                    filter_type: FilterType::Customer,
+                    negate: false,
+                    conditions: BTreeMap::new(),
+                    custom_data: BTreeMap::from([(key.to_string(), c)]),
+                }],
+            ),
+        ));
+    }
+    let typical = [
+        (Field::CustomerCountry, Op::Eq),
+        (Field::CustomerDefaultPaymentMethodStatus, Op::Eq),
+        (Field::InvoiceStatus, Op::Eq),
+        (Field::InvoiceDueDateExceededByDays, Op::Gte),
+        (Field::PaymentMethodStatus, Op::Eq),
+        (Field::ConnectorConnection, Op::Eq),
+        (Field::MonitorState, Op::Eq),
+    ];
+    for (i, (fa, oa)) in typical.iter().enumerate() {
+        for (fb, ob) in &typical[i..] {
+            for match_mode in [MatchMode::All, MatchMode::Any] {
+                for (na, nb) in [(false, false), (true, false), (false, true)] {
+                    let a = filter(*fa, condition(*fa, *oa), na);
+                    let b = filter(*fb, condition(*fb, *ob), nb);
+                    out.push((
+                        format!("{fa:?} {oa:?} (negate={na}) + {fb:?} {ob:?} (negate={nb}), {match_mode:?}"),
+                        segment(match_mode, vec![a, b]),
+                    ));
+                }
+            }
+        }
+    }
+    let many: Vec<Scalar> = (0..50_000)
+        .map(|i| s(&format!("cus_{i:07}@example.com")))
+        .collect();
+    out.push((
+        "a 50,000-value email list".into(),
+        segment(
+            MatchMode::All,
+            vec![
+                filter(
+                    Field::CustomerEmail,
+                    Condition::List(Op::In, many.clone()),
+                    false,
+                ),
+                filter(
+                    Field::InvoiceStatus,
+                    condition(Field::InvoiceStatus, Op::Eq),
+                    false,
+                ),
+            ],
+        ),
+    ));
+    for (name, toml) in NAMED {
+        out.push((
+            name.to_string(),
+            stored_segment(toml).expect("a valid segment"),
+        ));
+    }
+    out
+}
+
+/// The shapes the segments benchmark compares with hand-written SQL, and the
+/// one that once took a minute on 200,000 customers, in both filter orders.
+const NAMED: [(&str, &str); 7] = [
+    (
+        "expired default method, then overdue invoice",
+        "[segment]\nname = \"a\"\n[[filter]]\ntype = \"customer\"\ndefault_payment_method_status = \"expired\"\n\
+         [[filter]]\ntype = \"invoice\"\nstatus = \"overdue\"\ncreated_after = 2026-01-01\n",
+    ),
+    (
+        "overdue invoice, then expired default method",
+        "[segment]\nname = \"a\"\n[[filter]]\ntype = \"invoice\"\nstatus = \"overdue\"\ncreated_after = 2026-01-01\n\
+         [[filter]]\ntype = \"customer\"\ndefault_payment_method_status = \"expired\"\n",
+    ),
+    (
+        "country + email suffix",
+        "[segment]\nname = \"a\"\n[[filter]]\ntype = \"customer\"\ncountry = \"DE\"\nemail = { ends_with = \"@example.com\" }\n",
+    ),
+    (
+        "open invoice 30+ days past due",
+        "[segment]\nname = \"b\"\n[[filter]]\ntype = \"invoice\"\nstatus = \"open\"\ndue_date_exceeded_by_days = { gte = 30 }\n",
+    ),
+    (
+        "expired default method + overdue invoice this year",
+        "[segment]\nname = \"c\"\n[[filter]]\ntype = \"payment_method\"\nis_default = true\nstatus = \"expired\"\n\
+         [[filter]]\ntype = \"invoice\"\nstatus = \"overdue\"\ncreated_after = 2026-01-01\n",
+    ),
+    (
+        "custom_data plan = enterprise",
+        "[segment]\nname = \"d\"\n[[filter]]\ntype = \"customer\"\ncustom_data = { plan = \"enterprise\" }\n",
+    ),
+    (
+        "match any of three blocks",
+        "[segment]\nname = \"e\"\nmatch = \"any\"\n[[filter]]\ntype = \"connector\"\nconnection = \"error\"\n\
+         [[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n[[filter]]\ntype = \"customer\"\ncountry = \"FR\"\n",
+    ),
+];
+
+/// The queries segd runs for a segment: its count and listing, and the
+/// queries of a trigger run over it (both events, with `min_interval`).
+fn queries(seg: &Segment, dialect: Dialect) -> Vec<(&'static str, Query)> {
+    let mut out = vec![
+        ("count", compile(seg, dialect, at(), Select::Count)),
+        ("ids", compile(seg, dialect, at(), Select::Ids)),
+    ];
+    for payment_reminder in [false, true] {
+        let spec = RunSpec {
+            communication: "remind",
+            payment_reminder,
+            run_id: "remind:2026-11-30T12:00:00Z",
+            at: at(),
+            reached_since: Some(at() - chrono::TimeDelta::days(7)),
+        };
+        let run = compile_run(seg, &spec, dialect);
+        if std::env::var_os("SEGD_PLANS_RUNS").is_some() {
+            out.push(("run recipients", run.recipients));
+            out.push(("run enqueue", run.enqueue));
+        }
+    }
+    out
+}
+
+async fn check_all(setup: &Setup, shapes: &[(String, Segment)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, seg) in shapes {
+        for (what, q) in queries(seg, setup.dialect) {
+            if let Err(e) = bad_probes(setup, &q).await {
+                failures.push(format!("{}: {name} ({what}): {e}", setup.label));
+            }
+        }
+    }
+    failures
+}
+
+fn report(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} plans probe per row without a key; the first:\n{}",
+        failures.len(),
+        failures.first().map_or("", String::as_str)
+    );
+}
+
+#[test]
+fn no_sqlite_plan_probes_per_customer_without_a_key() {
+    block_on(async {
+        let shapes = shapes();
+        let mut failures = Vec::new();
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            failures.extend(check_all(&setup, &shapes).await);
+            setup.store.close().await;
+        }
+        report(&failures);
+    });
+}
+
+#[test]
+fn no_postgres_plan_probes_per_customer_without_a_key() {
+    block_on(async {
+        let shapes = shapes();
+        let mut failures = Vec::new();
+        for stats in [true, false] {
+            let Some(setup) =
+                postgres(stats, "no_postgres_plan_probes_per_customer_without_a_key").await
+            else {
+                return;
+            };
+            failures.extend(check_all(&setup, &shapes).await);
+            setup.store.close().await;
+            if let Keep::Pg(db) = setup._keep {
+                db.cleanup().await;
+            }
+        }
+        report(&failures);
+    });
+}
+
+/// The filter order never reaches the SQL: every permutation of a segment's
+/// blocks compiles to the same query, so the database plans them alike.
+#[test]
+fn filter_order_does_not_change_the_query() {
+    for (name, seg) in shapes() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let mut reversed = seg.clone();
+            reversed.filters.reverse();
+            for select in [Select::Count, Select::Ids] {
+                assert_eq!(
+                    compile(&seg, dialect, at(), select),
+                    compile(&reversed, dialect, at(), select),
+                    "{name}: the reversed filters compile differently on {dialect:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A user sees the plan of a segment's query with `--explain`, and nothing runs.
+#[test]
+fn segment_members_explain_prints_the_plan() {
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    std::fs::create_dir_all(dir.path().join("segments.d")).expect("segments.d");
+    std::fs::write(dir.path().join("segments.d/a.toml"), NAMED[0].1).expect("a segment file");
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    segd_cmd()
+        .args(["demo-data", "--customers", "50", "--database-url", &url])
+        .assert()
+        .success();
+    let out = segd_cmd()
+        .current_dir(dir.path())
+        .args([
+            "segment",
+            "members",
+            "a",
+            "--explain",
+            "--database-url",
+            &url,
+        ])
+        .output()
+        .expect("run segd");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("LIST SUBQUERY"), "{text}");
+    assert!(!text.contains("cus_"), "no member is listed: {text}");
+}
+
+fn node(label: &str, children: Vec<PlanNode>) -> PlanNode {
+    PlanNode {
+        label: label.to_string(),
+        children,
+    }
+}
+
+/// The rule catches the plans that made segments quadratic: SQLite probing
+/// every overdue invoice per customer (the plan of issue #12's segment with
+/// no `sqlite_stat1`), and PostgreSQL rescanning an index range per row.
+#[test]
+fn the_plan_rule_catches_probes_that_pin_no_key() {
+    let sqlite = vec![
+        node(
+            "SEARCH c USING COVERING INDEX sqlite_autoindex_customers_1 (id=?)",
+            vec![],
+        ),
+        node(
+            "LIST SUBQUERY 1",
+            vec![node(
+                "SEARCH pm USING INDEX payment_methods_status (status=?)",
+                vec![],
+            )],
+        ),
+        node(
+            "CORRELATED SCALAR SUBQUERY 2",
+            vec![node(
+                "SEARCH i USING COVERING INDEX invoices_unpaid_created (status=? AND created_at>?)",
+                vec![],
+            )],
+        ),
+    ];
+    let mut bad = Vec::new();
+    sqlite_probes(&sqlite, false, &mut bad);
+    assert_eq!(
+        bad,
+        ["SEARCH i USING COVERING INDEX invoices_unpaid_created (status=? AND created_at>?)"]
+    );
+    let keyed = vec![
+        node("SCAN c", vec![]),
+        node(
+            "SEARCH i USING INDEX invoices_customer (customer_id=?)",
+            vec![],
+        ),
+        node(
+            "SEARCH c2 USING INDEX sqlite_autoindex_customers_1 (id=?)",
+            vec![],
+        ),
+    ];
+    let mut bad = Vec::new();
+    sqlite_probes(&keyed, false, &mut bad);
+    assert!(bad.is_empty(), "{bad:?}");
+    let mut bad = Vec::new();
+    sqlite_probes(
+        &[node("SCAN c", vec![]), node("SCAN i", vec![])],
+        false,
+        &mut bad,
+    );
+    assert_eq!(bad, ["SCAN i"]);
+
+    let pg = node(
+        "Nested Loop Semi",
+        vec![
+            node("Outer: Seq Scan on customers c", vec![]),
+            node(
+                "Inner: Index Only Scan using invoices_unpaid_created on invoices i; Index Cond: ((status = 'overdue'::text) AND (created_at > '2026-01-01') AND (customer_id = c.id))",
+                vec![],
+            ),
+        ],
+    );
+    let mut bad = Vec::new();
+    pg_probes(&pg, false, &mut bad);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    let materialized = node(
+        "Nested Loop Anti; Join Filter: (o.invoice_id = i.id)",
+        vec![
+            node("Outer: Seq Scan on invoices i", vec![]),
+            node(
+                "Inner: Materialize",
+                vec![node("Outer: Seq Scan on segd_outbox o", vec![])],
+            ),
+        ],
+    );
+    let mut bad = Vec::new();
+    pg_probes(&materialized, false, &mut bad);
+    assert_eq!(bad, ["Inner: Materialize"]);
+    let keyed = node(
+        "Nested Loop Semi",
+        vec![
+            node("Outer: Seq Scan on customers c", vec![]),
+            node(
+                "Inner: Index Scan using invoices_customer on invoices i; Index Cond: (customer_id = c.id); Filter: (status = 'overdue'::text)",
+                vec![],
+            ),
+        ],
+    );
+    let mut bad = Vec::new();
+    pg_probes(&keyed, false, &mut bad);
+    assert!(bad.is_empty(), "{bad:?}");
+}
