@@ -31,6 +31,16 @@ struct Case {
     postgres: &'static str,
 }
 
+/// The segment that once took a minute on 200,000 customers (its invoice
+/// block probed every overdue invoice per candidate), written by hand as in
+/// the report of it.
+const EXPIRED_DEFAULT_OVERDUE_SQLITE: &str = "SELECT DISTINCT p.customer_id FROM payment_methods p JOIN customers c ON c.id = p.customer_id \
+    WHERE p.is_default = 1 AND p.status = 'expired' AND p.customer_id IN \
+    (SELECT customer_id FROM invoices WHERE status = 'overdue' AND created_at > '2026-01-01T00:00:00Z')";
+const EXPIRED_DEFAULT_OVERDUE_POSTGRES: &str = "SELECT DISTINCT p.customer_id FROM payment_methods p JOIN customers c ON c.id = p.customer_id \
+    WHERE p.is_default AND p.status = 'expired' AND p.customer_id IN \
+    (SELECT customer_id FROM invoices WHERE status = 'overdue' AND created_at > TIMESTAMPTZ '2026-01-01T00:00:00Z')";
+
 const CASES: &[Case] = &[
     Case {
         name: "country + email suffix",
@@ -55,6 +65,18 @@ const CASES: &[Case] = &[
         postgres: "SELECT DISTINCT pm.customer_id FROM payment_methods pm JOIN customers c ON c.id = pm.customer_id \
                  JOIN invoices i ON i.customer_id = pm.customer_id \
                    WHERE pm.is_default AND pm.status = 'expired' AND i.status = 'overdue' AND i.status IN ('open', 'partially_paid', 'overdue') AND i.created_at > TIMESTAMPTZ '2026-01-01T00:00:00Z'",
+    },
+    Case {
+        name: "expired default (customer field), then overdue",
+        toml: "[segment]\nname = \"f\"\n[[filter]]\ntype = \"customer\"\ndefault_payment_method_status = \"expired\"\n[[filter]]\ntype = \"invoice\"\nstatus = \"overdue\"\ncreated_after = 2026-01-01\n",
+        sqlite: EXPIRED_DEFAULT_OVERDUE_SQLITE,
+        postgres: EXPIRED_DEFAULT_OVERDUE_POSTGRES,
+    },
+    Case {
+        name: "overdue, then expired default (customer field)",
+        toml: "[segment]\nname = \"g\"\n[[filter]]\ntype = \"invoice\"\nstatus = \"overdue\"\ncreated_after = 2026-01-01\n[[filter]]\ntype = \"customer\"\ndefault_payment_method_status = \"expired\"\n",
+        sqlite: EXPIRED_DEFAULT_OVERDUE_SQLITE,
+        postgres: EXPIRED_DEFAULT_OVERDUE_POSTGRES,
     },
     Case {
         name: "custom_data plan = enterprise",

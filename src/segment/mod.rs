@@ -58,6 +58,10 @@ const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
 struct Builder {
     dialect: Dialect,
     binds: Vec<Bind>,
+    /// PostgreSQL: whether the predicate being built sits where EXISTS cannot
+    /// become a join (under OR, NOT COALESCE, or in a select list), so that it
+    /// may run once per customer (see [`related`]).
+    per_row: bool,
 }
 
 impl Builder {
@@ -65,6 +69,7 @@ impl Builder {
         Self {
             dialect,
             binds: Vec::new(),
+            per_row: false,
         }
     }
 
@@ -171,10 +176,13 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
     // orders of the same filters compile to the same SQL, hence the same plan.
     let mut filters: Vec<&Filter> = segment.filters.iter().collect();
     filters.sort_by_cached_key(|f| (block_order(f), format!("{f:?}")));
+    let outer = b.per_row;
+    b.per_row = outer || segment.match_mode == MatchMode::Any;
     let parts: Vec<String> = filters
         .into_iter()
         .map(|f| format!("({})", block(b, f, today)))
         .collect();
+    b.per_row = outer;
     let joiner = match segment.match_mode {
         MatchMode::All => " AND ",
         MatchMode::Any => " OR ",
@@ -226,10 +234,13 @@ fn selectivity_of_op(c: &Condition, free_text: bool) -> u8 {
 }
 
 fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    let outer = b.per_row;
+    b.per_row = outer || (f.negate && f.filter_type == FilterType::Customer);
     let mut conds: Vec<String> = Vec::new();
     for (field, c) in &f.conditions {
         conds.push(condition(b, *field, c, today));
     }
+    b.per_row = outer;
     for (key, c) in &f.custom_data {
         conds.push(custom_data(b, key, c));
     }
@@ -297,9 +308,13 @@ fn implies_unpaid(f: &Filter) -> bool {
 /// SQLite picks by guesswork (with no `sqlite_stat1`, a range over every
 /// matching invoice per customer: quadratic).
 ///
-/// PostgreSQL: EXISTS, which it plans as a semi-join (anti-join under NOT)
-/// and so chooses between hashing the block's rows and probing per customer
-/// by cost, which its always-present size estimates make sound.
+/// PostgreSQL: EXISTS. Where it can become a join (under AND at the top),
+/// PostgreSQL plans a semi-join (anti-join under NOT) and chooses between
+/// hashing the block's rows and probing per customer by cost. Elsewhere
+/// (`per_row`) it is a subplan, hashed or run once per customer; there the
+/// block's test is written as an opaque `CASE`, so that a per-customer run
+/// can only find its rows by the customer key: with no statistics, a partial
+/// index on unpaid invoices looks tiny and was read whole per customer.
 fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) -> String {
     match (b.dialect, negate) {
         (Dialect::Sqlite, false) => {
@@ -308,12 +323,17 @@ fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) 
         (Dialect::Sqlite, true) => format!(
             "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
         ),
-        (Dialect::Postgres, false) => {
-            format!("EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND {conds})")
+        (Dialect::Postgres, negate) => {
+            let not = if negate { "NOT " } else { "" };
+            let conds = if b.per_row {
+                format!("CASE WHEN {conds} THEN TRUE ELSE FALSE END")
+            } else {
+                conds.to_string()
+            };
+            format!(
+                "{not}EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND {conds})"
+            )
         }
-        (Dialect::Postgres, true) => format!(
-            "NOT EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND {conds})"
-        ),
     }
 }
 
@@ -825,6 +845,8 @@ pub fn compile_impact(
     let today = at.date_naive();
     let one = |side: &dyn Fn(&mut Builder, &str, &str) -> String| -> Query {
         let mut b = Builder::new(dialect);
+        // Both sides are computed for every customer (see below).
+        b.per_row = true;
         let old = match before {
             Some(s) => segment_predicate(&mut b, s, today),
             None => b.false_().to_string(),
@@ -836,10 +858,20 @@ pub fn compile_impact(
             binds: b.binds,
         }
     };
+    // Each side is computed once per customer: left in the WHERE clause,
+    // PostgreSQL would plan the two as joins and, hoping the LIMIT of the
+    // samples stops it early, may rescan one side whole for each customer
+    // (quadratic when few or none enter); and a subquery it flattens has each
+    // side computed for every place that names it. `OFFSET 0` keeps the
+    // subquery apart.
+    let fence = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " OFFSET 0",
+    };
     let counts = one(&|_, old, new| {
         let sum = |e: &str| format!("COALESCE(SUM(CASE WHEN {e} THEN 1 ELSE 0 END), 0)");
         format!(
-            "SELECT {}, {}, {}, {} FROM (SELECT ({old}) AS b, ({new}) AS a FROM customers c) t",
+            "SELECT {}, {}, {}, {} FROM (SELECT ({old}) AS b, ({new}) AS a FROM customers c{fence}) t",
             sum("t.b"),
             sum("t.a"),
             sum("t.a AND NOT t.b"),
@@ -848,9 +880,10 @@ pub fn compile_impact(
     });
     let sample = |enter: bool| {
         one(&move |_, old, new| {
-            let (yes, no) = if enter { (new, old) } else { (old, new) };
+            let (yes, no) = if enter { ("a", "b") } else { ("b", "a") };
             format!(
-                "SELECT c.id FROM customers c WHERE ({yes}) AND NOT ({no}) ORDER BY c.id LIMIT {IMPACT_SAMPLES}"
+                "SELECT t.id FROM (SELECT c.id, ({old}) AS b, ({new}) AS a FROM customers c{fence}) t \
+                 WHERE t.{yes} AND NOT t.{no} ORDER BY t.id LIMIT {IMPACT_SAMPLES}"
             )
         })
     };

@@ -210,7 +210,7 @@ impl AnyStore {
                 Ok(sqlite_tree(&rows, 0))
             }
             AnyStore::Postgres(s) => {
-                let sql = format!("EXPLAIN (FORMAT JSON) {}", q.sql);
+                let sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {}", q.sql);
                 let sqlx::types::Json(plan): sqlx::types::Json<serde_json::Value> =
                     sqlx::query_scalar_with(AssertSqlSafe(sql), pg_args(&q.binds)?)
                         .fetch_one(&s.pool)
@@ -270,6 +270,18 @@ fn pg_node(node: &serde_json::Value) -> PlanNode {
         if let Some(cond) = text(key) {
             label.push_str(&format!("; {key}: {cond}"));
         }
+    }
+    // What a step computes, only where it runs a subplan (whether hashed,
+    // once, or per row); the rest is column lists.
+    let output = node.get("Output").and_then(serde_json::Value::as_array);
+    let subplans: Vec<&str> = output
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .filter(|o| o.contains("SubPlan"))
+        .collect();
+    if !subplans.is_empty() {
+        label.push_str(&format!("; Output: {}", subplans.join(", ")));
     }
     let children = node
         .get("Plans")

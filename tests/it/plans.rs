@@ -12,7 +12,7 @@ use segd::demo::{DemoSpec, Generator};
 use segd::model::{
     Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
 };
-use segd::segment::{Dialect, Query, RunSpec, Select, compile, compile_run};
+use segd::segment::{Dialect, Query, RunSpec, Select, compile, compile_impact, compile_run};
 use segd::store::billing::{self, Existing};
 use segd::store::{AnyStore, PlanNode, connect};
 use segd::validate::stored_segment;
@@ -468,12 +468,23 @@ const NAMED: [(&str, &str); 7] = [
     ),
 ];
 
-/// The queries segd runs for a segment: its count and listing, and the
-/// queries of a trigger run over it (both events, with `min_interval`).
+/// The queries segd runs for a segment: its count and listing, a plan's
+/// impact of changing it (from the segment with its filters reversed and
+/// its match mode flipped), and the queries of a trigger run over it (both
+/// events, with `min_interval`).
 fn queries(seg: &Segment, dialect: Dialect) -> Vec<(&'static str, Query)> {
+    let mut before = seg.clone();
+    before.filters.reverse();
+    before.match_mode = match seg.match_mode {
+        MatchMode::All => MatchMode::Any,
+        MatchMode::Any => MatchMode::All,
+    };
+    let impact = compile_impact(Some(&before), seg, dialect, at());
     let mut out = vec![
         ("count", compile(seg, dialect, at(), Select::Count)),
         ("ids", compile(seg, dialect, at(), Select::Ids)),
+        ("impact counts", impact.counts),
+        ("impact entering", impact.entering),
     ];
     for payment_reminder in [false, true] {
         let spec = RunSpec {
@@ -505,6 +516,11 @@ async fn check_all(setup: &Setup, shapes: &[(String, Segment)]) -> Vec<String> {
 }
 
 fn report(failures: &[String]) {
+    if std::env::var_os("SEGD_PLANS_ALL").is_some() {
+        for f in failures {
+            eprintln!("FAIL {}", f.lines().next().unwrap_or(""));
+        }
+    }
     assert!(
         failures.is_empty(),
         "{} plans probe per row without a key; the first:\n{}",
