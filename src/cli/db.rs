@@ -11,7 +11,8 @@ pub struct DbArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Create or upgrade segd's schema (every command also does this on start).
+    /// Create or upgrade segd's schema, and after an upgrade refresh the planner
+    /// statistics (every command also does this on start).
     Migrate,
 }
 

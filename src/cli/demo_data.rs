@@ -13,7 +13,7 @@ the same rows, on SQLite and on PostgreSQL alike. It fills the billing \
 tables (connectors, customers, customer_connectors, payment_methods, invoices, \
 monitors) in one transaction, so a failed run changes nothing; their secondary indexes \
 are dropped for the load and rebuilt before the commit (on PostgreSQL, queries on these \
-tables wait for the load to finish).
+tables wait for the load to finish), and the tables are analyzed for the query planner.
 
 When any of these tables already holds a row, demo-data refuses (exit 1) and changes \
 nothing; with --replace it first deletes every row of these six tables (segd's own \
@@ -73,7 +73,7 @@ pub async fn run(global: &Global, args: DemoDataArgs) -> anyhow::Result<ExitCode
         if let Some(bar) = &bar {
             match p {
                 Progress::Customers(n) => bar.set_position(n),
-                Progress::Finishing => bar.set_message("rebuilding indexes, committing"),
+                Progress::Finishing => bar.set_message("rebuilding indexes, analyzing, committing"),
             }
         }
     })

@@ -134,7 +134,8 @@ impl AnyStore {
 impl AnyStore {
     /// Keeps an expression index for every custom_data key the segments a plan
     /// creates or changes compare (SQLite; PostgreSQL has one GIN index over all
-    /// of custom_data). Indexes of keys no segment uses any more are kept.
+    /// of custom_data). Indexes of keys no segment uses any more are kept. A new
+    /// index gets its statistics at once, so the planner knows how selective it is.
     pub async fn index_custom_data(&self, plan: &crate::plan::Plan) -> Result<(), StoreError> {
         let AnyStore::Sqlite(s) = self else {
             return Ok(());
@@ -152,12 +153,17 @@ impl AnyStore {
                     .collect::<Vec<_>>()
             })
             .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
         for key in keys {
             sqlx::query(AssertSqlSafe(crate::segment::custom_data_index_sql(&key)))
                 .execute(&s.pool)
                 .await?;
         }
-        Ok(())
+        // Analyzes customers when one of them is new (it has no statistics yet);
+        // otherwise only sizes are checked.
+        s.optimize().await
     }
 }
 

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend, for teams and for several daemons on one database.
 
-use super::{Held, StoreError, connect_error, migrate_error};
+use super::{Held, PG_ANALYZE_BILLING, StoreError, connect_error};
 use crate::config::redact_url;
 use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -16,18 +16,22 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Opens and migrates the database; also tells whether a migration ran.
+    pub async fn connect(url: &str) -> Result<(Self, bool), StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect_options(url)?)
             .await
             .map_err(|e| connect_error(e, url))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| migrate_error(e, url))?;
-        Ok(Self { pool })
+        let migrated = super::migrate(&MIGRATOR, &pool, url).await?;
+        Ok((Self { pool }, migrated))
+    }
+
+    /// Analyzes the billing tables (see [`PG_ANALYZE_BILLING`]).
+    pub(super) async fn analyze_billing(&self) -> Result<(), StoreError> {
+        sqlx::query(PG_ANALYZE_BILLING).execute(&self.pool).await?;
+        Ok(())
     }
 }
 

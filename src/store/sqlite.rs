@@ -1,6 +1,6 @@
 //! The embedded SQLite backend.
 
-use super::{Held, StoreError, connect_error, migrate_error};
+use super::{Held, SQLITE_OPTIMIZE, StoreError, connect_error};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,7 +15,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Opens and migrates the database; also tells whether a migration ran.
+    pub async fn connect(url: &str) -> Result<(Self, bool), StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| connect_error(e, url))?
             .create_if_missing(true)
@@ -28,17 +29,20 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| connect_error(e, url))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| migrate_error(e, url))?;
+        let migrated = super::migrate(&MIGRATOR, &pool, url).await?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let lock_file = (!in_memory).then(|| {
             let mut name = options.get_filename().as_os_str().to_owned();
             name.push("-apply-lock");
             PathBuf::from(name)
         });
-        Ok(Self { pool, lock_file })
+        Ok((Self { pool, lock_file }, migrated))
+    }
+
+    /// Analyzes the tables whose statistics are missing or stale (see [`SQLITE_OPTIMIZE`]).
+    pub(super) async fn optimize(&self) -> Result<(), StoreError> {
+        sqlx::query(SQLITE_OPTIMIZE).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// The apply lock, if no one holds it: an exclusive lock on the lock file,

@@ -77,7 +77,7 @@ macro_rules! on_both {
     };
 }
 
-fn segd(f: &Fixture, db: &TestDb, args: &[&str]) -> Output {
+pub fn segd(f: &Fixture, db: &TestDb, args: &[&str]) -> Output {
     segd_cmd()
         .args(args)
         .arg("--dir")

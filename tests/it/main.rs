@@ -11,4 +11,5 @@ mod limits;
 mod plans;
 mod props;
 mod segments;
+mod statistics;
 mod support;
