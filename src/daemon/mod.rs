@@ -56,6 +56,10 @@ pub struct OnceReport {
 /// by itself, its outcomes written and its unstarted rows released.
 const DRAIN_GRACE: Duration = Duration::from_secs(20);
 
+/// How often the daemon refreshes SQLite's planner statistics (at start, then
+/// this often): a refresh costs milliseconds when no table changed much.
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(60 * 60);
+
 fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Option<String>)> {
     outcome
         .degraded
@@ -331,6 +335,19 @@ async fn deliver_pass(worker: &Worker<'_>, stop: &CancellationToken) {
     }
 }
 
+/// Refreshes the planner statistics that are missing or stale (SQLite; on
+/// PostgreSQL autovacuum does it). A failure only leaves queries slower.
+async fn optimize(store: &AnyStore) {
+    let started = Instant::now();
+    match store.optimize().await {
+        Ok(()) => tracing::debug!(
+            took_ms = started.elapsed().as_millis(),
+            "planner statistics refreshed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "refreshing the planner statistics failed"),
+    }
+}
+
 fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let handle = PrometheusBuilder::new()
@@ -400,6 +417,7 @@ pub async fn run(
 
     if opts.once {
         shared.leader.store(true, Ordering::SeqCst);
+        optimize(&store).await;
         let status = reconcile(&opts, &store, &shared).await;
         for d in &status.drift {
             println!("drift: {d}");
@@ -541,7 +559,26 @@ pub async fn run(
         }
     };
 
-    tokio::join!(control, deliver);
+    // SQLite's statistics, on a connection of the pool: `optimize` checks every
+    // table, not only those that connection queried. Nothing on PostgreSQL.
+    let statistics = {
+        let store = store.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            if !matches!(*store, AnyStore::Sqlite(_)) {
+                return;
+            }
+            loop {
+                optimize(&store).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(OPTIMIZE_EVERY) => {}
+                }
+            }
+        }
+    };
+
+    tokio::join!(control, deliver, statistics);
     if let Some(l) = leader {
         l.release().await;
     }

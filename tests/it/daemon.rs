@@ -930,6 +930,34 @@ fn a_new_file_is_applied_within_two_seconds_and_a_burst_is_coalesced() {
     assert_eq!(status["degraded"], Value::Array(vec![]), "{status}");
 }
 
+/// SQLite: billing rows written behind segd's back (a sync), never analyzed,
+/// get planner statistics from the daemon's start-up refresh.
+#[test]
+fn the_daemon_analyzes_sqlite_tables_that_have_no_statistics() {
+    let (f, db) = sqlite_setup(
+        &[(
+            "segments.d/keep.toml",
+            segment_toml("keep", "country = \"DE\""),
+        )],
+        5,
+        1,
+    );
+    let unanalyzed = || {
+        let analyzed = crate::statistics::analyzed(&db.url);
+        ["customers", "invoices"]
+            .into_iter()
+            .filter(|t| !analyzed.contains(*t))
+            .count()
+    };
+    assert_eq!(unanalyzed(), 2, "analyzed before the daemon started");
+    let d = Daemon::start(f.path(), &db.url, &[], &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || unanalyzed() == 0),
+        "customers and invoices are not analyzed 10 s after the start:\n{}",
+        d.logs()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 2. An invalid file is degraded, the valid rest applied, its last version kept.
 
