@@ -15,9 +15,8 @@
 
 mod common;
 
-use common::env_or;
+use common::{env_or, load_demo};
 use segd::demo::{DemoSpec, Generator, RowCounts};
-use segd::store::billing::{self, Existing};
 use std::time::Instant;
 
 fn spec(customers: u64) -> DemoSpec {
@@ -36,12 +35,6 @@ fn report(what: &str, rows: RowCounts, started: Instant) {
     );
 }
 
-async fn load(url: &str, customers: u64) -> Result<RowCounts, Box<dyn std::error::Error>> {
-    let store = segd::store::connect(url).await?;
-    let generator = Generator::new(spec(customers))?;
-    Ok(billing::load_demo(&store, generator, Existing::Replace, |_| {}).await?)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let customers: u64 = env_or("SEGD_BENCH_CUSTOMERS", 200_000);
     println!("demo-data benchmark, {customers} customers, seed 1");
@@ -57,12 +50,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let started = Instant::now();
-    let rows = runtime.block_on(load(&url, customers))?;
+    let rows = runtime.block_on(load_demo(&url, spec(customers)))?;
     report("load SQLite", rows, started);
 
     if let Ok(url) = std::env::var("SEGD_BENCH_POSTGRES_URL") {
         let started = Instant::now();
-        let rows = runtime.block_on(load(&url, customers))?;
+        let rows = runtime.block_on(load_demo(&url, spec(customers)))?;
         report("load PostgreSQL", rows, started);
     } else {
         println!("load PostgreSQL         skipped: SEGD_BENCH_POSTGRES_URL is not set");

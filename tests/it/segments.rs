@@ -12,6 +12,7 @@
 //! test); otherwise the tests say that they skipped it.
 
 use crate::cli_plan::TestDb;
+use crate::segment_gen::{CustomPool, Pools, segment, uncovered};
 use crate::support::{
     Fixture, MemTemplates, PgTestDb, fresh_pg_db, segd_cmd, tree_of, validate_checked,
 };
@@ -23,12 +24,13 @@ use segd::model::fields::{
     CONNECTIONS, INVOICE_STATUSES, MONITOR_STATES, PAYMENT_STATUSES, PAYMENT_TYPES,
 };
 use segd::model::{
-    Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
+    Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
 };
 use segd::segment::{Dialect, Select, compile};
 use segd::store::AnyStore;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 // ---------------------------------------------------------------------------
 // Billing rows (SPEC §4), held in memory
@@ -1153,8 +1155,8 @@ fn strs(values: &[&str]) -> Vec<Scalar> {
 
 /// Values that hit the data above (whole names, case variants, substrings) and
 /// the characters a LIKE or a quoted literal would misread.
-fn field_values(field: Field) -> BoxedStrategy<Scalar> {
-    let pool = match field {
+fn field_values(field: Field) -> Vec<Scalar> {
+    match field {
         Field::CustomerName => strs(&[
             "Anna Schmidt",
             "anna SCHMIDT",
@@ -1237,161 +1239,89 @@ fn field_values(field: Field) -> BoxedStrategy<Scalar> {
             ValueKind::Enum(values) => strs(values),
             ValueKind::Country => strs(&["DE", "FR", "NL", "US", "AT", "GB"]),
             ValueKind::Bool => vec![Scalar::Bool(true), Scalar::Bool(false)],
-            ValueKind::Days => {
-                return prop_oneof![
-                    10 => select(vec![0i64, 0, 1, 2, 6, 7, 8, 13, 14, 15, 29, 30, 31, 60, 90]),
-                    // Beyond every storable due date (see day_values_beyond_the_calendar).
-                    2 => select(vec![1_000_000i64, 3_000_000, i64::MAX]),
-                ]
-                .prop_map(Scalar::Int)
-                .boxed();
-            }
+            // As often each: five in six near today, one in six beyond every
+            // storable due date (see day_values_beyond_the_calendar).
+            ValueKind::Days => [0i64, 0, 1, 2, 6, 7, 8, 13, 14, 15, 29, 30, 31, 60, 90]
+                .into_iter()
+                .chain([1_000_000, 3_000_000, i64::MAX])
+                .map(Scalar::Int)
+                .collect(),
+            // The creation times' grid, and one second either side (twice as
+            // often on it).
             ValueKind::Time => {
                 let base = midnight(base_date());
                 let mut day_pool = CREATED_DAYS.to_vec();
                 day_pool.extend([-61, 1]);
-                return (
-                    select(day_pool),
-                    select(CREATED_SECS.to_vec()),
-                    select(vec![-1i64, 0, 0, 1]),
-                )
-                    .prop_map(move |(d, s, e)| Scalar::Time(base + days(d) + secs(s + e)))
-                    .boxed();
+                let mut times = Vec::new();
+                for d in day_pool {
+                    for s in CREATED_SECS {
+                        for e in [-1i64, 0, 0, 1] {
+                            times.push(Scalar::Time(base + days(d) + secs(s + e)));
+                        }
+                    }
+                }
+                times
             }
             ValueKind::Text { .. } => unreachable!("every text field has a pool above"),
         },
-    };
-    select(pool).boxed()
-}
-
-fn custom_values(op: Op) -> BoxedStrategy<Scalar> {
-    let numbers = vec![
-        Scalar::Int(0),
-        Scalar::Int(1),
-        Scalar::Int(9),
-        Scalar::Int(10),
-        Scalar::Int(11),
-        Scalar::Int(-3),
-        Scalar::Float(9.5),
-        Scalar::Float(10.0),
-        Scalar::Float(10.5),
-    ];
-    let texts = strs(&[
-        "pro",
-        "Pro",
-        "o",
-        "_",
-        "%",
-        "e%a",
-        "e_a",
-        "x",
-        "'",
-        "\\",
-        "ent",
-        "max",
-        "EM",
-        "a",
-        "10",
-        "true",
-        "emea",
-        "free",
-        "enterprise",
-        "dot",
-        "ümea",
-        "Ü",
-    ]);
-    match op {
-        Op::Contains | Op::StartsWith | Op::EndsWith => select(texts).boxed(),
-        Op::Gt | Op::Gte | Op::Lt | Op::Lte => select(numbers).boxed(),
-        _ => {
-            let mut all = texts;
-            all.extend(numbers);
-            all.extend([Scalar::Bool(true), Scalar::Bool(false)]);
-            select(all).boxed()
-        }
     }
 }
 
-fn with_op(op: Op, values: BoxedStrategy<Scalar>) -> BoxedStrategy<Condition> {
-    match op {
-        Op::Exists => any::<bool>().prop_map(Condition::Exists).boxed(),
-        Op::In | Op::NotIn => prop::collection::vec(values, 1..4)
-            .prop_map(move |vs| {
-                let mut distinct: Vec<Scalar> = Vec::new();
-                for v in vs {
-                    if !distinct.contains(&v) {
-                        distinct.push(v);
-                    }
-                }
-                Condition::List(op, distinct)
-            })
-            .boxed(),
-        _ => values.prop_map(move |v| Condition::Compare(op, v)).boxed(),
-    }
-}
-
-fn field_condition(field: Field) -> BoxedStrategy<Condition> {
-    select(field.ops())
-        .prop_flat_map(move |op| with_op(op, field_values(field)))
-        .boxed()
-}
-
-fn custom_condition() -> BoxedStrategy<Condition> {
-    select(Op::ALL.to_vec())
-        .prop_flat_map(|op| with_op(op, custom_values(op)))
-        .boxed()
-}
-
-fn filter() -> impl Strategy<Value = Filter> {
-    select(FilterType::ALL.to_vec())
-        .prop_flat_map(|filter_type| {
-            let fields: Vec<Field> = filter_type.fields().collect();
-            let most = fields.len().min(3);
-            let conditions = subsequence(fields, 0..=most).prop_flat_map(|chosen| {
-                chosen
-                    .into_iter()
-                    .map(|f| field_condition(f).prop_map(move |c| (f, c)))
-                    .collect::<Vec<_>>()
-            });
-            let custom_data = if filter_type == FilterType::Customer {
-                prop::collection::btree_map(
-                    select(CUSTOM_KEYS).prop_map(str::to_string),
-                    custom_condition(),
-                    0..=2,
-                )
-                .boxed()
-            } else {
-                Just(BTreeMap::new()).boxed()
-            };
-            (prop::bool::weighted(0.25), conditions, custom_data).prop_map(
-                move |(negate, conditions, custom_data)| Filter {
-                    filter_type,
-                    negate,
-                    conditions: conditions.into_iter().collect(),
-                    custom_data,
-                },
-            )
-        })
-        .prop_filter("a block holds at least one condition", |f| {
-            !f.conditions.is_empty() || !f.custom_data.is_empty()
-        })
-}
-
-fn segment() -> impl Strategy<Value = Segment> {
-    (
-        select(vec![MatchMode::All, MatchMode::Any]),
-        prop_oneof![
-            1 => prop::collection::vec(filter(), 0..=0),
-            8 => prop::collection::vec(filter(), 1..=4),
+/// The same values for every key (the data above gives the keys values of
+/// every JSON type).
+fn custom_pool() -> CustomPool {
+    CustomPool {
+        texts: strs(&[
+            "pro",
+            "Pro",
+            "o",
+            "_",
+            "%",
+            "e%a",
+            "e_a",
+            "x",
+            "'",
+            "\\",
+            "ent",
+            "max",
+            "EM",
+            "a",
+            "10",
+            "true",
+            "emea",
+            "free",
+            "enterprise",
+            "dot",
+            "ümea",
+            "Ü",
+        ]),
+        numbers: vec![
+            Scalar::Int(0),
+            Scalar::Int(1),
+            Scalar::Int(9),
+            Scalar::Int(10),
+            Scalar::Int(11),
+            Scalar::Int(-3),
+            Scalar::Float(9.5),
+            Scalar::Float(10.0),
+            Scalar::Float(10.5),
         ],
-    )
-        .prop_map(|(match_mode, filters)| Segment {
-            name: Name::parse("random").expect("a valid name"),
-            description: None,
-            match_mode,
-            protect: false,
-            filters,
-        })
+        others: vec![Scalar::Bool(true), Scalar::Bool(false)],
+    }
+}
+
+/// The property test's values for the shared segment generator.
+fn pools() -> Arc<Pools> {
+    Arc::new(Pools {
+        fields: Field::ALL
+            .into_iter()
+            .map(|f| (f, field_values(f)))
+            .collect(),
+        custom_data: CUSTOM_KEYS
+            .iter()
+            .map(|k| (k.to_string(), custom_pool()))
+            .collect(),
+    })
 }
 
 /// An instant within a day of the base date, at the edges of its days too.
@@ -1423,7 +1353,11 @@ fn sql_agrees_with_the_reference_evaluator() {
     let rt = runtime();
     let backends = rt.block_on(Backend::all("sql_agrees_with_the_reference_evaluator"));
     let mut runner = TestRunner::new(config(40));
-    let strategy = (dataset(), prop::collection::vec(segment(), 8), instant());
+    let strategy = (
+        dataset(),
+        prop::collection::vec(segment(pools()), 8),
+        instant(),
+    );
     // Segments checked, and those with some but not all customers as members.
     let checked = std::cell::Cell::new((0usize, 0usize));
     let result = runner.run(&strategy, |(ds, segments, at)| {
@@ -2253,27 +2187,10 @@ fn at_cases() -> Vec<Case> {
     ]
 }
 
-/// Every field with every operator that fits it appears in the cases, and
-/// every operator on custom data.
+/// Every field with every operator that fits it appears in the cases, every
+/// operator on custom data, `negate` on every filter type and `match = "any"`.
 fn assert_covered(segments: &[Segment]) {
-    let mut seen: BTreeSet<(Field, Op)> = BTreeSet::new();
-    let mut custom: BTreeSet<Op> = BTreeSet::new();
-    for f in segments.iter().flat_map(|s| &s.filters) {
-        seen.extend(f.conditions.iter().map(|(field, c)| (*field, c.op())));
-        custom.extend(f.custom_data.values().map(Condition::op));
-    }
-    let missing: Vec<String> = Field::ALL
-        .into_iter()
-        .flat_map(|f| f.ops().into_iter().map(move |op| (f, op)))
-        .filter(|pair| !seen.contains(pair))
-        .map(|(f, op)| format!("{}.{} {}", f.filter_type().as_str(), f.key(), op.as_str()))
-        .chain(
-            Op::ALL
-                .into_iter()
-                .filter(|op| !custom.contains(op))
-                .map(|op| format!("custom_data {}", op.as_str())),
-        )
-        .collect();
+    let missing = uncovered(segments);
     assert!(missing.is_empty(), "no deterministic case for: {missing:?}");
 }
 
