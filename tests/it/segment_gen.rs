@@ -20,6 +20,25 @@ pub struct Pools {
     pub fields: BTreeMap<Field, Vec<Scalar>>,
     /// The custom_data keys conditions name, each with its own values.
     pub custom_data: Vec<(String, CustomPool)>,
+    /// Whether now and then an `in`/`not_in` list is padded past
+    /// [`LONG_LIST`] values that match nothing.
+    pub long_lists: bool,
+}
+
+/// The length a padded list exceeds.
+pub const LONG_LIST: usize = 40_000;
+
+/// `LONG_LIST` distinct values of the kind of `like` that no data holds
+/// (strings no pool has, day counts decades away, numbers far out), or none
+/// for a kind with too few values (booleans, instants).
+fn padding(like: &Scalar) -> Vec<Scalar> {
+    let n = LONG_LIST as i64 + 1;
+    match like {
+        Scalar::Str(_) => (0..n).map(|i| Scalar::Str(format!("~pad {i}"))).collect(),
+        Scalar::Int(_) => (0..n).map(|i| Scalar::Int(100_000 + i)).collect(),
+        Scalar::Float(_) => (0..n).map(|i| Scalar::Float(1e9 + i as f64)).collect(),
+        Scalar::Bool(_) | Scalar::Time(_) => Vec::new(),
+    }
 }
 
 /// The values of one custom_data key, by the operators they serve (each non-empty).
@@ -48,16 +67,21 @@ impl CustomPool {
     }
 }
 
-fn with_op(op: Op, values: BoxedStrategy<Scalar>) -> BoxedStrategy<Condition> {
+fn with_op(op: Op, values: BoxedStrategy<Scalar>, long_lists: bool) -> BoxedStrategy<Condition> {
+    let long = prop::bool::weighted(if long_lists { 0.05 } else { 0.0 });
     match op {
         Op::Exists => any::<bool>().prop_map(Condition::Exists).boxed(),
-        Op::In | Op::NotIn => prop::collection::vec(values, 1..4)
-            .prop_map(move |vs| {
+        Op::In | Op::NotIn => (prop::collection::vec(values, 1..4), long)
+            .prop_map(move |(vs, long)| {
                 let mut distinct: Vec<Scalar> = Vec::new();
                 for v in vs {
                     if !distinct.contains(&v) {
                         distinct.push(v);
                     }
+                }
+                if long {
+                    // The given values first, then the padding.
+                    distinct.extend(padding(&distinct[0]));
                 }
                 Condition::List(op, distinct)
             })
@@ -72,17 +96,19 @@ fn field_condition(pools: &Pools, field: Field) -> BoxedStrategy<Condition> {
         .get(&field)
         .cloned()
         .expect("a value pool for every field");
+    let long_lists = pools.long_lists;
     select(field.ops())
-        .prop_flat_map(move |op| with_op(op, select(values.clone()).boxed()))
+        .prop_flat_map(move |op| with_op(op, select(values.clone()).boxed(), long_lists))
         .boxed()
 }
 
 /// One custom_data key (uniformly) and a condition on it.
 fn custom_entry(pools: &Pools) -> BoxedStrategy<(String, Condition)> {
+    let long_lists = pools.long_lists;
     let entries = pools.custom_data.iter().map(|(key, pool)| {
         let (key, pool) = (key.clone(), pool.clone());
         select(Op::ALL.to_vec())
-            .prop_flat_map(move |op| with_op(op, pool.values(op)))
+            .prop_flat_map(move |op| with_op(op, pool.values(op), long_lists))
             .prop_map(move |c| (key.clone(), c))
     });
     Union::new(entries).boxed()

@@ -12,7 +12,7 @@
 //! test); otherwise the tests say that they skipped it.
 
 use crate::cli_plan::TestDb;
-use crate::segment_gen::{CustomPool, Pools, segment, uncovered};
+use crate::segment_gen::{CustomPool, LONG_LIST, Pools, segment, uncovered};
 use crate::support::{
     Fixture, MemTemplates, PgTestDb, fresh_pg_db, segd_cmd, tree_of, validate_checked,
 };
@@ -1310,6 +1310,15 @@ fn custom_pool() -> CustomPool {
     }
 }
 
+fn has_long_list(seg: &Segment) -> bool {
+    seg.filters.iter().any(|f| {
+        f.conditions
+            .values()
+            .chain(f.custom_data.values())
+            .any(|c| matches!(c, Condition::List(_, vs) if vs.len() > LONG_LIST))
+    })
+}
+
 /// The property test's values for the shared segment generator.
 fn pools() -> Arc<Pools> {
     Arc::new(Pools {
@@ -1321,6 +1330,7 @@ fn pools() -> Arc<Pools> {
             .iter()
             .map(|k| (k.to_string(), custom_pool()))
             .collect(),
+        long_lists: true,
     })
 }
 
@@ -1360,6 +1370,8 @@ fn sql_agrees_with_the_reference_evaluator() {
     );
     // Segments checked, and those with some but not all customers as members.
     let checked = std::cell::Cell::new((0usize, 0usize));
+    // Segments with a list longer than `LONG_LIST`.
+    let long = std::cell::Cell::new(0usize);
     let result = runner.run(&strategy, |(ds, segments, at)| {
         rt.block_on(async {
             for b in &backends {
@@ -1377,6 +1389,9 @@ fn sql_agrees_with_the_reference_evaluator() {
                 let (n, mixed) = checked.get();
                 let is_mixed = !want.is_empty() && want.len() < ds.customers.len();
                 checked.set((n + 1, mixed + usize::from(is_mixed)));
+                if has_long_list(seg) {
+                    long.set(long.get() + 1);
+                }
             }
             Ok(())
         })
@@ -1396,6 +1411,10 @@ fn sql_agrees_with_the_reference_evaluator() {
         labels.join(" and ")
     );
     // Guards the generators: most segments must split the customers.
+    assert!(
+        long.get() > 0,
+        "no random segment had a list of over {LONG_LIST} values"
+    );
     assert!(
         mixed * 3 >= n,
         "only {mixed} of {n} random segments split the customers"
