@@ -1,14 +1,18 @@
-//! `cargo bench --bench deliver`: the outbox at volume, on SQLite.
+//! `cargo bench --bench deliver`: the outbox at volume, on SQLite (and the
+//! enqueue on PostgreSQL too when `SEGD_BENCH_POSTGRES_URL` is set).
 //!
 //! 1. Enqueueing one run of 350,000 members (target < 1 s): the run's INSERT …
 //!    SELECT into the outbox, timed through the library, the median of 5 runs.
+//!    On PostgreSQL the same data in databases `segd_bench_enqueue_*`, which
+//!    the bench creates and drops on the server `SEGD_BENCH_POSTGRES_URL` names
+//!    (e.g. `postgres://postgres@127.0.0.1:5432/postgres`).
 //! 2. One `segd trigger` run of 100,000 webhook deliveries to a receiver in this
 //!    process on loopback (target ≥ 5,000 deliveries/s, peak RSS < 100 MB), and the
 //!    receiver alone with the same client concurrency, to show it is not the
 //!    bottleneck.
 //!
 //! Knobs: `SEGD_BENCH_ENQUEUE` (350000), `SEGD_BENCH_REPEAT` (5),
-//! `SEGD_BENCH_WEBHOOKS` (100000).
+//! `SEGD_BENCH_WEBHOOKS` (100000), `SEGD_BENCH_POSTGRES_URL` (unset: SQLite only).
 
 mod common;
 
@@ -25,9 +29,12 @@ use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_c2VnZC1iZW5jaC1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9u";
 
-/// `n` customers with one overdue invoice each, written by SQLite itself.
+/// `n` customers with one overdue invoice each, written by the database itself.
 async fn fill(store: &AnyStore, n: u64) {
-    let AnyStore::Sqlite(s) = store else { return };
+    let s = match store {
+        AnyStore::Sqlite(s) => s,
+        AnyStore::Postgres(p) => return fill_pg(&p.pool, n).await,
+    };
     let sql = format!(
         "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n}) \
          INSERT INTO customers (id, name, email, country, custom_data, created_at) \
@@ -48,6 +55,151 @@ async fn fill(store: &AnyStore, n: u64) {
         .execute(&s.pool)
         .await
         .expect("invoices");
+}
+
+/// [`fill`] on PostgreSQL: the same rows, then statistics, as autovacuum would
+/// have gathered on a live database.
+async fn fill_pg(pool: &sqlx::PgPool, n: u64) {
+    for sql in [
+        format!(
+            "INSERT INTO customers (id, name, email, country, custom_data, created_at) \
+             SELECT 'cus_' || lpad(i::text, 7, '0'), 'Customer ' || i, 'c' || i || '@example.test', 'DE', '{{}}', \
+             '2026-01-01T00:00:00Z' FROM generate_series(1, {n}) i"
+        ),
+        format!(
+            "INSERT INTO invoices (id, customer_id, number, status, amount_cents, currency, due_date, created_at) \
+             SELECT 'inv_' || lpad(i::text, 7, '0'), 'cus_' || lpad(i::text, 7, '0'), 'INV-' || lpad(i::text, 7, '0'), \
+             'overdue', 12345, 'EUR', '2026-01-10', '2026-01-01T00:00:00Z' FROM generate_series(1, {n}) i"
+        ),
+        "VACUUM ANALYZE".to_string(),
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .expect("fill");
+    }
+}
+
+/// Times one enqueue of the run into the database at `url`; the run's members
+/// are every customer, `n`.
+async fn enqueue_once(url: &str, n: u64) -> f64 {
+    let env = |k: &str| (k == "SEGD_BENCH_SECRET").then(|| SECRET.to_string());
+    let store = connect(url).await.expect("open");
+    let target = load_target(&store, "remind").await.expect("applied");
+    let prepared = prepare(&target, Occasion::Manual);
+    let t = Instant::now();
+    let r = enqueue(&store, &prepared, true, &env)
+        .await
+        .expect("enqueue");
+    let took = t.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(r.enqueued, n, "every member enqueued");
+    store.close().await;
+    took
+}
+
+fn report(backend: &str, n: u64, mut times: Vec<f64>) -> f64 {
+    let shown: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "enqueue ({backend}): {n} deliveries for {n} members in {median:.0} ms median of {} ({} ms) (target < 1000 ms)",
+        times.len(),
+        shown.join(", ")
+    );
+    median
+}
+
+async fn admin_sql(conn: &mut sqlx::PgConnection, sql: String) {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .expect("admin SQL");
+}
+
+/// One filled database and its copies, a fresh one for each repeat.
+enum Filled {
+    /// The database file; copies beside it are synced, so that their dirty
+    /// pages do not compete with the run's commit.
+    Sqlite(std::path::PathBuf),
+    /// The database's name, and a connection to the server's own database
+    /// for `CREATE DATABASE … TEMPLATE` (FILE_COPY: checkpointed, as the
+    /// SQLite copies are synced).
+    Postgres(String, sqlx::PgConnection, String),
+}
+
+impl Filled {
+    async fn new(bin: &str, root: &std::path::Path, postgres: Option<&str>, n: u64) -> Self {
+        let (filled, url) = match postgres {
+            None => {
+                let filled = Filled::Sqlite(root.join("base.db"));
+                let url = filled.url_of("base.db");
+                (filled, url)
+            }
+            Some(admin) => {
+                use sqlx::Connection as _;
+                let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect");
+                let base = format!("segd_bench_enqueue_{}", std::process::id());
+                admin_sql(&mut conn, format!("DROP DATABASE IF EXISTS {base}")).await;
+                admin_sql(&mut conn, format!("CREATE DATABASE {base}")).await;
+                let filled = Filled::Postgres(admin.to_string(), conn, base.clone());
+                let url = filled.url_of(&base);
+                (filled, url)
+            }
+        };
+        apply(bin, root, &url);
+        let store = connect(&url).await.expect("open");
+        fill(&store, n).await;
+        store.close().await;
+        filled
+    }
+
+    fn url_of(&self, name: &str) -> String {
+        match self {
+            Filled::Sqlite(file) => format!("sqlite://{}", file.with_file_name(name).display()),
+            Filled::Postgres(admin, ..) => {
+                let mut u = url::Url::parse(admin).expect("SEGD_BENCH_POSTGRES_URL is a URL");
+                u.set_path(&format!("/{name}"));
+                u.to_string()
+            }
+        }
+    }
+
+    /// Copy `i`'s URL.
+    async fn copy(&mut self, i: u64) -> String {
+        match self {
+            Filled::Sqlite(file) => {
+                let copy = file.with_file_name(format!("run{i}.db"));
+                std::fs::copy(&*file, &copy).expect("copy");
+                std::fs::File::open(&copy)
+                    .and_then(|f| f.sync_all())
+                    .expect("sync");
+                self.url_of(&format!("run{i}.db"))
+            }
+            Filled::Postgres(_, conn, base) => {
+                let sql = format!("CREATE DATABASE {base}_{i} TEMPLATE {base} STRATEGY FILE_COPY");
+                admin_sql(conn, sql).await;
+                let name = format!("{base}_{i}");
+                self.url_of(&name)
+            }
+        }
+    }
+
+    async fn drop_copy(&mut self, i: u64) {
+        match self {
+            Filled::Sqlite(file) => {
+                std::fs::remove_file(file.with_file_name(format!("run{i}.db"))).expect("rm");
+            }
+            Filled::Postgres(_, conn, base) => {
+                admin_sql(conn, format!("DROP DATABASE {base}_{i}")).await;
+            }
+        }
+    }
+
+    async fn finish(self) {
+        if let Filled::Postgres(_, mut conn, base) = self {
+            admin_sql(&mut conn, format!("DROP DATABASE {base}")).await;
+        }
+    }
 }
 
 fn tree(root: &std::path::Path, url: &str) {
@@ -113,45 +265,30 @@ async fn main() {
     let n = env_or::<u64>("SEGD_BENCH_ENQUEUE", 350_000);
     let repeat = env_or::<u64>("SEGD_BENCH_REPEAT", 5).max(1);
     let dir = tempfile::tempdir().expect("tmp");
-    let base = dir.path().join("base.db");
     tree(dir.path(), &url);
-    apply(bin, dir.path(), &format!("sqlite://{}", base.display()));
-    let store = connect(&format!("sqlite://{}", base.display()))
-        .await
-        .expect("open");
-    fill(&store, n).await;
-    store.close().await;
-    let env = |k: &str| (k == "SEGD_BENCH_SECRET").then(|| SECRET.to_string());
-    let mut times = Vec::new();
-    for i in 0..repeat {
-        let file = dir.path().join(format!("run{i}.db"));
-        std::fs::copy(&base, &file).expect("copy");
-        // The copy's dirty pages would otherwise compete with the run's commit.
-        std::fs::File::open(&file)
-            .and_then(|f| f.sync_all())
-            .expect("sync");
-        let store = connect(&format!("sqlite://{}", file.display()))
-            .await
-            .expect("open");
-        let target = load_target(&store, "remind").await.expect("applied");
-        let prepared = prepare(&target, Occasion::Manual);
-        let t = Instant::now();
-        let r = enqueue(&store, &prepared, true, &env)
-            .await
-            .expect("enqueue");
-        let took = t.elapsed().as_secs_f64() * 1000.0;
-        assert_eq!(r.enqueued, n, "every member enqueued");
-        times.push(took);
-        store.close().await;
-        std::fs::remove_file(&file).expect("rm");
+    let postgres = std::env::var("SEGD_BENCH_POSTGRES_URL").ok();
+    let mut backends = vec![("SQLite", Filled::new(bin, dir.path(), None, n).await)];
+    if let Some(admin) = postgres.as_deref() {
+        let filled = Filled::new(bin, dir.path(), Some(admin), n).await;
+        backends.push(("PostgreSQL", filled));
     }
-    let shown: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
-    times.sort_by(f64::total_cmp);
-    println!(
-        "enqueue: {n} deliveries for {n} members in {:.0} ms median of {repeat} ({} ms) (target < 1000 ms)",
-        times[times.len() / 2],
-        shown.join(", ")
-    );
+    // The backends take turns, so that both see the same neighbours.
+    let mut times = vec![Vec::new(); backends.len()];
+    for i in 0..repeat {
+        for (b, (_, filled)) in backends.iter_mut().enumerate() {
+            let url = filled.copy(i).await;
+            times[b].push(enqueue_once(&url, n).await);
+            filled.drop_copy(i).await;
+        }
+    }
+    let mut medians = Vec::new();
+    for ((name, filled), times) in backends.into_iter().zip(times) {
+        medians.push(report(name, n, times));
+        filled.finish().await;
+    }
+    if let [sqlite, pg] = medians[..] {
+        println!("enqueue: PostgreSQL / SQLite = {:.2}", pg / sqlite);
+    }
 
     // 2. Deliver.
     let m = env_or::<u64>("SEGD_BENCH_WEBHOOKS", 100_000);
