@@ -989,14 +989,25 @@ fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String 
              WHERE o.invoice_id = i.id AND u.communication = {comm})"
         )
     };
+    // Customers reached since: the rows of the communication's recent runs,
+    // found through each run's id range (migration 0007), read once for the
+    // whole run rather than probed per customer (the outbox has no index on
+    // customers): PostgreSQL anti-joins them (hashed, spilling to disk when
+    // large; a hashed `NOT IN` would fall back to a scan per customer beyond
+    // work_mem), SQLite builds an index of the `NOT IN` list once.
     let interval = match spec.reached_since {
         Some(since) => {
             let s = b.bind(Bind::Stamp(since));
-            format!(
-                " AND NOT EXISTS (SELECT 1 FROM segd_trigger_runs u JOIN segd_outbox r ON r.run = u.seq \
-                 WHERE u.communication = {comm} AND u.started_at > {s} AND r.customer_id = c.id \
-                 AND r.status <> 'dead')"
-            )
+            let reached = format!(
+                "FROM segd_trigger_runs u JOIN segd_outbox r ON r.id BETWEEN u.first_id AND u.last_id \
+                 AND r.run = u.seq WHERE u.communication = {comm} AND u.started_at > {s} AND r.status <> 'dead'"
+            );
+            match b.dialect {
+                Dialect::Sqlite => format!(" AND c.id NOT IN (SELECT r.customer_id {reached})"),
+                Dialect::Postgres => {
+                    format!(" AND NOT EXISTS (SELECT 1 {reached} AND r.customer_id = c.id)")
+                }
+            }
         }
         None => String::new(),
     };

@@ -1,5 +1,8 @@
 //! Trigger runs and the delivery outbox: enqueue in one transaction, claim with
-//! a lease (SKIP LOCKED on PostgreSQL), mark results in batches.
+//! a lease (SKIP LOCKED on PostgreSQL), mark results in batches. A run's rows
+//! are found through the run (its id range and where its fresh rows start), so
+//! that enqueueing writes no index entries besides the primary key's (and an
+//! invoice message's invoice).
 
 use super::members::{pg_args, sqlite_args};
 use super::{AnyStore, StoreError};
@@ -78,12 +81,6 @@ pub struct Claimed {
     pub attempts: u32,
 }
 
-/// A claim's bound value besides the claimer, lease and limit.
-enum Param<'a> {
-    Text(&'a str),
-    Time(DateTime<Utc>),
-}
-
 /// How an attempt ends for the row.
 #[derive(Debug, Clone)]
 pub enum Mark {
@@ -131,6 +128,31 @@ macro_rules! key_sql {
 macro_rules! outbox {
     () => {
         "segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run"
+    };
+}
+
+/// The rows of run `$3` among `segd_outbox`, with `$1` and `$2` its
+/// `first_id` and `last_id`: every row of a run has an id in its range, and
+/// rows of runs enqueued at the same time may lie in between (migration 0007).
+macro_rules! in_range {
+    () => {
+        "id BETWEEN $1 AND $2 AND run = $3"
+    };
+}
+
+/// A fresh row: pending and never tried. Only enqueueing makes one: a released
+/// or re-queued row is due at a time instead, so a run's fresh rows are
+/// claimed from its `fresh_from` on, which only ever moves forward.
+macro_rules! fresh {
+    () => {
+        "status = 'pending' AND next_attempt_at IS NULL"
+    };
+}
+
+/// The rows `o` of the runs `u` joined to them, through the runs' id ranges.
+macro_rules! of_runs {
+    () => {
+        "o.id BETWEEN u.first_id AND u.last_id AND o.run = u.seq"
     };
 }
 
@@ -263,7 +285,9 @@ impl AnyStore {
     /// an occurrence that ran already fails before anything is written, and the
     /// deliveries name it; the recipients are counted from the rows written (a
     /// payment reminder writes one per recipient), which are taken back when the
-    /// run is over the limit.
+    /// run is over the limit. The run then records where its rows are
+    /// (migration 0007): ids between two bounds read around the insert, and
+    /// fresh from the first.
     pub async fn enqueue_run(
         &self,
         run: &Run,
@@ -273,25 +297,34 @@ impl AnyStore {
     ) -> Result<RunResult, StoreError> {
         let _turn = enqueue_turn(&run.communication).lock().await;
         macro_rules! body {
-            ($pool:expr, $begin:expr, $serialise:expr, $args:path) => {{
+            ($pool:expr, $begin:expr, $serialise:expr, $args:path, $bound:expr) => {{
                 let mut tx = $pool.begin_with($begin).await?;
                 if let Some(sql) = $serialise {
-                    sqlx::query(sql).bind(&run.communication).execute(&mut *tx).await?;
+                    sqlx::query(sql)
+                        .bind(&run.communication)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 let now = Utc::now();
                 let seq = insert_run!(run, now, RunStatus::Enqueued.as_str(), None::<&str>)
                     .fetch_one(&mut *tx)
                     .await?;
-                let written = sqlx::query_with(AssertSqlSafe(enqueue.sql.clone()), $args(&enqueue.binds)?)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let first: i64 = sqlx::query_scalar($bound).fetch_one(&mut *tx).await?;
+                let written =
+                    sqlx::query_with(AssertSqlSafe(enqueue.sql.clone()), $args(&enqueue.binds)?)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                let last: i64 = sqlx::query_scalar($bound).fetch_one(&mut *tx).await?;
                 let n = if one_per_recipient {
                     written
                 } else {
-                    let n: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(DISTINCT customer_id) FROM segd_outbox WHERE run = $1",
-                    )
+                    let n: i64 = sqlx::query_scalar(concat!(
+                        "SELECT COUNT(DISTINCT customer_id) FROM segd_outbox WHERE ",
+                        in_range!()
+                    ))
+                    .bind(first)
+                    .bind(last)
                     .bind(seq)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -299,21 +332,38 @@ impl AnyStore {
                 };
                 let held = max_recipients.is_some_and(|m| n > m);
                 if held {
-                    sqlx::query("DELETE FROM segd_outbox WHERE run = $1")
+                    sqlx::query(concat!("DELETE FROM segd_outbox WHERE ", in_range!()))
+                        .bind(first)
+                        .bind(last)
                         .bind(seq)
                         .execute(&mut *tx)
                         .await?;
                 }
-                let (status, enqueued) = if held { (RunStatus::Held, 0) } else { (RunStatus::Enqueued, written) };
-                sqlx::query("UPDATE segd_trigger_runs SET status = $2, recipients = $3, enqueued = $4 WHERE seq = $1")
-                    .bind(seq)
-                    .bind(status.as_str())
-                    .bind(i64::try_from(n).unwrap_or(i64::MAX))
-                    .bind(i64::try_from(enqueued).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await?;
+                let (status, enqueued) = if held {
+                    (RunStatus::Held, 0)
+                } else {
+                    (RunStatus::Enqueued, written)
+                };
+                let fresh_from = (enqueued > 0).then_some(first);
+                sqlx::query(
+                    "UPDATE segd_trigger_runs SET status = $2, recipients = $3, enqueued = $4, \
+                     first_id = $5, last_id = $6, fresh_from = $7 WHERE seq = $1",
+                )
+                .bind(seq)
+                .bind(status.as_str())
+                .bind(i64::try_from(n).unwrap_or(i64::MAX))
+                .bind(i64::try_from(enqueued).unwrap_or(i64::MAX))
+                .bind(first)
+                .bind(last)
+                .bind(fresh_from)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                Ok(RunResult { status, recipients: n, enqueued })
+                Ok(RunResult {
+                    status,
+                    recipients: n,
+                    enqueued,
+                })
             }};
         }
         fn ok_sqlite(
@@ -327,9 +377,26 @@ impl AnyStore {
         // read; on PostgreSQL a transaction-scoped advisory lock per
         // communication is the first statement, and under READ COMMITTED each
         // later statement reads what the previous holder committed.
+        //
+        // The bounds of the run's ids: SQLite writes one transaction at a time,
+        // and gives a new row an id above every other; a PostgreSQL session's
+        // ids come from the sequence in increasing order (even with a CACHE),
+        // so two values it draws around the insert bound the rows between.
         match self {
-            AnyStore::Sqlite(s) => body!(s.pool, "BEGIN IMMEDIATE", None::<&str>, ok_sqlite),
-            AnyStore::Postgres(s) => body!(s.pool, "BEGIN", Some(TRIGGER_XACT_LOCK), pg_args),
+            AnyStore::Sqlite(s) => body!(
+                s.pool,
+                "BEGIN IMMEDIATE",
+                None::<&str>,
+                ok_sqlite,
+                "SELECT COALESCE(MAX(id), 0) FROM segd_outbox"
+            ),
+            AnyStore::Postgres(s) => body!(
+                s.pool,
+                "BEGIN",
+                Some(TRIGGER_XACT_LOCK),
+                pg_args,
+                "SELECT nextval(pg_get_serial_sequence('segd_outbox', 'id'))"
+            ),
         }
     }
 
@@ -341,10 +408,12 @@ impl AnyStore {
     }
 
     /// Claims up to `limit` due rows for `me` until `lease_until`: rows whose
-    /// lease expired, then retries that are due, then fresh rows, oldest first.
-    /// Each is one range of `segd_outbox_due`, so a claim never sorts the
-    /// backlog. A run's own drain (`segd trigger`) takes only the run's fresh
-    /// rows: retries are the daemon's.
+    /// lease expired, then retries that are due (each one range of a partial
+    /// index, so a claim never sorts the backlog), then fresh rows, run by run
+    /// (oldest first), each from where the run's fresh rows start (one range of
+    /// the primary key); that start then moves past what was claimed. A run's
+    /// own drain (`segd trigger`) takes only the run's fresh rows: retries are
+    /// the daemon's.
     pub async fn claim(
         &self,
         me: &str,
@@ -353,56 +422,94 @@ impl AnyStore {
         limit: i64,
         run_id: Option<&str>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        macro_rules! fresh {
-            () => {
-                "status = 'pending' AND next_attempt_at IS NULL"
-            };
-        }
-        let tiers: Vec<(&str, Option<Param<'_>>)> = match run_id {
-            Some(r) => vec![(
-                concat!(
-                    fresh!(),
-                    " AND attempts = 0 AND run = (SELECT seq FROM segd_trigger_runs WHERE id = $4) ORDER BY id"
-                ),
-                Some(Param::Text(r)),
-            )],
-            None => vec![
-                (
-                    // Not this sender's own rows: it may still have them queued.
-                    "status = 'sending' AND claimed_until < $4 AND claimed_by <> $1 ORDER BY id",
-                    Some(Param::Time(now)),
-                ),
-                (
-                    "status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id",
-                    Some(Param::Time(now)),
-                ),
-                (concat!(fresh!(), " ORDER BY id"), None),
+        // Each binds `now` as $4.
+        let tiers: &[&str] = match run_id {
+            Some(_) => &[],
+            None => &[
+                // Not this sender's own rows: it may still have them queued.
+                "status = 'sending' AND claimed_until < $4 AND claimed_by <> $1 ORDER BY id",
+                "status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id",
             ],
+        };
+        let runs = match run_id {
+            Some(_) => {
+                "SELECT seq, fresh_from, last_id FROM segd_trigger_runs WHERE id = $1 AND fresh_from IS NOT NULL"
+            }
+            None => {
+                "SELECT seq, fresh_from, last_id FROM segd_trigger_runs WHERE fresh_from IS NOT NULL ORDER BY seq"
+            }
         };
         let locking = match self {
             AnyStore::Sqlite(_) => "",
             AnyStore::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         };
+        let update = |due: &str| {
+            format!(
+                "UPDATE segd_outbox SET status = 'sending', claimed_by = $1, claimed_until = $2, \
+                 attempts = attempts + 1 WHERE id IN (SELECT id FROM segd_outbox WHERE {due} LIMIT $3{locking}) \
+                 RETURNING id"
+            )
+        };
+        let fresh = update(concat!(
+            "id BETWEEN $4 AND $5 AND run = $6 AND ",
+            fresh!(),
+            " ORDER BY id"
+        ));
+        let left = |taken: usize| limit - i64::try_from(taken).unwrap_or(i64::MAX);
+        // On PostgreSQL each statement commits on its own, so the run's new start
+        // is read after its claim committed. Rows only stop being fresh, so a
+        // start read by a concurrent claim is never past a fresh row either.
         macro_rules! take {
             ($exec:expr) => {{
                 let mut ids: Vec<i64> = Vec::new();
-                for (due, param) in &tiers {
-                    let left = limit - i64::try_from(ids.len()).unwrap_or(i64::MAX);
-                    if left <= 0 {
+                for due in tiers {
+                    if left(ids.len()) <= 0 {
                         break;
                     }
-                    let sql = format!(
-                        "UPDATE segd_outbox SET status = 'sending', claimed_by = $1, claimed_until = $2, \
-                         attempts = attempts + 1 WHERE id IN (SELECT id FROM segd_outbox WHERE {due} LIMIT $3{locking}) \
-                         RETURNING id"
+                    ids.extend(
+                        sqlx::query_scalar::<_, i64>(AssertSqlSafe(update(due)))
+                            .bind(me)
+                            .bind(lease_until)
+                            .bind(left(ids.len()))
+                            .bind(now)
+                            .fetch_all($exec)
+                            .await?,
                     );
-                    let q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(me).bind(lease_until).bind(left);
-                    let q = match param {
-                        Some(Param::Text(t)) => q.bind(*t),
-                        Some(Param::Time(t)) => q.bind(*t),
+                }
+                if left(ids.len()) > 0 {
+                    let q = sqlx::query_as::<_, (i64, i64, i64)>(runs);
+                    let q = match run_id {
+                        Some(r) => q.bind(r),
                         None => q,
                     };
-                    ids.extend(q.fetch_all($exec).await?);
+                    for (seq, from, last) in q.fetch_all($exec).await? {
+                        if left(ids.len()) <= 0 {
+                            break;
+                        }
+                        ids.extend(
+                            sqlx::query_scalar::<_, i64>(AssertSqlSafe(fresh.as_str()))
+                                .bind(me)
+                                .bind(lease_until)
+                                .bind(left(ids.len()))
+                                .bind(from)
+                                .bind(last)
+                                .bind(seq)
+                                .fetch_all($exec)
+                                .await?,
+                        );
+                        sqlx::query(concat!(
+                            "UPDATE segd_trigger_runs SET fresh_from = (SELECT id FROM segd_outbox WHERE ",
+                            in_range!(),
+                            " AND ",
+                            fresh!(),
+                            " ORDER BY id LIMIT 1) WHERE seq = $3"
+                        ))
+                        .bind(from)
+                        .bind(last)
+                        .bind(seq)
+                        .execute($exec)
+                        .await?;
+                    }
                 }
                 ids
             }};
@@ -441,19 +548,21 @@ impl AnyStore {
     }
 
     /// Hands rows `me` claimed and never started back to pending, as if never
-    /// claimed (the claim counted an attempt); rows claimed by another sender
-    /// since are left alone.
+    /// claimed (the claim counted an attempt), except that a row that was fresh
+    /// is due now instead (see `fresh!`); rows claimed by another sender since are
+    /// left alone.
     pub async fn release(&self, me: &str, ids: &[i64]) -> Result<(), StoreError> {
         const RELEASE: &str = "UPDATE segd_outbox SET status = 'pending', claimed_by = NULL, \
-             claimed_until = NULL, attempts = attempts - 1 \
+             claimed_until = NULL, attempts = attempts - 1, next_attempt_at = COALESCE(next_attempt_at, $2) \
              WHERE claimed_by = $1 AND status = 'sending' AND id";
+        let now = Utc::now();
         match self {
             AnyStore::Sqlite(s) => {
                 for chunk in ids.chunks(500) {
                     let marks: Vec<String> =
-                        (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
+                        (3..=chunk.len() + 2).map(|i| format!("${i}")).collect();
                     let sql = format!("{RELEASE} IN ({})", marks.join(", "));
-                    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(me);
+                    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(me).bind(now);
                     for id in chunk {
                         q = q.bind(id);
                     }
@@ -461,8 +570,9 @@ impl AnyStore {
                 }
             }
             AnyStore::Postgres(s) => {
-                sqlx::query(AssertSqlSafe(format!("{RELEASE} = ANY($2)")))
+                sqlx::query(AssertSqlSafe(format!("{RELEASE} = ANY($3)")))
                     .bind(me)
+                    .bind(now)
                     .bind(ids)
                     .execute(&s.pool)
                     .await?;
@@ -587,7 +697,9 @@ impl AnyStore {
              COALESCE(o.next_attempt_at, u.started_at), o.last_error, u.started_at, o.sent_at FROM ",
             outbox!(),
             " WHERE ($1 IS NULL OR u.communication = $1) AND ($2 IS NULL OR o.status = $2) \
-             AND ($3 IS NULL OR u.id = $3) ORDER BY o.id LIMIT $4"
+             AND ($3 IS NULL OR (u.id = $3 AND ",
+            of_runs!(),
+            ")) ORDER BY o.id LIMIT $4"
         );
         // PostgreSQL must be told the type of a parameter that is only tested for NULL.
         let sql = match self {
@@ -614,24 +726,29 @@ impl AnyStore {
         Ok(out)
     }
 
-    /// Re-queues dead or failed deliveries (by id or idempotency key); returns how many.
+    /// Re-queues dead or failed deliveries (by id or idempotency key), due now
+    /// (never fresh again: see `fresh!`); returns how many.
     pub async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError> {
-        const REQUEUE: &str = "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL, \
+        const REQUEUE: &str = "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
                                last_error = NULL WHERE status IN ('dead', 'failed') AND id";
         // A key starts with its run's id, `communication:occurrence` (neither holds
         // a colon), which narrows the search to the run's rows.
         let by_key = concat!(
             "SELECT o.id FROM ",
             outbox!(),
-            " WHERE o.run = (SELECT seq FROM segd_trigger_runs WHERE id = $2) AND ",
+            " WHERE u.id = $3 AND ",
+            of_runs!(),
+            " AND ",
             key_sql!(),
-            " = $1"
+            " = $2"
         );
+        let now = Utc::now();
         let mut n = 0;
         for id in ids {
             n += match id.parse::<i64>() {
                 Ok(row) => {
-                    with_pool!(self, pool => sqlx::query(AssertSqlSafe(format!("{REQUEUE} = $1")))
+                    with_pool!(self, pool => sqlx::query(AssertSqlSafe(format!("{REQUEUE} = $2")))
+                    .bind(now)
                     .bind(row)
                     .execute(pool)
                     .await?
@@ -640,6 +757,7 @@ impl AnyStore {
                 Err(_) => {
                     let run: String = id.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
                     with_pool!(self, pool => sqlx::query(AssertSqlSafe(format!("{REQUEUE} IN ({by_key})")))
+                        .bind(now)
                         .bind(id)
                         .bind(&run)
                         .execute(pool)

@@ -1868,9 +1868,9 @@ fn a_drain_sends_later_batches_with_the_definition_applied_meanwhile() {
     );
 }
 
-/// Brings a database to migration 0005: the outbox before its rows named their
-/// run by number (0006).
-fn migrate_to_0005(db: &TestDb) {
+/// Brings a database to migration `version`: e.g. 5, the outbox before its rows
+/// named their run by number (0006).
+fn migrate_to(db: &TestDb, version: i64) {
     use std::str::FromStr as _;
     block_on(async {
         let backend = if db.is_postgres() {
@@ -1885,13 +1885,13 @@ fn migrate_to_0005(db: &TestDb) {
         m.migrations = m
             .migrations
             .iter()
-            .filter(|x| x.version <= 5)
+            .filter(|x| x.version <= version)
             .cloned()
             .collect::<Vec<_>>()
             .into();
         if db.is_postgres() {
             let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
-            m.run(&pool).await.expect("migrate to 0005");
+            m.run(&pool).await.expect("migrate");
             pool.close().await;
         } else {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
@@ -1900,14 +1900,14 @@ fn migrate_to_0005(db: &TestDb) {
             let pool = sqlx::SqlitePool::connect_with(options)
                 .await
                 .expect("connect");
-            m.run(&pool).await.expect("migrate to 0005");
+            m.run(&pool).await.expect("migrate");
             pool.close().await;
         }
     });
 }
 
 fn upgrade_body(db: &TestDb) {
-    migrate_to_0005(db);
+    migrate_to(db, 5);
     // A run with a sent invoice message and a reminder waiting for its retry
     // (invoice ids stored out of order), and a held run that wrote nothing.
     db.exec(
@@ -2005,6 +2005,210 @@ fn deliveries_written_before_runs_were_numbered_keep_their_keys_on_postgres() {
         TestDb::postgres("deliveries_written_before_runs_were_numbered_keep_their_keys_on_postgres")
     {
         upgrade_body(&db);
+    }
+}
+
+/// Rows enqueued before runs recorded where their rows are (0007): a fresh row,
+/// one waiting for its retry and a sent one, of one run. After the upgrade the
+/// run's rows are found through it, and the fresh row is claimed as fresh.
+fn runs_find_their_rows_after_the_upgrade_body(db: &TestDb) {
+    migrate_to(db, 6);
+    db.exec(
+        "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, channel, occurred_at, started_at, \
+         finished_at, status, late, recipients, enqueued) VALUES \
+         ('hook:o1', 'hook', 'o1', 'scheduled', 'webhook', '2026-01-05T09:00:00+00:00', '2026-01-05T09:00:01+00:00', \
+          '2026-01-05T09:00:01+00:00', 'enqueued', false, 3, 3); \
+         INSERT INTO segd_outbox (run, customer_id, invoice_id, invoice_ids, status, attempts, next_attempt_at, sent_at) \
+         VALUES (1, 'c1', NULL, '[\"i1\"]', 'sent', 1, NULL, '2026-01-05T09:00:02+00:00'), \
+         (1, 'c2', NULL, '[\"i2\"]', 'pending', 1, '2026-01-05T09:10:00+00:00', NULL), \
+         (1, 'c3', NULL, '[\"i3\"]', 'pending', 0, NULL, NULL);",
+    );
+    let url = db.url.clone();
+    block_on(async move {
+        let store = segd::store::connect(&url).await.expect("upgrade");
+        let filter = segd::store::outbox::DeliveryFilter {
+            run_id: Some("hook:o1".to_string()),
+            ..Default::default()
+        };
+        let rows = store.deliveries(&filter).await.expect("deliveries");
+        let keys: Vec<&str> = rows.iter().map(|d| d.idempotency_key.as_str()).collect();
+        assert_eq!(keys, ["hook:o1:c1", "hook:o1:c2", "hook:o1:c3"]);
+        let now = Utc::now();
+        let lease = now + chrono::TimeDelta::minutes(1);
+        // The run's own drain takes only its fresh row; the daemon the retry.
+        let own = store
+            .claim("drain", now, lease, 10, Some("hook:o1"))
+            .await
+            .expect("claim");
+        let keys: Vec<&str> = own.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["hook:o1:c3"]);
+        let rest = store
+            .claim("daemon", now, lease, 10, None)
+            .await
+            .expect("claim");
+        let keys: Vec<&str> = rest.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["hook:o1:c2"]);
+        store.close().await;
+    });
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT COUNT(*) FROM segd_trigger_runs WHERE fresh_from IS NULL AND first_id = 1 AND last_id = 3"
+        ),
+        1
+    );
+}
+
+#[test]
+fn runs_find_their_rows_after_the_upgrade_on_sqlite() {
+    let f = Fixture::empty();
+    runs_find_their_rows_after_the_upgrade_body(&TestDb::sqlite(&f));
+}
+
+#[test]
+fn runs_find_their_rows_after_the_upgrade_on_postgres() {
+    if let Some(db) = TestDb::postgres("runs_find_their_rows_after_the_upgrade_on_postgres") {
+        runs_find_their_rows_after_the_upgrade_body(&db);
+    }
+}
+
+/// A run's fresh rows are claimed through the run, forward from where they
+/// start (migration 0007): each once, run by run, a few at a time; a run's own
+/// drain takes only its rows, even with another run's rows within its id range
+/// (runs enqueued at the same time on PostgreSQL); and a released or re-queued
+/// row is due at once, though its run has moved past it.
+fn fresh_rows_body(b: Bench) {
+    let url = "http://127.0.0.1:9/hook";
+    b.f.write(
+        "communications.d/bulk.toml",
+        &webhook_comm("bulk", "email_invoice", url, ""),
+    )
+    .write(
+        "communications.d/nudge.toml",
+        &webhook_comm("nudge", "payment_reminder", url, ""),
+    );
+    b.setup(&Billing::small());
+    let env = b.env.clone();
+    let db = b.db.url.clone();
+    let runs: Vec<String> = block_on(async move {
+        use segd::trigger::{Occasion, enqueue, load_target, prepare};
+        let store = segd::store::connect(&db).await.expect("connect");
+        let mut runs = Vec::new();
+        for name in ["bulk", "nudge"] {
+            let target = load_target(&store, name).await.expect("applied");
+            let prepared = prepare(&target, Occasion::Manual);
+            enqueue(&store, &prepared, false, &|k: &str| env.get(k).cloned())
+                .await
+                .expect("enqueue");
+            runs.push(prepared.run.id.clone());
+        }
+        store.close().await;
+        runs
+    });
+    b.db.exec("UPDATE segd_trigger_runs SET last_id = last_id + 100 WHERE communication = 'bulk'");
+    let keys_of = |run: &str| {
+        strings(
+            &b.db.url,
+            &format!("{KEYS} WHERE u.id = '{run}' ORDER BY o.id"),
+        )
+    };
+    let (bulk, nudge) = (keys_of(&runs[0]), keys_of(&runs[1]));
+    assert_eq!((bulk.len(), nudge.len()), (6, 2));
+    let db = b.db.url.clone();
+    let runs_ = runs.clone();
+    let (own, daemon, again, listed) = block_on(async move {
+        use segd::store::outbox::{DeliveryFilter, Mark};
+        let store = segd::store::connect(&db).await.expect("connect");
+        let lease = Utc::now() + chrono::TimeDelta::minutes(1);
+        let keys = |rows: &[segd::store::outbox::Claimed]| -> Vec<String> {
+            rows.iter().map(|c| c.key.clone()).collect()
+        };
+        // bulk's range spans nudge's rows; its own drain takes only its own.
+        let own = store
+            .claim("drain", Utc::now(), lease, 100, Some(&runs_[0]))
+            .await
+            .expect("claim");
+        let first = own.first().map(|c| c.id).unwrap_or_default();
+        store.release("drain", &[first]).await.expect("release");
+        // The daemon takes what is left, four at a time: bulk's released row
+        // (due now), then nudge's fresh rows.
+        let mut daemon = Vec::new();
+        loop {
+            let c = store
+                .claim("daemon", Utc::now(), lease, 4, None)
+                .await
+                .expect("claim");
+            if c.is_empty() {
+                break;
+            }
+            daemon.push(keys(&c));
+        }
+        // Nothing is left; a row re-queued is due at once too.
+        let none = store
+            .claim("drain", Utc::now(), lease, 100, None)
+            .await
+            .expect("claim");
+        assert!(none.is_empty(), "{none:?}");
+        let some = own.last().map(|c| c.id).unwrap_or_default();
+        store
+            .mark(
+                "drain",
+                &[(
+                    some,
+                    Mark::Dead {
+                        error: "gone".to_string(),
+                    },
+                )],
+            )
+            .await
+            .expect("mark");
+        let key = own.last().map(|c| c.key.clone()).unwrap_or_default();
+        assert_eq!(store.retry_deliveries(&[key]).await.expect("retry"), 1);
+        let again = store
+            .claim("daemon", Utc::now(), lease, 100, None)
+            .await
+            .expect("claim");
+        let filter = DeliveryFilter {
+            run_id: Some(runs_[0].clone()),
+            ..Default::default()
+        };
+        let listed: Vec<String> = store
+            .deliveries(&filter)
+            .await
+            .expect("deliveries")
+            .into_iter()
+            .map(|d| d.idempotency_key)
+            .collect();
+        store.close().await;
+        (keys(&own), daemon, keys(&again), listed)
+    });
+    assert_eq!(own, bulk, "bulk's rows, each once, in order");
+    assert_eq!(
+        daemon,
+        [vec![bulk[0].clone(), nudge[0].clone(), nudge[1].clone()]],
+        "the released row, then nudge's fresh rows"
+    );
+    assert_eq!(again, [bulk[5].clone()], "the re-queued row");
+    assert_eq!(listed, bulk, "a run's deliveries are its own");
+    assert_eq!(
+        count(
+            &b.db.url,
+            "SELECT COUNT(*) FROM segd_trigger_runs WHERE fresh_from IS NOT NULL"
+        ),
+        0,
+        "no run has fresh rows left"
+    );
+}
+
+#[test]
+fn fresh_rows_are_claimed_through_their_run_on_sqlite() {
+    fresh_rows_body(Bench::sqlite());
+}
+
+#[test]
+fn fresh_rows_are_claimed_through_their_run_on_postgres() {
+    if let Some(b) = Bench::postgres("fresh_rows_are_claimed_through_their_run_on_postgres") {
+        fresh_rows_body(b);
     }
 }
 
