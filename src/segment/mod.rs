@@ -984,8 +984,11 @@ fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String 
         let t = b.bind(Bind::Date(today));
         format!("i.due_date < {t}")
     } else {
+        // A run's rows lie in its id range (migration 0007), the one way from a
+        // run to its rows that an index serves.
         format!(
-            "NOT EXISTS (SELECT 1 FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run \
+            "NOT EXISTS (SELECT 1 FROM segd_outbox o JOIN segd_trigger_runs u \
+             ON o.id BETWEEN u.first_id AND u.last_id AND u.seq = o.run \
              WHERE o.invoice_id = i.id AND u.communication = {comm})"
         )
     };
