@@ -801,9 +801,8 @@ async fn sqlite_setups(plain: &str, analyzed: &std::path::Path, keys: &[String])
                 .execute(&s.pool)
                 .await?;
         }
-        // A path in the temporary folder, as an SQL literal.
-        let target = analyzed.display().to_string().replace('\'', "''");
-        sqlx::query(AssertSqlSafe(format!("VACUUM INTO '{target}'")))
+        sqlx::query("VACUUM INTO $1")
+            .bind(analyzed.display().to_string())
             .execute(&s.pool)
             .await?;
         // `demo-data` analyzes its load: the plain setup drops what it made.

@@ -129,13 +129,14 @@ async fn print_members(
     };
     let at = args.at.unwrap_or_else(Utc::now);
     let dialect = dialect(store);
+    let select = match (args.count, args.format) {
+        (true, _) => Select::Count,
+        (false, Format::Ids) => Select::Ids,
+        (false, Format::Json | Format::Csv) => Select::Rows,
+    };
+    let query = compile(&segment, dialect, at, select);
     if args.explain {
-        let select = if args.count {
-            Select::Count
-        } else {
-            Select::Ids
-        };
-        return match store.explain(&compile(&segment, dialect, at, select)).await {
+        return match store.explain(&query).await {
             Ok(plan) => {
                 plan.iter().for_each(|step| print!("{step}"));
                 Ok(exit::ok())
@@ -144,10 +145,7 @@ async fn print_members(
         };
     }
     if args.count {
-        return match store
-            .count(&compile(&segment, dialect, at, Select::Count))
-            .await
-        {
+        return match store.count(&query).await {
             Ok(n) => {
                 println!("{n}");
                 Ok(exit::ok())
@@ -155,12 +153,6 @@ async fn print_members(
             Err(e) => Ok(report(&e)),
         };
     }
-    let select = if args.format == Format::Ids {
-        Select::Ids
-    } else {
-        Select::Rows
-    };
-    let query = compile(&segment, dialect, at, select);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match args.format {

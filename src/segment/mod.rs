@@ -7,7 +7,7 @@
 use crate::model::{
     Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
 };
-use chrono::{DateTime, Datelike as _, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -123,24 +123,17 @@ impl Builder {
         }
     }
 
-    /// `expr IN (…)` (`NOT IN` when `not`) over `values`, bound as one JSON
-    /// array of the values' `text` forms and read as a set (SQLite `json_each`;
+    /// `expr IN (…)` (`NOT IN` when `not`) over `values` (text forms), bound
+    /// as one JSON array and read as a set (SQLite `json_each`;
     /// PostgreSQL `jsonb_array_elements_text`, cast to `pg_type`). Whatever its
     /// length, a list is one parameter: it never meets a backend's limit on
     /// parameters, the SQL text (and so the plan) does not depend on it, and
     /// both backends match it by a lookup, not value by value. PostgreSQL's
     /// `= ANY($1)` was not used: a generic plan of it compares each row with
     /// every value.
-    fn in_list<T>(
-        &mut self,
-        expr: &str,
-        not: bool,
-        values: &[T],
-        text: impl Fn(&T) -> String,
-        pg_type: &str,
-    ) -> String {
+    fn in_list(&mut self, expr: &str, not: bool, values: Vec<String>, pg_type: &str) -> String {
         let not = if not { "NOT " } else { "" };
-        let json = serde_json::Value::from(values.iter().map(text).collect::<Vec<_>>());
+        let json = serde_json::Value::from(values);
         let p = self.text(&json.to_string());
         match self.dialect {
             Dialect::Sqlite => format!("{expr} {not}IN (SELECT value FROM json_each({p}))"),
@@ -177,7 +170,8 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
     let mut filters: Vec<&Filter> = segment.filters.iter().collect();
     filters.sort_by_cached_key(|f| (block_order(f), format!("{f:?}")));
     let outer = b.per_row;
-    b.per_row = outer || segment.match_mode == MatchMode::Any;
+    // One block under "any" is one under "all".
+    b.per_row = outer || (segment.match_mode == MatchMode::Any && segment.filters.len() > 1);
     let parts: Vec<String> = filters
         .into_iter()
         .map(|f| format!("({})", block(b, f, today)))
@@ -205,8 +199,13 @@ fn block_order(f: &Filter) -> u8 {
             1 + f
                 .conditions
                 .iter()
-                .map(|(field, c)| selectivity(*field, c))
-                .chain(f.custom_data.values().map(|c| selectivity_of_op(c, true)))
+                .map(|(field, c)| {
+                    selectivity(
+                        c,
+                        matches!(field, Field::CustomerName | Field::CustomerEmail),
+                    )
+                })
+                .chain(f.custom_data.values().map(|c| selectivity(c, true)))
                 .min()
                 .unwrap_or(3)
         }
@@ -214,17 +213,10 @@ fn block_order(f: &Filter) -> u8 {
 }
 
 /// A test's selectivity class, 0 (few rows pass) to 3 (most may): equality
-/// on a customer's name or email or a custom_data key, then equality or a
-/// list on a value of few kinds, then ranges and prefixes, then the rest
-/// (`ne`, `not_in`, `exists`, substrings).
-fn selectivity(field: Field, c: &Condition) -> u8 {
-    selectivity_of_op(
-        c,
-        matches!(field, Field::CustomerName | Field::CustomerEmail),
-    )
-}
-
-fn selectivity_of_op(c: &Condition, free_text: bool) -> u8 {
+/// on a customer's name or email (`free_text`) or a custom_data key, then
+/// equality or a list on a value of few kinds, then ranges and prefixes, then
+/// the rest (`ne`, `not_in`, `exists`, substrings).
+fn selectivity(c: &Condition, free_text: bool) -> u8 {
     match c {
         Condition::Compare(Op::Eq, _) if free_text => 0,
         Condition::Compare(Op::Eq, _) | Condition::List(Op::In, _) => 1,
@@ -439,7 +431,7 @@ fn string_condition(b: &mut Builder, col: &str, ci: bool, c: &Condition) -> Stri
         Condition::Compare(op, Scalar::Str(want)) => b.string_op(&expr, *op, &fold(want)),
         Condition::List(op, values) => {
             let folded: Vec<String> = strings(values).iter().map(|s| fold(s)).collect();
-            b.in_list(&expr, *op == Op::NotIn, &folded, String::clone, "text")
+            b.in_list(&expr, *op == Op::NotIn, folded, "text")
         }
         Condition::Compare(..) => b.false_().to_string(),
     };
@@ -482,14 +474,15 @@ fn bool_condition(b: &mut Builder, c: &Condition) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DueBound {
     Date(NaiveDate),
-    /// Earlier than every due date SPEC §4 can store (`YYYY-MM-DD`, year 0000 on).
+    /// Earlier than every due date SPEC §4 can store (`YYYY-MM-DD`, year 0000
+    /// on; PostgreSQL's DATE reads none before year 1 in that form).
     BeforeAll,
     /// Later than every due date SPEC §4 can store (up to 9999-12-31).
     AfterAll,
 }
 
 impl DueBound {
-    fn new(today: NaiveDate, n: i64, past: bool) -> Self {
+    fn new(today: NaiveDate, n: i64, past: bool, dialect: Dialect) -> Self {
         // Past: today − n; future: today + n. Negative n never passes
         // validation, but its side is still the right one.
         let earlier = past == (n >= 0);
@@ -500,7 +493,11 @@ impl DueBound {
                 today.checked_add_signed(delta)
             }
         });
-        let first = NaiveDate::from_ymd_opt(0, 1, 1);
+        let first_year = match dialect {
+            Dialect::Sqlite => 0,
+            Dialect::Postgres => 1,
+        };
+        let first = NaiveDate::from_ymd_opt(first_year, 1, 1);
         let last = NaiveDate::from_ymd_opt(9999, 12, 31);
         match (shifted, first, last) {
             (Some(d), Some(first), Some(last)) if (first..=last).contains(&d) => Self::Date(d),
@@ -551,7 +548,7 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
     let mut on_side = false;
     let test = match c {
         Condition::Compare(op, Scalar::Int(n)) => {
-            let bound = DueBound::new(today, *n, past);
+            let bound = DueBound::new(today, *n, past, b.dialect);
             on_side = *n >= 0
                 && matches!(bound, DueBound::Date(_))
                 && matches!(op, Op::Eq | Op::Gt | Op::Gte);
@@ -568,26 +565,18 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
         Condition::List(op, values) => {
             let ns = ints(values);
             on_side = *op == Op::In && ns.iter().all(|n| *n >= 0);
-            // Dates beyond the storable ones equal no due date: leave them out
-            // (PostgreSQL's DATE holds none before year 1 in SPEC §4's form).
-            let pg = b.dialect == Dialect::Postgres;
-            let dates: Vec<NaiveDate> = ns
+            // Dates beyond the storable ones equal no due date: leave them out.
+            let dates: Vec<String> = ns
                 .into_iter()
-                .filter_map(|n| match DueBound::new(today, n, past) {
-                    DueBound::Date(d) if !(pg && d.year() < 1) => Some(d),
-                    DueBound::Date(_) | DueBound::BeforeAll | DueBound::AfterAll => None,
+                .filter_map(|n| match DueBound::new(today, n, past, b.dialect) {
+                    DueBound::Date(d) => Some(d.format("%Y-%m-%d").to_string()),
+                    DueBound::BeforeAll | DueBound::AfterAll => None,
                 })
                 .collect();
             match (*op == Op::NotIn, dates.is_empty()) {
                 (false, true) => b.false_().to_string(),
                 (true, true) => b.true_().to_string(),
-                (not, false) => b.in_list(
-                    "i.due_date",
-                    not,
-                    &dates,
-                    |d| d.format("%Y-%m-%d").to_string(),
-                    "date",
-                ),
+                (not, false) => b.in_list("i.due_date", not, dates, "date"),
             }
         }
         _ => b.false_().to_string(),
@@ -715,12 +704,8 @@ fn custom_data_postgres(b: &mut Builder, key: &str, c: &Condition) -> String {
     let val = format!("(c.custom_data ->> {k})");
     let present = format!("({ty} IS NOT NULL AND {ty} <> 'null')");
     let eq = |b: &mut Builder, v: &Scalar| -> String {
-        let json = match v {
-            Scalar::Str(s) => serde_json::Value::String(s.clone()),
-            Scalar::Int(i) => serde_json::Value::from(*i),
-            Scalar::Float(x) => serde_json::Value::from(*x),
-            Scalar::Bool(x) => serde_json::Value::Bool(*x),
-            Scalar::Time(_) => return "FALSE".to_string(),
+        let Some(json) = scalar_json(v) else {
+            return "FALSE".to_string();
         };
         let p = b.text(&json.to_string());
         // Containment can use the GIN index on custom_data. Below the top level
@@ -731,20 +716,23 @@ fn custom_data_postgres(b: &mut Builder, key: &str, c: &Condition) -> String {
     let num_val = format!("(c.custom_data -> {k})");
     // A list: one JSON array; jsonb equality is typed, like containment.
     let list = |b: &mut Builder, values: &[Scalar]| -> String {
-        let json: Vec<serde_json::Value> = values
-            .iter()
-            .filter_map(|v| match v {
-                Scalar::Str(s) => Some(serde_json::Value::from(s.as_str())),
-                Scalar::Int(i) => Some(serde_json::Value::from(*i)),
-                Scalar::Float(x) if x.is_finite() => Some(serde_json::Value::from(*x)),
-                Scalar::Bool(x) => Some(serde_json::Value::Bool(*x)),
-                Scalar::Float(_) | Scalar::Time(_) => None,
-            })
-            .collect();
+        let json: Vec<serde_json::Value> = values.iter().filter_map(scalar_json).collect();
         let p = b.text(&serde_json::Value::from(json).to_string());
         format!("{num_val} IN (SELECT jsonb_array_elements(CAST({p} AS jsonb)))")
     };
     custom_condition_pg(b, c, &present, &ty, &val, &num_val, eq, list)
+}
+
+/// A value as JSON, as custom data holds it; none for an instant or a
+/// number JSON cannot hold (validation admits neither in custom data).
+fn scalar_json(v: &Scalar) -> Option<serde_json::Value> {
+    match v {
+        Scalar::Str(s) => Some(serde_json::Value::from(s.as_str())),
+        Scalar::Int(i) => Some(serde_json::Value::from(*i)),
+        Scalar::Float(x) if x.is_finite() => Some(serde_json::Value::from(*x)),
+        Scalar::Bool(x) => Some(serde_json::Value::Bool(*x)),
+        Scalar::Float(_) | Scalar::Time(_) => None,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

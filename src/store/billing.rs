@@ -106,7 +106,9 @@ pub async fn load_demo(
             let rows = load_pg(&mut conn, generator, existing, progress).await?;
             // Fresh statistics for the planner of the segment queries; best effort,
             // as the load is committed already (autovacuum analyzes later anyway).
-            let _ = s.analyze_billing().await;
+            if let Err(e) = s.analyze_billing().await {
+                tracing::warn!("analyzing the billing tables after the load: {e}");
+            }
             Ok(rows)
         }
     }

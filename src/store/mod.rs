@@ -156,7 +156,7 @@ pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
 
 /// Runs the migrations; returns whether any ran, so that the caller refreshes
 /// the planner statistics their new indexes lack (see [`SQLITE_OPTIMIZE`],
-/// [`PG_ANALYZE_BILLING`]).
+/// [`pg_analyze_billing`]).
 async fn migrate<DB>(
     migrator: &sqlx::migrate::Migrator,
     pool: &sqlx::Pool<DB>,
@@ -199,8 +199,9 @@ const SQLITE_OPTIMIZE: &str = "PRAGMA optimize = 0x10002";
 /// rows or indexes (a demo load, a migration). It samples a bounded number of
 /// rows per table and takes no lock that blocks reads or writes; between such
 /// changes autovacuum keeps them fresh.
-const PG_ANALYZE_BILLING: &str =
-    "ANALYZE connectors, customers, customer_connectors, payment_methods, invoices, monitors";
+fn pg_analyze_billing() -> String {
+    format!("ANALYZE {}", billing::BILLING_TABLES.join(", "))
+}
 
 fn migrate_error(e: sqlx::migrate::MigrateError, url: &str) -> StoreError {
     use sqlx::migrate::MigrateError;

@@ -1,9 +1,9 @@
 //! The PostgreSQL backend, for teams and for several daemons on one database.
 
-use super::{Held, PG_ANALYZE_BILLING, StoreError, connect_error};
+use super::{Held, StoreError, connect_error, pg_analyze_billing};
 use crate::config::redact_url;
-use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions as _};
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -28,9 +28,11 @@ impl PgStore {
         Ok((Self { pool }, migrated))
     }
 
-    /// Analyzes the billing tables (see [`PG_ANALYZE_BILLING`]).
+    /// Analyzes the billing tables (see [`pg_analyze_billing`]).
     pub(super) async fn analyze_billing(&self) -> Result<(), StoreError> {
-        sqlx::query(PG_ANALYZE_BILLING).execute(&self.pool).await?;
+        sqlx::query(AssertSqlSafe(pg_analyze_billing()))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }
