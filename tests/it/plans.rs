@@ -750,3 +750,38 @@ fn the_plan_rule_catches_probes_that_pin_no_key() {
     pg_probes(&keyed, false, &mut bad);
     assert!(bad.is_empty(), "{bad:?}");
 }
+
+/// A list's length never reaches the SQL: two values and 50,000 compile to
+/// the same text with one parameter, so neither the plan nor a backend's
+/// limit on parameters depends on it.
+#[test]
+fn a_list_is_one_parameter_whatever_its_length() {
+    for field in [
+        Field::CustomerCountry,
+        Field::InvoiceDueInDays,
+        Field::MonitorName,
+    ] {
+        let [a, b] = values(field);
+        let long: Vec<Scalar> = match &a {
+            Scalar::Int(_) => (0..50_000).map(Scalar::Int).collect(),
+            _ => (0..50_000).map(|i| s(&format!("v{i}"))).collect(),
+        };
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let query = |list: Vec<Scalar>| {
+                let seg = segment(
+                    MatchMode::All,
+                    vec![filter(field, Condition::List(Op::In, list), false)],
+                );
+                compile(&seg, dialect, at(), Select::Ids)
+            };
+            let short = query(vec![a.clone(), b.clone()]);
+            let long = query(long.clone());
+            assert_eq!(short.sql, long.sql, "{field:?} on {dialect:?}");
+            assert_eq!(
+                short.binds.len(),
+                long.binds.len(),
+                "{field:?} on {dialect:?}"
+            );
+        }
+    }
+}
