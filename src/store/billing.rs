@@ -384,11 +384,7 @@ async fn load_sqlite(
 ) -> Result<RowCounts, LoadError> {
     // Only this connection's durability: the load is one transaction, and a
     // crash before its commit leaves the database as it was.
-    for pragma in [
-        "PRAGMA synchronous = OFF",
-        "PRAGMA cache_size = -262144",
-        "PRAGMA temp_store = MEMORY",
-    ] {
+    for pragma in ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -262144"] {
         sqlx::query(pragma).execute(&mut *conn).await?;
     }
     let from_wal = rollback_journal(pool, conn).await;
