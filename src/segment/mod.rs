@@ -59,8 +59,8 @@ struct Builder {
     dialect: Dialect,
     binds: Vec<Bind>,
     /// PostgreSQL: whether the predicate being built sits where EXISTS cannot
-    /// become a join (under OR, NOT COALESCE, or in a select list), so that it
-    /// may run once per customer (see [`related`]).
+    /// become a join (under OR inside such a place, NOT COALESCE, or in a
+    /// select list), so that it may run once per customer (see [`related`]).
     per_row: bool,
 }
 
@@ -171,7 +171,18 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
     filters.sort_by_cached_key(|f| (block_order(f), format!("{f:?}")));
     let outer = b.per_row;
     // One block under "any" is one under "all".
-    b.per_row = outer || (segment.match_mode == MatchMode::Any && segment.filters.len() > 1);
+    let any = segment.match_mode == MatchMode::Any && filters.len() > 1;
+    if any && !outer && b.dialect == Dialect::Postgres {
+        // PostgreSQL: the union of each block's customers, which it plans as
+        // one hash semi-join, each block planned as under "all"; an OR of
+        // EXISTS would be a subplan per customer and block.
+        let branches: Vec<String> = filters
+            .into_iter()
+            .map(|f| format!("SELECT c.id FROM customers c WHERE {}", block(b, f, today)))
+            .collect();
+        return format!("c.id IN ({})", branches.join(" UNION ALL "));
+    }
+    b.per_row = outer || any;
     let parts: Vec<String> = filters
         .into_iter()
         .map(|f| format!("({})", block(b, f, today)))
@@ -300,7 +311,8 @@ fn implies_unpaid(f: &Filter) -> bool {
 /// SQLite picks by guesswork (with no `sqlite_stat1`, a range over every
 /// matching invoice per customer: quadratic).
 ///
-/// PostgreSQL: EXISTS. Where it can become a join (under AND at the top),
+/// PostgreSQL: EXISTS. Where it can become a join (under AND at the top, or
+/// in one branch of a `match = "any"` union),
 /// PostgreSQL plans a semi-join (anti-join under NOT) and chooses between
 /// hashing the block's rows and probing per customer by cost. Elsewhere
 /// (`per_row`) it is a subplan, hashed or run once per customer; there the
