@@ -238,7 +238,15 @@ fn selectivity(c: &Condition, free_text: bool) -> u8 {
 
 fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
     let outer = b.per_row;
-    b.per_row = outer || (f.negate && f.filter_type == FilterType::Customer);
+    let negated_customer = f.negate && f.filter_type == FilterType::Customer;
+    // PostgreSQL: a negated customer block that reads related rows, at the
+    // top, is an anti-join with the customers its positive form selects, so
+    // its related tests are joins too, not a subplan per customer.
+    let anti = negated_customer
+        && !outer
+        && b.dialect == Dialect::Postgres
+        && f.conditions.keys().any(|k| k.reaches_related());
+    b.per_row = outer || (negated_customer && !anti);
     let mut conds: Vec<String> = Vec::new();
     for (field, c) in &f.conditions {
         conds.push(condition(b, *field, c, today));
@@ -262,8 +270,13 @@ fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
     let has_connector = f.conditions.contains_key(&Field::PaymentMethodConnector);
     let (from, alias) = match f.filter_type {
         FilterType::Customer => {
-            // A NULL (a missing value) is false, also under NOT.
-            return if f.negate {
+            // A NULL (a missing value) is false, also under NOT: the anti-join
+            // removes only the customers whose tests all hold.
+            return if anti {
+                format!(
+                    "NOT EXISTS (SELECT 1 FROM (SELECT c.id FROM customers c WHERE {all}) n WHERE n.id = c.id)"
+                )
+            } else if f.negate {
                 format!("NOT COALESCE(({all}), {})", b.false_())
             } else {
                 all
