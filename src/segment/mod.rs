@@ -59,8 +59,8 @@ struct Builder {
     dialect: Dialect,
     binds: Vec<Bind>,
     /// PostgreSQL: whether the predicate being built sits where EXISTS cannot
-    /// become a join (under OR inside such a place, NOT COALESCE, or in a
-    /// select list), so that it may run once per customer (see [`related`]).
+    /// become a join (under NOT COALESCE, or in a select list), so that it may
+    /// run once per customer (see [`related`]).
     per_row: bool,
 }
 
@@ -169,25 +169,13 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
     // orders of the same filters compile to the same SQL, hence the same plan.
     let mut filters: Vec<&Filter> = segment.filters.iter().collect();
     filters.sort_by_cached_key(|f| (block_order(f), format!("{f:?}")));
-    let outer = b.per_row;
-    // One block under "any" is one under "all".
-    let any = segment.match_mode == MatchMode::Any && filters.len() > 1;
-    if any && !outer && b.dialect == Dialect::Postgres {
-        // PostgreSQL: the union of each block's customers, which it plans as
-        // one hash semi-join, each block planned as under "all"; an OR of
-        // EXISTS would be a subplan per customer and block.
-        let branches: Vec<String> = filters
-            .into_iter()
-            .map(|f| format!("SELECT c.id FROM customers c WHERE {}", block(b, f, today)))
-            .collect();
-        return format!("c.id IN ({})", branches.join(" UNION ALL "));
-    }
-    b.per_row = outer || any;
+    // PostgreSQL plans an OR of EXISTS as subplans it may hash (measured
+    // faster than a union of the blocks' customers, which it joins back to
+    // customers one id at a time).
     let parts: Vec<String> = filters
         .into_iter()
         .map(|f| format!("({})", block(b, f, today)))
         .collect();
-    b.per_row = outer;
     let joiner = match segment.match_mode {
         MatchMode::All => " AND ",
         MatchMode::Any => " OR ",
@@ -324,8 +312,7 @@ fn implies_unpaid(f: &Filter) -> bool {
 /// SQLite picks by guesswork (with no `sqlite_stat1`, a range over every
 /// matching invoice per customer: quadratic).
 ///
-/// PostgreSQL: EXISTS. Where it can become a join (under AND at the top, or
-/// in one branch of a `match = "any"` union),
+/// PostgreSQL: EXISTS. Where it can become a join (under AND at the top),
 /// PostgreSQL plans a semi-join (anti-join under NOT) and chooses between
 /// hashing the block's rows and probing per customer by cost. Elsewhere
 /// (`per_row`) it is a subplan, hashed or run once per customer; there the
