@@ -15,6 +15,10 @@
 //! on that server and drops at the end. `SEGD_BENCH_TIMEOUT` (seconds, 5) stops
 //! a query that runs longer (SQLite: a progress handler interrupts it;
 //! PostgreSQL: `statement_timeout`), reported as a timeout.
+//! `SEGD_BENCH_REPORT=FILE` also writes every segment's figures and TOML there,
+//! one setup after the other; `SEGD_BENCH_SETUPS` (comma-separated among
+//! `analyzed`, `plain`, `postgres`; all by default) runs only those setups,
+//! and `SEGD_BENCH_ONLY=shape-012,shape-080` only those segments.
 //!
 //! A segment's count is held to a linear bound: the time one full scan of every
 //! billing table it reads takes (customers always; invoices, payment_methods,
@@ -618,6 +622,29 @@ impl Shape {
         }
     }
 
+    /// Its figures and its TOML.
+    fn describe(&self, seg: &Segment, timeout: Duration) -> String {
+        let at_least = if self.timed_out() { "≥ " } else { "" };
+        let tables: Vec<&str> = tables(seg).iter().map(|t| t.name()).collect();
+        let members = self
+            .members()
+            .map_or_else(|| "?".to_string(), |n| n.to_string());
+        format!(
+            "{}: {at_least}{:.1}× — count {} ({at_least}{:.1}×), listing {} ({at_least}{:.1}×); \
+             scans {:.1} ms ({}), {members} members ({:.1} ms to hand over)\n{}",
+            seg.name,
+            self.ratio(timeout),
+            self.count.show(),
+            self.count_ratio(timeout),
+            self.list.show(),
+            self.list_ratio(timeout),
+            ms(self.scan),
+            tables.join(" + "),
+            ms(self.emit),
+            segd::canonical::segment(seg),
+        )
+    }
+
     /// Count and listing finished and agree on the number of members.
     fn agrees(&self) -> bool {
         match (&self.count, &self.list) {
@@ -763,26 +790,19 @@ async fn run(
     worst.sort_by(|a, b| b.ratio(timeout).total_cmp(&a.ratio(timeout)));
     println!("worst five:");
     for s in worst.iter().take(5) {
-        let seg = &segments[s.index];
-        let at_least = if s.timed_out() { "≥ " } else { "" };
-        let tables: Vec<&str> = tables(seg).iter().map(|t| t.name()).collect();
-        let members = s
-            .members()
-            .map_or_else(|| "?".to_string(), |n| n.to_string());
-        println!(
-            "\n{}: {at_least}{:.1}× — count {} ({at_least}{:.1}×), listing {} ({at_least}{:.1}×); \
-             scans {:.1} ms ({}), {members} members ({:.1} ms to hand over)",
-            seg.name,
-            s.ratio(timeout),
-            s.count.show(),
-            s.count_ratio(timeout),
-            s.list.show(),
-            s.list_ratio(timeout),
-            ms(s.scan),
-            tables.join(" + "),
-            ms(s.emit),
-        );
-        print!("{}", segd::canonical::segment(seg));
+        print!("\n{}", s.describe(&segments[s.index], timeout));
+    }
+    if let Ok(path) = std::env::var("SEGD_BENCH_REPORT") {
+        let mut out = format!("== {} ==\n", setup.label);
+        for s in &worst {
+            out.push('\n');
+            out.push_str(&s.describe(&segments[s.index], timeout));
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        std::io::Write::write_all(&mut file, out.as_bytes())?;
     }
     Ok((ok, shapes.iter().map(Shape::members).collect()))
 }
@@ -917,7 +937,12 @@ async fn bench() -> Res<bool> {
         started.elapsed().as_secs_f64(),
         keys.join(", ")
     );
-    let (segments, missing) = segments(pools)?;
+    let (mut segments, missing) = segments(pools)?;
+    let only = std::env::var("SEGD_BENCH_ONLY").unwrap_or_default();
+    if !only.is_empty() {
+        segments.retain(|s| only.split(',').any(|o| o.trim() == s.name.as_str()));
+        println!("only {} of the segments: {only}", segments.len());
+    }
     if missing.is_empty() {
         println!(
             "{} segments ({SEGMENTS} and {} drawn after them to hold what they leave out): every filter type, \
@@ -929,12 +954,17 @@ async fn bench() -> Res<bool> {
         println!("the segments leave out: {}", missing.join(", "));
     }
 
+    let setups = std::env::var("SEGD_BENCH_SETUPS").unwrap_or_default();
+    let chosen = |name: &str| setups.is_empty() || setups.split(',').any(|s| s.trim() == name);
     let mut ok = missing.is_empty();
     let mut expected: Vec<Option<u64>> = Vec::new();
-    for (label, url, stats) in [
-        ("SQLite, after ANALYZE", &analyzed_url, true),
-        ("SQLite, no statistics", &plain_url, false),
+    for (name, label, url, stats) in [
+        ("analyzed", "SQLite, after ANALYZE", &analyzed_url, true),
+        ("plain", "SQLite, no statistics", &plain_url, false),
     ] {
+        if !chosen(name) {
+            continue;
+        }
         let store = connect(url).await?;
         if has_statistics(&store).await? != stats {
             return Err(format!("{label}: sqlite_stat1 is not as the setup says").into());
@@ -955,7 +985,7 @@ async fn bench() -> Res<bool> {
     }
 
     match std::env::var("SEGD_BENCH_POSTGRES_URL") {
-        Ok(admin_url) if !admin_url.is_empty() => {
+        Ok(admin_url) if !admin_url.is_empty() && chosen("postgres") => {
             let db = PgDatabase::create(&admin_url).await?;
             let result = async {
                 let started = Instant::now();
@@ -979,6 +1009,9 @@ async fn bench() -> Res<bool> {
             .await;
             db.drop_database().await?;
             ok &= result?;
+        }
+        Ok(admin_url) if !admin_url.is_empty() => {
+            println!("\nPostgreSQL skipped: not in SEGD_BENCH_SETUPS")
         }
         _ => println!("\nPostgreSQL skipped: SEGD_BENCH_POSTGRES_URL is not set"),
     }
