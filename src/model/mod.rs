@@ -222,6 +222,85 @@ impl Channel {
     }
 }
 
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// What is wrong with a cron pattern's fields, said in the pattern's own terms
+/// (`MONDAY` is a day-of-week name of three letters too many, hour `25` is out
+/// of range), before croner reports the same as `illegal character 'D' in
+/// part '1DAY'`. `None` leaves the rest to croner.
+fn cron_field_problem(pattern: &str) -> Option<String> {
+    if pattern.starts_with('@') {
+        return None;
+    }
+    let fields: Vec<&str> = pattern.split(' ').collect();
+    // (name, lowest, highest, names it takes, letters it takes alone)
+    type Kind = (
+        &'static str,
+        u32,
+        u32,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let mut kinds: Vec<Kind> = vec![
+        ("minute", 0, 59, &[], &[]),
+        ("hour", 0, 23, &[], &[]),
+        ("day-of-month", 1, 31, &[], &["L", "W", "LW"]),
+        ("month", 1, 12, &MONTHS, &[]),
+        ("day-of-week", 0, 7, &WEEKDAYS, &["L"]),
+    ];
+    if fields.len() == 6 {
+        kinds.insert(0, ("second", 0, 59, &[], &[]));
+    }
+    for (field, (name, low, high, names, letters)) in fields.iter().zip(kinds) {
+        // ASCII upper case keeps every byte where it was: tokens are found in
+        // `upper` and shown as written in `field`.
+        let upper = field.to_ascii_uppercase();
+        let mut at = 0;
+        while let Some(start) = upper[at..].find(|c: char| c.is_ascii_alphanumeric()) {
+            let after = upper[..at + start].chars().next_back().unwrap_or(' ');
+            at += start;
+            let alpha = upper[at..].starts_with(|c: char| c.is_ascii_alphabetic());
+            let len = upper[at..]
+                .find(|c: char| c.is_ascii_alphabetic() != alpha || !c.is_ascii_alphanumeric())
+                .unwrap_or(upper.len() - at);
+            let (token, written) = (&upper[at..at + len], &field[at..at + len]);
+            at += len;
+            if alpha {
+                if names.contains(&token) || letters.contains(&token) {
+                    continue;
+                }
+                let listed = if names.is_empty() {
+                    format!(
+                        "the {name} field takes numbers ({low}-{high}), `*`, ranges (`1-5`), lists (`1,15`) and steps (`*/5`)"
+                    )
+                } else {
+                    format!("{name} names are three letters: {}", names.join(", "))
+                };
+                return Some(match names.iter().find(|n| token.starts_with(**n)) {
+                    Some(short) => format!("{listed}; write `{short}`, not `{written}`"),
+                    None => format!("`{written}` in the {name} field: {listed}"),
+                });
+            }
+            // A step (`*/90`) or an nth weekday (`MON#2`) is not a value of the field.
+            if after == '/' || after == '#' {
+                continue;
+            }
+            match token.parse::<u32>() {
+                Ok(n) if (low..=high).contains(&n) => {}
+                _ => {
+                    return Some(format!(
+                        "{name} `{written}` is out of range: the {name} field takes {low} to {high}"
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// A cron pattern (5 fields, or 6 with seconds first) that croner accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
@@ -239,6 +318,9 @@ impl Schedule {
                     "a cron schedule has 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; this one has {n}"
                 ));
             }
+        }
+        if let Some(problem) = cron_field_problem(&trimmed) {
+            return Err(problem);
         }
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
@@ -363,6 +445,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cron_errors_speak_of_the_field() {
+        let err = |p: &str| Schedule::parse(p).err().unwrap_or_default();
+        assert_eq!(
+            err("0 7 * * MONDAY"),
+            "day-of-week names are three letters: SUN, MON, TUE, WED, THU, FRI, SAT; write `MON`, not `MONDAY`"
+        );
+        assert_eq!(
+            err("0 7 * SEPTEMBER *"),
+            "month names are three letters: JAN, FEB, MAR, APR, MAY, JUN, JUL, AUG, SEP, OCT, NOV, DEC; write `SEP`, not `SEPTEMBER`"
+        );
+        assert!(err("0 7 * * monday").ends_with("write `MON`, not `monday`"));
+        assert!(err("0 7 * * FOO").starts_with("`FOO` in the day-of-week field"));
+        assert_eq!(
+            err("0 25 * * *"),
+            "hour `25` is out of range: the hour field takes 0 to 23"
+        );
+        assert_eq!(
+            err("0 7 0 * *"),
+            "day-of-month `0` is out of range: the day-of-month field takes 1 to 31"
+        );
+        assert!(
+            err("0 H * * *")
+                .starts_with("`H` in the hour field: the hour field takes numbers (0-23)")
+        );
+        assert!(err("61 0 9 * * *").starts_with("second `61`"));
+    }
+
+    #[test]
     fn times() {
         assert_eq!(
             parse_time("2026-01-01").map(|t| t.to_rfc3339()),
@@ -397,6 +507,11 @@ mod tests {
         assert!(Schedule::parse("61 9 * * *").is_err());
         assert!(Schedule::parse("* * * *").is_err());
         assert!(Schedule::parse("0 0 0 1 1 * 2030").is_err());
+        assert!(Schedule::parse("0 9 L * *").is_ok());
+        assert!(Schedule::parse("0 9 15W * *").is_ok());
+        assert!(Schedule::parse("0 9 * * 5L").is_ok());
+        assert!(Schedule::parse("0 9 * 2 SUN#5").is_ok());
+        assert!(Schedule::parse("0 9 * jan-mar mon-fri").is_ok());
         assert_eq!(
             Schedule::parse("  0  9 * *   *").map(|s| s.as_str().to_string()),
             Ok("0 9 * * *".to_string())

@@ -341,6 +341,20 @@ fn kind_name(k: ValueKind) -> &'static str {
     }
 }
 
+/// Words people use for a value the field spells otherwise, and the values
+/// they mean (spelling is [`super::did_you_mean`]'s job: `unpaid` is two
+/// letters from `paid`, its opposite).
+fn meaning(field: Field, word: &str) -> Option<(&str, &'static [&'static str])> {
+    const UNPAID: &[&str] = &["open", "partially_paid", "overdue"];
+    let meant: &'static [&'static str] = match (field, word.to_ascii_lowercase().as_str()) {
+        (Field::InvoiceStatus, "unpaid" | "outstanding" | "due") => UNPAID,
+        (Field::InvoiceStatus, "late" | "past_due" | "pastdue") => &["overdue"],
+        (Field::InvoiceStatus, "canceled" | "cancelled" | "voided") => &["void"],
+        _ => return None,
+    };
+    Some((word, meant))
+}
+
 fn scalar(r: &mut Reader<'_>, field: Field, v: &Value<'_>) -> Option<Scalar> {
     let key = field.key();
     match field.kind() {
@@ -349,6 +363,27 @@ fn scalar(r: &mut Reader<'_>, field: Field, v: &Value<'_>) -> Option<Scalar> {
             .map(|s| Scalar::Str(s.to_string())),
         ValueKind::Enum(values) => {
             let what = format!("{} `{key}` value", field.filter_type().as_str());
+            let text = match v.get_ref() {
+                DeValue::String(s) => Some(s.as_ref()),
+                _ => None,
+            };
+            if let Some((word, meant)) = text.and_then(|s| meaning(field, s)) {
+                let quoted: Vec<String> = meant.iter().map(|m| format!("\"{m}\"")).collect();
+                let help = match meant {
+                    [one] => format!("write `{key} = \"{one}\"`"),
+                    [init @ .., last] => {
+                        let init: Vec<String> = init.iter().map(|m| format!("`{m}`")).collect();
+                        format!(
+                            "`{word}` means {} or `{last}`: write `{key} = {{ in = [{}] }}`",
+                            init.join(", "),
+                            quoted.join(", ")
+                        )
+                    }
+                    [] => format!("expected one of: {}", list(values)),
+                };
+                r.error_help(v.span(), format!("unknown {what} `{word}`"), help);
+                return None;
+            }
             r.one_of(v, &what, values)
                 .map(|s| Scalar::Str(s.to_string()))
         }

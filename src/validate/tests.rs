@@ -102,6 +102,7 @@ snapshot_cases! {
     unknown_operator: vec![(S, segment("type = \"customer\"\nemail = { like = \"%x%\" }"))];
     two_operators: vec![(S, segment("type = \"invoice\"\ndue_in_days = { gte = 1, lte = 7 }"))];
     empty_in_list: vec![(S, segment("type = \"invoice\"\nstatus = { in = [] }"))];
+    unpaid_is_three_statuses: vec![(S, segment("type = \"invoice\"\nstatus = { in = [\"open\", \"unpaid\"] }"))];
     duplicate_in_values: vec![(S, segment("type = \"invoice\"\nstatus = { in = [\"open\", \"open\"] }"))];
     negative_days: vec![(S, segment("type = \"invoice\"\ndue_in_days = -1"))];
     bad_country: vec![(S, segment("type = \"customer\"\ncountry = \"JJ\""))];
@@ -118,6 +119,7 @@ snapshot_cases! {
     comm_manual_with_schedule: vec![(C, communication("channel = \"webhook\"", "type = \"manual\"\nschedule = \"0 9 * * *\"", WEBHOOK))];
     comm_automatic_without_schedule: vec![(C, communication("channel = \"webhook\"", "type = \"automatic\"", WEBHOOK))];
     comm_bad_cron: vec![(C, communication("channel = \"webhook\"", "type = \"automatic\"\nschedule = \"0 25 * * *\"", WEBHOOK))];
+    comm_cron_day_name: vec![(C, communication("channel = \"webhook\"", "type = \"automatic\"\nschedule = \"0 7 * * MONDAY\"", WEBHOOK))];
     comm_cron_field_count: vec![(C, communication("channel = \"webhook\"", "type = \"automatic\"\nschedule = \"0 9 * *\"", WEBHOOK))];
     comm_bad_timezone: vec![(C, communication("channel = \"webhook\"", "type = \"automatic\"\nschedule = \"0 9 * * *\"\ntimezone = \"europe/berlin\"", WEBHOOK))];
     comm_bad_duration: vec![(C, communication("channel = \"webhook\"\nmin_interval = \"soon\"", MANUAL, WEBHOOK))];
