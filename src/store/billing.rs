@@ -20,7 +20,7 @@
 //! invoices (migration 0003), which halved their share. ANALYZE adds about 3 s.
 //! On PostgreSQL the server's COPY and index builds.
 
-use super::{AnyStore, StoreError};
+use super::{AnyStore, DbContext as _, StoreError};
 use crate::demo::{self, Batch, CONNECTORS, Generator, RowCounts};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::PgConnection;
@@ -39,7 +39,10 @@ pub enum LoadError {
 
 impl From<sqlx::Error> for LoadError {
     fn from(e: sqlx::Error) -> Self {
-        LoadError::Store(StoreError::Db(e))
+        LoadError::Store(StoreError::Db {
+            what: "loading the demo data",
+            source: e,
+        })
     }
 }
 
@@ -96,13 +99,13 @@ pub async fn load_demo(
 ) -> Result<RowCounts, LoadError> {
     match store {
         AnyStore::Sqlite(s) => {
-            let mut conn = s.pool.acquire().await.map_err(StoreError::Db)?;
+            let mut conn = s.pool.acquire().await.db("loading the demo data")?;
             // The load's pragmas must not outlive it in the pool.
             conn.close_on_drop();
             load_sqlite(&s.pool, &mut conn, generator, existing, progress).await
         }
         AnyStore::Postgres(s) => {
-            let mut conn = s.pool.acquire().await.map_err(StoreError::Db)?;
+            let mut conn = s.pool.acquire().await.db("loading the demo data")?;
             let rows = load_pg(&mut conn, generator, existing, progress).await?;
             // Fresh statistics for the planner of the segment queries; best effort,
             // as the load is committed already (autovacuum analyzes later anyway).

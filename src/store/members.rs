@@ -1,6 +1,6 @@
 //! Running compiled segment queries: counts, and members streamed row by row.
 
-use super::{AnyStore, StoreError};
+use super::{AnyStore, DbContext as _, StoreError};
 use crate::segment::{Bind, Query};
 use futures_util::TryStreamExt as _;
 use sqlx::{AssertSqlSafe, Row as _};
@@ -44,7 +44,8 @@ pub(super) fn pg_args(binds: &[Bind]) -> Result<sqlx::postgres::PgArguments, Sto
             Bind::Date(d) => args.add(*d),
             Bind::Stamp(t) => args.add(*t),
         }
-        .map_err(|e| StoreError::Db(sqlx::Error::Encode(e)))?;
+        .map_err(sqlx::Error::Encode)
+        .db("binding query values")?;
     }
     Ok(args)
 }
@@ -56,12 +57,14 @@ impl AnyStore {
             AnyStore::Sqlite(s) => {
                 sqlx::query_scalar_with(AssertSqlSafe(q.sql.clone()), sqlite_args(&q.binds))
                     .fetch_one(&s.pool)
-                    .await?
+                    .await
+                    .db("counting segment members")?
             }
             AnyStore::Postgres(s) => {
                 sqlx::query_scalar_with(AssertSqlSafe(q.sql.clone()), pg_args(&q.binds)?)
                     .fetch_one(&s.pool)
-                    .await?
+                    .await
+                    .db("counting segment members")?
             }
         };
         Ok(u64::try_from(n).unwrap_or(0))
@@ -73,20 +76,22 @@ impl AnyStore {
                     get: &dyn Fn(usize) -> Result<i64, sqlx::Error>|
          -> Result<Vec<u64>, StoreError> {
             (0..n)
-                .map(|i| Ok(u64::try_from(get(i)?).unwrap_or(0)))
+                .map(|i| Ok(u64::try_from(get(i).db("measuring membership")?).unwrap_or(0)))
                 .collect()
         };
         match self {
             AnyStore::Sqlite(s) => {
                 let row = sqlx::query_with(AssertSqlSafe(q.sql.clone()), sqlite_args(&q.binds))
                     .fetch_one(&s.pool)
-                    .await?;
+                    .await
+                    .db("measuring membership")?;
                 read(row.len(), &|i| row.try_get(i))
             }
             AnyStore::Postgres(s) => {
                 let row = sqlx::query_with(AssertSqlSafe(q.sql.clone()), pg_args(&q.binds)?)
                     .fetch_one(&s.pool)
-                    .await?;
+                    .await
+                    .db("measuring membership")?;
                 read(row.len(), &|i| row.try_get(i))
             }
         }
@@ -104,12 +109,15 @@ impl AnyStore {
         macro_rules! drain {
             ($rows:expr) => {{
                 let mut rows = $rows;
-                while let Some(row) = rows.try_next().await? {
-                    let member = Member {
-                        id: row.try_get(0)?,
-                        name: if with_rows { row.try_get(1)? } else { None },
-                        email: if with_rows { row.try_get(2)? } else { None },
+                while let Some(row) = rows.try_next().await.db("reading segment members")? {
+                    let member = || -> Result<Member, sqlx::Error> {
+                        Ok(Member {
+                            id: row.try_get(0)?,
+                            name: if with_rows { row.try_get(1)? } else { None },
+                            email: if with_rows { row.try_get(2)? } else { None },
+                        })
                     };
+                    let member = member().db("reading segment members")?;
                     n += 1;
                     if each(member).is_err() {
                         // The reader went away (a closed pipe): stop quietly.
@@ -159,7 +167,8 @@ impl AnyStore {
         for key in keys {
             sqlx::query(AssertSqlSafe(crate::segment::custom_data_index_sql(&key)))
                 .execute(&s.pool)
-                .await?;
+                .await
+                .db("indexing custom_data keys")?;
         }
         // Analyzes customers when one of them is new (it has no statistics yet);
         // otherwise only sizes are checked.
@@ -212,7 +221,8 @@ impl AnyStore {
                 let rows: Vec<(i64, i64, i64, String)> =
                     sqlx::query_as_with(AssertSqlSafe(sql), sqlite_args(&q.binds))
                         .fetch_all(&s.pool)
-                        .await?;
+                        .await
+                        .db("explaining a query")?;
                 Ok(sqlite_tree(&rows, 0))
             }
             AnyStore::Postgres(s) => {
@@ -220,7 +230,8 @@ impl AnyStore {
                 let sqlx::types::Json(plan): sqlx::types::Json<serde_json::Value> =
                     sqlx::query_scalar_with(AssertSqlSafe(sql), pg_args(&q.binds)?)
                         .fetch_one(&s.pool)
-                        .await?;
+                        .await
+                        .db("explaining a query")?;
                 let top = plan.get(0).and_then(|p| p.get("Plan"));
                 Ok(top.map(pg_node).into_iter().collect())
             }

@@ -19,8 +19,23 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("unsupported database URL `{0}`: use sqlite://FILE or postgres://HOST/DB")]
     Scheme(String),
-    #[error("cannot open the database {url}: {reason}")]
-    Connect { url: String, reason: String },
+    #[error("cannot open the database {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot open the database {url}: invalid URL")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error(
+        "cannot open the database {url}: unknown connection parameter `{key}`; known: {}, options[NAME]",
+        postgres::KNOWN_PARAMS.join(", ")
+    )]
+    UnknownParameter { url: String, key: String },
     #[error("the database {url} is read-only: segd needs to write its schema and state")]
     ReadOnly { url: String },
     #[error(
@@ -28,18 +43,27 @@ pub enum StoreError {
         env!("CARGO_PKG_VERSION")
     )]
     NewerSchema { version: i64 },
-    #[error("migrating the database failed: {0}")]
-    Migrate(String),
+    #[error("migrating the database failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("another apply holds the lock: {holder}, since {since}")]
     Locked { holder: String, since: String },
-    #[error("cannot take the apply lock {path}: {reason}")]
-    LockFile { path: String, reason: String },
+    #[error("cannot take the apply lock {path}")]
+    LockFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the database changed since the plan was made; run `segd plan` again")]
     StalePlan,
     #[error("segd_definitions holds a row of unknown kind `{0}`")]
     UnknownKind(String),
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    /// A query failed; `what` says what segd was doing.
+    #[error("database error while {what}")]
+    Db {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
 impl StoreError {
@@ -49,11 +73,33 @@ impl StoreError {
             self,
             StoreError::Scheme(_)
                 | StoreError::Connect { .. }
+                | StoreError::BadUrl { .. }
+                | StoreError::UnknownParameter { .. }
                 | StoreError::ReadOnly { .. }
                 | StoreError::NewerSchema { .. }
                 | StoreError::Migrate(_)
                 | StoreError::LockFile { .. }
         )
+    }
+
+    /// A query broke a unique constraint (by the database's error code).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db { source: sqlx::Error::Database(db), .. }
+                if db.kind() == sqlx::error::ErrorKind::UniqueViolation
+        )
+    }
+}
+
+/// Names what a failed query was doing: `query.await.db("reading the runs")?`.
+pub(crate) trait DbContext<T> {
+    fn db(self, what: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> DbContext<T> for Result<T, sqlx::Error> {
+    fn db(self, what: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Db { what, source })
     }
 }
 
@@ -207,17 +253,35 @@ fn migrate_error(e: sqlx::migrate::MigrateError, url: &str) -> StoreError {
     use sqlx::migrate::MigrateError;
     match e {
         MigrateError::VersionMissing(version) => StoreError::NewerSchema { version },
-        MigrateError::Execute(e) if is_read_only(&e) => StoreError::ReadOnly {
-            url: redact_url(url),
-        },
-        other => StoreError::Migrate(other.to_string()),
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) if is_read_only(&e) => {
+            StoreError::ReadOnly {
+                url: redact_url(url),
+            }
+        }
+        other => StoreError::Migrate(other),
     }
 }
 
+/// A write refused because the database is read-only, by its error code:
+/// SQLite's SQLITE_READONLY (8) and its extended codes, PostgreSQL's SQLSTATE
+/// 25006 (read_only_sql_transaction).
 fn is_read_only(e: &sqlx::Error) -> bool {
-    let text = e.to_string().to_ascii_lowercase();
-    text.contains("readonly") || text.contains("read-only") || text.contains("read only")
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        code.parse::<i32>()
+            .is_ok_and(|c| c & 0xff == SQLITE_READONLY)
+    } else {
+        code == PG_READ_ONLY_SQL_TRANSACTION
+    }
 }
+
+const SQLITE_READONLY: i32 = 8;
+const PG_READ_ONLY_SQL_TRANSACTION: &str = "25006";
 
 fn connect_error(e: sqlx::Error, url: &str) -> StoreError {
     if is_read_only(&e) {
@@ -227,7 +291,7 @@ fn connect_error(e: sqlx::Error, url: &str) -> StoreError {
     }
     StoreError::Connect {
         url: redact_url(url),
-        reason: e.to_string(),
+        source: e,
     }
 }
 
@@ -296,18 +360,19 @@ macro_rules! common_store {
             async fn applied(&self) -> Result<$crate::plan::AppliedState, $crate::store::StoreError> {
                 // The version first: a change between the two reads makes the
                 // plan stale, never a newer state under an older version.
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.pool.acquire().await.db("reading the applied definitions")?;
                 let version: String = sqlx::query_scalar($crate::store::VERSION_SQL)
                     .fetch_one(&mut *conn)
-                    .await?;
+                    .await.db("reading the applied definitions")?;
                 let rows = $crate::store::read_applied::<$db>(&mut *conn).await?;
                 Ok($crate::plan::AppliedState { rows, version })
             }
 
             async fn version(&self) -> Result<String, $crate::store::StoreError> {
-                Ok(sqlx::query_scalar($crate::store::VERSION_SQL)
+                sqlx::query_scalar($crate::store::VERSION_SQL)
                     .fetch_one(&self.pool)
-                    .await?)
+                    .await
+                    .db("reading the applied version")
             }
 
             async fn lock(
@@ -322,7 +387,7 @@ macro_rules! common_store {
                             .bind(holder)
                             .bind(chrono::Utc::now())
                             .execute(&self.pool)
-                            .await?;
+                            .await.db("taking the apply lock")?;
                         return Ok($crate::store::ApplyLock {
                             held,
                             holder: holder.to_string(),
@@ -332,7 +397,7 @@ macro_rules! common_store {
                         let row: Option<(String, chrono::DateTime<chrono::Utc>)> =
                             sqlx::query_as("SELECT holder, since FROM segd_locks WHERE name = 'apply'")
                                 .fetch_optional(&self.pool)
-                                .await?;
+                                .await.db("taking the apply lock")?;
                         let (holder, since) = row.unwrap_or_else(|| ("unknown".into(), chrono::Utc::now()));
                         return Err($crate::store::StoreError::Locked {
                             holder,
@@ -365,15 +430,15 @@ macro_rules! common_store {
                 record: &$crate::store::ApplyRecord,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::plan::Action;
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.pool.begin_with($begin).await.db("applying the plan")?;
                 if let Some(lock) = $tx_lock {
-                    sqlx::query(lock).execute(&mut *tx).await?;
+                    sqlx::query(lock).execute(&mut *tx).await.db("applying the plan")?;
                 }
                 // Locks the version row (PostgreSQL), so no change of the
                 // definitions can commit between this check and the commit.
                 let version: String = sqlx::query_scalar($version_for_update)
                     .fetch_one(&mut *tx)
-                    .await?;
+                    .await.db("applying the plan")?;
                 if version != plan.fingerprint {
                     return Err($crate::store::StoreError::StalePlan);
                 }
@@ -394,7 +459,7 @@ macro_rules! common_store {
                             .bind(now)
                             .bind($crate::store::templates_json(d))
                             .execute(&mut *tx)
-                            .await?;
+                            .await.db("applying the plan")?;
                         }
                         (Action::Update, Some(d)) => {
                             let n = sqlx::query(
@@ -410,7 +475,7 @@ macro_rules! common_store {
                             .bind(now)
                             .bind($crate::store::templates_json(d))
                             .execute(&mut *tx)
-                            .await?
+                            .await.db("applying the plan")?
                             .rows_affected();
                             if n != 1 {
                                 return Err($crate::store::StoreError::StalePlan);
@@ -421,7 +486,7 @@ macro_rules! common_store {
                                 .bind(c.kind.as_str())
                                 .bind(&c.name)
                                 .execute(&mut *tx)
-                                .await?;
+                                .await.db("applying the plan")?;
                         }
                         (Action::Create | Action::Update, None) => {
                             return Err($crate::store::StoreError::StalePlan);
@@ -438,8 +503,8 @@ macro_rules! common_store {
                 .bind(&record.summary)
                 .bind(&record.plan)
                 .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
+                .await.db("applying the plan")?;
+                tx.commit().await.db("applying the plan")?;
                 Ok(())
             }
         }
@@ -471,7 +536,7 @@ where
         "SELECT kind, name, spec, hash, source, protect, templates FROM segd_definitions ORDER BY kind, name",
     )
     .fetch_all(conn)
-    .await?;
+    .await.db("reading the applied definitions")?;
     rows.into_iter()
         .map(|(kind, name, spec, hash, source, protect, templates)| {
             let kind = crate::plan::Kind::parse(&kind).ok_or(StoreError::UnknownKind(kind))?;

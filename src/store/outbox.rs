@@ -5,7 +5,7 @@
 //! invoice message's invoice).
 
 use super::members::{pg_args, sqlite_args};
-use super::{AnyStore, StoreError};
+use super::{AnyStore, DbContext as _, StoreError};
 use crate::deliver::payload::{Customer, Invoice};
 use crate::segment::Query;
 use chrono::{DateTime, Utc};
@@ -177,7 +177,7 @@ macro_rules! by_ids {
                     for id in chunk {
                         q = q.bind(id);
                     }
-                    for row in q.fetch_all(&s.pool).await? {
+                    for row in q.fetch_all(&s.pool).await.db("reading rows by id")? {
                         $decode!(row);
                     }
                 }
@@ -186,7 +186,8 @@ macro_rules! by_ids {
                 for row in sqlx::query(AssertSqlSafe($pg_sql))
                     .bind($ids)
                     .fetch_all(&s.pool)
-                    .await?
+                    .await
+                    .db("reading rows by id")?
                 {
                     $decode!(row);
                 }
@@ -244,38 +245,45 @@ macro_rules! insert_run {
 macro_rules! decode_claimed {
     ($row:expr) => {{
         let row = $row;
-        let ids: String = row.try_get(4)?;
-        let attempts: i64 = row.try_get(6)?;
-        Claimed {
-            id: row.try_get(0)?,
-            key: row.try_get(1)?,
-            communication: row.try_get(2)?,
-            customer_id: row.try_get(3)?,
-            invoice_ids: invoice_ids(&ids),
-            occurred_at: row.try_get(5)?,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        }
+        // A row that does not decode (a column of another type) fails the read.
+        (|| -> Result<Claimed, sqlx::Error> {
+            let ids: String = row.try_get(4)?;
+            let attempts: i64 = row.try_get(6)?;
+            Ok(Claimed {
+                id: row.try_get(0)?,
+                key: row.try_get(1)?,
+                communication: row.try_get(2)?,
+                customer_id: row.try_get(3)?,
+                invoice_ids: invoice_ids(&ids),
+                occurred_at: row.try_get(5)?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            })
+        })()
+        .db("reading claimed deliveries")?
     }};
 }
 
 macro_rules! decode_delivery {
     ($row:expr) => {{
         let row = $row;
-        let ids: String = row.try_get(5)?;
-        Delivery {
-            id: row.try_get(0)?,
-            idempotency_key: row.try_get(1)?,
-            communication: row.try_get(2)?,
-            channel: row.try_get(3)?,
-            customer_id: row.try_get(4)?,
-            invoice_ids: invoice_ids(&ids),
-            status: row.try_get(6)?,
-            attempts: row.try_get(7)?,
-            next_attempt_at: row.try_get(8)?,
-            last_error: row.try_get(9)?,
-            created_at: row.try_get(10)?,
-            sent_at: row.try_get(11)?,
-        }
+        (|| -> Result<Delivery, sqlx::Error> {
+            let ids: String = row.try_get(5)?;
+            Ok(Delivery {
+                id: row.try_get(0)?,
+                idempotency_key: row.try_get(1)?,
+                communication: row.try_get(2)?,
+                channel: row.try_get(3)?,
+                customer_id: row.try_get(4)?,
+                invoice_ids: invoice_ids(&ids),
+                status: row.try_get(6)?,
+                attempts: row.try_get(7)?,
+                next_attempt_at: row.try_get(8)?,
+                last_error: row.try_get(9)?,
+                created_at: row.try_get(10)?,
+                sent_at: row.try_get(11)?,
+            })
+        })()
+        .db("reading deliveries")?
     }};
 }
 
@@ -298,24 +306,33 @@ impl AnyStore {
         let _turn = enqueue_turn(&run.communication).lock().await;
         macro_rules! body {
             ($pool:expr, $begin:expr, $serialise:expr, $args:path, $bound:expr) => {{
-                let mut tx = $pool.begin_with($begin).await?;
+                let mut tx = $pool.begin_with($begin).await.db("enqueueing a run")?;
                 if let Some(sql) = $serialise {
                     sqlx::query(sql)
                         .bind(&run.communication)
                         .execute(&mut *tx)
-                        .await?;
+                        .await
+                        .db("enqueueing a run")?;
                 }
                 let now = Utc::now();
                 let seq = insert_run!(run, now, RunStatus::Enqueued.as_str(), None::<&str>)
                     .fetch_one(&mut *tx)
-                    .await?;
-                let first: i64 = sqlx::query_scalar($bound).fetch_one(&mut *tx).await?;
+                    .await
+                    .db("enqueueing a run")?;
+                let first: i64 = sqlx::query_scalar($bound)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .db("enqueueing a run")?;
                 let written =
                     sqlx::query_with(AssertSqlSafe(enqueue.sql.clone()), $args(&enqueue.binds)?)
                         .execute(&mut *tx)
-                        .await?
+                        .await
+                        .db("enqueueing a run")?
                         .rows_affected();
-                let last: i64 = sqlx::query_scalar($bound).fetch_one(&mut *tx).await?;
+                let last: i64 = sqlx::query_scalar($bound)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .db("enqueueing a run")?;
                 let n = if one_per_recipient {
                     written
                 } else {
@@ -327,7 +344,8 @@ impl AnyStore {
                     .bind(last)
                     .bind(seq)
                     .fetch_one(&mut *tx)
-                    .await?;
+                    .await
+                    .db("enqueueing a run")?;
                     u64::try_from(n).unwrap_or(0)
                 };
                 let held = max_recipients.is_some_and(|m| n > m);
@@ -337,7 +355,8 @@ impl AnyStore {
                         .bind(last)
                         .bind(seq)
                         .execute(&mut *tx)
-                        .await?;
+                        .await
+                        .db("enqueueing a run")?;
                 }
                 let (status, enqueued) = if held {
                     (RunStatus::Held, 0)
@@ -357,8 +376,9 @@ impl AnyStore {
                 .bind(last)
                 .bind(fresh_from)
                 .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
+                .await
+                .db("enqueueing a run")?;
+                tx.commit().await.db("enqueueing a run")?;
                 Ok(RunResult {
                     status,
                     recipients: n,
@@ -403,7 +423,7 @@ impl AnyStore {
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
     pub async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
         let now = Utc::now();
-        with_pool!(self, pool => insert_run!(run, now, "failed", Some(error)).fetch_one(pool).await?);
+        with_pool!(self, pool => insert_run!(run, now, "failed", Some(error)).fetch_one(pool).await.db("recording a failed run")?);
         Ok(())
     }
 
@@ -473,7 +493,7 @@ impl AnyStore {
                             .bind(left(ids.len()))
                             .bind(now)
                             .fetch_all($exec)
-                            .await?,
+                            .await.db("claiming deliveries")?,
                     );
                 }
                 if left(ids.len()) > 0 {
@@ -482,7 +502,7 @@ impl AnyStore {
                         Some(r) => q.bind(r),
                         None => q,
                     };
-                    for (seq, from, last) in q.fetch_all($exec).await? {
+                    for (seq, from, last) in q.fetch_all($exec).await.db("claiming deliveries")? {
                         if left(ids.len()) <= 0 {
                             break;
                         }
@@ -495,7 +515,7 @@ impl AnyStore {
                                 .bind(last)
                                 .bind(seq)
                                 .fetch_all($exec)
-                                .await?,
+                                .await.db("claiming deliveries")?,
                         );
                         sqlx::query(concat!(
                             "UPDATE segd_trigger_runs SET fresh_from = (SELECT id FROM segd_outbox WHERE ",
@@ -508,7 +528,7 @@ impl AnyStore {
                         .bind(last)
                         .bind(seq)
                         .execute($exec)
-                        .await?;
+                        .await.db("claiming deliveries")?;
                     }
                 }
                 ids
@@ -516,9 +536,13 @@ impl AnyStore {
         }
         let ids = match self {
             AnyStore::Sqlite(s) => {
-                let mut tx = s.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = s
+                    .pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .db("claiming deliveries")?;
                 let ids = take!(&mut *tx);
-                tx.commit().await?;
+                tx.commit().await.db("claiming deliveries")?;
                 ids
             }
             AnyStore::Postgres(s) => take!(&s.pool),
@@ -543,7 +567,7 @@ impl AnyStore {
     /// Extends the lease of every row `me` is sending.
     pub async fn renew(&self, me: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
         let sql = "UPDATE segd_outbox SET claimed_until = $1 WHERE claimed_by = $2 AND status = 'sending'";
-        with_pool!(self, pool => sqlx::query(sql).bind(until).bind(me).execute(pool).await?.rows_affected());
+        with_pool!(self, pool => sqlx::query(sql).bind(until).bind(me).execute(pool).await.db("renewing the delivery lease")?.rows_affected());
         Ok(())
     }
 
@@ -566,7 +590,9 @@ impl AnyStore {
                     for id in chunk {
                         q = q.bind(id);
                     }
-                    q.execute(&s.pool).await?;
+                    q.execute(&s.pool)
+                        .await
+                        .db("releasing claimed deliveries")?;
                 }
             }
             AnyStore::Postgres(s) => {
@@ -575,7 +601,8 @@ impl AnyStore {
                     .bind(now)
                     .bind(ids)
                     .execute(&s.pool)
-                    .await?;
+                    .await
+                    .db("releasing claimed deliveries")?;
             }
         }
         Ok(())
@@ -587,7 +614,7 @@ impl AnyStore {
         let now = Utc::now();
         macro_rules! body {
             ($pool:expr, $begin:expr) => {{
-                let mut tx = $pool.begin_with($begin).await?;
+                let mut tx = $pool.begin_with($begin).await.db("recording delivery outcomes")?;
                 for (id, mark) in marks {
                     let (status, next, error): (&str, Option<DateTime<Utc>>, Option<&str>) = match mark {
                         Mark::Sent => ("sent", None, None),
@@ -608,9 +635,9 @@ impl AnyStore {
                     .bind(*id)
                     .bind(me)
                     .execute(&mut *tx)
-                    .await?;
+                    .await.db("recording delivery outcomes")?;
                 }
-                tx.commit().await?;
+                tx.commit().await.db("recording delivery outcomes")?;
             }};
         }
         match self {
@@ -629,17 +656,20 @@ impl AnyStore {
         macro_rules! decode {
             ($row:expr) => {{
                 let row = $row;
-                let custom: Option<String> = row.try_get(4)?;
-                out.push(Customer {
-                    id: row.try_get(0)?,
-                    name: row.try_get(1)?,
-                    email: row.try_get(2)?,
-                    country: row.try_get(3)?,
-                    custom_data: custom
-                        .and_then(|t| serde_json::from_str(&t).ok())
-                        .unwrap_or(serde_json::Value::Object(Default::default())),
-                    created_at: row.try_get(5)?,
-                });
+                let customer = || -> Result<Customer, sqlx::Error> {
+                    let custom: Option<String> = row.try_get(4)?;
+                    Ok(Customer {
+                        id: row.try_get(0)?,
+                        name: row.try_get(1)?,
+                        email: row.try_get(2)?,
+                        country: row.try_get(3)?,
+                        custom_data: custom
+                            .and_then(|t| serde_json::from_str(&t).ok())
+                            .unwrap_or(serde_json::Value::Object(Default::default())),
+                        created_at: row.try_get(5)?,
+                    })
+                };
+                out.push(customer().db("reading customers")?);
             }};
         }
         by_ids!(
@@ -663,15 +693,18 @@ impl AnyStore {
         macro_rules! decode {
             ($row:expr) => {{
                 let row = $row;
-                out.push(Invoice {
-                    id: row.try_get(0)?,
-                    number: row.try_get(1)?,
-                    status: row.try_get(2)?,
-                    amount_cents: row.try_get(3)?,
-                    currency: row.try_get(4)?,
-                    due_date: row.try_get(5)?,
-                    created_at: row.try_get(6)?,
-                });
+                let invoice = || -> Result<Invoice, sqlx::Error> {
+                    Ok(Invoice {
+                        id: row.try_get(0)?,
+                        number: row.try_get(1)?,
+                        status: row.try_get(2)?,
+                        amount_cents: row.try_get(3)?,
+                        currency: row.try_get(4)?,
+                        due_date: row.try_get(5)?,
+                        created_at: row.try_get(6)?,
+                    })
+                };
+                out.push(invoice().db("reading invoices")?);
             }};
         }
         by_ids!(
@@ -718,7 +751,7 @@ impl AnyStore {
                 .bind(&f.run_id)
                 .bind(limit)
                 .fetch_all(pool)
-                .await?;
+                .await.db("listing deliveries")?;
             for row in rows {
                 out.push(decode_delivery!(row));
             }
@@ -751,7 +784,7 @@ impl AnyStore {
                     .bind(now)
                     .bind(row)
                     .execute(pool)
-                    .await?
+                    .await.db("re-queueing deliveries")?
                     .rows_affected())
                 }
                 Err(_) => {
@@ -761,7 +794,7 @@ impl AnyStore {
                         .bind(id)
                         .bind(&run)
                         .execute(pool)
-                        .await?
+                        .await.db("re-queueing deliveries")?
                         .rows_affected())
                 }
             };
@@ -781,7 +814,7 @@ impl AnyStore {
         Ok(with_pool!(self, pool => sqlx::query_scalar(sql)
             .bind(communication)
             .fetch_optional(pool)
-            .await?))
+            .await.db("reading the last scheduled run")?))
     }
 
     /// When a definition was last applied.
@@ -795,13 +828,15 @@ impl AnyStore {
             .bind(kind)
             .bind(name)
             .fetch_optional(pool)
-            .await?))
+            .await.db("reading when a definition was applied")?))
     }
 
     /// Outbox rows by status, for status and metrics.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT status, COUNT(*) FROM segd_outbox GROUP BY status ORDER BY status";
-        Ok(with_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?))
+        Ok(
+            with_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await.db("counting the outbox")?),
+        )
     }
 }
 

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend, for teams and for several daemons on one database.
 
-use super::{Held, StoreError, connect_error, pg_analyze_billing};
+use super::{DbContext as _, Held, StoreError, connect_error, pg_analyze_billing};
 use crate::config::redact_url;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions as _};
@@ -32,7 +32,8 @@ impl PgStore {
     pub(super) async fn analyze_billing(&self) -> Result<(), StoreError> {
         sqlx::query(AssertSqlSafe(pg_analyze_billing()))
             .execute(&self.pool)
-            .await?;
+            .await
+            .db("analyzing the billing tables")?;
         Ok(())
     }
 }
@@ -46,8 +47,11 @@ const APPLY_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended('segd:app
 impl PgStore {
     /// The apply lock on a connection of its own, if no one holds it.
     async fn try_lock(&self) -> Result<Option<Held>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let taken: bool = sqlx::query_scalar(APPLY_LOCK).fetch_one(&mut *conn).await?;
+        let mut conn = self.pool.acquire().await.db("taking the apply lock")?;
+        let taken: bool = sqlx::query_scalar(APPLY_LOCK)
+            .fetch_one(&mut *conn)
+            .await
+            .db("taking the apply lock")?;
         if !taken {
             return Ok(None);
         }
@@ -58,7 +62,10 @@ impl PgStore {
 
     async fn release(&self, held: Held) -> Result<(), StoreError> {
         if let Held::Postgres(mut conn) = held {
-            sqlx::query(APPLY_UNLOCK).execute(&mut *conn).await?;
+            sqlx::query(APPLY_UNLOCK)
+                .execute(&mut *conn)
+                .await
+                .db("releasing the apply lock")?;
         }
         Ok(())
     }
@@ -66,7 +73,7 @@ impl PgStore {
 
 /// The query parameters sqlx reads from a `postgres://` URL (besides
 /// `options[NAME]`); sqlx logs the value of any other at WARN.
-const KNOWN_PARAMS: &[&str] = &[
+pub(super) const KNOWN_PARAMS: &[&str] = &[
     "sslmode",
     "ssl-mode",
     "sslrootcert",
@@ -92,18 +99,17 @@ const KNOWN_PARAMS: &[&str] = &[
 /// value, which may be a secret such as `sslpassword`). Every PostgreSQL
 /// connection segd makes starts here.
 fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
-    let refuse = |reason: String| StoreError::Connect {
+    let parsed = url::Url::parse(url).map_err(|source| StoreError::BadUrl {
         url: redact_url(url),
-        reason,
-    };
-    let parsed = url::Url::parse(url).map_err(|e| refuse(format!("invalid URL: {e}")))?;
+        source,
+    })?;
     let known =
         |k: &str| KNOWN_PARAMS.contains(&k) || k.starts_with("options[") && k.ends_with(']');
     if let Some((key, _)) = parsed.query_pairs().find(|(k, _)| !known(k)) {
-        return Err(refuse(format!(
-            "unknown connection parameter `{key}`; known: {}, options[NAME]",
-            KNOWN_PARAMS.join(", ")
-        )));
+        return Err(StoreError::UnknownParameter {
+            url: redact_url(url),
+            key: key.into_owned(),
+        });
     }
     PgConnectOptions::from_url(&parsed).map_err(|e| connect_error(e, url))
 }

@@ -1,6 +1,6 @@
 //! The embedded SQLite backend.
 
-use super::{Held, SQLITE_OPTIMIZE, StoreError, connect_error};
+use super::{DbContext as _, Held, SQLITE_OPTIMIZE, StoreError, connect_error};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -45,7 +45,10 @@ impl SqliteStore {
 
     /// Analyzes the tables whose statistics are missing or stale (see [`SQLITE_OPTIMIZE`]).
     pub(super) async fn optimize(&self) -> Result<(), StoreError> {
-        sqlx::query(SQLITE_OPTIMIZE).execute(&self.pool).await?;
+        sqlx::query(SQLITE_OPTIMIZE)
+            .execute(&self.pool)
+            .await
+            .db("refreshing the planner statistics")?;
         Ok(())
     }
 
@@ -58,7 +61,7 @@ impl SqliteStore {
         };
         let error = |e: std::io::Error| StoreError::LockFile {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source: e,
         };
         // Read-only when it exists: flock needs no write access, so another
         // user who may write the database may take the lock too.
