@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod demo;
 pub mod diag;
+pub mod error;
 pub mod model;
 pub mod plan;
 pub mod schedule;

@@ -16,8 +16,8 @@ fn main() -> ExitCode {
     match runtime.block_on(segd::cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            segd::cli::exit::usage()
+            segd::cli::report(&e);
+            e.exit_code()
         }
     }
 }

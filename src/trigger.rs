@@ -2,6 +2,7 @@
 //! rules, and write every intended delivery into the outbox in one transaction.
 //! Sending is the delivery worker's job.
 
+use crate::deliver::DeliverError;
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
 use crate::plan::{Applied, Kind};
@@ -20,8 +21,8 @@ pub enum TriggerError {
     #[error("communication `{0}` names segment `{1}`, which is not applied")]
     NoSegment(String, String),
     /// The run was recorded as failed (e.g. its webhook secret is missing).
-    #[error("communication `{0}` failed: {1}")]
-    Failed(String, String),
+    #[error("communication `{0}` failed")]
+    Failed(String, #[source] DeliverError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -162,7 +163,9 @@ pub async fn enqueue(
     if let Delivery::Webhook(w) = &c.delivery
         && let Err(e) = Signer::from_env(&w.secret_env, env)
     {
-        store.record_failed_run(&prepared.run, &e).await?;
+        store
+            .record_failed_run(&prepared.run, &crate::error::chain(&e))
+            .await?;
         return Err(TriggerError::Failed(c.name.to_string(), e));
     }
     let spec = prepared.spec();

@@ -1,9 +1,7 @@
-use super::context::{
-    database_url, file_settings, git_commit, holder, report, valid_tree, with_store,
-};
+use super::context::{database_url, file_settings, git_commit, holder, valid_tree, with_store};
 use super::impact::{impacts, over_limit, parse_pct};
 use super::segment::parse_at;
-use super::{Global, exit};
+use super::{CliError, Global, exit};
 use crate::plan::{self, Impacts, Plan, render};
 use crate::source::{Capped, read_capped};
 use crate::store::{AnyStore, ApplyRecord, Store};
@@ -43,7 +41,7 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| e.to_string())
 }
 
-pub async fn run(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, CliError> {
     // A saved plan needs no definitions; otherwise they must all be valid.
     let (saved, settings, desired) = match &args.plan {
         Some(path) => {
@@ -54,28 +52,30 @@ pub async fn run(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
                     Capped::Moved(to) => format!("it moved to {}", to.display()),
                     Capped::Io(e) => e.to_string(),
                 };
-                anyhow::anyhow!("cannot read the plan {}: {why}", path.display())
+                CliError::ReadPlan {
+                    path: path.clone(),
+                    why,
+                }
             })?;
-            let doc: render::PlanDocument = serde_json::from_slice(&text)
-                .map_err(|e| anyhow::anyhow!("{} is not a segd plan: {e}", path.display()))?;
+            let doc: render::PlanDocument =
+                serde_json::from_slice(&text).map_err(|source| CliError::NotAPlan {
+                    path: path.clone(),
+                    source,
+                })?;
             if doc.format_version != render::FORMAT_VERSION {
-                anyhow::bail!(
-                    "{} is a plan of format {}, this segd reads format {}",
-                    path.display(),
-                    doc.format_version,
-                    render::FORMAT_VERSION
-                );
+                return Err(CliError::PlanFormat {
+                    path: path.clone(),
+                    found: doc.format_version,
+                    reads: render::FORMAT_VERSION,
+                });
             }
             (Some(doc.into_plan()), file_settings(global)?, None)
         }
-        None => match valid_tree(global)? {
-            Ok(o) => (
-                None,
-                o.settings,
-                Some(plan::desired(&o.definitions, &o.templates)),
-            ),
-            Err(code) => return Ok(code),
-        },
+        None => {
+            let o = valid_tree(global)?;
+            let desired = plan::desired(&o.definitions, &o.templates);
+            (None, o.settings, Some(desired))
+        }
     };
     with_store(&database_url(global, &settings), async |store| {
         under_lock(global, &args, store, saved, desired).await
@@ -90,11 +90,8 @@ async fn under_lock(
     store: &AnyStore,
     saved: Option<(Plan, Impacts)>,
     desired: Option<Vec<plan::Definition>>,
-) -> anyhow::Result<ExitCode> {
-    let lock = match store.lock(&holder(), args.lock_timeout).await {
-        Ok(lock) => lock,
-        Err(e) => return Ok(report(&e)),
-    };
+) -> Result<ExitCode, CliError> {
+    let lock = store.lock(&holder(), args.lock_timeout).await?;
     let result = locked(global, args, store, saved, desired).await;
     store.unlock(lock).await;
     result
@@ -107,21 +104,16 @@ async fn locked(
     store: &AnyStore,
     saved: Option<(Plan, Impacts)>,
     desired: Option<Vec<plan::Definition>>,
-) -> anyhow::Result<ExitCode> {
+) -> Result<ExitCode, CliError> {
     let (plan, impacts) = match (saved, desired) {
         (Some(p), _) => p,
         (None, desired) => {
             let desired = desired.unwrap_or_default();
-            let applied = match store.applied().await {
-                Ok(applied) => applied,
-                Err(e) => return Ok(report(&e)),
-            };
+            let applied = store.applied().await?;
             let plan = plan::diff(&desired, &applied);
             let at = args.at.unwrap_or_else(chrono::Utc::now);
-            match impacts(store, &plan, &applied.rows, &desired, at).await {
-                Ok(i) => (plan, i),
-                Err(e) => return Ok(report(&e)),
-            }
+            let impacts = impacts(store, &plan, &applied.rows, &desired, at).await?;
+            (plan, impacts)
         }
     };
     let color = global.color.stdout();
@@ -133,40 +125,39 @@ async fn locked(
     if let Some(max) = args.max_change {
         let over = over_limit(&plan, &impacts, max);
         if !over.is_empty() {
-            for o in &over {
-                eprintln!("error: {o} changes by more than --max-change {max}%");
-            }
-            eprintln!("error: nothing was changed");
-            return Ok(exit::problem());
+            return Err(CliError::Refused(
+                over.iter()
+                    .map(|o| format!("{o} changes by more than --max-change {max}%"))
+                    .collect(),
+            ));
         }
     }
     let blocked = plan.blocked(&args.allow_delete);
     if !blocked.is_empty() {
-        for c in &blocked {
-            eprintln!(
-                "error: {} `{}` is protected; deleting it needs `--allow-delete {}`",
-                c.kind.as_str(),
-                c.name,
-                c.name
-            );
-        }
-        eprintln!("error: nothing was changed");
-        return Ok(exit::problem());
+        return Err(CliError::Refused(
+            blocked
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} `{}` is protected; deleting it needs `--allow-delete {}`",
+                        c.kind.as_str(),
+                        c.name,
+                        c.name
+                    )
+                })
+                .collect(),
+        ));
     }
     if args.plan.is_none() && !args.auto_approve {
         if !std::io::stdin().is_terminal() {
-            eprintln!(
-                "error: refusing to apply without confirmation: pass --auto-approve, or run on a terminal"
-            );
-            return Ok(exit::usage());
+            return Err(CliError::NeedsConfirmation);
         }
         print!("\nApply these changes? Only 'yes' will be accepted: ");
         std::io::stdout().flush()?;
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
         if answer.trim() != "yes" {
-            eprintln!("Apply cancelled; nothing was changed.");
-            return Ok(exit::problem());
+            return Err(CliError::Cancelled);
         }
     }
     let record = ApplyRecord {
@@ -175,23 +166,21 @@ async fn locked(
         summary: render::summary_line(&plan),
         plan: render::json(&plan, &impacts),
     };
-    match store.apply(&plan, &record).await {
-        Ok(()) => {
-            if let Err(e) = store.index_custom_data(&plan).await {
-                eprintln!("warning: indexing custom_data keys failed: {e}");
-            }
-            println!(
-                "Apply complete: {} created, {} updated, {} deleted.",
-                plan.count(plan::Action::Create),
-                plan.count(plan::Action::Update),
-                plan.count(plan::Action::Delete)
-            );
-            Ok(exit::ok())
-        }
-        Err(e) => {
-            let code = report(&e);
-            eprintln!("error: the apply was rolled back; nothing was changed");
-            Ok(code)
-        }
+    store
+        .apply(&plan, &record)
+        .await
+        .map_err(CliError::ApplyFailed)?;
+    if let Err(e) = store.index_custom_data(&plan).await {
+        eprintln!(
+            "warning: indexing custom_data keys failed: {}",
+            crate::error::chain(&e)
+        );
     }
+    println!(
+        "Apply complete: {} created, {} updated, {} deleted.",
+        plan.count(plan::Action::Create),
+        plan.count(plan::Action::Update),
+        plan.count(plan::Action::Delete)
+    );
+    Ok(exit::ok())
 }

@@ -1,17 +1,17 @@
 //! What several commands share: reading and validating the tree, resolving the
-//! database URL, opening the store, and mapping errors to exit codes.
+//! database URL and opening the store.
 
-use super::{Global, exit};
+use super::{CliError, Global};
 use crate::diag;
 use crate::source::{FsTemplates, load_settings, load_tree};
-use crate::store::{AnyStore, StoreError, connect};
+use crate::store::{AnyStore, connect};
 use crate::validate::{Outcome, validate};
 use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Reads and validates the tree; when invalid, prints the diagnostics to stderr
-/// and returns the exit code to stop with.
-pub fn valid_tree(global: &Global) -> anyhow::Result<Result<Outcome, ExitCode>> {
+/// and fails with [`CliError::InvalidDefinitions`].
+pub fn valid_tree(global: &Global) -> Result<Outcome, CliError> {
     let tree = load_tree(&global.dir)?;
     let outcome = validate(&tree, &FsTemplates::of(&global.dir, &tree));
     let errors = outcome.errors();
@@ -19,14 +19,14 @@ pub fn valid_tree(global: &Global) -> anyhow::Result<Result<Outcome, ExitCode>> 
         std::io::stderr().write_all(diag::render_text(&outcome.diagnostics).as_bytes())?;
     }
     if errors > 0 {
-        eprintln!("error: {errors} invalid definition(s); nothing was changed");
-        return Ok(Err(exit::problem()));
+        return Err(CliError::InvalidDefinitions(errors));
     }
-    Ok(Ok(outcome))
+    Ok(outcome)
 }
 
-/// The settings file's view of the tree, for commands that do not need valid definitions.
-pub fn file_settings(global: &Global) -> anyhow::Result<crate::config::FileSettings> {
+/// The settings file's view of the tree, for commands that do not need valid
+/// definitions; when segd.toml is invalid, prints its diagnostics to stderr.
+pub fn file_settings(global: &Global) -> Result<crate::config::FileSettings, CliError> {
     let only_settings = crate::validate::Tree {
         settings: load_settings(&global.dir)?,
         ..Default::default()
@@ -44,10 +44,8 @@ pub fn file_settings(global: &Global) -> anyhow::Result<crate::config::FileSetti
         None => Default::default(),
     };
     if diags.iter().any(diag::Diagnostic::is_error) {
-        anyhow::bail!(
-            "invalid segd.toml:\n{}",
-            diag::render_text(&diags).trim_end()
-        );
+        std::io::stderr().write_all(diag::render_text(&diags).as_bytes())?;
+        return Err(CliError::InvalidSettings);
     }
     Ok(settings)
 }
@@ -60,33 +58,16 @@ pub fn database_url(global: &Global, settings: &crate::config::FileSettings) -> 
     )
 }
 
-pub async fn open(url: &str) -> Result<AnyStore, ExitCode> {
-    connect(url).await.map_err(|e| report(&e))
-}
-
 /// Opens the store, runs `f` on it, and closes it cleanly (so SQLite folds its
 /// write-ahead log back into the database file).
 pub async fn with_store(
     url: &str,
-    f: impl AsyncFnOnce(&AnyStore) -> anyhow::Result<ExitCode>,
-) -> anyhow::Result<ExitCode> {
-    let store = match open(url).await {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    f: impl AsyncFnOnce(&AnyStore) -> Result<ExitCode, CliError>,
+) -> Result<ExitCode, CliError> {
+    let store = connect(url).await?;
     let result = f(&store).await;
     store.close().await;
     result
-}
-
-/// Prints a store error and gives its exit code: 2 for the environment, 1 otherwise.
-pub fn report(e: &StoreError) -> ExitCode {
-    eprintln!("error: {e}");
-    if e.is_environment() {
-        exit::usage()
-    } else {
-        exit::problem()
-    }
 }
 
 /// Who is running this, for the apply lock and history: `user@host (pid N)`.
@@ -124,9 +105,9 @@ pub fn env_var(name: &str) -> Option<String> {
 pub fn delivery_config(
     global: &Global,
     settings: &crate::config::FileSettings,
-) -> anyhow::Result<crate::config::DeliveryConfig> {
+) -> Result<crate::config::DeliveryConfig, CliError> {
     let config =
-        crate::config::delivery(settings, &global.dir, &env_var).map_err(|e| anyhow::anyhow!(e))?;
+        crate::config::delivery(settings, &global.dir, &env_var).map_err(CliError::Setting)?;
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }

@@ -1,5 +1,5 @@
-use super::context::{database_url, delivery_config, file_settings, git_commit, holder, open};
-use super::{Global, exit};
+use super::context::{database_url, delivery_config, file_settings, git_commit, holder};
+use super::{CliError, Global, exit};
 use crate::daemon::{Env, Options, run as run_daemon};
 use crate::demo::{DemoSpec, Generator};
 use crate::model::Duration;
@@ -66,19 +66,19 @@ fn setting<T>(
     env: &str,
     file: Option<T>,
     parse: impl Fn(&str) -> Result<T, String>,
-) -> anyhow::Result<Option<T>> {
+) -> Result<Option<T>, CliError> {
     if flag.is_some() {
         return Ok(flag);
     }
     match std::env::var(env).ok().filter(|v| !v.trim().is_empty()) {
         Some(v) => parse(v.trim())
             .map(Some)
-            .map_err(|why| anyhow::anyhow!("{env}: invalid value `{v}`: {why}")),
+            .map_err(|why| CliError::Setting(format!("{env}: invalid value `{v}`: {why}"))),
         None => Ok(file),
     }
 }
 
-pub async fn run(global: &Global, args: DaemonArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: DaemonArgs) -> Result<ExitCode, CliError> {
     init_tracing(global, args.log_format);
     let settings = file_settings(global)?;
     let listen = setting(args.listen, "SEGD_LISTEN", settings.listen, |s| {
@@ -90,10 +90,7 @@ pub async fn run(global: &Global, args: DaemonArgs) -> anyhow::Result<ExitCode> 
         .map_or(std::time::Duration::from_secs(60), Duration::std);
     let delivery = delivery_config(global, &settings)?;
     let url = database_url(global, &settings);
-    let store = match open(&url).await {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let store = crate::store::connect(&url).await?;
     let mut env: Arc<Env> = Arc::new(|k: &str| std::env::var(k).ok());
     if args.demo {
         demo_data(&store).await?;
@@ -175,19 +172,19 @@ fn spawn_signals(shutdown: CancellationToken) {
     });
 }
 
-async fn demo_data(store: &AnyStore) -> anyhow::Result<()> {
+async fn demo_data(store: &AnyStore) -> Result<(), CliError> {
     let spec = DemoSpec {
         seed: 1,
         customers: 10_000,
         today: chrono::Utc::now().date_naive(),
     };
-    let generator = Generator::new(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let generator = Generator::new(spec)?;
     match load_demo(store, generator, Existing::Refuse, |_| {}).await {
         Ok(rows) => println!("segd demo: loaded demo billing data: {rows}"),
         Err(LoadError::NotEmpty { customers }) => {
             println!("segd demo: the database already holds {customers} customers; using them")
         }
-        Err(e) => anyhow::bail!("loading demo data failed: {e}"),
+        Err(e) => return Err(CliError::DemoData(e)),
     }
     Ok(())
 }

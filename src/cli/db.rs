@@ -1,5 +1,5 @@
 use super::context::{database_url, file_settings, with_store};
-use super::{Global, exit};
+use super::{CliError, Global, exit};
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 
@@ -16,7 +16,7 @@ pub enum DbCommand {
     Migrate,
 }
 
-pub async fn run(global: &Global, args: DbArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: DbArgs) -> Result<ExitCode, CliError> {
     match args.command {
         DbCommand::Migrate => {
             let url = database_url(global, &file_settings(global)?);

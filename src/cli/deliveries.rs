@@ -1,5 +1,5 @@
-use super::context::{database_url, file_settings, report, with_store};
-use super::{Global, exit};
+use super::context::{database_url, file_settings, with_store};
+use super::{CliError, Global, exit};
 use crate::store::outbox::DeliveryFilter;
 use clap::{Args, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -37,21 +37,17 @@ pub enum DeliveriesCommand {
     },
 }
 
-pub async fn run(global: &Global, args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliError> {
     let settings = file_settings(global)?;
     with_store(&database_url(global, &settings), async |store| {
         if let Some(DeliveriesCommand::Retry { ids }) = &args.command {
-            return match store.retry_deliveries(ids).await {
-                Ok(n) => {
-                    println!("re-queued {n} of {} deliveries", ids.len());
-                    Ok(if n as usize == ids.len() {
-                        exit::ok()
-                    } else {
-                        exit::problem()
-                    })
-                }
-                Err(e) => Ok(report(&e)),
-            };
+            let n = store.retry_deliveries(ids).await?;
+            println!("re-queued {n} of {} deliveries", ids.len());
+            return Ok(if n as usize == ids.len() {
+                exit::ok()
+            } else {
+                exit::problem()
+            });
         }
         let filter = DeliveryFilter {
             communication: args.communication.clone(),
@@ -59,10 +55,7 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> anyhow::Result<ExitCo
             run_id: None,
             limit: args.limit,
         };
-        let rows = match store.deliveries(&filter).await {
-            Ok(r) => r,
-            Err(e) => return Ok(report(&e)),
-        };
+        let rows = store.deliveries(&filter).await?;
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
             Format::Text => {

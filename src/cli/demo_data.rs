@@ -1,5 +1,5 @@
-use super::context::{database_url, file_settings, open, report};
-use super::{Global, exit};
+use super::context::{database_url, file_settings};
+use super::{CliError, Global, exit};
 use crate::demo::{DemoSpec, Generator};
 use crate::store::billing::{self, Existing, LoadError, Progress};
 use clap::Args;
@@ -40,7 +40,7 @@ pub struct DemoDataArgs {
     pub replace: bool,
 }
 
-pub async fn run(global: &Global, args: DemoDataArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: DemoDataArgs) -> Result<ExitCode, CliError> {
     let spec = DemoSpec {
         seed: args.seed,
         customers: args.customers,
@@ -48,18 +48,9 @@ pub async fn run(global: &Global, args: DemoDataArgs) -> anyhow::Result<ExitCode
             .today
             .unwrap_or_else(|| chrono::Utc::now().date_naive()),
     };
-    let generator = match Generator::new(spec) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: --today: {e}");
-            return Ok(exit::usage());
-        }
-    };
+    let generator = Generator::new(spec).map_err(CliError::Today)?;
     let url = database_url(global, &file_settings(global)?);
-    let store = match open(&url).await {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let store = crate::store::connect(&url).await?;
 
     let bar =
         (!global.quiet && std::io::stderr().is_terminal()).then(|| progress_bar(spec.customers));
@@ -81,26 +72,18 @@ pub async fn run(global: &Global, args: DemoDataArgs) -> anyhow::Result<ExitCode
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    match result {
-        Ok(rows) => {
-            println!(
-                "Loaded {} rows in {:.1} s: {rows} (seed {}, today {}).",
-                rows.total(),
-                started.elapsed().as_secs_f64(),
-                spec.seed,
-                spec.today
-            );
-            Ok(exit::ok())
-        }
-        Err(LoadError::NotEmpty { customers }) => {
-            eprintln!(
-                "error: the billing tables are not empty ({customers} customers); nothing was changed. \
-                 Pass --replace to delete their rows and load the demo data instead."
-            );
-            Ok(exit::problem())
-        }
-        Err(LoadError::Store(e)) => Ok(report(&e)),
-    }
+    let rows = result.map_err(|e| match e {
+        LoadError::NotEmpty { customers } => CliError::NotEmpty { customers },
+        LoadError::Store(e) => CliError::Store(e),
+    })?;
+    println!(
+        "Loaded {} rows in {:.1} s: {rows} (seed {}, today {}).",
+        rows.total(),
+        started.elapsed().as_secs_f64(),
+        spec.seed,
+        spec.today
+    );
+    Ok(exit::ok())
 }
 
 fn progress_bar(customers: u64) -> indicatif::ProgressBar {

@@ -1,5 +1,5 @@
-use super::context::{database_url, file_settings, report, with_store};
-use super::{Global, exit};
+use super::context::{database_url, file_settings, with_store};
+use super::{CliError, Global, exit};
 use crate::plan::Kind;
 use crate::store::Store;
 use clap::Args;
@@ -32,7 +32,7 @@ fn target(kind: Kind, name: &str, source: &str) -> String {
     }
 }
 
-pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: ExportArgs) -> Result<ExitCode, CliError> {
     let settings = file_settings(global)?;
     with_store(&database_url(global, &settings), async |store| {
         export(store, &args).await
@@ -40,11 +40,8 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
     .await
 }
 
-async fn export(store: &crate::store::AnyStore, args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let applied = match store.applied().await {
-        Ok(a) => a,
-        Err(e) => return Ok(report(&e)),
-    };
+async fn export(store: &crate::store::AnyStore, args: &ExportArgs) -> Result<ExitCode, CliError> {
+    let applied = store.applied().await?;
     let mut written = std::collections::BTreeSet::new();
     for a in &applied.rows {
         let mut rel = target(a.def.kind, &a.def.name, &a.def.source);
@@ -68,11 +65,13 @@ async fn export(store: &crate::store::AnyStore, args: &ExportArgs) -> anyhow::Re
     Ok(exit::ok())
 }
 
-fn write(root: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
+fn write(root: &Path, rel: &str, text: &str) -> Result<(), CliError> {
     let path = root.join(rel);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|source| CliError::CreateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
-    std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    std::fs::write(&path, text).map_err(|source| CliError::Write { path, source })
 }

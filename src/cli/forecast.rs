@@ -1,6 +1,6 @@
-use super::context::{database_url, file_settings, report, with_store};
+use super::context::{database_url, file_settings, with_store};
 use super::segment::parse_at;
-use super::{Global, exit};
+use super::{CliError, Global, exit};
 use crate::model::Trigger;
 use crate::plan::Kind;
 use crate::schedule::next_after;
@@ -40,7 +40,7 @@ struct Row {
     messages: u64,
 }
 
-pub async fn run(global: &Global, args: ForecastArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: ForecastArgs) -> Result<ExitCode, CliError> {
     let settings = file_settings(global)?;
     with_store(&database_url(global, &settings), async |store| {
         forecast(&args, store).await
@@ -48,22 +48,19 @@ pub async fn run(global: &Global, args: ForecastArgs) -> anyhow::Result<ExitCode
     .await
 }
 
-async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitCode> {
+async fn forecast(args: &ForecastArgs, store: &AnyStore) -> Result<ExitCode, CliError> {
     let from = args.at.unwrap_or_else(Utc::now);
     // `--at` ends in 9999 and `--days` at 3650: both ends are representable.
     let (Some(until), Some(start)) = (
         from.checked_add_signed(chrono::TimeDelta::days(i64::from(args.days))),
         from.checked_sub_signed(chrono::TimeDelta::seconds(1)),
     ) else {
-        anyhow::bail!(
-            "--at {from} with --days {}: outside the calendar",
-            args.days
-        );
+        return Err(CliError::OutsideCalendar {
+            from,
+            days: args.days,
+        });
     };
-    let applied = match store.applied().await {
-        Ok(a) => a,
-        Err(e) => return Ok(report(&e)),
-    };
+    let applied = store.applied().await?;
     let mut rows = Vec::new();
     for a in applied
         .rows
@@ -90,10 +87,7 @@ async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitC
             };
             at = next;
             let prepared = prepare(&target, Occasion::Scheduled { at, late: false });
-            let (recipients, messages) = match estimate(store, &prepared).await {
-                Ok(x) => x,
-                Err(e) => return Ok(report(&e)),
-            };
+            let (recipients, messages) = estimate(store, &prepared).await?;
             rows.push(Row {
                 communication: a.def.name.clone(),
                 at,

@@ -7,6 +7,7 @@ mod daemon;
 mod db;
 mod deliveries;
 mod demo_data;
+mod error;
 mod export;
 mod forecast;
 mod impact;
@@ -15,6 +16,8 @@ mod schema;
 mod segment;
 mod trigger;
 mod validate;
+
+pub use error::{CliError, report};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -116,8 +119,9 @@ pub enum Command {
     Schema(schema::SchemaArgs),
 }
 
-/// Runs a parsed command line; the exit code follows SPEC §5.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs a parsed command line: the exit code of what the command found, or the
+/// error that stopped it (see [`CliError::exit_code`]).
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let global = &cli.global;
     match cli.command {
         Command::Validate(args) => validate::run(global, args),

@@ -1,7 +1,7 @@
-use super::context::{database_url, report, valid_tree, with_store};
+use super::context::{database_url, valid_tree, with_store};
 use super::impact::{impacts, over_limit, parse_pct};
 use super::segment::parse_at;
-use super::{Global, exit};
+use super::{CliError, Global, exit};
 use crate::plan::{self, render};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
@@ -34,15 +34,20 @@ pub struct PlanArgs {
     pub max_change: Option<f64>,
 }
 
-pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let outcome = match valid_tree(global)? {
-        Ok(o) => o,
-        Err(code) => return Ok(code),
-    };
-    with_store(&database_url(global, &outcome.settings), async |store| {
-        plan(global, &args, &outcome, store).await
-    })
-    .await
+pub async fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, CliError> {
+    let result = async {
+        let outcome = valid_tree(global)?;
+        with_store(&database_url(global, &outcome.settings), async |store| {
+            plan(global, &args, &outcome, store).await
+        })
+        .await
+    }
+    .await;
+    match result {
+        // 2 means changes: an error must not read as changes.
+        Err(e) if args.detailed_exitcode => Err(CliError::Detailed(Box::new(e))),
+        other => other,
+    }
 }
 
 async fn plan(
@@ -50,31 +55,26 @@ async fn plan(
     args: &PlanArgs,
     outcome: &crate::validate::Outcome,
     store: &crate::store::AnyStore,
-) -> anyhow::Result<ExitCode> {
-    let applied = match store.applied().await {
-        Ok(a) => a,
-        Err(e) => return Ok(report(&e)),
-    };
+) -> Result<ExitCode, CliError> {
+    let applied = store.applied().await?;
     let desired = plan::desired(&outcome.definitions, &outcome.templates);
     let plan = plan::diff(&desired, &applied);
     let at = args.at.unwrap_or_else(Utc::now);
-    let impacts = match impacts(store, &plan, &applied.rows, &desired, at).await {
-        Ok(i) => i,
-        Err(e) => return Ok(report(&e)),
-    };
+    let impacts = impacts(store, &plan, &applied.rows, &desired, at).await?;
     if let Some(path) = &args.out {
         let json = render::json(&plan, &impacts);
         // A saved plan is always one `segd apply FILE` reads.
         if json.len() as u64 > super::apply::MAX_PLAN_BYTES {
-            anyhow::bail!(
-                "--out {}: the plan is {} bytes, more than a saved plan may hold ({} MiB); apply without saving it",
-                path.display(),
-                json.len(),
-                super::apply::MAX_PLAN_BYTES >> 20
-            );
+            return Err(CliError::PlanTooLarge {
+                path: path.clone(),
+                bytes: json.len(),
+                mib: super::apply::MAX_PLAN_BYTES >> 20,
+            });
         }
-        std::fs::write(path, json)
-            .map_err(|e| anyhow::anyhow!("cannot write the plan to {}: {e}", path.display()))?;
+        std::fs::write(path, json).map_err(|source| CliError::Write {
+            path: path.clone(),
+            source,
+        })?;
     }
     match args.format {
         Format::Text => print!("{}", render::text(&plan, &impacts, global.color.stdout())),
@@ -92,10 +92,11 @@ async fn plan(
     if let Some(max) = args.max_change {
         let over = over_limit(&plan, &impacts, max);
         if !over.is_empty() {
-            for o in &over {
-                eprintln!("error: {o} changes by more than --max-change {max}%");
-            }
-            return Ok(exit::problem());
+            return Err(CliError::MaxChange(
+                over.iter()
+                    .map(|o| format!("{o} changes by more than --max-change {max}%"))
+                    .collect(),
+            ));
         }
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {

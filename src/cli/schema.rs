@@ -1,4 +1,4 @@
-use super::exit;
+use super::{CliError, exit};
 use crate::schema::{SchemaKind, schema};
 use clap::Args;
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ pub struct SchemaArgs {
     pub kind: SchemaKind,
 }
 
-pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: SchemaArgs) -> Result<ExitCode, CliError> {
     println!("{:#}", schema(args.kind));
     Ok(exit::ok())
 }

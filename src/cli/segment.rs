@@ -1,5 +1,5 @@
-use super::context::{database_url, file_settings, report, valid_tree, with_store};
-use super::{Global, exit};
+use super::context::{database_url, file_settings, valid_tree, with_store};
+use super::{CliError, Global, exit};
 use crate::model::{Name, Segment, parse_time};
 use crate::plan::Kind;
 use crate::segment::{Dialect, Select, compile};
@@ -76,24 +76,21 @@ pub fn dialect(store: &AnyStore) -> Dialect {
     }
 }
 
-pub async fn run(global: &Global, args: SegmentArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: SegmentArgs) -> Result<ExitCode, CliError> {
     let SegmentCommand::Members(args) = args.command;
     members(global, args).await
 }
 
-async fn members(global: &Global, args: MembersArgs) -> anyhow::Result<ExitCode> {
+async fn members(global: &Global, args: MembersArgs) -> Result<ExitCode, CliError> {
     let Ok(name) = Name::parse(&args.name) else {
-        eprintln!("error: `{}` is not a segment name", args.name);
-        return Ok(exit::usage());
+        return Err(CliError::NotASegmentName(args.name));
     };
     let (settings, from_files) = match args.from {
-        From::Files => match valid_tree(global)? {
-            Ok(o) => {
-                let seg = o.definitions.segments.get(&name).map(|s| s.def.clone());
-                (o.settings, Some(seg))
-            }
-            Err(code) => return Ok(code),
-        },
+        From::Files => {
+            let o = valid_tree(global)?;
+            let seg = o.definitions.segments.get(&name).map(|s| s.def.clone());
+            (o.settings, Some(seg))
+        }
         From::Db => (file_settings(global)?, None),
     };
     with_store(&database_url(global, &settings), async |store| {
@@ -107,25 +104,26 @@ async fn print_members(
     name: &Name,
     from_files: Option<Option<Segment>>,
     store: &AnyStore,
-) -> anyhow::Result<ExitCode> {
+) -> Result<ExitCode, CliError> {
     let segment: Option<Segment> = match from_files {
         Some(seg) => seg,
-        None => match store.applied().await {
-            Ok(applied) => applied
-                .rows
-                .iter()
-                .find(|a| a.def.kind == Kind::Segment && a.def.name == name.as_str())
-                .and_then(|a| crate::validate::stored_segment(&a.def.spec)),
-            Err(e) => return Ok(report(&e)),
-        },
+        None => store
+            .applied()
+            .await?
+            .rows
+            .iter()
+            .find(|a| a.def.kind == Kind::Segment && a.def.name == name.as_str())
+            .and_then(|a| crate::validate::stored_segment(&a.def.spec)),
     };
     let Some(segment) = segment else {
-        let where_ = match args.from {
+        let place = match args.from {
             From::Files => "in the definitions",
             From::Db => "among the applied definitions",
         };
-        eprintln!("error: no segment `{name}` {where_}");
-        return Ok(exit::problem());
+        return Err(CliError::NoSegment {
+            name: name.to_string(),
+            place,
+        });
     };
     let at = args.at.unwrap_or_else(Utc::now);
     let dialect = dialect(store);
@@ -136,22 +134,13 @@ async fn print_members(
     };
     let query = compile(&segment, dialect, at, select);
     if args.explain {
-        return match store.explain(&query).await {
-            Ok(plan) => {
-                plan.iter().for_each(|step| print!("{step}"));
-                Ok(exit::ok())
-            }
-            Err(e) => Ok(report(&e)),
-        };
+        let plan = store.explain(&query).await?;
+        plan.iter().for_each(|step| print!("{step}"));
+        return Ok(exit::ok());
     }
     if args.count {
-        return match store.count(&query).await {
-            Ok(n) => {
-                println!("{n}");
-                Ok(exit::ok())
-            }
-            Err(e) => Ok(report(&e)),
-        };
+        println!("{}", store.count(&query).await?);
+        return Ok(exit::ok());
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -189,8 +178,6 @@ async fn print_members(
         }
     };
     let _ = out.flush();
-    match result {
-        Ok(_) => Ok(exit::ok()),
-        Err(e) => Ok(report(&e)),
-    }
+    result?;
+    Ok(exit::ok())
 }

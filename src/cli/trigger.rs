@@ -1,7 +1,5 @@
-use super::context::{
-    database_url, delivery_config, env_var, file_settings, holder, report, with_store,
-};
-use super::{Global, exit};
+use super::context::{database_url, delivery_config, env_var, file_settings, holder, with_store};
+use super::{CliError, Global, exit};
 use crate::deliver::worker::{Tally, Worker};
 use crate::store::AnyStore;
 use crate::store::outbox::RunStatus;
@@ -22,7 +20,7 @@ pub struct TriggerArgs {
     pub allow_over_limit: bool,
 }
 
-pub async fn run(global: &Global, args: TriggerArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: TriggerArgs) -> Result<ExitCode, CliError> {
     let settings = file_settings(global)?;
     let config = delivery_config(global, &settings)?;
     with_store(&database_url(global, &settings), async |store| {
@@ -31,28 +29,15 @@ pub async fn run(global: &Global, args: TriggerArgs) -> anyhow::Result<ExitCode>
     .await
 }
 
-fn fail(e: TriggerError) -> ExitCode {
-    match e {
-        TriggerError::Store(e) => report(&e),
-        other => {
-            eprintln!("error: {other}");
-            exit::problem()
-        }
-    }
-}
-
 async fn trigger(
     global: &Global,
     args: &TriggerArgs,
     config: crate::config::DeliveryConfig,
     store: &AnyStore,
-) -> anyhow::Result<ExitCode> {
-    let target = match load_target(store, &args.name).await {
-        Ok(t) => t,
-        Err(e) => return Ok(fail(e)),
-    };
+) -> Result<ExitCode, CliError> {
+    let target = load_target(store, &args.name).await?;
     if !target.communication.enabled {
-        return Ok(fail(TriggerError::Disabled(args.name.clone())));
+        return Err(TriggerError::Disabled(args.name.clone()).into());
     }
     let prepared = prepare(&target, Occasion::Manual);
     if args.dry_run {
@@ -76,21 +61,13 @@ async fn trigger(
         })
         .await;
         let _ = out.flush();
-        return match messages {
-            Ok(n) => {
-                eprintln!(
-                    "dry run: `{}` would reach {customers} customer(s) about {n} invoice(s); nothing was written or sent",
-                    args.name
-                );
-                Ok(exit::ok())
-            }
-            Err(e) => Ok(report(&e)),
-        };
+        eprintln!(
+            "dry run: `{}` would reach {customers} customer(s) about {} invoice(s); nothing was written or sent",
+            args.name, messages?
+        );
+        return Ok(exit::ok());
     }
-    let result = match enqueue(store, &prepared, args.allow_over_limit, &env_var).await {
-        Ok(r) => r,
-        Err(e) => return Ok(fail(e)),
-    };
+    let result = enqueue(store, &prepared, args.allow_over_limit, &env_var).await?;
     if result.status == RunStatus::Held {
         eprintln!(
             "held: `{}` would reach {} customers, more than max_recipients = {}; nothing was sent. \
@@ -102,13 +79,7 @@ async fn trigger(
         );
         return Ok(exit::problem());
     }
-    let worker = match Worker::new(store, config, holder(), &env_var) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(exit::usage());
-        }
-    };
+    let worker = Worker::new(store, config, holder(), &env_var)?;
     let bar = progress(global, result.enqueued);
     let tally = worker
         .drain(
@@ -124,10 +95,7 @@ async fn trigger(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let tally = match tally {
-        Ok(t) => t,
-        Err(e) => return Ok(report(&e)),
-    };
+    let tally = tally?;
     println!(
         "{}: {} recipient(s), {} enqueued, {} sent, {} failed, {} retrying, {} dead (run {})",
         args.name,

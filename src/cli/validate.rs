@@ -1,4 +1,4 @@
-use super::{Global, exit};
+use super::{CliError, Global, exit};
 use crate::diag;
 use crate::source::{FsTemplates, load_tree};
 use clap::{Args, ValueEnum};
@@ -19,7 +19,7 @@ pub struct ValidateArgs {
     pub format: Format,
 }
 
-pub fn run(global: &Global, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+pub fn run(global: &Global, args: ValidateArgs) -> Result<ExitCode, CliError> {
     let tree = load_tree(&global.dir)?;
     let templates = FsTemplates::of(&global.dir, &tree);
     let outcome = crate::validate::validate(&tree, &templates);

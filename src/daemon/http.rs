@@ -210,7 +210,7 @@ async fn trigger(
         Err(TriggerError::Unknown(_)) => {
             return error(StatusCode::NOT_FOUND, "no such applied communication");
         }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &crate::error::chain(&e)),
     };
     if !target.communication.enabled {
         return error(StatusCode::CONFLICT, "the communication is disabled");
@@ -234,7 +234,7 @@ async fn trigger(
             )
                 .into_response()
         }
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &crate::error::chain(&e)),
     }
 }
 

@@ -11,12 +11,14 @@ pub mod state;
 mod watch;
 
 use crate::config::DeliveryConfig;
+use crate::deliver::DeliverError;
 use crate::deliver::worker::Worker;
+use crate::error::chain;
 use crate::model::Trigger;
 use crate::plan::{self, Action, Kind};
 use crate::schedule;
-use crate::source::{FsTemplates, load_tree};
-use crate::store::{AnyStore, ApplyRecord, Store};
+use crate::source::{FsTemplates, SourceError, load_tree};
+use crate::store::{AnyStore, ApplyRecord, Store, StoreError};
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use crate::validate::validate;
 use chrono::Utc;
@@ -29,6 +31,27 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Why a reconcile, a schedule pass or the daemon itself failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("reading the definitions stopped")]
+    Files(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Deliver(#[from] DeliverError),
+    #[error("cannot set up the metrics")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 pub struct Options {
     pub dir: PathBuf,
@@ -94,6 +117,7 @@ async fn reconcile(opts: &Options, store: &AnyStore, shared: &Shared) -> Reconci
             metrics::counter!("segd_reconciles_total", "result" => "ok").increment(1);
         }
         Err(e) => {
+            let e = chain(&e);
             tracing::error!(error = %e, "reconcile failed");
             metrics::counter!("segd_reconciles_total", "result" => "error").increment(1);
             metrics::counter!("segd_apply_errors_total").increment(1);
@@ -122,24 +146,24 @@ async fn reconcile_inner(
     opts: &Options,
     store: &AnyStore,
     status: &mut ReconcileStatus,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     // The files (read, validated, made canonical on every core) and the
     // applied definitions (read from the database) at the same time.
     let started = Instant::now();
     let dir = opts.dir.clone();
     let files = tokio::task::spawn_blocking(move || {
-        let tree = load_tree(&dir).map_err(|e| e.to_string())?;
+        let tree = load_tree(&dir)?;
         let outcome = validate(&tree, &FsTemplates::of(&dir, &tree));
         let desired = plan::desired(&outcome.definitions, &outcome.templates);
-        Ok::<_, String>((outcome, desired, started.elapsed()))
+        Ok::<_, SourceError>((outcome, desired, started.elapsed()))
     });
     let (files, applied) = tokio::join!(files, async {
         let applied = store.applied().await;
         (applied, started.elapsed())
     });
-    let (outcome, desired, files_took) = files.map_err(|e| e.to_string())??;
+    let (outcome, desired, files_took) = files??;
     let (applied, applied_took) = applied;
-    let applied = applied.map_err(|e| e.to_string())?;
+    let applied = applied?;
     for d in &outcome.degraded {
         tracing::warn!(
             file = %d.file,
@@ -194,10 +218,7 @@ async fn reconcile_inner(
         }
         return Ok(());
     }
-    let lock = store
-        .lock(&opts.holder, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
+    let lock = store.lock(&opts.holder, Duration::from_secs(5)).await?;
     let record = ApplyRecord {
         user: opts.holder.clone(),
         git_commit: opts.git_commit.clone(),
@@ -206,9 +227,9 @@ async fn reconcile_inner(
     };
     let applied = store.apply(&r.plan, &record).await;
     store.unlock(lock).await;
-    applied.map_err(|e| e.to_string())?;
+    applied?;
     if let Err(e) = store.index_custom_data(&r.plan).await {
-        tracing::warn!(error = %e, "indexing custom_data keys failed");
+        tracing::warn!(error = %chain(&e), "indexing custom_data keys failed");
     }
     status.created = names(Action::Create);
     status.updated = names(Action::Update);
@@ -232,9 +253,9 @@ async fn reconcile_inner(
 
 /// Fires every automatic communication whose occurrence is due; returns the
 /// next occurrence of each.
-async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, String> {
+async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, StoreError> {
     let now = Utc::now();
-    let applied = store.applied().await.map_err(|e| e.to_string())?;
+    let applied = store.applied().await?;
     let mut next = Vec::new();
     for a in applied
         .rows
@@ -256,16 +277,11 @@ async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, 
             continue;
         }
         let name = comm.name.to_string();
-        let last = store
-            .last_occurrence(&name)
-            .await
-            .map_err(|e| e.to_string())?;
-        let anchor = match last {
+        let anchor = match store.last_occurrence(&name).await? {
             Some(t) => t,
             None => store
                 .applied_at("communication", &name)
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .unwrap_or(now),
         };
         let mut from = anchor;
@@ -296,7 +312,7 @@ async fn run_scheduled(
     let target = match load_target(store, name).await {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(error = %e, "cannot run the scheduled occurrence");
+            tracing::error!(error = %chain(&e), "cannot run the scheduled occurrence");
             return;
         }
     };
@@ -307,12 +323,12 @@ async fn run_scheduled(
             tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "scheduled run");
         }
         // Another replica, or an earlier life of this one, ran it already.
-        Err(TriggerError::Store(e)) if e.to_string().to_lowercase().contains("unique") => {
+        Err(TriggerError::Store(e)) if e.is_unique_violation() => {
             tracing::debug!("occurrence already ran");
         }
         Err(e) => {
             metrics::counter!("segd_trigger_runs_total", "communication" => name.to_string(), "status" => "failed").increment(1);
-            tracing::error!(error = %e, "scheduled run failed");
+            tracing::error!(error = %chain(&e), "scheduled run failed");
         }
     }
 }
@@ -331,7 +347,7 @@ async fn deliver_pass(worker: &Worker<'_>, stop: &CancellationToken) {
             release_freed_memory().await;
         }
         Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "delivery pass failed"),
+        Err(e) => tracing::error!(error = %chain(&e), "delivery pass failed"),
     }
 }
 
@@ -344,11 +360,12 @@ async fn optimize(store: &AnyStore) {
             took_ms = started.elapsed().as_millis(),
             "planner statistics refreshed"
         ),
-        Err(e) => tracing::warn!(error = %e, "refreshing the planner statistics failed"),
+        Err(e) => tracing::warn!(error = %chain(&e), "refreshing the planner statistics failed"),
     }
 }
 
-fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+fn install_metrics()
+-> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -356,10 +373,8 @@ fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, St
             &[
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ],
-        )
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
+        )?
+        .install_recorder()?;
     metrics::describe_counter!("segd_reconciles_total", "Reconciles, by result");
     metrics::describe_counter!("segd_apply_errors_total", "Reconciles whose apply failed");
     metrics::describe_gauge!(
@@ -403,7 +418,7 @@ pub async fn run(
     store: AnyStore,
     env: Arc<Env>,
     shutdown: CancellationToken,
-) -> anyhow::Result<OnceReport> {
+) -> Result<OnceReport, DaemonError> {
     let store = Arc::new(store);
     let shared = Arc::new(Shared::new(opts.no_apply));
     let worker_store = store.clone();
@@ -412,8 +427,7 @@ pub async fn run(
         opts.delivery.clone(),
         opts.holder.clone(),
         &*env,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
+    )?;
 
     if opts.once {
         shared.leader.store(true, Ordering::SeqCst);
@@ -432,17 +446,20 @@ pub async fn run(
             );
         }
         if let Err(e) = schedule_pass(&store, &*env).await {
-            tracing::error!(error = %e, "scheduling failed");
+            tracing::error!(error = %chain(&e), "scheduling failed");
         }
         deliver_pass(&worker, &shutdown).await;
         let ok = status.ok && status.degraded.is_empty();
         return Ok(OnceReport { ok });
     }
 
-    let metrics = install_metrics().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+    let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+        .map_err(|source| DaemonError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
     tracing::info!(listen = %opts.listen, "serving /healthz /readyz /metrics /v1/status");
     let api = Arc::new(http::Api {
         shared: shared.clone(),
@@ -503,7 +520,7 @@ pub async fn run(
                                 shared.deliver_now.notify_one();
                             }
                             Err(e) => {
-                                tracing::error!(error = %e, "scheduling failed");
+                                tracing::error!(error = %chain(&e), "scheduling failed");
                                 schedule_at = Some(Utc::now() + chrono::TimeDelta::seconds(5));
                             }
                         }

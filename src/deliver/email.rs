@@ -1,6 +1,7 @@
 //! Email: RFC 5322 messages built with lettre, sent over SMTP or written as
 //! `.eml` files when no SMTP server is configured.
 
+use super::DeliverError;
 use super::retry::Attempt;
 use crate::config::DeliveryConfig;
 use lettre::message::{Mailbox, Message, header::ContentType};
@@ -16,33 +17,29 @@ pub enum Mailer {
 
 /// The one option an SMTP URL takes: `?allow_plaintext_auth=true` lets
 /// credentials go to an `smtp://` server that offers no STARTTLS (a local relay).
-const ALLOW_PLAINTEXT_AUTH: &str = "allow_plaintext_auth";
+pub(super) const ALLOW_PLAINTEXT_AUTH: &str = "allow_plaintext_auth";
 
 impl Mailer {
     /// SPEC §3: `smtp://` is plain with opportunistic STARTTLS, and requires
     /// STARTTLS when credentials are set (unless the URL allows plaintext auth);
     /// `smtps://` is implicit TLS. Credentials come from the URL's user info
     /// (percent-decoded) or SEGD_SMTP_USER / SEGD_SMTP_PASSWORD.
-    pub fn new(config: &DeliveryConfig) -> Result<Self, String> {
+    pub fn new(config: &DeliveryConfig) -> Result<Self, DeliverError> {
         let Some(raw) = &config.smtp_url else {
             return Ok(Mailer::Files(config.outbox_dir.clone()));
         };
-        let url = url::Url::parse(raw).map_err(|e| format!("SEGD_SMTP_URL is not a URL: {e}"))?;
+        let url = url::Url::parse(raw).map_err(DeliverError::SmtpUrl)?;
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or("SEGD_SMTP_URL has no host")?
+            .ok_or(DeliverError::SmtpNoHost)?
             .to_string();
         let mut allow_plaintext_auth = false;
         for (k, v) in url.query_pairs() {
             match (k.as_ref(), v.as_ref()) {
                 (ALLOW_PLAINTEXT_AUTH, "true") => allow_plaintext_auth = true,
                 (ALLOW_PLAINTEXT_AUTH, "false") => allow_plaintext_auth = false,
-                _ => {
-                    return Err(format!(
-                        "SEGD_SMTP_URL: unknown option `{k}`; the only one is `{ALLOW_PLAINTEXT_AUTH}=true|false`"
-                    ));
-                }
+                _ => return Err(DeliverError::SmtpOption(k.into_owned())),
             }
         }
         let (user, password) = credentials(&url)?;
@@ -52,8 +49,7 @@ impl Mailer {
             (Some(u), Some(p)) => Some(Credentials::new(u, p)),
             _ => None,
         };
-        let params = TlsParameters::new(host.clone())
-            .map_err(|e| format!("SEGD_SMTP_URL: TLS setup failed: {e}"))?;
+        let params = TlsParameters::new(host.clone()).map_err(DeliverError::SmtpTls)?;
         let (tls, port) = match url.scheme() {
             "smtps" => (Tls::Wrapper(params), 465),
             // Credentials never travel in clear: without STARTTLS the server is
@@ -82,7 +78,11 @@ impl Mailer {
     ) -> Attempt {
         let message = match build(key, from, to, subject, body) {
             Ok(m) => m,
-            Err(error) => return Attempt::Permanent { error },
+            Err(e) => {
+                return Attempt::Permanent {
+                    error: crate::error::chain(&e),
+                };
+            }
         };
         match self {
             Mailer::Smtp(transport) => match transport.send(message).await {
@@ -107,12 +107,12 @@ impl Mailer {
 }
 
 /// The URL's user and password, percent-decoded as URL parts (a `+` stays a `+`).
-fn credentials(url: &url::Url) -> Result<(Option<String>, Option<String>), String> {
-    let decode = |part: &str, what: &str| {
+fn credentials(url: &url::Url) -> Result<(Option<String>, Option<String>), DeliverError> {
+    let decode = |part: &str, what: &'static str| {
         percent_encoding::percent_decode_str(part)
             .decode_utf8()
             .map(|s| s.into_owned())
-            .map_err(|_| format!("SEGD_SMTP_URL: the {what} is not UTF-8 once percent-decoded"))
+            .map_err(|_| DeliverError::SmtpNotUtf8(what))
     };
     let user = match url.username() {
         "" => None,
@@ -128,17 +128,12 @@ fn build(
     to: Option<&str>,
     subject: &str,
     body: String,
-) -> Result<Message, String> {
-    let from: Mailbox = from
-        .parse()
-        .map_err(|e| format!("invalid From address: {e}"))?;
+) -> Result<Message, DeliverError> {
+    let from: Mailbox = from.parse().map_err(DeliverError::From)?;
     let to = to
         .filter(|t| !t.trim().is_empty())
-        .ok_or("the customer has no email address")?;
-    let to: Mailbox = to
-        .trim()
-        .parse()
-        .map_err(|e| format!("invalid customer email address: {e}"))?;
+        .ok_or(DeliverError::NoAddress)?;
+    let to: Mailbox = to.trim().parse().map_err(DeliverError::To)?;
     let host = from.email.domain().to_string();
     Message::builder()
         .from(from)
@@ -147,7 +142,7 @@ fn build(
         .message_id(Some(format!("<{}@{host}>", file_safe(key))))
         .header(ContentType::TEXT_PLAIN)
         .body(body)
-        .map_err(|e| format!("cannot build the message: {e}"))
+        .map_err(DeliverError::Message)
 }
 
 /// The key as a file name and message-id part: readable, and unique through a
@@ -208,6 +203,7 @@ mod tests {
         };
         let err = Mailer::new(&config("smtp://h?password=x"))
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
             err.contains("SEGD_SMTP_URL") && err.contains("allow_plaintext_auth"),

@@ -1,5 +1,6 @@
 //! What a delivery carries: the webhook JSON body and the rendered email. Pure.
 
+use super::DeliverError;
 use crate::model::{Body, Communication, Email};
 use crate::validate::template;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -72,7 +73,7 @@ pub fn email_templates(
     email: &Email,
     templates: &BTreeMap<String, String>,
     s: &Subject<'_>,
-) -> Result<EmailTemplates, String> {
+) -> Result<EmailTemplates, DeliverError> {
     let c = s.communication;
     let ctx = minijinja::context! {
         customer => minijinja::Value::from_serialize(s.customer),
@@ -94,7 +95,7 @@ pub fn email_templates(
         Body::Template(path) => templates
             .get(path)
             .cloned()
-            .ok_or_else(|| format!("template {path} is not part of the applied definition"))?,
+            .ok_or_else(|| DeliverError::TemplateMissing(path.clone()))?,
     };
     Ok(EmailTemplates {
         subject: email.subject.clone(),
@@ -107,10 +108,10 @@ impl EmailTemplates {
     /// Renders subject and body within the bounds of [`template::render`], in strict
     /// mode: an unknown variable is an error, never an empty string in a customer's
     /// inbox.
-    pub fn render(&self) -> Result<RenderedEmail, String> {
-        let render = |source: &str, what: &str| {
+    pub fn render(&self) -> Result<RenderedEmail, DeliverError> {
+        let render = |source: &str, what: &'static str| {
             template::render(source, &self.ctx)
-                .map_err(|e| format!("rendering the {what} failed: {e}"))
+                .map_err(|source| DeliverError::Render { what, source })
         };
         Ok(RenderedEmail {
             subject: render(&self.subject, "subject")?.replace(['\r', '\n'], " "),

@@ -1,5 +1,6 @@
 //! Webhook POSTs signed per Standard Webhooks 1.0.
 
+use super::DeliverError;
 use super::retry::Attempt;
 use crate::model::destination::{refused_host, refused_ip};
 use std::net::SocketAddr;
@@ -16,16 +17,12 @@ pub struct Signer(standardwebhooks::Webhook);
 impl Signer {
     /// Reads `whsec_<base64>` from `var` and decodes the key, which must be at
     /// least [`MIN_KEY_BYTES`] long; the error names the variable, never the value.
-    pub fn from_env(var: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn from_env(var: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, DeliverError> {
         use base64::Engine as _;
-        let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            format!("the webhook secret variable {var} is not set; nothing is sent unsigned")
-        })?;
-        let malformed = || {
-            format!(
-                "the webhook secret in {var} is malformed: it must have the form whsec_<base64>"
-            )
-        };
+        let value = env(var)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| DeliverError::SecretUnset(var.to_string()))?;
+        let malformed = || DeliverError::SecretMalformed(var.to_string());
         let key = value
             .trim()
             .strip_prefix("whsec_")
@@ -36,19 +33,20 @@ impl Signer {
                     .map_err(|_| malformed())
             })?;
         if key.len() < MIN_KEY_BYTES {
-            return Err(format!(
-                "the webhook secret in {var} is too short: its key (the base64 after whsec_) must decode to at least {MIN_KEY_BYTES} bytes; nothing is sent"
-            ));
+            return Err(DeliverError::SecretTooShort {
+                var: var.to_string(),
+                min: MIN_KEY_BYTES,
+            });
         }
         standardwebhooks::Webhook::from_bytes(key)
             .map(Signer)
             .map_err(|_| malformed())
     }
 
-    pub fn sign(&self, key: &str, timestamp: i64, body: &str) -> Result<String, String> {
+    pub fn sign(&self, key: &str, timestamp: i64, body: &str) -> Result<String, DeliverError> {
         self.0
             .sign(key, timestamp, body.as_bytes())
-            .map_err(|e| format!("signing failed: {e}"))
+            .map_err(DeliverError::Sign)
     }
 }
 
@@ -57,7 +55,7 @@ pub struct WebhookSender {
 }
 
 impl WebhookSender {
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> Result<Self, DeliverError> {
         // Redirects are not followed, and names resolve through the guard, so a
         // request only ever reaches an address the URL's host resolved to and
         // segd allows.
@@ -67,7 +65,7 @@ impl WebhookSender {
             .pool_max_idle_per_host(64)
             .user_agent(concat!("segd/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(DeliverError::HttpClient)?;
         Ok(Self { client })
     }
 
@@ -94,7 +92,11 @@ impl WebhookSender {
         let timestamp = chrono::Utc::now().timestamp();
         let signature = match signer.sign(key, timestamp, &body) {
             Ok(s) => s,
-            Err(error) => return Attempt::Permanent { error },
+            Err(e) => {
+                return Attempt::Permanent {
+                    error: crate::error::chain(&e),
+                };
+            }
         };
         let result = self
             .client
@@ -331,10 +333,12 @@ mod tests {
     fn secrets_from_env_name_the_variable_only() {
         let unset = Signer::from_env("HOOK", &|_| None)
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(unset.contains("HOOK"));
         let bad = Signer::from_env("HOOK", &|_| Some("whsec_%%%not-base64".into()))
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(bad.contains("HOOK") && !bad.contains("not-base64"), "{bad}");
         // 23 and 24 bytes of key ("segd-webhook-key-23bytes" less or with its last byte).
@@ -346,7 +350,7 @@ mod tests {
         ] {
             let got = Signer::from_env("HOOK", &|_| Some(value.into()));
             assert_eq!(got.is_ok(), ok, "{value}");
-            if let Err(e) = got {
+            if let Err(e) = got.map_err(|e| e.to_string()) {
                 assert!(e.contains("HOOK") && e.contains("24 bytes"), "{e}");
             }
         }

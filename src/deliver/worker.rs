@@ -1,6 +1,7 @@
 //! The delivery worker: claims due outbox rows, sends them with bounded
 //! concurrency, and writes each outcome within milliseconds (group commits).
 
+use super::DeliverError;
 use super::email::Mailer;
 use super::payload::{Customer, Invoice, Subject, email_templates, webhook_body};
 use super::retry::{Attempt, next_delay};
@@ -78,7 +79,7 @@ struct Loaded {
     comm: Communication,
     segment_description: Option<String>,
     templates: BTreeMap<String, String>,
-    signer: Option<Result<Signer, String>>,
+    signer: Option<Result<Signer, DeliverError>>,
 }
 
 pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
@@ -99,7 +100,7 @@ impl<'a> Worker<'a> {
         config: DeliveryConfig,
         me: String,
         env: &'a Env,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DeliverError> {
         Ok(Self {
             store,
             webhook: WebhookSender::new()?,
@@ -328,7 +329,7 @@ impl<'a> Worker<'a> {
                         if closed && failing > self.config.lease + MARK_GIVE_UP {
                             return Err(e);
                         }
-                        tracing::warn!(error = %e, outcomes = pending.len(), "writing delivery outcomes failed; retrying");
+                        tracing::warn!(error = %crate::error::chain(&e), outcomes = pending.len(), "writing delivery outcomes failed; retrying");
                         if halted.load(Ordering::Relaxed) {
                             halting = Some(e);
                         }
@@ -362,7 +363,7 @@ impl<'a> Worker<'a> {
                         let until = Utc::now() + lease;
                         match self.store.renew(me, until).await {
                             Ok(()) => *lock(renewed_until) = Some(started + self.config.lease),
-                            Err(e) => tracing::warn!(error = %e, "renewing the delivery lease failed"),
+                            Err(e) => tracing::warn!(error = %crate::error::chain(&e), "renewing the delivery lease failed"),
                         }
                     }
                 }
@@ -506,7 +507,7 @@ impl<'a> Worker<'a> {
                     Some(Ok(s)) => s,
                     Some(Err(e)) => {
                         return Attempt::Retry {
-                            error: e.clone(),
+                            error: crate::error::chain(e),
                             retry_after: None,
                         };
                     }
@@ -526,7 +527,11 @@ impl<'a> Worker<'a> {
             Delivery::Email(e) => {
                 let job = match email_templates(e, &loaded.templates, &subject) {
                     Ok(job) => job,
-                    Err(error) => return Attempt::Permanent { error },
+                    Err(e) => {
+                        return Attempt::Permanent {
+                            error: crate::error::chain(&e),
+                        };
+                    }
                 };
                 // Rendering is CPU-bound: off the runtime's threads, outside any
                 // transaction, within the renderer's bounds and RENDER_TIMEOUT. A
@@ -541,7 +546,7 @@ impl<'a> Worker<'a> {
                     job.render()
                 });
                 let rendered = match tokio::time::timeout(RENDER_TIMEOUT, render).await {
-                    Ok(Ok(r)) => r,
+                    Ok(Ok(r)) => r.map_err(|e| crate::error::chain(&e)),
                     Ok(Err(e)) => Err(format!("rendering failed: {e}")),
                     Err(_) => Err(format!(
                         "template render exceeded its time limit ({}s)",

@@ -448,6 +448,64 @@ fn bad_databases_are_one_line_environment_errors() {
     }
 }
 
+/// `plan --detailed-exitcode` exits 2 for changes, so an error exits 1 (never
+/// read as pending changes), whatever its kind.
+#[test]
+fn detailed_exitcode_errors_exit_1() {
+    let f = Fixture::example();
+    let nowhere = f.path().join("no/such/dir");
+    let sqlite = format!("sqlite://{}", f.path().join("segd.db").display());
+    let cases: [(&std::path::Path, &str, &str); 2] = [
+        (
+            f.path(),
+            "postgres://127.0.0.1:1/nowhere",
+            "cannot open the database",
+        ),
+        (&nowhere, &sqlite, "no such directory"),
+    ];
+    for (dir, url, message) in cases {
+        let o = segd_cmd()
+            .args(["plan", "--detailed-exitcode", "--dir"])
+            .arg(dir)
+            .args(["--database-url", url])
+            .output()
+            .expect("run");
+        assert_eq!(code(&o), 1, "{url}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{url}: {}", stderr(&o));
+        // Without the flag, the same errors are environment errors.
+        let o = segd_cmd()
+            .args(["plan", "--dir"])
+            .arg(dir)
+            .args(["--database-url", url])
+            .output()
+            .expect("run");
+        assert_eq!(code(&o), 2, "{url}: {}", stderr(&o));
+    }
+}
+
+/// A database segd cannot write is recognised by its error code and said so.
+#[test]
+fn a_read_only_sqlite_database_is_an_environment_error() {
+    let f = Fixture::example();
+    let file = f.path().join("empty.db");
+    std::fs::write(&file, b"").expect("write");
+    let o = segd_cmd()
+        .args(["plan", "--dir"])
+        .arg(f.path())
+        .args([
+            "--database-url",
+            &format!("sqlite://{}?mode=ro", file.display()),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is read-only") && stderr(&o).trim().lines().count() == 1,
+        "{}",
+        stderr(&o)
+    );
+}
+
 on_both!(
     a_database_from_a_newer_segd_is_refused_and_left_alone,
     |f, db| {
