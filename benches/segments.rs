@@ -164,9 +164,12 @@ async fn main() {
         "ratio"
     );
     for case in CASES {
-        let Some(seg) = stored_segment(case.toml) else {
-            eprintln!("{}: invalid TOML in the bench", case.name);
-            continue;
+        let seg = match stored_segment(case.toml) {
+            Ok(seg) => seg,
+            Err(e) => {
+                eprintln!("{}: invalid in the bench: {e}", case.name);
+                continue;
+            }
         };
         let hand = match dialect {
             Dialect::Sqlite => case.sqlite,

@@ -4,11 +4,10 @@
 
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
-use crate::plan::{Applied, Kind};
+use crate::plan::AppliedState;
 use crate::segment::{Dialect, RunSpec, compile_run};
 use crate::store::outbox::{Run, RunResult};
 use crate::store::{AnyStore, Member, Store, StoreError};
-use crate::validate::{stored_communication, stored_segment};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,24 +41,22 @@ pub struct Target {
 }
 
 pub async fn load_target(store: &AnyStore, name: &str) -> Result<Target, TriggerError> {
-    find_target(&store.applied().await?.rows, name)
+    find_target(&store.applied().await?, name)
 }
 
 /// The applied communication `name` and the segment it names.
-pub fn find_target(applied: &[Applied], name: &str) -> Result<Target, TriggerError> {
+pub fn find_target(applied: &AppliedState, name: &str) -> Result<Target, TriggerError> {
     let comm = applied
-        .iter()
-        .find(|a| a.def.kind == Kind::Communication && a.def.name == name)
-        .and_then(|a| stored_communication(&a.def.spec, &a.def.templates))
+        .communication(name)
+        .map_err(StoreError::from)?
         .ok_or_else(|| TriggerError::Unknown(name.to_string()))?;
     let segment = applied
-        .iter()
-        .find(|a| a.def.kind == Kind::Segment && a.def.name == comm.segment.as_str())
-        .and_then(|a| stored_segment(&a.def.spec))
+        .segment(comm.segment.as_str())
+        .map_err(StoreError::from)?
         .ok_or_else(|| TriggerError::NoSegment(name.to_string(), comm.segment.to_string()))?;
     Ok(Target {
-        communication: comm,
-        segment,
+        communication: comm.clone(),
+        segment: segment.clone(),
     })
 }
 

@@ -70,7 +70,7 @@ async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitC
         .iter()
         .filter(|a| a.def.kind == Kind::Communication)
     {
-        let target = match find_target(&applied.rows, &a.def.name) {
+        let target = match find_target(&applied, a.def.name.as_str()) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("warning: {e}");
@@ -95,7 +95,7 @@ async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitC
                 Err(e) => return Ok(report(&e)),
             };
             rows.push(Row {
-                communication: a.def.name.clone(),
+                communication: a.def.name.to_string(),
                 at,
                 local: at
                     .with_timezone(timezone)

@@ -1,7 +1,6 @@
 use super::context::{database_url, file_settings, report, valid_tree, with_store};
 use super::{Global, exit};
 use crate::model::{Name, Segment, parse_time};
-use crate::plan::Kind;
 use crate::segment::{Dialect, Select, compile};
 use crate::store::{AnyStore, Member, Store};
 use chrono::{DateTime, Datelike as _, Utc};
@@ -110,12 +109,12 @@ async fn print_members(
 ) -> anyhow::Result<ExitCode> {
     let segment: Option<Segment> = match from_files {
         Some(seg) => seg,
-        None => match store.applied().await {
-            Ok(applied) => applied
-                .rows
-                .iter()
-                .find(|a| a.def.kind == Kind::Segment && a.def.name == name.as_str())
-                .and_then(|a| crate::validate::stored_segment(&a.def.spec)),
+        None => match store
+            .applied()
+            .await
+            .and_then(|applied| Ok(applied.segment(name.as_str())?.cloned()))
+        {
+            Ok(seg) => seg,
             Err(e) => return Ok(report(&e)),
         },
     };

@@ -160,6 +160,7 @@ async fn status(State(api): State<Arc<Api>>) -> Response {
         "degraded": s.last_reconcile.degraded,
         "drift": s.last_reconcile.drift,
         "next_triggers": s.next_triggers,
+        "undecodable": s.undecodable,
         "deliveries": deliveries,
     }))
     .into_response()

@@ -13,7 +13,7 @@ mod watch;
 use crate::config::DeliveryConfig;
 use crate::deliver::worker::Worker;
 use crate::model::Trigger;
-use crate::plan::{self, Action, Kind};
+use crate::plan::{self, Action, Kind, Undecodable};
 use crate::schedule;
 use crate::source::{FsTemplates, load_tree};
 use crate::store::{AnyStore, ApplyRecord, Store};
@@ -230,20 +230,30 @@ async fn reconcile_inner(
     Ok(())
 }
 
+/// What a scheduling pass found.
+struct Scheduled {
+    /// The next occurrence of each automatic communication, soonest first.
+    next: Vec<NextTrigger>,
+    /// Applied communications that do not read back (not scheduled), and
+    /// segments of automatic communications that do not (their runs fail).
+    undecodable: Vec<Undecodable>,
+}
+
 /// Fires every automatic communication whose occurrence is due; returns the
 /// next occurrence of each.
-async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, String> {
+async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Scheduled, String> {
     let now = Utc::now();
     let applied = store.applied().await.map_err(|e| e.to_string())?;
     let mut next = Vec::new();
-    for a in applied
-        .rows
-        .iter()
-        .filter(|a| a.def.kind == Kind::Communication)
-    {
-        let Some(comm) = crate::validate::stored_communication(&a.def.spec, &a.def.templates)
-        else {
-            continue;
+    let mut undecodable = Vec::new();
+    for comm in applied.communications() {
+        let comm = match comm {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "not scheduled");
+                undecodable.push(e);
+                continue;
+            }
         };
         let Trigger::Automatic {
             schedule: sched,
@@ -254,6 +264,11 @@ async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, 
         };
         if !comm.enabled {
             continue;
+        }
+        // Its runs fail (and say so) until the segment is applied again.
+        if let Err(e) = applied.segment(comm.segment.as_str()) {
+            tracing::error!(error = %e, "{} cannot run", comm.name);
+            undecodable.push(e);
         }
         let name = comm.name.to_string();
         let last = store
@@ -282,7 +297,7 @@ async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, 
         }
     }
     next.sort_by_key(|n| n.at);
-    Ok(next)
+    Ok(Scheduled { next, undecodable })
 }
 
 #[tracing::instrument(name = "trigger_run", skip(store, env))]
@@ -431,11 +446,18 @@ pub async fn run(
                 d.errors.join("; ")
             );
         }
-        if let Err(e) = schedule_pass(&store, &*env).await {
-            tracing::error!(error = %e, "scheduling failed");
+        let undecodable = match schedule_pass(&store, &*env).await {
+            Ok(s) => s.undecodable,
+            Err(e) => {
+                tracing::error!(error = %e, "scheduling failed");
+                Vec::new()
+            }
+        };
+        for e in &undecodable {
+            println!("undecodable: {e}");
         }
         deliver_pass(&worker, &shutdown).await;
-        let ok = status.ok && status.degraded.is_empty();
+        let ok = status.ok && status.degraded.is_empty() && undecodable.is_empty();
         return Ok(OnceReport { ok });
     }
 
@@ -492,14 +514,17 @@ pub async fn run(
                     }
                     if schedule_at.is_none_or(|at| at <= Utc::now()) {
                         match schedule_pass(&store, &*env).await {
-                            Ok(next) => {
+                            Ok(Scheduled { next, undecodable }) => {
                                 schedule_at = Some(
                                     next.first()
                                         .map_or(Utc::now() + chrono::TimeDelta::minutes(1), |n| {
                                             n.at
                                         }),
                                 );
-                                shared.status.write().await.next_triggers = next;
+                                let mut status = shared.status.write().await;
+                                status.next_triggers = next;
+                                status.undecodable = undecodable;
+                                drop(status);
                                 shared.deliver_now.notify_one();
                             }
                             Err(e) => {

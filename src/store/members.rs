@@ -140,19 +140,7 @@ impl AnyStore {
         let AnyStore::Sqlite(s) = self else {
             return Ok(());
         };
-        let keys: std::collections::BTreeSet<String> = plan
-            .changes
-            .iter()
-            .filter_map(|c| c.after.as_ref())
-            .filter(|d| d.kind == crate::plan::Kind::Segment)
-            .filter_map(|d| crate::validate::stored_segment(&d.spec))
-            .flat_map(|seg| {
-                seg.filters
-                    .into_iter()
-                    .flat_map(|f| f.custom_data.into_keys())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let keys = plan.custom_data_keys();
         if keys.is_empty() {
             return Ok(());
         }

@@ -12,7 +12,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::redact_url;
-use crate::plan::{Applied, AppliedState, Plan};
+use crate::plan::{Applied, AppliedState, Plan, Undecodable};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,8 @@ pub enum StoreError {
     StalePlan,
     #[error("segd_definitions holds a row of unknown kind `{0}`")]
     UnknownKind(String),
+    #[error(transparent)]
+    Undecodable(#[from] Undecodable),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -386,7 +388,7 @@ macro_rules! common_store {
                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                             )
                             .bind(d.kind.as_str())
-                            .bind(&d.name)
+                            .bind(d.name.as_str())
                             .bind(&d.spec)
                             .bind(d.digest())
                             .bind(&d.source)
@@ -402,7 +404,7 @@ macro_rules! common_store {
                                  applied_at = $7, templates = $8 WHERE kind = $1 AND name = $2",
                             )
                             .bind(d.kind.as_str())
-                            .bind(&d.name)
+                            .bind(d.name.as_str())
                             .bind(&d.spec)
                             .bind(d.digest())
                             .bind(&d.source)
@@ -475,19 +477,22 @@ where
     rows.into_iter()
         .map(|(kind, name, spec, hash, source, protect, templates)| {
             let kind = crate::plan::Kind::parse(&kind).ok_or(StoreError::UnknownKind(kind))?;
+            let name = crate::model::Name::parse(&name).map_err(|e| Undecodable {
+                kind,
+                name: name.clone(),
+                error: e.to_string(),
+            })?;
             // An unreadable templates column is drift: it reads as no templates.
             let templates = serde_json::from_str(&templates).unwrap_or_default();
-            Ok(Applied {
-                def: crate::plan::Definition {
-                    kind,
-                    name,
-                    spec,
-                    source,
-                    protect,
-                    templates,
-                },
-                hash,
-            })
+            let def = crate::plan::Definition {
+                kind,
+                name,
+                spec,
+                source,
+                protect,
+                templates,
+            };
+            Ok(Applied::new(def, hash))
         })
         .collect()
 }
