@@ -5,9 +5,9 @@
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
 use crate::plan::AppliedState;
-use crate::segment::{Dialect, RunSpec, compile_run};
+use crate::segment::{RunSpec, compile_run};
 use crate::store::outbox::{Run, RunResult};
-use crate::store::{AnyStore, Member, Store, StoreError};
+use crate::store::{Member, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub struct Target {
     pub segment: Segment,
 }
 
-pub async fn load_target(store: &AnyStore, name: &str) -> Result<Target, TriggerError> {
+pub async fn load_target(store: &dyn Store, name: &str) -> Result<Target, TriggerError> {
     find_target(&store.applied().await?, name)
 }
 
@@ -58,13 +58,6 @@ pub fn find_target(applied: &AppliedState, name: &str) -> Result<Target, Trigger
         communication: comm.clone(),
         segment: segment.clone(),
     })
-}
-
-fn dialect(store: &AnyStore) -> Dialect {
-    match store {
-        AnyStore::Sqlite(_) => Dialect::Sqlite,
-        AnyStore::Postgres(_) => Dialect::Postgres,
-    }
 }
 
 /// The run's identity: its occurrence id (part of every idempotency key).
@@ -131,17 +124,20 @@ pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
 
 /// Who a run would reach, and with which invoices, without writing anything.
 pub async fn preview(
-    store: &AnyStore,
+    store: &dyn Store,
     prepared: &Prepared<'_>,
     mut each: impl FnMut(Member) -> std::io::Result<()>,
 ) -> Result<u64, StoreError> {
-    let q = compile_run(&prepared.target.segment, &prepared.spec(), dialect(store));
+    let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
     store.members(&q.preview, &mut each).await
 }
 
 /// How many customers and messages a run would reach, without writing anything.
-pub async fn estimate(store: &AnyStore, prepared: &Prepared<'_>) -> Result<(u64, u64), StoreError> {
-    let q = compile_run(&prepared.target.segment, &prepared.spec(), dialect(store));
+pub async fn estimate(
+    store: &dyn Store,
+    prepared: &Prepared<'_>,
+) -> Result<(u64, u64), StoreError> {
+    let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
     Ok((
         store.count(&q.recipients).await?,
         store.count(&q.messages).await?,
@@ -150,7 +146,7 @@ pub async fn estimate(store: &AnyStore, prepared: &Prepared<'_>) -> Result<(u64,
 
 /// Checks the communication can send, then records the run and enqueues.
 pub async fn enqueue(
-    store: &AnyStore,
+    store: &dyn Store,
     prepared: &Prepared<'_>,
     allow_over_limit: bool,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
@@ -163,7 +159,7 @@ pub async fn enqueue(
         return Err(TriggerError::Failed(c.name.to_string(), e));
     }
     let spec = prepared.spec();
-    let q = compile_run(&prepared.target.segment, &spec, dialect(store));
+    let q = compile_run(&prepared.target.segment, &spec, store.dialect());
     let max = if allow_over_limit {
         None
     } else {

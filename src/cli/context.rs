@@ -4,7 +4,7 @@
 use super::{Global, exit};
 use crate::diag;
 use crate::source::{FsTemplates, load_settings, load_tree};
-use crate::store::{AnyStore, StoreError, connect};
+use crate::store::{Store, StoreError, connect};
 use crate::validate::{Outcome, validate};
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -60,7 +60,7 @@ pub fn database_url(global: &Global, settings: &crate::config::FileSettings) -> 
     )
 }
 
-pub async fn open(url: &str) -> Result<AnyStore, ExitCode> {
+pub async fn open(url: &str) -> Result<Box<dyn Store>, ExitCode> {
     connect(url).await.map_err(|e| report(&e))
 }
 
@@ -68,13 +68,13 @@ pub async fn open(url: &str) -> Result<AnyStore, ExitCode> {
 /// write-ahead log back into the database file).
 pub async fn with_store(
     url: &str,
-    f: impl AsyncFnOnce(&AnyStore) -> anyhow::Result<ExitCode>,
+    f: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<ExitCode>,
 ) -> anyhow::Result<ExitCode> {
     let store = match open(url).await {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let result = f(&store).await;
+    let result = f(&*store).await;
     store.close().await;
     result
 }

@@ -40,7 +40,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
     .await
 }
 
-async fn export(store: &crate::store::AnyStore, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+async fn export(store: &dyn Store, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let applied = match store.applied().await {
         Ok(a) => a,
         Err(e) => return Ok(report(&e)),

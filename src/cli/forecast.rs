@@ -4,7 +4,7 @@ use super::{Global, exit};
 use crate::model::Trigger;
 use crate::plan::Kind;
 use crate::schedule::next_after;
-use crate::store::{AnyStore, Store};
+use crate::store::Store;
 use crate::trigger::{Occasion, estimate, find_target, prepare};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
@@ -48,7 +48,7 @@ pub async fn run(global: &Global, args: ForecastArgs) -> anyhow::Result<ExitCode
     .await
 }
 
-async fn forecast(args: &ForecastArgs, store: &AnyStore) -> anyhow::Result<ExitCode> {
+async fn forecast(args: &ForecastArgs, store: &dyn Store) -> anyhow::Result<ExitCode> {
     let from = args.at.unwrap_or_else(Utc::now);
     // `--at` ends in 9999 and `--days` at 3650: both ends are representable.
     let (Some(until), Some(start)) = (

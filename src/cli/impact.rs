@@ -1,20 +1,19 @@
 //! Membership impact of a plan, measured in the database (SPEC §5 `plan`).
 
-use super::segment::dialect;
 use crate::model::{Name, Segment};
 use crate::plan::{Action, Applied, Decoded, Definition, Impact, Impacts, Kind, Plan};
 use crate::segment::compile_impact;
-use crate::store::{AnyStore, StoreError};
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 async fn measure(
-    store: &AnyStore,
+    store: &dyn Store,
     before: Option<&Segment>,
     after: &Segment,
     at: DateTime<Utc>,
 ) -> Result<Impact, StoreError> {
-    let q = compile_impact(before, after, dialect(store), at);
+    let q = compile_impact(before, after, store.dialect(), at);
     let counts = store.counts(&q.counts).await?;
     let get = |i: usize| counts.get(i).copied().unwrap_or(0);
     let mut sample_entering = Vec::new();
@@ -62,7 +61,7 @@ fn segment_of(d: &Definition) -> Option<Name> {
 /// Impacts of every created or changed segment, and of every created or changed
 /// communication whose audience changes. Only those segments are evaluated.
 pub async fn impacts(
-    store: &AnyStore,
+    store: &dyn Store,
     plan: &Plan,
     applied: &[Applied],
     desired: &[Definition],

@@ -49,7 +49,7 @@ async fn plan(
     global: &Global,
     args: &PlanArgs,
     outcome: &crate::validate::Outcome,
-    store: &crate::store::AnyStore,
+    store: &dyn Store,
 ) -> anyhow::Result<ExitCode> {
     let applied = match store.applied().await {
         Ok(a) => a,

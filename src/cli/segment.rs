@@ -1,8 +1,8 @@
 use super::context::{database_url, file_settings, report, valid_tree, with_store};
 use super::{Global, exit};
 use crate::model::{Name, Segment, parse_time};
-use crate::segment::{Dialect, Select, compile};
-use crate::store::{AnyStore, Member, Store};
+use crate::segment::{Select, compile};
+use crate::store::{Member, Store};
 use chrono::{DateTime, Datelike as _, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write as _;
@@ -68,13 +68,6 @@ pub fn parse_at(s: &str) -> Result<DateTime<Utc>, String> {
     Ok(t)
 }
 
-pub fn dialect(store: &AnyStore) -> Dialect {
-    match store {
-        AnyStore::Sqlite(_) => Dialect::Sqlite,
-        AnyStore::Postgres(_) => Dialect::Postgres,
-    }
-}
-
 pub async fn run(global: &Global, args: SegmentArgs) -> anyhow::Result<ExitCode> {
     let SegmentCommand::Members(args) = args.command;
     members(global, args).await
@@ -105,7 +98,7 @@ async fn print_members(
     args: &MembersArgs,
     name: &Name,
     from_files: Option<Option<Segment>>,
-    store: &AnyStore,
+    store: &dyn Store,
 ) -> anyhow::Result<ExitCode> {
     let segment: Option<Segment> = match from_files {
         Some(seg) => seg,
@@ -127,7 +120,7 @@ async fn print_members(
         return Ok(exit::problem());
     };
     let at = args.at.unwrap_or_else(Utc::now);
-    let dialect = dialect(store);
+    let dialect = store.dialect();
     let select = match (args.count, args.format) {
         (true, _) => Select::Count,
         (false, Format::Ids) => Select::Ids,

@@ -3,7 +3,7 @@ use super::context::{
 };
 use super::{Global, exit};
 use crate::deliver::worker::{Tally, Worker};
-use crate::store::AnyStore;
+use crate::store::Store;
 use crate::store::outbox::RunStatus;
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare, preview};
 use clap::Args;
@@ -45,7 +45,7 @@ async fn trigger(
     global: &Global,
     args: &TriggerArgs,
     config: crate::config::DeliveryConfig,
-    store: &AnyStore,
+    store: &dyn Store,
 ) -> anyhow::Result<ExitCode> {
     let target = match load_target(store, &args.name).await {
         Ok(t) => t,

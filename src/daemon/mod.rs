@@ -16,7 +16,7 @@ use crate::model::Trigger;
 use crate::plan::{self, Action, Kind, Undecodable};
 use crate::schedule;
 use crate::source::{FsTemplates, load_tree};
-use crate::store::{AnyStore, ApplyRecord, Store};
+use crate::store::{ApplyRecord, Store};
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use crate::validate::validate;
 use chrono::Utc;
@@ -79,7 +79,7 @@ fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Optio
 /// last applied version and are reported as degraded. Never runs concurrently
 /// with itself (one task owns it).
 #[tracing::instrument(name = "reconcile", skip_all)]
-async fn reconcile(opts: &Options, store: &AnyStore, shared: &Shared) -> ReconcileStatus {
+async fn reconcile(opts: &Options, store: &dyn Store, shared: &Shared) -> ReconcileStatus {
     let started = Instant::now();
     let mut status = ReconcileStatus {
         at: Some(Utc::now()),
@@ -120,7 +120,7 @@ async fn release_freed_memory() {
 
 async fn reconcile_inner(
     opts: &Options,
-    store: &AnyStore,
+    store: &dyn Store,
     status: &mut ReconcileStatus,
 ) -> Result<(), String> {
     // The files (read, validated, made canonical on every core) and the
@@ -241,7 +241,7 @@ struct Scheduled {
 
 /// Fires every automatic communication whose occurrence is due; returns the
 /// next occurrence of each.
-async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Scheduled, String> {
+async fn schedule_pass(store: &dyn Store, env: &Env) -> Result<Scheduled, String> {
     let now = Utc::now();
     let applied = store.applied().await.map_err(|e| e.to_string())?;
     let mut next = Vec::new();
@@ -302,7 +302,7 @@ async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Scheduled, String>
 
 #[tracing::instrument(name = "trigger_run", skip(store, env))]
 async fn run_scheduled(
-    store: &AnyStore,
+    store: &dyn Store,
     name: &str,
     at: chrono::DateTime<Utc>,
     late: bool,
@@ -352,7 +352,7 @@ async fn deliver_pass(worker: &Worker<'_>, stop: &CancellationToken) {
 
 /// Refreshes the planner statistics that are missing or stale (SQLite; on
 /// PostgreSQL autovacuum does it). A failure only leaves queries slower.
-async fn optimize(store: &AnyStore) {
+async fn optimize(store: &dyn Store) {
     let started = Instant::now();
     match store.optimize().await {
         Ok(()) => tracing::debug!(
@@ -415,15 +415,15 @@ fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, St
 /// Runs the daemon until `shutdown` is cancelled (or, with `--once`, one pass).
 pub async fn run(
     opts: Options,
-    store: AnyStore,
+    store: Box<dyn Store>,
     env: Arc<Env>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<OnceReport> {
-    let store = Arc::new(store);
+    let store: Arc<dyn Store> = Arc::from(store);
     let shared = Arc::new(Shared::new(opts.no_apply));
     let worker_store = store.clone();
     let worker = Worker::new(
-        &worker_store,
+        &*worker_store,
         opts.delivery.clone(),
         opts.holder.clone(),
         &*env,
@@ -432,8 +432,8 @@ pub async fn run(
 
     if opts.once {
         shared.leader.store(true, Ordering::SeqCst);
-        optimize(&store).await;
-        let status = reconcile(&opts, &store, &shared).await;
+        optimize(&*store).await;
+        let status = reconcile(&opts, &*store, &shared).await;
         for d in &status.drift {
             println!("drift: {d}");
         }
@@ -446,7 +446,7 @@ pub async fn run(
                 d.errors.join("; ")
             );
         }
-        let undecodable = match schedule_pass(&store, &*env).await {
+        let undecodable = match schedule_pass(&*store, &*env).await {
             Ok(s) => s.undecodable,
             Err(e) => {
                 tracing::error!(error = %e, "scheduling failed");
@@ -488,7 +488,7 @@ pub async fn run(
         }
     };
 
-    let leader = leader::start(&store, shared.clone(), shutdown.clone());
+    let leader = leader::start(&*store, shared.clone(), shutdown.clone());
 
     // Reconcile and schedule (leader only); one task, so reconciles never overlap.
     let control = {
@@ -507,13 +507,13 @@ pub async fn run(
             loop {
                 if shared.is_leader() {
                     if Instant::now() >= next_resync {
-                        reconcile(opts, &store, &shared).await;
+                        reconcile(opts, &*store, &shared).await;
                         shared.ready.store(true, Ordering::SeqCst);
                         next_resync = Instant::now() + opts.resync;
                         schedule_at = None;
                     }
                     if schedule_at.is_none_or(|at| at <= Utc::now()) {
-                        match schedule_pass(&store, &*env).await {
+                        match schedule_pass(&*store, &*env).await {
                             Ok(Scheduled { next, undecodable }) => {
                                 schedule_at = Some(
                                     next.first()
@@ -590,11 +590,11 @@ pub async fn run(
         let store = store.clone();
         let shutdown = shutdown.clone();
         async move {
-            if !matches!(*store, AnyStore::Sqlite(_)) {
+            if !store.keeps_statistics() {
                 return;
             }
             loop {
-                optimize(&store).await;
+                optimize(&*store).await;
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(OPTIMIZE_EVERY) => {}

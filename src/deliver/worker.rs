@@ -2,14 +2,14 @@
 //! concurrency, and writes each outcome within milliseconds (group commits).
 
 use super::email::Mailer;
-use super::payload::{Customer, Invoice, Subject, email_templates, webhook_body};
+use super::payload::{Subject, email_templates, webhook_body};
 use super::retry::{Attempt, next_delay};
 use super::webhook::{DEFAULT_TIMEOUT, Signer, WebhookSender};
 use crate::config::DeliveryConfig;
-use crate::model::{Communication, Delivery, Segment};
+use crate::model::{Communication, Customer, Delivery, Invoice, Segment};
 use crate::plan::{Decoded, Kind, Undecodable};
 use crate::store::outbox::{Claimed, Mark};
-use crate::store::{AnyStore, Store, StoreError};
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -83,7 +83,7 @@ struct Loaded {
 pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 pub struct Worker<'a> {
-    pub store: &'a AnyStore,
+    pub store: &'a dyn Store,
     pub config: DeliveryConfig,
     /// Who claims rows (`host:pid:…`).
     pub me: String,
@@ -94,7 +94,7 @@ pub struct Worker<'a> {
 
 impl<'a> Worker<'a> {
     pub fn new(
-        store: &'a AnyStore,
+        store: &'a dyn Store,
         config: DeliveryConfig,
         me: String,
         env: &'a Env,

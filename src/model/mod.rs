@@ -3,10 +3,12 @@
 //! Values of these types are only built by `validate` (or by tests), so holding
 //! one means it passed every check of SPEC §2 and §3.
 
+mod billing;
 pub mod destination;
 mod duration;
 pub mod fields;
 
+pub use billing::{Customer, Invoice};
 pub use duration::{Duration, DurationError, MAX_SECS as MAX_DURATION_SECS};
 pub use fields::{Field, FilterType, ValueKind};
 

@@ -2156,9 +2156,9 @@ fn fresh_rows_body(b: Bench) {
         let store = segd::store::connect(&db).await.expect("connect");
         let mut runs = Vec::new();
         for name in ["bulk", "nudge"] {
-            let target = load_target(&store, name).await.expect("applied");
+            let target = load_target(&*store, name).await.expect("applied");
             let prepared = prepare(&target, Occasion::Manual);
-            enqueue(&store, &prepared, false, &|k: &str| env.get(k).cloned())
+            enqueue(&*store, &prepared, false, &|k: &str| env.get(k).cloned())
                 .await
                 .expect("enqueue");
             runs.push(prepared.run.id.clone());
