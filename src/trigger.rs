@@ -6,7 +6,7 @@ use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
 use crate::plan::AppliedState;
 use crate::segment::{RunSpec, compile_run};
-use crate::store::outbox::{Run, RunResult};
+use crate::store::outbox::{Run, RunKind, RunResult};
 use crate::store::{Member, Store, StoreError};
 use chrono::{DateTime, Utc};
 
@@ -102,8 +102,8 @@ impl Prepared<'_> {
 pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
     let now = Utc::now();
     let (at, late, kind) = match occasion {
-        Occasion::Manual => (now, false, "manual"),
-        Occasion::Scheduled { at, late } => (at, late, "scheduled"),
+        Occasion::Manual => (now, false, RunKind::Manual),
+        Occasion::Scheduled { at, late } => (at, late, RunKind::Scheduled),
     };
     let occurrence = occurrence_id(occasion, now);
     let name = target.communication.name.as_str();

@@ -26,10 +26,25 @@ pub struct Run {
     pub communication: String,
     pub channel: &'static str,
     pub occurrence: String,
-    /// `manual` or `scheduled`.
-    pub kind: &'static str,
+    pub kind: RunKind,
     pub occurred_at: DateTime<Utc>,
     pub late: bool,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Manual,
+    Scheduled,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Manual => "manual",
+            RunKind::Scheduled => "scheduled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +92,48 @@ pub enum Mark {
     Dead { error: String },
 }
 
+/// Where an outbox row is (its `status` column; the SQL names them too, as
+/// partial indexes hold their literals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 5] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A row of `segd deliveries`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Delivery {
@@ -86,7 +143,7 @@ pub struct Delivery {
     pub channel: String,
     pub customer_id: String,
     pub invoice_ids: Vec<String>,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -97,7 +154,7 @@ pub struct Delivery {
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub communication: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     pub run_id: Option<String>,
     pub limit: Option<i64>,
 }

@@ -5,7 +5,7 @@
 mod runs;
 
 use super::billing::{Existing, LoadError, Progress};
-use super::outbox::{Claimed, Delivery, DeliveryFilter, Mark, Run, RunResult};
+use super::outbox::{Claimed, Delivery, DeliveryFilter, Mark, Run, RunKind, RunResult};
 use super::{ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError};
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice, Name};
@@ -405,10 +405,11 @@ where
         &self,
         communication: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let sql = "SELECT occurred_at FROM segd_trigger_runs WHERE communication = $1 AND kind = 'scheduled' \
+        let sql = "SELECT occurred_at FROM segd_trigger_runs WHERE communication = $1 AND kind = $2 \
                    ORDER BY occurred_at DESC LIMIT 1";
         Ok(sqlx::query_scalar(sql)
             .bind(communication)
+            .bind(RunKind::Scheduled.as_str())
             .fetch_optional(self.pool())
             .await?)
     }

@@ -8,7 +8,8 @@ use super::Backend;
 use crate::segment::Query;
 use crate::store::StoreError;
 use crate::store::outbox::{
-    Claimed, Delivery, DeliveryFilter, Mark, Run, RunResult, RunStatus, enqueue_turn, invoice_ids,
+    Claimed, Delivery, DeliveryFilter, DeliveryStatus, Mark, Run, RunResult, RunStatus,
+    enqueue_turn, invoice_ids,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Database, Row as _};
@@ -69,7 +70,7 @@ where
             .bind(run.id.as_str())
             .bind(run.communication.as_str())
             .bind(run.occurrence.as_str())
-            .bind(run.kind)
+            .bind(run.kind.as_str())
             .bind(run.channel)
             .bind(run.occurred_at)
             .bind(now)
@@ -330,19 +331,20 @@ where
         let now = Utc::now();
         let mut tx = self.0.begin_write().await?;
         for (id, mark) in marks {
-            let (status, next, error): (&str, Option<DateTime<Utc>>, Option<&str>) = match mark {
-                Mark::Sent => ("sent", None, None),
-                Mark::Retry { at, error } => ("pending", Some(*at), Some(error)),
-                Mark::Failed { error } => ("failed", None, Some(error)),
-                Mark::Dead { error } => ("dead", None, Some(error)),
-            };
+            let (status, next, error): (DeliveryStatus, Option<DateTime<Utc>>, Option<&str>) =
+                match mark {
+                    Mark::Sent => (DeliveryStatus::Sent, None, None),
+                    Mark::Retry { at, error } => (DeliveryStatus::Pending, Some(*at), Some(error)),
+                    Mark::Failed { error } => (DeliveryStatus::Failed, None, Some(error)),
+                    Mark::Dead { error } => (DeliveryStatus::Dead, None, Some(error)),
+                };
             sqlx::query(
                 "UPDATE segd_outbox SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
                  last_error = $3, claimed_by = NULL, claimed_until = NULL, \
                  sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END \
                  WHERE id = $5 AND claimed_by = $6 AND status = 'sending'",
             )
-            .bind(status)
+            .bind(status.as_str())
             .bind(next)
             .bind(error)
             .bind(now)
@@ -359,7 +361,7 @@ where
     pub(super) async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(B::DELIVERIES)
             .bind(f.communication.as_deref())
-            .bind(f.status.as_deref())
+            .bind(f.status.map(DeliveryStatus::as_str))
             .bind(f.run_id.as_deref())
             .bind(f.limit.unwrap_or(i64::MAX))
             .fetch_all(self.0.pool())
@@ -367,6 +369,7 @@ where
         rows.iter()
             .map(|row| {
                 let ids: String = row.try_get(5)?;
+                let status: String = row.try_get(6)?;
                 Ok(Delivery {
                     id: row.try_get(0)?,
                     idempotency_key: row.try_get(1)?,
@@ -374,7 +377,11 @@ where
                     channel: row.try_get(3)?,
                     customer_id: row.try_get(4)?,
                     invoice_ids: invoice_ids(&ids),
-                    status: row.try_get(6)?,
+                    status: DeliveryStatus::parse(&status).ok_or_else(|| {
+                        StoreError::Db(sqlx::Error::Decode(
+                            format!("unknown delivery status `{status}`").into(),
+                        ))
+                    })?,
                     attempts: row.try_get(7)?,
                     next_attempt_at: row.try_get(8)?,
                     last_error: row.try_get(9)?,
