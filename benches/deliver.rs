@@ -19,7 +19,7 @@ mod common;
 use axum::Router;
 use axum::routing::post;
 use common::{env_or, proc_kb};
-use segd::store::{AnyStore, connect};
+use segd::store::{PgStore, SqliteStore, Store, connect};
 use segd::trigger::{Occasion, enqueue, load_target, prepare};
 use sqlx::AssertSqlSafe;
 use std::process::{Command, Stdio};
@@ -30,11 +30,14 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "whsec_c2VnZC1iZW5jaC1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9u";
 
 /// `n` customers with one overdue invoice each, written by the database itself.
-async fn fill(store: &AnyStore, n: u64) {
-    let s = match store {
-        AnyStore::Sqlite(s) => s,
-        AnyStore::Postgres(p) => return fill_pg(&p.pool, n).await,
-    };
+async fn fill(store: &dyn Store, n: u64) {
+    if let Some(p) = store.as_any().downcast_ref::<PgStore>() {
+        return fill_pg(&p.pool, n).await;
+    }
+    let s = store
+        .as_any()
+        .downcast_ref::<SqliteStore>()
+        .expect("a SQLite or PostgreSQL store");
     let sql = format!(
         "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n}) \
          INSERT INTO customers (id, name, email, country, custom_data, created_at) \
@@ -85,10 +88,10 @@ async fn fill_pg(pool: &sqlx::PgPool, n: u64) {
 async fn enqueue_once(url: &str, n: u64) -> f64 {
     let env = |k: &str| (k == "SEGD_BENCH_SECRET").then(|| SECRET.to_string());
     let store = connect(url).await.expect("open");
-    let target = load_target(&store, "remind").await.expect("applied");
+    let target = load_target(&*store, "remind").await.expect("applied");
     let prepared = prepare(&target, Occasion::Manual);
     let t = Instant::now();
-    let r = enqueue(&store, &prepared, true, &env)
+    let r = enqueue(&*store, &prepared, true, &env)
         .await
         .expect("enqueue");
     let took = t.elapsed().as_secs_f64() * 1000.0;
@@ -148,7 +151,7 @@ impl Filled {
         };
         apply(bin, root, &url);
         let store = connect(&url).await.expect("open");
-        fill(&store, n).await;
+        fill(&*store, n).await;
         store.close().await;
         filled
     }
@@ -297,7 +300,7 @@ async fn main() {
     tree(dir.path(), &url);
     apply(bin, dir.path(), &db);
     let store = connect(&db).await.expect("open");
-    fill(&store, m).await;
+    fill(&*store, m).await;
     store.close().await;
     count.store(0, Ordering::Relaxed);
     let t = Instant::now();

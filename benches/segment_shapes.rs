@@ -48,7 +48,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use segd::demo::DemoSpec;
 use segd::model::{Field, FilterType, Name, Scalar, Segment, ValueKind};
 use segd::segment::{Dialect, Query, Select, compile, custom_data_index_sql};
-use segd::store::{AnyStore, connect};
+use segd::store::{SqliteStore, Store, connect};
 use segment_gen::{CustomPool, Pools, segment, uncovered};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{AssertSqlSafe, Connection as _};
@@ -534,7 +534,7 @@ impl Timing {
 
 struct Setup {
     label: String,
-    store: AnyStore,
+    store: Box<dyn Store>,
     dialect: Dialect,
     deadline: Deadline,
     timeout: Duration,
@@ -715,7 +715,7 @@ async fn run(
     println!("\n== {} ==", setup.label);
     let at = segd::model::parse_time(AT)?;
     // The bounds run as the segments do: on every connection, each armed.
-    if let AnyStore::Sqlite(s) = &setup.store {
+    if let Some(s) = setup.store.as_any().downcast_ref::<SqliteStore>() {
         arm(&s.pool, &setup.deadline).await?;
     }
     let bounds = Bounds::measure(setup).await?;
@@ -725,7 +725,7 @@ async fn run(
         if progress {
             eprint!("\r{} {}/{}", setup.label, index + 1, segments.len());
         }
-        if let AnyStore::Sqlite(s) = &setup.store {
+        if let Some(s) = setup.store.as_any().downcast_ref::<SqliteStore>() {
             arm(&s.pool, &setup.deadline).await?;
         }
         let count = setup
@@ -815,7 +815,7 @@ async fn run(
 /// which is then analyzed. Returns the copy's URL.
 async fn sqlite_setups(plain: &str, analyzed: &std::path::Path, keys: &[String]) -> Res<String> {
     let store = connect(plain).await?;
-    if let AnyStore::Sqlite(s) = &store {
+    if let Some(s) = store.as_any().downcast_ref::<SqliteStore>() {
         for key in keys {
             sqlx::query(AssertSqlSafe(custom_data_index_sql(key)))
                 .execute(&s.pool)
@@ -835,7 +835,7 @@ async fn sqlite_setups(plain: &str, analyzed: &std::path::Path, keys: &[String])
     store.close().await;
     let analyzed_url = format!("sqlite://{}", analyzed.display());
     let store = connect(&analyzed_url).await?;
-    if let AnyStore::Sqlite(s) = &store {
+    if let Some(s) = store.as_any().downcast_ref::<SqliteStore>() {
         sqlx::query("ANALYZE").execute(&s.pool).await?;
     }
     store.close().await;
@@ -843,8 +843,8 @@ async fn sqlite_setups(plain: &str, analyzed: &std::path::Path, keys: &[String])
 }
 
 /// Whether the SQLite database holds planner statistics.
-async fn has_statistics(store: &AnyStore) -> Res<bool> {
-    let AnyStore::Sqlite(s) = store else {
+async fn has_statistics(store: &dyn Store) -> Res<bool> {
+    let Some(s) = store.as_any().downcast_ref::<SqliteStore>() else {
         return Ok(true);
     };
     let n: i64 = sqlx::query_scalar(
@@ -923,7 +923,7 @@ async fn bench() -> Res<bool> {
     load_demo(&plain_url, spec).await?;
     let pools = {
         let store = connect(&plain_url).await?;
-        let AnyStore::Sqlite(s) = &store else {
+        let Some(s) = store.as_any().downcast_ref::<SqliteStore>() else {
             return Err("the plain database is SQLite".into());
         };
         let pools = demo_pools(&s.pool, customers).await?;
@@ -966,7 +966,7 @@ async fn bench() -> Res<bool> {
             continue;
         }
         let store = connect(url).await?;
-        if has_statistics(&store).await? != stats {
+        if has_statistics(&*store).await? != stats {
             return Err(format!("{label}: sqlite_stat1 is not as the setup says").into());
         }
         let setup = Setup {

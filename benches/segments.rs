@@ -16,7 +16,7 @@
 //! no member, so the ones that start from those tables join `customers` too.
 
 use segd::segment::{Dialect, Query, Select, compile, custom_data_index_sql};
-use segd::store::{AnyStore, connect};
+use segd::store::{SqliteStore, Store, connect};
 use segd::validate::stored_segment;
 use sqlx::AssertSqlSafe;
 use std::time::{Duration, Instant};
@@ -110,7 +110,7 @@ where
     (best, n)
 }
 
-async fn list(store: &AnyStore, q: &Query) -> u64 {
+async fn list(store: &dyn Store, q: &Query) -> u64 {
     store.members(q, |_| Ok(())).await.unwrap_or_default()
 }
 
@@ -140,11 +140,9 @@ async fn main() {
             return;
         }
     };
-    let (dialect, exec) = match &store {
-        AnyStore::Sqlite(s) => (Dialect::Sqlite, Some(s.pool.clone())),
-        AnyStore::Postgres(_) => (Dialect::Postgres, None),
-    };
-    if let Some(pool) = exec {
+    let dialect = store.dialect();
+    if let Some(s) = store.as_any().downcast_ref::<SqliteStore>() {
+        let pool = s.pool.clone();
         // What `segd apply` keeps for a segment comparing custom_data.plan.
         let _ = sqlx::query(AssertSqlSafe(custom_data_index_sql("plan")))
             .execute(&pool)
@@ -164,9 +162,12 @@ async fn main() {
         "ratio"
     );
     for case in CASES {
-        let Some(seg) = stored_segment(case.toml) else {
-            eprintln!("{}: invalid TOML in the bench", case.name);
-            continue;
+        let seg = match stored_segment(case.toml) {
+            Ok(seg) => seg,
+            Err(e) => {
+                eprintln!("{}: invalid in the bench: {e}", case.name);
+                continue;
+            }
         };
         let hand = match dialect {
             Dialect::Sqlite => case.sqlite,
@@ -178,8 +179,8 @@ async fn main() {
         let hand_list = raw(&format!("SELECT * FROM ({hand}) h ORDER BY 1"));
         let (sc, n1) = best(|| async { store.count(&count_q).await.unwrap_or_default() }).await;
         let (hc, n2) = best(|| async { store.count(&hand_count).await.unwrap_or_default() }).await;
-        let (sl, n3) = best(|| list(&store, &ids_q)).await;
-        let (hl, n4) = best(|| list(&store, &hand_list)).await;
+        let (sl, n3) = best(|| list(&*store, &ids_q)).await;
+        let (hl, n4) = best(|| list(&*store, &hand_list)).await;
         let agree = if n1 == n2 && n2 == n3 && n3 == n4 {
             ""
         } else {

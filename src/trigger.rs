@@ -5,11 +5,10 @@
 use crate::deliver::DeliverError;
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
-use crate::plan::{Applied, Kind};
-use crate::segment::{Dialect, RunSpec, compile_run};
-use crate::store::outbox::{Run, RunResult};
-use crate::store::{AnyStore, Member, Store, StoreError};
-use crate::validate::{stored_communication, stored_segment};
+use crate::plan::AppliedState;
+use crate::segment::{RunSpec, compile_run};
+use crate::store::outbox::{Run, RunKind, RunResult};
+use crate::store::{Member, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,33 +41,24 @@ pub struct Target {
     pub segment: Segment,
 }
 
-pub async fn load_target(store: &AnyStore, name: &str) -> Result<Target, TriggerError> {
-    find_target(&store.applied().await?.rows, name)
+pub async fn load_target(store: &dyn Store, name: &str) -> Result<Target, TriggerError> {
+    find_target(&store.applied().await?, name)
 }
 
 /// The applied communication `name` and the segment it names.
-pub fn find_target(applied: &[Applied], name: &str) -> Result<Target, TriggerError> {
+pub fn find_target(applied: &AppliedState, name: &str) -> Result<Target, TriggerError> {
     let comm = applied
-        .iter()
-        .find(|a| a.def.kind == Kind::Communication && a.def.name == name)
-        .and_then(|a| stored_communication(&a.def.spec, &a.def.templates))
+        .communication(name)
+        .map_err(StoreError::from)?
         .ok_or_else(|| TriggerError::Unknown(name.to_string()))?;
     let segment = applied
-        .iter()
-        .find(|a| a.def.kind == Kind::Segment && a.def.name == comm.segment.as_str())
-        .and_then(|a| stored_segment(&a.def.spec))
+        .segment(comm.segment.as_str())
+        .map_err(StoreError::from)?
         .ok_or_else(|| TriggerError::NoSegment(name.to_string(), comm.segment.to_string()))?;
     Ok(Target {
-        communication: comm,
-        segment,
+        communication: comm.clone(),
+        segment: segment.clone(),
     })
-}
-
-fn dialect(store: &AnyStore) -> Dialect {
-    match store {
-        AnyStore::Sqlite(_) => Dialect::Sqlite,
-        AnyStore::Postgres(_) => Dialect::Postgres,
-    }
 }
 
 /// The run's identity: its occurrence id (part of every idempotency key).
@@ -113,8 +103,8 @@ impl Prepared<'_> {
 pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
     let now = Utc::now();
     let (at, late, kind) = match occasion {
-        Occasion::Manual => (now, false, "manual"),
-        Occasion::Scheduled { at, late } => (at, late, "scheduled"),
+        Occasion::Manual => (now, false, RunKind::Manual),
+        Occasion::Scheduled { at, late } => (at, late, RunKind::Scheduled),
     };
     let occurrence = occurrence_id(occasion, now);
     let name = target.communication.name.as_str();
@@ -135,17 +125,20 @@ pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
 
 /// Who a run would reach, and with which invoices, without writing anything.
 pub async fn preview(
-    store: &AnyStore,
+    store: &dyn Store,
     prepared: &Prepared<'_>,
     mut each: impl FnMut(Member) -> std::io::Result<()>,
 ) -> Result<u64, StoreError> {
-    let q = compile_run(&prepared.target.segment, &prepared.spec(), dialect(store));
+    let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
     store.members(&q.preview, &mut each).await
 }
 
 /// How many customers and messages a run would reach, without writing anything.
-pub async fn estimate(store: &AnyStore, prepared: &Prepared<'_>) -> Result<(u64, u64), StoreError> {
-    let q = compile_run(&prepared.target.segment, &prepared.spec(), dialect(store));
+pub async fn estimate(
+    store: &dyn Store,
+    prepared: &Prepared<'_>,
+) -> Result<(u64, u64), StoreError> {
+    let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
     Ok((
         store.count(&q.recipients).await?,
         store.count(&q.messages).await?,
@@ -154,7 +147,7 @@ pub async fn estimate(store: &AnyStore, prepared: &Prepared<'_>) -> Result<(u64,
 
 /// Checks the communication can send, then records the run and enqueues.
 pub async fn enqueue(
-    store: &AnyStore,
+    store: &dyn Store,
     prepared: &Prepared<'_>,
     allow_over_limit: bool,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
@@ -169,7 +162,7 @@ pub async fn enqueue(
         return Err(TriggerError::Failed(c.name.to_string(), e));
     }
     let spec = prepared.spec();
-    let q = compile_run(&prepared.target.segment, &spec, dialect(store));
+    let q = compile_run(&prepared.target.segment, &spec, store.dialect());
     let max = if allow_over_limit {
         None
     } else {

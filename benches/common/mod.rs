@@ -1,7 +1,7 @@
 //! Helpers the bench binaries share (each includes this as `mod common;`).
 
 use segd::demo::{DemoSpec, Generator, RowCounts};
-use segd::store::billing::{self, Existing};
+use segd::store::billing::Existing;
 use std::str::FromStr;
 
 /// The number in environment variable `name` (a bench's knob), or `default`.
@@ -31,7 +31,9 @@ pub fn proc_kb(pid: u32, field: &str) -> Option<u64> {
 #[allow(dead_code)] // not every bench loads demo data
 pub async fn load_demo(url: &str, spec: DemoSpec) -> Result<RowCounts, Box<dyn std::error::Error>> {
     let store = segd::store::connect(url).await?;
-    let rows = billing::load_demo(&store, Generator::new(spec)?, Existing::Replace, |_| {}).await;
+    let rows = store
+        .load_demo(Generator::new(spec)?, Existing::Replace, &mut |_| {})
+        .await;
     store.close().await;
     Ok(rows?)
 }

@@ -4,7 +4,7 @@ use super::segment::parse_at;
 use super::{CliError, Global, exit};
 use crate::plan::{self, Impacts, Plan, render};
 use crate::source::{Capped, read_capped};
-use crate::store::{AnyStore, ApplyRecord, Store};
+use crate::store::{ApplyRecord, Store};
 use clap::Args;
 use std::io::{BufRead as _, IsTerminal, Write as _};
 use std::path::PathBuf;
@@ -87,7 +87,7 @@ pub async fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, CliError>
 async fn under_lock(
     global: &Global,
     args: &ApplyArgs,
-    store: &AnyStore,
+    store: &dyn Store,
     saved: Option<(Plan, Impacts)>,
     desired: Option<Vec<plan::Definition>>,
 ) -> Result<ExitCode, CliError> {
@@ -101,7 +101,7 @@ async fn under_lock(
 async fn locked(
     global: &Global,
     args: &ApplyArgs,
-    store: &AnyStore,
+    store: &dyn Store,
     saved: Option<(Plan, Impacts)>,
     desired: Option<Vec<plan::Definition>>,
 ) -> Result<ExitCode, CliError> {

@@ -4,7 +4,7 @@
 use super::{CliError, Global};
 use crate::diag;
 use crate::source::{FsTemplates, load_settings, load_tree};
-use crate::store::{AnyStore, connect};
+use crate::store::{Store, connect};
 use crate::validate::{Outcome, validate};
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -62,10 +62,10 @@ pub fn database_url(global: &Global, settings: &crate::config::FileSettings) -> 
 /// write-ahead log back into the database file).
 pub async fn with_store(
     url: &str,
-    f: impl AsyncFnOnce(&AnyStore) -> Result<ExitCode, CliError>,
+    f: impl AsyncFnOnce(&dyn Store) -> Result<ExitCode, CliError>,
 ) -> Result<ExitCode, CliError> {
     let store = connect(url).await?;
-    let result = f(&store).await;
+    let result = f(&*store).await;
     store.close().await;
     result
 }

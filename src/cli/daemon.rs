@@ -3,8 +3,8 @@ use super::{CliError, Global, exit};
 use crate::daemon::{Env, Options, run as run_daemon};
 use crate::demo::{DemoSpec, Generator};
 use crate::model::Duration;
-use crate::store::AnyStore;
-use crate::store::billing::{Existing, LoadError, load_demo};
+use crate::store::Store;
+use crate::store::billing::{Existing, LoadError};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -93,7 +93,7 @@ pub async fn run(global: &Global, args: DaemonArgs) -> Result<ExitCode, CliError
     let store = crate::store::connect(&url).await?;
     let mut env: Arc<Env> = Arc::new(|k: &str| std::env::var(k).ok());
     if args.demo {
-        demo_data(&store).await?;
+        demo_data(&*store).await?;
         if std::env::var("SEGD_WEBHOOK_SECRET").is_err() {
             // The demo's webhook needs a signing secret; a real deployment sets its own.
             env = Arc::new(|k: &str| match k {
@@ -172,14 +172,17 @@ fn spawn_signals(shutdown: CancellationToken) {
     });
 }
 
-async fn demo_data(store: &AnyStore) -> Result<(), CliError> {
+async fn demo_data(store: &dyn Store) -> Result<(), CliError> {
     let spec = DemoSpec {
         seed: 1,
         customers: 10_000,
         today: chrono::Utc::now().date_naive(),
     };
     let generator = Generator::new(spec)?;
-    match load_demo(store, generator, Existing::Refuse, |_| {}).await {
+    match store
+        .load_demo(generator, Existing::Refuse, &mut |_| {})
+        .await
+    {
         Ok(rows) => println!("segd demo: loaded demo billing data: {rows}"),
         Err(LoadError::NotEmpty { customers }) => {
             println!("segd demo: the database already holds {customers} customers; using them")

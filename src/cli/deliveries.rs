@@ -1,6 +1,6 @@
 use super::context::{database_url, file_settings, with_store};
 use super::{CliError, Global, exit};
-use crate::store::outbox::DeliveryFilter;
+use crate::store::outbox::{DeliveryFilter, DeliveryStatus};
 use clap::{Args, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
@@ -51,7 +51,7 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
         }
         let filter = DeliveryFilter {
             communication: args.communication.clone(),
-            status: args.status.clone(),
+            status: args.status.as_deref().and_then(DeliveryStatus::parse),
             run_id: None,
             limit: args.limit,
         };

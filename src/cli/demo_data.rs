@@ -1,7 +1,7 @@
 use super::context::{database_url, file_settings};
 use super::{CliError, Global, exit};
 use crate::demo::{DemoSpec, Generator};
-use crate::store::billing::{self, Existing, LoadError, Progress};
+use crate::store::billing::{Existing, LoadError, Progress};
 use clap::Args;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -60,15 +60,18 @@ pub async fn run(global: &Global, args: DemoDataArgs) -> Result<ExitCode, CliErr
     } else {
         Existing::Refuse
     };
-    let result = billing::load_demo(&store, generator, existing, |p| {
-        if let Some(bar) = &bar {
-            match p {
-                Progress::Customers(n) => bar.set_position(n),
-                Progress::Finishing => bar.set_message("rebuilding indexes, analyzing, committing"),
+    let result = store
+        .load_demo(generator, existing, &mut |p| {
+            if let Some(bar) = &bar {
+                match p {
+                    Progress::Customers(n) => bar.set_position(n),
+                    Progress::Finishing => {
+                        bar.set_message("rebuilding indexes, analyzing, committing")
+                    }
+                }
             }
-        }
-    })
-    .await;
+        })
+        .await;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -40,13 +40,13 @@ pub async fn run(global: &Global, args: ExportArgs) -> Result<ExitCode, CliError
     .await
 }
 
-async fn export(store: &crate::store::AnyStore, args: &ExportArgs) -> Result<ExitCode, CliError> {
+async fn export(store: &dyn Store, args: &ExportArgs) -> Result<ExitCode, CliError> {
     let applied = store.applied().await?;
     let mut written = std::collections::BTreeSet::new();
     for a in &applied.rows {
-        let mut rel = target(a.def.kind, &a.def.name, &a.def.source);
+        let mut rel = target(a.def.kind, a.def.name.as_str(), &a.def.source);
         if !written.insert(rel.clone()) {
-            rel = target(a.def.kind, &a.def.name, "");
+            rel = target(a.def.kind, a.def.name.as_str(), "");
             written.insert(rel.clone());
         }
         write(&args.out, &rel, &a.def.spec)?;

@@ -4,7 +4,7 @@ use super::{CliError, Global, exit};
 use crate::model::Trigger;
 use crate::plan::Kind;
 use crate::schedule::next_after;
-use crate::store::{AnyStore, Store};
+use crate::store::Store;
 use crate::trigger::{Occasion, estimate, find_target, prepare};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
@@ -48,7 +48,7 @@ pub async fn run(global: &Global, args: ForecastArgs) -> Result<ExitCode, CliErr
     .await
 }
 
-async fn forecast(args: &ForecastArgs, store: &AnyStore) -> Result<ExitCode, CliError> {
+async fn forecast(args: &ForecastArgs, store: &dyn Store) -> Result<ExitCode, CliError> {
     let from = args.at.unwrap_or_else(Utc::now);
     // `--at` ends in 9999 and `--days` at 3650: both ends are representable.
     let (Some(until), Some(start)) = (
@@ -67,7 +67,7 @@ async fn forecast(args: &ForecastArgs, store: &AnyStore) -> Result<ExitCode, Cli
         .iter()
         .filter(|a| a.def.kind == Kind::Communication)
     {
-        let target = match find_target(&applied.rows, &a.def.name) {
+        let target = match find_target(&applied, a.def.name.as_str()) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("warning: {e}");
@@ -89,7 +89,7 @@ async fn forecast(args: &ForecastArgs, store: &AnyStore) -> Result<ExitCode, Cli
             let prepared = prepare(&target, Occasion::Scheduled { at, late: false });
             let (recipients, messages) = estimate(store, &prepared).await?;
             rows.push(Row {
-                communication: a.def.name.clone(),
+                communication: a.def.name.to_string(),
                 at,
                 local: at
                     .with_timezone(timezone)

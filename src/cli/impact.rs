@@ -1,30 +1,19 @@
 //! Membership impact of a plan, measured in the database (SPEC §5 `plan`).
 
-use super::segment::dialect;
-use crate::model::Segment;
-use crate::plan::{Action, Applied, Impact, Impacts, Kind, Plan};
+use crate::model::{Name, Segment};
+use crate::plan::{Action, Applied, Decoded, Definition, Impact, Impacts, Kind, Plan};
 use crate::segment::compile_impact;
-use crate::store::{AnyStore, StoreError};
-use crate::validate::stored_segment;
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-/// The segment a canonical communication definition names.
-fn comm_segment(spec: &str) -> Option<String> {
-    let t: toml::Table = toml::from_str(spec).ok()?;
-    t.get("communication")?
-        .get("segment")?
-        .as_str()
-        .map(str::to_string)
-}
-
 async fn measure(
-    store: &AnyStore,
+    store: &dyn Store,
     before: Option<&Segment>,
     after: &Segment,
     at: DateTime<Utc>,
 ) -> Result<Impact, StoreError> {
-    let q = compile_impact(before, after, dialect(store), at);
+    let q = compile_impact(before, after, store.dialect(), at);
     let counts = store.counts(&q.counts).await?;
     let get = |i: usize| counts.get(i).copied().unwrap_or(0);
     let mut sample_entering = Vec::new();
@@ -56,23 +45,40 @@ async fn measure(
 /// is a query over every customer); the plan says when it measured fewer.
 const MAX_MEASURED: usize = 200;
 
+/// The definition read back, or a warning naming it (it is measured as if absent).
+fn decoded(d: &Definition) -> Option<Decoded> {
+    d.decode().inspect_err(|e| eprintln!("warning: {e}")).ok()
+}
+
+/// The segment a communication definition names.
+fn segment_of(d: &Definition) -> Option<Name> {
+    match decoded(d)? {
+        Decoded::Communication(c) => Some(c.segment),
+        Decoded::Segment(_) => None,
+    }
+}
+
 /// Impacts of every created or changed segment, and of every created or changed
 /// communication whose audience changes. Only those segments are evaluated.
 pub async fn impacts(
-    store: &AnyStore,
+    store: &dyn Store,
     plan: &Plan,
     applied: &[Applied],
-    desired: &[crate::plan::Definition],
+    desired: &[Definition],
     at: DateTime<Utc>,
 ) -> Result<Impacts, StoreError> {
-    let applied_spec: BTreeMap<(Kind, &str), &str> = applied
+    let applied_segment: BTreeMap<&str, &Definition> = applied
         .iter()
-        .map(|a| ((a.def.kind, a.def.name.as_str()), a.def.spec.as_str()))
+        .filter(|a| a.def.kind == Kind::Segment)
+        .map(|a| (a.def.name.as_str(), &a.def))
         .collect();
-    let desired_spec: BTreeMap<(Kind, &str), &str> = desired
+    let desired_segment: BTreeMap<&str, &Definition> = desired
         .iter()
-        .map(|d| ((d.kind, d.name.as_str()), d.spec.as_str()))
+        .filter(|d| d.kind == Kind::Segment)
+        .map(|d| (d.name.as_str(), d))
         .collect();
+    // The desired communications of each segment, read once a segment is measured.
+    let mut reached_by: Option<BTreeMap<Name, Vec<String>>> = None;
     let mut out = Impacts::new();
     let measurable = plan
         .changes
@@ -91,45 +97,45 @@ pub async fn impacts(
         .take(MAX_MEASURED)
     {
         let Some(after) = &c.after else { continue };
-        let (before_spec, after_spec) = match c.kind {
-            Kind::Segment => (
-                c.before.as_ref().map(|b| b.spec.clone()),
-                Some(after.spec.clone()),
-            ),
+        let (before_def, after_def) = match c.kind {
+            Kind::Segment => (c.before.as_ref(), Some(after)),
             Kind::Communication => {
-                let new_seg = comm_segment(&after.spec);
-                let old_seg = c.before.as_ref().and_then(|b| comm_segment(&b.spec));
-                let before = old_seg.and_then(|s| {
-                    applied_spec
-                        .get(&(Kind::Segment, s.as_str()))
-                        .map(|x| x.to_string())
-                });
+                let old_seg = c.before.as_ref().and_then(segment_of);
+                let new_seg = segment_of(after);
+                let before = old_seg.and_then(|s| applied_segment.get(s.as_str()).copied());
                 let after = new_seg.and_then(|s| {
-                    desired_spec
-                        .get(&(Kind::Segment, s.as_str()))
-                        .or_else(|| applied_spec.get(&(Kind::Segment, s.as_str())))
-                        .map(|x| x.to_string())
+                    desired_segment
+                        .get(s.as_str())
+                        .or_else(|| applied_segment.get(s.as_str()))
+                        .copied()
                 });
                 (before, after)
             }
         };
-        if c.action == Action::Update && before_spec == after_spec {
+        let spec = |d: Option<&Definition>| d.map(|d| d.spec.clone());
+        if c.action == Action::Update && spec(before_def) == spec(after_def) {
             continue;
         }
-        let Some(after_seg) = after_spec.as_deref().and_then(stored_segment) else {
+        let segment = |d: Option<&Definition>| match d.and_then(decoded) {
+            Some(Decoded::Segment(s)) => Some(s),
+            _ => None,
+        };
+        let Some(after_seg) = segment(after_def) else {
             continue;
         };
-        let before_seg = before_spec.as_deref().and_then(stored_segment);
+        let before_seg = segment(before_def);
         let mut impact = measure(store, before_seg.as_ref(), &after_seg, at).await?;
         if c.kind == Kind::Segment {
-            impact.communications = desired
-                .iter()
-                .filter(|d| {
-                    d.kind == Kind::Communication
-                        && comm_segment(&d.spec).as_deref() == Some(&c.name)
-                })
-                .map(|d| d.name.clone())
-                .collect();
+            let reached_by = reached_by.get_or_insert_with(|| {
+                let mut by: BTreeMap<Name, Vec<String>> = BTreeMap::new();
+                for d in desired.iter().filter(|d| d.kind == Kind::Communication) {
+                    if let Some(seg) = segment_of(d) {
+                        by.entry(seg).or_default().push(d.name.to_string());
+                    }
+                }
+                by
+            });
+            impact.communications = reached_by.get(&after.name).cloned().unwrap_or_default();
         }
         out.insert((c.kind, c.name.clone()), impact);
     }

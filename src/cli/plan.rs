@@ -54,7 +54,7 @@ async fn plan(
     global: &Global,
     args: &PlanArgs,
     outcome: &crate::validate::Outcome,
-    store: &crate::store::AnyStore,
+    store: &dyn Store,
 ) -> Result<ExitCode, CliError> {
     let applied = store.applied().await?;
     let desired = plan::desired(&outcome.definitions, &outcome.templates);

@@ -1,9 +1,8 @@
 use super::context::{database_url, file_settings, valid_tree, with_store};
 use super::{CliError, Global, exit};
 use crate::model::{Name, Segment, parse_time};
-use crate::plan::Kind;
-use crate::segment::{Dialect, Select, compile};
-use crate::store::{AnyStore, Member, Store};
+use crate::segment::{Select, compile};
+use crate::store::{Member, Store, StoreError};
 use chrono::{DateTime, Datelike as _, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write as _;
@@ -69,13 +68,6 @@ pub fn parse_at(s: &str) -> Result<DateTime<Utc>, String> {
     Ok(t)
 }
 
-pub fn dialect(store: &AnyStore) -> Dialect {
-    match store {
-        AnyStore::Sqlite(_) => Dialect::Sqlite,
-        AnyStore::Postgres(_) => Dialect::Postgres,
-    }
-}
-
 pub async fn run(global: &Global, args: SegmentArgs) -> Result<ExitCode, CliError> {
     let SegmentCommand::Members(args) = args.command;
     members(global, args).await
@@ -103,17 +95,16 @@ async fn print_members(
     args: &MembersArgs,
     name: &Name,
     from_files: Option<Option<Segment>>,
-    store: &AnyStore,
+    store: &dyn Store,
 ) -> Result<ExitCode, CliError> {
     let segment: Option<Segment> = match from_files {
         Some(seg) => seg,
         None => store
             .applied()
             .await?
-            .rows
-            .iter()
-            .find(|a| a.def.kind == Kind::Segment && a.def.name == name.as_str())
-            .and_then(|a| crate::validate::stored_segment(&a.def.spec)),
+            .segment(name.as_str())
+            .map_err(StoreError::from)?
+            .cloned(),
     };
     let Some(segment) = segment else {
         let place = match args.from {
@@ -126,7 +117,7 @@ async fn print_members(
         });
     };
     let at = args.at.unwrap_or_else(Utc::now);
-    let dialect = dialect(store);
+    let dialect = store.dialect();
     let select = match (args.count, args.format) {
         (true, _) => Select::Count,
         (false, Format::Ids) => Select::Ids,

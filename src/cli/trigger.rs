@@ -1,7 +1,7 @@
 use super::context::{database_url, delivery_config, env_var, file_settings, holder, with_store};
 use super::{CliError, Global, exit};
 use crate::deliver::worker::{Tally, Worker};
-use crate::store::AnyStore;
+use crate::store::Store;
 use crate::store::outbox::RunStatus;
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare, preview};
 use clap::Args;
@@ -33,7 +33,7 @@ async fn trigger(
     global: &Global,
     args: &TriggerArgs,
     config: crate::config::DeliveryConfig,
-    store: &AnyStore,
+    store: &dyn Store,
 ) -> Result<ExitCode, CliError> {
     let target = load_target(store, &args.name).await?;
     if !target.communication.enabled {

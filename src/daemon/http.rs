@@ -1,7 +1,7 @@
 //! The HTTP API (SPEC §6): health, readiness, metrics, status, manual trigger.
 
 use super::state::Shared;
-use crate::store::{AnyStore, Store};
+use crate::store::Store;
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -37,7 +37,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Api {
     pub shared: Arc<Shared>,
-    pub store: Arc<AnyStore>,
+    pub store: Arc<dyn Store>,
     pub metrics: PrometheusHandle,
     /// `SEGD_API_TOKEN`; the trigger endpoint is disabled without one.
     pub token: Option<String>,
@@ -160,6 +160,7 @@ async fn status(State(api): State<Arc<Api>>) -> Response {
         "degraded": s.last_reconcile.degraded,
         "drift": s.last_reconcile.drift,
         "next_triggers": s.next_triggers,
+        "undecodable": s.undecodable,
         "deliveries": deliveries,
     }))
     .into_response()
@@ -205,7 +206,7 @@ async fn trigger(
         Some(t) if !token_ok(t, expected) => return error(StatusCode::FORBIDDEN, "wrong token"),
         Some(_) => {}
     }
-    let target = match load_target(&api.store, &name).await {
+    let target = match load_target(&*api.store, &name).await {
         Ok(t) => t,
         Err(TriggerError::Unknown(_)) => {
             return error(StatusCode::NOT_FOUND, "no such applied communication");
@@ -217,7 +218,7 @@ async fn trigger(
     }
     let prepared = prepare(&target, Occasion::Manual);
     let env = api.env.clone();
-    match enqueue(&api.store, &prepared, false, &*env).await {
+    match enqueue(&*api.store, &prepared, false, &*env).await {
         Ok(r) => {
             metrics::counter!("segd_trigger_runs_total", "communication" => name.clone(), "status" => r.status.as_str())
                 .increment(1);

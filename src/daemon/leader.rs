@@ -1,17 +1,15 @@
-//! Leadership: on PostgreSQL, the daemon holding an advisory lock on a
-//! dedicated connection leads; when it dies its connection closes, the lock is
-//! released and another replica takes over within seconds. SQLite is one
-//! process's database: its daemon always leads.
+//! Leadership: where several daemons share a database (PostgreSQL), the one
+//! holding the store's election leads; when it dies its session closes and
+//! another replica takes over within seconds. A database only one process uses
+//! (SQLite) has no election: its daemon always leads.
 
 use super::state::Shared;
-use crate::store::AnyStore;
-use sqlx::Connection as _;
+use crate::store::{Election, Store};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-const LEADER_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('segd_leader'))";
 const POLL: Duration = Duration::from_secs(2);
 
 pub struct Leadership {
@@ -19,40 +17,33 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// Waits for the election task, which unlocks and closes its connection.
+    /// Waits for the election task, which steps down and closes its session.
     pub async fn release(self) {
         let _ = self.task.await;
     }
 }
 
 pub fn start(
-    store: &AnyStore,
+    store: &dyn Store,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> Option<Leadership> {
-    // The store's own connection options: the URL is parsed (and checked) once.
-    let options = match store {
-        AnyStore::Sqlite(_) => {
-            shared.leader.store(true, Ordering::SeqCst);
-            metrics::gauge!("segd_leader").set(1.0);
-            return None;
-        }
-        AnyStore::Postgres(pg) => pg.pool.connect_options(),
+    let Some(mut election) = store.election() else {
+        shared.leader.store(true, Ordering::SeqCst);
+        metrics::gauge!("segd_leader").set(1.0);
+        return None;
     };
     let task = tokio::spawn(async move {
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            match sqlx::PgConnection::connect_with(&options).await {
-                Ok(mut conn) => {
-                    hold(&mut conn, &shared, &shutdown).await;
+            match election.connect().await {
+                Ok(()) => {
+                    hold(&mut *election, &shared, &shutdown).await;
                     shared.leader.store(false, Ordering::SeqCst);
                     metrics::gauge!("segd_leader").set(0.0);
-                    let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
+                    election.step_down().await;
                 }
                 Err(e) => tracing::warn!(error = %e, "leader election: cannot connect"),
             }
@@ -65,15 +56,12 @@ pub fn start(
     Some(Leadership { task })
 }
 
-/// Tries for the lock and, once held, keeps checking the connection; returns on
-/// shutdown or when the connection fails.
-async fn hold(conn: &mut sqlx::PgConnection, shared: &Shared, shutdown: &CancellationToken) {
+/// Tries for the lead and, once held, keeps checking the session; returns on
+/// shutdown or when the session fails.
+async fn hold(election: &mut dyn Election, shared: &Shared, shutdown: &CancellationToken) {
     loop {
         if !shared.is_leader() {
-            match sqlx::query_scalar::<_, bool>(LEADER_LOCK)
-                .fetch_one(&mut *conn)
-                .await
-            {
+            match election.try_lead().await {
                 Ok(true) => {
                     shared.leader.store(true, Ordering::SeqCst);
                     metrics::gauge!("segd_leader").set(1.0);
@@ -86,7 +74,7 @@ async fn hold(conn: &mut sqlx::PgConnection, shared: &Shared, shutdown: &Cancell
                     return;
                 }
             }
-        } else if let Err(e) = sqlx::query("SELECT 1").execute(&mut *conn).await {
+        } else if let Err(e) = election.check().await {
             tracing::warn!(error = %e, "lost the leader connection; stepping down");
             return;
         }

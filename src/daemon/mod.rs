@@ -15,10 +15,10 @@ use crate::deliver::DeliverError;
 use crate::deliver::worker::Worker;
 use crate::error::chain;
 use crate::model::Trigger;
-use crate::plan::{self, Action, Kind};
+use crate::plan::{self, Action, Kind, Undecodable};
 use crate::schedule;
 use crate::source::{FsTemplates, SourceError, load_tree};
-use crate::store::{AnyStore, ApplyRecord, Store, StoreError};
+use crate::store::{ApplyRecord, Store, StoreError};
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use crate::validate::validate;
 use chrono::Utc;
@@ -102,7 +102,7 @@ fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Optio
 /// last applied version and are reported as degraded. Never runs concurrently
 /// with itself (one task owns it).
 #[tracing::instrument(name = "reconcile", skip_all)]
-async fn reconcile(opts: &Options, store: &AnyStore, shared: &Shared) -> ReconcileStatus {
+async fn reconcile(opts: &Options, store: &dyn Store, shared: &Shared) -> ReconcileStatus {
     let started = Instant::now();
     let mut status = ReconcileStatus {
         at: Some(Utc::now()),
@@ -144,7 +144,7 @@ async fn release_freed_memory() {
 
 async fn reconcile_inner(
     opts: &Options,
-    store: &AnyStore,
+    store: &dyn Store,
     status: &mut ReconcileStatus,
 ) -> Result<(), DaemonError> {
     // The files (read, validated, made canonical on every core) and the
@@ -251,20 +251,30 @@ async fn reconcile_inner(
     Ok(())
 }
 
+/// What a scheduling pass found.
+struct Scheduled {
+    /// The next occurrence of each automatic communication, soonest first.
+    next: Vec<NextTrigger>,
+    /// Applied communications that do not read back (not scheduled), and
+    /// segments of automatic communications that do not (their runs fail).
+    undecodable: Vec<Undecodable>,
+}
+
 /// Fires every automatic communication whose occurrence is due; returns the
 /// next occurrence of each.
-async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, StoreError> {
+async fn schedule_pass(store: &dyn Store, env: &Env) -> Result<Scheduled, StoreError> {
     let now = Utc::now();
     let applied = store.applied().await?;
     let mut next = Vec::new();
-    for a in applied
-        .rows
-        .iter()
-        .filter(|a| a.def.kind == Kind::Communication)
-    {
-        let Some(comm) = crate::validate::stored_communication(&a.def.spec, &a.def.templates)
-        else {
-            continue;
+    let mut undecodable = Vec::new();
+    for comm in applied.communications() {
+        let comm = match comm {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "not scheduled");
+                undecodable.push(e);
+                continue;
+            }
         };
         let Trigger::Automatic {
             schedule: sched,
@@ -275,6 +285,11 @@ async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, 
         };
         if !comm.enabled {
             continue;
+        }
+        // Its runs fail (and say so) until the segment is applied again.
+        if let Err(e) = applied.segment(comm.segment.as_str()) {
+            tracing::error!(error = %e, "{} cannot run", comm.name);
+            undecodable.push(e);
         }
         let name = comm.name.to_string();
         let anchor = match store.last_occurrence(&name).await? {
@@ -298,12 +313,12 @@ async fn schedule_pass(store: &AnyStore, env: &Env) -> Result<Vec<NextTrigger>, 
         }
     }
     next.sort_by_key(|n| n.at);
-    Ok(next)
+    Ok(Scheduled { next, undecodable })
 }
 
 #[tracing::instrument(name = "trigger_run", skip(store, env))]
 async fn run_scheduled(
-    store: &AnyStore,
+    store: &dyn Store,
     name: &str,
     at: chrono::DateTime<Utc>,
     late: bool,
@@ -353,7 +368,7 @@ async fn deliver_pass(worker: &Worker<'_>, stop: &CancellationToken) {
 
 /// Refreshes the planner statistics that are missing or stale (SQLite; on
 /// PostgreSQL autovacuum does it). A failure only leaves queries slower.
-async fn optimize(store: &AnyStore) {
+async fn optimize(store: &dyn Store) {
     let started = Instant::now();
     match store.optimize().await {
         Ok(()) => tracing::debug!(
@@ -415,15 +430,15 @@ fn install_metrics()
 /// Runs the daemon until `shutdown` is cancelled (or, with `--once`, one pass).
 pub async fn run(
     opts: Options,
-    store: AnyStore,
+    store: Box<dyn Store>,
     env: Arc<Env>,
     shutdown: CancellationToken,
 ) -> Result<OnceReport, DaemonError> {
-    let store = Arc::new(store);
+    let store: Arc<dyn Store> = Arc::from(store);
     let shared = Arc::new(Shared::new(opts.no_apply));
     let worker_store = store.clone();
     let worker = Worker::new(
-        &worker_store,
+        &*worker_store,
         opts.delivery.clone(),
         opts.holder.clone(),
         &*env,
@@ -431,8 +446,8 @@ pub async fn run(
 
     if opts.once {
         shared.leader.store(true, Ordering::SeqCst);
-        optimize(&store).await;
-        let status = reconcile(&opts, &store, &shared).await;
+        optimize(&*store).await;
+        let status = reconcile(&opts, &*store, &shared).await;
         for d in &status.drift {
             println!("drift: {d}");
         }
@@ -445,11 +460,18 @@ pub async fn run(
                 d.errors.join("; ")
             );
         }
-        if let Err(e) = schedule_pass(&store, &*env).await {
-            tracing::error!(error = %chain(&e), "scheduling failed");
+        let undecodable = match schedule_pass(&*store, &*env).await {
+            Ok(s) => s.undecodable,
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "scheduling failed");
+                Vec::new()
+            }
+        };
+        for e in &undecodable {
+            println!("undecodable: {e}");
         }
         deliver_pass(&worker, &shutdown).await;
-        let ok = status.ok && status.degraded.is_empty();
+        let ok = status.ok && status.degraded.is_empty() && undecodable.is_empty();
         return Ok(OnceReport { ok });
     }
 
@@ -483,7 +505,7 @@ pub async fn run(
         }
     };
 
-    let leader = leader::start(&store, shared.clone(), shutdown.clone());
+    let leader = leader::start(&*store, shared.clone(), shutdown.clone());
 
     // Reconcile and schedule (leader only); one task, so reconciles never overlap.
     let control = {
@@ -502,21 +524,24 @@ pub async fn run(
             loop {
                 if shared.is_leader() {
                     if Instant::now() >= next_resync {
-                        reconcile(opts, &store, &shared).await;
+                        reconcile(opts, &*store, &shared).await;
                         shared.ready.store(true, Ordering::SeqCst);
                         next_resync = Instant::now() + opts.resync;
                         schedule_at = None;
                     }
                     if schedule_at.is_none_or(|at| at <= Utc::now()) {
-                        match schedule_pass(&store, &*env).await {
-                            Ok(next) => {
+                        match schedule_pass(&*store, &*env).await {
+                            Ok(Scheduled { next, undecodable }) => {
                                 schedule_at = Some(
                                     next.first()
                                         .map_or(Utc::now() + chrono::TimeDelta::minutes(1), |n| {
                                             n.at
                                         }),
                                 );
-                                shared.status.write().await.next_triggers = next;
+                                let mut status = shared.status.write().await;
+                                status.next_triggers = next;
+                                status.undecodable = undecodable;
+                                drop(status);
                                 shared.deliver_now.notify_one();
                             }
                             Err(e) => {
@@ -582,11 +607,11 @@ pub async fn run(
         let store = store.clone();
         let shutdown = shutdown.clone();
         async move {
-            if !matches!(*store, AnyStore::Sqlite(_)) {
+            if !store.keeps_statistics() {
                 return;
             }
             loop {
-                optimize(&store).await;
+                optimize(&*store).await;
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(OPTIMIZE_EVERY) => {}

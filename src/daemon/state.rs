@@ -1,5 +1,6 @@
 //! What the daemon knows about itself, shared by its loops and the HTTP API.
 
+use crate::plan::Undecodable;
 use crate::validate::Degraded;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -34,6 +35,8 @@ pub struct NextTrigger {
 pub struct Status {
     pub last_reconcile: ReconcileStatus,
     pub next_triggers: Vec<NextTrigger>,
+    /// Applied definitions the scheduler found that no longer read back.
+    pub undecodable: Vec<Undecodable>,
     pub reconciles: u64,
 }
 

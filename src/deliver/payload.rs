@@ -1,34 +1,10 @@
 //! What a delivery carries: the webhook JSON body and the rendered email. Pure.
 
 use super::DeliverError;
-use crate::model::{Body, Communication, Email};
+use crate::model::{Body, Communication, Customer, Email, Invoice};
 use crate::validate::template;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// A customer as deliveries and templates see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Customer {
-    pub id: String,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub country: Option<String>,
-    pub custom_data: serde_json::Value,
-    pub created_at: Option<String>,
-}
-
-/// An invoice as deliveries and templates see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Invoice {
-    pub id: String,
-    pub number: Option<String>,
-    pub status: Option<String>,
-    pub amount_cents: Option<i64>,
-    pub currency: Option<String>,
-    pub due_date: Option<String>,
-    pub created_at: Option<String>,
-}
 
 /// What one delivery is about.
 pub struct Subject<'a> {

@@ -3,15 +3,14 @@
 
 use super::DeliverError;
 use super::email::Mailer;
-use super::payload::{Customer, Invoice, Subject, email_templates, webhook_body};
+use super::payload::{Subject, email_templates, webhook_body};
 use super::retry::{Attempt, next_delay};
 use super::webhook::{DEFAULT_TIMEOUT, Signer, WebhookSender};
 use crate::config::DeliveryConfig;
-use crate::model::{Communication, Delivery};
-use crate::plan::Kind;
+use crate::model::{Communication, Customer, Delivery, Invoice, Segment};
+use crate::plan::{Decoded, Kind, Undecodable};
 use crate::store::outbox::{Claimed, Mark};
-use crate::store::{AnyStore, Store, StoreError};
-use crate::validate::{stored_communication, stored_segment};
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -71,8 +70,8 @@ struct Batch {
     leased_until: tokio::time::Instant,
 }
 
-/// The applied communications by name.
-type Comms = HashMap<String, Loaded>;
+/// The applied communications by name, or why one does not read back.
+type Comms = HashMap<String, Result<Loaded, Undecodable>>;
 
 /// An applied communication, ready to send.
 struct Loaded {
@@ -85,7 +84,7 @@ struct Loaded {
 pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 pub struct Worker<'a> {
-    pub store: &'a AnyStore,
+    pub store: &'a dyn Store,
     pub config: DeliveryConfig,
     /// Who claims rows (`host:pid:…`).
     pub me: String,
@@ -96,7 +95,7 @@ pub struct Worker<'a> {
 
 impl<'a> Worker<'a> {
     pub fn new(
-        store: &'a AnyStore,
+        store: &'a dyn Store,
         config: DeliveryConfig,
         me: String,
         env: &'a Env,
@@ -112,46 +111,48 @@ impl<'a> Worker<'a> {
     }
 
     /// The applied communications, with the version of the definitions read.
+    /// One that does not read back (nor its segment) is logged, and its rows
+    /// are retried later with that error rather than failed as not applied.
     async fn load(&self) -> Result<(String, Comms), StoreError> {
         let applied = self.store.applied().await?;
-        let comms: Vec<(&str, Communication, &BTreeMap<String, String>)> = applied
+        let mut out = HashMap::new();
+        for a in applied
             .rows
             .iter()
             .filter(|a| a.def.kind == Kind::Communication)
-            .filter_map(|a| {
-                let comm = stored_communication(&a.def.spec, &a.def.templates)?;
-                Some((a.def.name.as_str(), comm, &a.def.templates))
-            })
-            .collect();
-        // Only the segments a communication names are parsed (for their
-        // descriptions), not every applied one.
-        let wanted: HashSet<&str> = comms.iter().map(|(_, c, _)| c.segment.as_str()).collect();
-        let segments: HashMap<&str, Option<String>> = applied
-            .rows
-            .iter()
-            .filter(|a| a.def.kind == Kind::Segment && wanted.contains(a.def.name.as_str()))
-            .map(|a| {
-                let desc = stored_segment(&a.def.spec).and_then(|s| s.description);
-                (a.def.name.as_str(), desc)
-            })
-            .collect();
-        let mut out = HashMap::new();
-        for (name, comm, templates) in comms {
-            let signer = match &comm.delivery {
-                Delivery::Webhook(w) => Some(Signer::from_env(&w.secret_env, self.env)),
-                Delivery::Email(_) => None,
+        {
+            let loaded = match a.decoded() {
+                // Only the segment's description is used.
+                Ok(Decoded::Communication(comm)) => applied
+                    .segment(comm.segment.as_str())
+                    .map(|segment| self.loaded(comm, segment, &a.def.templates)),
+                Ok(Decoded::Segment(_)) => continue,
+                Err(e) => Err(e),
             };
-            out.insert(
-                name.to_string(),
-                Loaded {
-                    segment_description: segments.get(comm.segment.as_str()).cloned().flatten(),
-                    templates: templates.clone(),
-                    comm,
-                    signer,
-                },
-            );
+            if let Err(e) = &loaded {
+                tracing::error!(error = %e, "cannot send {}'s deliveries", a.def.name);
+            }
+            out.insert(a.def.name.to_string(), loaded);
         }
         Ok((applied.version, out))
+    }
+
+    fn loaded(
+        &self,
+        comm: &Communication,
+        segment: Option<&Segment>,
+        templates: &BTreeMap<String, String>,
+    ) -> Loaded {
+        let signer = match &comm.delivery {
+            Delivery::Webhook(w) => Some(Signer::from_env(&w.secret_env, self.env)),
+            Delivery::Email(_) => None,
+        };
+        Loaded {
+            segment_description: segment.and_then(|s| s.description.clone()),
+            templates: templates.clone(),
+            comm: comm.clone(),
+            signer,
+        }
     }
 
     /// Sends every due row (of one run, when given) until none is due; calls
@@ -428,6 +429,7 @@ impl<'a> Worker<'a> {
             .await;
         let channel = comms
             .get(&row.communication)
+            .and_then(|l| l.as_ref().ok())
             .map_or("unknown", |l| l.comm.delivery.channel().as_str());
         metrics::histogram!("segd_delivery_duration_seconds", "channel" => channel)
             .record(started.elapsed().as_secs_f64());
@@ -473,15 +475,25 @@ impl<'a> Worker<'a> {
 
     async fn attempt(
         &self,
-        comms: &HashMap<String, Loaded>,
+        comms: &Comms,
         customers: &HashMap<String, Customer>,
         invoices: &HashMap<String, Invoice>,
         row: &Claimed,
     ) -> Attempt {
-        let Some(loaded) = comms.get(&row.communication) else {
-            return Attempt::Permanent {
-                error: format!("communication {} is no longer applied", row.communication),
-            };
+        let loaded = match comms.get(&row.communication) {
+            Some(Ok(loaded)) => loaded,
+            // Read back once applied again: tried again later.
+            Some(Err(e)) => {
+                return Attempt::Retry {
+                    error: e.to_string(),
+                    retry_after: None,
+                };
+            }
+            None => {
+                return Attempt::Permanent {
+                    error: format!("communication {} is no longer applied", row.communication),
+                };
+            }
         };
         let Some(customer) = customers.get(&row.customer_id) else {
             return Attempt::Permanent {

@@ -3,10 +3,12 @@
 //! Values of these types are only built by `validate` (or by tests), so holding
 //! one means it passed every check of SPEC §2 and §3.
 
+mod billing;
 pub mod destination;
 mod duration;
 pub mod fields;
 
+pub use billing::{Customer, Invoice};
 pub use duration::{Duration, DurationError, MAX_SECS as MAX_DURATION_SECS};
 pub use fields::{Field, FilterType, ValueKind};
 
@@ -15,7 +17,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// A segment or communication name: `^[a-z0-9][a-z0-9_-]{0,62}$`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Name(String);
 
 impl Name {
@@ -39,6 +44,32 @@ impl Name {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = &'static str;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 

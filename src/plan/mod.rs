@@ -4,7 +4,7 @@
 pub mod render;
 
 use crate::canonical;
-use crate::model::{Body, Communication, Definitions, Delivery, Email, Segment, Sourced};
+use crate::model::{Body, Communication, Definitions, Delivery, Email, Name, Segment, Sourced};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -39,7 +39,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Definition {
     pub kind: Kind,
-    pub name: String,
+    pub name: Name,
     /// Canonical TOML.
     pub spec: String,
     /// Path below `--dir`.
@@ -68,13 +68,73 @@ impl Definition {
     pub fn digest(&self) -> String {
         sha256_hex(&self.display_text())
     }
+
+    /// The definition read back into the model: the one place where canonical
+    /// text becomes a segment or a communication again.
+    pub fn decode(&self) -> Result<Decoded, Undecodable> {
+        let decoded = match self.kind {
+            Kind::Segment => crate::validate::stored_segment(&self.spec).map(Decoded::Segment),
+            Kind::Communication => {
+                crate::validate::stored_communication(&self.spec, &self.templates)
+                    .map(Decoded::Communication)
+            }
+        };
+        decoded.map_err(|error| Undecodable {
+            kind: self.kind,
+            name: self.name.to_string(),
+            error,
+        })
+    }
 }
 
-/// A row of `segd_definitions`, as read back (its hash may have drifted).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A definition read back into the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Segment(Segment),
+    Communication(Communication),
+}
+
+/// An applied definition that no longer reads back into the model (its row
+/// was edited by hand, or a later segd judges it differently).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("the applied {} `{name}` does not read back: {error}; apply it again", .kind.as_str())]
+pub struct Undecodable {
+    pub kind: Kind,
+    pub name: String,
+    pub error: String,
+}
+
+/// A row of `segd_definitions`, as read back (its hash may have drifted),
+/// decoded into the model when first asked for, once.
+#[derive(Debug, Clone)]
 pub struct Applied {
     pub def: Definition,
     pub hash: String,
+    decoded: std::sync::OnceLock<Result<Decoded, Undecodable>>,
+}
+
+impl Applied {
+    pub fn new(def: Definition, hash: String) -> Self {
+        Self {
+            def,
+            hash,
+            decoded: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The definition in the model (decoded on first use).
+    pub fn decoded(&self) -> Result<&Decoded, Undecodable> {
+        self.decoded
+            .get_or_init(|| self.def.decode())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl PartialEq for Applied {
+    fn eq(&self, other: &Self) -> bool {
+        self.def == other.def && self.hash == other.hash
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -159,6 +219,25 @@ impl Plan {
         self.changes.iter().filter(|c| c.action == action).count()
     }
 
+    /// The custom_data keys compared by the segments this plan creates or changes.
+    pub fn custom_data_keys(&self) -> std::collections::BTreeSet<String> {
+        self.changes
+            .iter()
+            .filter_map(|c| c.after.as_ref())
+            .filter(|d| d.kind == Kind::Segment)
+            .filter_map(|d| match d.decode() {
+                Ok(Decoded::Segment(seg)) => Some(seg),
+                // A desired definition was made from the model: it reads back.
+                Ok(Decoded::Communication(_)) | Err(_) => None,
+            })
+            .flat_map(|seg| {
+                seg.filters
+                    .into_iter()
+                    .flat_map(|f| f.custom_data.into_keys())
+            })
+            .collect()
+    }
+
     /// Protected deletes not allowed by `--allow-delete`.
     pub fn blocked<'a>(&'a self, allow_delete: &[String]) -> Vec<&'a Change> {
         self.changes
@@ -182,7 +261,7 @@ pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<
     let communications: Vec<&Sourced<Communication>> = defs.communications.values().collect();
     let segments = segments.into_par_iter().map(|s| Definition {
         kind: Kind::Segment,
-        name: s.def.name.to_string(),
+        name: s.def.name.clone(),
         spec: canonical::segment(&s.def),
         source: s.source.clone(),
         protect: s.def.protect,
@@ -190,7 +269,7 @@ pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<
     });
     let communications = communications.into_par_iter().map(|c| Definition {
         kind: Kind::Communication,
-        name: c.def.name.to_string(),
+        name: c.def.name.clone(),
         spec: canonical::communication(&c.def),
         source: c.source.clone(),
         protect: c.def.protect,
@@ -211,10 +290,48 @@ pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<
 /// The applied definitions, and which version of them they are: the store's
 /// lineage and revision (every change of the applied rows, out-of-band edits
 /// too, makes a new version). A plan records the version it was made against.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AppliedState {
     pub rows: Vec<Applied>,
     pub version: String,
+}
+
+impl AppliedState {
+    fn find(&self, kind: Kind, name: &str) -> Option<&Applied> {
+        self.rows
+            .iter()
+            .find(|a| a.def.kind == kind && a.def.name == name)
+    }
+
+    /// The applied segment `name`, if there is one.
+    pub fn segment(&self, name: &str) -> Result<Option<&Segment>, Undecodable> {
+        match self.find(Kind::Segment, name).map(Applied::decoded) {
+            Some(Ok(Decoded::Segment(s))) => Ok(Some(s)),
+            Some(Err(e)) => Err(e),
+            Some(Ok(Decoded::Communication(_))) | None => Ok(None),
+        }
+    }
+
+    /// The applied communication `name`, if there is one.
+    pub fn communication(&self, name: &str) -> Result<Option<&Communication>, Undecodable> {
+        match self.find(Kind::Communication, name).map(Applied::decoded) {
+            Some(Ok(Decoded::Communication(c))) => Ok(Some(c)),
+            Some(Err(e)) => Err(e),
+            Some(Ok(Decoded::Segment(_))) | None => Ok(None),
+        }
+    }
+
+    /// Every applied communication, in name order, or why it does not read back.
+    pub fn communications(&self) -> impl Iterator<Item = Result<&Communication, Undecodable>> {
+        self.rows
+            .iter()
+            .filter(|a| a.def.kind == Kind::Communication)
+            .filter_map(|a| match a.decoded() {
+                Ok(Decoded::Communication(c)) => Some(Ok(c)),
+                Ok(Decoded::Segment(_)) => None,
+                Err(e) => Some(Err(e)),
+            })
+    }
 }
 
 /// Compares desired and applied definitions. Drift (an applied row whose spec,
@@ -235,14 +352,14 @@ pub fn diff(desired: &[Definition], applied: &AppliedState) -> Plan {
             None => changes.push(Change {
                 action: Action::Create,
                 kind: d.kind,
-                name: d.name.clone(),
+                name: d.name.to_string(),
                 before: None,
                 after: Some((*d).clone()),
             }),
             Some(a) if a.def != **d || a.hash != a.def.digest() => changes.push(Change {
                 action: Action::Update,
                 kind: d.kind,
-                name: d.name.clone(),
+                name: d.name.to_string(),
                 before: Some(a.def.clone()),
                 after: Some((*d).clone()),
             }),
@@ -254,7 +371,7 @@ pub fn diff(desired: &[Definition], applied: &AppliedState) -> Plan {
             changes.push(Change {
                 action: Action::Delete,
                 kind: a.def.kind,
-                name: a.def.name.clone(),
+                name: a.def.name.to_string(),
                 before: Some(a.def.clone()),
                 after: None,
             });
@@ -331,7 +448,7 @@ mod tests {
     fn def(kind: Kind, name: &str, spec: &str) -> Definition {
         Definition {
             kind,
-            name: name.into(),
+            name: Name::parse(name).expect("a valid name"),
             spec: spec.into(),
             source: format!("{}s.d/{name}.toml", kind.as_str()),
             protect: false,
@@ -340,10 +457,7 @@ mod tests {
     }
 
     fn applied(d: &Definition) -> Applied {
-        Applied {
-            def: d.clone(),
-            hash: d.digest(),
-        }
+        Applied::new(d.clone(), d.digest())
     }
 
     fn state(rows: Vec<Applied>) -> AppliedState {

@@ -20,7 +20,7 @@
 //! invoices (migration 0003), which halved their share. ANALYZE adds about 3 s.
 //! On PostgreSQL the server's COPY and index builds.
 
-use super::{AnyStore, DbContext as _, StoreError};
+use super::StoreError;
 use crate::demo::{self, Batch, CONNECTORS, Generator, RowCounts};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::PgConnection;
@@ -89,32 +89,45 @@ const PG_BATCH: usize = 5_000;
 /// Batches buffered between the generator thread and the database.
 const IN_FLIGHT: usize = 4;
 
-/// Fills the billing tables with the generator's data in one transaction,
-/// reporting progress; returns the rows written per table.
-pub async fn load_demo(
-    store: &AnyStore,
+/// Fills the billing tables of a SQLite database (see [`crate::store::Store::load_demo`]).
+pub(super) async fn load_into_sqlite(
+    pool: &sqlx::SqlitePool,
     generator: Generator,
     existing: Existing,
     progress: impl FnMut(Progress),
 ) -> Result<RowCounts, LoadError> {
-    match store {
-        AnyStore::Sqlite(s) => {
-            let mut conn = s.pool.acquire().await.db("loading the demo data")?;
-            // The load's pragmas must not outlive it in the pool.
-            conn.close_on_drop();
-            load_sqlite(&s.pool, &mut conn, generator, existing, progress).await
-        }
-        AnyStore::Postgres(s) => {
-            let mut conn = s.pool.acquire().await.db("loading the demo data")?;
-            let rows = load_pg(&mut conn, generator, existing, progress).await?;
-            // Fresh statistics for the planner of the segment queries; best effort,
-            // as the load is committed already (autovacuum analyzes later anyway).
-            if let Err(e) = s.analyze_billing().await {
-                tracing::warn!("analyzing the billing tables after the load: {e}");
-            }
-            Ok(rows)
-        }
+    let mut conn = pool.acquire().await?;
+    // The load's pragmas must not outlive it in the pool.
+    conn.close_on_drop();
+    load_sqlite(pool, &mut conn, generator, existing, progress).await
+}
+
+/// Fills the billing tables of a PostgreSQL database, then refreshes their statistics.
+pub(super) async fn load_into_pg(
+    pool: &sqlx::PgPool,
+    generator: Generator,
+    existing: Existing,
+    progress: impl FnMut(Progress),
+) -> Result<RowCounts, LoadError> {
+    let mut conn = pool.acquire().await?;
+    let rows = load_pg(&mut conn, generator, existing, progress).await?;
+    // Fresh statistics for the planner of the segment queries; best effort,
+    // as the load is committed already (autovacuum analyzes later anyway).
+    if let Err(e) = sqlx::query(AssertSqlSafe(pg_analyze_billing()))
+        .execute(pool)
+        .await
+    {
+        tracing::warn!("analyzing the billing tables after the load: {e}");
     }
+    Ok(rows)
+}
+
+/// PostgreSQL: fresh statistics for the billing tables, after segd changed their
+/// rows or indexes (a demo load, a migration). It samples a bounded number of
+/// rows per table and takes no lock that blocks reads or writes; between such
+/// changes autovacuum keeps them fresh.
+pub(super) fn pg_analyze_billing() -> String {
+    format!("ANALYZE {}", BILLING_TABLES.join(", "))
 }
 
 /// A statement ready to run: SQL built from constants only, and its arguments.

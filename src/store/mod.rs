@@ -1,10 +1,20 @@
-//! Storage: one [`Store`] trait, a SQLite module and a PostgreSQL module, each
-//! with its own migrations, chosen at run time from the database URL.
+//! Storage: the [`Store`] trait, every operation segd performs on its
+//! database. [`connect`] picks the backend once, from the URL, and hands back a
+//! `Box<dyn Store>`: callers never know which one it is.
+//!
+//! - `sql`: the operations, written once over [`sql::Backend`], with the SQL
+//!   text both backends share;
+//! - `sqlite/`, `postgres/`: what differs — connecting, the apply lock,
+//!   transactions, bound id lists, `EXPLAIN`, statistics, bulk loading and (on
+//!   PostgreSQL) leader election; each with its own `migrations/` folder;
+//! - `outbox`, `members`: the types those operations take and return;
+//! - `billing`: the bulk loader behind `segd demo-data`.
 
 pub mod billing;
 mod members;
 pub mod outbox;
 mod postgres;
+mod sql;
 mod sqlite;
 
 pub use members::{Member, PlanNode};
@@ -12,7 +22,14 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::redact_url;
-use crate::plan::{Applied, AppliedState, Plan};
+use crate::demo::{Generator, RowCounts};
+use crate::model::{Customer, Invoice};
+use crate::plan::{AppliedState, Plan, Undecodable};
+use crate::segment::{Dialect, Query};
+use billing::{Existing, LoadError, Progress};
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+use outbox::{Claimed, Delivery, DeliveryFilter, Mark, Run, RunResult};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +81,8 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(transparent)]
+    Undecodable(#[from] Undecodable),
 }
 
 impl StoreError {
@@ -93,13 +112,13 @@ impl StoreError {
 }
 
 /// Names what a failed query was doing: `query.await.db("reading the runs")?`.
-pub(crate) trait DbContext<T> {
-    fn db(self, what: &'static str) -> Result<T, StoreError>;
-}
-
-impl<T> DbContext<T> for Result<T, sqlx::Error> {
-    fn db(self, what: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Db { what, source })
+/// A query whose call site names no operation (the backends' shared code).
+impl From<sqlx::Error> for StoreError {
+    fn from(source: sqlx::Error) -> Self {
+        StoreError::Db {
+            what: "querying the database",
+            source,
+        }
     }
 }
 
@@ -111,35 +130,6 @@ pub struct ApplyRecord {
     pub summary: String,
     /// The plan's JSON document.
     pub plan: String,
-}
-
-/// segd's state in a database.
-pub trait Store {
-    /// The applied definitions and their version.
-    fn applied(&self) -> impl Future<Output = Result<AppliedState, StoreError>> + Send;
-
-    /// The version of the applied definitions (cheap: one row).
-    fn version(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
-
-    /// Takes the apply lock for `holder`, waiting up to `wait` for another holder.
-    /// The lock dies with its holder's process (see [`Held`]).
-    fn lock(
-        &self,
-        holder: &str,
-        wait: Duration,
-    ) -> impl Future<Output = Result<ApplyLock, StoreError>> + Send;
-
-    /// Releases the lock; a failure is logged (the lock died with its
-    /// connection or file, and what was applied stays applied).
-    fn unlock(&self, lock: ApplyLock) -> impl Future<Output = ()> + Send;
-
-    /// Applies the plan in one transaction, refusing it when the applied state is
-    /// no longer the version the plan was made against.
-    fn apply(
-        &self,
-        plan: &Plan,
-        record: &ApplyRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// What holds the apply lock; the lock is released when it is dropped, and
@@ -160,49 +150,209 @@ pub struct ApplyLock {
     holder: String,
 }
 
-/// Records who holds the apply lock, over whatever a holder that died left.
-/// `expires` is no longer read.
-const LOCK_INFO_SQL: &str = "INSERT INTO segd_locks (name, holder, since, expires) VALUES ('apply', $1, $2, $2) \
-     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, since = excluded.since, expires = excluded.expires";
+/// segd's state in a database: definitions, the apply lock, segment queries,
+/// trigger runs and the delivery outbox, and the billing rows deliveries read.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// The SQL dialect segment queries are compiled to for this database.
+    fn dialect(&self) -> Dialect;
 
-/// A connected store of either backend.
-pub enum AnyStore {
-    Sqlite(SqliteStore),
-    Postgres(PgStore),
+    // ---- definitions
+
+    /// The applied definitions and their version.
+    async fn applied(&self) -> Result<AppliedState, StoreError>;
+
+    /// The version of the applied definitions (cheap: one row).
+    async fn version(&self) -> Result<String, StoreError>;
+
+    /// When a definition was last applied.
+    async fn applied_at(&self, kind: &str, name: &str)
+    -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    // ---- applying
+
+    /// Takes the apply lock for `holder`, waiting up to `wait` for another holder.
+    /// The lock dies with its holder's process (see [`Held`]).
+    async fn lock(&self, holder: &str, wait: Duration) -> Result<ApplyLock, StoreError>;
+
+    /// Releases the lock; a failure is logged (the lock died with its
+    /// connection or file, and what was applied stays applied).
+    async fn unlock(&self, lock: ApplyLock);
+
+    /// Applies the plan in one transaction, refusing it when the applied state is
+    /// no longer the version the plan was made against.
+    async fn apply(&self, plan: &Plan, record: &ApplyRecord) -> Result<(), StoreError>;
+
+    /// Keeps an expression index for every custom_data key the segments a plan
+    /// creates or changes compare (SQLite; PostgreSQL has one GIN index over all
+    /// of custom_data). Indexes of keys no segment uses any more are kept.
+    async fn index_custom_data(&self, plan: &Plan) -> Result<(), StoreError>;
+
+    // ---- segment queries
+
+    /// Runs a `Select::Count` query.
+    async fn count(&self, q: &Query) -> Result<u64, StoreError>;
+
+    /// Runs a query returning one row of integer columns.
+    async fn counts(&self, q: &Query) -> Result<Vec<u64>, StoreError>;
+
+    /// The members a `Select::Ids` or `Select::Rows` query selects, as they
+    /// arrive (see `members`, which hands each to a closure).
+    fn member_stream<'a>(&'a self, q: &'a Query) -> BoxStream<'a, Result<Member, StoreError>>;
+
+    /// The plan the database would run `q` with (nothing is run): the
+    /// top-level steps, in order.
+    async fn explain(&self, q: &Query) -> Result<Vec<PlanNode>, StoreError>;
+
+    // ---- trigger runs and the outbox
+
+    /// Records the run and, unless it is over `max_recipients`, writes every
+    /// intended delivery (`enqueue`) — all in one transaction.
+    async fn enqueue_run(
+        &self,
+        run: &Run,
+        one_per_recipient: bool,
+        enqueue: &Query,
+        max_recipients: Option<u64>,
+    ) -> Result<RunResult, StoreError>;
+
+    /// Records a run that failed before enqueueing anything (e.g. a missing secret).
+    async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError>;
+
+    /// The latest scheduled occurrence that ran (or was held or failed) for a communication.
+    async fn last_occurrence(
+        &self,
+        communication: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Claims up to `limit` due rows for `me` until `lease_until` (only the
+    /// fresh rows of run `run_id`, when given).
+    async fn claim(
+        &self,
+        me: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        run_id: Option<&str>,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Extends the lease of every row `me` is sending.
+    async fn renew(&self, me: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Hands rows `me` claimed and never started back to pending.
+    async fn release(&self, me: &str, ids: &[i64]) -> Result<(), StoreError>;
+
+    /// Writes the outcomes of a batch in one transaction.
+    async fn mark(&self, me: &str, marks: &[(i64, Mark)]) -> Result<(), StoreError>;
+
+    /// Outbox rows, newest last.
+    async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Re-queues dead or failed deliveries (by id or idempotency key); returns how many.
+    async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError>;
+
+    /// Outbox rows by status, for status and metrics.
+    async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    // ---- billing rows
+
+    /// The customers with these ids, in the shapes deliveries use.
+    async fn customers(&self, ids: &[String]) -> Result<Vec<Customer>, StoreError>;
+
+    /// The invoices with these ids.
+    async fn invoices(&self, ids: &[String]) -> Result<Vec<Invoice>, StoreError>;
+
+    /// Fills the billing tables with the generator's data in one transaction,
+    /// reporting progress; returns the rows written per table.
+    async fn load_demo(
+        &self,
+        generator: Generator,
+        existing: Existing,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<RowCounts, LoadError>;
+
+    // ---- upkeep
+
+    /// Refreshes the planner statistics that are missing or stale (SQLite);
+    /// nothing on PostgreSQL, whose autovacuum does it. Statistics only make
+    /// queries faster: no result depends on them.
+    async fn optimize(&self) -> Result<(), StoreError>;
+
+    /// Whether segd refreshes the planner statistics itself ([`Store::optimize`]).
+    fn keeps_statistics(&self) -> bool;
+
+    /// Leader election among the daemons sharing this database; `None` where
+    /// only one process uses it (SQLite), which then always leads.
+    fn election(&self) -> Option<Box<dyn Election>>;
+
+    /// Closes every connection.
+    async fn close(&self);
+
+    /// The backend's own type, for tests and benchmarks that reach its pool.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl dyn Store + '_ {
+    /// Runs a `Select::Ids` or `Select::Rows` query, handing each member to `each`
+    /// as it arrives (never holding them all); returns how many there were.
+    pub async fn members(
+        &self,
+        q: &Query,
+        mut each: impl FnMut(Member) -> std::io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        use futures_util::TryStreamExt as _;
+        let mut rows = self.member_stream(q);
+        let mut n = 0u64;
+        while let Some(member) = rows.try_next().await? {
+            n += 1;
+            if each(member).is_err() {
+                // The reader went away (a closed pipe): stop quietly.
+                break;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Leadership held through the database: a lock on a session of its own,
+/// released by the server when that session ends (its process died).
+#[async_trait::async_trait]
+pub trait Election: Send {
+    /// Opens the session.
+    async fn connect(&mut self) -> Result<(), StoreError>;
+
+    /// Tries to take the lead; true once it is held.
+    async fn try_lead(&mut self) -> Result<bool, StoreError>;
+
+    /// Checks the session holding the lead is still alive.
+    async fn check(&mut self) -> Result<(), StoreError>;
+
+    /// Gives the lead up and closes the session.
+    async fn step_down(&mut self);
 }
 
 /// Opens the database named by `url` and migrates it.
-pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
+pub async fn connect(url: &str) -> Result<Box<dyn Store>, StoreError> {
     let scheme = url.split_once(':').map_or("", |(s, _)| s);
-    let (store, migrated) = match scheme {
-        "sqlite" => {
-            let (s, migrated) = SqliteStore::connect(url).await?;
-            (AnyStore::Sqlite(s), migrated)
-        }
-        "postgres" | "postgresql" => {
-            let (s, migrated) = PgStore::connect(url).await?;
-            (AnyStore::Postgres(s), migrated)
-        }
+    Ok(match scheme {
+        "sqlite" => Box::new(SqliteStore::connect(url).await?),
+        "postgres" | "postgresql" => Box::new(PgStore::connect(url).await?),
         _ => return Err(StoreError::Scheme(redact_url(url))),
-    };
-    if migrated {
-        // New indexes, on tables that may hold rows already (a billing database
-        // segd meets for the first time may never have been analyzed). Best
-        // effort: the schema is migrated, and statistics only make queries faster.
-        let refreshed = match &store {
-            AnyStore::Sqlite(s) => s.optimize().await,
-            AnyStore::Postgres(s) => s.analyze_billing().await,
-        };
-        if let Err(e) = refreshed {
-            tracing::warn!(error = %e, "refreshing the planner statistics after migrating failed");
-        }
+    })
+}
+
+/// After a migration: new indexes, on tables that may hold rows already (a
+/// billing database segd meets for the first time may never have been
+/// analyzed). Best effort: the schema is migrated, and statistics only make
+/// queries faster.
+fn refreshed_after_migrating(result: Result<(), StoreError>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "refreshing the planner statistics after migrating failed");
     }
-    Ok(store)
 }
 
 /// Runs the migrations; returns whether any ran, so that the caller refreshes
-/// the planner statistics their new indexes lack (see [`SQLITE_OPTIMIZE`],
-/// [`pg_analyze_billing`]).
+/// the planner statistics their new indexes lack.
 async fn migrate<DB>(
     migrator: &sqlx::migrate::Migrator,
     pool: &sqlx::Pool<DB>,
@@ -213,7 +363,7 @@ where
     DB::Connection: sqlx::migrate::Migrate,
     for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
     for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
-    for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
 {
     // sqlx's table of applied migrations; before the first migration it does not
     // exist, which counts as none.
@@ -229,24 +379,6 @@ where
         .await
         .map_err(|e| migrate_error(e, url))?;
     Ok(applied().await > before)
-}
-
-/// SQLite: analyzes each table whose statistics are missing (an index has none:
-/// a new index, a table never analyzed) or off tenfold in size; bit 0x10000 looks
-/// at every table, not only those this connection queried, as pooled connections
-/// come and go. Exact (no analysis limit, which would also drop the sqlite_stat4
-/// samples the planner uses for skewed values such as invoice statuses), so a
-/// table it analyzes holds the write lock for a scan: on 1M customers 0.2 s for
-/// customers after a new custom_data index, 1.9 s for a never-analyzed
-/// database. When nothing changed it only estimates each table's size: 8 ms.
-const SQLITE_OPTIMIZE: &str = "PRAGMA optimize = 0x10002";
-
-/// PostgreSQL: fresh statistics for the billing tables, after segd changed their
-/// rows or indexes (a demo load, a migration). It samples a bounded number of
-/// rows per table and takes no lock that blocks reads or writes; between such
-/// changes autovacuum keeps them fresh.
-fn pg_analyze_billing() -> String {
-    format!("ANALYZE {}", billing::BILLING_TABLES.join(", "))
 }
 
 fn migrate_error(e: sqlx::migrate::MigrateError, url: &str) -> StoreError {
@@ -293,271 +425,4 @@ fn connect_error(e: sqlx::Error, url: &str) -> StoreError {
         url: redact_url(url),
         source: e,
     }
-}
-
-impl AnyStore {
-    /// Refreshes the planner statistics that are missing or stale (SQLite: see
-    /// `SQLITE_OPTIMIZE`); nothing on PostgreSQL, whose autovacuum does it.
-    /// Statistics only make queries faster: no result depends on them.
-    pub async fn optimize(&self) -> Result<(), StoreError> {
-        match self {
-            AnyStore::Sqlite(s) => s.optimize().await,
-            AnyStore::Postgres(_) => Ok(()),
-        }
-    }
-
-    /// Closes every connection.
-    pub async fn close(&self) {
-        match self {
-            AnyStore::Sqlite(s) => s.pool.close().await,
-            AnyStore::Postgres(s) => s.pool.close().await,
-        }
-    }
-}
-
-impl Store for AnyStore {
-    async fn applied(&self) -> Result<AppliedState, StoreError> {
-        match self {
-            AnyStore::Sqlite(s) => s.applied().await,
-            AnyStore::Postgres(s) => s.applied().await,
-        }
-    }
-
-    async fn version(&self) -> Result<String, StoreError> {
-        match self {
-            AnyStore::Sqlite(s) => s.version().await,
-            AnyStore::Postgres(s) => s.version().await,
-        }
-    }
-
-    async fn lock(&self, holder: &str, wait: Duration) -> Result<ApplyLock, StoreError> {
-        match self {
-            AnyStore::Sqlite(s) => s.lock(holder, wait).await,
-            AnyStore::Postgres(s) => s.lock(holder, wait).await,
-        }
-    }
-
-    async fn unlock(&self, lock: ApplyLock) {
-        match self {
-            AnyStore::Sqlite(s) => s.unlock(lock).await,
-            AnyStore::Postgres(s) => s.unlock(lock).await,
-        }
-    }
-
-    async fn apply(&self, plan: &Plan, record: &ApplyRecord) -> Result<(), StoreError> {
-        match self {
-            AnyStore::Sqlite(s) => s.apply(plan, record).await,
-            AnyStore::Postgres(s) => s.apply(plan, record).await,
-        }
-    }
-}
-
-/// `Store` methods whose SQL is the same on both backends (both accept `$N`
-/// placeholders); each backend module instantiates them for its own types.
-macro_rules! common_store {
-    ($store:ty, $db:ty, $begin:expr, $tx_lock:expr, $version_for_update:expr) => {
-        impl $crate::store::Store for $store {
-            async fn applied(&self) -> Result<$crate::plan::AppliedState, $crate::store::StoreError> {
-                // The version first: a change between the two reads makes the
-                // plan stale, never a newer state under an older version.
-                let mut conn = self.pool.acquire().await.db("reading the applied definitions")?;
-                let version: String = sqlx::query_scalar($crate::store::VERSION_SQL)
-                    .fetch_one(&mut *conn)
-                    .await.db("reading the applied definitions")?;
-                let rows = $crate::store::read_applied::<$db>(&mut *conn).await?;
-                Ok($crate::plan::AppliedState { rows, version })
-            }
-
-            async fn version(&self) -> Result<String, $crate::store::StoreError> {
-                sqlx::query_scalar($crate::store::VERSION_SQL)
-                    .fetch_one(&self.pool)
-                    .await
-                    .db("reading the applied version")
-            }
-
-            async fn lock(
-                &self,
-                holder: &str,
-                wait: std::time::Duration,
-            ) -> Result<$crate::store::ApplyLock, $crate::store::StoreError> {
-                let deadline = std::time::Instant::now() + wait;
-                loop {
-                    if let Some(held) = self.try_lock().await? {
-                        sqlx::query($crate::store::LOCK_INFO_SQL)
-                            .bind(holder)
-                            .bind(chrono::Utc::now())
-                            .execute(&self.pool)
-                            .await.db("taking the apply lock")?;
-                        return Ok($crate::store::ApplyLock {
-                            held,
-                            holder: holder.to_string(),
-                        });
-                    }
-                    if std::time::Instant::now() >= deadline {
-                        let row: Option<(String, chrono::DateTime<chrono::Utc>)> =
-                            sqlx::query_as("SELECT holder, since FROM segd_locks WHERE name = 'apply'")
-                                .fetch_optional(&self.pool)
-                                .await.db("taking the apply lock")?;
-                        let (holder, since) = row.unwrap_or_else(|| ("unknown".into(), chrono::Utc::now()));
-                        return Err($crate::store::StoreError::Locked {
-                            holder,
-                            since: since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                        });
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-
-            async fn unlock(&self, lock: $crate::store::ApplyLock) {
-                // The record goes first, so it never removes the next holder's.
-                // Neither step can undo an apply that committed, and a lock whose
-                // release failed died with its connection or file: warnings only.
-                if let Err(e) = sqlx::query("DELETE FROM segd_locks WHERE name = 'apply' AND holder = $1")
-                    .bind(&lock.holder)
-                    .execute(&self.pool)
-                    .await
-                {
-                    tracing::warn!(error = %e, "forgetting the apply lock's holder failed");
-                }
-                if let Err(e) = self.release(lock.held).await {
-                    tracing::warn!(error = %e, "releasing the apply lock failed");
-                }
-            }
-
-            async fn apply(
-                &self,
-                plan: &$crate::plan::Plan,
-                record: &$crate::store::ApplyRecord,
-            ) -> Result<(), $crate::store::StoreError> {
-                use $crate::plan::Action;
-                let mut tx = self.pool.begin_with($begin).await.db("applying the plan")?;
-                if let Some(lock) = $tx_lock {
-                    sqlx::query(lock).execute(&mut *tx).await.db("applying the plan")?;
-                }
-                // Locks the version row (PostgreSQL), so no change of the
-                // definitions can commit between this check and the commit.
-                let version: String = sqlx::query_scalar($version_for_update)
-                    .fetch_one(&mut *tx)
-                    .await.db("applying the plan")?;
-                if version != plan.fingerprint {
-                    return Err($crate::store::StoreError::StalePlan);
-                }
-                let now = chrono::Utc::now();
-                for c in &plan.changes {
-                    match (c.action, &c.after) {
-                        (Action::Create, Some(d)) => {
-                            sqlx::query(
-                                "INSERT INTO segd_definitions (kind, name, spec, hash, source, protect, applied_at, templates) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                            )
-                            .bind(d.kind.as_str())
-                            .bind(&d.name)
-                            .bind(&d.spec)
-                            .bind(d.digest())
-                            .bind(&d.source)
-                            .bind(d.protect)
-                            .bind(now)
-                            .bind($crate::store::templates_json(d))
-                            .execute(&mut *tx)
-                            .await.db("applying the plan")?;
-                        }
-                        (Action::Update, Some(d)) => {
-                            let n = sqlx::query(
-                                "UPDATE segd_definitions SET spec = $3, hash = $4, source = $5, protect = $6, \
-                                 applied_at = $7, templates = $8 WHERE kind = $1 AND name = $2",
-                            )
-                            .bind(d.kind.as_str())
-                            .bind(&d.name)
-                            .bind(&d.spec)
-                            .bind(d.digest())
-                            .bind(&d.source)
-                            .bind(d.protect)
-                            .bind(now)
-                            .bind($crate::store::templates_json(d))
-                            .execute(&mut *tx)
-                            .await.db("applying the plan")?
-                            .rows_affected();
-                            if n != 1 {
-                                return Err($crate::store::StoreError::StalePlan);
-                            }
-                        }
-                        (Action::Delete, _) => {
-                            sqlx::query("DELETE FROM segd_definitions WHERE kind = $1 AND name = $2")
-                                .bind(c.kind.as_str())
-                                .bind(&c.name)
-                                .execute(&mut *tx)
-                                .await.db("applying the plan")?;
-                        }
-                        (Action::Create | Action::Update, None) => {
-                            return Err($crate::store::StoreError::StalePlan);
-                        }
-                    }
-                }
-                sqlx::query(
-                    "INSERT INTO segd_apply_history (applied_at, applied_by, git_commit, summary, plan) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(now)
-                .bind(&record.user)
-                .bind(&record.git_commit)
-                .bind(&record.summary)
-                .bind(&record.plan)
-                .execute(&mut *tx)
-                .await.db("applying the plan")?;
-                tx.commit().await.db("applying the plan")?;
-                Ok(())
-            }
-        }
-    };
-}
-pub(crate) use common_store;
-
-/// The version of the applied definitions (migration 0004); each backend's
-/// apply reads it, locked where the backend can lock one row.
-macro_rules! version_sql {
-    () => {
-        "SELECT lineage || ':' || CAST(revision AS TEXT) FROM segd_revision WHERE id = 1"
-    };
-}
-pub(crate) use version_sql;
-
-pub(crate) const VERSION_SQL: &str = version_sql!();
-
-/// Reads `segd_definitions` on any connection of either backend.
-async fn read_applied<'c, DB>(
-    conn: impl sqlx::Executor<'c, Database = DB>,
-) -> Result<Vec<Applied>, StoreError>
-where
-    DB: sqlx::Database,
-    for<'r> (String, String, String, String, String, bool, String): sqlx::FromRow<'r, DB::Row>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-{
-    let rows: Vec<(String, String, String, String, String, bool, String)> = sqlx::query_as(
-        "SELECT kind, name, spec, hash, source, protect, templates FROM segd_definitions ORDER BY kind, name",
-    )
-    .fetch_all(conn)
-    .await.db("reading the applied definitions")?;
-    rows.into_iter()
-        .map(|(kind, name, spec, hash, source, protect, templates)| {
-            let kind = crate::plan::Kind::parse(&kind).ok_or(StoreError::UnknownKind(kind))?;
-            // An unreadable templates column is drift: it reads as no templates.
-            let templates = serde_json::from_str(&templates).unwrap_or_default();
-            Ok(Applied {
-                def: crate::plan::Definition {
-                    kind,
-                    name,
-                    spec,
-                    source,
-                    protect,
-                    templates,
-                },
-                hash,
-            })
-        })
-        .collect()
-}
-
-/// The templates column: a JSON object of path → text.
-pub fn templates_json(d: &crate::plan::Definition) -> String {
-    serde_json::to_string(&d.templates).unwrap_or_else(|_| "{}".into())
 }

@@ -374,22 +374,41 @@ impl TemplateSource for NoTemplates {
     }
 }
 
-/// Parses a stored canonical segment definition back into the model.
-pub fn stored_segment(spec: &str) -> Option<crate::model::Segment> {
+/// Parses a stored canonical segment definition back into the model; the
+/// error says why it no longer reads.
+pub fn stored_segment(spec: &str) -> Result<crate::model::Segment, String> {
     let tree = Tree {
-        segments: vec![SourceFile {
-            path: "segd_definitions".into(),
-            display: "segd_definitions".into(),
-            text: spec.to_string(),
-        }],
+        segments: vec![stored_file(spec)],
         ..Tree::default()
     };
-    validate(&tree, &NoTemplates)
-        .definitions
-        .segments
-        .into_values()
-        .next()
-        .map(|s| s.def)
+    let outcome = validate(&tree, &NoTemplates);
+    match outcome.definitions.segments.into_values().next() {
+        Some(s) => Ok(s.def),
+        None => Err(reasons(&outcome.diagnostics)),
+    }
+}
+
+/// A stored definition as the validator's input.
+fn stored_file(spec: &str) -> SourceFile {
+    SourceFile {
+        path: "segd_definitions".into(),
+        display: "segd_definitions".into(),
+        text: spec.to_string(),
+    }
+}
+
+/// The errors among `diags`, as `line:col: message`, for an unreadable stored definition.
+fn reasons(diags: &[Diagnostic]) -> String {
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+        .collect();
+    if errors.is_empty() {
+        "it holds no definition".to_string()
+    } else {
+        errors.join("; ")
+    }
 }
 
 /// Templates served from an applied definition's stored copies.
@@ -409,29 +428,25 @@ impl TemplateSource for StoredTemplates<'_> {
 }
 
 /// Parses a stored canonical communication definition back into the model,
-/// reading its templates from the stored copies.
+/// reading its templates from the stored copies; the error says why it no
+/// longer reads.
 pub fn stored_communication(
     spec: &str,
     templates: &BTreeMap<String, String>,
-) -> Option<crate::model::Communication> {
-    let file = SourceFile {
-        path: "segd_definitions".into(),
-        display: "segd_definitions".into(),
-        text: spec.to_string(),
-    };
+) -> Result<crate::model::Communication, String> {
     let mut diags = Vec::new();
     let parsed = communication::parse(
-        &file,
+        &stored_file(spec),
         &StoredTemplates(templates),
         // Its schedule was judged when it was applied; only the files are
         // judged again (a date in 1970 or now would drop a rare schedule).
         None,
         &mut diags,
-    )?;
-    if diags.iter().any(Diagnostic::is_error) {
-        return None;
+    );
+    match parsed.and_then(|p| p.def) {
+        Some(def) if !diags.iter().any(Diagnostic::is_error) => Ok(def),
+        _ => Err(reasons(&diags)),
     }
-    parsed.def
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ fn a_stored_communication_keeps_a_schedule_that_fires_rarely() {
         .find(|d| d.name == "c")
         .unwrap_or_else(|| panic!("c is not desired: {desired:?}"));
     assert!(
-        super::stored_communication(&stored.spec, &stored.templates).is_some(),
+        super::stored_communication(&stored.spec, &stored.templates).is_ok(),
         "the applied communication no longer reads back: {}",
         stored.spec
     );

@@ -539,6 +539,18 @@ async fn receive(
 }
 
 impl Receiver {
+    /// A receiver answering 500 until `accept` is set, then 200.
+    fn failing_until(secret: &str, accept: &Arc<AtomicBool>) -> Self {
+        let flag = accept.clone();
+        Self::start(secret, Duration::ZERO, move |_, _| {
+            Reply::Status(if flag.load(Ordering::SeqCst) {
+                200
+            } else {
+                500
+            })
+        })
+    }
+
     /// A receiver on 127.0.0.1:0 verifying with `secret`, answering per `script`
     /// after `delay`.
     fn start(
@@ -1088,18 +1100,67 @@ fn a_retry_after_date_far_away_parks_a_delivery_for_one_day_at_most() {
 }
 
 #[test]
+fn an_applied_definition_that_no_longer_reads_back_is_reported_by_name() {
+    let billing = Billing::small();
+    let mut b = Bench::sqlite();
+    b.set("SEGD_RETRY_SCHEDULE", "0s,1s,1s,1s,1s");
+    let accept = Arc::new(AtomicBool::new(false));
+    let rec = Receiver::failing_until(b.secret(), &accept);
+    b.f.write(
+        "communications.d/hook.toml",
+        &webhook_comm("hook-invoices", "email_invoice", &rec.url, ""),
+    );
+    b.setup(&billing);
+    // The first attempts fail: the deliveries wait for a retry.
+    b.segd(&["trigger", "hook-invoices"]);
+    let enqueued = b.deliveries(&[]).len();
+    assert!(enqueued > 0, "the run enqueued deliveries");
+    let tried = rec.arrived();
+
+    // The stored communication is edited by hand into something unreadable.
+    b.db.exec(
+        "UPDATE segd_definitions SET spec = '[communication]\nname = 1\n' \
+         WHERE kind = 'communication' AND name = 'hook-invoices'",
+    );
+    let names_the_row =
+        |out: &str| out.contains("the applied communication `hook-invoices` does not read back");
+    let o = b.segd(&["trigger", "hook-invoices"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(names_the_row(&stderr(&o)), "trigger: {}", text(&o));
+
+    // The daemon (not applying the files, which would repair the row) says so
+    // and fails; the due deliveries wait with that error, none is failed.
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = b.segd(&["daemon", "--once", "--no-apply", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        text(&o).contains("undecodable: the applied communication `hook-invoices`"),
+        "daemon --once: {}",
+        text(&o)
+    );
+    let rows = b.deliveries(&[]);
+    assert_eq!(rows.len(), enqueued);
+    for row in &rows {
+        assert_eq!(status(row), "pending", "{row}");
+        let error = row["last_error"].as_str().unwrap_or_default();
+        assert!(names_the_row(error), "{row}");
+    }
+    assert_eq!(rec.arrived(), tried, "nothing more was sent");
+
+    // Applying the files again repairs the row; the deliveries are then sent.
+    accept.store(true, Ordering::SeqCst);
+    let o = b.segd(&["apply", "--auto-approve"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let rows = b.drive(Duration::from_secs(20));
+    assert!(rows.iter().all(|r| status(r) == "sent"), "{rows:#?}");
+}
+
+#[test]
 fn a_missing_or_malformed_secret_fails_the_run_and_sends_nothing_unsigned() {
     let billing = Billing::small();
     let mut b = Bench::sqlite();
     let accept = Arc::new(AtomicBool::new(false));
-    let flag = accept.clone();
-    let rec = Receiver::start(b.secret(), Duration::ZERO, move |_, _| {
-        Reply::Status(if flag.load(Ordering::SeqCst) {
-            200
-        } else {
-            500
-        })
-    });
+    let rec = Receiver::failing_until(b.secret(), &accept);
     b.f.write(
         "communications.d/hook.toml",
         &webhook_comm("hook-invoices", "email_invoice", &rec.url, ""),
@@ -2095,9 +2156,9 @@ fn fresh_rows_body(b: Bench) {
         let store = segd::store::connect(&db).await.expect("connect");
         let mut runs = Vec::new();
         for name in ["bulk", "nudge"] {
-            let target = load_target(&store, name).await.expect("applied");
+            let target = load_target(&*store, name).await.expect("applied");
             let prepared = prepare(&target, Occasion::Manual);
-            enqueue(&store, &prepared, false, &|k: &str| env.get(k).cloned())
+            enqueue(&*store, &prepared, false, &|k: &str| env.get(k).cloned())
                 .await
                 .expect("enqueue");
             runs.push(prepared.run.id.clone());

@@ -13,8 +13,8 @@ use segd::model::{
     Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
 };
 use segd::segment::{Dialect, Query, RunSpec, Select, compile, compile_impact, compile_run};
-use segd::store::billing::{self, BILLING_TABLES, Existing};
-use segd::store::{AnyStore, PlanNode, connect};
+use segd::store::billing::{BILLING_TABLES, Existing};
+use segd::store::{PgStore, PlanNode, SqliteStore, Store, connect};
 use segd::validate::stored_segment;
 use std::collections::BTreeMap;
 
@@ -28,7 +28,7 @@ fn at() -> DateTime<Utc> {
 
 struct Setup {
     label: &'static str,
-    store: AnyStore,
+    store: Box<dyn Store>,
     dialect: Dialect,
     _keep: Keep,
 }
@@ -38,7 +38,7 @@ enum Keep {
     Pg(PgTestDb),
 }
 
-async fn load(url: &str) -> AnyStore {
+async fn load(url: &str) -> Box<dyn Store> {
     let store = connect(url).await.expect("open the database");
     let generator = Generator::new(DemoSpec {
         seed: 7,
@@ -46,17 +46,23 @@ async fn load(url: &str) -> AnyStore {
         today: NaiveDate::from_ymd_opt(2026, 11, 30).expect("a date"),
     })
     .expect("a generator");
-    billing::load_demo(&store, generator, Existing::Replace, |_| {})
+    store
+        .load_demo(generator, Existing::Replace, &mut |_| {})
         .await
         .expect("load demo data");
     store
 }
 
-async fn exec(store: &AnyStore, sql: &str) {
+async fn exec(store: &dyn Store, sql: &str) {
     let sql = sqlx::AssertSqlSafe(sql.to_string());
-    match store {
-        AnyStore::Sqlite(s) => sqlx::query(sql).execute(&s.pool).await.map(drop),
-        AnyStore::Postgres(s) => sqlx::query(sql).execute(&s.pool).await.map(drop),
+    let any = store.as_any();
+    if let Some(s) = any.downcast_ref::<SqliteStore>() {
+        sqlx::query(sql).execute(&s.pool).await.map(drop)
+    } else {
+        let p = any
+            .downcast_ref::<PgStore>()
+            .expect("a SQLite or PostgreSQL store");
+        sqlx::query(sql).execute(&p.pool).await.map(drop)
     }
     .expect("a statement of the test");
 }
@@ -71,8 +77,8 @@ async fn sqlite(stats: bool) -> Setup {
     let url = format!("sqlite://{}", dir.path().join("plans.db").display());
     let store = load(&url).await;
     if !stats {
-        exec(&store, "DROP TABLE IF EXISTS sqlite_stat1").await;
-        exec(&store, "DROP TABLE IF EXISTS sqlite_stat4").await;
+        exec(&*store, "DROP TABLE IF EXISTS sqlite_stat1").await;
+        exec(&*store, "DROP TABLE IF EXISTS sqlite_stat4").await;
     }
     store.close().await;
     // A new connection reads the statistics as they are now.
@@ -96,7 +102,7 @@ async fn postgres(stats: bool, test: &str) -> Option<Setup> {
     let store = load(&db.url).await;
     for table in BILLING_TABLES.iter().copied().chain(SEGD.split(", ")) {
         exec(
-            &store,
+            &*store,
             &format!("ALTER TABLE {table} SET (autovacuum_enabled = off)"),
         )
         .await;
@@ -104,26 +110,26 @@ async fn postgres(stats: bool, test: &str) -> Option<Setup> {
     // A communication that reached many customers lately: the run queries'
     // exclusions then read a full outbox.
     exec(
-        &store,
+        &*store,
         "INSERT INTO segd_trigger_runs (id, communication, occurrence, kind, occurred_at, started_at, status, channel) \
          VALUES ('remind:old', 'remind', 'old', 'manual', '2026-11-29T00:00:00Z', '2026-11-29T00:00:00Z', 'enqueued', 'email')",
     )
     .await;
     exec(
-        &store,
+        &*store,
         "INSERT INTO segd_outbox (customer_id, invoice_id, invoice_ids, status, run) \
          SELECT customer_id, id, '[]', 'sent', (SELECT seq FROM segd_trigger_runs WHERE id = 'remind:old') \
          FROM invoices WHERE status IN ('open', 'partially_paid', 'overdue') ORDER BY id",
     )
     .await;
     exec(
-        &store,
+        &*store,
         "UPDATE segd_trigger_runs SET first_id = (SELECT MIN(id) FROM segd_outbox), \
          last_id = (SELECT MAX(id) FROM segd_outbox) WHERE id = 'remind:old'",
     )
     .await;
     exec(
-        &store,
+        &*store,
         &format!("ANALYZE {}, {SEGD}", BILLING_TABLES.join(", ")),
     )
     .await;
@@ -136,12 +142,12 @@ async fn postgres(stats: bool, test: &str) -> Option<Setup> {
             .collect::<Vec<_>>()
             .join(", ");
         exec(
-            &store,
+            &*store,
             &format!("DELETE FROM pg_statistic WHERE starelid IN ({tables})"),
         )
         .await;
         exec(
-            &store,
+            &*store,
             &format!(
                 "UPDATE pg_class SET reltuples = -1, relpages = 0, relallvisible = 0 \
                  WHERE oid IN ({tables}) OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ({tables}))"

@@ -27,7 +27,7 @@ use segd::model::{
     Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
 };
 use segd::segment::{Dialect, Select, compile};
-use segd::store::AnyStore;
+use segd::store::{PgStore, SqliteStore, Store};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -596,7 +596,7 @@ macro_rules! load_rows {
 /// One migrated database of one backend.
 struct Backend {
     label: &'static str,
-    store: AnyStore,
+    store: Box<dyn Store>,
     dialect: Dialect,
     keep: Keep,
 }
@@ -654,23 +654,28 @@ impl Backend {
     }
 
     async fn load(&self, ds: &Dataset) -> Result<(), sqlx::Error> {
-        match &self.store {
-            AnyStore::Sqlite(s) => load_rows!(
+        let any = self.store.as_any();
+        if let Some(s) = any.downcast_ref::<SqliteStore>() {
+            load_rows!(
                 s.pool,
                 ds,
                 ts: sqlite_ts,
                 date: sqlite_date,
                 flag: i64::from,
                 json: Value::to_string
-            ),
-            AnyStore::Postgres(s) => load_rows!(
-                s.pool,
+            )
+        } else {
+            let p = any
+                .downcast_ref::<PgStore>()
+                .expect("a SQLite or PostgreSQL store");
+            load_rows!(
+                p.pool,
                 ds,
                 ts: |t: DateTime<Utc>| t,
                 date: |d: NaiveDate| d,
                 flag: |b: bool| b,
                 json: Value::clone
-            ),
+            )
         }
     }
 
@@ -698,9 +703,14 @@ impl Backend {
     async fn rows_in(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         let q = sqlx::AssertSqlSafe(sql);
-        match &self.store {
-            AnyStore::Sqlite(s) => sqlx::query_scalar(q).fetch_one(&s.pool).await,
-            AnyStore::Postgres(s) => sqlx::query_scalar(q).fetch_one(&s.pool).await,
+        let any = self.store.as_any();
+        if let Some(s) = any.downcast_ref::<SqliteStore>() {
+            sqlx::query_scalar(q).fetch_one(&s.pool).await
+        } else {
+            let p = any
+                .downcast_ref::<PgStore>()
+                .expect("a SQLite or PostgreSQL store");
+            sqlx::query_scalar(q).fetch_one(&p.pool).await
         }
         .expect("count rows")
     }
@@ -2546,10 +2556,7 @@ fn members_end_to_end(rt: &tokio::runtime::Runtime, f: &Fixture, url: &str) {
         let store = segd::store::connect(url)
             .await
             .expect("create the database");
-        let dialect = match &store {
-            AnyStore::Sqlite(_) => Dialect::Sqlite,
-            AnyStore::Postgres(_) => Dialect::Postgres,
-        };
+        let dialect = store.dialect();
         let b = Backend {
             label: "end to end",
             dialect,

@@ -1,0 +1,289 @@
+//! The PostgreSQL backend, for teams and for several daemons on one database.
+
+mod election;
+
+use super::billing::{self, Existing, LoadError, Progress};
+use super::sql::{Backend, Session};
+use super::{Election, Held, PlanNode, StoreError, connect_error};
+use crate::config::redact_url;
+use crate::demo::{Generator, RowCounts};
+use crate::plan::Plan;
+use crate::segment::{Bind, Dialect, Query};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, Postgres};
+use sqlx::query::Query as SqlQuery;
+use sqlx::{Arguments as _, AssertSqlSafe, ConnectOptions as _, Transaction};
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The apply lock: session-level, so the server releases it when the holder's
+/// connection drops (its process died). Not the key of
+/// [`PgStore::APPLY_XACT_LOCK`], which an apply takes on another connection
+/// while holding this.
+const APPLY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('segd:apply', 0))";
+const APPLY_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended('segd:apply', 0))";
+
+pub struct PgStore {
+    pub pool: PgPool,
+}
+
+impl PgStore {
+    /// Opens and migrates the database.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect_options(url)?)
+            .await
+            .map_err(|e| connect_error(e, url))?;
+        if super::migrate(&MIGRATOR, &pool, url).await? {
+            let analyzed = sqlx::query(AssertSqlSafe(billing::pg_analyze_billing()))
+                .execute(&pool)
+                .await;
+            super::refreshed_after_migrating(analyzed.map(drop).map_err(StoreError::from));
+        }
+        Ok(Self { pool })
+    }
+}
+
+impl Backend for PgStore {
+    type Db = Postgres;
+
+    const DIALECT: Dialect = Dialect::Postgres;
+    /// Serialises applies across processes for the length of a transaction.
+    const APPLY_XACT_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtext('segd_apply'))");
+    const VERSION_FOR_UPDATE: &'static str = "SELECT lineage || ':' || CAST(revision AS TEXT) \
+         FROM segd_revision WHERE id = 1 FOR UPDATE";
+    const TRIGGER_XACT_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtextextended('segd:trigger:' || $1, 0))");
+    /// A session's ids come from the sequence in increasing order (even with a
+    /// CACHE), so two values it draws around the insert bound the rows between.
+    const OUTBOX_BOUND: &'static str =
+        "SELECT nextval(pg_get_serial_sequence('segd_outbox', 'id'))";
+    const CLAIM_LOCKING: &'static str = " FOR UPDATE SKIP LOCKED";
+    /// As SQLite's, with the type of each parameter that is only tested for
+    /// NULL told. A row due since it was enqueued shows its run's start as its
+    /// next attempt.
+    const DELIVERIES: &'static str = "SELECT o.id, u.id || ':' || o.customer_id || COALESCE(':' || o.invoice_id, ''), \
+         u.communication, u.channel, o.customer_id, o.invoice_ids, o.status, CAST(o.attempts AS BIGINT), \
+         COALESCE(o.next_attempt_at, u.started_at), o.last_error, u.started_at, o.sent_at \
+         FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run \
+         WHERE ($1::text IS NULL OR u.communication = $1) AND ($2::text IS NULL OR o.status = $2) \
+         AND ($3::text IS NULL OR (u.id = $3 AND o.id BETWEEN u.first_id AND u.last_id AND o.run = u.seq)) \
+         ORDER BY o.id LIMIT $4";
+    const CUSTOMERS: &'static str = "SELECT id, name, email, country, custom_data::text, \
+         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM customers WHERE id";
+    const INVOICES: &'static str = "SELECT id, number, status, amount_cents, currency, due_date::text, \
+         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM invoices WHERE id";
+    /// One bound array.
+    const IDS_PER_STATEMENT: usize = usize::MAX;
+    /// Autovacuum keeps them.
+    const KEEPS_STATISTICS: bool = false;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// The apply lock on a connection of its own, if no one holds it.
+    async fn try_lock(&self) -> Result<Option<Held>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let taken: bool = sqlx::query_scalar(APPLY_LOCK).fetch_one(&mut *conn).await?;
+        if !taken {
+            return Ok(None);
+        }
+        // Never back to the pool holding the lock, whatever happens next.
+        conn.close_on_drop();
+        Ok(Some(Held::Postgres(conn)))
+    }
+
+    async fn release_lock(&self, held: Held) -> Result<(), StoreError> {
+        if let Held::Postgres(mut conn) = held {
+            sqlx::query(APPLY_UNLOCK).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn args(binds: &[Bind]) -> Result<PgArguments, StoreError> {
+        let mut args = PgArguments::default();
+        for b in binds {
+            match b {
+                Bind::Text(s) => args.add(s.clone()),
+                Bind::Int(i) => args.add(*i),
+                Bind::Float(x) => args.add(*x),
+                Bind::Bool(v) => args.add(*v),
+                Bind::Time(t) => args.add(*t),
+                Bind::Date(d) => args.add(*d),
+                Bind::Stamp(t) => args.add(*t),
+            }
+            .map_err(|e| StoreError::from(sqlx::Error::Encode(e)))?;
+        }
+        Ok(args)
+    }
+
+    fn in_ids(first: usize, _n: usize) -> String {
+        format!(" = ANY(${first})")
+    }
+
+    fn bind_ids<'q>(
+        q: SqlQuery<'q, Postgres, PgArguments>,
+        ids: &'q [i64],
+    ) -> SqlQuery<'q, Postgres, PgArguments> {
+        q.bind(ids)
+    }
+
+    fn bind_keys<'q>(
+        q: SqlQuery<'q, Postgres, PgArguments>,
+        ids: &'q [String],
+    ) -> SqlQuery<'q, Postgres, PgArguments> {
+        q.bind(ids)
+    }
+
+    async fn claim_session(&self) -> Result<Session<Postgres>, StoreError> {
+        Ok(Session::Autocommit(self.pool.acquire().await?))
+    }
+
+    async fn explain_query(&self, q: &Query) -> Result<Vec<PlanNode>, StoreError> {
+        let sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {}", q.sql);
+        let sqlx::types::Json(plan): sqlx::types::Json<serde_json::Value> =
+            sqlx::query_scalar_with(AssertSqlSafe(sql), Self::args(&q.binds)?)
+                .fetch_one(&self.pool)
+                .await?;
+        let top = plan.get(0).and_then(|p| p.get("Plan"));
+        Ok(top.map(plan_node).into_iter().collect())
+    }
+
+    /// One GIN index covers all of custom_data (migrations).
+    async fn index_custom_data_of(&self, _plan: &Plan) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn load(
+        &self,
+        generator: Generator,
+        existing: Existing,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<RowCounts, LoadError> {
+        billing::load_into_pg(&self.pool, generator, existing, progress).await
+    }
+
+    fn elect(&self) -> Option<Box<dyn Election>> {
+        // The store's own connection options: the URL is parsed (and checked) once.
+        Some(Box::new(election::PgElection::new(
+            self.pool.connect_options().as_ref().clone(),
+        )))
+    }
+}
+
+/// The query parameters sqlx reads from a `postgres://` URL (besides
+/// `options[NAME]`); sqlx logs the value of any other at WARN.
+pub(super) const KNOWN_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The connection options a `postgres://` URL names. A query parameter sqlx
+/// does not know is refused by its name, never its value (sqlx would log the
+/// value, which may be a secret such as `sslpassword`). Every PostgreSQL
+/// connection segd makes starts here.
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    let parsed = url::Url::parse(url).map_err(|source| StoreError::BadUrl {
+        url: redact_url(url),
+        source,
+    })?;
+    let known =
+        |k: &str| KNOWN_PARAMS.contains(&k) || k.starts_with("options[") && k.ends_with(']');
+    if let Some((key, _)) = parsed.query_pairs().find(|(k, _)| !known(k)) {
+        return Err(StoreError::UnknownParameter {
+            url: redact_url(url),
+            key: key.into_owned(),
+        });
+    }
+    PgConnectOptions::from_url(&parsed).map_err(|e| connect_error(e, url))
+}
+
+/// A PostgreSQL plan node as one line: what it is to its parent, its type
+/// and join type, the relation, alias and index, then its conditions.
+fn plan_node(node: &serde_json::Value) -> PlanNode {
+    let text = |key: &str| node.get(key).and_then(serde_json::Value::as_str);
+    let mut label = String::new();
+    if let Some(rel) = text("Parent Relationship") {
+        label.push_str(rel);
+        if let Some(name) = text("Subplan Name") {
+            label.push_str(&format!(" ({name})"));
+        }
+        label.push_str(": ");
+    }
+    label.push_str(text("Node Type").unwrap_or("?"));
+    if let Some(join) = text("Join Type") {
+        label.push_str(&format!(" {join}"));
+    }
+    if let Some(index) = text("Index Name") {
+        label.push_str(&format!(" using {index}"));
+    }
+    if let Some(rel) = text("Relation Name") {
+        label.push_str(&format!(" on {rel}"));
+        if let Some(alias) = text("Alias").filter(|a| *a != rel) {
+            label.push_str(&format!(" {alias}"));
+        }
+    }
+    for key in [
+        "Index Cond",
+        "Recheck Cond",
+        "Hash Cond",
+        "Merge Cond",
+        "Join Filter",
+        "Filter",
+        "Cache Key",
+    ] {
+        if let Some(cond) = text(key) {
+            label.push_str(&format!("; {key}: {cond}"));
+        }
+    }
+    // What a step computes, only where it runs a subplan (whether hashed,
+    // once, or per row); the rest is column lists.
+    let output = node.get("Output").and_then(serde_json::Value::as_array);
+    let subplans: Vec<&str> = output
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .filter(|o| o.contains("SubPlan"))
+        .collect();
+    if !subplans.is_empty() {
+        label.push_str(&format!("; Output: {}", subplans.join(", ")));
+    }
+    let children = node
+        .get("Plans")
+        .and_then(serde_json::Value::as_array)
+        .map(|plans| plans.iter().map(plan_node).collect())
+        .unwrap_or_default();
+    PlanNode { label, children }
+}
