@@ -56,6 +56,9 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     pub fn new() -> Result<Self, DeliverError> {
+        // reqwest takes rustls' process-wide crypto provider: ring, the one
+        // lettre and sqlx use too (an error only says one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // Redirects are not followed, and names resolve through the guard, so a
         // request only ever reaches an address the URL's host resolved to and
         // segd allows.
