@@ -12,6 +12,7 @@
 
 pub mod billing;
 mod members;
+mod migrations;
 pub mod outbox;
 mod postgres;
 mod sql;

@@ -14,7 +14,6 @@ use sqlx::query::Query as SqlQuery;
 use sqlx::{Arguments as _, AssertSqlSafe, ConnectOptions as _, Transaction};
 use std::time::Duration;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The apply lock: session-level, so the server releases it when the holder's
 /// connection drops (its process died). Not the key of
@@ -36,7 +35,7 @@ impl PgStore {
             .connect_with(connect_options(url)?)
             .await
             .map_err(|e| connect_error(e, url))?;
-        if super::migrate(&MIGRATOR, &pool, url).await? {
+        if super::migrate(&super::migrations::postgres(), &pool, url).await? {
             let analyzed = sqlx::query(AssertSqlSafe(billing::pg_analyze_billing()))
                 .execute(&pool)
                 .await;

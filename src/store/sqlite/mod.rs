@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Analyzes each table whose statistics are missing (an index has none:
 /// a new index, a table never analyzed) or off tenfold in size; bit 0x10000 looks
@@ -52,7 +51,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| connect_error(e, url))?;
-        let migrated = super::migrate(&MIGRATOR, &pool, url).await?;
+        let migrated = super::migrate(&super::migrations::sqlite(), &pool, url).await?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let lock_file = (!in_memory).then(|| {
             let mut name = options.get_filename().as_os_str().to_owned();
