@@ -189,6 +189,15 @@ mod tests {
         assert_eq!(credentials(&url).unwrap(), (None, None));
     }
 
+    #[test]
+    fn password_escapes_decode_exactly() {
+        let url = url::Url::parse("smtp://u:a+b%2Bc%40d%3Ae@h").unwrap();
+        assert_eq!(
+            credentials(&url).unwrap(),
+            (Some("u".to_string()), Some("a+b+c@d:e".to_string()))
+        );
+    }
+
     #[tokio::test]
     async fn unknown_url_options_are_refused() {
         let config = |url: &str| DeliveryConfig {
