@@ -14,7 +14,6 @@ use sqlx::query::Query as SqlQuery;
 use sqlx::{Arguments as _, AssertSqlSafe, ConnectOptions as _, Transaction};
 use std::time::Duration;
 
-
 /// The apply lock: session-level, so the server releases it when the holder's
 /// connection drops (its process died). Not the key of
 /// [`PgStore::APPLY_XACT_LOCK`], which an apply takes on another connection

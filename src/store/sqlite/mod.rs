@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-
 /// Analyzes each table whose statistics are missing (an index has none:
 /// a new index, a table never analyzed) or off tenfold in size; bit 0x10000 looks
 /// at every table, not only those this connection queried, as pooled connections
