@@ -44,6 +44,8 @@ impl FilterType {
 
 pub const INVOICE_STATUSES: &[&str] =
     &["draft", "open", "paid", "partially_paid", "overdue", "void"];
+/// The statuses of an invoice not yet paid (nor void, nor a draft).
+pub const UNPAID_STATUSES: [&str; 3] = ["open", "partially_paid", "overdue"];
 pub const PAYMENT_TYPES: &[&str] = &["card", "ach", "sepa_debit", "bank_transfer", "paypal"];
 pub const PAYMENT_STATUSES: &[&str] = &["active", "expired", "failed", "pending"];
 pub const CONNECTIONS: &[&str] = &["connected", "disconnected", "error"];

@@ -4,6 +4,7 @@
 //! Every predicate is two-valued (never NULL), so `negate` and `match = "any"`
 //! behave as SPEC §2 says: a missing value matches no operator but `exists = false`.
 
+use crate::model::fields::UNPAID_STATUSES as UNPAID;
 use crate::model::{
     Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
 };
@@ -47,8 +48,6 @@ pub enum Select {
     /// One row: the number of members.
     Count,
 }
-
-const UNPAID: [&str; 3] = ["open", "partially_paid", "overdue"];
 
 /// "The invoice is unpaid", written exactly as the partial indexes on unpaid
 /// invoices are (migrations 0003), so the planners of both backends use them.

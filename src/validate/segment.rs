@@ -3,7 +3,7 @@
 use super::SourceFile;
 use super::reader::{Reader, Value, get, list, type_name};
 use crate::diag::Diagnostic;
-use crate::model::fields::is_country;
+use crate::model::fields::{UNPAID_STATUSES, is_country};
 use crate::model::parse_time;
 use crate::model::{
     Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
@@ -344,15 +344,14 @@ fn kind_name(k: ValueKind) -> &'static str {
 /// Words people use for a value the field spells otherwise, and the values
 /// they mean (spelling is [`super::did_you_mean`]'s job: `unpaid` is two
 /// letters from `paid`, its opposite).
-fn meaning(field: Field, word: &str) -> Option<(&str, &'static [&'static str])> {
-    const UNPAID: &[&str] = &["open", "partially_paid", "overdue"];
+fn meaning(field: Field, word: &str) -> Option<&'static [&'static str]> {
     let meant: &'static [&'static str] = match (field, word.to_ascii_lowercase().as_str()) {
-        (Field::InvoiceStatus, "unpaid" | "outstanding" | "due") => UNPAID,
+        (Field::InvoiceStatus, "unpaid" | "outstanding" | "due") => &UNPAID_STATUSES,
         (Field::InvoiceStatus, "late" | "past_due" | "pastdue") => &["overdue"],
         (Field::InvoiceStatus, "canceled" | "cancelled" | "voided") => &["void"],
         _ => return None,
     };
-    Some((word, meant))
+    Some(meant)
 }
 
 fn scalar(r: &mut Reader<'_>, field: Field, v: &Value<'_>) -> Option<Scalar> {
@@ -367,7 +366,7 @@ fn scalar(r: &mut Reader<'_>, field: Field, v: &Value<'_>) -> Option<Scalar> {
                 DeValue::String(s) => Some(s.as_ref()),
                 _ => None,
             };
-            if let Some((word, meant)) = text.and_then(|s| meaning(field, s)) {
+            if let Some((word, meant)) = text.and_then(|s| Some((s, meaning(field, s)?))) {
                 let quoted: Vec<String> = meant.iter().map(|m| format!("\"{m}\"")).collect();
                 let help = match meant {
                     [one] => format!("write `{key} = \"{one}\"`"),
