@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 /// Customers generated per batch handed from the generator thread.
 const PG_BATCH: usize = 5_000;
+
 /// Fills the billing tables of a PostgreSQL database, then refreshes their statistics.
 pub(super) async fn load_into_pg(
     pool: &sqlx::PgPool,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 /// Customers generated per batch handed from the generator thread.
 const SQLITE_BATCH: usize = 1_000;
+
 /// Fills the billing tables of a SQLite database (see [`crate::store::Store::load_demo`]).
 pub(super) async fn load_into_sqlite(
     pool: &sqlx::SqlitePool,
