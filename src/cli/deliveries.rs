@@ -42,7 +42,7 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
     with_store(&database_url(global, &settings), async |store| {
         if let Some(DeliveriesCommand::Retry { ids }) = &args.command {
             let n = store.retry_deliveries(ids).await?;
-            println!("re-queued {n} of {} deliveries", ids.len());
+            outln!("re-queued {n} of {} deliveries", ids.len())?;
             return Ok(if n as usize == ids.len() {
                 exit::ok()
             } else {
@@ -57,11 +57,11 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
         };
         let rows = store.deliveries(&filter).await?;
         match args.format {
-            Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?)?,
             Format::Text => {
-                println!("ID       STATUS   COMMUNICATION            CUSTOMER       ATTEMPTS  KEY / LAST ERROR");
+                outln!("ID       STATUS   COMMUNICATION            CUSTOMER       ATTEMPTS  KEY / LAST ERROR")?;
                 for r in &rows {
-                    println!(
+                    outln!(
                         "{:<8} {:<8} {:<24} {:<14} {:>8}  {}{}",
                         r.id,
                         r.status,
@@ -73,7 +73,7 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
                             .as_deref()
                             .map(|e| format!(" ({e})"))
                             .unwrap_or_default()
-                    );
+                    )?;
                 }
             }
         }

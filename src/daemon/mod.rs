@@ -68,10 +68,13 @@ pub struct Options {
     pub git_commit: Option<String>,
 }
 
-/// What a one-shot run found, for its exit code.
+/// What a one-shot run found: its exit code and what to print.
 #[derive(Debug, Default)]
 pub struct OnceReport {
     pub ok: bool,
+    /// What the pass found, one line each (drift, degraded definitions,
+    /// undecodable rows), for the command line to print.
+    pub findings: Vec<String>,
 }
 
 /// How long in-flight deliveries may take to finish after a shutdown request:
@@ -448,18 +451,17 @@ pub async fn run(
         shared.leader.store(true, Ordering::SeqCst);
         optimize(&*store).await;
         let status = reconcile(&opts, &*store, &shared).await;
-        for d in &status.drift {
-            println!("drift: {d}");
-        }
-        for d in &status.degraded {
-            println!(
+        let mut findings: Vec<String> =
+            status.drift.iter().map(|d| format!("drift: {d}")).collect();
+        findings.extend(status.degraded.iter().map(|d| {
+            format!(
                 "degraded: {} {} ({}): {}",
                 d.kind,
                 d.name.as_deref().unwrap_or("?"),
                 d.file,
                 d.errors.join("; ")
-            );
-        }
+            )
+        }));
         let undecodable = match schedule_pass(&*store, &*env).await {
             Ok(s) => s.undecodable,
             Err(e) => {
@@ -467,12 +469,10 @@ pub async fn run(
                 Vec::new()
             }
         };
-        for e in &undecodable {
-            println!("undecodable: {e}");
-        }
+        findings.extend(undecodable.iter().map(|e| format!("undecodable: {e}")));
         deliver_pass(&worker, &shutdown).await;
         let ok = status.ok && status.degraded.is_empty() && undecodable.is_empty();
-        return Ok(OnceReport { ok });
+        return Ok(OnceReport { ok, findings });
     }
 
     let metrics = install_metrics()?;
@@ -627,5 +627,8 @@ pub async fn run(
     let _ = server.await;
     store.close().await;
     tracing::info!("stopped");
-    Ok(OnceReport { ok: true })
+    Ok(OnceReport {
+        ok: true,
+        findings: Vec::new(),
+    })
 }

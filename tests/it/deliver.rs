@@ -4,7 +4,7 @@
 //! (mailin-embedded) on loopback, `.eml` files, and `kill -9` of a sending process.
 
 use crate::cli_plan::TestDb;
-use crate::support::{Fixture, block_on, count, strings};
+use crate::support::{Fixture, block_on, count, first_line_then_close, strings};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -1577,6 +1577,30 @@ fn email_without_smtp_goes_to_eml_files() {
     let o = b.segd(&["trigger", "mail-invoices"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_eq!(files(), all, "nothing is written twice");
+}
+
+#[test]
+fn listings_end_quietly_when_their_reader_stops() {
+    // 3,000 rows print far more than a pipe buffers (64 KiB), so each listing
+    // meets the closed pipe.
+    let mut b = Bench::sqlite();
+    let outbox = b.f.path().join("mail-out");
+    b.set("SEGD_OUTBOX_DIR", outbox.to_str().expect("utf-8 path"));
+    b.f.write("communications.d/mail.toml", &email_comm("mail-invoices"));
+    b.setup(&Billing::many(3000));
+    first_line_then_close(b.command(&["trigger", "mail-invoices", "--dry-run"]))
+        .assert_quiet("trigger --dry-run");
+    let o = b.segd(&["trigger", "mail-invoices"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    for args in [
+        &["deliveries"][..],
+        &["deliveries", "--status", "sent"],
+        &["deliveries", "--format", "json"],
+        &["segment", "members", "targets", "--format", "csv"],
+        &["segment", "members", "targets", "--format", "json"],
+    ] {
+        first_line_then_close(b.command(args)).assert_quiet(&args.join(" "));
+    }
 }
 
 // ---------------------------------------------------------------------------
