@@ -1,6 +1,7 @@
 use super::context::{database_url, file_settings, with_store};
 use super::{CliError, Global, exit};
-use crate::store::outbox::{DeliveryFilter, DeliveryStatus};
+use crate::store::Store;
+use crate::store::outbox::{DeliveryFilter, DeliveryStatus, Retried};
 use clap::{Args, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
@@ -41,13 +42,7 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
     let settings = file_settings(global)?;
     with_store(&database_url(global, &settings), async |store| {
         if let Some(DeliveriesCommand::Retry { ids }) = &args.command {
-            let n = store.retry_deliveries(ids).await?;
-            outln!("re-queued {n} of {} deliveries", ids.len())?;
-            return Ok(if n as usize == ids.len() {
-                exit::ok()
-            } else {
-                exit::problem()
-            });
+            return retry(store, ids).await;
         }
         let filter = DeliveryFilter {
             communication: args.communication.clone(),
@@ -80,4 +75,27 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
         Ok(exit::ok())
     })
     .await
+}
+
+/// Re-queues each id, saying on stderr why one was not (as kubectl does per
+/// item); exit 1 when any was not.
+async fn retry(store: &dyn Store, ids: &[String]) -> Result<ExitCode, CliError> {
+    let outcomes = store.retry_deliveries(ids).await?;
+    let mut requeued = 0;
+    for (id, outcome) in ids.iter().zip(&outcomes) {
+        match outcome {
+            Retried::Requeued => requeued += 1,
+            Retried::Missing => eprintln!("error: no such delivery: {id}"),
+            Retried::NotRetryable(status) => eprintln!(
+                "error: delivery {id} is {}; only failed or dead deliveries are re-queued",
+                status.as_str()
+            ),
+        }
+    }
+    outln!("re-queued {requeued} of {} deliveries", ids.len())?;
+    Ok(if requeued == ids.len() {
+        exit::ok()
+    } else {
+        exit::problem()
+    })
 }

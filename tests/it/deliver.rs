@@ -1067,6 +1067,65 @@ fn webhook_outcomes_retries_and_signatures() {
     assert_eq!(code(&o), 1, "{}", text(&o));
 }
 
+/// `deliveries retry` with ids and keys of a dead, a sent and no delivery:
+/// one line on stderr per id not re-queued, the others re-queued, exit 1.
+fn retry_says_which_ids_it_could_not_requeue(mut b: Bench) {
+    let outbox = b.f.path().join("mail-out");
+    b.set("SEGD_OUTBOX_DIR", outbox.to_str().expect("utf-8 path"));
+    b.f.write("communications.d/mail.toml", &email_comm("mail-invoices"));
+    b.setup(&Billing::small());
+    b.segd(&["trigger", "mail-invoices"]);
+    let sent = b.deliveries(&["--status", "sent"]);
+    let [dead, sent, ..] = &sent[..] else {
+        panic!("at least two sent: {sent:#?}");
+    };
+    b.db.exec(&format!(
+        "UPDATE segd_outbox SET status = 'dead' WHERE id = {}",
+        dead["id"]
+    ));
+    let dead_id = dead["id"].to_string();
+    let sent_id = sent["id"].to_string();
+    let sent_key = sent["idempotency_key"].as_str().expect("a key");
+    let o = b.segd(&[
+        "deliveries",
+        "retry",
+        "999999",
+        &dead_id,
+        &sent_id,
+        sent_key,
+        "mail-invoices:never:c1:i1",
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: no such delivery: 999999\n\
+             error: delivery {sent_id} is sent; only failed or dead deliveries are re-queued\n\
+             error: delivery {sent_key} is sent; only failed or dead deliveries are re-queued\n\
+             error: no such delivery: mail-invoices:never:c1:i1\n"
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "re-queued 1 of 5 deliveries\n"
+    );
+    let pending = b.deliveries(&["--status", "pending"]);
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    assert_eq!(pending[0]["id"], dead["id"]);
+}
+
+#[test]
+fn retry_says_which_ids_it_could_not_requeue_on_sqlite() {
+    retry_says_which_ids_it_could_not_requeue(Bench::sqlite());
+}
+
+#[test]
+fn retry_says_which_ids_it_could_not_requeue_on_postgres() {
+    if let Some(b) = Bench::postgres("retry_says_which_ids_it_could_not_requeue") {
+        retry_says_which_ids_it_could_not_requeue(b);
+    }
+}
+
 #[test]
 fn a_retry_after_date_far_away_parks_a_delivery_for_one_day_at_most() {
     let billing = Billing::small();
@@ -2248,7 +2307,10 @@ fn fresh_rows_body(b: Bench) {
             .await
             .expect("mark");
         let key = own.last().map(|c| c.key.clone()).unwrap_or_default();
-        assert_eq!(store.retry_deliveries(&[key]).await.expect("retry"), 1);
+        assert_eq!(
+            store.retry_deliveries(&[key]).await.expect("retry"),
+            [segd::store::outbox::Retried::Requeued]
+        );
         let again = store
             .claim("daemon", Utc::now(), lease, 100, None)
             .await
