@@ -239,8 +239,7 @@ async fn trigger(
     let env = api.env.clone();
     match enqueue(&*api.store, &prepared, false, &*env).await {
         Ok(r) => {
-            metrics::counter!("segd_trigger_runs_total", "communication" => name.clone(), "status" => r.status.as_str())
-                .increment(1);
+            super::count_run(&name, r.status.as_str());
             api.shared.deliver_now.notify_one();
             tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "manual trigger");
             (
@@ -254,7 +253,10 @@ async fn trigger(
             )
                 .into_response()
         }
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &crate::error::chain(&e)),
+        Err(e) => {
+            super::count_run(&name, "failed");
+            error(StatusCode::UNPROCESSABLE_ENTITY, &crate::error::chain(&e))
+        }
     }
 }
 

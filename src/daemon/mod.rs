@@ -337,7 +337,7 @@ async fn run_scheduled(
     let prepared = prepare(&target, Occasion::Scheduled { at, late });
     match enqueue(store, &prepared, false, env).await {
         Ok(r) => {
-            metrics::counter!("segd_trigger_runs_total", "communication" => name.to_string(), "status" => r.status.as_str()).increment(1);
+            count_run(name, r.status.as_str());
             tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "scheduled run");
         }
         // Another replica, or an earlier life of this one, ran it already.
@@ -345,7 +345,7 @@ async fn run_scheduled(
             tracing::debug!("occurrence already ran");
         }
         Err(e) => {
-            metrics::counter!("segd_trigger_runs_total", "communication" => name.to_string(), "status" => "failed").increment(1);
+            count_run(name, "failed");
             tracing::error!(error = %chain(&e), "scheduled run failed");
         }
     }
@@ -428,6 +428,17 @@ fn install_metrics()
     metrics::counter!("segd_reconciles_total", "result" => "ok").increment(0);
     metrics::counter!("segd_apply_errors_total").increment(0);
     Ok(handle)
+}
+
+/// Counts a trigger run this daemon started (scheduled or through the API)
+/// in `segd_trigger_runs_total`.
+fn count_run(communication: &str, status: &str) {
+    metrics::counter!(
+        "segd_trigger_runs_total",
+        "communication" => communication.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
 }
 
 /// Runs the daemon until `shutdown` is cancelled (or, with `--once`, one pass).

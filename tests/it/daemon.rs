@@ -1423,6 +1423,57 @@ fn metrics_are_prometheus_text_with_reconcile_and_delivery_families() {
     }
 }
 
+#[test]
+fn trigger_runs_total_counts_api_runs_that_enqueued_and_that_failed() {
+    // `hook` names a secret variable the daemon's environment lacks: its run
+    // fails (422) and is counted as failed.
+    let (f, db) = sqlite_setup(
+        &[
+            ("segments.d/de.toml", segment_toml("de", "country = \"DE\"")),
+            (
+                "communications.d/mail.toml",
+                email_comm("mail", "de", MANUAL),
+            ),
+            (
+                "communications.d/hook.toml",
+                webhook_comm("hook", "de", "http://127.0.0.1:9/hook"),
+            ),
+        ],
+        2,
+        0,
+    );
+    let outbox = f.path().join("mail-out").display().to_string();
+    let d = Daemon::start(
+        f.path(),
+        &db.url,
+        &[],
+        &[("SEGD_API_TOKEN", TOKEN), ("SEGD_OUTBOX_DIR", &outbox)],
+    );
+    d.wait_ready();
+    let runs = |d: &Daemon, communication: &str, status: &str| {
+        let families = parse_exposition(&d.metrics()).unwrap_or_else(|e| panic!("{e}"));
+        sample_value(
+            &families,
+            "segd_trigger_runs_total",
+            &[("communication", communication), ("status", status)],
+        )
+    };
+    assert_eq!(runs(&d, "mail", "enqueued"), None, "no run yet");
+    let auth = format!("Bearer {TOKEN}");
+    for (name, expected) in [("mail", 202), ("hook", 422), ("mail", 202)] {
+        let (code, body) = http(
+            "POST",
+            &d.url(&format!("/v1/communications/{name}/trigger")),
+            &[("Authorization", &auth)],
+            "",
+        )
+        .expect("POST trigger");
+        assert_eq!(code, expected, "trigger {name}: {body}");
+    }
+    assert_eq!(runs(&d, "mail", "enqueued"), Some(2.0), "{}", d.metrics());
+    assert_eq!(runs(&d, "hook", "failed"), Some(1.0), "{}", d.metrics());
+}
+
 // ---------------------------------------------------------------------------
 // 5. The trigger endpoint's token, and loopback only.
 
