@@ -1,6 +1,7 @@
 use super::context::{database_url, file_settings, with_store};
 use super::{CliError, Global, exit};
-use crate::store::outbox::{DeliveryFilter, DeliveryStatus};
+use crate::store::Store;
+use crate::store::outbox::{DeliveryFilter, DeliveryStatus, Retried};
 use clap::{Args, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
@@ -41,13 +42,7 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
     let settings = file_settings(global)?;
     with_store(&database_url(global, &settings), async |store| {
         if let Some(DeliveriesCommand::Retry { ids }) = &args.command {
-            let n = store.retry_deliveries(ids).await?;
-            println!("re-queued {n} of {} deliveries", ids.len());
-            return Ok(if n as usize == ids.len() {
-                exit::ok()
-            } else {
-                exit::problem()
-            });
+            return retry(store, ids).await;
         }
         let filter = DeliveryFilter {
             communication: args.communication.clone(),
@@ -57,11 +52,11 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
         };
         let rows = store.deliveries(&filter).await?;
         match args.format {
-            Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?)?,
             Format::Text => {
-                println!("ID       STATUS   COMMUNICATION            CUSTOMER       ATTEMPTS  KEY / LAST ERROR");
+                outln!("ID       STATUS   COMMUNICATION            CUSTOMER       ATTEMPTS  KEY / LAST ERROR")?;
                 for r in &rows {
-                    println!(
+                    outln!(
                         "{:<8} {:<8} {:<24} {:<14} {:>8}  {}{}",
                         r.id,
                         r.status,
@@ -73,11 +68,34 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
                             .as_deref()
                             .map(|e| format!(" ({e})"))
                             .unwrap_or_default()
-                    );
+                    )?;
                 }
             }
         }
         Ok(exit::ok())
     })
     .await
+}
+
+/// Re-queues each id, saying on stderr why one was not (as kubectl does per
+/// item); exit 1 when any was not.
+async fn retry(store: &dyn Store, ids: &[String]) -> Result<ExitCode, CliError> {
+    let outcomes = store.retry_deliveries(ids).await?;
+    let mut requeued = 0;
+    for (id, outcome) in ids.iter().zip(&outcomes) {
+        match outcome {
+            Retried::Requeued => requeued += 1,
+            Retried::Missing => eprintln!("error: no such delivery: {id}"),
+            Retried::NotRetryable(status) => eprintln!(
+                "error: delivery {id} is {}; only failed or dead deliveries are re-queued",
+                status.as_str()
+            ),
+        }
+    }
+    outln!("re-queued {requeued} of {} deliveries", ids.len())?;
+    Ok(if requeued == ids.len() {
+        exit::ok()
+    } else {
+        exit::problem()
+    })
 }

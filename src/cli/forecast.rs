@@ -102,20 +102,20 @@ async fn forecast(args: &ForecastArgs, store: &dyn Store) -> Result<ExitCode, Cl
     }
     rows.sort_by(|a, b| (a.at, &a.communication).cmp(&(b.at, &b.communication)));
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?)?,
         Format::Text => {
             if rows.is_empty() {
-                println!("No automatic occurrence in the next {} day(s).", args.days);
+                outln!("No automatic occurrence in the next {} day(s).", args.days)?;
             }
             for r in &rows {
-                println!(
+                outln!(
                     "{}  {:<28} {:<24} {} message(s) to {} customer(s)",
                     r.at.format("%Y-%m-%dT%H:%M:%SZ"),
                     r.communication,
                     r.local,
                     r.messages,
                     r.recipients
-                );
+                )?;
             }
         }
     }

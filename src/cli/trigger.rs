@@ -41,8 +41,7 @@ async fn trigger(
     }
     let prepared = prepare(&target, Occasion::Manual);
     if args.dry_run {
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut out = super::out::Stream::new();
         let mut last: Option<String> = None;
         let mut customers = 0u64;
         let messages = preview(store, &prepared, |m| {
@@ -60,7 +59,7 @@ async fn trigger(
             writeln!(out, "{line}")
         })
         .await;
-        let _ = out.flush();
+        out.finish()?;
         eprintln!(
             "dry run: `{}` would reach {customers} customer(s) about {} invoice(s); nothing was written or sent",
             args.name, messages?
@@ -96,7 +95,7 @@ async fn trigger(
         b.finish_and_clear();
     }
     let tally = tally?;
-    println!(
+    outln!(
         "{}: {} recipient(s), {} enqueued, {} sent, {} failed, {} retrying, {} dead (run {})",
         args.name,
         result.recipients,
@@ -106,7 +105,7 @@ async fn trigger(
         tally.retrying,
         tally.dead,
         prepared.run.id
-    );
+    )?;
     Ok(if tally.failed + tally.retrying + tally.dead == 0 {
         exit::ok()
     } else {

@@ -30,7 +30,7 @@ use crate::segment::{Dialect, Query};
 use billing::{Existing, LoadError, Progress};
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
-use outbox::{Claimed, Delivery, DeliveryFilter, Mark, Run, RunResult};
+use outbox::{Claimed, Delivery, DeliveryFilter, Mark, Retried, Run, RunResult};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -249,8 +249,9 @@ pub trait Store: Send + Sync {
     /// Outbox rows, newest last.
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Re-queues dead or failed deliveries (by id or idempotency key); returns how many.
-    async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError>;
+    /// Re-queues dead or failed deliveries (by id or idempotency key); what
+    /// became of each, in order.
+    async fn retry_deliveries(&self, ids: &[String]) -> Result<Vec<Retried>, StoreError>;
 
     /// Outbox rows by status, for status and metrics.
     async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;

@@ -151,6 +151,16 @@ pub struct Delivery {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// What `deliveries retry` did with one id or idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    Requeued,
+    /// The delivery is in this status, neither failed nor dead.
+    NotRetryable(DeliveryStatus),
+    /// No delivery has this id or key.
+    Missing,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub communication: Option<String>,

@@ -4,7 +4,7 @@
 //! (mailin-embedded) on loopback, `.eml` files, and `kill -9` of a sending process.
 
 use crate::cli_plan::TestDb;
-use crate::support::{Fixture, block_on, count, strings};
+use crate::support::{Fixture, block_on, count, first_line_then_close, strings};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -1067,6 +1067,65 @@ fn webhook_outcomes_retries_and_signatures() {
     assert_eq!(code(&o), 1, "{}", text(&o));
 }
 
+/// `deliveries retry` with ids and keys of a dead, a sent and no delivery:
+/// one line on stderr per id not re-queued, the others re-queued, exit 1.
+fn retry_says_which_ids_it_could_not_requeue(mut b: Bench) {
+    let outbox = b.f.path().join("mail-out");
+    b.set("SEGD_OUTBOX_DIR", outbox.to_str().expect("utf-8 path"));
+    b.f.write("communications.d/mail.toml", &email_comm("mail-invoices"));
+    b.setup(&Billing::small());
+    b.segd(&["trigger", "mail-invoices"]);
+    let sent = b.deliveries(&["--status", "sent"]);
+    let [dead, sent, ..] = &sent[..] else {
+        panic!("at least two sent: {sent:#?}");
+    };
+    b.db.exec(&format!(
+        "UPDATE segd_outbox SET status = 'dead' WHERE id = {}",
+        dead["id"]
+    ));
+    let dead_id = dead["id"].to_string();
+    let sent_id = sent["id"].to_string();
+    let sent_key = sent["idempotency_key"].as_str().expect("a key");
+    let o = b.segd(&[
+        "deliveries",
+        "retry",
+        "999999",
+        &dead_id,
+        &sent_id,
+        sent_key,
+        "mail-invoices:never:c1:i1",
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: no such delivery: 999999\n\
+             error: delivery {sent_id} is sent; only failed or dead deliveries are re-queued\n\
+             error: delivery {sent_key} is sent; only failed or dead deliveries are re-queued\n\
+             error: no such delivery: mail-invoices:never:c1:i1\n"
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "re-queued 1 of 5 deliveries\n"
+    );
+    let pending = b.deliveries(&["--status", "pending"]);
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    assert_eq!(pending[0]["id"], dead["id"]);
+}
+
+#[test]
+fn retry_says_which_ids_it_could_not_requeue_on_sqlite() {
+    retry_says_which_ids_it_could_not_requeue(Bench::sqlite());
+}
+
+#[test]
+fn retry_says_which_ids_it_could_not_requeue_on_postgres() {
+    if let Some(b) = Bench::postgres("retry_says_which_ids_it_could_not_requeue") {
+        retry_says_which_ids_it_could_not_requeue(b);
+    }
+}
+
 #[test]
 fn a_retry_after_date_far_away_parks_a_delivery_for_one_day_at_most() {
     let billing = Billing::small();
@@ -1577,6 +1636,30 @@ fn email_without_smtp_goes_to_eml_files() {
     let o = b.segd(&["trigger", "mail-invoices"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_eq!(files(), all, "nothing is written twice");
+}
+
+#[test]
+fn listings_end_quietly_when_their_reader_stops() {
+    // 3,000 rows print far more than a pipe buffers (64 KiB), so each listing
+    // meets the closed pipe.
+    let mut b = Bench::sqlite();
+    let outbox = b.f.path().join("mail-out");
+    b.set("SEGD_OUTBOX_DIR", outbox.to_str().expect("utf-8 path"));
+    b.f.write("communications.d/mail.toml", &email_comm("mail-invoices"));
+    b.setup(&Billing::many(3000));
+    first_line_then_close(b.command(&["trigger", "mail-invoices", "--dry-run"]))
+        .assert_quiet("trigger --dry-run");
+    let o = b.segd(&["trigger", "mail-invoices"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    for args in [
+        &["deliveries"][..],
+        &["deliveries", "--status", "sent"],
+        &["deliveries", "--format", "json"],
+        &["segment", "members", "targets", "--format", "csv"],
+        &["segment", "members", "targets", "--format", "json"],
+    ] {
+        first_line_then_close(b.command(args)).assert_quiet(&args.join(" "));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2224,7 +2307,10 @@ fn fresh_rows_body(b: Bench) {
             .await
             .expect("mark");
         let key = own.last().map(|c| c.key.clone()).unwrap_or_default();
-        assert_eq!(store.retry_deliveries(&[key]).await.expect("retry"), 1);
+        assert_eq!(
+            store.retry_deliveries(&[key]).await.expect("retry"),
+            [segd::store::outbox::Retried::Requeued]
+        );
         let again = store
             .claim("daemon", Utc::now(), lease, 100, None)
             .await

@@ -5,7 +5,7 @@
 mod runs;
 
 use super::billing::{Existing, LoadError, Progress};
-use super::outbox::{Claimed, Delivery, DeliveryFilter, Mark, Run, RunKind, RunResult};
+use super::outbox::{Claimed, Delivery, DeliveryFilter, Mark, Retried, Run, RunKind, RunResult};
 use super::{ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError};
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice, Name};
@@ -447,7 +447,7 @@ where
         Runs(self).deliveries(f).await
     }
 
-    async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError> {
+    async fn retry_deliveries(&self, ids: &[String]) -> Result<Vec<Retried>, StoreError> {
         Runs(self).retry(ids).await
     }
 

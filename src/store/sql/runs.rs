@@ -8,7 +8,7 @@ use super::Backend;
 use crate::segment::Query;
 use crate::store::StoreError;
 use crate::store::outbox::{
-    Claimed, Delivery, DeliveryFilter, DeliveryStatus, Mark, Run, RunResult, RunStatus,
+    Claimed, Delivery, DeliveryFilter, DeliveryStatus, Mark, Retried, Run, RunResult, RunStatus,
     enqueue_turn, invoice_ids,
 };
 use chrono::{DateTime, Utc};
@@ -393,34 +393,59 @@ where
     }
 
     /// Re-queues dead or failed deliveries (by id or idempotency key), due now
-    /// (never fresh again: see [`FRESH`]); returns how many.
-    pub(super) async fn retry(&self, ids: &[String]) -> Result<u64, StoreError> {
+    /// (never fresh again: see [`FRESH`]); what became of each. One not
+    /// re-queued is looked up, to say whether it exists.
+    pub(super) async fn retry(&self, ids: &[String]) -> Result<Vec<Retried>, StoreError> {
         const REQUEUE: &str = "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
                                last_error = NULL WHERE status IN ('dead', 'failed') AND id";
         // A key starts with its run's id, `communication:occurrence` (neither holds
         // a colon), which narrows the search to the run's rows.
-        let by_key = format!(
-            "{REQUEUE} IN (SELECT o.id FROM {OUTBOX} WHERE u.id = $3 AND {OF_RUNS} AND {KEY} = $2)"
-        );
+        let of_key =
+            format!("SELECT o.id FROM {OUTBOX} WHERE u.id = $3 AND {OF_RUNS} AND {KEY} = $2");
+        let by_key = format!("{REQUEUE} IN ({of_key})");
         let by_id = format!("{REQUEUE} = $2");
+        let status_of_key =
+            format!("SELECT o.status FROM {OUTBOX} WHERE u.id = $2 AND {OF_RUNS} AND {KEY} = $1");
+        let status_of_id = "SELECT status FROM segd_outbox WHERE id = $1";
         let now = Utc::now();
-        let mut n = 0;
+        let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let q = match id.parse::<i64>() {
-                Ok(row) => sqlx::query(AssertSqlSafe(by_id.as_str()))
+            let run: String = id.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
+            let row = id.parse::<i64>().ok();
+            let q = match row {
+                Some(row) => sqlx::query(AssertSqlSafe(by_id.as_str()))
                     .bind(now)
                     .bind(row),
-                Err(_) => {
-                    let run: String = id.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
-                    sqlx::query(AssertSqlSafe(by_key.as_str()))
-                        .bind(now)
+                None => sqlx::query(AssertSqlSafe(by_key.as_str()))
+                    .bind(now)
+                    .bind(id.as_str())
+                    .bind(run.as_str()),
+            };
+            if B::rows_affected(&q.execute(self.0.pool()).await?) > 0 {
+                out.push(Retried::Requeued);
+                continue;
+            }
+            let status: Option<String> = match row {
+                Some(row) => {
+                    sqlx::query_scalar(status_of_id)
+                        .bind(row)
+                        .fetch_optional(self.0.pool())
+                        .await?
+                }
+                None => {
+                    sqlx::query_scalar(AssertSqlSafe(status_of_key.as_str()))
                         .bind(id.as_str())
                         .bind(run.as_str())
+                        .fetch_optional(self.0.pool())
+                        .await?
                 }
             };
-            n += B::rows_affected(&q.execute(self.0.pool()).await?);
+            out.push(match status.as_deref().and_then(DeliveryStatus::parse) {
+                Some(s) => Retried::NotRetryable(s),
+                None => Retried::Missing,
+            });
         }
-        Ok(n)
+        Ok(out)
     }
 
     /// The rows `select` (ending in a column to match) picks among `keys`.
