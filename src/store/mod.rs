@@ -41,7 +41,22 @@ pub enum StoreError {
     Connect {
         url: String,
         #[source]
-        source: sqlx::Error,
+        source: DbError,
+    },
+    #[error("connection refused at {at}: is PostgreSQL running there, and listening on that port?")]
+    Refused { at: String },
+    #[error(
+        "no answer from {at} within {secs} s: is the host right, and does a firewall let the connection through?"
+    )]
+    NoAnswer { at: String, secs: u64 },
+    #[error(
+        "the database `{name}` does not exist on {at}; create it with `createdb{flags} {name}`, or name another database in the URL"
+    )]
+    NoDatabase {
+        name: String,
+        at: String,
+        /// `createdb`'s flags for the server and user (` -h HOST -p PORT -U USER`).
+        flags: String,
     },
     #[error("cannot open the database {url}: invalid URL")]
     BadUrl {
@@ -80,7 +95,7 @@ pub enum StoreError {
     Db {
         what: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: DbError,
     },
     #[error(transparent)]
     Undecodable(#[from] Undecodable),
@@ -93,6 +108,9 @@ impl StoreError {
             self,
             StoreError::Scheme(_)
                 | StoreError::Connect { .. }
+                | StoreError::Refused { .. }
+                | StoreError::NoAnswer { .. }
+                | StoreError::NoDatabase { .. }
                 | StoreError::BadUrl { .. }
                 | StoreError::UnknownParameter { .. }
                 | StoreError::ReadOnly { .. }
@@ -106,7 +124,7 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(
             self,
-            StoreError::Db { source: sqlx::Error::Database(db), .. }
+            StoreError::Db { source: DbError(sqlx::Error::Database(db)), .. }
                 if db.kind() == sqlx::error::ErrorKind::UniqueViolation
         )
     }
@@ -118,10 +136,33 @@ impl From<sqlx::Error> for StoreError {
     fn from(source: sqlx::Error) -> Self {
         StoreError::Db {
             what: "querying the database",
-            source,
+            source: DbError(source),
         }
     }
 }
+
+/// A driver error in the user's terms: the server's own message (never the
+/// line of the server's source it came from), the network error, or what
+/// timed out. It shows no source, so no driver text follows it.
+#[derive(Debug)]
+pub struct DbError(pub sqlx::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            sqlx::Error::Database(db) => f.write_str(db.message()),
+            sqlx::Error::Io(e) => write!(f, "{e}"),
+            sqlx::Error::Tls(e) => write!(f, "TLS: {e}"),
+            sqlx::Error::PoolTimedOut => f.write_str("timed out waiting for a database connection"),
+            sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                f.write_str("the database connection closed")
+            }
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
 
 /// Who applied, from which commit, and the plan, for the apply history.
 #[derive(Debug, Clone)]
@@ -424,6 +465,6 @@ fn connect_error(e: sqlx::Error, url: &str) -> StoreError {
     }
     StoreError::Connect {
         url: redact_url(url),
-        source: e,
+        source: DbError(e),
     }
 }

@@ -421,7 +421,10 @@ on_both!(export_round_trips, |f, db| {
 fn bad_databases_are_one_line_environment_errors() {
     let f = Fixture::example();
     let cases = [
-        ("postgres://127.0.0.1:1/nowhere", "cannot open the database"),
+        (
+            "postgres://127.0.0.1:1/nowhere",
+            "connection refused at 127.0.0.1:1",
+        ),
         ("mysql://localhost/db", "unsupported database URL"),
         (
             &format!("sqlite://{}/no/such/dir/x.db", f.path().display()),
@@ -448,6 +451,69 @@ fn bad_databases_are_one_line_environment_errors() {
     }
 }
 
+/// A server that refuses the connection is said so at once, with where it was
+/// tried, not as a connection pool timing out.
+#[test]
+fn a_refused_connection_is_told_at_once() {
+    let f = Fixture::example();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let started = std::time::Instant::now();
+    let o = segd_cmd()
+        .args(["plan", "--dir"])
+        .arg(f.path())
+        .args([
+            "--database-url",
+            &format!("postgres://segd@127.0.0.1:{port}/segd"),
+        ])
+        .output()
+        .expect("run");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(code(&o), 2);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: connection refused at 127.0.0.1:{port}: is PostgreSQL running there, and listening on that port?\n"
+        )
+    );
+}
+
+/// A PostgreSQL database that does not exist is named, with the command that
+/// creates it, and no driver internals (the server's source line).
+#[test]
+fn a_missing_postgres_database_says_how_to_create_it() {
+    let Ok(admin) = std::env::var("SEGD_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "a_missing_postgres_database_says_how_to_create_it: skipped, SEGD_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let mut url = url::Url::parse(&admin).expect("a URL");
+    url.set_path("/segd_no_such_database");
+    let (host, port, user) = (
+        url.host_str().unwrap_or("localhost").to_string(),
+        url.port().unwrap_or(5432),
+        url.username().to_string(),
+    );
+    let f = Fixture::example();
+    let o = segd_cmd()
+        .args(["plan", "--dir"])
+        .arg(f.path())
+        .args(["--database-url", url.as_str()])
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 2);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: the database `segd_no_such_database` does not exist on {host}:{port}; create it with \
+             `createdb -h {host} -p {port} -U {user} segd_no_such_database`, or name another database in the URL\n"
+        )
+    );
+}
+
 /// `plan --detailed-exitcode` exits 2 for changes, so an error exits 1 (never
 /// read as pending changes), whatever its kind.
 #[test]
@@ -459,7 +525,7 @@ fn detailed_exitcode_errors_exit_1() {
         (
             f.path(),
             "postgres://127.0.0.1:1/nowhere",
-            "cannot open the database",
+            "connection refused at 127.0.0.1:1",
         ),
         (&nowhere, &sqlite, "no such directory"),
     ];
