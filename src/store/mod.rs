@@ -69,6 +69,16 @@ pub enum StoreError {
         postgres::KNOWN_PARAMS.join(", ")
     )]
     UnknownParameter { url: String, key: String },
+    #[error(
+        "the database {} does not exist; `segd apply` or `segd db migrate` creates it (or point --database-url at another)",
+        .path.display()
+    )]
+    NoFile { path: std::path::PathBuf },
+    #[error("cannot open the database {}: the folder {} does not exist", .path.display(), .folder.display())]
+    NoFolder {
+        path: std::path::PathBuf,
+        folder: std::path::PathBuf,
+    },
     #[error("the database {url} is read-only: segd needs to write its schema and state")]
     ReadOnly { url: String },
     #[error(
@@ -111,6 +121,8 @@ impl StoreError {
                 | StoreError::Refused { .. }
                 | StoreError::NoAnswer { .. }
                 | StoreError::NoDatabase { .. }
+                | StoreError::NoFile { .. }
+                | StoreError::NoFolder { .. }
                 | StoreError::BadUrl { .. }
                 | StoreError::UnknownParameter { .. }
                 | StoreError::ReadOnly { .. }
@@ -381,6 +393,40 @@ pub async fn connect(url: &str) -> Result<Box<dyn Store>, StoreError> {
         "postgres" | "postgresql" => Box::new(PgStore::connect(url).await?),
         _ => return Err(StoreError::Scheme(redact_url(url))),
     })
+}
+
+/// Opens the database named by `url`, which must exist already (a command
+/// that reads it never creates one): a SQLite file that is not there is
+/// [`StoreError::NoFile`].
+pub async fn connect_existing(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if let Some(path) = missing_file(url)? {
+        return Err(StoreError::NoFile { path });
+    }
+    connect(url).await
+}
+
+/// The file of a SQLite URL when it does not exist yet; `None` for a file
+/// that exists, an in-memory database or another backend. A file whose folder
+/// does not exist is [`StoreError::NoFolder`]: nothing could create it.
+pub fn missing_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let Some(path) = sqlite::file_of(url) else {
+        return Ok(None);
+    };
+    if path.exists() {
+        return Ok(None);
+    }
+    let folder = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => std::path::Path::new("."),
+        Some(p) => p,
+        None => std::path::Path::new("/"),
+    };
+    if !folder.is_dir() {
+        return Err(StoreError::NoFolder {
+            folder: folder.to_path_buf(),
+            path,
+        });
+    }
+    Ok(Some(path))
 }
 
 /// After a migration: new indexes, on tables that may hold rows already (a

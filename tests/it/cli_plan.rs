@@ -430,10 +430,6 @@ fn bad_databases_are_one_line_environment_errors() {
             &format!("sqlite://{}/no/such/dir/x.db", f.path().display()),
             "cannot open the database",
         ),
-        (
-            &format!("sqlite://{}?mode=ro", f.path().join("ro.db").display()),
-            "cannot open the database",
-        ),
     ];
     for (url, message) in cases {
         let o = segd_cmd()
@@ -449,6 +445,69 @@ fn bad_databases_are_one_line_environment_errors() {
             "{url}: {err}"
         );
     }
+}
+
+/// `plan` never creates the database: a missing SQLite file is planned
+/// against an empty database, with a note, and a plan saved so is applied to
+/// the database `apply` then creates.
+#[test]
+fn plan_against_a_missing_database_creates_nothing() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    let file = f.path().join("segd.db");
+    let saved = f.path().join("first.plan");
+    let o = segd(
+        &f,
+        &db,
+        &["plan", "--out", saved.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "note: the database {} does not exist yet; this is the plan against an empty one (`segd apply` creates it)\n",
+            file.display()
+        )
+    );
+    assert!(stdout(&o).contains("Plan: 9 to create, 0 to update, 0 to delete."));
+    assert!(!file.exists(), "plan created {}", file.display());
+    let o = segd(&f, &db, &["apply", saved.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(file.exists());
+    assert_eq!(detailed(&f, &db), 0);
+}
+
+/// Commands that only read the database fail (exit 2) on a missing SQLite
+/// file, saying how to create it, and create nothing.
+#[test]
+fn reading_commands_never_create_the_database() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    let file = f.path().join("segd.db");
+    let out = f.path().join("exported");
+    let commands: [&[&str]; 5] = [
+        &["segment", "members", "overdue-eu", "--from", "db"],
+        &["deliveries"],
+        &["trigger", "overdue-reminder-eu", "--dry-run"],
+        &["forecast"],
+        &["export", "--out", out.to_str().expect("utf-8 path")],
+    ];
+    for args in commands {
+        let o = segd(&f, &db, args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            format!(
+                "error: the database {} does not exist; `segd apply` or `segd db migrate` creates it (or point --database-url at another)\n",
+                file.display()
+            ),
+            "{args:?}"
+        );
+        assert!(!file.exists(), "{args:?} created {}", file.display());
+    }
+    let o = segd(&f, &db, &["db", "migrate"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(file.exists());
 }
 
 /// A server that refuses the connection is said so at once, with where it was
