@@ -247,6 +247,17 @@ impl Plan {
     }
 }
 
+/// The fingerprint of a plan made when its database did not exist yet
+/// (against an empty one): it still holds for a database nothing was ever
+/// applied to, whatever its lineage.
+pub const NEW_DATABASE: &str = "new:0";
+
+/// Whether a plan made against `fingerprint` still holds for the applied
+/// state at `version` (`lineage:revision`).
+pub fn is_current(fingerprint: &str, version: &str) -> bool {
+    fingerprint == version || (fingerprint == NEW_DATABASE && version.ends_with(":0"))
+}
+
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()

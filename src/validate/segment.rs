@@ -27,7 +27,7 @@ pub fn parse(
     let before = r.diags.len();
     r.unknown_keys(&root, ROOT_KEYS, "a segment file");
 
-    let (_, seg, name, name_span) = r.header(&root, "segment", SEGMENT_KEYS)?;
+    let (seg_v, seg, named) = r.header(&root, "segment", SEGMENT_KEYS)?;
     let description =
         get(seg, "description").and_then(|v| r.str(v, "`description`").map(str::to_string));
     let match_mode = match get(seg, "match") {
@@ -45,8 +45,15 @@ pub fn parse(
     let mut filters = Vec::new();
     match get(&root, "filter") {
         None => r.warning(
-            name_span.clone(),
-            format!("segment `{name}` has no filter, so it matches every customer"),
+            named
+                .as_ref()
+                .map_or(seg_v.span(), |(_, span)| span.clone()),
+            match &named {
+                Some((name, _)) => {
+                    format!("segment `{name}` has no filter, so it matches every customer")
+                }
+                None => "this segment has no filter, so it matches every customer".to_string(),
+            },
         ),
         Some(v) => match v.get_ref() {
             DeValue::Array(items) => {
@@ -67,6 +74,8 @@ pub fn parse(
         },
     }
 
+    // The rest of the file was checked even without a valid name.
+    let (name, name_span) = named?;
     let ok = r.diags[before..].iter().all(|d| !d.is_error());
     let def = match (ok, description, match_mode, protect) {
         (true, description, Some(match_mode), Some(protect)) => Some(Segment {

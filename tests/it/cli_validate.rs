@@ -445,3 +445,16 @@ fn validate_ends_quietly_when_its_reader_stops() {
         first_line_then_close(cmd).assert_quiet(&format!("validate --format {format}"));
     }
 }
+
+#[test]
+fn a_bad_name_does_not_hide_the_files_other_errors() {
+    let f = Fixture::example();
+    f.write(
+        "segments.d/bad.toml",
+        "[segment]\nname = \"Overdue EU\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"Germany\"\n",
+    );
+    let a = f.validate("text").code(1);
+    let out = stdout(&a);
+    assert!(out.contains("invalid segment name `Overdue EU`"), "{out}");
+    assert!(out.contains("unknown country code `Germany`"), "{out}");
+}

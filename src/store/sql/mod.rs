@@ -296,7 +296,7 @@ where
         let version: String = sqlx::query_scalar(B::VERSION_FOR_UPDATE)
             .fetch_one(&mut *tx)
             .await?;
-        if version != plan.fingerprint {
+        if !crate::plan::is_current(&plan.fingerprint, &version) {
             return Err(StoreError::StalePlan);
         }
         let now = Utc::now();
