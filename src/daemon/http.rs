@@ -223,7 +223,7 @@ async fn trigger(
             metrics::counter!("segd_trigger_runs_total", "communication" => name.clone(), "status" => r.status.as_str())
                 .increment(1);
             api.shared.deliver_now.notify_one();
-            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "manual trigger");
+            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, enqueued = r.enqueued, unreachable = r.unreachable, status = r.status.as_str(), "manual trigger");
             (
                 StatusCode::ACCEPTED,
                 Json(json!({
@@ -231,6 +231,7 @@ async fn trigger(
                     "status": r.status.as_str(),
                     "recipients": r.recipients,
                     "enqueued": r.enqueued,
+                    "unreachable": r.unreachable,
                 })),
             )
                 .into_response()

@@ -335,7 +335,7 @@ async fn run_scheduled(
     match enqueue(store, &prepared, false, env).await {
         Ok(r) => {
             metrics::counter!("segd_trigger_runs_total", "communication" => name.to_string(), "status" => r.status.as_str()).increment(1);
-            tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "scheduled run");
+            tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, unreachable = r.unreachable, status = r.status.as_str(), "scheduled run");
         }
         // Another replica, or an earlier life of this one, ran it already.
         Err(TriggerError::Store(e)) if e.is_unique_violation() => {
