@@ -30,7 +30,10 @@ use crate::segment::{Dialect, Query};
 use billing::{Existing, LoadError, Progress};
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
-use outbox::{Claimed, Delivery, DeliveryFilter, Mark, Retried, Run, RunResult};
+use outbox::{
+    Claimed, Delivery, DeliveryFilter, Enqueue, Mark, Retried, Run, RunFilter, RunResult,
+    RunSummary,
+};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -261,14 +264,9 @@ pub trait Store: Send + Sync {
     // ---- trigger runs and the outbox
 
     /// Records the run and, unless it is over `max_recipients`, writes every
-    /// intended delivery (`enqueue`) — all in one transaction.
-    async fn enqueue_run(
-        &self,
-        run: &Run,
-        one_per_recipient: bool,
-        enqueue: &Query,
-        max_recipients: Option<u64>,
-    ) -> Result<RunResult, StoreError>;
+    /// intended delivery and counts the unreachable members; when it releases
+    /// held runs, marks them — all in one transaction.
+    async fn enqueue_run(&self, run: &Run, e: &Enqueue<'_>) -> Result<RunResult, StoreError>;
 
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
     async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError>;
@@ -301,6 +299,9 @@ pub trait Store: Send + Sync {
 
     /// Outbox rows, newest last.
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Runs, newest last, with their deliveries counted by status.
+    async fn runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError>;
 
     /// Re-queues dead or failed deliveries (by id or idempotency key); what
     /// became of each, in order.

@@ -539,6 +539,7 @@ fn queries(seg: &Segment, dialect: Dialect) -> Vec<(&'static str, Query)> {
             run_id: "remind:2026-11-30T12:00:00Z",
             at: at(),
             reached_since: Some(at() - chrono::TimeDelta::days(7)),
+            needs_address: true,
         };
         let run = compile_run(seg, &spec, dialect);
         // PostgreSQL's run queries still fail the rule: with the outer side

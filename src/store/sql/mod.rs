@@ -5,7 +5,10 @@
 mod runs;
 
 use super::billing::{Existing, LoadError, Progress};
-use super::outbox::{Claimed, Delivery, DeliveryFilter, Mark, Retried, Run, RunKind, RunResult};
+use super::outbox::{
+    Claimed, Delivery, DeliveryFilter, Enqueue, Mark, Retried, Run, RunFilter, RunKind, RunResult,
+    RunSummary,
+};
 use super::{ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError};
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice, Name};
@@ -385,16 +388,8 @@ where
         self.explain_query(q).await
     }
 
-    async fn enqueue_run(
-        &self,
-        run: &Run,
-        one_per_recipient: bool,
-        enqueue: &Query,
-        max_recipients: Option<u64>,
-    ) -> Result<RunResult, StoreError> {
-        Runs(self)
-            .enqueue(run, one_per_recipient, enqueue, max_recipients)
-            .await
+    async fn enqueue_run(&self, run: &Run, e: &Enqueue<'_>) -> Result<RunResult, StoreError> {
+        Runs(self).enqueue(run, e).await
     }
 
     async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
@@ -445,6 +440,10 @@ where
 
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
         Runs(self).deliveries(f).await
+    }
+
+    async fn runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        Runs(self).runs(f).await
     }
 
     async fn retry_deliveries(&self, ids: &[String]) -> Result<Vec<Retried>, StoreError> {

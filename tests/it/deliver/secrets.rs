@@ -109,7 +109,9 @@ fn smtp_credentials_never_travel_in_clear() {
         b.f.write("communications.d/mail.toml", &email_comm("mail-invoices"));
         b.setup(&billing);
         let o = b.segd(&["trigger", "mail-invoices"]);
-        assert_eq!(code(&o), 1, "{what}: {}", text(&o));
+        // c7 has no address: unreachable, not a failure.
+        let expected = if delivered { 0 } else { 1 };
+        assert_eq!(code(&o), expected, "{what}: {}", text(&o));
         let seen = lock(&lines).clone();
         assert!(!seen.is_empty(), "{what}: segd reached the relay");
         let auth = starts_with(&seen, "AUTH");
