@@ -394,3 +394,94 @@ fn a_run_a_stuck_daemon_is_sending_is_reported_unsettled_on_postgres() {
         still_sending_body(b);
     }
 }
+
+/// A communication's TOML with a daily 07:00 UTC trigger instead of a manual one.
+fn daily(toml: &str) -> String {
+    toml.replace(
+        "[trigger]\ntype = \"manual\"",
+        "[trigger]\ntype = \"automatic\"\nschedule = \"0 7 * * *\"\ntimezone = \"UTC\"",
+    )
+}
+
+fn forecast_body(b: Bench) {
+    b.f.write(
+        "communications.d/mail.toml",
+        &daily(&email_comm("mail-invoices")),
+    );
+    b.f.write(
+        "communications.d/capped.toml",
+        &daily(&capped("capped-invoices", 2)),
+    );
+    b.f.write(
+        "communications.d/remind.toml",
+        &daily(&super::webhook_comm(
+            "remind",
+            "payment_reminder",
+            "https://hooks.example.test/segd",
+            "min_interval = \"2d\"",
+        )),
+    );
+    b.setup(&Billing::small());
+    let args = ["forecast", "--at", "2026-12-01T00:00:00Z", "--days", "3"];
+    let o = b.segd(&[&args[..], &["--format", "json"]].concat());
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).expect("a JSON array");
+    let of = |name: &str| -> Vec<(u64, u64, u64, bool)> {
+        rows.iter()
+            .filter(|r| r["communication"] == name)
+            .map(|r| {
+                (
+                    r["messages"].as_u64().unwrap_or(u64::MAX),
+                    r["recipients"].as_u64().unwrap_or(u64::MAX),
+                    r["unreachable"].as_u64().unwrap_or(u64::MAX),
+                    r["held"].as_bool().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    // Each invoice is emailed once: by the first occurrence; c7 has no address.
+    assert_eq!(
+        of("mail-invoices"),
+        [(5, 3, 1, false), (0, 0, 1, false), (0, 0, 1, false)],
+        "{rows:#?}"
+    );
+    // Held occurrences send nothing, so each next one would reach them again.
+    assert_eq!(
+        of("capped-invoices"),
+        [(5, 3, 1, true), (5, 3, 1, true), (5, 3, 1, true)],
+        "{rows:#?}"
+    );
+    // min_interval = 2d: reminded on the 1st, not on the 2nd, again on the 3rd.
+    assert_eq!(
+        of("remind"),
+        [(2, 2, 0, false), (0, 0, 0, false), (2, 2, 0, false)],
+        "{rows:#?}"
+    );
+
+    let o = b.segd(&args);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let lines: Vec<String> = out(&o)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for want in [
+        "2026-12-01T07:00:00Z mail-invoices 2026-12-01 07:00 UTC 5 message(s) to 3 customer(s), 1 unreachable (no email address)",
+        "2026-12-02T07:00:00Z mail-invoices 2026-12-02 07:00 UTC 0 message(s) to 0 customer(s), 1 unreachable (no email address)",
+        "2026-12-01T07:00:00Z capped-invoices 2026-12-01 07:00 UTC 5 message(s) to 3 customer(s), 1 unreachable (no email address) — held: more than max_recipients = 2",
+        "2026-12-02T07:00:00Z remind 2026-12-02 07:00 UTC 0 message(s) to 0 customer(s)",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want}\n{}", out(&o));
+    }
+}
+
+#[test]
+fn forecast_carries_each_occurrences_sends_forward_on_sqlite() {
+    forecast_body(Bench::sqlite());
+}
+
+#[test]
+fn forecast_carries_each_occurrences_sends_forward_on_postgres() {
+    if let Some(b) = Bench::postgres("forecast_forward") {
+        forecast_body(b);
+    }
+}
