@@ -154,16 +154,13 @@ pub async fn unreachable(
     Ok((store.count(&count).await?, first))
 }
 
-/// How many customers and messages a run would reach, without writing anything.
-pub async fn estimate(
+/// The `customer, invoice` pairs a run would send about, without writing anything.
+pub async fn candidates(
     store: &dyn Store,
     prepared: &Prepared<'_>,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<Vec<(String, String)>, StoreError> {
     let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
-    Ok((
-        store.count(&q.recipients).await?,
-        store.count(&q.messages).await?,
-    ))
+    store.pairs(&q.candidates).await
 }
 
 /// Checks the communication can send, then records the run and enqueues.

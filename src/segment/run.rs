@@ -37,10 +37,8 @@ enum Reach {
 
 /// The queries of one trigger run.
 pub struct RunQueries {
-    /// One row: how many customers the run would reach.
-    pub recipients: Query,
-    /// One row: how many messages the run would send.
-    pub messages: Query,
+    /// The `customer_id, invoice_id` pairs the run would send about (`forecast`).
+    pub candidates: Query,
     /// Who would be reached and with which invoices: `id, name, email, invoice_id`.
     pub preview: Query,
     /// Writes every intended delivery into the outbox.
@@ -79,13 +77,8 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
             )
         })
     });
-    let recipients =
-        build(&|_, cand| format!("SELECT COUNT(DISTINCT x.customer_id) FROM ({cand}) x"));
-    let messages = if spec.payment_reminder {
-        build(&|_, cand| format!("SELECT COUNT(DISTINCT x.customer_id) FROM ({cand}) x"))
-    } else {
-        build(&|_, cand| format!("SELECT COUNT(*) FROM ({cand}) x"))
-    };
+    let candidates =
+        build(&|_, cand| format!("SELECT x.customer_id, x.invoice_id FROM ({cand}) x"));
     let preview = build(&|_, cand| {
         format!(
             "SELECT c.id, c.name, c.email, x.invoice_id FROM ({cand}) x JOIN customers c ON c.id = x.customer_id \
@@ -115,8 +108,7 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
         }
     });
     RunQueries {
-        recipients,
-        messages,
+        candidates,
         preview,
         enqueue,
         unreachable,

@@ -253,6 +253,10 @@ pub trait Store: Send + Sync {
     /// Runs a query returning one row of integer columns.
     async fn counts(&self, q: &Query) -> Result<Vec<u64>, StoreError>;
 
+    /// Runs a query returning rows of two text columns (a run's
+    /// `customer_id, invoice_id` candidates).
+    async fn pairs(&self, q: &Query) -> Result<Vec<(String, String)>, StoreError>;
+
     /// The members a `Select::Ids` or `Select::Rows` query selects, as they
     /// arrive (see `members`, which hands each to a closure).
     fn member_stream<'a>(&'a self, q: &'a Query) -> BoxStream<'a, Result<Member, StoreError>>;

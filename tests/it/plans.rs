@@ -546,7 +546,7 @@ fn queries(seg: &Segment, dialect: Dialect) -> Vec<(&'static str, Query)> {
         // misestimated, it may anti-join the recent sends by rescanning them
         // materialized (the outbox has no index by customer).
         if dialect == Dialect::Sqlite {
-            out.push(("run recipients", run.recipients));
+            out.push(("run candidates", run.candidates));
             out.push(("run enqueue", run.enqueue));
         }
     }

@@ -349,6 +349,14 @@ where
         self.index_custom_data_of(plan).await
     }
 
+    async fn pairs(&self, q: &Query) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
     async fn count(&self, q: &Query) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar_with(AssertSqlSafe(q.sql.clone()), B::args(&q.binds)?)
             .fetch_one(self.pool())

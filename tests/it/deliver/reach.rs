@@ -307,12 +307,16 @@ fn silent_smtp() -> u16 {
 }
 
 /// `segd trigger` with SMTP that takes 20 ms a message and one connection,
-/// while a daemon sends by `daemon_env`; returns the trigger's output.
-fn trigger_alongside(b: &Bench, daemon_env: &[(&str, &str)]) -> (std::process::Output, Daemon) {
+/// while a daemon sends by `daemon_env`; returns the trigger's output, the
+/// daemon, and how many messages the trigger sent.
+fn trigger_alongside(
+    b: &Bench,
+    daemon_env: &[(&str, &str)],
+) -> (std::process::Output, Daemon, usize) {
     b.f.write("communications.d/mail.toml", &email_comm("bulk-mail"));
     b.setup(&Billing::many(ALONGSIDE));
     let d = Daemon::start(b.f.path(), &b.db.url, &[], daemon_env);
-    let (port, _) = start_smtp_taking(Duration::from_millis(20));
+    let (port, mails) = start_smtp_taking(Duration::from_millis(20));
     let o = b
         .command(&["trigger", "bulk-mail"])
         .env("SEGD_SMTP_URL", format!("smtp://127.0.0.1:{port}"))
@@ -320,13 +324,14 @@ fn trigger_alongside(b: &Bench, daemon_env: &[(&str, &str)]) -> (std::process::O
         .env("SEGD_DELIVERY_LEASE", "2s")
         .output()
         .expect("run segd trigger");
-    (o, d)
+    let by_trigger = super::lock(&mails).len();
+    (o, d, by_trigger)
 }
 
 fn alongside_body(b: Bench) {
     let daemon_out = b.f.path().join("daemon-out");
     let daemon_s = daemon_out.display().to_string();
-    let (o, d) = trigger_alongside(&b, &[("SEGD_OUTBOX_DIR", &daemon_s)]);
+    let (o, d, by_trigger) = trigger_alongside(&b, &[("SEGD_OUTBOX_DIR", &daemon_s)]);
     assert_eq!(code(&o), 0, "{}\n{}", text(&o), d.logs());
     assert!(
         out(&o).starts_with(&format!(
@@ -339,8 +344,8 @@ fn alongside_body(b: Bench) {
     // The daemon's workers took part (its files), the trigger did the rest (SMTP).
     let by_daemon = eml_files(&daemon_out);
     assert!(
-        by_daemon > 0 && by_daemon < ALONGSIDE,
-        "the daemon sent {by_daemon} of {ALONGSIDE}\n{}",
+        by_daemon > 0 && by_daemon + by_trigger == ALONGSIDE,
+        "the daemon sent {by_daemon}, the trigger {by_trigger}, of {ALONGSIDE}\n{}",
         d.logs()
     );
 }
@@ -359,7 +364,7 @@ fn the_trigger_report_counts_what_a_running_daemon_sent_on_postgres() {
 
 fn still_sending_body(b: Bench) {
     let smtp = format!("smtp://127.0.0.1:{}", silent_smtp());
-    let (o, d) = trigger_alongside(&b, &[("SEGD_SMTP_URL", &smtp)]);
+    let (o, d, _) = trigger_alongside(&b, &[("SEGD_SMTP_URL", &smtp)]);
     assert_eq!(code(&o), 1, "{}\n{}", text(&o), d.logs());
     let sending = count(
         &b.db.url,
@@ -392,5 +397,96 @@ fn a_run_a_stuck_daemon_is_sending_is_reported_unsettled_on_sqlite() {
 fn a_run_a_stuck_daemon_is_sending_is_reported_unsettled_on_postgres() {
     if let Some(b) = Bench::postgres("trigger_unsettled") {
         still_sending_body(b);
+    }
+}
+
+/// A communication's TOML with a daily 07:00 UTC trigger instead of a manual one.
+fn daily(toml: &str) -> String {
+    toml.replace(
+        "[trigger]\ntype = \"manual\"",
+        "[trigger]\ntype = \"automatic\"\nschedule = \"0 7 * * *\"\ntimezone = \"UTC\"",
+    )
+}
+
+fn forecast_body(b: Bench) {
+    b.f.write(
+        "communications.d/mail.toml",
+        &daily(&email_comm("mail-invoices")),
+    );
+    b.f.write(
+        "communications.d/capped.toml",
+        &daily(&capped("capped-invoices", 2)),
+    );
+    b.f.write(
+        "communications.d/remind.toml",
+        &daily(&super::webhook_comm(
+            "remind",
+            "payment_reminder",
+            "https://hooks.example.test/segd",
+            "min_interval = \"2d\"",
+        )),
+    );
+    b.setup(&Billing::small());
+    let args = ["forecast", "--at", "2026-12-01T00:00:00Z", "--days", "3"];
+    let o = b.segd(&[&args[..], &["--format", "json"]].concat());
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).expect("a JSON array");
+    let of = |name: &str| -> Vec<(u64, u64, u64, bool)> {
+        rows.iter()
+            .filter(|r| r["communication"] == name)
+            .map(|r| {
+                (
+                    r["messages"].as_u64().unwrap_or(u64::MAX),
+                    r["recipients"].as_u64().unwrap_or(u64::MAX),
+                    r["unreachable"].as_u64().unwrap_or(u64::MAX),
+                    r["held"].as_bool().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    // Each invoice is emailed once: by the first occurrence; c7 has no address.
+    assert_eq!(
+        of("mail-invoices"),
+        [(5, 3, 1, false), (0, 0, 1, false), (0, 0, 1, false)],
+        "{rows:#?}"
+    );
+    // Held occurrences send nothing, so each next one would reach them again.
+    assert_eq!(
+        of("capped-invoices"),
+        [(5, 3, 1, true), (5, 3, 1, true), (5, 3, 1, true)],
+        "{rows:#?}"
+    );
+    // min_interval = 2d: reminded on the 1st, not on the 2nd, again on the 3rd.
+    assert_eq!(
+        of("remind"),
+        [(2, 2, 0, false), (0, 0, 0, false), (2, 2, 0, false)],
+        "{rows:#?}"
+    );
+
+    let o = b.segd(&args);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let lines: Vec<String> = out(&o)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for want in [
+        "2026-12-01T07:00:00Z mail-invoices 2026-12-01 07:00 UTC 5 message(s) to 3 customer(s), 1 unreachable (no email address)",
+        "2026-12-02T07:00:00Z mail-invoices 2026-12-02 07:00 UTC 0 message(s) to 0 customer(s), 1 unreachable (no email address)",
+        "2026-12-01T07:00:00Z capped-invoices 2026-12-01 07:00 UTC 5 message(s) to 3 customer(s), 1 unreachable (no email address) — held: more than max_recipients = 2",
+        "2026-12-02T07:00:00Z remind 2026-12-02 07:00 UTC 0 message(s) to 0 customer(s)",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want}\n{}", out(&o));
+    }
+}
+
+#[test]
+fn forecast_carries_each_occurrences_sends_forward_on_sqlite() {
+    forecast_body(Bench::sqlite());
+}
+
+#[test]
+fn forecast_carries_each_occurrences_sends_forward_on_postgres() {
+    if let Some(b) = Bench::postgres("forecast_forward") {
+        forecast_body(b);
     }
 }
