@@ -83,12 +83,20 @@ pub enum ColorChoice {
 impl ColorChoice {
     /// Whether to colour stdout.
     pub fn stdout(self) -> bool {
+        self.on(std::io::stdout().is_terminal())
+    }
+
+    /// Whether to colour stderr.
+    pub fn stderr(self) -> bool {
+        self.on(std::io::stderr().is_terminal())
+    }
+
+    fn on(self, terminal: bool) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::io::stdout().is_terminal()
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal
             }
         }
     }

@@ -541,3 +541,66 @@ fn a_retry_schedule_of_the_wrong_type_names_both_forms() {
         ]
     );
 }
+
+#[test]
+fn color_always_colours_validate_like_rustc() {
+    let f = Fixture::empty();
+    f.write("segments.d/bad-enum.toml", BAD_ENUM)
+        .write("communications.d/.keep", "");
+    let a = segd_cmd()
+        .current_dir(f.path())
+        .args(["--color", "always", "validate"])
+        .assert()
+        .code(1);
+    assert_eq!(
+        stdout(&a).replace('\x1b', "␛"),
+        "␛[1msegments.d/bad-enum.toml:6:10␛[0m: ␛[1;31merror␛[0m: ␛[1munknown invoice `status` value `pending`␛[0m\n\
+         ␛[1;34m  |␛[0m\n\
+         ␛[1;34m6 |␛[0m status = \"pending\"\n\
+         ␛[1;34m  |␛[0m          ␛[1;31m^^^^^^^^^␛[0m\n  \
+         ␛[1;34m= help:␛[0m expected one of: `draft`, `open`, `paid`, `partially_paid`, `overdue`, `void`\n\
+         ␛[1;31minvalid␛[0m: 0 segment(s), 0 communication(s) in 1 file(s); 1 error(s), 0 warning(s)\n"
+    );
+    // Never (and NO_COLOR under auto, which segd_cmd sets): plain text.
+    for args in [&["--color", "never", "validate"][..], &["validate"]] {
+        let a = segd_cmd().current_dir(f.path()).args(args).assert().code(1);
+        assert!(!stdout(&a).contains('\x1b'), "{args:?}: {}", stdout(&a));
+    }
+}
+
+#[test]
+fn an_unreadable_dir_is_a_document_in_json_and_an_annotation_in_github() {
+    let f = Fixture::empty();
+    let nowhere = f.path().join("nope");
+    let shown = nowhere.display().to_string();
+    let run = |format: &str| {
+        segd_cmd()
+            .arg("--dir")
+            .arg(&nowhere)
+            .args(["validate", "--format", format])
+            .assert()
+            .code(2)
+    };
+    let a = run("json");
+    assert_eq!(
+        json(&a),
+        serde_json::json!({
+            "version": 1,
+            "valid": false,
+            "files_checked": 0,
+            "errors": 1,
+            "warnings": 0,
+            "diagnostics": [],
+            "error": format!("--dir {shown}: no such directory"),
+        })
+    );
+    assert_eq!(
+        stderr(&a),
+        format!("error: --dir {shown}: no such directory\n")
+    );
+    let a = run("github");
+    assert_eq!(
+        stdout(&a),
+        format!("::error title=segd::--dir {shown}: no such directory\n")
+    );
+}

@@ -1694,7 +1694,7 @@ fn parse_segment(body: &str) -> Segment {
         outcome.errors(),
         0,
         "invalid case:\n{text}\n{}",
-        segd::diag::render_text(&outcome.diagnostics)
+        segd::diag::render_text(&outcome.diagnostics, false)
     );
     outcome
         .definitions

@@ -85,7 +85,7 @@ pub fn validate_checked(tree: &Tree, templates: &MemTemplates) -> Result<Outcome
     for d in &outcome.diagnostics {
         check_location(d, texts.get(d.file.as_str()).copied())?;
     }
-    let _ = segd::diag::render_text(&outcome.diagnostics);
+    let _ = segd::diag::render_text(&outcome.diagnostics, false);
     let _ = segd::diag::render_json(&outcome.diagnostics, outcome.files_checked);
     let _ = segd::diag::render_github(&outcome.diagnostics);
     Ok(outcome)
