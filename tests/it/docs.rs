@@ -52,3 +52,58 @@ fn man_prints_a_roff_page_of_every_subcommand() {
         assert!(page.contains(&name), "the man page lacks `{name}`");
     }
 }
+
+/// `examples/github-actions.yml` runs as written: segd built from the
+/// variables at its top (the version this is), every `segd` line a valid
+/// command line, PostgreSQL 15 as the database.
+#[test]
+fn the_github_actions_example_is_a_workflow_of_valid_segd_commands() {
+    use clap::Parser as _;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/github-actions.yml");
+    let text = std::fs::read_to_string(path).expect("read the example workflow");
+    assert!(!text.contains("<your"), "a placeholder is left");
+    let doc: serde_json::Value = serde_norway::from_str(&text).expect("the workflow is YAML");
+    let env = &doc["env"];
+    assert_eq!(
+        env["SEGD_VERSION"],
+        format!("v{}", env!("CARGO_PKG_VERSION")),
+        "the example builds this version"
+    );
+    assert!(env["SEGD_REPOSITORY"].is_string());
+    assert_eq!(
+        env["SEGD_DATABASE_URL"],
+        "postgres://postgres:postgres@localhost:5432/segd"
+    );
+    let job = &doc["jobs"]["segd"];
+    let pg = &job["services"]["postgres"];
+    assert_eq!(pg["image"], "postgres:15");
+    assert_eq!(pg["env"]["POSTGRES_DB"], "segd");
+    assert_eq!(pg["ports"][0], "5432:5432");
+    let runs: Vec<&str> = job["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect();
+    assert!(runs.iter().any(|r| {
+        r.contains(r#"cargo install --git "$SEGD_REPOSITORY" --tag "$SEGD_VERSION" --locked segd"#)
+    }));
+    let segd_lines: Vec<&str> = runs
+        .iter()
+        .flat_map(|r| r.lines())
+        .map(str::trim)
+        .filter(|l| l.starts_with("segd "))
+        .collect();
+    assert_eq!(
+        segd_lines,
+        [
+            "segd validate --format github",
+            "segd plan --detailed-exitcode"
+        ]
+    );
+    for line in segd_lines {
+        if let Err(e) = segd::cli::Cli::try_parse_from(line.split_whitespace()) {
+            panic!("`{line}` does not parse: {e}");
+        }
+    }
+}
