@@ -107,3 +107,138 @@ fn the_github_actions_example_is_a_workflow_of_valid_segd_commands() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Links of README.md and docs/*.md
+// ---------------------------------------------------------------------------
+
+/// A heading's anchor as GitHub makes it: lower case, punctuation but `-`
+/// and `_` dropped, each space a `-`.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown text's headings; a repeated one gets `-1`,
+/// `-2`, … as on GitHub.
+fn anchors(markdown: &str) -> std::collections::BTreeSet<String> {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let mut out = std::collections::BTreeSet::new();
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut heading: Option<String> = None;
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Start(Tag::Heading { .. }) => heading = Some(String::new()),
+            Event::Text(t) | Event::Code(t) => {
+                if let Some(h) = &mut heading {
+                    h.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                if let Some(h) = heading.take() {
+                    let base = slug(&h);
+                    let n = seen.entry(base.clone()).or_insert(0);
+                    out.insert(if *n == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{n}")
+                    });
+                    *n += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every link and image target of a Markdown text.
+fn link_targets(markdown: &str) -> Vec<String> {
+    use pulldown_cmark::{Event, Parser, Tag};
+    Parser::new(markdown)
+        .filter_map(|e| match e {
+            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
+                Some(dest_url.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn slugs_follow_github() {
+    assert_eq!(slug("segd deliveries"), "segd-deliveries");
+    assert_eq!(slug("In CI (GitHub Actions)"), "in-ci-github-actions");
+    assert_eq!(slug("`segd.toml` — settings"), "segdtoml--settings");
+    assert_eq!(
+        slug("Planner statistics and query plans"),
+        "planner-statistics-and-query-plans"
+    );
+    let a = anchors("# A\n## A\n## b_c?\n");
+    assert_eq!(a.into_iter().collect::<Vec<_>>(), ["a", "a-1", "b_c"]);
+}
+
+/// Every relative link of the README and docs/ names a file inside the
+/// repository, and every `#anchor` a heading of the page it points to.
+#[test]
+fn relative_links_in_readme_and_docs_resolve_inside_the_repository() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .expect("the repository folder");
+    let mut pages = vec![repo.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(repo.join("docs"))
+        .expect("read docs/")
+        .map(|e| e.expect("a docs/ entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("read a page");
+        let shown = page
+            .strip_prefix(&repo)
+            .unwrap_or(page)
+            .display()
+            .to_string();
+        for target in link_targets(&text) {
+            let is_external = target.contains("://") || target.starts_with("mailto:");
+            if is_external {
+                continue;
+            }
+            checked += 1;
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target.as_str(), None),
+            };
+            let file = if path.is_empty() {
+                page.clone()
+            } else {
+                page.parent().unwrap_or(&repo).join(path)
+            };
+            let Ok(file) = file.canonicalize() else {
+                broken.push(format!("{shown}: {target}: no such file"));
+                continue;
+            };
+            if !file.starts_with(&repo) {
+                broken.push(format!("{shown}: {target}: outside the repository"));
+                continue;
+            }
+            if let Some(anchor) = anchor {
+                let is_markdown = file.extension().is_some_and(|e| e == "md");
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                if !is_markdown || !anchors(&text).contains(anchor) {
+                    broken.push(format!("{shown}: {target}: no heading #{anchor}"));
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} relative links found");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
