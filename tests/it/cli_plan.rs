@@ -67,6 +67,7 @@ macro_rules! on_both {
             }
 
             #[test]
+            #[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
             fn postgres() {
                 let f = Fixture::example();
                 if let Some(db) = TestDb::postgres(concat!(stringify!($name), "::postgres")) {

@@ -214,6 +214,7 @@ fn no_secret_in_any_output_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn no_secret_in_any_output_on_postgres() {
     let Some(mut db) = TestDb::postgres("no_secret_in_any_output_on_postgres") else {
         return;
