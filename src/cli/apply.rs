@@ -1,4 +1,4 @@
-use super::context::{database_url, file_settings, git_commit, holder, valid_tree, with_store};
+use super::context::{database_url, file_settings, git_commit, holder, valid_tree, with_new_store};
 use super::impact::{impacts, over_limit, parse_pct};
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
@@ -77,7 +77,7 @@ pub async fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, CliError>
             (None, o.settings, Some(desired))
         }
     };
-    with_store(&database_url(global, &settings), async |store| {
+    with_new_store(&database_url(global, &settings), async |store| {
         under_lock(global, &args, store, saved, desired).await
     })
     .await

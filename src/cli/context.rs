@@ -4,7 +4,7 @@
 use super::{CliError, Global};
 use crate::diag;
 use crate::source::{FsTemplates, load_settings, load_tree};
-use crate::store::{Store, connect};
+use crate::store::{Store, connect, connect_existing};
 use crate::validate::{Outcome, validate};
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -59,13 +59,30 @@ pub fn database_url(global: &Global, settings: &crate::config::FileSettings) -> 
     )
 }
 
-/// Opens the store, runs `f` on it, and closes it cleanly (so SQLite folds its
+/// Opens the store, which must exist (a command that only reads it never
+/// creates one), runs `f` on it, and closes it cleanly (so SQLite folds its
 /// write-ahead log back into the database file).
 pub async fn with_store(
     url: &str,
     f: impl AsyncFnOnce(&dyn Store) -> Result<ExitCode, CliError>,
 ) -> Result<ExitCode, CliError> {
-    let store = connect(url).await?;
+    run_closing(connect_existing(url).await?, f).await
+}
+
+/// [`with_store`] for the commands meant to create the database when it is
+/// missing (`apply`, `db migrate`).
+pub async fn with_new_store(
+    url: &str,
+    f: impl AsyncFnOnce(&dyn Store) -> Result<ExitCode, CliError>,
+) -> Result<ExitCode, CliError> {
+    run_closing(connect(url).await?, f).await
+}
+
+/// Runs `f` on the store and closes it.
+pub async fn run_closing(
+    store: Box<dyn Store>,
+    f: impl AsyncFnOnce(&dyn Store) -> Result<ExitCode, CliError>,
+) -> Result<ExitCode, CliError> {
     let result = f(&*store).await;
     store.close().await;
     result

@@ -1,4 +1,4 @@
-use super::context::{database_url, file_settings, with_store};
+use super::context::{database_url, file_settings, with_new_store};
 use super::{CliError, Global, exit};
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ pub async fn run(global: &Global, args: DbArgs) -> Result<ExitCode, CliError> {
     match args.command {
         DbCommand::Migrate => {
             let url = database_url(global, &file_settings(global)?);
-            with_store(&url, async |_| {
+            with_new_store(&url, async |_| {
                 eprintln!(
                     "The database {} is up to date.",
                     crate::config::redact_url(&url)

@@ -1,9 +1,10 @@
-use super::context::{database_url, valid_tree, with_store};
+use super::context::{database_url, run_closing, valid_tree};
 use super::impact::{impacts, over_limit, parse_pct};
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
 use crate::plan::{self, render};
 use crate::store::Store;
+use crate::store::connect;
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -37,8 +38,24 @@ pub struct PlanArgs {
 pub async fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, CliError> {
     let result = async {
         let outcome = valid_tree(global)?;
-        with_store(&database_url(global, &outcome.settings), async |store| {
-            plan(global, &args, &outcome, store).await
+        let url = database_url(global, &outcome.settings);
+        // Planning never creates the database: when its file is missing, the
+        // plan is made against an empty one in memory, and says so.
+        let missing = crate::store::missing_file(&url)?;
+        let store = match &missing {
+            Some(path) => {
+                if !global.quiet {
+                    eprintln!(
+                    "note: the database {} does not exist yet; this is the plan against an empty one (`segd apply` creates it)",
+                    path.display()
+                    );
+                }
+                connect("sqlite::memory:").await?
+            }
+            None => connect(&url).await?,
+        };
+        run_closing(store, async |store| {
+            plan(global, &args, &outcome, store, missing.is_some()).await
         })
         .await
     }
@@ -55,10 +72,14 @@ async fn plan(
     args: &PlanArgs,
     outcome: &crate::validate::Outcome,
     store: &dyn Store,
+    new_database: bool,
 ) -> Result<ExitCode, CliError> {
     let applied = store.applied().await?;
     let desired = plan::desired(&outcome.definitions, &outcome.templates);
-    let plan = plan::diff(&desired, &applied);
+    let mut plan = plan::diff(&desired, &applied);
+    if new_database {
+        plan.fingerprint = plan::NEW_DATABASE.to_string();
+    }
     let at = args.at.unwrap_or_else(Utc::now);
     let impacts = impacts(store, &plan, &applied.rows, &desired, at).await?;
     if let Some(path) = &args.out {

@@ -241,7 +241,7 @@ async fn trigger(
         Ok(r) => {
             super::count_run(&name, r.status.as_str());
             api.shared.deliver_now.notify_one();
-            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "manual trigger");
+            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, enqueued = r.enqueued, unreachable = r.unreachable, status = r.status.as_str(), "manual trigger");
             (
                 StatusCode::ACCEPTED,
                 Json(json!({
@@ -249,6 +249,7 @@ async fn trigger(
                     "status": r.status.as_str(),
                     "recipients": r.recipients,
                     "enqueued": r.enqueued,
+                    "unreachable": r.unreachable,
                 })),
             )
                 .into_response()

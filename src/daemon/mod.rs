@@ -331,7 +331,7 @@ async fn run_scheduled(
     match enqueue(store, &prepared, false, env).await {
         Ok(r) => {
             count_run(name, r.status.as_str());
-            tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "scheduled run");
+            tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, unreachable = r.unreachable, status = r.status.as_str(), "scheduled run");
         }
         // Another replica, or an earlier life of this one, ran it already.
         Err(TriggerError::Store(e)) if e.is_unique_violation() => {

@@ -4,7 +4,9 @@
 pub mod render;
 
 use crate::canonical;
-use crate::model::{Body, Communication, Definitions, Delivery, Email, Name, Segment, Sourced};
+use crate::model::{
+    Body, Communication, CustomDataKey, Definitions, Delivery, Email, Name, Segment, Sourced,
+};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -220,7 +222,7 @@ impl Plan {
     }
 
     /// The custom_data keys compared by the segments this plan creates or changes.
-    pub fn custom_data_keys(&self) -> std::collections::BTreeSet<String> {
+    pub fn custom_data_keys(&self) -> std::collections::BTreeSet<CustomDataKey> {
         self.changes
             .iter()
             .filter_map(|c| c.after.as_ref())
@@ -245,6 +247,17 @@ impl Plan {
             .filter(|c| c.deletes_protected() && !allow_delete.contains(&c.name))
             .collect()
     }
+}
+
+/// The fingerprint of a plan made when its database did not exist yet
+/// (against an empty one): it still holds for a database nothing was ever
+/// applied to, whatever its lineage.
+pub const NEW_DATABASE: &str = "new:0";
+
+/// Whether a plan made against `fingerprint` still holds for the applied
+/// state at `version` (`lineage:revision`).
+pub fn is_current(fingerprint: &str, version: &str) -> bool {
+    fingerprint == version || (fingerprint == NEW_DATABASE && version.ends_with(":0"))
 }
 
 pub fn sha256_hex(text: &str) -> String {

@@ -38,7 +38,7 @@ impl From<sqlx::Error> for LoadError {
     fn from(e: sqlx::Error) -> Self {
         LoadError::Store(StoreError::Db {
             what: "loading the demo data",
-            source: e,
+            source: super::DbError(e),
         })
     }
 }

@@ -30,7 +30,10 @@ use crate::segment::{Dialect, Query};
 use billing::{Existing, LoadError, Progress};
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
-use outbox::{Claimed, Delivery, DeliveryFilter, Mark, Retried, Run, RunResult};
+use outbox::{
+    Claimed, Delivery, DeliveryFilter, Enqueue, Mark, Retried, Run, RunFilter, RunResult,
+    RunSummary,
+};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +44,22 @@ pub enum StoreError {
     Connect {
         url: String,
         #[source]
-        source: sqlx::Error,
+        source: DbError,
+    },
+    #[error("connection refused at {at}: is PostgreSQL running there, and listening on that port?")]
+    Refused { at: String },
+    #[error(
+        "no answer from {at} within {secs} s: is the host right, and does a firewall let the connection through?"
+    )]
+    NoAnswer { at: String, secs: u64 },
+    #[error(
+        "the database `{name}` does not exist on {at}; create it with `createdb{flags} {name}`, or name another database in the URL"
+    )]
+    NoDatabase {
+        name: String,
+        at: String,
+        /// `createdb`'s flags for the server and user (` -h HOST -p PORT -U USER`).
+        flags: String,
     },
     #[error("cannot open the database {url}: invalid URL")]
     BadUrl {
@@ -54,6 +72,16 @@ pub enum StoreError {
         postgres::KNOWN_PARAMS.join(", ")
     )]
     UnknownParameter { url: String, key: String },
+    #[error(
+        "the database {} does not exist; `segd apply` or `segd db migrate` creates it (or point --database-url at another)",
+        .path.display()
+    )]
+    NoFile { path: std::path::PathBuf },
+    #[error("cannot open the database {}: the folder {} does not exist", .path.display(), .folder.display())]
+    NoFolder {
+        path: std::path::PathBuf,
+        folder: std::path::PathBuf,
+    },
     #[error("the database {url} is read-only: segd needs to write its schema and state")]
     ReadOnly { url: String },
     #[error(
@@ -80,7 +108,7 @@ pub enum StoreError {
     Db {
         what: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: DbError,
     },
     #[error(transparent)]
     Undecodable(#[from] Undecodable),
@@ -93,6 +121,11 @@ impl StoreError {
             self,
             StoreError::Scheme(_)
                 | StoreError::Connect { .. }
+                | StoreError::Refused { .. }
+                | StoreError::NoAnswer { .. }
+                | StoreError::NoDatabase { .. }
+                | StoreError::NoFile { .. }
+                | StoreError::NoFolder { .. }
                 | StoreError::BadUrl { .. }
                 | StoreError::UnknownParameter { .. }
                 | StoreError::ReadOnly { .. }
@@ -106,7 +139,7 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(
             self,
-            StoreError::Db { source: sqlx::Error::Database(db), .. }
+            StoreError::Db { source: DbError(sqlx::Error::Database(db)), .. }
                 if db.kind() == sqlx::error::ErrorKind::UniqueViolation
         )
     }
@@ -118,10 +151,33 @@ impl From<sqlx::Error> for StoreError {
     fn from(source: sqlx::Error) -> Self {
         StoreError::Db {
             what: "querying the database",
-            source,
+            source: DbError(source),
         }
     }
 }
+
+/// A driver error in the user's terms: the server's own message (never the
+/// line of the server's source it came from), the network error, or what
+/// timed out. It shows no source, so no driver text follows it.
+#[derive(Debug)]
+pub struct DbError(pub sqlx::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            sqlx::Error::Database(db) => f.write_str(db.message()),
+            sqlx::Error::Io(e) => write!(f, "{e}"),
+            sqlx::Error::Tls(e) => write!(f, "TLS: {e}"),
+            sqlx::Error::PoolTimedOut => f.write_str("timed out waiting for a database connection"),
+            sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                f.write_str("the database connection closed")
+            }
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
 
 /// Who applied, from which commit, and the plan, for the apply history.
 #[derive(Debug, Clone)]
@@ -197,6 +253,10 @@ pub trait Store: Send + Sync {
     /// Runs a query returning one row of integer columns.
     async fn counts(&self, q: &Query) -> Result<Vec<u64>, StoreError>;
 
+    /// Runs a query returning rows of two text columns (a run's
+    /// `customer_id, invoice_id` candidates).
+    async fn pairs(&self, q: &Query) -> Result<Vec<(String, String)>, StoreError>;
+
     /// The members a `Select::Ids` or `Select::Rows` query selects, as they
     /// arrive (see `members`, which hands each to a closure).
     fn member_stream<'a>(&'a self, q: &'a Query) -> BoxStream<'a, Result<Member, StoreError>>;
@@ -208,14 +268,9 @@ pub trait Store: Send + Sync {
     // ---- trigger runs and the outbox
 
     /// Records the run and, unless it is over `max_recipients`, writes every
-    /// intended delivery (`enqueue`) — all in one transaction.
-    async fn enqueue_run(
-        &self,
-        run: &Run,
-        one_per_recipient: bool,
-        enqueue: &Query,
-        max_recipients: Option<u64>,
-    ) -> Result<RunResult, StoreError>;
+    /// intended delivery and counts the unreachable members; when it releases
+    /// held runs, marks them — all in one transaction.
+    async fn enqueue_run(&self, run: &Run, e: &Enqueue<'_>) -> Result<RunResult, StoreError>;
 
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
     async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError>;
@@ -248,6 +303,9 @@ pub trait Store: Send + Sync {
 
     /// Outbox rows, newest last.
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Runs, newest last, with their deliveries counted by status.
+    async fn runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError>;
 
     /// Re-queues dead or failed deliveries (by id or idempotency key); what
     /// became of each, in order.
@@ -343,6 +401,40 @@ pub async fn connect(url: &str) -> Result<Box<dyn Store>, StoreError> {
     })
 }
 
+/// Opens the database named by `url`, which must exist already (a command
+/// that reads it never creates one): a SQLite file that is not there is
+/// [`StoreError::NoFile`].
+pub async fn connect_existing(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if let Some(path) = missing_file(url)? {
+        return Err(StoreError::NoFile { path });
+    }
+    connect(url).await
+}
+
+/// The file of a SQLite URL when it does not exist yet; `None` for a file
+/// that exists, an in-memory database or another backend. A file whose folder
+/// does not exist is [`StoreError::NoFolder`]: nothing could create it.
+pub fn missing_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let Some(path) = sqlite::file_of(url) else {
+        return Ok(None);
+    };
+    if path.exists() {
+        return Ok(None);
+    }
+    let folder = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => std::path::Path::new("."),
+        Some(p) => p,
+        None => std::path::Path::new("/"),
+    };
+    if !folder.is_dir() {
+        return Err(StoreError::NoFolder {
+            folder: folder.to_path_buf(),
+            path,
+        });
+    }
+    Ok(Some(path))
+}
+
 /// After a migration: new indexes, on tables that may hold rows already (a
 /// billing database segd meets for the first time may never have been
 /// analyzed). Best effort: the schema is migrated, and statistics only make
@@ -425,6 +517,6 @@ fn connect_error(e: sqlx::Error, url: &str) -> StoreError {
     }
     StoreError::Connect {
         url: redact_url(url),
-        source: e,
+        source: DbError(e),
     }
 }

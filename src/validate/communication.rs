@@ -55,7 +55,7 @@ pub fn parse(
     let before = r.diags.len();
     r.unknown_keys(&root, ROOT_KEYS, "a communication file");
 
-    let (comm_v, comm, name, name_span) = r.header(&root, "communication", COMM_KEYS)?;
+    let (comm_v, comm, named) = r.header(&root, "communication", COMM_KEYS)?;
 
     let description =
         get(comm, "description").and_then(|v| r.str(v, "`description`").map(str::to_string));
@@ -148,6 +148,8 @@ pub fn parse(
     let ok = r.diags[before..].iter().all(|d| !d.is_error())
         && template_diags.iter().all(|d| !d.is_error());
     diags.extend(template_diags);
+    // The rest of the file was checked even without a valid name.
+    let (name, name_span) = named?;
     let segment_ref = segment.clone();
     let def = (|| {
         ok.then_some(())?;

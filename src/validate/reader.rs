@@ -198,17 +198,14 @@ impl<'a> Reader<'a> {
 impl Reader<'_> {
     /// The file's main table (`[segment]` or `[communication]`, named by `kind`),
     /// its unknown keys reported, and the name it declares with that name's span.
+    /// The `[kind]` table and its name. The name is `None` when it is missing
+    /// or invalid (reported), so the rest of the file is still checked.
     pub fn header<'t, 'i>(
         &mut self,
         root: &'t DeTable<'i>,
         kind: &str,
         allowed: &[&str],
-    ) -> Option<(
-        &'t Value<'i>,
-        &'t DeTable<'i>,
-        crate::model::Name,
-        Range<usize>,
-    )> {
+    ) -> Option<(&'t Value<'i>, &'t DeTable<'i>, Option<NameAt>)> {
         let Some(table_v) = get(root, kind) else {
             self.error_help(
                 0..0,
@@ -225,19 +222,24 @@ impl Reader<'_> {
                 format!("`[{kind}]` needs a `name`"),
                 format!("add `name = \"my-{kind}\"`"),
             );
-            return None;
+            return Some((table_v, table, None));
         };
         let span = v.span();
-        let s = self.str(v, "`name`")?;
-        match crate::model::Name::parse(s) {
-            Ok(n) => Some((table_v, table, n, span)),
-            Err(e) => {
-                self.error_help(span, format!("invalid {kind} name `{s}`"), e);
-                None
-            }
-        }
+        let name = self
+            .str(v, "`name`")
+            .and_then(|s| match crate::model::Name::parse(s) {
+                Ok(n) => Some((n, span)),
+                Err(e) => {
+                    self.error_help(v.span(), format!("invalid {kind} name `{s}`"), e);
+                    None
+                }
+            });
+        Some((table_v, table, name))
     }
 }
+
+/// A name and where it was written.
+pub type NameAt = (crate::model::Name, Range<usize>);
 
 pub fn get<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Value<'i>> {
     table.get(key)

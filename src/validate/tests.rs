@@ -87,6 +87,8 @@ snapshot_cases! {
     missing_segment_table: vec![(S, "name = \"s\"\n".into())];
     missing_name: vec![(S, "[segment]\ndescription = \"x\"\n".into())];
     bad_name: vec![(S, "[segment]\nname = \"Overdue EU\"\n".into())];
+    bad_name_hides_nothing: vec![(S, "[segment]\nname = \"Overdue EU\"\nmatch = \"some\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"Germany\"\n".into())];
+    comm_bad_name_hides_nothing: vec![(C, "[communication]\nname = \"Dunning 1\"\nsegment = \"base\"\nevent = \"email_invoice\"\nchannel = \"sms\"\n\n[trigger]\ntype = \"manual\"\n".into())];
     duplicate_name: vec![(S, "[segment]\nname = \"base\"\n".into())];
     no_filter_warning: vec![(S, "[segment]\nname = \"s\"\n".into())];
     unknown_segment_key: vec![(S, "[segment]\nname = \"s\"\ndescripton = \"x\"\n".into())];

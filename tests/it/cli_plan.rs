@@ -422,14 +422,13 @@ on_both!(export_round_trips, |f, db| {
 fn bad_databases_are_one_line_environment_errors() {
     let f = Fixture::example();
     let cases = [
-        ("postgres://127.0.0.1:1/nowhere", "cannot open the database"),
+        (
+            "postgres://127.0.0.1:1/nowhere",
+            "connection refused at 127.0.0.1:1",
+        ),
         ("mysql://localhost/db", "unsupported database URL"),
         (
             &format!("sqlite://{}/no/such/dir/x.db", f.path().display()),
-            "cannot open the database",
-        ),
-        (
-            &format!("sqlite://{}?mode=ro", f.path().join("ro.db").display()),
             "cannot open the database",
         ),
     ];
@@ -449,6 +448,133 @@ fn bad_databases_are_one_line_environment_errors() {
     }
 }
 
+/// `plan` never creates the database: a missing SQLite file is planned
+/// against an empty database, with a note, and a plan saved so is applied to
+/// the database `apply` then creates.
+#[test]
+fn plan_against_a_missing_database_creates_nothing() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    let file = f.path().join("segd.db");
+    let saved = f.path().join("first.plan");
+    let o = segd(
+        &f,
+        &db,
+        &["plan", "--out", saved.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "note: the database {} does not exist yet; this is the plan against an empty one (`segd apply` creates it)\n",
+            file.display()
+        )
+    );
+    assert!(stdout(&o).contains("Plan: 9 to create, 0 to update, 0 to delete."));
+    assert!(!file.exists(), "plan created {}", file.display());
+    let o = segd(&f, &db, &["apply", saved.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(file.exists());
+    assert_eq!(detailed(&f, &db), 0);
+}
+
+/// Commands that only read the database fail (exit 2) on a missing SQLite
+/// file, saying how to create it, and create nothing.
+#[test]
+fn reading_commands_never_create_the_database() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    let file = f.path().join("segd.db");
+    let out = f.path().join("exported");
+    let commands: [&[&str]; 5] = [
+        &["segment", "members", "overdue-eu", "--from", "db"],
+        &["deliveries"],
+        &["trigger", "overdue-reminder-eu", "--dry-run"],
+        &["forecast"],
+        &["export", "--out", out.to_str().expect("utf-8 path")],
+    ];
+    for args in commands {
+        let o = segd(&f, &db, args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            format!(
+                "error: the database {} does not exist; `segd apply` or `segd db migrate` creates it (or point --database-url at another)\n",
+                file.display()
+            ),
+            "{args:?}"
+        );
+        assert!(!file.exists(), "{args:?} created {}", file.display());
+    }
+    let o = segd(&f, &db, &["db", "migrate"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(file.exists());
+}
+
+/// A server that refuses the connection is said so at once, with where it was
+/// tried, not as a connection pool timing out.
+#[test]
+fn a_refused_connection_is_told_at_once() {
+    let f = Fixture::example();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let started = std::time::Instant::now();
+    let o = segd_cmd()
+        .args(["plan", "--dir"])
+        .arg(f.path())
+        .args([
+            "--database-url",
+            &format!("postgres://segd@127.0.0.1:{port}/segd"),
+        ])
+        .output()
+        .expect("run");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(code(&o), 2);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: connection refused at 127.0.0.1:{port}: is PostgreSQL running there, and listening on that port?\n"
+        )
+    );
+}
+
+/// A PostgreSQL database that does not exist is named, with the command that
+/// creates it, and no driver internals (the server's source line).
+#[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
+fn a_missing_postgres_database_says_how_to_create_it() {
+    let Ok(admin) = std::env::var("SEGD_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "a_missing_postgres_database_says_how_to_create_it: skipped, SEGD_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let mut url = url::Url::parse(&admin).expect("a URL");
+    url.set_path("/segd_no_such_database");
+    let (host, port, user) = (
+        url.host_str().unwrap_or("localhost").to_string(),
+        url.port().unwrap_or(5432),
+        url.username().to_string(),
+    );
+    let f = Fixture::example();
+    let o = segd_cmd()
+        .args(["plan", "--dir"])
+        .arg(f.path())
+        .args(["--database-url", url.as_str()])
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 2);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: the database `segd_no_such_database` does not exist on {host}:{port}; create it with \
+             `createdb -h {host} -p {port} -U {user} segd_no_such_database`, or name another database in the URL\n"
+        )
+    );
+}
+
 /// `plan --detailed-exitcode` exits 2 for changes, so an error exits 1 (never
 /// read as pending changes), whatever its kind.
 #[test]
@@ -460,7 +586,7 @@ fn detailed_exitcode_errors_exit_1() {
         (
             f.path(),
             "postgres://127.0.0.1:1/nowhere",
-            "cannot open the database",
+            "connection refused at 127.0.0.1:1",
         ),
         (&nowhere, &sqlite, "no such directory"),
     ];

@@ -604,3 +604,16 @@ fn an_unreadable_dir_is_a_document_in_json_and_an_annotation_in_github() {
         format!("::error title=segd::--dir {shown}: no such directory\n")
     );
 }
+
+#[test]
+fn a_bad_name_does_not_hide_the_files_other_errors() {
+    let f = Fixture::example();
+    f.write(
+        "segments.d/bad.toml",
+        "[segment]\nname = \"Overdue EU\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"Germany\"\n",
+    );
+    let a = f.validate("text").code(1);
+    let out = stdout(&a);
+    assert!(out.contains("invalid segment name `Overdue EU`"), "{out}");
+    assert!(out.contains("unknown country code `Germany`"), "{out}");
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 mod weak_secret;
 
-const TOKEN: &str = "daemon-test-token-7f3a";
+pub(crate) const TOKEN: &str = "daemon-test-token-7f3a";
 const SECRET_ENV: &str = "SEGD_DAEMON_TEST_SECRET";
 /// A Standard Webhooks secret (`whsec_` + base64 of 24 bytes).
 const SECRET: &str = "whsec_c2VnZC1kYWVtb24tdGVzdC1zZWNyZXQtMTIz";
@@ -51,7 +51,7 @@ fn free_port() -> u16 {
 
 /// A minimal HTTP/1.1 client: one request per connection (`Connection: close`);
 /// returns the status and the body (chunked bodies decoded).
-fn http(
+pub(crate) fn http(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -244,7 +244,7 @@ fn sqlite_setup(files: &[(&str, String)], de: usize, fr: usize) -> (Fixture, Tes
 // ---------------------------------------------------------------------------
 // The daemon under test.
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     base: String,
     log: PathBuf,
@@ -276,7 +276,7 @@ fn daemon_command(dir: &Path, url: &str) -> Command {
 
 impl Daemon {
     /// Starts `segd daemon` on a free loopback port and waits for /healthz.
-    fn start(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut all = vec!["--listen", listen.as_str()];
@@ -319,7 +319,7 @@ impl Daemon {
         d
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -331,7 +331,7 @@ impl Daemon {
         self.child.try_wait().ok().flatten()
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let all = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = all.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
@@ -344,7 +344,7 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("/v1/status is not JSON ({e}): {body}"))
     }
 
-    fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let ok = wait_until(Duration::from_secs(15), || {
             get(&self.url("/readyz")).is_ok_and(|(s, _)| s == 200)
         });

@@ -10,7 +10,8 @@ use crate::support::{PgTestDb, block_on, fresh_pg_db, segd_cmd};
 use chrono::{DateTime, NaiveDate, Utc};
 use segd::demo::{DemoSpec, Generator};
 use segd::model::{
-    Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
+    Condition, CustomDataKey, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment,
+    ValueKind,
 };
 use segd::segment::{Dialect, Query, RunSpec, Select, compile, compile_impact, compile_run};
 use segd::store::billing::{BILLING_TABLES, Existing};
@@ -418,7 +419,10 @@ fn shapes() -> Vec<(String, Segment)> {
                     filter_type: FilterType::Customer,
                     negate: false,
                     conditions: BTreeMap::new(),
-                    custom_data: BTreeMap::from([(key.to_string(), c)]),
+                    custom_data: BTreeMap::from([(
+                        CustomDataKey::parse(key).expect("a valid key"),
+                        c,
+                    )]),
                 }],
             ),
         ));
@@ -539,13 +543,14 @@ fn queries(seg: &Segment, dialect: Dialect) -> Vec<(&'static str, Query)> {
             run_id: "remind:2026-11-30T12:00:00Z",
             at: at(),
             reached_since: Some(at() - chrono::TimeDelta::days(7)),
+            needs_address: true,
         };
         let run = compile_run(seg, &spec, dialect);
         // PostgreSQL's run queries still fail the rule: with the outer side
         // misestimated, it may anti-join the recent sends by rescanning them
         // materialized (the outbox has no index by customer).
         if dialect == Dialect::Sqlite {
-            out.push(("run recipients", run.recipients));
+            out.push(("run candidates", run.candidates));
             out.push(("run enqueue", run.enqueue));
         }
     }

@@ -29,10 +29,12 @@ pub struct PgStore {
 impl PgStore {
     /// Opens and migrates the database.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = connect_options(url)?;
+        first_connection(&options, url).await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(connect_options(url)?)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
             .await
             .map_err(|e| connect_error(e, url))?;
         if super::migrate(&super::migrations::postgres(), &pool, url).await? {
@@ -183,6 +185,49 @@ impl Backend for PgStore {
         Some(Box::new(election::PgElection::new(
             self.pool.connect_options().as_ref().clone(),
         )))
+    }
+}
+
+/// How long a first connection may take before segd gives up on the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// PostgreSQL's SQLSTATE for a database that does not exist (invalid_catalog_name).
+const PG_NO_DATABASE: &str = "3D000";
+
+/// One connection made directly, before the pool, so that a server that
+/// refuses it or a database that does not exist is told at once, in the
+/// user's terms, rather than as a pool timing out.
+async fn first_connection(options: &PgConnectOptions, url: &str) -> Result<(), StoreError> {
+    use sqlx::Connection as _;
+    let host = options.get_socket().map_or_else(
+        || options.get_host().to_string(),
+        |s| s.display().to_string(),
+    );
+    let port = options.get_port();
+    let at = format!("{host}:{port}");
+    let connected =
+        tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(options))
+            .await
+            .map_err(|_| StoreError::NoAnswer {
+                at: at.clone(),
+                secs: CONNECT_TIMEOUT.as_secs(),
+            })?;
+    match connected {
+        Ok(conn) => {
+            // The pool opens its own; how this one closes does not matter.
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Err(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(StoreError::Refused { at })
+        }
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(PG_NO_DATABASE) => {
+            let user = options.get_username();
+            let name = options.get_database().unwrap_or(user).to_string();
+            let flags = format!(" -h {host} -p {port} -U {user}");
+            Err(StoreError::NoDatabase { name, at, flags })
+        }
+        Err(e) => Err(connect_error(e, url)),
     }
 }
 

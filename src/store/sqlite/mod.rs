@@ -53,8 +53,7 @@ impl SqliteStore {
             .await
             .map_err(|e| connect_error(e, url))?;
         let migrated = super::migrate(&super::migrations::sqlite(), &pool, url).await?;
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let lock_file = (!in_memory).then(|| {
+        let lock_file = (!in_memory(url)).then(|| {
             let mut name = options.get_filename().as_os_str().to_owned();
             name.push("-apply-lock");
             PathBuf::from(name)
@@ -65,6 +64,20 @@ impl SqliteStore {
         }
         Ok(store)
     }
+}
+
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// The file a `sqlite:` URL names; `None` in memory, or when the URL does
+/// not parse (connecting says why).
+pub(super) fn file_of(url: &str) -> Option<PathBuf> {
+    if !url.starts_with("sqlite:") || in_memory(url) {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
 }
 
 impl Backend for SqliteStore {

@@ -109,7 +109,9 @@ fn smtp_credentials_never_travel_in_clear() {
         b.f.write("communications.d/mail.toml", &email_comm("mail-invoices"));
         b.setup(&billing);
         let o = b.segd(&["trigger", "mail-invoices"]);
-        assert_eq!(code(&o), 1, "{what}: {}", text(&o));
+        // c7 has no address: unreachable, not a failure.
+        let expected = if delivered { 0 } else { 1 };
+        assert_eq!(code(&o), expected, "{what}: {}", text(&o));
         let seen = lock(&lines).clone();
         assert!(!seen.is_empty(), "{what}: segd reached the relay");
         let auth = starts_with(&seen, "AUTH");
@@ -231,34 +233,10 @@ fn no_secret_in_any_output_on_postgres() {
 #[test]
 fn database_passwords_in_the_query_are_never_echoed() {
     let f = Fixture::example();
-    // Refused at once (no pool timeout to wait out): a setting sqlx rejects, and,
-    // with the test server, a database that does not exist.
+    // Refused at once (no pool timeout to wait out): a setting sqlx rejects.
     let bad_setting = "postgres://segd@127.0.0.1:1/segd?sslmode=bogus&password=q-pw-marker";
-    let mut cases = vec![
-        (Some(bad_setting.to_string()), None),
-        (None, Some(bad_setting.to_string())),
-    ];
-    if let Ok(admin) = std::env::var("SEGD_TEST_POSTGRES_URL") {
-        let mut url = url::Url::parse(&admin).expect("SEGD_TEST_POSTGRES_URL is a URL");
-        url.set_path("/segd_no_such_database");
-        url.set_query(Some("password=q-pw-marker"));
-        cases.push((None, Some(url.to_string())));
-    }
-    for (flag, env) in cases {
-        let mut cmd = segd_cmd();
-        cmd.current_dir(f.path()).args(["db", "migrate"]);
-        if let Some(u) = flag {
-            cmd.args(["--database-url", &u]);
-        }
-        if let Some(u) = env {
-            cmd.env("SEGD_DATABASE_URL", u);
-        }
-        let o = cmd.output().expect("run segd");
-        let out = text(&o);
-        assert_eq!(code(&o), 2, "{out}");
-        assert!(!out.contains("q-pw-marker"), "{out}");
-        assert!(out.contains("password=***"), "shown redacted: {out}");
-    }
+    db_migrate_never_echoes_the_password(&f, Some(bad_setting), None, true);
+    db_migrate_never_echoes_the_password(&f, None, Some(bad_setting), true);
     let o = segd_cmd()
         .current_dir(f.path())
         .args(["db", "migrate", "--database-url"])
@@ -283,6 +261,49 @@ fn database_passwords_in_the_query_are_never_echoed() {
         assert!(out.contains("SEGD_DATABASE_URL"), "{args:?}: {out}");
         assert!(!out.contains("q-pw-marker"), "{args:?}: {out}");
     }
+}
+
+/// `segd db migrate` with the database URL from the flag or the environment
+/// fails (exit 2) without showing the password in its query; `shows_url`: the
+/// message shows the URL, redacted.
+fn db_migrate_never_echoes_the_password(
+    f: &Fixture,
+    flag: Option<&str>,
+    env: Option<&str>,
+    shows_url: bool,
+) {
+    let mut cmd = segd_cmd();
+    cmd.current_dir(f.path()).args(["db", "migrate"]);
+    if let Some(u) = flag {
+        cmd.args(["--database-url", u]);
+    }
+    if let Some(u) = env {
+        cmd.env("SEGD_DATABASE_URL", u);
+    }
+    let o = cmd.output().expect("run segd");
+    let out = text(&o);
+    assert_eq!(code(&o), 2, "{out}");
+    assert!(!out.contains("q-pw-marker"), "{out}");
+    if shows_url {
+        assert!(out.contains("password=***"), "shown redacted: {out}");
+    }
+}
+
+/// A database that does not exist on the test server fails `db migrate`
+/// without showing the password in its URL's query.
+#[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
+fn a_missing_database_never_echoes_the_password_in_its_query_on_postgres() {
+    let Ok(admin) = std::env::var("SEGD_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "a_missing_database_never_echoes_the_password: skipped, SEGD_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let mut url = url::Url::parse(&admin).expect("SEGD_TEST_POSTGRES_URL is a URL");
+    url.set_path("/segd_no_such_database");
+    url.set_query(Some("password=q-pw-marker"));
+    db_migrate_never_echoes_the_password(&Fixture::example(), None, Some(url.as_str()), false);
 }
 
 /// sqlx logs the value of a connection parameter it does not know at WARN, so
