@@ -3,6 +3,7 @@
 //! file format.
 
 use super::{Action, Change, Definition, Impact, Impacts, Kind, Plan, Version};
+use crate::diag::Paint;
 use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write as _;
@@ -116,18 +117,6 @@ pub fn unified_diff(c: &Change) -> String {
             c.after.as_ref().map_or("/dev/null", |d| d.source.as_str()),
         )
         .to_string()
-}
-
-struct Paint(bool);
-
-impl Paint {
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.0 {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
 }
 
 pub fn summary_line(plan: &Plan) -> String {

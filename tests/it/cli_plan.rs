@@ -67,6 +67,7 @@ macro_rules! on_both {
             }
 
             #[test]
+            #[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
             fn postgres() {
                 let f = Fixture::example();
                 if let Some(db) = TestDb::postgres(concat!(stringify!($name), "::postgres")) {
@@ -542,6 +543,7 @@ fn a_refused_connection_is_told_at_once() {
 /// A PostgreSQL database that does not exist is named, with the command that
 /// creates it, and no driver internals (the server's source line).
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn a_missing_postgres_database_says_how_to_create_it() {
     let Ok(admin) = std::env::var("SEGD_TEST_POSTGRES_URL") else {
         eprintln!(

@@ -1162,6 +1162,7 @@ fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions_on_postgres() {
     let Some(pg) = block_on(fresh_pg_db(
         "a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions_on_postgres",
@@ -2122,6 +2123,7 @@ impl TruncSecond for DateTime<Utc> {
 // 8. PostgreSQL: two daemons, one leader, failover without double runs.
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn two_daemons_on_postgres_elect_one_leader_and_fail_over() {
     let Some(pg) = block_on(fresh_pg_db(
         "two_daemons_on_postgres_elect_one_leader_and_fail_over",
