@@ -106,6 +106,10 @@ async fn locked(
     desired: Option<Vec<plan::Definition>>,
 ) -> Result<ExitCode, CliError> {
     let (plan, impacts) = match (saved, desired) {
+        // A stale saved plan (an empty one too) is refused before it is shown.
+        (Some(p), _) if !plan::is_current(&p.0.fingerprint, &store.version().await?) => {
+            return Err(crate::store::StoreError::StalePlan.into());
+        }
         (Some(p), _) => p,
         (None, desired) => {
             let desired = desired.unwrap_or_default();

@@ -252,14 +252,15 @@ on_both!(
 );
 
 /// `segd apply SAVED` refuses the plan: the database changed since it was made.
+/// Refused before the plan is shown: nothing on stdout.
 fn refused_as_stale(f: &Fixture, db: &TestDb, saved: &std::path::Path) {
     let o = segd(f, db, &["apply", saved.to_str().expect("utf-8 path")]);
     assert_eq!(code(&o), 1, "{}", stdout(&o));
-    assert!(
-        stderr(&o).contains("changed since the plan was made"),
-        "{}",
-        stderr(&o)
+    assert_eq!(
+        stderr(&o),
+        "error: the database changed since the plan was made; run `segd plan` again\n"
     );
+    assert_eq!(stdout(&o), "");
 }
 
 on_both!(a_stale_saved_plan_is_refused, |f, db| {
@@ -299,6 +300,23 @@ on_both!(a_saved_plan_is_stale_after_an_out_of_band_edit, |f, db| {
     assert_eq!(code(&o), 0);
     let o = segd(f, db, &["apply", saved.to_str().expect("utf-8 path")]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+});
+
+on_both!(an_empty_stale_saved_plan_is_refused, |f, db| {
+    apply(f, db);
+    let saved = f.path().join("empty.plan");
+    let o = segd(
+        f,
+        db,
+        &["plan", "--out", saved.to_str().expect("utf-8 path")],
+    );
+    assert!(stdout(&o).contains("No changes"), "{}", stdout(&o));
+    f.write(
+        "segments.d/new.toml",
+        "[segment]\nname = \"new\"\n[[filter]]\ntype = \"customer\"\ncountry = \"FR\"\n",
+    );
+    apply(f, db);
+    refused_as_stale(f, db, &saved);
 });
 
 on_both!(out_of_band_edits_are_drift, |f, db| {
