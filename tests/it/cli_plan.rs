@@ -672,3 +672,35 @@ on_both!(apply_without_a_terminal_needs_auto_approve, |f, db| {
     assert!(stderr(&o).contains("--auto-approve"));
     assert_eq!(detailed(f, db), 2);
 });
+
+/// `trigger` with an unknown name suggests the nearest applied one, and says
+/// "not applied" only of a name the definitions on disk define.
+#[test]
+fn trigger_names_the_nearest_applied_communication() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    apply(&f, &db);
+    let o = segd(&f, &db, &["trigger", "invoice-emial", "--dry-run"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(
+        stderr(&o),
+        "error: no applied communication `invoice-emial`; did you mean `invoice-email`?\n"
+    );
+    let o = segd(&f, &db, &["trigger", "zzzzzzzzzzzz", "--dry-run"]);
+    assert_eq!(
+        stderr(&o),
+        "error: no applied communication `zzzzzzzzzzzz`\n"
+    );
+    f.write(
+        "communications.d/new-one.toml",
+        "[communication]\nname = \"new-one\"\nsegment = \"overdue-eu\"\nevent = \"payment_reminder\"\n\
+         channel = \"webhook\"\n\n[trigger]\ntype = \"manual\"\n\n[webhook]\n\
+         url = \"https://hooks.acme.test/x\"\nsecret_env = \"HOOK\"\n",
+    );
+    let o = segd(&f, &db, &["trigger", "new-one", "--dry-run"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(
+        stderr(&o),
+        "error: communication `new-one` is defined in communications.d/new-one.toml but not applied (run `segd apply`)\n"
+    );
+}
