@@ -11,6 +11,7 @@ mod error;
 mod export;
 mod forecast;
 mod impact;
+mod phases;
 mod plan;
 mod schema;
 mod segment;

@@ -704,3 +704,103 @@ fn trigger_names_the_nearest_applied_communication() {
         "error: communication `new-one` is defined in communications.d/new-one.toml but not applied (run `segd apply`)\n"
     );
 }
+
+/// A plan deleting every applied definition (made from the wrong folder) is
+/// warned of by `plan` and refused by `apply`, a saved one too, unless
+/// `--allow-delete-all`.
+#[test]
+fn deleting_every_applied_definition_needs_a_flag() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    apply(&f, &db);
+    let empty = Fixture::empty();
+    empty
+        .write("segments.d/.keep", "")
+        .write("communications.d/.keep", "");
+    let run = |args: &[&str]| {
+        segd_cmd()
+            .args(args)
+            .arg("--dir")
+            .arg(empty.path())
+            .args(["--database-url", &db.url])
+            .output()
+            .expect("run segd")
+    };
+    let o = run(&["plan"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "warning: this plan deletes every applied definition (9), as {} defines none of them: \
+             is --dir the right folder? `segd apply` refuses it without --allow-delete-all\n",
+            empty.path().display()
+        )
+    );
+    let refusal = "error: the plan deletes every applied definition (9): is --dir the right folder? \
+                   Pass --allow-delete-all if that is meant\n";
+    let o = run(&["apply", "--auto-approve"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains(refusal), "{}", stderr(&o));
+    let saved = empty.path().join("all.plan");
+    run(&["plan", "--out", saved.to_str().expect("utf-8 path")]);
+    let o = run(&["apply", saved.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains(refusal), "{}", stderr(&o));
+    assert_eq!(detailed(&f, &db), 0, "nothing was deleted");
+    let mut allow = vec!["apply", "--auto-approve", "--allow-delete-all"];
+    for protected in ["enterprise", "overdue-reminder-eu"] {
+        allow.extend(["--allow-delete", protected]);
+    }
+    let o = run(&allow);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("9 deleted"), "{}", stdout(&o));
+}
+
+/// `plan -v` says on stderr what it did, phase by phase (time, and queries
+/// where it ran any); its output is what it is without `-v`.
+#[test]
+fn verbose_plan_shows_its_phases() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    apply(&f, &db);
+    f.write(
+        "segments.d/new.toml",
+        "[segment]\nname = \"new\"\n[[filter]]\ntype = \"customer\"\ncountry = \"FR\"\n",
+    );
+    let quiet = segd(&f, &db, &["plan"]);
+    let o = segd(&f, &db, &["plan", "-v"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(stdout(&o), stdout(&quiet));
+    let err = stderr(&o);
+    let line = err
+        .strip_prefix("plan: ")
+        .and_then(|l| l.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("one `plan: …` line: {err}"));
+    let phases: Vec<&str> = line.split(", ").collect();
+    let names = [
+        "read definitions",
+        "open database",
+        "read applied",
+        "diff",
+        "impact",
+    ];
+    assert_eq!(phases.len(), names.len(), "{line}");
+    for (phase, name) in phases.iter().zip(names) {
+        let rest = phase
+            .strip_prefix(name)
+            .and_then(|r| r.strip_suffix(" ms"))
+            .unwrap_or_else(|| panic!("`{phase}` is not `{name} … ms`"));
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let ok = match words.as_slice() {
+            [ms] => ms.parse::<u64>().is_ok(),
+            [n, "query" | "queries", ms] => n.parse::<u64>().is_ok() && ms.parse::<u64>().is_ok(),
+            _ => false,
+        };
+        assert!(ok, "`{phase}`");
+    }
+    // Reading the applied definitions and measuring the new segment query the database.
+    assert!(
+        phases[2].contains("quer") && phases[4].contains("quer"),
+        "{line}"
+    );
+}
