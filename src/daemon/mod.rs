@@ -92,14 +92,7 @@ fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Optio
     outcome
         .degraded
         .iter()
-        .map(|d| {
-            let kind = if d.kind == "segment" {
-                Kind::Segment
-            } else {
-                Kind::Communication
-            };
-            (kind, d.file.clone(), d.name.clone())
-        })
+        .map(|d| (d.kind, d.file.clone(), d.name.clone()))
         .collect()
 }
 
@@ -175,7 +168,7 @@ async fn reconcile_inner(
             name = d.name.as_deref().unwrap_or("?"),
             errors = %d.errors.join("; "),
             "degraded {} {} ({}): invalid, keeps its last applied version",
-            d.kind,
+            d.kind.as_str(),
             d.name.as_deref().unwrap_or("?"),
             d.file
         );
@@ -469,7 +462,7 @@ pub async fn run(
         for d in &status.degraded {
             println!(
                 "degraded: {} {} ({}): {}",
-                d.kind,
+                d.kind.as_str(),
                 d.name.as_deref().unwrap_or("?"),
                 d.file,
                 d.errors.join("; ")

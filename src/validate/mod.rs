@@ -12,6 +12,7 @@ pub mod template;
 use crate::config::FileSettings;
 use crate::diag::{self, Diagnostic, Severity, SourceText};
 use crate::model::{Definitions, Name, Sourced};
+use crate::plan::Kind;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 
@@ -88,8 +89,7 @@ pub struct Outcome {
 /// A definition file that is not reconciled, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Degraded {
-    /// `segment` or `communication`.
-    pub kind: &'static str,
+    pub kind: Kind,
     /// The name it declares, when it could be read.
     pub name: Option<String>,
     /// The path below `--dir` (a folder, `segments.d` or `communications.d`,
@@ -119,7 +119,7 @@ impl Outcome {
         valid.or_else(|| {
             self.degraded
                 .iter()
-                .find(|d| d.kind == "communication" && d.name.as_deref() == Some(name))
+                .find(|d| d.kind == crate::plan::Kind::Communication && d.name.as_deref() == Some(name))
                 .map(|d| d.file.as_str())
         })
     }
@@ -171,7 +171,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
         diags.push(d);
     }
 
-    let mut declared_names: BTreeMap<(&'static str, usize), String> = BTreeMap::new();
+    let mut declared_names: BTreeMap<(Kind, usize), String> = BTreeMap::new();
     let mut segments = Vec::new();
     // Segment files are parsed on every core (each on its own); what they
     // declare is then gathered in file order.
@@ -187,7 +187,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     for (i, (parsed, found)) in parsed.into_iter().enumerate() {
         diags.extend(found);
         if let Some((name, name_span, def)) = parsed {
-            declared_names.insert(("segment", i), name.to_string());
+            declared_names.insert((Kind::Segment, i), name.to_string());
             segments.push(Parsed {
                 file: i,
                 name,
@@ -200,7 +200,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     let mut references = Vec::new();
     for (i, f) in tree.communications.iter().enumerate() {
         if let Some(c) = communication::parse(f, &templates, Some(tree.read_at), &mut diags) {
-            declared_names.insert(("communication", i), c.name.to_string());
+            declared_names.insert((Kind::Communication, i), c.name.to_string());
             references.push((i, c.name.clone(), c.segment));
             communications.push(Parsed {
                 file: i,
@@ -274,8 +274,8 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     }
     let mut degraded = Vec::new();
     for (kind, files) in [
-        ("segment", &tree.segments),
-        ("communication", &tree.communications),
+        (Kind::Segment, &tree.segments),
+        (Kind::Communication, &tree.communications),
     ] {
         for (i, f) in files.iter().enumerate() {
             if kept.contains(f.path.as_str()) {
@@ -300,8 +300,8 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     // its last applied version.
     for u in &tree.unreadable {
         let kind = match u.path.split('/').next() {
-            Some("segments.d") => "segment",
-            Some("communications.d") => "communication",
+            Some("segments.d") => Kind::Segment,
+            Some("communications.d") => Kind::Communication,
             _ => continue,
         };
         degraded.push(Degraded {

@@ -1,8 +1,9 @@
 //! The PostgreSQL backend, for teams and for several daemons on one database.
 
 mod election;
+mod load;
 
-use super::billing::{self, Existing, LoadError, Progress};
+use super::billing::{Existing, LoadError, Progress};
 use super::sql::{Backend, Session};
 use super::{Election, Held, PlanNode, StoreError, connect_error};
 use crate::config::redact_url;
@@ -37,7 +38,7 @@ impl PgStore {
             .await
             .map_err(|e| connect_error(e, url))?;
         if super::migrate(&super::migrations::postgres(), &pool, url).await? {
-            let analyzed = sqlx::query(AssertSqlSafe(billing::pg_analyze_billing()))
+            let analyzed = sqlx::query(AssertSqlSafe(load::pg_analyze_billing()))
                 .execute(&pool)
                 .await;
             super::refreshed_after_migrating(analyzed.map(drop).map_err(StoreError::from));
@@ -176,7 +177,7 @@ impl Backend for PgStore {
         existing: Existing,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<RowCounts, LoadError> {
-        billing::load_into_pg(&self.pool, generator, existing, progress).await
+        load::load_into_pg(&self.pool, generator, existing, progress).await
     }
 
     fn elect(&self) -> Option<Box<dyn Election>> {

@@ -1,6 +1,8 @@
 //! The embedded SQLite backend: one process's database.
 
-use super::billing::{self, Existing, LoadError, Progress};
+mod load;
+
+use super::billing::{Existing, LoadError, Progress};
 use super::sql::{Backend, Session, VERSION};
 use super::{Election, Held, PlanNode, StoreError, connect_error};
 use crate::demo::{Generator, RowCounts};
@@ -239,7 +241,7 @@ impl Backend for SqliteStore {
         existing: Existing,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<RowCounts, LoadError> {
-        billing::load_into_sqlite(&self.pool, generator, existing, progress).await
+        load::load_into_sqlite(&self.pool, generator, existing, progress).await
     }
 
     fn elect(&self) -> Option<Box<dyn Election>> {
