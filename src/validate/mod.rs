@@ -119,7 +119,9 @@ impl Outcome {
         valid.or_else(|| {
             self.degraded
                 .iter()
-                .find(|d| d.kind == crate::plan::Kind::Communication && d.name.as_deref() == Some(name))
+                .find(|d| {
+                    d.kind == crate::plan::Kind::Communication && d.name.as_deref() == Some(name)
+                })
                 .map(|d| d.file.as_str())
         })
     }

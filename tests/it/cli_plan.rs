@@ -804,3 +804,24 @@ fn verbose_plan_shows_its_phases() {
         "{line}"
     );
 }
+
+// A migration that fails shows the database's message, not the driver's
+// wrapping of it (nor, on PostgreSQL, the server's source line).
+on_both!(a_failed_migration_says_why_in_one_line, |f, db| {
+    if !db.is_postgres() {
+        // An empty file is an empty SQLite database.
+        std::fs::write(f.path().join("segd.db"), b"").expect("create the database");
+    }
+    db.exec("CREATE TABLE segd_definitions (x INTEGER)");
+    let o = segd(f, db, &["db", "migrate"]);
+    assert_eq!(code(&o), 2);
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: migrating the database failed: ")
+            && err.contains("segd_definitions")
+            && !err.contains("at line")
+            && !err.contains("while executing")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
+});
