@@ -705,14 +705,11 @@ fn trigger_names_the_nearest_applied_communication() {
     );
 }
 
-/// A plan deleting every applied definition (made from the wrong folder) is
-/// warned of by `plan` and refused by `apply`, a saved one too, unless
-/// `--allow-delete-all`.
-#[test]
-fn deleting_every_applied_definition_needs_a_flag() {
-    let f = Fixture::example();
-    let db = TestDb::sqlite(&f);
-    apply(&f, &db);
+// A plan deleting every applied definition (made from the wrong folder) is
+// warned of by `plan` and refused by `apply`, a saved one too, unless
+// `--allow-delete-all`.
+on_both!(deleting_every_applied_definition_needs_a_flag, |f, db| {
+    apply(f, db);
     let empty = Fixture::empty();
     empty
         .write("segments.d/.keep", "")
@@ -746,7 +743,7 @@ fn deleting_every_applied_definition_needs_a_flag() {
     let o = run(&["apply", saved.to_str().expect("utf-8 path")]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains(refusal), "{}", stderr(&o));
-    assert_eq!(detailed(&f, &db), 0, "nothing was deleted");
+    assert_eq!(detailed(f, db), 0, "nothing was deleted");
     let mut allow = vec!["apply", "--auto-approve", "--allow-delete-all"];
     for protected in ["enterprise", "overdue-reminder-eu"] {
         allow.extend(["--allow-delete", protected]);
@@ -754,7 +751,7 @@ fn deleting_every_applied_definition_needs_a_flag() {
     let o = run(&allow);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("9 deleted"), "{}", stdout(&o));
-}
+});
 
 /// `plan -v` says on stderr what it did, phase by phase (time, and queries
 /// where it ran any); its output is what it is without `-v`.
