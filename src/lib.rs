@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod demo;
 pub mod diag;
 pub mod error;
+pub mod forecast;
 pub mod model;
 pub mod plan;
 pub mod schedule;

@@ -7,7 +7,7 @@ use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
 use crate::plan::AppliedState;
 use crate::segment::{RunSpec, compile_run};
-use crate::store::outbox::{Run, RunKind, RunResult};
+use crate::store::outbox::{Enqueue, Run, RunKind, RunResult};
 use crate::store::{Member, Store, StoreError};
 use chrono::{DateTime, Utc};
 
@@ -123,6 +123,7 @@ impl Prepared<'_> {
                     .and_then(|d| self.spec_at.checked_sub_signed(d))
                     .unwrap_or(DateTime::<Utc>::MIN_UTC)
             }),
+            needs_address: matches!(c.delivery, Delivery::Email(_)),
         }
     }
 }
@@ -160,16 +161,33 @@ pub async fn preview(
     store.members(&q.preview, &mut each).await
 }
 
-/// How many customers and messages a run would reach, without writing anything.
-pub async fn estimate(
+/// How many members of the run the channel cannot reach (no email address),
+/// and the first few of them by id.
+pub async fn unreachable(
     store: &dyn Store,
     prepared: &Prepared<'_>,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<(u64, Vec<Member>), StoreError> {
     let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
-    Ok((
-        store.count(&q.recipients).await?,
-        store.count(&q.messages).await?,
-    ))
+    let (Some(count), Some(sample)) = (q.unreachable, q.unreachable_sample) else {
+        return Ok((0, Vec::new()));
+    };
+    let mut first = Vec::new();
+    store
+        .members(&sample, |m| {
+            first.push(m);
+            Ok(())
+        })
+        .await?;
+    Ok((store.count(&count).await?, first))
+}
+
+/// The `customer, invoice` pairs a run would send about, without writing anything.
+pub async fn candidates(
+    store: &dyn Store,
+    prepared: &Prepared<'_>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
+    store.pairs(&q.candidates).await
 }
 
 /// Checks the communication can send, then records the run and enqueues.
@@ -190,12 +208,12 @@ pub async fn enqueue(
     }
     let spec = prepared.spec();
     let q = compile_run(&prepared.target.segment, &spec, store.dialect());
-    let max = if allow_over_limit {
-        None
-    } else {
-        c.max_recipients
+    let e = Enqueue {
+        rows: &q.enqueue,
+        one_per_recipient: spec.payment_reminder,
+        unreachable: q.unreachable.as_ref(),
+        max_recipients: c.max_recipients.filter(|_| !allow_over_limit),
+        release_held: allow_over_limit,
     };
-    Ok(store
-        .enqueue_run(&prepared.run, spec.payment_reminder, &q.enqueue, max)
-        .await?)
+    Ok(store.enqueue_run(&prepared.run, &e).await?)
 }

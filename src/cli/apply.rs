@@ -133,10 +133,10 @@ async fn locked(
     };
     let color = global.color.stdout();
     if plan.is_empty() {
-        println!("No changes. The database matches the definitions.");
+        outln!("No changes. The database matches the definitions.")?;
         return Ok(exit::ok());
     }
-    print!("{}", render::text(&plan, &impacts, color));
+    out!("{}", render::text(&plan, &impacts, color))?;
     if let Some(max) = args.max_change {
         let over = over_limit(&plan, &impacts, max);
         if !over.is_empty() {
@@ -171,7 +171,7 @@ async fn locked(
         if !std::io::stdin().is_terminal() {
             return Err(CliError::NeedsConfirmation);
         }
-        print!("\nApply these changes? Only 'yes' will be accepted: ");
+        out!("\nApply these changes? Only 'yes' will be accepted: ")?;
         std::io::stdout().flush()?;
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
@@ -195,11 +195,11 @@ async fn locked(
             crate::error::chain(&e)
         );
     }
-    println!(
+    outln!(
         "Apply complete: {} created, {} updated, {} deleted.",
         plan.count(plan::Action::Create),
         plan.count(plan::Action::Update),
         plan.count(plan::Action::Delete)
-    );
+    )?;
     Ok(exit::ok())
 }

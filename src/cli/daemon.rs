@@ -103,19 +103,19 @@ pub async fn run(global: &Global, args: DaemonArgs) -> Result<ExitCode, CliError
                 _ => std::env::var(k).ok(),
             });
         }
-        println!(
+        outln!(
             "segd demo: definitions in {}, database {}",
             global.dir.display(),
             crate::config::redact_url(&url)
-        );
-        println!("  status:   http://{listen}/v1/status   (also /metrics, /healthz, /readyz)");
-        println!(
+        )?;
+        outln!("  status:   http://{listen}/v1/status   (also /metrics, /healthz, /readyz)")?;
+        outln!(
             "  outbox:   {} (emails are written there as .eml files)",
             delivery.outbox_dir.display()
-        );
-        println!(
+        )?;
+        outln!(
             "  try:      segd segment members overdue-eu --count   |   segd trigger invoice-email   |   segd forecast"
-        );
+        )?;
     }
     let opts = Options {
         dir: global.dir.clone(),
@@ -136,6 +136,9 @@ pub async fn run(global: &Global, args: DaemonArgs) -> Result<ExitCode, CliError
         spawn_signals(shutdown.clone());
     }
     let report = run_daemon(opts, store, env, shutdown).await?;
+    for line in &report.findings {
+        outln!("{line}")?;
+    }
     Ok(if report.ok {
         exit::ok()
     } else {
@@ -183,9 +186,9 @@ async fn demo_data(store: &dyn Store) -> Result<(), CliError> {
         .load_demo(generator, Existing::Refuse, &mut |_| {})
         .await
     {
-        Ok(rows) => println!("segd demo: loaded demo billing data: {rows}"),
+        Ok(rows) => outln!("segd demo: loaded demo billing data: {rows}")?,
         Err(LoadError::NotEmpty { customers }) => {
-            println!("segd demo: the database already holds {customers} customers; using them")
+            outln!("segd demo: the database already holds {customers} customers; using them")?
         }
         Err(e) => return Err(CliError::DemoData(e)),
     }

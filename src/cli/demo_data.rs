@@ -79,13 +79,13 @@ pub async fn run(global: &Global, args: DemoDataArgs) -> Result<ExitCode, CliErr
         LoadError::NotEmpty { customers } => CliError::NotEmpty { customers },
         LoadError::Store(e) => CliError::Store(e),
     })?;
-    println!(
+    outln!(
         "Loaded {} rows in {:.1} s: {rows} (seed {}, today {}).",
         rows.total(),
         started.elapsed().as_secs_f64(),
         spec.seed,
         spec.today
-    );
+    )?;
     Ok(exit::ok())
 }
 

@@ -102,16 +102,32 @@ pub enum CliError {
     #[error("cannot encode the output as JSON")]
     Json(#[from] serde_json::Error),
     #[error("reading or writing the terminal failed")]
-    Io(#[from] std::io::Error),
+    Io(#[source] std::io::Error),
+    /// The reader of stdout went away: exit 141 without a word.
+    #[error("stdout was closed")]
+    ClosedPipe,
     /// `plan --detailed-exitcode`, where 2 means changes: any error exits 1.
     #[error(transparent)]
     Detailed(Box<CliError>),
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::ClosedPipe
+        } else {
+            CliError::Io(e)
+        }
+    }
 }
 
 impl CliError {
     /// SPEC §5: 1 when the command ran and found a problem, 2 for usage and
     /// environment errors.
     pub fn exit_code(&self) -> ExitCode {
+        if let CliError::ClosedPipe = self {
+            return exit::closed_pipe();
+        }
         let problem = match self {
             CliError::InvalidDefinitions(_)
             | CliError::Refused(_)
@@ -135,7 +151,11 @@ impl CliError {
 }
 
 /// Prints the error and its causes to stderr, each line as `error: …`.
+/// A closed stdout is not reported: the reader chose to stop reading.
 pub fn report(e: &CliError) {
+    if let CliError::ClosedPipe = e {
+        return;
+    }
     for line in crate::error::chain(e).lines() {
         eprintln!("error: {line}");
     }

@@ -1,11 +1,13 @@
 use super::context::{database_url, file_settings, with_store};
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
+use crate::forecast::Simulation;
+use crate::model::Event;
 use crate::model::Trigger;
 use crate::plan::Kind;
 use crate::schedule::next_after;
 use crate::store::Store;
-use crate::trigger::{Occasion, estimate, find_target, prepare};
+use crate::trigger::{Occasion, candidates, find_target, prepare, unreachable};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use std::process::ExitCode;
@@ -38,6 +40,12 @@ struct Row {
     local: String,
     recipients: u64,
     messages: u64,
+    /// Members without an email address (an email communication).
+    unreachable: u64,
+    /// Over `max_recipients`: the occurrence would be held and send nothing.
+    held: bool,
+    #[serde(skip)]
+    max_recipients: Option<u64>,
 }
 
 pub async fn run(global: &Global, args: ForecastArgs) -> Result<ExitCode, CliError> {
@@ -80,6 +88,12 @@ async fn forecast(args: &ForecastArgs, store: &dyn Store) -> Result<ExitCode, Cl
         if !target.communication.enabled {
             continue;
         }
+        let c = &target.communication;
+        let mut sim = Simulation::new(
+            c.event == Event::PaymentReminder,
+            c.min_interval.map(|d| d.std()),
+            c.max_recipients,
+        );
         let mut at = start;
         for _ in 0..MAX_OCCURRENCES {
             let Some(next) = next_after(schedule, *timezone, at).filter(|n| *n <= until) else {
@@ -87,7 +101,8 @@ async fn forecast(args: &ForecastArgs, store: &dyn Store) -> Result<ExitCode, Cl
             };
             at = next;
             let prepared = prepare(&target, Occasion::Scheduled { at, late: false });
-            let (recipients, messages) = estimate(store, &prepared).await?;
+            let outcome = sim.occurrence(at, &candidates(store, &prepared).await?);
+            let (unreachable, _) = unreachable(store, &prepared).await?;
             rows.push(Row {
                 communication: a.def.name.to_string(),
                 at,
@@ -95,27 +110,39 @@ async fn forecast(args: &ForecastArgs, store: &dyn Store) -> Result<ExitCode, Cl
                     .with_timezone(timezone)
                     .format("%Y-%m-%d %H:%M %Z")
                     .to_string(),
-                recipients,
-                messages,
+                recipients: outcome.recipients,
+                messages: outcome.messages,
+                unreachable,
+                held: outcome.held,
+                max_recipients: c.max_recipients,
             });
         }
     }
     rows.sort_by(|a, b| (a.at, &a.communication).cmp(&(b.at, &b.communication)));
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?)?,
         Format::Text => {
             if rows.is_empty() {
-                println!("No automatic occurrence in the next {} day(s).", args.days);
+                outln!("No automatic occurrence in the next {} day(s).", args.days)?;
             }
             for r in &rows {
-                println!(
-                    "{}  {:<28} {:<24} {} message(s) to {} customer(s)",
+                let unreachable = if r.unreachable > 0 {
+                    format!(", {} unreachable (no email address)", r.unreachable)
+                } else {
+                    String::new()
+                };
+                let held = match r.max_recipients {
+                    Some(max) if r.held => format!(" — held: more than max_recipients = {max}"),
+                    _ => String::new(),
+                };
+                outln!(
+                    "{}  {:<28} {:<24} {} message(s) to {} customer(s){unreachable}{held}",
                     r.at.format("%Y-%m-%dT%H:%M:%SZ"),
                     r.communication,
                     r.local,
                     r.messages,
                     r.recipients
-                );
+                )?;
             }
         }
     }

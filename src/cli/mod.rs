@@ -1,6 +1,9 @@
 //! The command line: flags parsed once into options, one file per subcommand,
 //! each calling one library operation.
 
+#[macro_use]
+mod out;
+
 mod apply;
 mod context;
 mod daemon;
@@ -153,6 +156,11 @@ pub mod exit {
     /// Usage or environment error.
     pub fn usage() -> ExitCode {
         ExitCode::from(2)
+    }
+    /// Stdout was closed by its reader: 128 + SIGPIPE, as a shell reports a
+    /// tool the signal ended.
+    pub fn closed_pipe() -> ExitCode {
+        ExitCode::from(141)
     }
 }
 

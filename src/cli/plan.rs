@@ -114,17 +114,17 @@ async fn plan(
         })?;
     }
     match args.format {
-        Format::Text => print!("{}", render::text(&plan, &impacts, global.color.stdout())),
-        Format::Json => print!("{}", render::json(&plan, &impacts)),
+        Format::Text => out!("{}", render::text(&plan, &impacts, global.color.stdout()))?,
+        Format::Json => out!("{}", render::json(&plan, &impacts))?,
     }
     if let Some(path) = &args.out
         && args.format == Format::Text
     {
-        println!(
+        outln!(
             "\nSaved the plan to {}; apply it with `segd apply {}`.",
             path.display(),
             path.display()
-        );
+        )?;
     }
     if let Some(max) = args.max_change {
         let over = over_limit(&plan, &impacts, max);

@@ -11,6 +11,6 @@ pub struct SchemaArgs {
 }
 
 pub fn run(args: SchemaArgs) -> Result<ExitCode, CliError> {
-    println!("{:#}", schema(args.kind));
+    outln!("{:#}", schema(args.kind))?;
     Ok(exit::ok())
 }

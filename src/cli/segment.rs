@@ -126,15 +126,16 @@ async fn print_members(
     let query = compile(&segment, dialect, at, select);
     if args.explain {
         let plan = store.explain(&query).await?;
-        plan.iter().for_each(|step| print!("{step}"));
+        for step in &plan {
+            out!("{step}")?;
+        }
         return Ok(exit::ok());
     }
     if args.count {
-        println!("{}", store.count(&query).await?);
+        outln!("{}", store.count(&query).await?)?;
         return Ok(exit::ok());
     }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = super::out::Stream::new();
     let result = match args.format {
         Format::Ids => store.members(&query, |m| writeln!(out, "{}", m.id)).await,
         Format::Json => {
@@ -168,7 +169,7 @@ async fn print_members(
             r
         }
     };
-    let _ = out.flush();
+    out.finish()?;
     result?;
     Ok(exit::ok())
 }

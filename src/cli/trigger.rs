@@ -1,9 +1,13 @@
 use super::context::{database_url, delivery_config, env_var, file_settings, holder, with_store};
 use super::{CliError, Global, exit};
 use crate::deliver::worker::{Tally, Worker};
+use crate::model::Delivery;
+use crate::segment::UNREACHABLE_SAMPLE;
 use crate::store::Store;
-use crate::store::outbox::RunStatus;
-use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare, preview};
+use crate::store::outbox::{RunFilter, RunRows, RunStatus};
+use crate::trigger::{
+    Occasion, Prepared, Target, TriggerError, enqueue, load_target, prepare, preview, unreachable,
+};
 use clap::Args;
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
@@ -42,44 +46,26 @@ async fn trigger(
         return Err(TriggerError::Disabled(args.name.clone()).into());
     }
     let prepared = prepare(&target, Occasion::Manual);
+    let name = args.name.as_str();
     if args.dry_run {
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        let mut last: Option<String> = None;
-        let mut customers = 0u64;
-        let messages = preview(store, &prepared, |m| {
-            if last.as_deref() == Some(m.id.as_str()) {
-                return Ok(());
-            }
-            customers += 1;
-            let line = format!(
-                "{}\t{}\t{}",
-                m.id,
-                m.name.as_deref().unwrap_or(""),
-                m.email.as_deref().unwrap_or("")
-            );
-            last = Some(m.id);
-            writeln!(out, "{line}")
-        })
-        .await;
-        let _ = out.flush();
-        eprintln!(
-            "dry run: `{}` would reach {customers} customer(s) about {} invoice(s); nothing was written or sent",
-            args.name, messages?
-        );
-        return Ok(exit::ok());
+        return dry_run(args, &target, &prepared, store).await;
     }
+    let lease = config.lease;
     let result = enqueue(store, &prepared, args.allow_over_limit, &env_var).await?;
     if result.status == RunStatus::Held {
         eprintln!(
-            "held: `{}` would reach {} customers, more than max_recipients = {}; nothing was sent. \
-             Review the segment, then run `segd trigger {} --allow-over-limit`.",
-            args.name,
+            "held: `{name}` would reach {} customers, more than max_recipients = {}; nothing was sent. \
+             Review the segment, then run `segd trigger {name} --allow-over-limit`.",
             result.recipients,
             target.communication.max_recipients.unwrap_or_default(),
-            args.name
         );
         return Ok(exit::problem());
+    }
+    if result.released > 0 {
+        eprintln!(
+            "released {} held run(s) of `{name}`: this run sends them (`segd deliveries runs` shows them as released)",
+            result.released
+        );
     }
     let worker = Worker::new(store, config, holder(), &env_var)?;
     let bar = progress(global, result.enqueued);
@@ -97,23 +83,123 @@ async fn trigger(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let tally = tally?;
-    println!(
-        "{}: {} recipient(s), {} enqueued, {} sent, {} failed, {} retrying, {} dead (run {})",
-        args.name,
+    tally?;
+    // Another sender (a daemon's workers) may have claimed part of the run:
+    // count the run's own rows, once they settle (at most one lease).
+    let rows = settled(store, &prepared.run.id, lease).await?;
+    let unreachable = match target.communication.delivery {
+        Delivery::Email(_) => format!(", {} unreachable (no email address)", result.unreachable),
+        Delivery::Webhook(_) => String::new(),
+    };
+    outln!(
+        "{name}: {} recipient(s), {} enqueued{unreachable}, {} sent, {} failed, {} retrying, {} dead (run {})",
         result.recipients,
         result.enqueued,
-        tally.sent,
-        tally.failed,
-        tally.retrying,
-        tally.dead,
+        rows.sent,
+        rows.failed,
+        rows.retrying,
+        rows.dead,
         prepared.run.id
-    );
-    Ok(if tally.failed + tally.retrying + tally.dead == 0 {
-        exit::ok()
-    } else {
-        exit::problem()
+    )?;
+    if rows.unsettled() > 0 {
+        eprintln!(
+            "{} still being sent by another sender; see `segd deliveries runs --communication {name}`",
+            rows.unsettled()
+        );
+    }
+    Ok(
+        if rows.failed + rows.retrying + rows.dead + rows.unsettled() == 0 {
+            exit::ok()
+        } else {
+            exit::problem()
+        },
+    )
+}
+
+/// How often a run's rows are counted while another sender sends them.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The run's rows by status once none is waiting or being sent, or as they are
+/// after `lease` (the longest another sender holds a row without renewing it).
+async fn settled(
+    store: &dyn Store,
+    run_id: &str,
+    lease: std::time::Duration,
+) -> Result<RunRows, CliError> {
+    let deadline = tokio::time::Instant::now() + lease;
+    let filter = RunFilter {
+        run_id: Some(run_id.to_string()),
+        ..RunFilter::default()
+    };
+    loop {
+        let rows = store
+            .runs(&filter)
+            .await?
+            .first()
+            .map(|r| r.rows)
+            .unwrap_or_default();
+        if rows.unsettled() == 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(rows);
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+}
+
+/// Lists who the run would reach (stdout), then says how many, who it cannot
+/// reach and whether `max_recipients` would hold it (stderr).
+async fn dry_run(
+    args: &TriggerArgs,
+    target: &Target,
+    prepared: &Prepared<'_>,
+    store: &dyn Store,
+) -> Result<ExitCode, CliError> {
+    let name = args.name.as_str();
+    let mut out = super::out::Stream::new();
+    let mut last: Option<String> = None;
+    let mut customers = 0u64;
+    let messages = preview(store, prepared, |m| {
+        if last.as_deref() == Some(m.id.as_str()) {
+            return Ok(());
+        }
+        customers += 1;
+        let line = format!(
+            "{}\t{}\t{}",
+            m.id,
+            m.name.as_deref().unwrap_or(""),
+            m.email.as_deref().unwrap_or("")
+        );
+        last = Some(m.id);
+        writeln!(out, "{line}")
     })
+    .await;
+    out.finish()?;
+    let messages = messages?;
+    let (unreachable, first) = unreachable(store, prepared).await?;
+    eprintln!(
+        "dry run: `{name}` would reach {customers} customer(s) about {messages} invoice(s); nothing was written or sent"
+    );
+    if unreachable > 0 {
+        let more = if unreachable > UNREACHABLE_SAMPLE {
+            ", …"
+        } else {
+            ""
+        };
+        let ids: Vec<&str> = first.iter().map(|m| m.id.as_str()).collect();
+        eprintln!(
+            "{unreachable} unreachable (no email address), not counted: {}{more}",
+            ids.join(", ")
+        );
+    }
+    if let Some(max) = target.communication.max_recipients
+        && customers > max
+        && !args.allow_over_limit
+    {
+        eprintln!(
+            "warning: the run would be held: {customers} customers is more than max_recipients = {max}; \
+             send it anyway with `segd trigger {name} --allow-over-limit`"
+        );
+    }
+    Ok(exit::ok())
 }
 
 fn progress(global: &Global, len: u64) -> Option<indicatif::ProgressBar> {

@@ -2,7 +2,6 @@ use super::{CliError, Global, exit};
 use crate::diag;
 use crate::source::{FsTemplates, load_tree};
 use clap::{Args, ValueEnum};
-use std::io::Write as _;
 use std::process::ExitCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,7 +41,7 @@ pub fn run(global: &Global, args: ValidateArgs) -> Result<ExitCode, CliError> {
         Format::Json => diag::render_json(&outcome.diagnostics, outcome.files_checked),
         Format::Github => diag::render_github(&outcome.diagnostics),
     };
-    std::io::stdout().write_all(out.as_bytes())?;
+    out!("{out}")?;
     Ok(if outcome.is_valid() {
         exit::ok()
     } else {

@@ -167,18 +167,37 @@ async fn status(State(api): State<Arc<Api>>) -> Response {
 }
 
 /// Constant-time comparison of a presented token with the configured one
-/// (both hashed first, so their lengths leak nothing either).
+/// (their SHA-256 digests, so their lengths leak nothing either).
 fn token_ok(presented: &str, expected: &str) -> bool {
-    let a = crate::plan::sha256_hex(presented);
-    let b = crate::plan::sha256_hex(expected);
-    a.bytes()
-        .zip(b.bytes())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    use sha2::{Digest as _, Sha256};
+    use subtle::ConstantTimeEq as _;
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// 401 with the challenge RFC 6750 asks for: `error="invalid_token"` when a
+/// token was presented and is not the one configured. (The token grants
+/// everything the API does, so no valid token is ever refused with 403.)
+fn unauthorized(presented: bool) -> Response {
+    let (challenge, message) = if presented {
+        (
+            r#"Bearer realm="segd", error="invalid_token""#,
+            "wrong token",
+        )
+    } else {
+        (r#"Bearer realm="segd""#, "missing bearer token")
+    };
+    let mut response = error(StatusCode::UNAUTHORIZED, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static(challenge),
+    );
+    response
 }
 
 async fn trigger(
@@ -202,8 +221,8 @@ async fn trigger(
         })
         .map(str::trim);
     match presented {
-        None => return error(StatusCode::UNAUTHORIZED, "missing bearer token"),
-        Some(t) if !token_ok(t, expected) => return error(StatusCode::FORBIDDEN, "wrong token"),
+        None => return unauthorized(false),
+        Some(t) if !token_ok(t, expected) => return unauthorized(true),
         Some(_) => {}
     }
     let target = match load_target(&*api.store, &name).await {
@@ -220,10 +239,9 @@ async fn trigger(
     let env = api.env.clone();
     match enqueue(&*api.store, &prepared, false, &*env).await {
         Ok(r) => {
-            metrics::counter!("segd_trigger_runs_total", "communication" => name.clone(), "status" => r.status.as_str())
-                .increment(1);
+            super::count_run(&name, r.status.as_str());
             api.shared.deliver_now.notify_one();
-            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "manual trigger");
+            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, enqueued = r.enqueued, unreachable = r.unreachable, status = r.status.as_str(), "manual trigger");
             (
                 StatusCode::ACCEPTED,
                 Json(json!({
@@ -231,11 +249,15 @@ async fn trigger(
                     "status": r.status.as_str(),
                     "recipients": r.recipients,
                     "enqueued": r.enqueued,
+                    "unreachable": r.unreachable,
                 })),
             )
                 .into_response()
         }
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &crate::error::chain(&e)),
+        Err(e) => {
+            super::count_run(&name, "failed");
+            error(StatusCode::UNPROCESSABLE_ENTITY, &crate::error::chain(&e))
+        }
     }
 }
 

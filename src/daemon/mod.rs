@@ -73,10 +73,13 @@ pub struct Options {
     pub git_commit: Option<String>,
 }
 
-/// What a one-shot run found, for its exit code.
+/// What a one-shot run found: its exit code and what to print.
 #[derive(Debug, Default)]
 pub struct OnceReport {
     pub ok: bool,
+    /// What the pass found, one line each (drift, degraded definitions,
+    /// undecodable rows), for the command line to print.
+    pub findings: Vec<String>,
 }
 
 /// How long in-flight deliveries may take to finish after a shutdown request:
@@ -342,15 +345,15 @@ async fn run_scheduled(
     let prepared = prepare(&target, Occasion::Scheduled { at, late });
     match enqueue(store, &prepared, false, env).await {
         Ok(r) => {
-            metrics::counter!("segd_trigger_runs_total", "communication" => name.to_string(), "status" => r.status.as_str()).increment(1);
-            tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, status = r.status.as_str(), "scheduled run");
+            count_run(name, r.status.as_str());
+            tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, unreachable = r.unreachable, status = r.status.as_str(), "scheduled run");
         }
         // Another replica, or an earlier life of this one, ran it already.
         Err(TriggerError::Store(e)) if e.is_unique_violation() => {
             tracing::debug!("occurrence already ran");
         }
         Err(e) => {
-            metrics::counter!("segd_trigger_runs_total", "communication" => name.to_string(), "status" => "failed").increment(1);
+            count_run(name, "failed");
             tracing::error!(error = %chain(&e), "scheduled run failed");
         }
     }
@@ -435,6 +438,17 @@ fn install_metrics()
     Ok(handle)
 }
 
+/// Counts a trigger run this daemon started (scheduled or through the API)
+/// in `segd_trigger_runs_total`.
+fn count_run(communication: &str, status: &str) {
+    metrics::counter!(
+        "segd_trigger_runs_total",
+        "communication" => communication.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+}
+
 /// Runs the daemon until `shutdown` is cancelled (or, with `--once`, one pass).
 pub async fn run(
     opts: Options,
@@ -456,18 +470,17 @@ pub async fn run(
         shared.leader.store(true, Ordering::SeqCst);
         optimize(&*store).await;
         let status = reconcile(&opts, &*store, &shared).await;
-        for d in &status.drift {
-            println!("drift: {d}");
-        }
-        for d in &status.degraded {
-            println!(
+        let mut findings: Vec<String> =
+            status.drift.iter().map(|d| format!("drift: {d}")).collect();
+        findings.extend(status.degraded.iter().map(|d| {
+            format!(
                 "degraded: {} {} ({}): {}",
                 d.kind.as_str(),
                 d.name.as_deref().unwrap_or("?"),
                 d.file,
                 d.errors.join("; ")
-            );
-        }
+            )
+        }));
         let undecodable = match schedule_pass(&*store, &*env).await {
             Ok(s) => s.undecodable,
             Err(e) => {
@@ -475,12 +488,10 @@ pub async fn run(
                 Vec::new()
             }
         };
-        for e in &undecodable {
-            println!("undecodable: {e}");
-        }
+        findings.extend(undecodable.iter().map(|e| format!("undecodable: {e}")));
         deliver_pass(&worker, &shutdown).await;
         let ok = status.ok && status.degraded.is_empty() && undecodable.is_empty();
-        return Ok(OnceReport { ok });
+        return Ok(OnceReport { ok, findings });
     }
 
     let metrics = install_metrics()?;
@@ -635,5 +646,8 @@ pub async fn run(
     let _ = server.await;
     store.close().await;
     tracing::info!("stopped");
-    Ok(OnceReport { ok: true })
+    Ok(OnceReport {
+        ok: true,
+        findings: Vec::new(),
+    })
 }

@@ -17,7 +17,7 @@ mod run;
 use custom_data::custom_data;
 pub use custom_data::{custom_data_index_sql, custom_data_path};
 pub use impact::{IMPACT_SAMPLES, ImpactQueries, compile_impact};
-pub use run::{RunQueries, RunSpec, compile_run};
+pub use run::{RunQueries, RunSpec, UNREACHABLE_SAMPLE, compile_run};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

@@ -15,40 +15,70 @@ pub struct RunSpec<'a> {
     pub at: DateTime<Utc>,
     /// Customers reached since this instant are skipped (`min_interval`).
     pub reached_since: Option<DateTime<Utc>>,
+    /// The channel needs the customer's email address (email): members
+    /// without one are unreachable, neither enqueued nor counted as recipients.
+    pub needs_address: bool,
+}
+
+/// A customer with an email address (not NULL, not blank), among `customers c`.
+const HAS_ADDRESS_SQL: &str = "NULLIF(TRIM(c.email), '') IS NOT NULL";
+
+/// How many unreachable members [`RunQueries::unreachable_sample`] names.
+pub const UNREACHABLE_SAMPLE: u64 = 5;
+
+/// Which of a run's candidates a query takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Those the channel can reach.
+    Reachable,
+    /// Those it cannot (no email address).
+    Unreachable,
 }
 
 /// The queries of one trigger run.
 pub struct RunQueries {
-    /// One row: how many customers the run would reach.
-    pub recipients: Query,
-    /// One row: how many messages the run would send.
-    pub messages: Query,
+    /// The `customer_id, invoice_id` pairs the run would send about (`forecast`).
+    pub candidates: Query,
     /// Who would be reached and with which invoices: `id, name, email, invoice_id`.
     pub preview: Query,
     /// Writes every intended delivery into the outbox.
     pub enqueue: Query,
+    /// One row: how many members the channel cannot reach (none for a channel
+    /// that needs no address).
+    pub unreachable: Option<Query>,
+    /// The first few unreachable members, by id: `id, name, email`.
+    pub unreachable_sample: Option<Query>,
 }
 
 /// Compiles a trigger run: `email_invoice` is one delivery per unpaid invoice of
 /// a member that this communication has not sent before; `payment_reminder` one
 /// per member with unpaid invoices due before the run's UTC date, listing them.
 pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> RunQueries {
-    let build = |f: &dyn Fn(&mut Builder, &str) -> String| -> Query {
+    let build_of = |reach: Reach, f: &dyn Fn(&mut Builder, &str) -> String| -> Query {
         let mut b = Builder::new(dialect);
-        let candidates = candidates(&mut b, segment, spec);
+        let candidates = candidates(&mut b, segment, spec, reach);
         let sql = f(&mut b, &candidates);
         Query {
             sql,
             binds: b.binds,
         }
     };
-    let recipients =
-        build(&|_, cand| format!("SELECT COUNT(DISTINCT x.customer_id) FROM ({cand}) x"));
-    let messages = if spec.payment_reminder {
-        build(&|_, cand| format!("SELECT COUNT(DISTINCT x.customer_id) FROM ({cand}) x"))
-    } else {
-        build(&|_, cand| format!("SELECT COUNT(*) FROM ({cand}) x"))
-    };
+    let build = |f: &dyn Fn(&mut Builder, &str) -> String| build_of(Reach::Reachable, f);
+    let unreachable = spec.needs_address.then(|| {
+        build_of(Reach::Unreachable, &|_, cand| {
+            format!("SELECT COUNT(DISTINCT x.customer_id) FROM ({cand}) x")
+        })
+    });
+    let unreachable_sample = spec.needs_address.then(|| {
+        build_of(Reach::Unreachable, &|_, cand| {
+            format!(
+                "SELECT c.id, c.name, c.email FROM customers c WHERE c.id IN \
+                 (SELECT x.customer_id FROM ({cand}) x) ORDER BY c.id LIMIT {UNREACHABLE_SAMPLE}"
+            )
+        })
+    });
+    let candidates =
+        build(&|_, cand| format!("SELECT x.customer_id, x.invoice_id FROM ({cand}) x"));
     let preview = build(&|_, cand| {
         format!(
             "SELECT c.id, c.name, c.email, x.invoice_id FROM ({cand}) x JOIN customers c ON c.id = x.customer_id \
@@ -78,15 +108,17 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
         }
     });
     RunQueries {
-        recipients,
-        messages,
+        candidates,
         preview,
         enqueue,
+        unreachable,
+        unreachable_sample,
     }
 }
 
 /// `customer_id, invoice_id` of every intended delivery's invoices.
-fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String {
+/// Of those the channel can reach, or of those it cannot (`reach`).
+fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>, reach: Reach) -> String {
     let today = spec.at.date_naive();
     let predicate = segment_predicate(b, segment, today);
     let comm = b.text(spec.communication);
@@ -124,9 +156,14 @@ fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>) -> String 
         }
         None => String::new(),
     };
+    let address = match (spec.needs_address, reach) {
+        (false, _) => String::new(),
+        (true, Reach::Reachable) => format!(" AND {HAS_ADDRESS_SQL}"),
+        (true, Reach::Unreachable) => format!(" AND NOT {HAS_ADDRESS_SQL}"),
+    };
     let joins = b.join_clauses();
     format!(
         "SELECT c.id AS customer_id, i.id AS invoice_id FROM customers c{joins} JOIN invoices i ON i.customer_id = c.id \
-         WHERE ({predicate}) AND {UNPAID_SQL} AND {event_rule}{interval}"
+         WHERE ({predicate}) AND {UNPAID_SQL} AND {event_rule}{interval}{address}"
     )
 }

@@ -30,6 +30,7 @@ embed! {
     5 => "0005_outbox_key_from_run",
     6 => "0006_outbox_rows_name_their_run",
     7 => "0007_runs_find_their_rows",
+    8 => "0008_unreachable_and_released_runs",
 }
 
 pub fn sqlite() -> Migrator {

@@ -30,7 +30,10 @@ use crate::segment::{Dialect, Query};
 use billing::{Existing, LoadError, Progress};
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
-use outbox::{Claimed, Delivery, DeliveryFilter, Mark, Run, RunResult};
+use outbox::{
+    Claimed, Delivery, DeliveryFilter, Enqueue, Mark, Retried, Run, RunFilter, RunResult,
+    RunSummary,
+};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +257,10 @@ pub trait Store: Send + Sync {
     /// Runs a query returning one row of integer columns.
     async fn counts(&self, q: &Query) -> Result<Vec<u64>, StoreError>;
 
+    /// Runs a query returning rows of two text columns (a run's
+    /// `customer_id, invoice_id` candidates).
+    async fn pairs(&self, q: &Query) -> Result<Vec<(String, String)>, StoreError>;
+
     /// The members a `Select::Ids` or `Select::Rows` query selects, as they
     /// arrive (see `members`, which hands each to a closure).
     fn member_stream<'a>(&'a self, q: &'a Query) -> BoxStream<'a, Result<Member, StoreError>>;
@@ -265,14 +272,9 @@ pub trait Store: Send + Sync {
     // ---- trigger runs and the outbox
 
     /// Records the run and, unless it is over `max_recipients`, writes every
-    /// intended delivery (`enqueue`) — all in one transaction.
-    async fn enqueue_run(
-        &self,
-        run: &Run,
-        one_per_recipient: bool,
-        enqueue: &Query,
-        max_recipients: Option<u64>,
-    ) -> Result<RunResult, StoreError>;
+    /// intended delivery and counts the unreachable members; when it releases
+    /// held runs, marks them — all in one transaction.
+    async fn enqueue_run(&self, run: &Run, e: &Enqueue<'_>) -> Result<RunResult, StoreError>;
 
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
     async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError>;
@@ -306,8 +308,12 @@ pub trait Store: Send + Sync {
     /// Outbox rows, newest last.
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Re-queues dead or failed deliveries (by id or idempotency key); returns how many.
-    async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError>;
+    /// Runs, newest last, with their deliveries counted by status.
+    async fn runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError>;
+
+    /// Re-queues dead or failed deliveries (by id or idempotency key); what
+    /// became of each, in order.
+    async fn retry_deliveries(&self, ids: &[String]) -> Result<Vec<Retried>, StoreError>;
 
     /// Outbox rows by status, for status and metrics.
     async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;

@@ -1,6 +1,7 @@
 //! Trigger runs and the delivery outbox, as the store takes and returns them
 //! (the operations are in `sql::runs`).
 
+use crate::segment::Query;
 use chrono::{DateTime, Utc};
 
 /// Runs of one communication also take turns inside the process, before they
@@ -63,11 +64,79 @@ impl RunStatus {
     }
 }
 
+/// What a run writes: its deliveries, and what it counts besides.
+pub struct Enqueue<'a> {
+    /// Writes every intended delivery.
+    pub rows: &'a Query,
+    /// A payment reminder writes one row per recipient.
+    pub one_per_recipient: bool,
+    /// One row: how many members the channel cannot reach (no email address).
+    pub unreachable: Option<&'a Query>,
+    /// Over this many recipients, the run is held and writes nothing.
+    pub max_recipients: Option<u64>,
+    /// Sent with `--allow-over-limit`: the communication's held runs are
+    /// marked as released by this one.
+    pub release_held: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunResult {
     pub status: RunStatus,
+    /// The customers the run reaches (the unreachable ones not counted).
     pub recipients: u64,
     pub enqueued: u64,
+    /// Members the channel cannot reach (no email address): not enqueued.
+    pub unreachable: u64,
+    /// Held runs this one released.
+    pub released: u64,
+}
+
+/// Where a run's outbox rows are, by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunRows {
+    /// Waiting for a sender (never tried, or re-queued).
+    pub pending: u64,
+    /// Claimed by a sender.
+    pub sending: u64,
+    pub sent: u64,
+    /// Failed, to be tried again later.
+    pub retrying: u64,
+    pub failed: u64,
+    pub dead: u64,
+}
+
+impl RunRows {
+    /// Rows still to be sent now (waiting or being sent); retries wait for their time.
+    pub fn unsettled(&self) -> u64 {
+        self.pending + self.sending
+    }
+}
+
+/// A row of `segd deliveries runs`: a run and where its deliveries are.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub communication: String,
+    pub occurrence: String,
+    pub kind: String,
+    /// `enqueued`, `held` or `failed`.
+    pub status: String,
+    /// The run that sent a held run's occurrence with `--allow-over-limit`.
+    pub released_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    /// The customers it reaches (the unreachable ones not counted).
+    pub recipients: u64,
+    pub enqueued: u64,
+    /// Members without an email address, not enqueued.
+    pub unreachable: u64,
+    pub rows: RunRows,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub communication: Option<String>,
+    pub run_id: Option<String>,
+    pub limit: Option<i64>,
 }
 
 /// A claimed outbox row.
@@ -149,6 +218,16 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// What `deliveries retry` did with one id or idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    Requeued,
+    /// The delivery is in this status, neither failed nor dead.
+    NotRetryable(DeliveryStatus),
+    /// No delivery has this id or key.
+    Missing,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,6 @@
 //! `segd validate` and `segd schema` end to end: the binary on temporary trees.
 
-use crate::support::{Fixture, segd_cmd};
+use crate::support::{Fixture, first_line_then_close, segd_cmd};
 use serde_json::Value;
 
 const MANUAL: &str = "type = \"manual\"";
@@ -427,6 +427,23 @@ fn a_runaway_template_is_an_error_at_its_template_line() {
         "validate took {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn validate_ends_quietly_when_its_reader_stops() {
+    // Far more diagnostics than a pipe buffers (64 KiB), so the write meets
+    // the closed pipe.
+    let f = Fixture::example();
+    for k in 0..600 {
+        f.write(&format!("segments.d/bad-{k}.toml"), BAD_COUNTRY);
+    }
+    for format in ["text", "json", "github"] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_segd"));
+        cmd.current_dir(f.path())
+            .env("NO_COLOR", "1")
+            .args(["validate", "--format", format]);
+        first_line_then_close(cmd).assert_quiet(&format!("validate --format {format}"));
+    }
 }
 
 #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 mod weak_secret;
 
-const TOKEN: &str = "daemon-test-token-7f3a";
+pub(crate) const TOKEN: &str = "daemon-test-token-7f3a";
 const SECRET_ENV: &str = "SEGD_DAEMON_TEST_SECRET";
 /// A Standard Webhooks secret (`whsec_` + base64 of 24 bytes).
 const SECRET: &str = "whsec_c2VnZC1kYWVtb24tdGVzdC1zZWNyZXQtMTIz";
@@ -51,12 +51,22 @@ fn free_port() -> u16 {
 
 /// A minimal HTTP/1.1 client: one request per connection (`Connection: close`);
 /// returns the status and the body (chunked bodies decoded).
-fn http(
+pub(crate) fn http(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<(u16, String), String> {
+    http_with_head(method, url, headers, body).map(|(code, _, body)| (code, body))
+}
+
+/// [`http`] with the response's status line and headers (`head`) too.
+fn http_with_head(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String, String), String> {
     let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
     let (host, path) = match rest.split_once('/') {
         Some((h, p)) => (h, format!("/{p}")),
@@ -114,7 +124,17 @@ fn http(
         }
         payload = out;
     }
-    Ok((status, String::from_utf8_lossy(&payload).into_owned()))
+    Ok((status, head, String::from_utf8_lossy(&payload).into_owned()))
+}
+
+/// The value of the response header `name` in `head`.
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 fn get(url: &str) -> Result<(u16, String), String> {
@@ -224,7 +244,7 @@ fn sqlite_setup(files: &[(&str, String)], de: usize, fr: usize) -> (Fixture, Tes
 // ---------------------------------------------------------------------------
 // The daemon under test.
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     base: String,
     log: PathBuf,
@@ -256,7 +276,7 @@ fn daemon_command(dir: &Path, url: &str) -> Command {
 
 impl Daemon {
     /// Starts `segd daemon` on a free loopback port and waits for /healthz.
-    fn start(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut all = vec!["--listen", listen.as_str()];
@@ -299,7 +319,7 @@ impl Daemon {
         d
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -311,7 +331,7 @@ impl Daemon {
         self.child.try_wait().ok().flatten()
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let all = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = all.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
@@ -324,7 +344,7 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("/v1/status is not JSON ({e}): {body}"))
     }
 
-    fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let ok = wait_until(Duration::from_secs(15), || {
             get(&self.url("/readyz")).is_ok_and(|(s, _)| s == 200)
         });
@@ -1403,6 +1423,57 @@ fn metrics_are_prometheus_text_with_reconcile_and_delivery_families() {
     }
 }
 
+#[test]
+fn trigger_runs_total_counts_api_runs_that_enqueued_and_that_failed() {
+    // `hook` names a secret variable the daemon's environment lacks: its run
+    // fails (422) and is counted as failed.
+    let (f, db) = sqlite_setup(
+        &[
+            ("segments.d/de.toml", segment_toml("de", "country = \"DE\"")),
+            (
+                "communications.d/mail.toml",
+                email_comm("mail", "de", MANUAL),
+            ),
+            (
+                "communications.d/hook.toml",
+                webhook_comm("hook", "de", "http://127.0.0.1:9/hook"),
+            ),
+        ],
+        2,
+        0,
+    );
+    let outbox = f.path().join("mail-out").display().to_string();
+    let d = Daemon::start(
+        f.path(),
+        &db.url,
+        &[],
+        &[("SEGD_API_TOKEN", TOKEN), ("SEGD_OUTBOX_DIR", &outbox)],
+    );
+    d.wait_ready();
+    let runs = |d: &Daemon, communication: &str, status: &str| {
+        let families = parse_exposition(&d.metrics()).unwrap_or_else(|e| panic!("{e}"));
+        sample_value(
+            &families,
+            "segd_trigger_runs_total",
+            &[("communication", communication), ("status", status)],
+        )
+    };
+    assert_eq!(runs(&d, "mail", "enqueued"), None, "no run yet");
+    let auth = format!("Bearer {TOKEN}");
+    for (name, expected) in [("mail", 202), ("hook", 422), ("mail", 202)] {
+        let (code, body) = http(
+            "POST",
+            &d.url(&format!("/v1/communications/{name}/trigger")),
+            &[("Authorization", &auth)],
+            "",
+        )
+        .expect("POST trigger");
+        assert_eq!(code, expected, "trigger {name}: {body}");
+    }
+    assert_eq!(runs(&d, "mail", "enqueued"), Some(2.0), "{}", d.metrics());
+    assert_eq!(runs(&d, "hook", "failed"), Some(1.0), "{}", d.metrics());
+}
+
 // ---------------------------------------------------------------------------
 // 5. The trigger endpoint's token, and loopback only.
 
@@ -1447,26 +1518,61 @@ fn the_trigger_endpoint_needs_the_token_and_the_api_stays_on_loopback() {
         let wrong = format!("Bearer {TOKEN}x");
         let prefix = format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]);
         let basic = format!("Basic {TOKEN}");
-        for (what, headers) in [
-            ("no Authorization header", vec![]),
-            ("a wrong token", vec![("Authorization", wrong.as_str())]),
+        const CHALLENGE: &str = r#"Bearer realm="segd""#;
+        const INVALID: &str = r#"Bearer realm="segd", error="invalid_token""#;
+        for (what, headers, challenge, message) in [
+            (
+                "no Authorization header",
+                vec![],
+                CHALLENGE,
+                "missing bearer token",
+            ),
+            (
+                "a wrong token",
+                vec![("Authorization", wrong.as_str())],
+                INVALID,
+                "wrong token",
+            ),
             (
                 "a prefix of the token",
                 vec![("Authorization", prefix.as_str())],
+                INVALID,
+                "wrong token",
             ),
-            ("an empty bearer token", vec![("Authorization", "Bearer ")]),
             (
                 "the token under another scheme",
                 vec![("Authorization", basic.as_str())],
+                CHALLENGE,
+                "missing bearer token",
             ),
-            ("the bare token", vec![("Authorization", TOKEN)]),
+            (
+                "the bare token",
+                vec![("Authorization", TOKEN)],
+                CHALLENGE,
+                "missing bearer token",
+            ),
         ] {
-            let (code, body) = http("POST", &url, &headers, "").expect("POST trigger");
-            assert!(
-                code == 401 || code == 403,
-                "trigger with {what}: expected 401/403, got {code} {body}"
+            let (code, head, body) =
+                http_with_head("POST", &url, &headers, "").expect("POST trigger");
+            assert_eq!(code, 401, "trigger with {what}: {body}");
+            assert_eq!(
+                header_of(&head, "WWW-Authenticate").as_deref(),
+                Some(challenge),
+                "trigger with {what}: {head}"
+            );
+            assert_eq!(
+                serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+                serde_json::json!({ "error": message }),
+                "trigger with {what}"
             );
         }
+        let (code, head, _) = http_with_head("POST", &url, &[("Authorization", "Bearer ")], "")
+            .expect("POST trigger");
+        assert_eq!(code, 401, "an empty bearer token");
+        assert!(
+            header_of(&head, "WWW-Authenticate").is_some_and(|c| c.starts_with(CHALLENGE)),
+            "an empty bearer token: {head}"
+        );
         // Only POST triggers.
         let (code, _) = get(&url).expect("GET trigger");
         assert!(

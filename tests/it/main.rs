@@ -10,6 +10,7 @@ mod files;
 mod limits;
 mod plans;
 mod props;
+mod quickstart;
 mod segment_gen;
 mod segments;
 mod statistics;

@@ -539,13 +539,14 @@ fn queries(seg: &Segment, dialect: Dialect) -> Vec<(&'static str, Query)> {
             run_id: "remind:2026-11-30T12:00:00Z",
             at: at(),
             reached_since: Some(at() - chrono::TimeDelta::days(7)),
+            needs_address: true,
         };
         let run = compile_run(seg, &spec, dialect);
         // PostgreSQL's run queries still fail the rule: with the outer side
         // misestimated, it may anti-join the recent sends by rescanning them
         // materialized (the outbox has no index by customer).
         if dialect == Dialect::Sqlite {
-            out.push(("run recipients", run.recipients));
+            out.push(("run candidates", run.candidates));
             out.push(("run enqueue", run.enqueue));
         }
     }

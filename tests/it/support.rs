@@ -315,3 +315,50 @@ pub fn count(url: &str, sql: &str) -> i64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{sql}: {v:?}"))
 }
+
+/// What a command did when its reader stopped after the first line.
+pub struct ClosedEarly {
+    pub first_line: String,
+    /// The exit code (`None`: ended by a signal).
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with stdout a pipe that is closed once its first line was read,
+/// as `cmd | head -1` does.
+pub fn first_line_then_close(mut cmd: std::process::Command) -> ClosedEarly {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start segd");
+    let mut first_line = String::new();
+    {
+        let stdout = child.stdout.take().expect("a piped stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .expect("read the first line");
+    }
+    let o = child.wait_with_output().expect("wait for segd");
+    ClosedEarly {
+        first_line,
+        code: o.status.code(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+impl ClosedEarly {
+    /// Ended quietly as a Unix tool does: exit 141 and nothing on stderr.
+    pub fn assert_quiet(&self, what: &str) {
+        assert!(!self.first_line.is_empty(), "{what}: printed nothing");
+        assert_eq!(
+            (self.code, self.stderr.as_str()),
+            (Some(141), ""),
+            "{what}: first line {:?}",
+            self.first_line
+        );
+    }
+}

@@ -5,7 +5,10 @@
 mod runs;
 
 use super::billing::{Existing, LoadError, Progress};
-use super::outbox::{Claimed, Delivery, DeliveryFilter, Mark, Run, RunKind, RunResult};
+use super::outbox::{
+    Claimed, Delivery, DeliveryFilter, Enqueue, Mark, Retried, Run, RunFilter, RunKind, RunResult,
+    RunSummary,
+};
 use super::{ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError};
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice, Name};
@@ -346,6 +349,14 @@ where
         self.index_custom_data_of(plan).await
     }
 
+    async fn pairs(&self, q: &Query) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
     async fn count(&self, q: &Query) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar_with(AssertSqlSafe(q.sql.clone()), B::args(&q.binds)?)
             .fetch_one(self.pool())
@@ -385,16 +396,8 @@ where
         self.explain_query(q).await
     }
 
-    async fn enqueue_run(
-        &self,
-        run: &Run,
-        one_per_recipient: bool,
-        enqueue: &Query,
-        max_recipients: Option<u64>,
-    ) -> Result<RunResult, StoreError> {
-        Runs(self)
-            .enqueue(run, one_per_recipient, enqueue, max_recipients)
-            .await
+    async fn enqueue_run(&self, run: &Run, e: &Enqueue<'_>) -> Result<RunResult, StoreError> {
+        Runs(self).enqueue(run, e).await
     }
 
     async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
@@ -447,7 +450,11 @@ where
         Runs(self).deliveries(f).await
     }
 
-    async fn retry_deliveries(&self, ids: &[String]) -> Result<u64, StoreError> {
+    async fn runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        Runs(self).runs(f).await
+    }
+
+    async fn retry_deliveries(&self, ids: &[String]) -> Result<Vec<Retried>, StoreError> {
         Runs(self).retry(ids).await
     }
 

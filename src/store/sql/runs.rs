@@ -5,11 +5,10 @@
 //! invoice message's invoice).
 
 use super::Backend;
-use crate::segment::Query;
 use crate::store::StoreError;
 use crate::store::outbox::{
-    Claimed, Delivery, DeliveryFilter, DeliveryStatus, Mark, Run, RunResult, RunStatus,
-    enqueue_turn, invoice_ids,
+    Claimed, Delivery, DeliveryFilter, DeliveryStatus, Enqueue, Mark, Retried, Run, RunFilter,
+    RunResult, RunRows, RunStatus, RunSummary, enqueue_turn, invoice_ids,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Database, Row as _};
@@ -99,10 +98,9 @@ where
     pub(super) async fn enqueue(
         &self,
         run: &Run,
-        one_per_recipient: bool,
-        enqueue: &Query,
-        max_recipients: Option<u64>,
+        e: &Enqueue<'_>,
     ) -> Result<RunResult, StoreError> {
+        let enqueue = e.rows;
         let _turn = enqueue_turn(&run.communication).lock().await;
         let mut tx = self.0.begin_write().await?;
         if let Some(sql) = B::TRIGGER_XACT_LOCK {
@@ -126,7 +124,7 @@ where
         let last: i64 = sqlx::query_scalar(B::OUTBOX_BOUND)
             .fetch_one(&mut *tx)
             .await?;
-        let n = if one_per_recipient {
+        let n = if e.one_per_recipient {
             written
         } else {
             let sql =
@@ -139,7 +137,17 @@ where
                 .await?;
             u64::try_from(n).unwrap_or(0)
         };
-        let held = max_recipients.is_some_and(|m| n > m);
+        let unreachable = match e.unreachable {
+            Some(q) => {
+                let n: i64 =
+                    sqlx::query_scalar_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                super::count_of(n)
+            }
+            None => 0,
+        };
+        let held = e.max_recipients.is_some_and(|m| n > m);
         if held {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM segd_outbox WHERE {IN_RANGE}"
@@ -158,7 +166,7 @@ where
         let fresh_from = (enqueued > 0).then_some(first);
         sqlx::query(
             "UPDATE segd_trigger_runs SET status = $2, recipients = $3, enqueued = $4, \
-             first_id = $5, last_id = $6, fresh_from = $7 WHERE seq = $1",
+             first_id = $5, last_id = $6, fresh_from = $7, unreachable = $8 WHERE seq = $1",
         )
         .bind(seq)
         .bind(status.as_str())
@@ -167,13 +175,30 @@ where
         .bind(first)
         .bind(last)
         .bind(fresh_from)
+        .bind(i64::try_from(unreachable).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
+        let released = if e.release_held && !held {
+            let r = sqlx::query(
+                "UPDATE segd_trigger_runs SET released_by = $1 WHERE communication = $2 \
+                 AND status = 'held' AND released_by IS NULL AND seq < $3",
+            )
+            .bind(run.id.as_str())
+            .bind(run.communication.as_str())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            B::rows_affected(&r)
+        } else {
+            0
+        };
         tx.commit().await?;
         Ok(RunResult {
             status,
             recipients: n,
             enqueued,
+            unreachable,
+            released,
         })
     }
 
@@ -392,35 +417,119 @@ where
             .collect()
     }
 
+    /// Runs, newest last, each with its rows counted by status (through its
+    /// id range, migration 0007).
+    pub(super) async fn runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        let runs = "SELECT id, communication, occurrence, kind, status, released_by, started_at, \
+             CAST(recipients AS BIGINT), CAST(enqueued AS BIGINT), CAST(unreachable AS BIGINT), \
+             CAST(COALESCE(first_id, 0) AS BIGINT), CAST(COALESCE(last_id, -1) AS BIGINT), CAST(seq AS BIGINT) \
+             FROM segd_trigger_runs WHERE (CAST($1 AS TEXT) IS NULL OR communication = $1) \
+             AND (CAST($2 AS TEXT) IS NULL OR id = $2) ORDER BY seq DESC LIMIT $3";
+        let counts = format!(
+            "SELECT CAST(COUNT(CASE WHEN status = 'pending' AND attempts = 0 THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN status = 'sending' THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN status = 'sent' THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN status = 'pending' AND attempts > 0 THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN status = 'failed' THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN status = 'dead' THEN 1 END) AS BIGINT) \
+             FROM segd_outbox WHERE {IN_RANGE}"
+        );
+        let n = super::count_of;
+        let rows = sqlx::query(runs)
+            .bind(f.communication.as_deref())
+            .bind(f.run_id.as_deref())
+            .bind(f.limit.unwrap_or(i64::MAX))
+            .fetch_all(self.0.pool())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows.iter().rev() {
+            let (first, last, seq): (i64, i64, i64) =
+                (row.try_get(10)?, row.try_get(11)?, row.try_get(12)?);
+            let (pending, sending, sent, retrying, failed, dead): (i64, i64, i64, i64, i64, i64) =
+                sqlx::query_as(AssertSqlSafe(counts.as_str()))
+                    .bind(first)
+                    .bind(last)
+                    .bind(seq)
+                    .fetch_one(self.0.pool())
+                    .await?;
+            out.push(RunSummary {
+                id: row.try_get(0)?,
+                communication: row.try_get(1)?,
+                occurrence: row.try_get(2)?,
+                kind: row.try_get(3)?,
+                status: row.try_get(4)?,
+                released_by: row.try_get(5)?,
+                started_at: row.try_get(6)?,
+                recipients: n(row.try_get(7)?),
+                enqueued: n(row.try_get(8)?),
+                unreachable: n(row.try_get(9)?),
+                rows: RunRows {
+                    pending: n(pending),
+                    sending: n(sending),
+                    sent: n(sent),
+                    retrying: n(retrying),
+                    failed: n(failed),
+                    dead: n(dead),
+                },
+            });
+        }
+        Ok(out)
+    }
+
     /// Re-queues dead or failed deliveries (by id or idempotency key), due now
-    /// (never fresh again: see [`FRESH`]); returns how many.
-    pub(super) async fn retry(&self, ids: &[String]) -> Result<u64, StoreError> {
+    /// (never fresh again: see [`FRESH`]); what became of each. One not
+    /// re-queued is looked up, to say whether it exists.
+    pub(super) async fn retry(&self, ids: &[String]) -> Result<Vec<Retried>, StoreError> {
         const REQUEUE: &str = "UPDATE segd_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
                                last_error = NULL WHERE status IN ('dead', 'failed') AND id";
         // A key starts with its run's id, `communication:occurrence` (neither holds
         // a colon), which narrows the search to the run's rows.
-        let by_key = format!(
-            "{REQUEUE} IN (SELECT o.id FROM {OUTBOX} WHERE u.id = $3 AND {OF_RUNS} AND {KEY} = $2)"
-        );
+        let of_key =
+            format!("SELECT o.id FROM {OUTBOX} WHERE u.id = $3 AND {OF_RUNS} AND {KEY} = $2");
+        let by_key = format!("{REQUEUE} IN ({of_key})");
         let by_id = format!("{REQUEUE} = $2");
+        let status_of_key =
+            format!("SELECT o.status FROM {OUTBOX} WHERE u.id = $2 AND {OF_RUNS} AND {KEY} = $1");
+        let status_of_id = "SELECT status FROM segd_outbox WHERE id = $1";
         let now = Utc::now();
-        let mut n = 0;
+        let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let q = match id.parse::<i64>() {
-                Ok(row) => sqlx::query(AssertSqlSafe(by_id.as_str()))
+            let run: String = id.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
+            let row = id.parse::<i64>().ok();
+            let q = match row {
+                Some(row) => sqlx::query(AssertSqlSafe(by_id.as_str()))
                     .bind(now)
                     .bind(row),
-                Err(_) => {
-                    let run: String = id.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
-                    sqlx::query(AssertSqlSafe(by_key.as_str()))
-                        .bind(now)
+                None => sqlx::query(AssertSqlSafe(by_key.as_str()))
+                    .bind(now)
+                    .bind(id.as_str())
+                    .bind(run.as_str()),
+            };
+            if B::rows_affected(&q.execute(self.0.pool()).await?) > 0 {
+                out.push(Retried::Requeued);
+                continue;
+            }
+            let status: Option<String> = match row {
+                Some(row) => {
+                    sqlx::query_scalar(status_of_id)
+                        .bind(row)
+                        .fetch_optional(self.0.pool())
+                        .await?
+                }
+                None => {
+                    sqlx::query_scalar(AssertSqlSafe(status_of_key.as_str()))
                         .bind(id.as_str())
                         .bind(run.as_str())
+                        .fetch_optional(self.0.pool())
+                        .await?
                 }
             };
-            n += B::rows_affected(&q.execute(self.0.pool()).await?);
+            out.push(match status.as_deref().and_then(DeliveryStatus::parse) {
+                Some(s) => Retried::NotRetryable(s),
+                None => Retried::Missing,
+            });
         }
-        Ok(n)
+        Ok(out)
     }
 
     /// The rows `select` (ending in a column to match) picks among `keys`.

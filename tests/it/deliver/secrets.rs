@@ -109,7 +109,9 @@ fn smtp_credentials_never_travel_in_clear() {
         b.f.write("communications.d/mail.toml", &email_comm("mail-invoices"));
         b.setup(&billing);
         let o = b.segd(&["trigger", "mail-invoices"]);
-        assert_eq!(code(&o), 1, "{what}: {}", text(&o));
+        // c7 has no address: unreachable, not a failure.
+        let expected = if delivered { 0 } else { 1 };
+        assert_eq!(code(&o), expected, "{what}: {}", text(&o));
         let seen = lock(&lines).clone();
         assert!(!seen.is_empty(), "{what}: segd reached the relay");
         let auth = starts_with(&seen, "AUTH");
@@ -233,17 +235,19 @@ fn database_passwords_in_the_query_are_never_echoed() {
     // Refused at once (no pool timeout to wait out): a setting sqlx rejects, and,
     // with the test server, a database that does not exist.
     let bad_setting = "postgres://segd@127.0.0.1:1/segd?sslmode=bogus&password=q-pw-marker";
+    // (flag, environment, whether the message shows the URL, redacted)
     let mut cases = vec![
-        (Some(bad_setting.to_string()), None),
-        (None, Some(bad_setting.to_string())),
+        (Some(bad_setting.to_string()), None, true),
+        (None, Some(bad_setting.to_string()), true),
     ];
     if let Ok(admin) = std::env::var("SEGD_TEST_POSTGRES_URL") {
         let mut url = url::Url::parse(&admin).expect("SEGD_TEST_POSTGRES_URL is a URL");
         url.set_path("/segd_no_such_database");
         url.set_query(Some("password=q-pw-marker"));
-        cases.push((None, Some(url.to_string())));
+        // Named by database, host and port, with the command that creates it.
+        cases.push((None, Some(url.to_string()), false));
     }
-    for (flag, env) in cases {
+    for (flag, env, shows_url) in cases {
         let mut cmd = segd_cmd();
         cmd.current_dir(f.path()).args(["db", "migrate"]);
         if let Some(u) = flag {
@@ -256,7 +260,9 @@ fn database_passwords_in_the_query_are_never_echoed() {
         let out = text(&o);
         assert_eq!(code(&o), 2, "{out}");
         assert!(!out.contains("q-pw-marker"), "{out}");
-        assert!(out.contains("password=***"), "shown redacted: {out}");
+        if shows_url {
+            assert!(out.contains("password=***"), "shown redacted: {out}");
+        }
     }
     let o = segd_cmd()
         .current_dir(f.path())
