@@ -4,7 +4,9 @@
 pub mod render;
 
 use crate::canonical;
-use crate::model::{Body, Communication, Definitions, Delivery, Email, Name, Segment, Sourced};
+use crate::model::{
+    Body, Communication, CustomDataKey, Definitions, Delivery, Email, Name, Segment, Sourced,
+};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -220,7 +222,7 @@ impl Plan {
     }
 
     /// The custom_data keys compared by the segments this plan creates or changes.
-    pub fn custom_data_keys(&self) -> std::collections::BTreeSet<String> {
+    pub fn custom_data_keys(&self) -> std::collections::BTreeSet<CustomDataKey> {
         self.changes
             .iter()
             .filter_map(|c| c.after.as_ref())
