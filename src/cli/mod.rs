@@ -15,6 +15,7 @@ mod export;
 mod forecast;
 mod impact;
 mod manual;
+mod phases;
 mod plan;
 mod schema;
 mod segment;
