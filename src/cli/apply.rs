@@ -111,7 +111,7 @@ async fn locked(
 ) -> Result<ExitCode, CliError> {
     let (plan, impacts, applied) = match (saved, desired) {
         // A stale saved plan (an empty one too) is refused before it is shown.
-        (Some(p), _) if !plan::is_current(&p.0.fingerprint, &store.version().await?) => {
+        (Some(p), _) if !p.0.made_against.holds_for(&store.version().await?) => {
             return Err(crate::store::StoreError::StalePlan.into());
         }
         (Some((plan, impacts)), _) => {
