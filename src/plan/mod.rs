@@ -189,6 +189,10 @@ pub struct Impact {
     /// For a segment: the communications that reach it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub communications: Vec<String>,
+    /// Members after the change without an email address, whom an email
+    /// communication cannot reach (set when one reaches the segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<u64>,
 }
 
 impl Impact {

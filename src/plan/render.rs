@@ -220,8 +220,12 @@ pub fn impact_line(i: &Impact) -> String {
     } else {
         format!("; reached by {}", i.communications.join(", "))
     };
+    let unreachable = match i.unreachable {
+        Some(n) if n > 0 => format!("; {n} unreachable by email (no email address)"),
+        _ => String::new(),
+    };
     format!(
-        "members: {} → {} (+{} entering{}; -{} leaving{}){reach}",
+        "members: {} → {} (+{} entering{}; -{} leaving{}){reach}{unreachable}",
         i.before,
         i.after,
         i.entering,
