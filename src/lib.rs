@@ -14,6 +14,7 @@ pub mod diag;
 pub mod error;
 pub mod forecast;
 pub mod model;
+pub mod ops;
 pub mod plan;
 pub mod schedule;
 pub mod schema;

@@ -1,10 +1,12 @@
 use super::context::{database_url, file_settings, git_commit, holder, valid_tree, with_new_store};
-use super::impact::{impacts, over_limit, parse_pct};
+use super::plan::parse_pct;
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
+use crate::ops::impact::{impacts, over_limit};
+use crate::ops::{self, apply::Origin};
 use crate::plan::{self, Impacts, Plan, render};
 use crate::source::{Capped, read_capped};
-use crate::store::{ApplyRecord, Store};
+use crate::store::Store;
 use clap::Args;
 use std::io::{BufRead as _, IsTerminal, Write as _};
 use std::path::PathBuf;
@@ -95,10 +97,10 @@ async fn under_lock(
     saved: Option<(Plan, Impacts)>,
     desired: Option<Vec<plan::Definition>>,
 ) -> Result<ExitCode, CliError> {
-    let lock = store.lock(&holder(), args.lock_timeout).await?;
-    let result = locked(global, args, store, saved, desired).await;
-    store.unlock(lock).await;
-    result
+    ops::apply::under_lock(store, &holder(), args.lock_timeout, async || {
+        locked(global, args, store, saved, desired).await
+    })
+    .await
 }
 
 /// The part of an apply that runs under the apply lock.
@@ -179,17 +181,14 @@ async fn locked(
             return Err(CliError::Cancelled);
         }
     }
-    let record = ApplyRecord {
+    let origin = Origin {
         user: holder(),
         git_commit: git_commit(&global.dir),
-        summary: render::summary_line(&plan),
-        plan: render::json(&plan, &impacts),
     };
-    store
-        .apply(&plan, &record)
+    let unindexed = ops::apply::apply(store, &plan, &impacts, origin)
         .await
         .map_err(CliError::ApplyFailed)?;
-    if let Err(e) = store.index_custom_data(&plan).await {
+    if let Some(e) = unindexed {
         eprintln!(
             "warning: indexing custom_data keys failed: {}",
             crate::error::chain(&e)

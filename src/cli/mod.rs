@@ -13,7 +13,6 @@ mod demo_data;
 mod error;
 mod export;
 mod forecast;
-mod impact;
 mod manual;
 mod phases;
 mod plan;

@@ -1,8 +1,8 @@
 use super::context::{database_url, run_closing, valid_tree};
-use super::impact::{impacts, over_limit, parse_pct};
 use super::phases::Phases;
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
+use crate::ops::impact::{impacts, over_limit};
 use crate::plan::{self, render};
 use crate::store::Store;
 use crate::store::connect;
@@ -141,4 +141,13 @@ async fn plan(
     } else {
         exit::ok()
     })
+}
+
+/// `--max-change`: a percentage from 0 to 1000000 (a plain number, `5` or `12.5`).
+pub(super) fn parse_pct(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1_000_000.0).contains(p))
+        .ok_or_else(|| "a percentage from 0 to 1000000, like 5 or 12.5".to_string())
 }

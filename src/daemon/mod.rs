@@ -15,10 +15,11 @@ use crate::deliver::DeliverError;
 use crate::deliver::worker::Worker;
 use crate::error::chain;
 use crate::model::Trigger;
+use crate::ops::{self, apply::Origin};
 use crate::plan::{self, Action, Kind, Undecodable};
 use crate::schedule;
 use crate::source::{FsTemplates, SourceError, load_tree};
-use crate::store::{ApplyRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use crate::validate::validate;
 use chrono::Utc;
@@ -86,6 +87,10 @@ pub struct OnceReport {
 /// longer than a webhook's default timeout (15 s), so a drain normally ends
 /// by itself, its outcomes written and its unstarted rows released.
 const DRAIN_GRACE: Duration = Duration::from_secs(20);
+
+/// How long a reconcile waits for an apply lock another process holds (a
+/// `segd apply` in progress); the next reconcile tries again.
+const APPLY_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// How often the daemon refreshes SQLite's planner statistics (at start, then
 /// this often): a refresh costs milliseconds when no table changed much.
@@ -229,17 +234,15 @@ async fn reconcile_inner(
             dir: opts.dir.display().to_string(),
         });
     }
-    let lock = store.lock(&opts.holder, Duration::from_secs(5)).await?;
-    let record = ApplyRecord {
+    let origin = Origin {
         user: opts.holder.clone(),
         git_commit: opts.git_commit.clone(),
-        summary: plan::render::summary_line(&r.plan),
-        plan: plan::render::json(&r.plan, &Default::default()),
     };
-    let applied = store.apply(&r.plan, &record).await;
-    store.unlock(lock).await;
-    applied?;
-    if let Err(e) = store.index_custom_data(&r.plan).await {
+    let unindexed = ops::apply::under_lock(store, &opts.holder, APPLY_LOCK_WAIT, async || {
+        ops::apply::apply(store, &r.plan, &Default::default(), origin).await
+    })
+    .await?;
+    if let Some(e) = unindexed {
         tracing::warn!(error = %chain(&e), "indexing custom_data keys failed");
     }
     status.created = names(Action::Create);

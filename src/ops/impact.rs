@@ -1,4 +1,5 @@
-//! Membership impact of a plan, measured in the database (SPEC §5 `plan`).
+//! Membership impact of a plan, measured in the database: what `plan` and
+//! `apply` show under each segment and communication they change.
 
 use crate::model::{Delivery, Name, Segment};
 use crate::plan::{Action, Applied, Decoded, Definition, Impact, Impacts, Kind, Plan};
@@ -154,15 +155,6 @@ pub async fn impacts(
         out.insert((c.kind, c.name.clone()), impact);
     }
     Ok(out)
-}
-
-/// `--max-change`: a percentage from 0 to 1000000 (a plain number, `5` or `12.5`).
-pub fn parse_pct(s: &str) -> Result<f64, String> {
-    s.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|p| (0.0..=1_000_000.0).contains(p))
-        .ok_or_else(|| "a percentage from 0 to 1000000, like 5 or 12.5".to_string())
 }
 
 /// Updates whose membership changes by more than `max_pct` percent.

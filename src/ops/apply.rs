@@ -1,0 +1,46 @@
+//! Applying a plan: under the apply lock, recorded in the history, then the
+//! custom_data indexes its segments use.
+
+use crate::plan::{Impacts, Plan, render};
+use crate::store::{ApplyRecord, Store, StoreError};
+use std::time::Duration;
+
+/// Runs `f` holding the apply lock (waiting up to `wait` for another holder),
+/// and releases the lock whatever `f` returns.
+pub async fn under_lock<T, E: From<StoreError>>(
+    store: &dyn Store,
+    holder: &str,
+    wait: Duration,
+    f: impl AsyncFnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let lock = store.lock(holder, wait).await?;
+    let result = f().await;
+    store.unlock(lock).await;
+    result
+}
+
+/// Who applied, from where.
+pub struct Origin {
+    pub user: String,
+    pub git_commit: Option<String>,
+}
+
+/// Applies `plan` in one transaction (the caller holds the apply lock) and
+/// records it, with its impacts, in the history; then makes the custom_data
+/// indexes its segments use. An index that could not be made is handed back
+/// as a warning: the apply stands, and the segment evaluates without it.
+pub async fn apply(
+    store: &dyn Store,
+    plan: &Plan,
+    impacts: &Impacts,
+    origin: Origin,
+) -> Result<Option<StoreError>, StoreError> {
+    let record = ApplyRecord {
+        user: origin.user,
+        git_commit: origin.git_commit,
+        summary: render::summary_line(plan),
+        plan: render::json(plan, impacts),
+    };
+    store.apply(plan, &record).await?;
+    Ok(store.index_custom_data(plan).await.err())
+}
