@@ -65,9 +65,8 @@ fn the_github_actions_example_is_a_workflow_of_valid_segd_commands() {
     let doc: serde_json::Value = serde_norway::from_str(&text).expect("the workflow is YAML");
     let env = &doc["env"];
     assert_eq!(
-        env["SEGD_VERSION"],
-        format!("v{}", env!("CARGO_PKG_VERSION")),
-        "the example builds this version"
+        env["SEGD_REF"], "main",
+        "the example builds a ref that exists"
     );
     assert!(env["SEGD_REPOSITORY"].is_string());
     assert_eq!(
@@ -86,7 +85,7 @@ fn the_github_actions_example_is_a_workflow_of_valid_segd_commands() {
         .filter_map(|s| s["run"].as_str())
         .collect();
     assert!(runs.iter().any(|r| {
-        r.contains(r#"cargo install --git "$SEGD_REPOSITORY" --tag "$SEGD_VERSION" --locked segd"#)
+        r.contains(r#"cargo install --git "$SEGD_REPOSITORY" --rev "${{ steps.segd.outputs.rev }}" --locked segd"#)
     }));
     let segd_lines: Vec<&str> = runs
         .iter()
