@@ -6,6 +6,7 @@
 
 pub mod canonical;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deliver;

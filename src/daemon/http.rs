@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §6): health, readiness, metrics, status, manual trigger.
 
 use super::state::Shared;
+use crate::clock::Clock;
 use crate::store::Store;
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -42,6 +43,7 @@ pub struct Api {
     /// `SEGD_API_TOKEN`; the trigger endpoint is disabled without one.
     pub token: Option<String>,
     pub env: Arc<super::Env>,
+    pub clock: Arc<dyn Clock>,
 }
 
 pub fn router(api: Arc<Api>) -> Router {
@@ -235,7 +237,7 @@ async fn trigger(
     if !target.communication.enabled {
         return error(StatusCode::CONFLICT, "the communication is disabled");
     }
-    let prepared = prepare(&target, Occasion::Manual);
+    let prepared = prepare(&target, Occasion::manual(&*api.clock));
     let env = api.env.clone();
     match enqueue(&*api.store, &prepared, false, &*env).await {
         Ok(r) => {
