@@ -8,6 +8,8 @@ mod http;
 mod leader;
 mod memory;
 pub mod state;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use crate::clock::Clock;
