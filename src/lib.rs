@@ -2,7 +2,8 @@
 //! communications sent to them.
 //!
 //! Pure core: [`model`], [`validate`], [`canonical`], [`schema`]; edges: [`source`]
-//! (files) and [`cli`].
+//! (files) and [`cli`]. Time and randomness come from a [`clock::Clock`] the edge
+//! hands in (the system's in production, a hand-moved one in tests).
 
 pub mod canonical;
 pub mod cli;
