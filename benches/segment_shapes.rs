@@ -49,7 +49,7 @@ use common::{env_or, load_demo};
 use proptest::strategy::{Strategy as _, ValueTree as _};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use segd::demo::DemoSpec;
-use segd::model::{Field, FilterType, Name, Scalar, Segment, ValueKind};
+use segd::model::{CustomDataKey, Field, FilterType, Name, Scalar, Segment, ValueKind};
 use segd::segment::{Dialect, Query, Select, compile, custom_data_index_sql};
 use segd::store::{SqliteStore, Store, connect};
 use segment_gen::{CustomPool, Pools, segment, uncovered};
@@ -819,8 +819,8 @@ async fn run(
 async fn sqlite_setups(plain: &str, analyzed: &std::path::Path, keys: &[String]) -> Res<String> {
     let store = connect(plain).await?;
     if let Some(s) = store.as_any().downcast_ref::<SqliteStore>() {
-        for key in keys {
-            sqlx::query(AssertSqlSafe(custom_data_index_sql(key)))
+        for key in keys.iter().filter_map(|k| CustomDataKey::parse(k).ok()) {
+            sqlx::query(AssertSqlSafe(custom_data_index_sql(&key)))
                 .execute(&s.pool)
                 .await?;
         }

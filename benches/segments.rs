@@ -147,9 +147,11 @@ async fn main() {
     if let Some(s) = store.as_any().downcast_ref::<SqliteStore>() {
         let pool = s.pool.clone();
         // What `segd apply` keeps for a segment comparing custom_data.plan.
-        let _ = sqlx::query(AssertSqlSafe(custom_data_index_sql("plan")))
-            .execute(&pool)
-            .await;
+        let _ = sqlx::query(AssertSqlSafe(custom_data_index_sql(
+            &segd::model::CustomDataKey::parse("plan").expect("a valid key"),
+        )))
+        .execute(&pool)
+        .await;
         let _ = sqlx::query("ANALYZE").execute(&pool).await;
     }
     let at = segd::model::parse_time(AT).unwrap_or_default();

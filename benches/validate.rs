@@ -20,8 +20,8 @@ use common::env_or;
 use segd::canonical;
 use segd::model::fields::COUNTRIES;
 use segd::model::{
-    Body, Communication, Condition, Delivery, Duration, Email, Event, Field, Filter, FilterType,
-    MatchMode, Name, Op, Scalar, Schedule, Segment, Trigger, Webhook,
+    Body, Communication, Condition, CustomDataKey, Delivery, Duration, Email, Event, Field, Filter,
+    FilterType, MatchMode, Name, Op, Scalar, Schedule, Segment, Trigger, Webhook,
 };
 use segd::source::{FsTemplates, load_tree};
 use segd::validate::{SourceFile, Tree, validate};
@@ -155,11 +155,11 @@ fn filter(rng: &mut Rng) -> Filter {
     if filter_type == FilterType::Customer && rng.chance(40) {
         let plans = strs(PLANS);
         custom_data.insert(
-            "plan".to_string(),
+            CustomDataKey::parse("plan").expect("a valid key"),
             Condition::List(Op::In, rng.some(&plans, 2)),
         );
         custom_data.insert(
-            "seats".to_string(),
+            CustomDataKey::parse("seats").expect("a valid key"),
             Condition::Compare(Op::Gte, Scalar::Int(rng.below(50) as i64)),
         );
     }

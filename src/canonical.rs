@@ -59,7 +59,7 @@ fn filter(out: &mut String, f: &Filter) {
         let items: Vec<String> = f
             .custom_data
             .iter()
-            .map(|(k, c)| format!("{} = {}", key(k), condition(c)))
+            .map(|(k, c)| format!("{} = {}", key(k.as_str()), condition(c)))
             .collect();
         let _ = writeln!(out, "custom_data = {{ {} }}", items.join(", "));
     }

@@ -78,7 +78,7 @@ async fn plan(
     let desired = plan::desired(&outcome.definitions, &outcome.templates);
     let mut plan = plan::diff(&desired, &applied);
     if new_database {
-        plan.fingerprint = plan::NEW_DATABASE.to_string();
+        plan.made_against = plan::Version::new_database();
     }
     let at = args.at.unwrap_or_else(Utc::now);
     let impacts = impacts(store, &plan, &applied.rows, &desired, at).await?;

@@ -8,7 +8,7 @@ use super::retry::{Attempt, next_delay};
 use super::webhook::{DEFAULT_TIMEOUT, Signer, WebhookSender};
 use crate::config::DeliveryConfig;
 use crate::model::{Communication, Customer, Delivery, Invoice, Segment};
-use crate::plan::{Decoded, Kind, Undecodable};
+use crate::plan::{Decoded, Kind, Undecodable, Version};
 use crate::store::outbox::{Claimed, Mark};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -113,7 +113,7 @@ impl<'a> Worker<'a> {
     /// The applied communications, with the version of the definitions read.
     /// One that does not read back (nor its segment) is logged, and its rows
     /// are retried later with that error rather than failed as not applied.
-    async fn load(&self) -> Result<(String, Comms), StoreError> {
+    async fn load(&self) -> Result<(Version, Comms), StoreError> {
         let applied = self.store.applied().await?;
         let mut out = HashMap::new();
         for a in applied
@@ -206,7 +206,7 @@ impl<'a> Worker<'a> {
             // Loaded with the first batch (an idle pass reads no definitions), and
             // again once an apply changed them: a communication applied or
             // changed since is sent as it now is, never failed as not applied.
-            let mut comms: Option<(String, Arc<Comms>)> = None;
+            let mut comms: Option<(Version, Arc<Comms>)> = None;
             loop {
                 if stopped() {
                     return None;

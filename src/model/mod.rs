@@ -79,6 +79,36 @@ impl fmt::Display for Name {
     }
 }
 
+/// A top-level custom_data key: not empty, and without quotes, backslashes or
+/// control characters, so that it may stand inside a JSON path literal in SQL
+/// (the expression index segd keeps per key needs the path as text).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CustomDataKey(String);
+
+impl CustomDataKey {
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        if s.is_empty() {
+            return Err("a `custom_data` key cannot be empty");
+        }
+        if s.chars()
+            .any(|ch| ch == '"' || ch == '\'' || ch == '\\' || ch.is_control())
+        {
+            return Err("holds a quote, a backslash or a control character");
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CustomDataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MatchMode {
     #[default]
@@ -115,7 +145,7 @@ pub struct Filter {
     /// Conditions on the type's fields, ordered by field.
     pub conditions: BTreeMap<Field, Condition>,
     /// Conditions on top-level keys of the customer's custom data (customer only).
-    pub custom_data: BTreeMap<String, Condition>,
+    pub custom_data: BTreeMap<CustomDataKey, Condition>,
 }
 
 /// A value a condition compares with.

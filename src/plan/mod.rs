@@ -4,7 +4,9 @@
 pub mod render;
 
 use crate::canonical;
-use crate::model::{Body, Communication, Definitions, Delivery, Email, Name, Segment, Sourced};
+use crate::model::{
+    Body, Communication, CustomDataKey, Definitions, Delivery, Email, Name, Segment, Sourced,
+};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -207,7 +209,47 @@ pub type Impacts = BTreeMap<(Kind, String), Impact>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub changes: Vec<Change>,
-    pub fingerprint: String,
+    /// Saved plans call it their `fingerprint`.
+    pub made_against: Version,
+}
+
+/// A version of the applied definitions, `lineage:revision`: the store's
+/// lineage and a revision every change of the applied rows (out-of-band edits
+/// too) increments. A plan records the one it was made against, and applies
+/// only while it is still the store's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(String);
+
+impl Version {
+    /// The version of a plan made when its database did not exist yet (against
+    /// an empty one): it still holds for a database nothing was ever applied
+    /// to, whatever its lineage.
+    pub fn new_database() -> Self {
+        Version("new:0".to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a plan made against this version still holds for the applied
+    /// state at `current`.
+    pub fn holds_for(&self, current: &Version) -> bool {
+        self == current || (*self == Self::new_database() && current.0.ends_with(":0"))
+    }
+}
+
+impl From<String> for Version {
+    fn from(s: String) -> Self {
+        Version(s)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Plan {
@@ -220,7 +262,7 @@ impl Plan {
     }
 
     /// The custom_data keys compared by the segments this plan creates or changes.
-    pub fn custom_data_keys(&self) -> std::collections::BTreeSet<String> {
+    pub fn custom_data_keys(&self) -> std::collections::BTreeSet<CustomDataKey> {
         self.changes
             .iter()
             .filter_map(|c| c.after.as_ref())
@@ -245,17 +287,6 @@ impl Plan {
             .filter(|c| c.deletes_protected() && !allow_delete.contains(&c.name))
             .collect()
     }
-}
-
-/// The fingerprint of a plan made when its database did not exist yet
-/// (against an empty one): it still holds for a database nothing was ever
-/// applied to, whatever its lineage.
-pub const NEW_DATABASE: &str = "new:0";
-
-/// Whether a plan made against `fingerprint` still holds for the applied
-/// state at `version` (`lineage:revision`).
-pub fn is_current(fingerprint: &str, version: &str) -> bool {
-    fingerprint == version || (fingerprint == NEW_DATABASE && version.ends_with(":0"))
 }
 
 pub fn sha256_hex(text: &str) -> String {
@@ -304,7 +335,7 @@ pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AppliedState {
     pub rows: Vec<Applied>,
-    pub version: String,
+    pub version: Version,
 }
 
 impl AppliedState {
@@ -400,7 +431,7 @@ pub fn diff(desired: &[Definition], applied: &AppliedState) -> Plan {
     });
     Plan {
         changes,
-        fingerprint: applied.version.clone(),
+        made_against: applied.version.clone(),
     }
 }
 
@@ -474,7 +505,7 @@ mod tests {
     fn state(rows: Vec<Applied>) -> AppliedState {
         AppliedState {
             rows,
-            version: "test:1".into(),
+            version: Version::from("test:1".to_string()),
         }
     }
 

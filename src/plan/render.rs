@@ -2,7 +2,7 @@
 //! definitions) and as a versioned JSON document, which is also the saved-plan
 //! file format.
 
-use super::{Action, Change, Definition, Impact, Impacts, Kind, Plan};
+use super::{Action, Change, Definition, Impact, Impacts, Kind, Plan, Version};
 use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write as _;
@@ -14,7 +14,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct PlanDocument {
     pub format_version: u32,
     /// The applied state the plan was made against.
-    pub fingerprint: String,
+    pub fingerprint: Version,
     pub summary: Summary,
     pub changes: Vec<ChangeDocument>,
 }
@@ -47,7 +47,7 @@ impl PlanDocument {
     pub fn new(plan: &Plan, impacts: &Impacts) -> Self {
         Self {
             format_version: FORMAT_VERSION,
-            fingerprint: plan.fingerprint.clone(),
+            fingerprint: plan.made_against.clone(),
             summary: Summary {
                 create: plan.count(Action::Create),
                 update: plan.count(Action::Update),
@@ -95,7 +95,7 @@ impl PlanDocument {
             })
             .collect();
         let plan = Plan {
-            fingerprint: self.fingerprint,
+            made_against: self.fingerprint,
             changes,
         };
         (plan, impacts)

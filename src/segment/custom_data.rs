@@ -1,12 +1,12 @@
 //! custom_data conditions: a key's value compared by its JSON type.
 
 use super::{Bind, Builder, Dialect};
-use crate::model::{Condition, Op, Scalar};
+use crate::model::{Condition, CustomDataKey, Op, Scalar};
 
 /// A custom_data key compared by JSON type (SPEC §2.3). A missing key or NULL
 /// custom data may make the test NULL: that is false at the top and inside
 /// `match = "any"`, and a negated block turns NULL into false before its NOT.
-pub(super) fn custom_data(b: &mut Builder, key: &str, c: &Condition) -> String {
+pub(super) fn custom_data(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> String {
     match b.dialect {
         Dialect::Sqlite => custom_data_sqlite(b, key, c),
         Dialect::Postgres => custom_data_postgres(b, key, c),
@@ -17,13 +17,13 @@ pub(super) fn custom_data(b: &mut Builder, key: &str, c: &Condition) -> String {
 /// admits keys without quotes, backslashes and control characters, so the key
 /// is written into the path literal: that lets SQLite use the expression index
 /// segd keeps for each key its segments use (`custom_data_index_sql`).
-pub fn custom_data_path(key: &str) -> String {
-    format!("'$.\"{key}\"'")
+pub fn custom_data_path(key: &CustomDataKey) -> String {
+    format!("'$.\"{}\"'", key.as_str())
 }
 
 /// The index that serves conditions on one custom_data key (SQLite).
-pub fn custom_data_index_sql(key: &str) -> String {
-    let name = format!("segd_cd_{}", &crate::plan::sha256_hex(key)[..16]);
+pub fn custom_data_index_sql(key: &CustomDataKey) -> String {
+    let name = format!("segd_cd_{}", &crate::plan::sha256_hex(key.as_str())[..16]);
     format!(
         "CREATE INDEX IF NOT EXISTS {name} ON customers (json_extract(custom_data, {}))",
         custom_data_path(key)
@@ -33,7 +33,7 @@ pub fn custom_data_index_sql(key: &str) -> String {
 /// SQLite: `json_extract` gives the SQL value (an index can serve it), and
 /// `json_type` tells the JSON type where the value alone cannot (JSON `true` is
 /// the integer 1; an array is JSON text).
-fn custom_data_sqlite(b: &mut Builder, key: &str, c: &Condition) -> String {
+fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> String {
     let path = custom_data_path(key);
     let ty = format!("json_type(c.custom_data, {path})");
     let val = format!("json_extract(c.custom_data, {path})");
@@ -106,8 +106,8 @@ fn custom_data_sqlite(b: &mut Builder, key: &str, c: &Condition) -> String {
 
 /// PostgreSQL: `jsonb_typeof` tells the JSON type; values compare as jsonb, so
 /// nothing is ever cast from text.
-fn custom_data_postgres(b: &mut Builder, key: &str, c: &Condition) -> String {
-    let k = b.text(key);
+fn custom_data_postgres(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> String {
+    let k = b.text(key.as_str());
     let ty = format!("jsonb_typeof(c.custom_data -> {k})");
     let val = format!("(c.custom_data ->> {k})");
     let present = format!("({ty} IS NOT NULL AND {ty} <> 'null')");

@@ -220,7 +220,7 @@ pub trait Store: Send + Sync {
     async fn applied(&self) -> Result<AppliedState, StoreError>;
 
     /// The version of the applied definitions (cheap: one row).
-    async fn version(&self) -> Result<String, StoreError>;
+    async fn version(&self) -> Result<crate::plan::Version, StoreError>;
 
     /// When a definition was last applied.
     async fn applied_at(&self, kind: &str, name: &str)

@@ -6,7 +6,8 @@ use crate::diag::Diagnostic;
 use crate::model::fields::{UNPAID_STATUSES, is_country};
 use crate::model::parse_time;
 use crate::model::{
-    Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
+    Condition, CustomDataKey, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment,
+    ValueKind,
 };
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -482,7 +483,7 @@ fn time(r: &mut Reader<'_>, v: &Value<'_>) -> Option<DateTime<Utc>> {
 fn custom_data_conditions(
     r: &mut Reader<'_>,
     v: &Value<'_>,
-) -> Option<BTreeMap<String, Condition>> {
+) -> Option<BTreeMap<CustomDataKey, Condition>> {
     let t = r.table(v, "`custom_data`")?;
     if t.is_empty() {
         r.error_help(
@@ -496,26 +497,26 @@ fn custom_data_conditions(
     let mut ok = true;
     for (k, cv) in t.iter() {
         let key = k.get_ref().as_ref();
-        if key.is_empty() {
-            r.error(k.span(), "a `custom_data` key cannot be empty");
-            ok = false;
-            continue;
-        }
-        if key
-            .chars()
-            .any(|ch| ch == '"' || ch == '\'' || ch == '\\' || ch.is_control())
-        {
-            r.error_help(
-                k.span(),
-                format!("the `custom_data` key {key:?} holds a quote, a backslash or a control character"),
-                "custom_data keys name top-level JSON keys; segd supports keys without those characters",
-            );
-            ok = false;
-            continue;
-        }
+        let parsed = match CustomDataKey::parse(key) {
+            Ok(parsed) => parsed,
+            Err(why) if key.is_empty() => {
+                r.error(k.span(), why);
+                ok = false;
+                continue;
+            }
+            Err(why) => {
+                r.error_help(
+                    k.span(),
+                    format!("the `custom_data` key {key:?} {why}"),
+                    "custom_data keys name top-level JSON keys; segd supports keys without those characters",
+                );
+                ok = false;
+                continue;
+            }
+        };
         match custom_condition(r, key, cv) {
             Some(c) => {
-                out.insert(key.to_string(), c);
+                out.insert(parsed, c);
             }
             None => ok = false,
         }

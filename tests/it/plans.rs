@@ -10,7 +10,8 @@ use crate::support::{PgTestDb, block_on, fresh_pg_db, segd_cmd};
 use chrono::{DateTime, NaiveDate, Utc};
 use segd::demo::{DemoSpec, Generator};
 use segd::model::{
-    Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment, ValueKind,
+    Condition, CustomDataKey, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment,
+    ValueKind,
 };
 use segd::segment::{Dialect, Query, RunSpec, Select, compile, compile_impact, compile_run};
 use segd::store::billing::{BILLING_TABLES, Existing};
@@ -418,7 +419,10 @@ fn shapes() -> Vec<(String, Segment)> {
                     filter_type: FilterType::Customer,
                     negate: false,
                     conditions: BTreeMap::new(),
-                    custom_data: BTreeMap::from([(key.to_string(), c)]),
+                    custom_data: BTreeMap::from([(
+                        CustomDataKey::parse(key).expect("a valid key"),
+                        c,
+                    )]),
                 }],
             ),
         ));

@@ -9,9 +9,9 @@ use proptest::sample::select;
 use segd::canonical;
 use segd::model::fields::COUNTRIES;
 use segd::model::{
-    Body, Communication, Condition, Definitions, Delivery, Duration, Email, Event, Field, Filter,
-    FilterType, MAX_DURATION_SECS, MatchMode, Name, Op, Scalar, Schedule, Segment, Sourced,
-    Trigger, ValueKind, Webhook,
+    Body, Communication, Condition, CustomDataKey, Definitions, Delivery, Duration, Email, Event,
+    Field, Filter, FilterType, MAX_DURATION_SECS, MatchMode, Name, Op, Scalar, Schedule, Segment,
+    Sourced, Trigger, ValueKind, Webhook,
 };
 use segd::validate::{SourceFile, Tree};
 use std::collections::BTreeMap;
@@ -161,16 +161,13 @@ fn custom_condition() -> BoxedStrategy<Condition> {
 
 /// A custom_data key: not empty, and without quotes, backslashes or control
 /// characters (which segd refuses in keys).
-fn custom_key() -> impl Strategy<Value = String> {
+fn custom_key() -> impl Strategy<Value = CustomDataKey> {
     prop_oneof![
         "[a-z_][a-z0-9_]{0,10}",
         ".{1,10}",
         "[a-z]{1,4}[. -][a-z]{1,4}"
     ]
-    .prop_filter("a key segd refuses", |k| {
-        !k.chars()
-            .any(|c| matches!(c, '"' | '\'' | '\\') || c.is_control())
-    })
+    .prop_filter_map("a key segd refuses", |k| CustomDataKey::parse(&k).ok())
 }
 
 fn filter() -> impl Strategy<Value = Filter> {
@@ -491,7 +488,10 @@ fn every_field_and_operator_round_trips() -> Result<(), TestCaseError> {
             };
             if fits {
                 let key = format!("{} key {j}", op.as_str());
-                custom_data.insert(key, sample_condition(op, values.clone()));
+                custom_data.insert(
+                    CustomDataKey::parse(&key).expect("a valid key"),
+                    sample_condition(op, values.clone()),
+                );
             }
         }
     }

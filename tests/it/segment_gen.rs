@@ -8,7 +8,9 @@
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use proptest::strategy::Union;
-use segd::model::{Condition, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment};
+use segd::model::{
+    Condition, CustomDataKey, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -103,10 +105,13 @@ fn field_condition(pools: &Pools, field: Field) -> BoxedStrategy<Condition> {
 }
 
 /// One custom_data key (uniformly) and a condition on it.
-fn custom_entry(pools: &Pools) -> BoxedStrategy<(String, Condition)> {
+fn custom_entry(pools: &Pools) -> BoxedStrategy<(CustomDataKey, Condition)> {
     let long_lists = pools.long_lists;
     let entries = pools.custom_data.iter().map(|(key, pool)| {
-        let (key, pool) = (key.clone(), pool.clone());
+        let (key, pool) = (
+            CustomDataKey::parse(key).expect("a valid key"),
+            pool.clone(),
+        );
         select(Op::ALL.to_vec())
             .prop_flat_map(move |op| with_op(op, pool.values(op), long_lists))
             .prop_map(move |c| (key.clone(), c))

@@ -195,7 +195,7 @@ mod reference {
                     .all(|(field, cond)| customer_field(ds, c, *field, cond))
                     && f.custom_data
                         .iter()
-                        .all(|(key, cond)| json_matches(cond, custom_value(c, key)))
+                        .all(|(key, cond)| json_matches(cond, custom_value(c, key.as_str())))
             }
             FilterType::Invoice => ds.invoices_of(c).any(|i| {
                 f.conditions

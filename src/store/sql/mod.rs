@@ -12,7 +12,7 @@ use super::outbox::{
 use super::{ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError};
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice, Name};
-use crate::plan::{Action, Applied, AppliedState, Definition, Kind, Plan, Undecodable};
+use crate::plan::{Action, Applied, AppliedState, Definition, Kind, Plan, Undecodable, Version};
 use crate::segment::{Bind, Dialect, Query};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
@@ -219,6 +219,7 @@ where
         // stale, never a newer state under an older version.
         let mut conn = self.pool().acquire().await?;
         let version: String = sqlx::query_scalar(VERSION).fetch_one(&mut *conn).await?;
+        let version = Version::from(version);
         let rows: Vec<DefinitionRow> = sqlx::query_as(APPLIED_ROWS).fetch_all(&mut *conn).await?;
         let rows = rows
             .into_iter()
@@ -227,8 +228,9 @@ where
         Ok(AppliedState { rows, version })
     }
 
-    async fn version(&self) -> Result<String, StoreError> {
-        Ok(sqlx::query_scalar(VERSION).fetch_one(self.pool()).await?)
+    async fn version(&self) -> Result<Version, StoreError> {
+        let version: String = sqlx::query_scalar(VERSION).fetch_one(self.pool()).await?;
+        Ok(Version::from(version))
     }
 
     async fn applied_at(
@@ -299,7 +301,7 @@ where
         let version: String = sqlx::query_scalar(B::VERSION_FOR_UPDATE)
             .fetch_one(&mut *tx)
             .await?;
-        if !crate::plan::is_current(&plan.fingerprint, &version) {
+        if !plan.made_against.holds_for(&Version::from(version)) {
             return Err(StoreError::StalePlan);
         }
         let now = Utc::now();
