@@ -204,6 +204,9 @@ impl std::fmt::Debug for DeliveryConfig {
 /// whose lease has run out, whatever the lease.
 pub const SHORT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Deliveries sent at once by one process, unless set.
+pub const DEFAULT_CONCURRENCY: u32 = 16;
+
 pub const DEFAULT_RETRY_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
 
 /// Resolves the delivery settings; `env` reads an environment variable. Errors
@@ -230,7 +233,7 @@ pub fn delivery(
             .ok()
             .filter(|n| *n >= 1)
             .ok_or_else(|| format!("SEGD_DELIVERY_CONCURRENCY: `{v}` is not a whole number ≥ 1"))?,
-        None => file.delivery.concurrency.unwrap_or(16),
+        None => file.delivery.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
     };
     let retry_schedule = match env("SEGD_RETRY_SCHEDULE") {
         Some(v) => durations("SEGD_RETRY_SCHEDULE", &v)?,

@@ -137,29 +137,53 @@ pub fn sort(diags: &mut [Diagnostic]) {
     });
 }
 
-/// `path:line:col: error: message`, a source snippet, and a help line.
-pub fn render_text(diags: &[Diagnostic]) -> String {
+/// ANSI colour for text, or nothing when `.0` is false.
+pub struct Paint(pub bool);
+
+impl Paint {
+    /// `s` in the SGR style `code` (e.g. `1;31`: bold red).
+    pub fn paint(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// `path:line:col: error: message`, a source snippet, and a help line;
+/// coloured as rustc colours its diagnostics when `color`.
+pub fn render_text(diags: &[Diagnostic], color: bool) -> String {
+    let p = Paint(color);
     let mut out = String::new();
     for d in diags {
-        let level = match d.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+        let (level, style) = match d.severity {
+            Severity::Error => ("error", "1;31"),
+            Severity::Warning => ("warning", "1;33"),
         };
         let _ = writeln!(
             out,
-            "{}:{}:{}: {level}: {}",
-            d.file, d.line, d.column, d.message
+            "{}: {}: {}",
+            p.paint("1", &format!("{}:{}:{}", d.file, d.line, d.column)),
+            p.paint(style, level),
+            p.paint("1", &d.message)
         );
         if let Some(s) = &d.snippet {
             let num = d.line.to_string();
             let pad = " ".repeat(num.len());
             let carets = "^".repeat(s.underline.len().max(1));
-            let _ = writeln!(out, "{pad} |");
-            let _ = writeln!(out, "{num} | {}", s.text);
-            let _ = writeln!(out, "{pad} | {}{carets}", " ".repeat(s.underline.start));
+            let bar = p.paint("1;34", &format!("{pad} |"));
+            let _ = writeln!(out, "{bar}");
+            let _ = writeln!(out, "{} {}", p.paint("1;34", &format!("{num} |")), s.text);
+            let _ = writeln!(
+                out,
+                "{bar} {}{}",
+                " ".repeat(s.underline.start),
+                p.paint(style, &carets)
+            );
         }
         if let Some(h) = &d.help {
-            let _ = writeln!(out, "  = help: {h}");
+            let _ = writeln!(out, "  {} {h}", p.paint("1;34", "= help:"));
         }
     }
     out
@@ -177,6 +201,26 @@ pub fn render_json(diags: &[Diagnostic], checked: usize) -> String {
         "diagnostics": diags,
     });
     format!("{doc:#}\n")
+}
+
+/// The `validate --format json` document when nothing could be checked (the
+/// folder cannot be read): `error` says why.
+pub fn render_json_unchecked(why: &str) -> String {
+    let doc = serde_json::json!({
+        "version": 1,
+        "valid": false,
+        "files_checked": 0,
+        "errors": 1,
+        "warnings": 0,
+        "diagnostics": [],
+        "error": why,
+    });
+    format!("{doc:#}\n")
+}
+
+/// The GitHub annotation when nothing could be checked: an error of no file.
+pub fn render_github_unchecked(why: &str) -> String {
+    format!("::error title=segd::{}\n", escape_data(why))
 }
 
 /// GitHub Actions workflow commands (`::error file=…,line=…,col=…::message`).

@@ -6,7 +6,13 @@ use crate::model::{Channel, Event, Field, FilterType, MatchMode, Op, ValueKind};
 use serde_json::{Map, Value, json};
 
 const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
-const DURATION_PATTERN: &str = "^([0-9]+[smhd])+$";
+/// A positive duration as [`crate::model::Duration::parse`] reads it: units
+/// summed (`1h30m`), blanks around it allowed, some digit not zero. (Its upper
+/// bound, 3650d, is in the description: a pattern cannot sum.)
+const DURATION_PATTERN: &str = r"^\s*(?=[0-9smhd]*[1-9])([0-9]+[smhd])+\s*$";
+/// A retry step: a duration that may be zero (`0s`: at once).
+const STEP: &str = r"\s*([0-9]+[smhd])+\s*";
+const DURATION_HELP: &str = "a duration such as 30s, 15m, 24h, 7d or 1h30m, at most 3650d";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SchemaKind {
@@ -196,17 +202,37 @@ fn communication() -> Value {
 }
 
 fn settings() -> Value {
-    let duration = json!({"type": "string", "pattern": DURATION_PATTERN});
+    let duration =
+        json!({"type": "string", "pattern": DURATION_PATTERN, "description": DURATION_HELP});
+    // A URL: a scheme, and no password in its user info (validate points to
+    // the environment variable for it).
+    let url = |default: Option<&str>| {
+        let mut u = json!({
+            "type": "string",
+            "pattern": "^[A-Za-z][A-Za-z0-9+.-]*:",
+            "not": {"pattern": "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*:[^/?#@]*@"},
+            "description": "a URL without a password or token (set those in the environment)",
+        });
+        if let Some(d) = default {
+            u["default"] = json!(d);
+        }
+        u
+    };
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "segd settings (segd.toml)",
         "type": "object",
         "properties": {
-            "database_url": {"type": "string", "default": crate::config::DEFAULT_DATABASE_URL},
-            "listen": {"type": "string", "default": "127.0.0.1:8080"},
+            "database_url": url(Some(crate::config::DEFAULT_DATABASE_URL)),
+            "listen": {
+                "type": "string",
+                "pattern": r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}$",
+                "description": "an IP address and port, such as 127.0.0.1:8080 or [::1]:8080",
+                "default": "127.0.0.1:8080",
+            },
             "resync": duration,
             "outbox_dir": {"type": "string"},
-            "smtp_url": {"type": "string"},
+            "smtp_url": url(None),
             "max_file_bytes": {
                 "type": "integer",
                 "minimum": crate::config::MAX_FILE_BYTES_RANGE.start(),
@@ -216,8 +242,20 @@ fn settings() -> Value {
             "delivery": {
                 "type": "object",
                 "properties": {
-                    "concurrency": {"type": "integer", "minimum": 1, "default": 16},
-                    "retry_schedule": {"type": "array", "items": {"type": "string"}},
+                    "concurrency": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": u32::MAX,
+                        "default": crate::config::DEFAULT_CONCURRENCY,
+                    },
+                    "retry_schedule": {
+                        "description": "the delays before each retry: an array of durations, or one comma-separated string (0s: at once)",
+                        "default": crate::config::DEFAULT_RETRY_SCHEDULE,
+                        "oneOf": [
+                            {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": format!("^{STEP}$")}},
+                            {"type": "string", "pattern": format!("^{STEP}(,{STEP})*$")},
+                        ],
+                    },
                     "lease": duration,
                 },
                 "additionalProperties": false,

@@ -14,8 +14,14 @@ use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
-    #[error("no applied communication `{0}`; run `segd apply` first")]
-    Unknown(String),
+    #[error("{}", unknown_text(.name, .nearest.as_deref(), .defined_in.as_deref()))]
+    Unknown {
+        name: String,
+        /// The nearest applied communication's name, when one is close.
+        nearest: Option<String>,
+        /// The file defining it, when the definitions on disk do.
+        defined_in: Option<String>,
+    },
     #[error("communication `{0}` is disabled (enabled = false)")]
     Disabled(String),
     #[error("communication `{0}` names segment `{1}`, which is not applied")]
@@ -25,6 +31,18 @@ pub enum TriggerError {
     Failed(String, #[source] DeliverError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn unknown_text(name: &str, nearest: Option<&str>, defined_in: Option<&str>) -> String {
+    match (defined_in, nearest) {
+        (Some(file), _) => format!(
+            "communication `{name}` is defined in {file} but not applied (run `segd apply`)"
+        ),
+        (None, Some(near)) => {
+            format!("no applied communication `{name}`; did you mean `{near}`?")
+        }
+        (None, None) => format!("no applied communication `{name}`"),
+    }
 }
 
 /// Which occurrence a run is for.
@@ -59,10 +77,19 @@ pub async fn load_target(store: &dyn Store, name: &str) -> Result<Target, Trigge
 
 /// The applied communication `name` and the segment it names.
 pub fn find_target(applied: &AppliedState, name: &str) -> Result<Target, TriggerError> {
-    let comm = applied
-        .communication(name)
-        .map_err(StoreError::from)?
-        .ok_or_else(|| TriggerError::Unknown(name.to_string()))?;
+    let Some(comm) = applied.communication(name).map_err(StoreError::from)? else {
+        let names: Vec<&str> = applied
+            .rows
+            .iter()
+            .filter(|a| a.def.kind == crate::plan::Kind::Communication)
+            .map(|a| a.def.name.as_str())
+            .collect();
+        return Err(TriggerError::Unknown {
+            name: name.to_string(),
+            nearest: crate::validate::did_you_mean(name, &names).map(str::to_string),
+            defined_in: None,
+        });
+    };
     let segment = applied
         .segment(comm.segment.as_str())
         .map_err(StoreError::from)?

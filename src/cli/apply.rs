@@ -21,6 +21,10 @@ pub struct ApplyArgs {
     /// Allow deleting this protected definition (repeatable).
     #[arg(long, value_name = "NAME")]
     pub allow_delete: Vec<String>,
+    /// Allow a plan that deletes every applied definition (what a plan made
+    /// from the wrong folder does).
+    #[arg(long)]
+    pub allow_delete_all: bool,
     /// How long to wait for another apply holding the lock (e.g. `0s`, `30s`).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_wait)]
     pub lock_timeout: std::time::Duration,
@@ -105,15 +109,26 @@ async fn locked(
     saved: Option<(Plan, Impacts)>,
     desired: Option<Vec<plan::Definition>>,
 ) -> Result<ExitCode, CliError> {
-    let (plan, impacts) = match (saved, desired) {
-        (Some(p), _) => p,
+    let (plan, impacts, applied) = match (saved, desired) {
+        // A stale saved plan (an empty one too) is refused before it is shown.
+        (Some(p), _) if !p.0.made_against.holds_for(&store.version().await?) => {
+            return Err(crate::store::StoreError::StalePlan.into());
+        }
+        (Some((plan, impacts)), _) => {
+            // Current: the applied state is the one the plan was made against.
+            let applied = match plan.count(plan::Action::Delete) {
+                0 => 0,
+                _ => store.applied().await?.rows.len(),
+            };
+            (plan, impacts, applied)
+        }
         (None, desired) => {
             let desired = desired.unwrap_or_default();
             let applied = store.applied().await?;
             let plan = plan::diff(&desired, &applied);
             let at = args.at.unwrap_or_else(chrono::Utc::now);
             let impacts = impacts(store, &plan, &applied.rows, &desired, at).await?;
-            (plan, impacts)
+            (plan, impacts, applied.rows.len())
         }
     };
     let color = global.color.stdout();
@@ -132,21 +147,25 @@ async fn locked(
             ));
         }
     }
-    let blocked = plan.blocked(&args.allow_delete);
-    if !blocked.is_empty() {
-        return Err(CliError::Refused(
-            blocked
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} `{}` is protected; deleting it needs `--allow-delete {}`",
-                        c.kind.as_str(),
-                        c.name,
-                        c.name
-                    )
-                })
-                .collect(),
+    let mut refused: Vec<String> = plan
+        .blocked(&args.allow_delete)
+        .iter()
+        .map(|c| {
+            format!(
+                "{} `{}` is protected; deleting it needs `--allow-delete {}`",
+                c.kind.as_str(),
+                c.name,
+                c.name
+            )
+        })
+        .collect();
+    if plan.deletes_all(applied, 0) && !args.allow_delete_all {
+        refused.push(format!(
+            "the plan deletes every applied definition ({applied}): is --dir the right folder? Pass --allow-delete-all if that is meant"
         ));
+    }
+    if !refused.is_empty() {
+        return Err(CliError::Refused(refused));
     }
     if args.plan.is_none() && !args.auto_approve {
         if !std::io::stdin().is_terminal() {

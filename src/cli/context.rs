@@ -16,7 +16,8 @@ pub fn valid_tree(global: &Global) -> Result<Outcome, CliError> {
     let outcome = validate(&tree, &FsTemplates::of(&global.dir, &tree));
     let errors = outcome.errors();
     if errors > 0 || (!global.quiet && !outcome.diagnostics.is_empty()) {
-        std::io::stderr().write_all(diag::render_text(&outcome.diagnostics).as_bytes())?;
+        std::io::stderr()
+            .write_all(diag::render_text(&outcome.diagnostics, global.color.stderr()).as_bytes())?;
     }
     if errors > 0 {
         return Err(CliError::InvalidDefinitions(errors));
@@ -44,7 +45,7 @@ pub fn file_settings(global: &Global) -> Result<crate::config::FileSettings, Cli
         None => Default::default(),
     };
     if diags.iter().any(diag::Diagnostic::is_error) {
-        std::io::stderr().write_all(diag::render_text(&diags).as_bytes())?;
+        std::io::stderr().write_all(diag::render_text(&diags, global.color.stderr()).as_bytes())?;
         return Err(CliError::InvalidSettings);
     }
     Ok(settings)

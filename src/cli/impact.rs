@@ -1,6 +1,6 @@
 //! Membership impact of a plan, measured in the database (SPEC §5 `plan`).
 
-use crate::model::{Name, Segment};
+use crate::model::{Delivery, Name, Segment};
 use crate::plan::{Action, Applied, Decoded, Definition, Impact, Impacts, Kind, Plan};
 use crate::segment::compile_impact;
 use crate::store::{Store, StoreError};
@@ -38,6 +38,7 @@ async fn measure(
         sample_entering,
         sample_leaving,
         communications: Vec::new(),
+        unreachable: Some(get(4)),
     })
 }
 
@@ -50,10 +51,13 @@ fn decoded(d: &Definition) -> Option<Decoded> {
     d.decode().inspect_err(|e| eprintln!("warning: {e}")).ok()
 }
 
-/// The segment a communication definition names.
-fn segment_of(d: &Definition) -> Option<Name> {
+/// The segment a communication definition names, and whether it sends email.
+fn segment_of(d: &Definition) -> Option<(Name, bool)> {
     match decoded(d)? {
-        Decoded::Communication(c) => Some(c.segment),
+        Decoded::Communication(c) => {
+            let email = matches!(c.delivery, Delivery::Email(_));
+            Some((c.segment, email))
+        }
         Decoded::Segment(_) => None,
     }
 }
@@ -77,8 +81,9 @@ pub async fn impacts(
         .filter(|d| d.kind == Kind::Segment)
         .map(|d| (d.name.as_str(), d))
         .collect();
-    // The desired communications of each segment, read once a segment is measured.
-    let mut reached_by: Option<BTreeMap<Name, Vec<String>>> = None;
+    // The desired communications of each segment (and whether any sends
+    // email), read once a segment is measured.
+    let mut reached_by: Option<BTreeMap<Name, (Vec<String>, bool)>> = None;
     let mut out = Impacts::new();
     let measurable = plan
         .changes
@@ -100,8 +105,8 @@ pub async fn impacts(
         let (before_def, after_def) = match c.kind {
             Kind::Segment => (c.before.as_ref(), Some(after)),
             Kind::Communication => {
-                let old_seg = c.before.as_ref().and_then(segment_of);
-                let new_seg = segment_of(after);
+                let old_seg = c.before.as_ref().and_then(segment_of).map(|(s, _)| s);
+                let new_seg = segment_of(after).map(|(s, _)| s);
                 let before = old_seg.and_then(|s| applied_segment.get(s.as_str()).copied());
                 let after = new_seg.and_then(|s| {
                     desired_segment
@@ -125,17 +130,26 @@ pub async fn impacts(
         };
         let before_seg = segment(before_def);
         let mut impact = measure(store, before_seg.as_ref(), &after_seg, at).await?;
-        if c.kind == Kind::Segment {
+        let by_email = if c.kind == Kind::Segment {
             let reached_by = reached_by.get_or_insert_with(|| {
-                let mut by: BTreeMap<Name, Vec<String>> = BTreeMap::new();
+                let mut by: BTreeMap<Name, (Vec<String>, bool)> = BTreeMap::new();
                 for d in desired.iter().filter(|d| d.kind == Kind::Communication) {
-                    if let Some(seg) = segment_of(d) {
-                        by.entry(seg).or_default().push(d.name.to_string());
+                    if let Some((seg, email)) = segment_of(d) {
+                        let entry = by.entry(seg).or_default();
+                        entry.0.push(d.name.to_string());
+                        entry.1 |= email;
                     }
                 }
                 by
             });
-            impact.communications = reached_by.get(&after.name).cloned().unwrap_or_default();
+            let (names, email) = reached_by.get(&after.name).cloned().unwrap_or_default();
+            impact.communications = names;
+            email
+        } else {
+            segment_of(after).is_some_and(|(_, email)| email)
+        };
+        if !by_email {
+            impact.unreachable = None;
         }
         out.insert((c.kind, c.name.clone()), impact);
     }

@@ -14,6 +14,8 @@ mod error;
 mod export;
 mod forecast;
 mod impact;
+mod manual;
+mod phases;
 mod plan;
 mod schema;
 mod segment;
@@ -83,12 +85,20 @@ pub enum ColorChoice {
 impl ColorChoice {
     /// Whether to colour stdout.
     pub fn stdout(self) -> bool {
+        self.on(std::io::stdout().is_terminal())
+    }
+
+    /// Whether to colour stderr.
+    pub fn stderr(self) -> bool {
+        self.on(std::io::stderr().is_terminal())
+    }
+
+    fn on(self, terminal: bool) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::io::stdout().is_terminal()
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal
             }
         }
     }
@@ -120,6 +130,10 @@ pub enum Command {
     DemoData(demo_data::DemoDataArgs),
     /// Print the JSON Schema of a definition file kind, for editors.
     Schema(schema::SchemaArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(manual::CompletionsArgs),
+    /// Print the man page (roff), e.g. `segd man > segd.1`.
+    Man,
 }
 
 /// Runs a parsed command line: the exit code of what the command found, or the
@@ -139,6 +153,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Daemon(args) => daemon::run(global, args).await,
         Command::DemoData(args) => demo_data::run(global, args).await,
         Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man => manual::man(),
     }
 }
 

@@ -1,5 +1,6 @@
 use super::context::{database_url, run_closing, valid_tree};
 use super::impact::{impacts, over_limit, parse_pct};
+use super::phases::Phases;
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
 use crate::plan::{self, render};
@@ -36,8 +37,10 @@ pub struct PlanArgs {
 }
 
 pub async fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, CliError> {
+    let mut phases = Phases::start(global.verbose > 0);
     let result = async {
         let outcome = valid_tree(global)?;
+        phases.end("read definitions");
         let url = database_url(global, &outcome.settings);
         // Planning never creates the database: when its file is missing, the
         // plan is made against an empty one in memory, and says so.
@@ -54,12 +57,14 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, CliError> 
             }
             None => connect(&url).await?,
         };
+        phases.end("open database");
         run_closing(store, async |store| {
-            plan(global, &args, &outcome, store, missing.is_some()).await
+            plan(global, &args, &outcome, store, missing.is_some(), &mut phases).await
         })
         .await
     }
     .await;
+    phases.report("plan");
     match result {
         // 2 means changes: an error must not read as changes.
         Err(e) if args.detailed_exitcode => Err(CliError::Detailed(Box::new(e))),
@@ -73,15 +78,26 @@ async fn plan(
     outcome: &crate::validate::Outcome,
     store: &dyn Store,
     new_database: bool,
+    phases: &mut Phases,
 ) -> Result<ExitCode, CliError> {
     let applied = store.applied().await?;
+    phases.end("read applied");
     let desired = plan::desired(&outcome.definitions, &outcome.templates);
     let mut plan = plan::diff(&desired, &applied);
+    phases.end("diff");
     if new_database {
         plan.made_against = plan::Version::new_database();
     }
+    if plan.deletes_all(applied.rows.len(), 0) && !global.quiet {
+        eprintln!(
+            "warning: this plan deletes every applied definition ({}), as {} defines none of them: is --dir the right folder? `segd apply` refuses it without --allow-delete-all",
+            applied.rows.len(),
+            global.dir.display()
+        );
+    }
     let at = args.at.unwrap_or_else(Utc::now);
     let impacts = impacts(store, &plan, &applied.rows, &desired, at).await?;
+    phases.end("impact");
     if let Some(path) = &args.out {
         let json = render::json(&plan, &impacts);
         // A saved plan is always one `segd apply FILE` reads.

@@ -39,7 +39,9 @@ async fn trigger(
     config: crate::config::DeliveryConfig,
     store: &dyn Store,
 ) -> Result<ExitCode, CliError> {
-    let target = load_target(store, &args.name).await?;
+    let target = load_target(store, &args.name)
+        .await
+        .map_err(|e| defined_in_files(global, e))?;
     if !target.communication.enabled {
         return Err(TriggerError::Disabled(args.name.clone()).into());
     }
@@ -211,4 +213,31 @@ fn progress(global: &Global, len: u64) -> Option<indicatif::ProgressBar> {
         bar.set_message("delivering");
         bar
     })
+}
+
+/// An unknown communication that the definitions in `--dir` define (valid
+/// or not) is one not applied yet: the error says where it is defined.
+fn defined_in_files(global: &Global, e: TriggerError) -> TriggerError {
+    match e {
+        TriggerError::Unknown {
+            name,
+            nearest,
+            defined_in: None,
+        } => {
+            // No definitions there (a folder holding none) is no hint.
+            let defined_in = crate::source::load_tree(&global.dir).ok().and_then(|tree| {
+                let outcome = crate::validate::validate(
+                    &tree,
+                    &crate::source::FsTemplates::of(&global.dir, &tree),
+                );
+                outcome.communication_file(&name).map(str::to_string)
+            });
+            TriggerError::Unknown {
+                name,
+                nearest,
+                defined_in,
+            }
+        }
+        other => other,
+    }
 }

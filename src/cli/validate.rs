@@ -19,18 +19,35 @@ pub struct ValidateArgs {
 }
 
 pub fn run(global: &Global, args: ValidateArgs) -> Result<ExitCode, CliError> {
-    let tree = load_tree(&global.dir)?;
+    let tree = match load_tree(&global.dir) {
+        Ok(tree) => tree,
+        Err(e) => {
+            // A program reading the output gets a document saying why.
+            let why = crate::error::chain(&e);
+            match args.format {
+                Format::Text => {}
+                Format::Json => out!("{}", diag::render_json_unchecked(&why))?,
+                Format::Github => out!("{}", diag::render_github_unchecked(&why))?,
+            }
+            return Err(e.into());
+        }
+    };
     let templates = FsTemplates::of(&global.dir, &tree);
     let outcome = crate::validate::validate(&tree, &templates);
     let out = match args.format {
         Format::Text => {
-            let mut s = diag::render_text(&outcome.diagnostics);
+            let color = global.color.stdout();
+            let mut s = diag::render_text(&outcome.diagnostics, color);
             let errors = outcome.errors();
             let warnings = outcome.diagnostics.len() - errors;
             if !global.quiet || errors > 0 {
+                let verdict = if errors == 0 {
+                    diag::Paint(color).paint("1;32", "valid")
+                } else {
+                    diag::Paint(color).paint("1;31", "invalid")
+                };
                 s.push_str(&format!(
-                    "{}: {} segment(s), {} communication(s) in {} file(s); {errors} error(s), {warnings} warning(s)\n",
-                    if errors == 0 { "valid" } else { "invalid" },
+                    "{verdict}: {} segment(s), {} communication(s) in {} file(s); {errors} error(s), {warnings} warning(s)\n",
                     outcome.definitions.segments.len(),
                     outcome.definitions.communications.len(),
                     outcome.files_checked,

@@ -229,7 +229,7 @@ async fn trigger(
     }
     let target = match load_target(&*api.store, &name).await {
         Ok(t) => t,
-        Err(TriggerError::Unknown(_)) => {
+        Err(TriggerError::Unknown { .. }) => {
             return error(StatusCode::NOT_FOUND, "no such applied communication");
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &crate::error::chain(&e)),

@@ -46,6 +46,11 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Deliver(#[from] DeliverError),
+    #[error(
+        "refusing to delete every applied definition ({applied}): {dir} defines none of them. \
+         Is --dir the right folder? Delete them with `segd apply --allow-delete-all`"
+    )]
+    DeletesAll { applied: usize, dir: String },
     #[error("cannot set up the metrics")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
     #[error("cannot listen on {addr}")]
@@ -218,6 +223,16 @@ async fn reconcile_inner(
             tracing::warn!("drift: {d} differs from the files (--no-apply: not changed)");
         }
         return Ok(());
+    }
+    // The daemon never empties the database on its own: that is what a
+    // wrong --dir (or an emptied checkout) would do.
+    if r.plan
+        .deletes_all(applied.rows.len(), r.kept.len() + r.blocked.len())
+    {
+        return Err(DaemonError::DeletesAll {
+            applied: applied.rows.len(),
+            dir: opts.dir.display().to_string(),
+        });
     }
     let lock = store.lock(&opts.holder, Duration::from_secs(5)).await?;
     let record = ApplyRecord {

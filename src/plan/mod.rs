@@ -189,6 +189,10 @@ pub struct Impact {
     /// For a segment: the communications that reach it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub communications: Vec<String>,
+    /// Members after the change without an email address, whom an email
+    /// communication cannot reach (set when one reaches the segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<u64>,
 }
 
 impl Impact {
@@ -278,6 +282,14 @@ impl Plan {
                     .flat_map(|f| f.custom_data.into_keys())
             })
             .collect()
+    }
+
+    /// Whether it deletes every one of the `applied` definitions (those of
+    /// them it may not delete, `kept`, aside): what a plan made from the wrong
+    /// folder does.
+    pub fn deletes_all(&self, applied: usize, kept: usize) -> bool {
+        let deletes = self.count(Action::Delete);
+        deletes > 0 && deletes + kept >= applied
     }
 
     /// Protected deletes not allowed by `--allow-delete`.
@@ -486,6 +498,20 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_deleting_every_applied_definition_is_told() {
+        let a = def(Kind::Segment, "a", "x");
+        let b = def(Kind::Segment, "b", "y");
+        let two = state(vec![applied(&a), applied(&b)]);
+        let none = diff(&[], &two);
+        assert!(none.deletes_all(2, 0));
+        let one_left = diff(std::slice::from_ref(&a), &two);
+        assert!(!one_left.deletes_all(2, 0));
+        // The one left is one the daemon may not delete.
+        assert!(one_left.deletes_all(2, 1));
+        assert!(!diff(&[], &state(Vec::new())).deletes_all(0, 0));
+    }
 
     fn def(kind: Kind, name: &str, spec: &str) -> Definition {
         Definition {

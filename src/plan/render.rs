@@ -3,6 +3,7 @@
 //! file format.
 
 use super::{Action, Change, Definition, Impact, Impacts, Kind, Plan, Version};
+use crate::diag::Paint;
 use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write as _;
@@ -118,18 +119,6 @@ pub fn unified_diff(c: &Change) -> String {
         .to_string()
 }
 
-struct Paint(bool);
-
-impl Paint {
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.0 {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
-}
-
 pub fn summary_line(plan: &Plan) -> String {
     format!(
         "Plan: {} to create, {} to update, {} to delete.",
@@ -231,8 +220,12 @@ pub fn impact_line(i: &Impact) -> String {
     } else {
         format!("; reached by {}", i.communications.join(", "))
     };
+    let unreachable = match i.unreachable {
+        Some(n) if n > 0 => format!("; {n} unreachable by email (no email address)"),
+        _ => String::new(),
+    };
     format!(
-        "members: {} → {} (+{} entering{}; -{} leaving{}){reach}",
+        "members: {} → {} (+{} entering{}; -{} leaving{}){reach}{unreachable}",
         i.before,
         i.after,
         i.entering,

@@ -1,11 +1,13 @@
 //! The queries behind a plan's membership impact.
 
+use super::run::HAS_ADDRESS_SQL;
 use super::{Builder, Dialect, Query, segment_predicate};
 use crate::model::Segment;
 use chrono::{DateTime, Utc};
 
 /// The queries that measure how a segment change moves membership: one row of
-/// counts (before, after, entering, leaving) and samples of who enters and leaves.
+/// counts (before, after, entering, leaving, and members after the change
+/// without an email address) and samples of who enters and leaves.
 pub struct ImpactQueries {
     pub counts: Query,
     pub entering: Query,
@@ -50,11 +52,13 @@ pub fn compile_impact(
     let counts = one(&|_, old, new| {
         let sum = |e: &str| format!("COALESCE(SUM(CASE WHEN {e} THEN 1 ELSE 0 END), 0)");
         format!(
-            "SELECT {}, {}, {}, {} FROM (SELECT ({old}) AS b, ({new}) AS a FROM customers c{fence}) t",
+            "SELECT {}, {}, {}, {}, {} FROM (SELECT ({old}) AS b, ({new}) AS a, \
+             ({HAS_ADDRESS_SQL}) AS m FROM customers c{fence}) t",
             sum("t.b"),
             sum("t.a"),
             sum("t.a AND NOT t.b"),
             sum("t.b AND NOT t.a"),
+            sum("t.a AND NOT t.m"),
         )
     });
     let sample = |enter: bool| {

@@ -21,7 +21,7 @@ pub struct RunSpec<'a> {
 }
 
 /// A customer with an email address (not NULL, not blank), among `customers c`.
-const HAS_ADDRESS_SQL: &str = "NULLIF(TRIM(c.email), '') IS NOT NULL";
+pub(super) const HAS_ADDRESS_SQL: &str = "NULLIF(TRIM(c.email), '') IS NOT NULL";
 
 /// How many unreachable members [`RunQueries::unreachable_sample`] names.
 pub const UNREACHABLE_SAMPLE: u64 = 5;

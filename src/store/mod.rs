@@ -91,6 +91,9 @@ pub enum StoreError {
     NewerSchema { version: i64 },
     #[error("migrating the database failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A migration's statement failed (its error in the user's terms).
+    #[error("migrating the database failed")]
+    MigrationFailed(#[source] DbError),
     #[error("another apply holds the lock: {holder}, since {since}")]
     Locked { holder: String, since: String },
     #[error("cannot take the apply lock {path}")]
@@ -131,6 +134,7 @@ impl StoreError {
                 | StoreError::ReadOnly { .. }
                 | StoreError::NewerSchema { .. }
                 | StoreError::Migrate(_)
+                | StoreError::MigrationFailed(_)
                 | StoreError::LockFile { .. }
         )
     }
@@ -483,6 +487,9 @@ fn migrate_error(e: sqlx::migrate::MigrateError, url: &str) -> StoreError {
             StoreError::ReadOnly {
                 url: redact_url(url),
             }
+        }
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
+            StoreError::MigrationFailed(DbError(e))
         }
         other => StoreError::Migrate(other),
     }

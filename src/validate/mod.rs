@@ -107,6 +107,24 @@ impl Outcome {
     pub fn is_valid(&self) -> bool {
         self.errors() == 0
     }
+
+    /// The file defining communication `name`, valid or not.
+    pub fn communication_file(&self, name: &str) -> Option<&str> {
+        let valid = self
+            .definitions
+            .communications
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, c)| c.source.as_str());
+        valid.or_else(|| {
+            self.degraded
+                .iter()
+                .find(|d| {
+                    d.kind == crate::plan::Kind::Communication && d.name.as_deref() == Some(name)
+                })
+                .map(|d| d.file.as_str())
+        })
+    }
 }
 
 /// A definition parsed from one file, with where its name was written.
@@ -351,7 +369,7 @@ fn unique<T>(
 }
 
 /// The closest candidate within a small edit distance.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), *c))

@@ -107,7 +107,10 @@ fn retry_schedule(r: &mut Reader<'_>, v: &Value<'_>) -> Option<Vec<std::time::Du
             out
         }
         _ => {
-            r.error(v.span(), "`delivery.retry_schedule` must be an array of durations such as [\"0s\", \"5s\", \"5m\"]");
+            r.error(
+                v.span(),
+                "`delivery.retry_schedule` must be an array of durations such as [\"0s\", \"5s\", \"5m\"], or one string such as \"0s,5s,5m\"",
+            );
             return None;
         }
     };

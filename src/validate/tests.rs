@@ -47,7 +47,7 @@ fn check(files: &[(&str, &str)]) -> String {
         ("templates/bad.txt", "Hello\n{{ customer.nmae }}\n{% for %}"),
         ("templates/unknown.txt", "Hello\n\n{{ clinet.name }}"),
     ]));
-    render_text(&validate(&tree, &templates).diagnostics)
+    render_text(&validate(&tree, &templates).diagnostics, false)
 }
 
 fn segment(filter: &str) -> String {
@@ -271,7 +271,7 @@ fn a_stored_communication_keeps_a_schedule_that_fires_rarely() {
         ),
     )];
     let out = validate(&tree, &Templates(BTreeMap::new()));
-    assert!(out.is_valid(), "{}", render_text(&out.diagnostics));
+    assert!(out.is_valid(), "{}", render_text(&out.diagnostics, false));
     let desired = crate::plan::desired(&out.definitions, &out.templates);
     let stored = desired
         .iter()

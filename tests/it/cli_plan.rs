@@ -67,6 +67,7 @@ macro_rules! on_both {
             }
 
             #[test]
+            #[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
             fn postgres() {
                 let f = Fixture::example();
                 if let Some(db) = TestDb::postgres(concat!(stringify!($name), "::postgres")) {
@@ -252,14 +253,15 @@ on_both!(
 );
 
 /// `segd apply SAVED` refuses the plan: the database changed since it was made.
+/// Refused before the plan is shown: nothing on stdout.
 fn refused_as_stale(f: &Fixture, db: &TestDb, saved: &std::path::Path) {
     let o = segd(f, db, &["apply", saved.to_str().expect("utf-8 path")]);
     assert_eq!(code(&o), 1, "{}", stdout(&o));
-    assert!(
-        stderr(&o).contains("changed since the plan was made"),
-        "{}",
-        stderr(&o)
+    assert_eq!(
+        stderr(&o),
+        "error: the database changed since the plan was made; run `segd plan` again\n"
     );
+    assert_eq!(stdout(&o), "");
 }
 
 on_both!(a_stale_saved_plan_is_refused, |f, db| {
@@ -299,6 +301,23 @@ on_both!(a_saved_plan_is_stale_after_an_out_of_band_edit, |f, db| {
     assert_eq!(code(&o), 0);
     let o = segd(f, db, &["apply", saved.to_str().expect("utf-8 path")]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+});
+
+on_both!(an_empty_stale_saved_plan_is_refused, |f, db| {
+    apply(f, db);
+    let saved = f.path().join("empty.plan");
+    let o = segd(
+        f,
+        db,
+        &["plan", "--out", saved.to_str().expect("utf-8 path")],
+    );
+    assert!(stdout(&o).contains("No changes"), "{}", stdout(&o));
+    f.write(
+        "segments.d/new.toml",
+        "[segment]\nname = \"new\"\n[[filter]]\ntype = \"customer\"\ncountry = \"FR\"\n",
+    );
+    apply(f, db);
+    refused_as_stale(f, db, &saved);
 });
 
 on_both!(out_of_band_edits_are_drift, |f, db| {
@@ -542,6 +561,7 @@ fn a_refused_connection_is_told_at_once() {
 /// A PostgreSQL database that does not exist is named, with the command that
 /// creates it, and no driver internals (the server's source line).
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn a_missing_postgres_database_says_how_to_create_it() {
     let Ok(admin) = std::env::var("SEGD_TEST_POSTGRES_URL") else {
         eprintln!(
@@ -653,4 +673,154 @@ on_both!(apply_without_a_terminal_needs_auto_approve, |f, db| {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--auto-approve"));
     assert_eq!(detailed(f, db), 2);
+});
+
+/// `trigger` with an unknown name suggests the nearest applied one, and says
+/// "not applied" only of a name the definitions on disk define.
+#[test]
+fn trigger_names_the_nearest_applied_communication() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    apply(&f, &db);
+    let o = segd(&f, &db, &["trigger", "invoice-emial", "--dry-run"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(
+        stderr(&o),
+        "error: no applied communication `invoice-emial`; did you mean `invoice-email`?\n"
+    );
+    let o = segd(&f, &db, &["trigger", "zzzzzzzzzzzz", "--dry-run"]);
+    assert_eq!(
+        stderr(&o),
+        "error: no applied communication `zzzzzzzzzzzz`\n"
+    );
+    f.write(
+        "communications.d/new-one.toml",
+        "[communication]\nname = \"new-one\"\nsegment = \"overdue-eu\"\nevent = \"payment_reminder\"\n\
+         channel = \"webhook\"\n\n[trigger]\ntype = \"manual\"\n\n[webhook]\n\
+         url = \"https://hooks.acme.test/x\"\nsecret_env = \"HOOK\"\n",
+    );
+    let o = segd(&f, &db, &["trigger", "new-one", "--dry-run"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(
+        stderr(&o),
+        "error: communication `new-one` is defined in communications.d/new-one.toml but not applied (run `segd apply`)\n"
+    );
+}
+
+// A plan deleting every applied definition (made from the wrong folder) is
+// warned of by `plan` and refused by `apply`, a saved one too, unless
+// `--allow-delete-all`.
+on_both!(deleting_every_applied_definition_needs_a_flag, |f, db| {
+    apply(f, db);
+    let empty = Fixture::empty();
+    empty
+        .write("segments.d/.keep", "")
+        .write("communications.d/.keep", "");
+    let run = |args: &[&str]| {
+        segd_cmd()
+            .args(args)
+            .arg("--dir")
+            .arg(empty.path())
+            .args(["--database-url", &db.url])
+            .output()
+            .expect("run segd")
+    };
+    let o = run(&["plan"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "warning: this plan deletes every applied definition (9), as {} defines none of them: \
+             is --dir the right folder? `segd apply` refuses it without --allow-delete-all\n",
+            empty.path().display()
+        )
+    );
+    let refusal = "error: the plan deletes every applied definition (9): is --dir the right folder? \
+                   Pass --allow-delete-all if that is meant\n";
+    let o = run(&["apply", "--auto-approve"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains(refusal), "{}", stderr(&o));
+    let saved = empty.path().join("all.plan");
+    run(&["plan", "--out", saved.to_str().expect("utf-8 path")]);
+    let o = run(&["apply", saved.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains(refusal), "{}", stderr(&o));
+    assert_eq!(detailed(f, db), 0, "nothing was deleted");
+    let mut allow = vec!["apply", "--auto-approve", "--allow-delete-all"];
+    for protected in ["enterprise", "overdue-reminder-eu"] {
+        allow.extend(["--allow-delete", protected]);
+    }
+    let o = run(&allow);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("9 deleted"), "{}", stdout(&o));
+});
+
+/// `plan -v` says on stderr what it did, phase by phase (time, and queries
+/// where it ran any); its output is what it is without `-v`.
+#[test]
+fn verbose_plan_shows_its_phases() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    apply(&f, &db);
+    f.write(
+        "segments.d/new.toml",
+        "[segment]\nname = \"new\"\n[[filter]]\ntype = \"customer\"\ncountry = \"FR\"\n",
+    );
+    let quiet = segd(&f, &db, &["plan"]);
+    let o = segd(&f, &db, &["plan", "-v"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(stdout(&o), stdout(&quiet));
+    let err = stderr(&o);
+    let line = err
+        .strip_prefix("plan: ")
+        .and_then(|l| l.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("one `plan: …` line: {err}"));
+    let phases: Vec<&str> = line.split(", ").collect();
+    let names = [
+        "read definitions",
+        "open database",
+        "read applied",
+        "diff",
+        "impact",
+    ];
+    assert_eq!(phases.len(), names.len(), "{line}");
+    for (phase, name) in phases.iter().zip(names) {
+        let rest = phase
+            .strip_prefix(name)
+            .and_then(|r| r.strip_suffix(" ms"))
+            .unwrap_or_else(|| panic!("`{phase}` is not `{name} … ms`"));
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let ok = match words.as_slice() {
+            [ms] => ms.parse::<u64>().is_ok(),
+            [n, "query" | "queries", ms] => n.parse::<u64>().is_ok() && ms.parse::<u64>().is_ok(),
+            _ => false,
+        };
+        assert!(ok, "`{phase}`");
+    }
+    // Reading the applied definitions and measuring the new segment query the database.
+    assert!(
+        phases[2].contains("quer") && phases[4].contains("quer"),
+        "{line}"
+    );
+}
+
+// A migration that fails shows the database's message, not the driver's
+// wrapping of it (nor, on PostgreSQL, the server's source line).
+on_both!(a_failed_migration_says_why_in_one_line, |f, db| {
+    if !db.is_postgres() {
+        // An empty file is an empty SQLite database.
+        std::fs::write(f.path().join("segd.db"), b"").expect("create the database");
+    }
+    db.exec("CREATE TABLE segd_definitions (x INTEGER)");
+    let o = segd(f, db, &["db", "migrate"]);
+    assert_eq!(code(&o), 2);
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: migrating the database failed: ")
+            && err.contains("segd_definitions")
+            && !err.contains("at line")
+            && !err.contains("while executing")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
 });

@@ -446,6 +446,165 @@ fn validate_ends_quietly_when_its_reader_stops() {
     }
 }
 
+/// `segd schema settings` accepts exactly the segd.toml files validate
+/// accepts, on files at each rule's edges.
+#[test]
+fn the_settings_schema_agrees_with_validate() {
+    let o = segd_cmd()
+        .args(["schema", "settings"])
+        .output()
+        .expect("run segd");
+    assert!(o.status.success());
+    let schema: Value = serde_json::from_slice(&o.stdout).expect("the schema is JSON");
+    let checker = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let accepted = [
+        "",
+        "[delivery]\nretry_schedule = \"0s,5s,5m\"",
+        "[delivery]\nretry_schedule = \"0s, 5s , 1h30m\"",
+        "[delivery]\nretry_schedule = [\"0s\", \"5s\", \"1h30m\"]",
+        "[delivery]\nretry_schedule = [\" 5m \"]",
+        "resync = \"30s\"",
+        "resync = \" 1h30m \"",
+        "[delivery]\nlease = \"2m\"",
+        "[delivery]\nconcurrency = 1",
+        "[delivery]\nconcurrency = 4294967295",
+        "max_file_bytes = 1024",
+        "max_file_bytes = 67108864",
+        "listen = \"0.0.0.0:9000\"",
+        "listen = \"[::1]:8080\"",
+        "database_url = \"postgres://segd@db.internal/segd\"",
+        "smtp_url = \"smtp://mail.internal:25\"",
+        "outbox_dir = \"mail-out\"",
+    ];
+    let rejected = [
+        "[delivery]\nretry_schedule = \"\"",
+        "[delivery]\nretry_schedule = \"0s,,5s\"",
+        "[delivery]\nretry_schedule = \"5 m\"",
+        "[delivery]\nretry_schedule = []",
+        "[delivery]\nretry_schedule = [5]",
+        "[delivery]\nretry_schedule = 5",
+        "resync = \"0s\"",
+        "resync = \"0m0s\"",
+        "resync = \"soon\"",
+        "resync = \"5 m\"",
+        "resync = 30",
+        "[delivery]\nlease = \"0m\"",
+        "[delivery]\nconcurrency = 0",
+        "[delivery]\nconcurrency = -1",
+        "[delivery]\nconcurrency = 4294967296",
+        "[delivery]\nconcurrency = \"4\"",
+        "max_file_bytes = 1023",
+        "max_file_bytes = 67108865",
+        "listen = \"localhost:8080\"",
+        "listen = \"8080\"",
+        "database_url = \"postgres://segd:hunter2@db.internal/segd\"",
+        "smtp_url = \"smtp://user:pw@mail.internal:25\"",
+        "foo = 1",
+        "[delivery]\nbatch = 2",
+        "delivery = 3",
+    ];
+    let templates = crate::support::MemTemplates::any("");
+    for (texts, valid) in [(&accepted[..], true), (&rejected[..], false)] {
+        for text in texts {
+            let tree = crate::support::tree_of(&[], &[], Some(text));
+            let outcome = segd::validate::validate(&tree, &templates);
+            assert_eq!(
+                outcome.errors() == 0,
+                valid,
+                "validate on {text:?}: {:?}",
+                outcome.diagnostics
+            );
+            let doc: Value = toml::from_str(text).expect("TOML");
+            let errors: Vec<String> = checker.iter_errors(&doc).map(|e| e.to_string()).collect();
+            assert_eq!(
+                errors.is_empty(),
+                valid,
+                "the schema on {text:?}: {errors:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_retry_schedule_of_the_wrong_type_names_both_forms() {
+    let tree = crate::support::tree_of(&[], &[], Some("[delivery]\nretry_schedule = 5\n"));
+    let outcome = segd::validate::validate(&tree, &crate::support::MemTemplates::any(""));
+    let messages: Vec<&str> = outcome
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "`delivery.retry_schedule` must be an array of durations such as [\"0s\", \"5s\", \"5m\"], or one string such as \"0s,5s,5m\""
+        ]
+    );
+}
+
+#[test]
+fn color_always_colours_validate_like_rustc() {
+    let f = Fixture::empty();
+    f.write("segments.d/bad-enum.toml", BAD_ENUM)
+        .write("communications.d/.keep", "");
+    let a = segd_cmd()
+        .current_dir(f.path())
+        .args(["--color", "always", "validate"])
+        .assert()
+        .code(1);
+    assert_eq!(
+        stdout(&a).replace('\x1b', "␛"),
+        "␛[1msegments.d/bad-enum.toml:6:10␛[0m: ␛[1;31merror␛[0m: ␛[1munknown invoice `status` value `pending`␛[0m\n\
+         ␛[1;34m  |␛[0m\n\
+         ␛[1;34m6 |␛[0m status = \"pending\"\n\
+         ␛[1;34m  |␛[0m          ␛[1;31m^^^^^^^^^␛[0m\n  \
+         ␛[1;34m= help:␛[0m expected one of: `draft`, `open`, `paid`, `partially_paid`, `overdue`, `void`\n\
+         ␛[1;31minvalid␛[0m: 0 segment(s), 0 communication(s) in 1 file(s); 1 error(s), 0 warning(s)\n"
+    );
+    // Never (and NO_COLOR under auto, which segd_cmd sets): plain text.
+    for args in [&["--color", "never", "validate"][..], &["validate"]] {
+        let a = segd_cmd().current_dir(f.path()).args(args).assert().code(1);
+        assert!(!stdout(&a).contains('\x1b'), "{args:?}: {}", stdout(&a));
+    }
+}
+
+#[test]
+fn an_unreadable_dir_is_a_document_in_json_and_an_annotation_in_github() {
+    let f = Fixture::empty();
+    let nowhere = f.path().join("nope");
+    let shown = nowhere.display().to_string();
+    let run = |format: &str| {
+        segd_cmd()
+            .arg("--dir")
+            .arg(&nowhere)
+            .args(["validate", "--format", format])
+            .assert()
+            .code(2)
+    };
+    let a = run("json");
+    assert_eq!(
+        json(&a),
+        serde_json::json!({
+            "version": 1,
+            "valid": false,
+            "files_checked": 0,
+            "errors": 1,
+            "warnings": 0,
+            "diagnostics": [],
+            "error": format!("--dir {shown}: no such directory"),
+        })
+    );
+    assert_eq!(
+        stderr(&a),
+        format!("error: --dir {shown}: no such directory\n")
+    );
+    let a = run("github");
+    assert_eq!(
+        stdout(&a),
+        format!("::error title=segd::--dir {shown}: no such directory\n")
+    );
+}
+
 #[test]
 fn a_bad_name_does_not_hide_the_files_other_errors() {
     let f = Fixture::example();

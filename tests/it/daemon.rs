@@ -1162,6 +1162,7 @@ fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions_on_postgres() {
     let Some(pg) = block_on(fresh_pg_db(
         "a_file_or_folder_that_can_no_longer_be_read_keeps_its_definitions_on_postgres",
@@ -2122,6 +2123,7 @@ impl TruncSecond for DateTime<Utc> {
 // 8. PostgreSQL: two daemons, one leader, failover without double runs.
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn two_daemons_on_postgres_elect_one_leader_and_fail_over() {
     let Some(pg) = block_on(fresh_pg_db(
         "two_daemons_on_postgres_elect_one_leader_and_fail_over",
@@ -2362,4 +2364,48 @@ fn the_watcher_does_not_follow_links_out_of_the_tree() {
         members_in_db(&db.url, "late").is_some()
     });
     assert!(applied, "the edit did not wake a reconcile:\n{}", d.logs());
+}
+
+/// The daemon never deletes every applied definition on its own (a wrong
+/// --dir, an emptied checkout): it refuses the reconcile, says why in its
+/// log and status, and `--once` exits 1.
+#[test]
+fn the_daemon_refuses_to_delete_every_applied_definition() {
+    let (f, db) = sqlite_setup(
+        &[("segments.d/de.toml", segment_toml("de", "country = \"DE\""))],
+        1,
+        0,
+    );
+    let o = segd(f.path(), &db.url, &["daemon", "--once"], &[]);
+    assert!(o.status.success(), "daemon --once: {}", text(&o));
+    std::fs::remove_file(f.path().join("segments.d/de.toml")).expect("remove");
+    let refusal = format!(
+        "refusing to delete every applied definition (1): {} defines none of them. \
+         Is --dir the right folder? Delete them with `segd apply --allow-delete-all`",
+        f.path().display()
+    );
+    let o = segd(f.path(), &db.url, &["daemon", "--once"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(&refusal), "{}", text(&o));
+    let d = Daemon::start(f.path(), &db.url, &[], &[]);
+    let reconciled = wait_until(Duration::from_secs(15), || {
+        d.status()["reconciles"].as_u64() >= Some(1)
+    });
+    assert!(reconciled, "no reconcile within 15 s:\n{}", d.logs());
+    let status = d.status();
+    assert_eq!(
+        status["last_reconcile"]["ok"],
+        Value::Bool(false),
+        "{status}"
+    );
+    assert_eq!(
+        status["last_reconcile"]["error"].as_str(),
+        Some(refusal.as_str()),
+        "{status}"
+    );
+    assert_eq!(
+        count(&db.url, "SELECT COUNT(*) FROM segd_definitions"),
+        1,
+        "the definition is still applied"
+    );
 }

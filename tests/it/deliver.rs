@@ -1130,6 +1130,7 @@ fn retry_says_which_ids_it_could_not_requeue_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn retry_says_which_ids_it_could_not_requeue_on_postgres() {
     if let Some(b) = Bench::postgres("retry_says_which_ids_it_could_not_requeue") {
         retry_says_which_ids_it_could_not_requeue(b);
@@ -1554,6 +1555,7 @@ fn concurrent_triggers_enqueue_each_invoice_and_reminder_once_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn concurrent_triggers_enqueue_each_invoice_and_reminder_once_postgres() {
     if let Some(b) = Bench::postgres("concurrent_triggers_enqueue_once") {
         concurrent_triggers_enqueue_once(b);
@@ -1805,6 +1807,7 @@ fn a_killed_trigger_loses_nothing_and_enqueues_nothing_twice() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn postgres_two_workers_after_kills_send_each_row_once() {
     let Some(mut b) = Bench::postgres("postgres_two_workers_after_kills") else {
         return;
@@ -1972,6 +1975,7 @@ fn a_claim_never_returns_the_claimers_own_expired_rows_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn a_claim_never_returns_the_claimers_own_expired_rows_on_postgres() {
     if let Some(b) = Bench::postgres("own_expired_rows") {
         own_expired_rows_body(b);
@@ -2147,6 +2151,7 @@ fn deliveries_written_before_runs_were_numbered_keep_their_keys_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn deliveries_written_before_runs_were_numbered_keep_their_keys_on_postgres() {
     if let Some(db) =
         TestDb::postgres("deliveries_written_before_runs_were_numbered_keep_their_keys_on_postgres")
@@ -2213,6 +2218,7 @@ fn runs_find_their_rows_after_the_upgrade_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn runs_find_their_rows_after_the_upgrade_on_postgres() {
     if let Some(db) = TestDb::postgres("runs_find_their_rows_after_the_upgrade_on_postgres") {
         runs_find_their_rows_after_the_upgrade_body(&db);
@@ -2356,6 +2362,7 @@ fn fresh_rows_are_claimed_through_their_run_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn fresh_rows_are_claimed_through_their_run_on_postgres() {
     if let Some(b) = Bench::postgres("fresh_rows_are_claimed_through_their_run_on_postgres") {
         fresh_rows_body(b);
@@ -2415,6 +2422,7 @@ fn a_runaway_template_fails_its_deliveries_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn a_runaway_template_fails_its_deliveries_on_postgres() {
     if let Some(b) = Bench::postgres("a_runaway_template_fails_its_deliveries_on_postgres") {
         runaway_body(b);

@@ -333,6 +333,7 @@ fn bad_arguments_are_usage_errors() {
 }
 
 #[tokio::test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 async fn postgres_gets_the_same_rows_in_its_types() {
     let Some(db) = fresh_pg_db("postgres_gets_the_same_rows_in_its_types").await else {
         return;

@@ -3,7 +3,7 @@
 //! the longest accepted values run without a panic, on each backend.
 
 use crate::cli_plan::TestDb;
-use crate::support::{Fixture, segd_cmd};
+use crate::support::{Db, Fixture, each_db, segd_cmd};
 use std::process::Output;
 
 fn run(f: &Fixture, db: Option<&TestDb>, args: &[&str]) -> (i32, String, String) {
@@ -124,14 +124,15 @@ fn flags_out_of_range_name_the_flag() {
     );
 }
 
-#[test]
-fn the_longest_values_run_on_both_backends() {
+fn the_longest_values_run(which: Db) {
     let f = Fixture::example();
     f.write(FILE, &communication("3650d", None));
-    let mut dbs = vec![TestDb::sqlite(&f)];
-    dbs.extend(TestDb::postgres(
-        "limits::the_longest_values_run_on_both_backends",
-    ));
+    let dbs: Vec<TestDb> = match which {
+        Db::Sqlite => vec![TestDb::sqlite(&f)],
+        Db::Postgres => TestDb::postgres("limits::the_longest_values_run")
+            .into_iter()
+            .collect(),
+    };
     for db in &dbs {
         let (code, _, err) = run(
             &f,
@@ -155,6 +156,8 @@ fn the_longest_values_run_on_both_backends() {
         assert_eq!(code, 0, "{out}{err}");
     }
 }
+
+each_db!(the_longest_values_run);
 
 #[test]
 fn a_schedule_that_never_fires_is_an_error() {

@@ -6,6 +6,7 @@ mod cli_validate;
 mod daemon;
 mod deliver;
 mod demo_data;
+mod docs;
 mod files;
 mod limits;
 mod plans;

@@ -593,6 +593,7 @@ fn no_sqlite_plan_probes_per_customer_without_a_key() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn no_postgres_plan_probes_per_customer_without_a_key() {
     block_on(async {
         let shapes = shapes();

@@ -403,7 +403,7 @@ fn assert_round_trip(segments: &[Segment], comms: &[Communication]) -> Result<()
     prop_assert!(
         outcome.is_valid(),
         "canonical files rejected:\n{}\n--- files ---\n{}",
-        segd::diag::render_text(&outcome.diagnostics),
+        segd::diag::render_text(&outcome.diagnostics, false),
         files.join("\n---\n")
     );
     prop_assert_eq!(

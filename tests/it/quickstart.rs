@@ -64,6 +64,12 @@ fn the_quickstart_succeeds_on_a_fresh_folder() {
 
     segd(dir, &["demo-data"]).success();
     segd(dir, &["validate"]).success();
+    // The plan's impact says whom the email communications cannot reach.
+    let plan = stdout(&segd(dir, &["plan"]).success());
+    assert!(
+        number_before(&plan, " unreachable by email (no email address)") > 0,
+        "{plan}"
+    );
     segd(dir, &["apply", "--auto-approve"]).success();
 
     let dry = segd(dir, &["trigger", "invoice-email", "--dry-run"]).success();

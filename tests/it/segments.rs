@@ -14,7 +14,7 @@
 use crate::cli_plan::TestDb;
 use crate::segment_gen::{CustomPool, LONG_LIST, Pools, segment, uncovered};
 use crate::support::{
-    Fixture, MemTemplates, PgTestDb, fresh_pg_db, segd_cmd, tree_of, validate_checked,
+    Db, Fixture, MemTemplates, PgTestDb, each_db, fresh_pg_db, segd_cmd, tree_of, validate_checked,
 };
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use proptest::prelude::*;
@@ -638,11 +638,12 @@ impl Backend {
         })
     }
 
-    /// Every backend available to `test`: SQLite, and PostgreSQL when configured.
-    async fn all(test: &str) -> Vec<Backend> {
-        let mut out = vec![Backend::sqlite().await];
-        out.extend(Backend::postgres(test).await);
-        out
+    /// The backend `db` for `test`: none when PostgreSQL is not configured.
+    async fn of(db: Db, test: &str) -> Vec<Backend> {
+        match db {
+            Db::Sqlite => vec![Backend::sqlite().await],
+            Db::Postgres => Backend::postgres(test).await.into_iter().collect(),
+        }
     }
 
     /// Closes the connections and drops a PostgreSQL test database.
@@ -1368,10 +1369,9 @@ fn config(cases: u32) -> Config {
 /// Random datasets and segments: the reference evaluator, SQLite and (when
 /// configured) PostgreSQL find the same members. One database per backend,
 /// refilled for each case; several segments per dataset.
-#[test]
-fn sql_agrees_with_the_reference_evaluator() {
+fn sql_agrees_with_the_reference_evaluator(db: Db) {
     let rt = runtime();
-    let backends = rt.block_on(Backend::all("sql_agrees_with_the_reference_evaluator"));
+    let backends = rt.block_on(Backend::of(db, "sql_agrees_with_the_reference_evaluator"));
     let mut runner = TestRunner::new(config(40));
     let strategy = (
         dataset(),
@@ -1430,6 +1430,8 @@ fn sql_agrees_with_the_reference_evaluator() {
         "only {mixed} of {n} random segments split the customers"
     );
 }
+
+each_db!(sql_agrees_with_the_reference_evaluator);
 
 // ---------------------------------------------------------------------------
 // Deterministic cases: every field and operator, and the edge cases
@@ -1694,7 +1696,7 @@ fn parse_segment(body: &str) -> Segment {
         outcome.errors(),
         0,
         "invalid case:\n{text}\n{}",
-        segd::diag::render_text(&outcome.diagnostics)
+        segd::diag::render_text(&outcome.diagnostics, false)
     );
     outcome
         .definitions
@@ -1707,9 +1709,9 @@ fn parse_segment(body: &str) -> Segment {
 
 /// Runs every case on the reference evaluator and on each backend, and fails
 /// with every disagreement (not just the first). Returns the segments run.
-fn run_cases(test: &str, ds: &Dataset, cases: &[Case]) -> Vec<Segment> {
+fn run_cases(db: Db, test: &str, ds: &Dataset, cases: &[Case]) -> Vec<Segment> {
     let rt = runtime();
-    let backends = rt.block_on(Backend::all(test));
+    let backends = rt.block_on(Backend::of(db, test));
     let mut failures = Vec::new();
     let mut segments = Vec::new();
     rt.block_on(async {
@@ -2223,8 +2225,7 @@ fn assert_covered(segments: &[Segment]) {
     assert!(missing.is_empty(), "no deterministic case for: {missing:?}");
 }
 
-#[test]
-fn every_field_and_operator() {
+fn every_field_and_operator(db: Db) {
     let ds = fixture();
     let cases: Vec<Case> = [
         customer_cases(),
@@ -2237,23 +2238,26 @@ fn every_field_and_operator() {
     .into_iter()
     .flatten()
     .collect();
-    let segments = run_cases("every_field_and_operator", &ds, &cases);
+    let segments = run_cases(db, "every_field_and_operator", &ds, &cases);
     assert_covered(&segments);
 }
 
-#[test]
-fn evaluation_instant_moves_the_day_fields() {
+each_db!(every_field_and_operator);
+
+fn evaluation_instant_moves_the_day_fields(db: Db) {
     run_cases(
+        db,
         "evaluation_instant_moves_the_day_fields",
         &fixture(),
         &at_cases(),
     );
 }
 
+each_db!(evaluation_instant_moves_the_day_fields);
+
 /// Values that would break a query built by splicing strings find nothing (or
 /// exactly what holds them literally) and change nothing.
-#[test]
-fn injection_attempts_match_literally_and_break_nothing() {
+fn injection_attempts_match_literally_and_break_nothing(db: Db) {
     let attack = "'; DROP TABLE customers; --";
     let cases: Vec<Case> = [
         ("customer", format!("name = {attack:?}"), vec![]),
@@ -2307,6 +2311,7 @@ fn injection_attempts_match_literally_and_break_nothing() {
     })
     .collect();
     run_cases(
+        db,
         "injection_attempts_match_literally_and_break_nothing",
         &fixture(),
         &cases,
@@ -2314,10 +2319,11 @@ fn injection_attempts_match_literally_and_break_nothing() {
     // run_cases also checked that every table still holds its rows.
 }
 
+each_db!(injection_attempts_match_literally_and_break_nothing);
+
 /// Day values far beyond any stored date, against invoices due on the first
 /// and last day a DATE column of either backend holds in SPEC §4's form.
-#[test]
-fn day_values_beyond_the_calendar() {
+fn day_values_beyond_the_calendar(db: Db) {
     let mut ds = Dataset::default();
     let first = NaiveDate::from_ymd_opt(1, 1, 1).expect("a date");
     let last = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
@@ -2388,8 +2394,10 @@ fn day_values_beyond_the_calendar() {
             &["s2"],
         ),
     ];
-    run_cases("day_values_beyond_the_calendar", &ds, &cases);
+    run_cases(db, "day_values_beyond_the_calendar", &ds, &cases);
 }
+
+each_db!(day_values_beyond_the_calendar);
 
 // ---------------------------------------------------------------------------
 // End to end
@@ -2433,8 +2441,7 @@ fn padded(c: &Case) -> Option<Case> {
 
 /// Long lists bind differently (one array value) and select exactly what the
 /// same lists without the padding do.
-#[test]
-fn long_lists_select_what_short_ones_do() {
+fn long_lists_select_what_short_ones_do(db: Db) {
     let cases: Vec<Case> = [
         customer_cases(),
         custom_data_cases(),
@@ -2447,13 +2454,19 @@ fn long_lists_select_what_short_ones_do() {
     .filter_map(padded)
     .collect();
     assert!(cases.len() >= 15, "{} padded cases", cases.len());
-    run_cases("long_lists_select_what_short_ones_do", &fixture(), &cases);
+    run_cases(
+        db,
+        "long_lists_select_what_short_ones_do",
+        &fixture(),
+        &cases,
+    );
 }
+
+each_db!(long_lists_select_what_short_ones_do);
 
 /// A 100,000-value list validates (linearly), plans and lists its members on
 /// both backends (beyond SQLite's and PostgreSQL's limits on parameters).
-#[test]
-fn a_hundred_thousand_value_list_validates_plans_and_lists_members() {
+fn a_hundred_thousand_value_list_validates_plans_and_lists_members(db: Db) {
     const N: usize = 100_000;
     let f = Fixture::empty();
     let emails: Vec<String> = (0..N).map(|i| format!("\"user{i}@example.com\"")).collect();
@@ -2527,14 +2540,19 @@ fn a_hundred_thousand_value_list_validates_plans_and_lists_members() {
         assert_eq!(got.len(), want.len(), "{url}");
         assert!(got == want, "{url}: the members differ");
     };
-    check(&TestDb::sqlite(&f));
-    if let Some(db) = TestDb::postgres("a_hundred_thousand_value_list") {
-        check(&db);
+    match db {
+        Db::Sqlite => check(&TestDb::sqlite(&f)),
+        Db::Postgres => {
+            if let Some(pg) = TestDb::postgres("a_hundred_thousand_value_list") {
+                check(&pg);
+            }
+        }
     }
 }
 
-#[test]
-fn members_command_end_to_end() {
+each_db!(a_hundred_thousand_value_list_validates_plans_and_lists_members);
+
+fn members_command_end_to_end(db: Db) {
     let f = Fixture::empty();
     f.write(
         "segments.d/overdue.toml",
@@ -2543,13 +2561,21 @@ fn members_command_end_to_end() {
          due_date_exceeded_by_days = { gte = 29 }\n",
     );
     let rt = runtime();
-    let sqlite = format!("sqlite://{}", f.path().join("segd.db").display());
-    members_end_to_end(&rt, &f, &sqlite);
-    if let Some(db) = rt.block_on(fresh_pg_db("members_command_end_to_end")) {
-        members_end_to_end(&rt, &f, &db.url);
-        rt.block_on(db.cleanup());
+    match db {
+        Db::Sqlite => {
+            let sqlite = format!("sqlite://{}", f.path().join("segd.db").display());
+            members_end_to_end(&rt, &f, &sqlite);
+        }
+        Db::Postgres => {
+            if let Some(pg) = rt.block_on(fresh_pg_db("members_command_end_to_end")) {
+                members_end_to_end(&rt, &f, &pg.url);
+                rt.block_on(pg.cleanup());
+            }
+        }
     }
 }
+
+each_db!(members_command_end_to_end);
 
 fn members_end_to_end(rt: &tokio::runtime::Runtime, f: &Fixture, url: &str) {
     rt.block_on(async {

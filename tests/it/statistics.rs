@@ -63,6 +63,7 @@ fn sqlite_demo_data_analyzes_every_billing_table() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn postgres_demo_data_analyzes_every_billing_table() {
     let Some(db) = TestDb::postgres("postgres_demo_data_analyzes_every_billing_table") else {
         return;
@@ -111,6 +112,7 @@ fn sqlite_migrating_a_billing_database_analyzes_it() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn postgres_migrating_a_billing_database_analyzes_it() {
     let Some(db) = TestDb::postgres("postgres_migrating_a_billing_database_analyzes_it") else {
         return;

@@ -85,7 +85,7 @@ pub fn validate_checked(tree: &Tree, templates: &MemTemplates) -> Result<Outcome
     for d in &outcome.diagnostics {
         check_location(d, texts.get(d.file.as_str()).copied())?;
     }
-    let _ = segd::diag::render_text(&outcome.diagnostics);
+    let _ = segd::diag::render_text(&outcome.diagnostics, false);
     let _ = segd::diag::render_json(&outcome.diagnostics, outcome.files_checked);
     let _ = segd::diag::render_github(&outcome.diagnostics);
     Ok(outcome)
@@ -187,8 +187,11 @@ pub struct PgTestDb {
 }
 
 /// A fresh database when `SEGD_TEST_POSTGRES_URL` is set; otherwise `None`, after
-/// saying on stderr that `test` was skipped. In CI (`CI` set) the variable is
-/// required, so PostgreSQL tests never skip silently there.
+/// saying on stderr that `test` was skipped. The tests that call it are marked
+/// `#[cfg_attr(no_pg, ignore = …)]`, so a build without the variable shows them
+/// as ignored and this is only reached when the variable was unset after the
+/// build. In CI (`CI` set) the variable is required, so PostgreSQL tests never
+/// skip silently there.
 pub async fn fresh_pg_db(test: &str) -> Option<PgTestDb> {
     let Some(admin_url) = std::env::var("SEGD_TEST_POSTGRES_URL")
         .ok()
@@ -362,3 +365,31 @@ impl ClosedEarly {
         );
     }
 }
+
+/// The database a test body runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// `each_db!(name)`: runs the function `name(Db)` as two tests,
+/// `name::on_sqlite` and `name::on_postgres`; the latter shows as ignored
+/// when the tests were built without PostgreSQL (`cfg(no_pg)`, see build.rs).
+macro_rules! each_db {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn on_sqlite() {
+                super::$name($crate::support::Db::Sqlite);
+            }
+
+            #[test]
+            #[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
+            fn on_postgres() {
+                super::$name($crate::support::Db::Postgres);
+            }
+        }
+    };
+}
+pub(crate) use each_db;

@@ -197,6 +197,7 @@ fn members_without_an_email_address_are_unreachable_not_failures_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn members_without_an_email_address_are_unreachable_not_failures_on_postgres() {
     if let Some(b) = Bench::postgres("unreachable_members") {
         unreachable_body(b);
@@ -284,6 +285,7 @@ fn a_held_run_is_released_by_allow_over_limit_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn a_held_run_is_released_by_allow_over_limit_on_postgres() {
     if let Some(b) = Bench::postgres("held_released") {
         held_body(b);
@@ -356,6 +358,7 @@ fn the_trigger_report_counts_what_a_running_daemon_sent_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn the_trigger_report_counts_what_a_running_daemon_sent_on_postgres() {
     if let Some(b) = Bench::postgres("trigger_alongside") {
         alongside_body(b);
@@ -394,6 +397,7 @@ fn a_run_a_stuck_daemon_is_sending_is_reported_unsettled_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn a_run_a_stuck_daemon_is_sending_is_reported_unsettled_on_postgres() {
     if let Some(b) = Bench::postgres("trigger_unsettled") {
         still_sending_body(b);
@@ -485,6 +489,7 @@ fn forecast_carries_each_occurrences_sends_forward_on_sqlite() {
 }
 
 #[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
 fn forecast_carries_each_occurrences_sends_forward_on_postgres() {
     if let Some(b) = Bench::postgres("forecast_forward") {
         forecast_body(b);
