@@ -92,7 +92,7 @@ async fn enqueue_once(url: &str, n: u64) -> f64 {
     let env = |k: &str| (k == "SEGD_BENCH_SECRET").then(|| SECRET.to_string());
     let store = connect(url).await.expect("open");
     let target = load_target(&*store, "remind").await.expect("applied");
-    let prepared = prepare(&target, Occasion::Manual);
+    let prepared = prepare(&target, Occasion::manual(&segd::clock::System));
     let t = Instant::now();
     let r = enqueue(&*store, &prepared, true, &env)
         .await

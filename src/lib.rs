@@ -2,10 +2,12 @@
 //! communications sent to them.
 //!
 //! Pure core: [`model`], [`validate`], [`canonical`], [`schema`]; edges: [`source`]
-//! (files) and [`cli`].
+//! (files) and [`cli`]. Time and randomness come from a [`clock::Clock`] the edge
+//! hands in (the system's in production, a hand-moved one in tests).
 
 pub mod canonical;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deliver;

@@ -2,6 +2,7 @@
 //! rules, and write every intended delivery into the outbox in one transaction.
 //! Sending is the delivery worker's job.
 
+use crate::clock::Clock;
 use crate::deliver::DeliverError;
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
@@ -47,10 +48,21 @@ fn unknown_text(name: &str, nearest: Option<&str>, defined_in: Option<&str>) -> 
 /// Which occurrence a run is for.
 #[derive(Debug, Clone, Copy)]
 pub enum Occasion {
-    /// On request, now.
-    Manual,
+    /// On request, at `at`; `suffix` tells apart runs started in the same
+    /// microsecond.
+    Manual { at: DateTime<Utc>, suffix: u16 },
     /// A cron occurrence; `late` when it runs after downtime.
     Scheduled { at: DateTime<Utc>, late: bool },
+}
+
+impl Occasion {
+    /// A manual run now, as `clock` tells it.
+    pub fn manual(clock: &dyn Clock) -> Self {
+        Self::Manual {
+            at: clock.now(),
+            suffix: clock.random(),
+        }
+    }
 }
 
 /// An applied communication and its segment.
@@ -89,13 +101,11 @@ pub fn find_target(applied: &AppliedState, name: &str) -> Result<Target, Trigger
 }
 
 /// The run's identity: its occurrence id (part of every idempotency key).
-fn occurrence_id(occasion: Occasion, now: DateTime<Utc>) -> String {
+fn occurrence_id(occasion: Occasion) -> String {
     match occasion {
-        Occasion::Manual => format!(
-            "manual-{}-{:04x}",
-            now.format("%Y%m%dT%H%M%S%.6fZ"),
-            rand::random::<u16>()
-        ),
+        Occasion::Manual { at, suffix } => {
+            format!("manual-{}-{suffix:04x}", at.format("%Y%m%dT%H%M%S%.6fZ"))
+        }
         Occasion::Scheduled { at, .. } => at.format("%Y%m%dT%H%M%SZ").to_string(),
     }
 }
@@ -128,13 +138,13 @@ impl Prepared<'_> {
     }
 }
 
+/// The run of `target` for `occasion`. Pure: the occasion carries the time.
 pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
-    let now = Utc::now();
     let (at, late, kind) = match occasion {
-        Occasion::Manual => (now, false, RunKind::Manual),
+        Occasion::Manual { at, .. } => (at, false, RunKind::Manual),
         Occasion::Scheduled { at, late } => (at, late, RunKind::Scheduled),
     };
-    let occurrence = occurrence_id(occasion, now);
+    let occurrence = occurrence_id(occasion);
     let name = target.communication.name.as_str();
     Prepared {
         run: Run {
@@ -216,4 +226,75 @@ pub async fn enqueue(
         release_held: allow_over_limit,
     };
     Ok(store.enqueue_run(&prepared.run, &e).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Manual;
+    use crate::validate::{stored_communication, stored_segment};
+
+    fn target() -> Target {
+        let segment = stored_segment(
+            "[segment]\nname = \"de\"\ndescription = \"d\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"DE\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let communication = stored_communication(
+            "[communication]\nname = \"nudge\"\nsegment = \"de\"\nevent = \"email_invoice\"\nchannel = \"email\"\n\n\
+             [trigger]\ntype = \"manual\"\n\n[email]\nfrom = \"Billing <billing@acme.test>\"\nsubject = \"Hi\"\nbody = \"Hello\"\n",
+            &Default::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Target {
+            communication,
+            segment,
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn manual_run_ids_follow_the_clock_and_its_seed() {
+        let target = target();
+        let ids = |seed| {
+            let clock = Manual::new(at("2026-12-02T16:49:24.106393Z"), seed);
+            [0, 1].map(|_| prepare(&target, Occasion::manual(&clock)).run.id)
+        };
+        let first = ids(1);
+        assert_eq!(first, ids(1), "the same clock and seed give the same ids");
+        assert_ne!(first, ids(2));
+        assert_ne!(first[0], first[1], "two runs in one microsecond differ");
+        for id in &first {
+            let suffix = id
+                .strip_prefix("nudge:manual-20261202T164924.106393Z-")
+                .unwrap_or_else(|| panic!("{id}"));
+            assert!(
+                suffix.len() == 4 && suffix.chars().all(|c| c.is_ascii_hexdigit()),
+                "{id}"
+            );
+        }
+        let run = prepare(
+            &target,
+            Occasion::manual(&Manual::new(at("2026-12-02T16:49:24Z"), 1)),
+        )
+        .run;
+        assert_eq!(run.occurred_at, at("2026-12-02T16:49:24Z"));
+        assert_eq!((run.kind, run.late), (RunKind::Manual, false));
+    }
+
+    #[test]
+    fn scheduled_run_ids_name_their_occurrence() {
+        let target = target();
+        let occasion = Occasion::Scheduled {
+            at: at("2026-03-29T01:00:00Z"),
+            late: true,
+        };
+        let run = prepare(&target, occasion).run;
+        assert_eq!(run.id, "nudge:20260329T010000Z");
+        assert_eq!((run.kind, run.late), (RunKind::Scheduled, true));
+    }
 }

@@ -130,6 +130,7 @@ pub async fn run(global: &Global, args: DaemonArgs) -> Result<ExitCode, CliError
             .filter(|t| !t.is_empty()),
         holder: format!("daemon {}", holder()),
         git_commit: git_commit(&global.dir),
+        clock: Arc::new(crate::clock::System),
     };
     let shutdown = CancellationToken::new();
     if !args.once {

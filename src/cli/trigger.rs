@@ -45,7 +45,7 @@ async fn trigger(
     if !target.communication.enabled {
         return Err(TriggerError::Disabled(args.name.clone()).into());
     }
-    let prepared = prepare(&target, Occasion::Manual);
+    let prepared = prepare(&target, Occasion::manual(&crate::clock::System));
     let name = args.name.as_str();
     if args.dry_run {
         return dry_run(args, &target, &prepared, store).await;

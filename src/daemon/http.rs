@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §6): health, readiness, metrics, status, manual trigger.
 
 use super::state::Shared;
+use crate::clock::Clock;
 use crate::store::Store;
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -42,6 +43,7 @@ pub struct Api {
     /// `SEGD_API_TOKEN`; the trigger endpoint is disabled without one.
     pub token: Option<String>,
     pub env: Arc<super::Env>,
+    pub clock: Arc<dyn Clock>,
 }
 
 pub fn router(api: Arc<Api>) -> Router {
@@ -235,7 +237,7 @@ async fn trigger(
     if !target.communication.enabled {
         return error(StatusCode::CONFLICT, "the communication is disabled");
     }
-    let prepared = prepare(&target, Occasion::Manual);
+    let prepared = prepare(&target, Occasion::manual(&*api.clock));
     let env = api.env.clone();
     match enqueue(&*api.store, &prepared, false, &*env).await {
         Ok(r) => {
@@ -263,7 +265,104 @@ async fn trigger(
 
 #[cfg(test)]
 mod tests {
-    use super::token_ok;
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+    use tokio::time::Instant;
+
+    /// `serve` on a loopback port. The tests run on paused time: when every
+    /// task waits, the runtime's clock jumps to the next timer, so a timeout of
+    /// a minute passes at once.
+    async fn serving() -> (TcpStream, CancellationToken, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let stop = CancellationToken::new();
+        let app = Router::new().route("/healthz", get(|| async { "ok\n" }));
+        let task = tokio::spawn(serve(listener, app, stop.clone()));
+        let client = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (client, stop, task)
+    }
+
+    /// What the server sends until it closes the connection.
+    async fn rest(client: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        // A reset is a close too.
+        let _ = client.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_half_sent_request_is_cut_off_after_the_header_timeout() {
+        let (mut slow, stop, task) = serving().await;
+        let started = Instant::now();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got = rest(&mut slow).await;
+        let took = started.elapsed();
+        assert!(!got.contains(" 200 "), "{got}");
+        assert!(
+            (HEADER_READ_TIMEOUT..HEADER_READ_TIMEOUT + Duration::from_secs(1)).contains(&took),
+            "cut off after {took:?}"
+        );
+        stop.cancel();
+        task.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_is_closed_at_its_maximum_age() {
+        let (mut client, stop, task) = serving().await;
+        let started = Instant::now();
+        let mut answered = 0;
+        loop {
+            if client
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let mut buf = [0; 1024];
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let got = String::from_utf8_lossy(&buf[..n]);
+                    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+                    answered += 1;
+                }
+            }
+            // Busy enough that the header timeout never ends it.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let took = started.elapsed();
+        assert!(
+            (CONNECTION_MAX_AGE..=CONNECTION_MAX_AGE + Duration::from_secs(5)).contains(&took),
+            "closed after {took:?}"
+        );
+        assert!(answered >= 12, "{answered} answers");
+        stop.cancel();
+        task.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_closes_hanging_connections_within_the_drain_timeout() {
+        let (mut slow, stop, task) = serving().await;
+        slow.write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Let the server take the connection, then stop it.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        stop.cancel();
+        task.await.unwrap_or_else(|e| panic!("{e}"));
+        let took = started.elapsed();
+        assert!(took <= DRAIN_TIMEOUT, "stopped after {took:?}");
+        assert!(!rest(&mut slow).await.contains(" 200 "));
+    }
 
     #[test]
     fn tokens() {

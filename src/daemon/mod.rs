@@ -8,8 +8,11 @@ mod http;
 mod leader;
 mod memory;
 pub mod state;
+#[cfg(test)]
+mod tests;
 mod watch;
 
+use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::deliver::DeliverError;
 use crate::deliver::worker::Worker;
@@ -72,6 +75,8 @@ pub struct Options {
     /// Who this daemon is, for locks, claims and history.
     pub holder: String,
     pub git_commit: Option<String>,
+    /// What the scheduler, the status and manual runs read the time from.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What a one-shot run found: its exit code and what to print.
@@ -111,7 +116,7 @@ fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Optio
 async fn reconcile(opts: &Options, store: &dyn Store, shared: &Shared) -> ReconcileStatus {
     let started = Instant::now();
     let mut status = ReconcileStatus {
-        at: Some(Utc::now()),
+        at: Some(opts.clock.now()),
         ..ReconcileStatus::default()
     };
     let result = reconcile_inner(opts, store, &mut status).await;
@@ -276,8 +281,12 @@ struct Scheduled {
 
 /// Fires every automatic communication whose occurrence is due; returns the
 /// next occurrence of each.
-async fn schedule_pass(store: &dyn Store, env: &Env) -> Result<Scheduled, StoreError> {
-    let now = Utc::now();
+async fn schedule_pass(
+    store: &dyn Store,
+    env: &Env,
+    clock: &dyn Clock,
+) -> Result<Scheduled, StoreError> {
+    let now = clock.now();
     let applied = store.applied().await?;
     let mut next = Vec::new();
     let mut undecodable = Vec::new();
@@ -460,7 +469,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<OnceReport, DaemonError> {
     let store: Arc<dyn Store> = Arc::from(store);
-    let shared = Arc::new(Shared::new(opts.no_apply));
+    let shared = Arc::new(Shared::new(opts.no_apply, opts.clock.now()));
     let worker_store = store.clone();
     let worker = Worker::new(
         &*worker_store,
@@ -484,7 +493,7 @@ pub async fn run(
                 d.errors.join("; ")
             )
         }));
-        let undecodable = match schedule_pass(&*store, &*env).await {
+        let undecodable = match schedule_pass(&*store, &*env, &*opts.clock).await {
             Ok(s) => s.undecodable,
             Err(e) => {
                 tracing::error!(error = %chain(&e), "scheduling failed");
@@ -511,6 +520,7 @@ pub async fn run(
         metrics,
         token: opts.api_token.clone(),
         env: env.clone(),
+        clock: opts.clock.clone(),
     });
     let server_stop = shutdown.clone();
     let server = tokio::spawn(http::serve(listener, http::router(api), server_stop));
@@ -537,7 +547,8 @@ pub async fn run(
         let shutdown = shutdown.clone();
         let opts = &opts;
         async move {
-            let mut next_resync = Instant::now();
+            let clock = &*opts.clock;
+            let mut next_resync = tokio::time::Instant::now();
             // When the scheduler must look again: after each reconcile, and at the
             // earliest next occurrence itself (the pass reads every definition, so
             // it does not run on every tick; waking at the occurrence, not on a
@@ -545,21 +556,20 @@ pub async fn run(
             let mut schedule_at: Option<chrono::DateTime<Utc>> = None;
             loop {
                 if shared.is_leader() {
-                    if Instant::now() >= next_resync {
+                    if tokio::time::Instant::now() >= next_resync {
                         reconcile(opts, &*store, &shared).await;
                         shared.ready.store(true, Ordering::SeqCst);
-                        next_resync = Instant::now() + opts.resync;
+                        next_resync = tokio::time::Instant::now() + opts.resync;
                         schedule_at = None;
                     }
-                    if schedule_at.is_none_or(|at| at <= Utc::now()) {
-                        match schedule_pass(&*store, &*env).await {
+                    if schedule_at.is_none_or(|at| at <= clock.now()) {
+                        match schedule_pass(&*store, &*env, &*opts.clock).await {
                             Ok(Scheduled { next, undecodable }) => {
-                                schedule_at = Some(
-                                    next.first()
-                                        .map_or(Utc::now() + chrono::TimeDelta::minutes(1), |n| {
-                                            n.at
-                                        }),
-                                );
+                                schedule_at =
+                                    Some(next.first().map_or(
+                                        clock.now() + chrono::TimeDelta::minutes(1),
+                                        |n| n.at,
+                                    ));
                                 let mut status = shared.status.write().await;
                                 status.next_triggers = next;
                                 status.undecodable = undecodable;
@@ -568,7 +578,7 @@ pub async fn run(
                             }
                             Err(e) => {
                                 tracing::error!(error = %chain(&e), "scheduling failed");
-                                schedule_at = Some(Utc::now() + chrono::TimeDelta::seconds(5));
+                                schedule_at = Some(clock.now() + chrono::TimeDelta::seconds(5));
                             }
                         }
                     }
@@ -580,10 +590,10 @@ pub async fn run(
                 }
                 let nap = if shared.is_leader() {
                     let until_schedule = schedule_at
-                        .and_then(|at| (at - Utc::now()).to_std().ok())
+                        .and_then(|at| (at - clock.now()).to_std().ok())
                         .unwrap_or(Duration::ZERO);
                     next_resync
-                        .saturating_duration_since(Instant::now())
+                        .saturating_duration_since(tokio::time::Instant::now())
                         .min(until_schedule)
                 } else {
                     Duration::from_secs(1)
@@ -591,7 +601,7 @@ pub async fn run(
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     // A file changed, or this daemon was just elected: reconcile now.
-                    _ = shared.reconcile_now.notified() => next_resync = Instant::now(),
+                    _ = shared.reconcile_now.notified() => next_resync = tokio::time::Instant::now(),
                     _ = tokio::time::sleep(nap) => {}
                 }
             }

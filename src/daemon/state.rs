@@ -54,7 +54,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(no_apply: bool) -> Self {
+    pub fn new(no_apply: bool, started_at: DateTime<Utc>) -> Self {
         Self {
             status: RwLock::new(Status::default()),
             ready: AtomicBool::new(false),
@@ -62,7 +62,7 @@ impl Shared {
             reconcile_now: std::sync::Arc::new(Notify::new()),
             deliver_now: Notify::new(),
             no_apply,
-            started_at: Utc::now(),
+            started_at,
         }
     }
 

@@ -2249,7 +2249,7 @@ fn fresh_rows_body(b: Bench) {
         let mut runs = Vec::new();
         for name in ["bulk", "nudge"] {
             let target = load_target(&*store, name).await.expect("applied");
-            let prepared = prepare(&target, Occasion::Manual);
+            let prepared = prepare(&target, Occasion::manual(&segd::clock::System));
             enqueue(&*store, &prepared, false, &|k: &str| env.get(k).cloned())
                 .await
                 .expect("enqueue");

@@ -1,0 +1,385 @@
+//! The scheduler and the HTTP API in-process: a real SQLite file in a
+//! temporary folder, a [`Manual`] clock moved by hand (nothing sleeps on wall
+//! time), requests through `Router::oneshot` (no socket).
+
+use super::*;
+use crate::clock::Manual;
+use crate::store::SqliteStore;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::DateTime;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::ServiceExt as _;
+
+const TOKEN: &str = "in-process-token";
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn comm(name: &str, trigger: &str, extra: &str) -> String {
+    format!(
+        "[communication]\nname = \"{name}\"\nsegment = \"de\"\nevent = \"email_invoice\"\nchannel = \"email\"\n{extra}\n\
+         {trigger}\n\n[email]\nfrom = \"Billing <billing@acme.test>\"\nsubject = \"Invoice\"\nbody = \"Hello {{{{ customer.name }}}}\"\n"
+    )
+}
+
+fn automatic(schedule: &str, timezone: &str) -> String {
+    format!("[trigger]\ntype = \"automatic\"\nschedule = \"{schedule}\"\ntimezone = \"{timezone}\"")
+}
+
+const MANUAL: &str = "[trigger]\ntype = \"manual\"";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    clock: Arc<Manual>,
+}
+
+/// Definitions `comms` (and segment `de`) applied by a reconcile, as if at
+/// `applied_at`, which is where the clock starts.
+async fn fixture(comms: &[(&str, String)], applied_at: DateTime<Utc>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut files = vec![(
+        "segments.d/de.toml".to_string(),
+        "[segment]\nname = \"de\"\ndescription = \"d\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"DE\"\n"
+            .to_string(),
+    )];
+    files.extend(
+        comms
+            .iter()
+            .map(|(n, t)| (format!("communications.d/{n}.toml"), t.clone())),
+    );
+    for (rel, text) in &files {
+        let path = dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let url = format!("sqlite:{}", dir.path().join("segd.db").display());
+    let store: Arc<dyn Store> = Arc::from(
+        crate::store::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let clock = Arc::new(Manual::new(applied_at, 1));
+    let delivery = crate::config::delivery(&Default::default(), dir.path(), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let opts = Options {
+        dir: dir.path().to_path_buf(),
+        database_url: url,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        resync: Duration::from_secs(60),
+        once: true,
+        no_apply: false,
+        delivery,
+        api_token: Some(TOKEN.into()),
+        holder: "test".into(),
+        git_commit: None,
+        clock: clock.clone(),
+    };
+    let status = reconcile(&opts, &*store, &Shared::new(false, clock.now())).await;
+    assert!(
+        status.ok && status.degraded.is_empty(),
+        "{:?} {:?}",
+        status.error,
+        status.degraded
+    );
+    assert_eq!(status.at, Some(applied_at), "the reconcile reads the clock");
+    // The store stamps definitions with the wall clock: set them to the test's.
+    sqlx::query("UPDATE segd_definitions SET applied_at = $1")
+        .bind(applied_at)
+        .execute(&pool(&*store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Fixture {
+        _dir: dir,
+        store,
+        clock,
+    }
+}
+
+fn pool(store: &dyn Store) -> sqlx::SqlitePool {
+    store
+        .as_any()
+        .downcast_ref::<SqliteStore>()
+        .map(|s| s.pool.clone())
+        .unwrap_or_else(|| panic!("a SQLite store"))
+}
+
+impl Fixture {
+    /// One scheduling pass at the clock's time; the next occurrence of each
+    /// automatic communication.
+    async fn pass(&self) -> Vec<DateTime<Utc>> {
+        let s = schedule_pass(&*self.store, &|_: &str| None, &*self.clock)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.undecodable.is_empty());
+        s.next.iter().map(|n| n.at).collect()
+    }
+
+    /// The runs recorded: occurrence and whether it ran late.
+    async fn runs(&self) -> Vec<(String, bool)> {
+        sqlx::query_as("SELECT occurrence, late FROM segd_trigger_runs ORDER BY occurred_at")
+            .fetch_all(&pool(&*self.store))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+#[tokio::test]
+async fn the_scheduler_runs_each_due_occurrence_once_and_downtime_once_late() {
+    let f = fixture(
+        &[("daily", comm("daily", &automatic("0 9 * * *", "UTC"), ""))],
+        at("2026-01-05T08:00:00Z"),
+    )
+    .await;
+    assert_eq!(f.pass().await, [at("2026-01-05T09:00:00Z")]);
+    assert!(f.runs().await.is_empty());
+
+    f.clock.set(at("2026-01-05T08:59:59Z"));
+    f.pass().await;
+    assert!(f.runs().await.is_empty(), "not due a second early");
+
+    f.clock.set(at("2026-01-05T09:00:00Z"));
+    assert_eq!(f.pass().await, [at("2026-01-06T09:00:00Z")]);
+    f.pass().await;
+    assert_eq!(f.runs().await, [("20260105T090000Z".into(), false)]);
+
+    // Down from before the 6th's occurrence until after the 9th's: the three
+    // missed ones do not run, the latest runs once, late.
+    f.clock.set(at("2026-01-09T10:30:00Z"));
+    assert_eq!(f.pass().await, [at("2026-01-10T09:00:00Z")]);
+    f.pass().await;
+    assert_eq!(
+        f.runs().await,
+        [
+            ("20260105T090000Z".into(), false),
+            ("20260109T090000Z".into(), true)
+        ]
+    );
+
+    // Run more than a minute after its time (a slow pass), it is late too.
+    f.clock.set(at("2026-01-10T09:05:00Z"));
+    f.pass().await;
+    assert_eq!(
+        f.runs().await.last(),
+        Some(&("20260110T090000Z".into(), true))
+    );
+}
+
+async fn berlin_at_half_past_two(applied_at: DateTime<Utc>) -> Fixture {
+    let trigger = automatic("30 2 * * *", "Europe/Berlin");
+    fixture(&[("night", comm("night", &trigger, ""))], applied_at).await
+}
+
+#[tokio::test]
+async fn the_scheduler_fires_once_across_daylight_saving_changes() {
+    // Spring forward in Berlin: 2026-03-29 02:30 does not exist; it fires
+    // once, at 03:00 CEST (01:00 UTC).
+    let f = berlin_at_half_past_two(at("2026-03-28T12:00:00Z")).await;
+    assert_eq!(f.pass().await, [at("2026-03-29T01:00:00Z")]);
+    f.clock.set(at("2026-03-29T00:59:59Z"));
+    f.pass().await;
+    assert!(f.runs().await.is_empty());
+    f.clock.set(at("2026-03-29T01:00:00Z"));
+    assert_eq!(f.pass().await, [at("2026-03-30T00:30:00Z")]);
+    assert_eq!(f.runs().await, [("20260329T010000Z".into(), false)]);
+
+    // Fall back: 2026-10-25 02:30 happens twice; it fires at the first
+    // (CEST, 00:30 UTC) and not again an hour later (CET).
+    let f = berlin_at_half_past_two(at("2026-10-24T12:00:00Z")).await;
+    assert_eq!(f.pass().await, [at("2026-10-25T00:30:00Z")]);
+    f.clock.set(at("2026-10-25T00:30:00Z"));
+    assert_eq!(f.pass().await, [at("2026-10-26T01:30:00Z")]);
+    f.clock.set(at("2026-10-25T01:30:00Z"));
+    assert_eq!(f.pass().await, [at("2026-10-26T01:30:00Z")]);
+    assert_eq!(f.runs().await, [("20261025T003000Z".into(), false)]);
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP API through `Router::oneshot`.
+
+fn router(f: &Fixture, token: Option<&str>, metrics: PrometheusHandle) -> axum::Router {
+    http::router(Arc::new(http::Api {
+        shared: Arc::new(Shared::new(false, f.clock.now())),
+        store: f.store.clone(),
+        metrics,
+        token: token.map(str::to_string),
+        env: Arc::new(|_: &str| None),
+        clock: f.clock.clone(),
+    }))
+}
+
+/// A metrics handle of its own (the global recorder is the daemon's).
+fn handle() -> PrometheusHandle {
+    PrometheusBuilder::new().build_recorder().handle()
+}
+
+/// The response's status, the value of its header `name` and its body.
+async fn call(
+    router: axum::Router,
+    request: Request<Body>,
+    name: header::HeaderName,
+) -> (StatusCode, Option<String>, String) {
+    let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+    let status = response.status();
+    let value = response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (status, value, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The response's status, `WWW-Authenticate` header and body.
+async fn send(
+    router: axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, Option<String>, String) {
+    call(router, request, header::WWW_AUTHENTICATE).await
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn trigger(name: &str, authorization: Option<&str>) -> Request<Body> {
+    let mut r = Request::post(format!("/v1/communications/{name}/trigger"));
+    if let Some(a) = authorization {
+        r = r.header(header::AUTHORIZATION, a);
+    }
+    r.body(Body::empty()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+async fn api_fixture() -> Fixture {
+    fixture(
+        &[
+            ("nudge", comm("nudge", MANUAL, "")),
+            ("paused", comm("paused", MANUAL, "enabled = false")),
+        ],
+        at("2026-12-02T16:49:24.106393Z"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn status_reports_the_daemon_and_its_outbox() {
+    let f = api_fixture().await;
+    let (status, _, body) = send(router(&f, None, handle()), get("/v1/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    let v = json(&body);
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["started_at"], "2026-12-02T16:49:24.106393Z");
+    assert_eq!(v["leader"], false);
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["apply"], true);
+    assert_eq!(v["reconciles"], 0);
+    assert_eq!(v["next_triggers"], serde_json::json!([]));
+    assert_eq!(v["deliveries"], serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text() {
+    let f = api_fixture().await;
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        metrics::counter!("segd_reconciles_total", "result" => "ok").increment(3);
+    });
+    let (status, content_type, body) = call(
+        router(&f, None, handle),
+        get("/metrics"),
+        header::CONTENT_TYPE,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        content_type.as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(
+        body.lines()
+            .any(|l| l == r#"segd_reconciles_total{result="ok"} 3"#),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_trigger_endpoint_is_off_without_a_token_and_asks_for_it() {
+    let f = api_fixture().await;
+    let (status, _, body) = send(
+        router(&f, None, handle()),
+        trigger("nudge", Some(&format!("Bearer {TOKEN}"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        json(&body)["error"],
+        "the trigger endpoint is disabled: SEGD_API_TOKEN is not set"
+    );
+
+    let api = router(&f, Some(TOKEN), handle());
+    let (status, challenge, body) = send(api.clone(), trigger("nudge", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="segd""#));
+    assert_eq!(json(&body)["error"], "missing bearer token");
+
+    let (status, challenge, body) = send(api.clone(), trigger("nudge", Some("Bearer nope"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer realm="segd", error="invalid_token""#)
+    );
+    assert_eq!(json(&body)["error"], "wrong token");
+
+    // Nothing ran.
+    assert!(f.runs().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_trigger_endpoint_runs_applied_enabled_communications() {
+    let f = api_fixture().await;
+    let api = router(&f, Some(TOKEN), handle());
+    let auth = format!("bearer {TOKEN}");
+
+    let (status, _, body) = send(api.clone(), trigger("nope", Some(&auth))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json(&body)["error"], "no such applied communication");
+
+    let (status, _, body) = send(api.clone(), trigger("paused", Some(&auth))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(json(&body)["error"], "the communication is disabled");
+
+    let (status, _, body) = send(api.clone(), trigger("nudge", Some(&auth))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let v = json(&body);
+    // The run's id comes from the daemon's clock and its seeded random source.
+    let suffix = Manual::new(f.clock.now(), 1).random();
+    let run = format!("nudge:manual-20261202T164924.106393Z-{suffix:04x}");
+    assert_eq!(v["run"], run.as_str());
+    assert_eq!(v["status"], "enqueued");
+    assert_eq!(
+        (v["recipients"].as_u64(), v["enqueued"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        f.runs().await,
+        [(
+            format!("manual-20261202T164924.106393Z-{suffix:04x}"),
+            false
+        )]
+    );
+}
