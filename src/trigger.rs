@@ -161,14 +161,27 @@ pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
     }
 }
 
-/// Who a run would reach, and with which invoices, without writing anything.
+/// Who a run would reach, and with which invoices, without writing anything;
+/// refused, as the run itself would be, for a disabled communication.
 pub async fn preview(
     store: &dyn Store,
     prepared: &Prepared<'_>,
     mut each: impl FnMut(Member) -> std::io::Result<()>,
-) -> Result<u64, StoreError> {
+) -> Result<u64, TriggerError> {
+    enabled(prepared)?;
     let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
-    store.members(&q.preview, &mut each).await
+    Ok(store.members(&q.preview, &mut each).await?)
+}
+
+/// A disabled communication (`enabled = false`) runs neither on its schedule
+/// nor on demand, whoever asks: the command line, the HTTP API or the scheduler.
+fn enabled(prepared: &Prepared<'_>) -> Result<(), TriggerError> {
+    let c = &prepared.target.communication;
+    if c.enabled {
+        Ok(())
+    } else {
+        Err(TriggerError::Disabled(c.name.to_string()))
+    }
 }
 
 /// How many members of the run the channel cannot reach (no email address),
@@ -207,6 +220,7 @@ pub async fn enqueue(
     allow_over_limit: bool,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<RunResult, TriggerError> {
+    enabled(prepared)?;
     let c = &prepared.target.communication;
     if let Delivery::Webhook(w) = &c.delivery
         && let Err(e) = Signer::from_env(&w.secret_env, env)

@@ -42,9 +42,6 @@ async fn trigger(
     let target = load_target(store, &args.name)
         .await
         .map_err(|e| defined_in_files(global, e))?;
-    if !target.communication.enabled {
-        return Err(TriggerError::Disabled(args.name.clone()).into());
-    }
     let prepared = prepare(&target, Occasion::manual(&crate::clock::System));
     let name = args.name.as_str();
     if args.dry_run {

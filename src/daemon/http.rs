@@ -234,9 +234,6 @@ async fn trigger(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &crate::error::chain(&e)),
     };
-    if !target.communication.enabled {
-        return error(StatusCode::CONFLICT, "the communication is disabled");
-    }
     let prepared = prepare(&target, Occasion::manual(&*api.clock));
     let env = api.env.clone();
     match enqueue(&*api.store, &prepared, false, &*env).await {
@@ -255,6 +252,9 @@ async fn trigger(
                 })),
             )
                 .into_response()
+        }
+        Err(TriggerError::Disabled(_)) => {
+            error(StatusCode::CONFLICT, "the communication is disabled")
         }
         Err(e) => {
             super::count_run(&name, "failed");

@@ -366,8 +366,11 @@ async fn the_trigger_endpoint_runs_applied_enabled_communications() {
     let (status, _, body) = send(api.clone(), trigger("nudge", Some(&auth))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let v = json(&body);
-    // The run's id comes from the daemon's clock and its seeded random source.
-    let suffix = Manual::new(f.clock.now(), 1).random();
+    // The run's id comes from the daemon's clock and its seeded random source
+    // (whose first draw went to the refused run of `paused`).
+    let seeded = Manual::new(f.clock.now(), 1);
+    seeded.random();
+    let suffix = seeded.random();
     let run = format!("nudge:manual-20261202T164924.106393Z-{suffix:04x}");
     assert_eq!(v["run"], run.as_str());
     assert_eq!(v["status"], "enqueued");

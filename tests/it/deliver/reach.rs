@@ -495,3 +495,32 @@ fn forecast_carries_each_occurrences_sends_forward_on_postgres() {
         forecast_body(b);
     }
 }
+
+/// A disabled communication runs on demand no more than on its schedule: the
+/// real run and the dry run are refused alike, and nothing is recorded.
+#[test]
+fn a_disabled_communication_is_refused_on_demand() {
+    let b = Bench::sqlite();
+    b.f.write(
+        "communications.d/paused.toml",
+        &email_comm("paused").replace(
+            "channel = \"email\"\n",
+            "channel = \"email\"\nenabled = false\n",
+        ),
+    );
+    b.setup(&billing());
+    for args in [
+        &["trigger", "paused"][..],
+        &["trigger", "paused", "--dry-run"],
+    ] {
+        let o = b.segd(args);
+        assert_eq!(code(&o), 1, "{args:?}: {}", text(&o));
+        assert!(
+            stderr(&o).contains("communication `paused` is disabled (enabled = false)"),
+            "{args:?}: {}",
+            text(&o)
+        );
+        assert!(out(&o).is_empty(), "{args:?}: {}", text(&o));
+    }
+    assert!(runs(&b, &[]).is_empty());
+}
