@@ -103,19 +103,22 @@ pub async fn impacts(
         .take(MAX_MEASURED)
     {
         let Some(after) = &c.after else { continue };
-        let (before_def, after_def) = match c.kind {
-            Kind::Segment => (c.before.as_ref(), Some(after)),
+        // For a communication: its segments before and after, and whether it
+        // sends email (a segment's email senders are found below).
+        let (before_def, after_def, sends_email) = match c.kind {
+            Kind::Segment => (c.before.as_ref(), Some(after), false),
             Kind::Communication => {
                 let old_seg = c.before.as_ref().and_then(segment_of).map(|(s, _)| s);
-                let new_seg = segment_of(after).map(|(s, _)| s);
+                let new_seg = segment_of(after);
+                let sends_email = new_seg.as_ref().is_some_and(|(_, email)| *email);
                 let before = old_seg.and_then(|s| applied_segment.get(s.as_str()).copied());
-                let after = new_seg.and_then(|s| {
+                let after = new_seg.and_then(|(s, _)| {
                     desired_segment
                         .get(s.as_str())
                         .or_else(|| applied_segment.get(s.as_str()))
                         .copied()
                 });
-                (before, after)
+                (before, after, sends_email)
             }
         };
         let spec = |d: Option<&Definition>| d.map(|d| d.spec.clone());
@@ -147,7 +150,7 @@ pub async fn impacts(
             impact.communications = names;
             email
         } else {
-            segment_of(after).is_some_and(|(_, email)| email)
+            sends_email
         };
         if !by_email {
             impact.unreachable = None;
