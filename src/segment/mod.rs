@@ -6,7 +6,7 @@
 
 use crate::model::fields::UNPAID_STATUSES as UNPAID;
 use crate::model::{
-    Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
+    Condition, CustomDataKey, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
 };
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
@@ -192,11 +192,11 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
     // Ties break on the block's shape, and only when that ties too on its whole
     // form (a 40,000-value list is formatted only then).
     let mut filters: Vec<&Filter> = segment.filters.iter().collect();
-    let shape = |f: &Filter| {
-        let fields: Vec<Field> = f.conditions.keys().copied().collect();
-        let keys: Vec<String> = f.custom_data.keys().map(|k| format!("{k:?}")).collect();
+    fn shape(f: &Filter) -> (u8, FilterType, bool, Vec<Field>, Vec<&CustomDataKey>) {
+        let fields = f.conditions.keys().copied().collect();
+        let keys = f.custom_data.keys().collect();
         (block_order(f), f.filter_type, f.negate, fields, keys)
-    };
+    }
     filters.sort_by(|x, y| {
         shape(x)
             .cmp(&shape(y))
