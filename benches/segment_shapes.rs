@@ -50,7 +50,7 @@ use proptest::strategy::{Strategy as _, ValueTree as _};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use segd::demo::DemoSpec;
 use segd::model::{CustomDataKey, Field, FilterType, Name, Scalar, Segment, ValueKind};
-use segd::segment::{Dialect, Query, Select, compile, custom_data_index_sql};
+use segd::segment::{Bind, Dialect, Query, Select, compile, custom_data_index_sql};
 use segd::store::{SqliteStore, Store, connect};
 use segment_gen::{CustomPool, Pools, segment, uncovered};
 use sqlx::sqlite::SqlitePool;
@@ -657,6 +657,26 @@ impl Shape {
     }
 }
 
+/// A query with its values written in (for the report's reader to run it by
+/// hand: `EXPLAIN QUERY PLAN`, `EXPLAIN ANALYZE`); never run by the bench.
+fn literal(q: &Query) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let mut sql = q.sql.clone();
+    // From the last placeholder down, so that `$1` never matches in `$10`.
+    for (i, b) in q.binds.iter().enumerate().rev() {
+        let value = match b {
+            Bind::Text(s) => quote(s),
+            Bind::Int(n) => n.to_string(),
+            Bind::Float(x) => x.to_string(),
+            Bind::Bool(v) => v.to_string(),
+            Bind::Time(t) | Bind::Stamp(t) => quote(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            Bind::Date(d) => quote(&d.to_string()),
+        };
+        sql = sql.replace(&format!("${}", i + 1), &value);
+    }
+    format!("{sql};\n")
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
@@ -798,8 +818,11 @@ async fn run(
     if let Ok(path) = std::env::var("SEGD_BENCH_REPORT") {
         let mut out = format!("== {} ==\n", setup.label);
         for s in &worst {
+            let seg = &segments[s.index];
             out.push('\n');
-            out.push_str(&s.describe(&segments[s.index], timeout));
+            out.push_str(&s.describe(seg, timeout));
+            out.push_str(&literal(&compile(seg, setup.dialect, at, Select::Count)));
+            out.push('\n');
         }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
