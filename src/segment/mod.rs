@@ -232,10 +232,12 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
 /// SQLite: the set is a list. An OR of lists is either a probe per block per
 /// customer or, when SQLite reads every list and looks each of its ids up in
 /// the customers (`MULTI-INDEX OR`), an index search per listed id; a
-/// four-block `any` on 200,000 customers took 375 ms so and 163 ms as one
-/// list. The list is written `+c.id IN …` beside other tests, so that it is
-/// probed during the one scan of the customers, and `c.id IN …` alone, so
-/// that SQLite may drive the query from it.
+/// four-block `any` on 200,000 customers took 240 ms as four lists so, and
+/// 167 ms as one list probed in one scan of the customers (CPU time). SQLite may still read the list and look its ids up in the
+/// customers, which is fast when the blocks select few rows; where one of them
+/// may select most of its table (its tests are all ranges, `ne`, `not_in`,
+/// `exists` or substrings), the list is written `+c.id IN …`, so that it is
+/// probed during the one scan of the customers instead.
 ///
 /// PostgreSQL: the set is one left join, hashed or merged with the customers
 /// at once, not a join per block: an `any` of a payment-method block and two
@@ -245,9 +247,12 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     let mut parts: Vec<Option<String>> = Vec::new();
     // Per table (the block's FROM), in order of first appearance: its tests.
     let mut tables: Vec<(&'static str, &'static str, Vec<String>)> = Vec::new();
+    // Whether every block in the set has an equality or list test (see [`selectivity`]).
+    let mut selective = true;
     for f in filters {
         match compile_block(b, f, today) {
             Compiled::Rows { from, alias, conds } if !f.negate => {
+                selective &= block_order(f) <= 2;
                 if tables.is_empty() {
                     parts.push(None);
                 }
@@ -281,7 +286,11 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
             .collect();
         match b.dialect {
             Dialect::Sqlite => {
-                let plus = if parts.len() > 1 { "+" } else { "" };
+                let plus = if parts.len() > 1 && !selective {
+                    "+"
+                } else {
+                    ""
+                };
                 format!("{plus}c.id IN ({})", selects.join(" UNION ALL "))
             }
             Dialect::Postgres => {
@@ -388,6 +397,19 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     let mut related_tests: Vec<String> = Vec::new();
     for (field, c) in &f.conditions {
         let test = condition(b, *field, c, today);
+        // A customer block of one test on related rows is those rows (under
+        // `match = "any"`, part of the set, see [`any_of`]).
+        if f.filter_type == FilterType::Customer
+            && !f.negate
+            && f.conditions.len() == 1
+            && f.custom_data.is_empty()
+            && matches!(test, Compiled::Rows { .. })
+        {
+            b.per_row = outer;
+            b.any_join = join;
+            return test;
+        }
+        let test = test.into_test(b, false);
         if field.reaches_related() {
             related_tests.push(test);
         } else {
@@ -574,7 +596,9 @@ fn strings(values: &[Scalar]) -> Vec<String> {
         .collect()
 }
 
-fn condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate) -> String {
+/// A field's test: on the block's row, or (a customer's connector name or
+/// default payment method) the related rows that pass it.
+fn condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate) -> Compiled {
     let col = column(field);
     let text = match field.kind() {
         ValueKind::Text { ci } => Some(ci),
@@ -597,20 +621,24 @@ fn condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate) -> 
     };
     match field {
         // Reached through the customer's links or its default method.
-        Field::CustomerConnectorName => {
-            let links = connector_ids(b, "cc.connector_id", &expr);
-            related(b, "customer_connectors cc", "cc", &links, false)
-        }
+        Field::CustomerConnectorName => Compiled::Rows {
+            from: "customer_connectors cc",
+            alias: "cc",
+            conds: connector_ids(b, "cc.connector_id", &expr),
+        },
         // A method's connector among those that pass, but for `exists = false`,
         // which a method without one passes (its block joins the connectors).
         Field::PaymentMethodConnector if !matches!(c, Condition::Exists(false)) => {
-            connector_ids(b, "pm.connector_id", &expr)
+            Compiled::Test(connector_ids(b, "pm.connector_id", &expr))
         }
         Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
-            let conds = format!("pm.is_default = {} AND {expr}", b.true_());
-            related(b, "payment_methods pm", "pm", &conds, false)
+            Compiled::Rows {
+                from: "payment_methods pm",
+                alias: "pm",
+                conds: format!("pm.is_default = {} AND {expr}", b.true_()),
+            }
         }
-        _ => expr,
+        _ => Compiled::Test(expr),
     }
 }
 

@@ -633,6 +633,79 @@ fn filter_order_does_not_change_the_query() {
     }
 }
 
+/// Under `match = "any"` the positive related blocks are one set of customers,
+/// each table read once (its blocks' tests joined by OR): SQLite looks a
+/// customer up in one list, PostgreSQL joins one set; a negated block keeps
+/// its own test. The set is probed in one scan of the customers (`+c.id`)
+/// when a block in it may select most of its table, and left to SQLite to
+/// drive from when every block tests an equality or a list.
+#[test]
+fn an_any_of_related_blocks_is_one_set() {
+    let overdue = filter(
+        Field::InvoiceStatus,
+        Condition::Compare(Op::Eq, s("overdue")),
+        false,
+    );
+    let alerting = filter(
+        Field::MonitorState,
+        Condition::Compare(Op::Eq, s("alerting")),
+        false,
+    );
+    let old = filter(
+        Field::InvoiceCreatedAfter,
+        Condition::Compare(Op::Gt, values(Field::InvoiceCreatedAfter)[0].clone()),
+        false,
+    );
+    let no_card = filter(
+        Field::PaymentMethodPaymentType,
+        Condition::Compare(Op::Eq, s("card")),
+        true,
+    );
+    let country = filter(
+        Field::CustomerCountry,
+        Condition::Compare(Op::Eq, s("FR")),
+        false,
+    );
+    let count = |sql: &str, what: &str| sql.matches(what).count();
+
+    let seg = segment(
+        MatchMode::Any,
+        vec![
+            overdue.clone(),
+            alerting.clone(),
+            old,
+            no_card,
+            country.clone(),
+        ],
+    );
+    let sqlite = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    assert_eq!(count(&sqlite, "FROM invoices i"), 1, "{sqlite}");
+    assert_eq!(
+        count(&sqlite, "+c.id IN (SELECT i.customer_id"),
+        1,
+        "{sqlite}"
+    );
+    assert_eq!(
+        count(&sqlite, " UNION ALL SELECT m.customer_id FROM monitors m"),
+        1,
+        "{sqlite}"
+    );
+    assert_eq!(
+        count(&sqlite, "c.id NOT IN (SELECT pm.customer_id"),
+        1,
+        "{sqlite}"
+    );
+    let postgres = compile(&seg, Dialect::Postgres, at(), Select::Count).sql;
+    assert_eq!(count(&postgres, "FROM invoices i"), 1, "{postgres}");
+    // One join for the set, one for the negated block.
+    assert_eq!(count(&postgres, "LEFT JOIN ("), 2, "{postgres}");
+
+    let selective = segment(MatchMode::Any, vec![overdue, alerting, country]);
+    let sqlite = compile(&selective, Dialect::Sqlite, at(), Select::Count).sql;
+    assert_eq!(count(&sqlite, "+c.id"), 0, "{sqlite}");
+    assert_eq!(count(&sqlite, "(c.id IN (SELECT"), 1, "{sqlite}");
+}
+
 /// A user sees the plan of a segment's query with `--explain`, and nothing runs.
 #[test]
 fn segment_members_explain_prints_the_plan() {
