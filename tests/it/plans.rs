@@ -641,29 +641,14 @@ fn filter_order_does_not_change_the_query() {
 /// drive from when every block tests an equality or a list.
 #[test]
 fn an_any_of_related_blocks_is_one_set() {
-    let overdue = filter(
-        Field::InvoiceStatus,
-        Condition::Compare(Op::Eq, s("overdue")),
-        false,
-    );
-    let alerting = filter(
-        Field::MonitorState,
-        Condition::Compare(Op::Eq, s("alerting")),
-        false,
-    );
+    let eq = |field, v: &str, negate| filter(field, Condition::Compare(Op::Eq, s(v)), negate);
+    let overdue = eq(Field::InvoiceStatus, "overdue", false);
+    let alerting = eq(Field::MonitorState, "alerting", false);
+    let no_card = eq(Field::PaymentMethodPaymentType, "card", true);
+    let country = eq(Field::CustomerCountry, "FR", false);
     let old = filter(
         Field::InvoiceCreatedAfter,
         Condition::Compare(Op::Gt, values(Field::InvoiceCreatedAfter)[0].clone()),
-        false,
-    );
-    let no_card = filter(
-        Field::PaymentMethodPaymentType,
-        Condition::Compare(Op::Eq, s("card")),
-        true,
-    );
-    let country = filter(
-        Field::CustomerCountry,
-        Condition::Compare(Op::Eq, s("FR")),
         false,
     );
     let count = |sql: &str, what: &str| sql.matches(what).count();
