@@ -1,5 +1,6 @@
 use super::context::{database_url, delivery_config, env_var, file_settings, holder, with_store};
 use super::{CliError, Global, exit};
+use crate::clock::{Clock, System};
 use crate::deliver::worker::{Tally, Worker};
 use crate::model::Delivery;
 use crate::segment::UNREACHABLE_SAMPLE;
@@ -11,6 +12,7 @@ use crate::trigger::{
 use clap::Args;
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
@@ -42,7 +44,8 @@ async fn trigger(
     let target = load_target(store, &args.name)
         .await
         .map_err(|e| defined_in_files(global, e))?;
-    let prepared = prepare(&target, Occasion::manual(&crate::clock::System));
+    let clock: Arc<dyn Clock> = Arc::new(System);
+    let prepared = prepare(&target, Occasion::manual(&*clock));
     let name = args.name.as_str();
     if args.dry_run {
         return dry_run(args, &target, &prepared, store).await;
@@ -64,7 +67,7 @@ async fn trigger(
             result.released
         );
     }
-    let worker = Worker::new(store, config, holder(), &env_var)?;
+    let worker = Worker::new(store, config, holder(), &env_var, clock)?;
     let bar = progress(global, result.enqueued);
     let tally = worker
         .drain(

@@ -154,6 +154,7 @@ pub async fn run(
         opts.delivery.clone(),
         opts.holder.clone(),
         &*env,
+        opts.clock.clone(),
     )?;
 
     if opts.once {

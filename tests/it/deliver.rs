@@ -2282,7 +2282,10 @@ fn fresh_rows_body(b: Bench) {
             .await
             .expect("claim");
         let first = own.first().map(|c| c.id).unwrap_or_default();
-        store.release("drain", &[first]).await.expect("release");
+        store
+            .release("drain", &[first], Utc::now())
+            .await
+            .expect("release");
         // The daemon takes what is left, four at a time: bulk's released row
         // (due now), then nudge's fresh rows.
         let mut daemon = Vec::new();
@@ -2312,6 +2315,7 @@ fn fresh_rows_body(b: Bench) {
                         error: "gone".to_string(),
                     },
                 )],
+                Utc::now(),
             )
             .await
             .expect("mark");

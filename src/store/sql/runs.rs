@@ -337,11 +337,15 @@ where
     /// claimed (the claim counted an attempt), except that a row that was fresh
     /// is due now instead (see [`FRESH`]); rows claimed by another sender since
     /// are left alone.
-    pub(super) async fn release(&self, me: &str, ids: &[i64]) -> Result<(), StoreError> {
+    pub(super) async fn release(
+        &self,
+        me: &str,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         const RELEASE: &str = "UPDATE segd_outbox SET status = 'pending', claimed_by = NULL, \
              claimed_until = NULL, attempts = attempts - 1, next_attempt_at = COALESCE(next_attempt_at, $2) \
              WHERE claimed_by = $1 AND status = 'sending' AND id";
-        let now = Utc::now();
         for chunk in ids.chunks(B::IDS_PER_STATEMENT) {
             let sql = format!("{RELEASE}{}", B::in_ids(3, chunk.len()));
             let q = sqlx::query(AssertSqlSafe(sql)).bind(me).bind(now);
@@ -352,8 +356,12 @@ where
 
     /// Writes the outcomes of a batch in one transaction; rows another sender
     /// has claimed since (after this one's lease expired) are left alone.
-    pub(super) async fn mark(&self, me: &str, marks: &[(i64, Mark)]) -> Result<(), StoreError> {
-        let now = Utc::now();
+    pub(super) async fn mark(
+        &self,
+        me: &str,
+        marks: &[(i64, Mark)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.0.begin_write().await?;
         for (id, mark) in marks {
             let (status, next, error): (DeliveryStatus, Option<DateTime<Utc>>, Option<&str>) =
