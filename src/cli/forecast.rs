@@ -102,7 +102,7 @@ async fn forecast(args: &ForecastArgs, store: &dyn Store) -> Result<ExitCode, Cl
             at = next;
             let prepared = prepare(&target, Occasion::Scheduled { at, late: false });
             let outcome = sim.occurrence(at, &candidates(store, &prepared).await?);
-            let (unreachable, _) = unreachable(store, &prepared).await?;
+            let unreachable = unreachable(store, &prepared).await?;
             rows.push(Row {
                 communication: a.def.name.to_string(),
                 at,

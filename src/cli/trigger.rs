@@ -7,7 +7,7 @@ use crate::segment::UNREACHABLE_SAMPLE;
 use crate::store::Store;
 use crate::store::outbox::{RunFilter, RunRows, RunStatus};
 use crate::trigger::{
-    Occasion, Prepared, Target, TriggerError, enqueue, load_target, prepare, preview, unreachable,
+    Occasion, Prepared, Target, TriggerError, enqueue, load_target, prepare, preview,
 };
 use clap::Args;
 use std::io::{IsTerminal, Write as _};
@@ -157,7 +157,7 @@ async fn dry_run(
     let mut out = super::out::Stream::new();
     let mut last: Option<String> = None;
     let mut customers = 0u64;
-    let messages = preview(store, prepared, |m| {
+    let found = preview(store, prepared, |m| {
         if last.as_deref() == Some(m.id.as_str()) {
             return Ok(());
         }
@@ -173,20 +173,25 @@ async fn dry_run(
     })
     .await;
     out.finish()?;
-    let messages = messages?;
-    let (unreachable, first) = unreachable(store, prepared).await?;
+    let found = found?;
     eprintln!(
-        "dry run: `{name}` would reach {customers} customer(s) about {messages} invoice(s); nothing was written or sent"
+        "dry run: `{name}` would reach {customers} customer(s) about {} invoice(s); nothing was written or sent",
+        found.messages
     );
-    if unreachable > 0 {
-        let more = if unreachable > UNREACHABLE_SAMPLE {
+    if found.unreachable > 0 {
+        let more = if found.unreachable > UNREACHABLE_SAMPLE {
             ", …"
         } else {
             ""
         };
-        let ids: Vec<&str> = first.iter().map(|m| m.id.as_str()).collect();
+        let ids: Vec<&str> = found
+            .unreachable_sample
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
         eprintln!(
-            "{unreachable} unreachable (no email address), not counted: {}{more}",
+            "{} unreachable (no email address), not counted: {}{more}",
+            found.unreachable,
             ids.join(", ")
         );
     }
