@@ -1221,6 +1221,13 @@ fn an_applied_definition_that_no_longer_reads_back_is_reported_by_name() {
     accept.store(true, Ordering::SeqCst);
     let o = b.segd(&["apply", "--auto-approve"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
+    // Its impact is measured as if the unreadable row were absent, with a warning.
+    assert!(
+        stderr(&o)
+            .contains("warning: the applied communication `hook-invoices` does not read back"),
+        "apply: {}",
+        text(&o)
+    );
     let rows = b.drive(Duration::from_secs(20));
     assert!(rows.iter().all(|r| status(r) == "sent"), "{rows:#?}");
 }
