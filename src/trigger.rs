@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::deliver::DeliverError;
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
-use crate::plan::AppliedState;
+use crate::plan::{AppliedState, Kind};
 use crate::segment::{RunSpec, UNREACHABLE_SAMPLE, compile_run};
 use crate::store::outbox::{Enqueue, Run, RunKind, RunResult};
 use crate::store::{Member, Store, StoreError};
@@ -78,12 +78,7 @@ pub async fn load_target(store: &dyn Store, name: &str) -> Result<Target, Trigge
 /// The applied communication `name` and the segment it names.
 pub fn find_target(applied: &AppliedState, name: &str) -> Result<Target, TriggerError> {
     let Some(comm) = applied.communication(name).map_err(StoreError::from)? else {
-        let names: Vec<&str> = applied
-            .rows
-            .iter()
-            .filter(|a| a.def.kind == crate::plan::Kind::Communication)
-            .map(|a| a.def.name.as_str())
-            .collect();
+        let names: Vec<&str> = applied.names(Kind::Communication).collect();
         return Err(TriggerError::Unknown {
             name: name.to_string(),
             nearest: crate::validate::did_you_mean(name, &names).map(str::to_string),

@@ -121,11 +121,7 @@ impl<'a> Worker<'a> {
     async fn load(&self) -> Result<(Version, Comms), StoreError> {
         let applied = self.store.applied().await?;
         let mut out = HashMap::new();
-        for a in applied
-            .rows
-            .iter()
-            .filter(|a| a.def.kind == Kind::Communication)
-        {
+        for a in applied.of_kind(Kind::Communication) {
             let loaded = match a.decoded() {
                 // Only the segment's description is used.
                 Ok(Decoded::Communication(comm)) => applied

@@ -88,9 +88,18 @@ pub struct AppliedState {
 
 impl AppliedState {
     fn find(&self, kind: Kind, name: &str) -> Option<&Applied> {
-        self.rows
-            .iter()
-            .find(|a| a.def.kind == kind && a.def.name == name)
+        self.of_kind(kind).find(|a| a.def.name == name)
+    }
+
+    /// The applied rows of one kind, in the order read.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Applied> {
+        self.rows.iter().filter(move |a| a.def.kind == kind)
+    }
+
+    /// The names of the applied definitions of one kind (what a did-you-mean
+    /// chooses from), in the order read.
+    pub fn names(&self, kind: Kind) -> impl Iterator<Item = &str> {
+        self.of_kind(kind).map(|a| a.def.name.as_str())
     }
 
     /// The applied segment `name`, if there is one.
@@ -113,9 +122,7 @@ impl AppliedState {
 
     /// Every applied communication, in name order, or why it does not read back.
     pub fn communications(&self) -> impl Iterator<Item = Result<&Communication, Undecodable>> {
-        self.rows
-            .iter()
-            .filter(|a| a.def.kind == Kind::Communication)
+        self.of_kind(Kind::Communication)
             .filter_map(|a| match a.decoded() {
                 Ok(Decoded::Communication(c)) => Some(Ok(c)),
                 Ok(Decoded::Segment(_)) => None,

@@ -284,6 +284,18 @@ mod tests {
     }
 
     #[test]
+    fn applied_names_are_those_of_one_kind() {
+        let applied = state(vec![
+            applied(&def(Kind::Segment, "de", "x")),
+            applied(&def(Kind::Communication, "nudge", "y")),
+            applied(&def(Kind::Communication, "remind", "z")),
+        ]);
+        let names: Vec<&str> = applied.names(Kind::Communication).collect();
+        assert_eq!(names, ["nudge", "remind"]);
+        assert_eq!(applied.names(Kind::Segment).collect::<Vec<_>>(), ["de"]);
+    }
+
+    #[test]
     fn creates_updates_deletes_in_dependency_order() {
         let keep = def(Kind::Segment, "keep", "a");
         let old = def(Kind::Segment, "old", "x");
