@@ -6,8 +6,8 @@ use crate::clock::Clock;
 use crate::deliver::DeliverError;
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
-use crate::plan::AppliedState;
-use crate::segment::{RunSpec, compile_run};
+use crate::plan::{AppliedState, Kind};
+use crate::segment::{RunSpec, UNREACHABLE_SAMPLE, compile_run};
 use crate::store::outbox::{Enqueue, Run, RunKind, RunResult};
 use crate::store::{Member, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -78,12 +78,7 @@ pub async fn load_target(store: &dyn Store, name: &str) -> Result<Target, Trigge
 /// The applied communication `name` and the segment it names.
 pub fn find_target(applied: &AppliedState, name: &str) -> Result<Target, TriggerError> {
     let Some(comm) = applied.communication(name).map_err(StoreError::from)? else {
-        let names: Vec<&str> = applied
-            .rows
-            .iter()
-            .filter(|a| a.def.kind == crate::plan::Kind::Communication)
-            .map(|a| a.def.name.as_str())
-            .collect();
+        let names: Vec<&str> = applied.names(Kind::Communication).collect();
         return Err(TriggerError::Unknown {
             name: name.to_string(),
             nearest: crate::validate::did_you_mean(name, &names).map(str::to_string),
@@ -161,16 +156,59 @@ pub fn prepare(target: &Target, occasion: Occasion) -> Prepared<'_> {
     }
 }
 
-/// Who a run would reach, and with which invoices, without writing anything;
-/// refused, as the run itself would be, for a disabled communication.
+/// What a dry run found besides the members it handed on.
+#[derive(Debug, Default)]
+pub struct Preview {
+    /// Messages to the members handed on (one a member and invoice).
+    pub messages: u64,
+    /// Members the channel cannot reach (no email address), not handed on.
+    pub unreachable: u64,
+    /// The first of them by id, [`UNREACHABLE_SAMPLE`] at most.
+    pub unreachable_sample: Vec<Member>,
+}
+
+/// Who a run would reach, and with which invoices, without writing anything:
+/// each reachable member and invoice goes to `each`, in order of id. The
+/// segment is evaluated once, with every candidate, and the members without an
+/// address are told apart here. Refused, as the run itself would be, for a
+/// disabled communication.
 pub async fn preview(
     store: &dyn Store,
     prepared: &Prepared<'_>,
     mut each: impl FnMut(Member) -> std::io::Result<()>,
-) -> Result<u64, TriggerError> {
+) -> Result<Preview, TriggerError> {
     enabled(prepared)?;
-    let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
-    Ok(store.members(&q.preview, &mut each).await?)
+    let mut spec = prepared.spec();
+    let needs_address = std::mem::replace(&mut spec.needs_address, false);
+    let q = compile_run(&prepared.target.segment, &spec, store.dialect());
+    let mut found = Preview::default();
+    let sample = usize::try_from(UNREACHABLE_SAMPLE).unwrap_or(usize::MAX);
+    // Rows come in order of id: a member's invoices one after another.
+    let mut last_unreachable: Option<String> = None;
+    store
+        .members(&q.preview, |m| {
+            if !needs_address || has_address(m.email.as_deref()) {
+                found.messages += 1;
+                return each(m);
+            }
+            if last_unreachable.as_deref() != Some(m.id.as_str()) {
+                found.unreachable += 1;
+                last_unreachable = Some(m.id.clone());
+                if found.unreachable_sample.len() < sample {
+                    found.unreachable_sample.push(m);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(found)
+}
+
+/// Whether a customer has an email address: not NULL and not blank, as the
+/// run's queries decide it (`NULLIF(TRIM(c.email), '') IS NOT NULL`, where
+/// TRIM removes spaces only).
+fn has_address(email: Option<&str>) -> bool {
+    email.is_some_and(|e| !e.trim_matches(' ').is_empty())
 }
 
 /// A disabled communication (`enabled = false`) runs neither on its schedule
@@ -184,24 +222,13 @@ fn enabled(prepared: &Prepared<'_>) -> Result<(), TriggerError> {
     }
 }
 
-/// How many members of the run the channel cannot reach (no email address),
-/// and the first few of them by id.
-pub async fn unreachable(
-    store: &dyn Store,
-    prepared: &Prepared<'_>,
-) -> Result<(u64, Vec<Member>), StoreError> {
+/// How many members of the run the channel cannot reach (no email address).
+pub async fn unreachable(store: &dyn Store, prepared: &Prepared<'_>) -> Result<u64, StoreError> {
     let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
-    let (Some(count), Some(sample)) = (q.unreachable, q.unreachable_sample) else {
-        return Ok((0, Vec::new()));
-    };
-    let mut first = Vec::new();
-    store
-        .members(&sample, |m| {
-            first.push(m);
-            Ok(())
-        })
-        .await?;
-    Ok((store.count(&count).await?, first))
+    match q.unreachable {
+        Some(count) => store.count(&count).await,
+        None => Ok(0),
+    }
 }
 
 /// The `customer, invoice` pairs a run would send about, without writing anything.
@@ -298,6 +325,20 @@ mod tests {
         .run;
         assert_eq!(run.occurred_at, at("2026-12-02T16:49:24Z"));
         assert_eq!((run.kind, run.late), (RunKind::Manual, false));
+    }
+
+    #[test]
+    fn an_address_is_one_not_null_and_not_blank_as_in_the_run_queries() {
+        for (email, has) in [
+            (None, false),
+            (Some(""), false),
+            (Some("   "), false),
+            (Some(" a@example.com "), true),
+            // SQL's TRIM removes spaces only: a tab is an address to the run.
+            (Some("\t"), true),
+        ] {
+            assert_eq!(has_address(email), has, "{email:?}");
+        }
     }
 
     #[test]

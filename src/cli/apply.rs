@@ -1,5 +1,5 @@
 use super::context::{database_url, file_settings, git_commit, holder, valid_tree, with_new_store};
-use super::plan::parse_pct;
+use super::plan::{parse_pct, shown};
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
 use crate::ops::impact::{impacts, over_limit};
@@ -129,7 +129,7 @@ async fn locked(
             let applied = store.applied().await?;
             let plan = plan::diff(&desired, &applied);
             let at = args.at.unwrap_or_else(chrono::Utc::now);
-            let impacts = impacts(store, &plan, &applied.rows, &desired, at).await?;
+            let impacts = shown(impacts(store, &plan, &applied.rows, &desired, at).await?);
             (plan, impacts, applied.rows.len())
         }
     };

@@ -70,12 +70,8 @@ async fn forecast(args: &ForecastArgs, store: &dyn Store) -> Result<ExitCode, Cl
     };
     let applied = store.applied().await?;
     let mut rows = Vec::new();
-    for a in applied
-        .rows
-        .iter()
-        .filter(|a| a.def.kind == Kind::Communication)
-    {
-        let target = match find_target(&applied, a.def.name.as_str()) {
+    for name in applied.names(Kind::Communication) {
+        let target = match find_target(&applied, name) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("warning: {e}");
@@ -102,9 +98,9 @@ async fn forecast(args: &ForecastArgs, store: &dyn Store) -> Result<ExitCode, Cl
             at = next;
             let prepared = prepare(&target, Occasion::Scheduled { at, late: false });
             let outcome = sim.occurrence(at, &candidates(store, &prepared).await?);
-            let (unreachable, _) = unreachable(store, &prepared).await?;
+            let unreachable = unreachable(store, &prepared).await?;
             rows.push(Row {
-                communication: a.def.name.to_string(),
+                communication: name.to_string(),
                 at,
                 local: at
                     .with_timezone(timezone)

@@ -2,7 +2,7 @@ use super::context::{database_url, run_closing, valid_tree};
 use super::phases::Phases;
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
-use crate::ops::impact::{impacts, over_limit};
+use crate::ops::impact::{Measured, impacts, over_limit};
 use crate::plan::{self, render};
 use crate::store::Store;
 use crate::store::connect;
@@ -96,7 +96,7 @@ async fn plan(
         );
     }
     let at = args.at.unwrap_or_else(Utc::now);
-    let impacts = impacts(store, &plan, &applied.rows, &desired, at).await?;
+    let impacts = shown(impacts(store, &plan, &applied.rows, &desired, at).await?);
     phases.end("impact");
     if let Some(path) = &args.out {
         let json = render::json(&plan, &impacts);
@@ -150,4 +150,12 @@ pub(super) fn parse_pct(s: &str) -> Result<f64, String> {
         .ok()
         .filter(|p| (0.0..=1_000_000.0).contains(p))
         .ok_or_else(|| "a percentage from 0 to 1000000, like 5 or 12.5".to_string())
+}
+
+/// A plan's impacts, once what measuring them could not do is on stderr.
+pub(super) fn shown(measured: Measured) -> plan::Impacts {
+    for w in &measured.warnings {
+        eprintln!("{w}");
+    }
+    measured.impacts
 }

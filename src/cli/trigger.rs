@@ -1,16 +1,18 @@
 use super::context::{database_url, delivery_config, env_var, file_settings, holder, with_store};
 use super::{CliError, Global, exit};
+use crate::clock::{Clock, System};
 use crate::deliver::worker::{Tally, Worker};
 use crate::model::Delivery;
 use crate::segment::UNREACHABLE_SAMPLE;
 use crate::store::Store;
 use crate::store::outbox::{RunFilter, RunRows, RunStatus};
 use crate::trigger::{
-    Occasion, Prepared, Target, TriggerError, enqueue, load_target, prepare, preview, unreachable,
+    Occasion, Prepared, Target, TriggerError, enqueue, load_target, prepare, preview,
 };
 use clap::Args;
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
@@ -42,7 +44,8 @@ async fn trigger(
     let target = load_target(store, &args.name)
         .await
         .map_err(|e| defined_in_files(global, e))?;
-    let prepared = prepare(&target, Occasion::manual(&crate::clock::System));
+    let clock: Arc<dyn Clock> = Arc::new(System);
+    let prepared = prepare(&target, Occasion::manual(&*clock));
     let name = args.name.as_str();
     if args.dry_run {
         return dry_run(args, &target, &prepared, store).await;
@@ -64,7 +67,7 @@ async fn trigger(
             result.released
         );
     }
-    let worker = Worker::new(store, config, holder(), &env_var)?;
+    let worker = Worker::new(store, config, holder(), &env_var, clock)?;
     let bar = progress(global, result.enqueued);
     let tally = worker
         .drain(
@@ -154,7 +157,7 @@ async fn dry_run(
     let mut out = super::out::Stream::new();
     let mut last: Option<String> = None;
     let mut customers = 0u64;
-    let messages = preview(store, prepared, |m| {
+    let found = preview(store, prepared, |m| {
         if last.as_deref() == Some(m.id.as_str()) {
             return Ok(());
         }
@@ -170,20 +173,25 @@ async fn dry_run(
     })
     .await;
     out.finish()?;
-    let messages = messages?;
-    let (unreachable, first) = unreachable(store, prepared).await?;
+    let found = found?;
     eprintln!(
-        "dry run: `{name}` would reach {customers} customer(s) about {messages} invoice(s); nothing was written or sent"
+        "dry run: `{name}` would reach {customers} customer(s) about {} invoice(s); nothing was written or sent",
+        found.messages
     );
-    if unreachable > 0 {
-        let more = if unreachable > UNREACHABLE_SAMPLE {
+    if found.unreachable > 0 {
+        let more = if found.unreachable > UNREACHABLE_SAMPLE {
             ", …"
         } else {
             ""
         };
-        let ids: Vec<&str> = first.iter().map(|m| m.id.as_str()).collect();
+        let ids: Vec<&str> = found
+            .unreachable_sample
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
         eprintln!(
-            "{unreachable} unreachable (no email address), not counted: {}{more}",
+            "{} unreachable (no email address), not counted: {}{more}",
+            found.unreachable,
             ids.join(", ")
         );
     }

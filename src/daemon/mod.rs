@@ -20,16 +20,10 @@ use crate::config::DeliveryConfig;
 use crate::deliver::DeliverError;
 use crate::deliver::worker::Worker;
 use crate::error::chain;
-use crate::model::Trigger;
-use crate::ops::{self, apply::Origin};
-use crate::plan::{self, Action, Kind, Undecodable};
-use crate::schedule;
-use crate::source::{FsTemplates, SourceError, load_tree};
+use crate::source::SourceError;
 use crate::store::{Store, StoreError};
-use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
-use crate::validate::validate;
 use chrono::Utc;
-use state::{NextTrigger, ReconcileStatus, Shared};
+use state::Shared;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -154,6 +148,7 @@ pub async fn run(
         opts.delivery.clone(),
         opts.holder.clone(),
         &*env,
+        opts.clock.clone(),
     )?;
 
     if opts.once {

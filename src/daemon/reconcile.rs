@@ -1,7 +1,15 @@
 //! Reconciling: the files against the applied definitions, applied under the
 //! apply lock unless it would delete every definition (or `--no-apply`).
 
-use super::*;
+use super::state::{ReconcileStatus, Shared};
+use super::{APPLY_LOCK_WAIT, DaemonError, Options, memory};
+use crate::error::chain;
+use crate::ops::{self, apply::Origin};
+use crate::plan::{self, Action, Kind};
+use crate::source::{FsTemplates, SourceError, load_tree};
+use crate::store::Store;
+use crate::validate::validate;
+use std::time::Instant;
 
 fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Option<String>)> {
     outcome

@@ -1,7 +1,17 @@
 //! The scheduling pass: each enabled automatic communication whose occurrence
 //! is due runs once (a unique run id makes a second replica's try a no-op).
 
-use super::*;
+use super::Env;
+use super::prometheus::count_run;
+use super::state::NextTrigger;
+use crate::clock::Clock;
+use crate::error::chain;
+use crate::model::Trigger;
+use crate::plan::Undecodable;
+use crate::schedule;
+use crate::store::{Store, StoreError};
+use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
+use chrono::Utc;
 
 /// What a scheduling pass found.
 pub(super) struct Scheduled {

@@ -386,3 +386,109 @@ async fn the_trigger_endpoint_runs_applied_enabled_communications() {
         )]
     );
 }
+
+// ---------------------------------------------------------------------------
+// The delivery worker on the daemon's clock.
+
+#[tokio::test]
+async fn retries_and_leases_come_due_on_the_clock_not_the_wall() {
+    use crate::deliver::worker::Tally;
+    use chrono::TimeDelta;
+    let f = api_fixture().await;
+    let spec = crate::demo::DemoSpec {
+        seed: 1,
+        customers: 60,
+        today: f.clock.now().date_naive(),
+    };
+    let generator = crate::demo::Generator::new(spec).unwrap_or_else(|e| panic!("{e}"));
+    f.store
+        .load_demo(
+            generator,
+            crate::store::billing::Existing::Refuse,
+            &mut |_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, body) = send(
+        router(&f, Some(TOKEN), handle()),
+        trigger("nudge", Some(&format!("Bearer {TOKEN}"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let enqueued = json(&body)["enqueued"].as_u64().unwrap_or_default();
+    assert!(enqueued > 0, "{body}");
+
+    // A communication that does not read back is tried again later.
+    let pool = pool(&*f.store);
+    let spec: String = sqlx::query_scalar("SELECT spec FROM segd_definitions WHERE name = 'nudge'")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let set_spec = |spec: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("UPDATE segd_definitions SET spec = $1 WHERE name = 'nudge'")
+                .bind(spec)
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    set_spec("not a definition".into()).await;
+    let delivery = crate::config::delivery(&Default::default(), f._dir.path(), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lease = delivery.lease;
+    let worker = Worker::new(
+        &*f.store,
+        delivery,
+        "test".into(),
+        &|_: &str| None,
+        f.clock.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let drain = async || {
+        worker
+            .drain(None, |_| {}, &|| false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let retrying = Tally {
+        retrying: enqueued,
+        ..Tally::default()
+    };
+    assert_eq!(drain().await, retrying);
+    set_spec(spec).await;
+    // The second attempt comes 5s (±10%) later by the clock, whatever the wall
+    // clock did meanwhile.
+    assert_eq!(drain().await, Tally::default());
+    f.clock.advance(TimeDelta::seconds(4));
+    assert_eq!(
+        drain().await,
+        Tally::default(),
+        "due after 4.5s at the earliest"
+    );
+    f.clock.advance(TimeDelta::seconds(2));
+
+    // Rows another sender claimed stay its own until its lease runs out.
+    let now = f.clock.now();
+    let lease = TimeDelta::from_std(lease).unwrap_or_else(|e| panic!("{e}"));
+    let held = f
+        .store
+        .claim("crashed", now, now + lease, 1000, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(held.len() as u64, enqueued);
+    assert_eq!(drain().await, Tally::default());
+    f.clock.advance(lease);
+    assert_eq!(
+        drain().await,
+        Tally::default(),
+        "the lease ends after `until`"
+    );
+    f.clock.advance(TimeDelta::seconds(1));
+    let sent = Tally {
+        sent: enqueued,
+        ..Tally::default()
+    };
+    assert_eq!(drain().await, sent);
+}

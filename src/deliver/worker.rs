@@ -6,6 +6,7 @@ use super::email::Mailer;
 use super::payload::{Subject, email_templates, webhook_body};
 use super::retry::{Attempt, next_delay};
 use super::webhook::{DEFAULT_TIMEOUT, Signer, WebhookSender};
+use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::model::{Communication, Customer, Delivery, Invoice, Segment};
 use crate::plan::{Decoded, Kind, Undecodable, Version};
@@ -91,6 +92,8 @@ pub struct Worker<'a> {
     webhook: WebhookSender,
     mailer: Mailer,
     env: &'a Env,
+    /// The instants claims, leases and outcomes are stamped with.
+    clock: Arc<dyn Clock>,
 }
 
 impl<'a> Worker<'a> {
@@ -99,6 +102,7 @@ impl<'a> Worker<'a> {
         config: DeliveryConfig,
         me: String,
         env: &'a Env,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, DeliverError> {
         Ok(Self {
             store,
@@ -107,6 +111,7 @@ impl<'a> Worker<'a> {
             config,
             me,
             env,
+            clock,
         })
     }
 
@@ -116,11 +121,7 @@ impl<'a> Worker<'a> {
     async fn load(&self) -> Result<(Version, Comms), StoreError> {
         let applied = self.store.applied().await?;
         let mut out = HashMap::new();
-        for a in applied
-            .rows
-            .iter()
-            .filter(|a| a.def.kind == Kind::Communication)
-        {
+        for a in applied.of_kind(Kind::Communication) {
             let loaded = match a.decoded() {
                 // Only the segment's description is used.
                 Ok(Decoded::Communication(comm)) => applied
@@ -214,7 +215,7 @@ impl<'a> Worker<'a> {
                 let (claimed, leased_until) = {
                     let _turn = writes.lock().await;
                     let leased_until = tokio::time::Instant::now() + self.config.lease;
-                    let now = Utc::now();
+                    let now = self.clock.now();
                     let rows = self.store.claim(me, now, now + lease, limit, run_id).await;
                     (rows, leased_until)
                 };
@@ -309,7 +310,7 @@ impl<'a> Worker<'a> {
                 last = tokio::time::Instant::now();
                 let written = {
                     let _turn = writes.lock().await;
-                    self.store.mark(me, &pending).await
+                    self.store.mark(me, &pending, self.clock.now()).await
                 };
                 match written {
                     Ok(()) => {
@@ -361,7 +362,7 @@ impl<'a> Worker<'a> {
                     () = tokio::time::sleep(renew_every) => {
                         let _turn = writes.lock().await;
                         let started = tokio::time::Instant::now();
-                        let until = Utc::now() + lease;
+                        let until = self.clock.now() + lease;
                         match self.store.renew(me, until).await {
                             Ok(()) => *lock(renewed_until) = Some(started + self.config.lease),
                             Err(e) => tracing::warn!(error = %crate::error::chain(&e), "renewing the delivery lease failed"),
@@ -376,7 +377,7 @@ impl<'a> Worker<'a> {
         let released = if left.is_empty() {
             Ok(())
         } else {
-            self.store.release(me, &left).await
+            self.store.release(me, &left, self.clock.now()).await
         };
         let tally = marked?;
         match claim_error {
@@ -461,7 +462,7 @@ impl<'a> Worker<'a> {
                         // latest time stands for "never" beyond that.
                         at: chrono::TimeDelta::from_std(d)
                             .ok()
-                            .and_then(|d| Utc::now().checked_add_signed(d))
+                            .and_then(|d| self.clock.now().checked_add_signed(d))
                             .unwrap_or(DateTime::<Utc>::MAX_UTC),
                         error,
                     },

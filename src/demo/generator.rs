@@ -1,55 +1,12 @@
 //! Drawing the rows: one ChaCha8 stream per customer.
 
+use super::contacts::{company_contact, person_contact};
+use super::dice::Dice;
 use super::tables::*;
 use super::*;
 use chrono::{NaiveTime, TimeDelta};
-use rand::{Rng as _, SeedableRng as _};
+use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
-
-// ---------------------------------------------------------------------------
-// Drawing
-
-/// Draws from one customer's stream. Only `next_u64` of the ChaCha8 stream is
-/// used (no distribution of `rand`), so the data depends on the stream alone.
-pub(super) struct Dice(ChaCha8Rng);
-
-impl Dice {
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.0.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    fn weighted_index(&mut self, weights: impl Iterator<Item = u32> + Clone) -> usize {
-        let total: u64 = weights.clone().map(u64::from).sum();
-        let mut x = self.below(total.max(1));
-        let mut last = 0;
-        for (i, w) in weights.enumerate() {
-            last = i;
-            if x < u64::from(w) {
-                return i;
-            }
-            x -= u64::from(w);
-        }
-        last
-    }
-
-    fn weighted<T: Copy>(&mut self, items: &[(T, u32)]) -> T {
-        items[self.weighted_index(items.iter().map(|(_, w)| *w))].0
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The generator
@@ -123,11 +80,8 @@ impl Generator {
     pub fn batches(mut self, size: usize) -> impl Iterator<Item = Batch> {
         std::iter::from_fn(move || self.next_batch(size))
     }
-
     fn dice(&self, number: u64) -> Dice {
-        let mut rng = ChaCha8Rng::from_seed(self.key);
-        rng.set_stream(number);
-        Dice(rng)
+        Dice::new(self.key, number)
     }
 
     fn days_ago(&self, days: u64) -> NaiveDate {
@@ -466,143 +420,4 @@ pub(super) fn invoice_status(d: &mut Dice, past_due: i64, payer: Payer) -> &'sta
         ],
     };
     d.weighted(table)
-}
-
-/// Appends `s` folded to lowercase ASCII letters and digits (accents dropped,
-/// spaces and punctuation removed), keeping the case when `keep_case`.
-pub(super) fn push_ascii(out: &mut String, s: &str, keep_case: bool) {
-    for c in s.chars() {
-        let folded = match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' => c,
-            'á' | 'à' | 'â' | 'ä' | 'å' | 'ã' => 'a',
-            'é' | 'è' | 'ê' | 'ë' => 'e',
-            'É' => 'E',
-            'í' | 'ì' | 'î' | 'ï' => 'i',
-            'ó' | 'ò' | 'ô' | 'ö' | 'ø' => 'o',
-            'ú' | 'ù' | 'û' | 'ü' => 'u',
-            'ç' => 'c',
-            'ñ' => 'n',
-            'ł' => 'l',
-            'Ł' => 'L',
-            'Ø' => 'O',
-            'Ö' => 'O',
-            'Ü' => 'U',
-            'Ä' => 'A',
-            _ => continue,
-        };
-        out.push(if keep_case {
-            folded
-        } else {
-            folded.to_ascii_lowercase()
-        });
-    }
-}
-
-/// A company name (with a legal suffix fitting its country) and a billing address.
-pub(super) fn company_contact(d: &mut Dice, country: Option<&Country>) -> (String, String) {
-    let word = d.pick(COMPANY_WORDS);
-    let noun = d.pick(COMPANY_NOUNS);
-    let (base, domain_parts): (String, Vec<&str>) = match d.below(100) {
-        0..85 => (format!("{word} {noun}"), vec![word, noun]),
-        85..93 => {
-            let a = d.pick(LAST_NAMES);
-            let b = d.pick(LAST_NAMES);
-            (format!("{a} & {b}"), vec![a, b])
-        }
-        _ => (word.to_string(), vec![word]),
-    };
-    let name = if d.percent(75) {
-        let suffixes = country.map_or(GENERIC_SUFFIXES, |c| c.suffixes);
-        format!("{base} {}", d.pick(suffixes))
-    } else {
-        base
-    };
-    // Email: a role mailbox or a person at the company; mostly lowercase.
-    let keep_case = d.percent(12);
-    let mut email = String::with_capacity(40);
-    if d.percent(75) {
-        let role = d.pick(BILLING_ROLES);
-        if keep_case {
-            let mut chars = role.chars();
-            if let Some(c) = chars.next() {
-                email.push(c.to_ascii_uppercase());
-                email.push_str(chars.as_str());
-            }
-        } else {
-            email.push_str(role);
-        }
-    } else {
-        let first = d.pick(FIRST_NAMES);
-        let last = d.pick(LAST_NAMES);
-        push_ascii(&mut email, first, keep_case);
-        email.push('.');
-        push_ascii(&mut email, last, keep_case);
-    }
-    email.push('@');
-    let hyphen = d.percent(30);
-    for (i, part) in domain_parts.iter().enumerate() {
-        if i > 0 && hyphen {
-            email.push('-');
-        }
-        push_ascii(&mut email, part, keep_case);
-    }
-    email.push_str(".example");
-    (name, email)
-}
-
-/// A person's name and personal address.
-pub(super) fn person_contact(d: &mut Dice) -> (String, String) {
-    let first = d.pick(FIRST_NAMES);
-    let last = d.pick(LAST_NAMES);
-    let name = format!("{first} {last}");
-    let keep_case = d.percent(16);
-    let mut email = String::with_capacity(40);
-    match d.below(100) {
-        0..40 => {
-            push_ascii(&mut email, first, keep_case);
-            email.push('.');
-            push_ascii(&mut email, last, keep_case);
-        }
-        40..55 => {
-            push_ascii(&mut email, first, keep_case);
-            push_ascii(&mut email, last, keep_case);
-        }
-        55..70 => {
-            push_ascii(&mut email, first.get(..1).unwrap_or(first), keep_case);
-            email.push('.');
-            push_ascii(&mut email, last, keep_case);
-        }
-        70..80 => {
-            push_ascii(&mut email, first, keep_case);
-            email.push('_');
-            push_ascii(&mut email, last, keep_case);
-        }
-        80..90 => push_ascii(&mut email, first, keep_case),
-        _ => {
-            push_ascii(&mut email, last, keep_case);
-            email.push('.');
-            push_ascii(&mut email, first, keep_case);
-        }
-    }
-    if d.percent(45) {
-        let n = if d.percent(50) {
-            d.between(1, 99)
-        } else {
-            d.between(1960, 2005)
-        };
-        let _ = write!(email, "{n}");
-    }
-    email.push('@');
-    let domain = d.pick(PERSONAL_DOMAINS);
-    if keep_case && d.percent(35) {
-        // "Example.com"
-        let mut chars = domain.chars();
-        if let Some(c) = chars.next() {
-            email.push(c.to_ascii_uppercase());
-            email.push_str(chars.as_str());
-        }
-    } else {
-        email.push_str(domain);
-    }
-    (name, email)
 }

@@ -14,6 +14,8 @@ use chrono::{DateTime, Datelike as _, NaiveDate, Timelike as _, Utc};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+mod contacts;
+mod dice;
 mod generator;
 mod tables;
 #[cfg(test)]

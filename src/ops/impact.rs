@@ -2,7 +2,7 @@
 //! `apply` show under each segment and communication they change.
 
 use crate::model::{Delivery, Name, Segment};
-use crate::plan::{Action, Applied, Decoded, Definition, Impact, Impacts, Kind, Plan};
+use crate::plan::{Action, Applied, Decoded, Definition, Impact, Impacts, Kind, Plan, Undecodable};
 use crate::segment::compile_impact;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -47,14 +47,44 @@ async fn measure(
 /// is a query over every customer); the plan says when it measured fewer.
 const MAX_MEASURED: usize = 200;
 
+/// What measuring a plan's impact could not do, for the edge to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// A definition that does not read back, measured as if absent.
+    Undecodable(Undecodable),
+    /// More changes than [`MAX_MEASURED`]: only the first were measured.
+    Unmeasured { changes: usize, measured: usize },
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Warning::Undecodable(e) => write!(f, "warning: {e}"),
+            Warning::Unmeasured { changes, measured } => write!(
+                f,
+                "note: {changes} definitions change; membership impact is measured for the first {measured}"
+            ),
+        }
+    }
+}
+
+/// A plan's impacts, and what measuring them could not do.
+#[derive(Debug, Default)]
+pub struct Measured {
+    pub impacts: Impacts,
+    pub warnings: Vec<Warning>,
+}
+
 /// The definition read back, or a warning naming it (it is measured as if absent).
-fn decoded(d: &Definition) -> Option<Decoded> {
-    d.decode().inspect_err(|e| eprintln!("warning: {e}")).ok()
+fn decoded(d: &Definition, warnings: &mut Vec<Warning>) -> Option<Decoded> {
+    d.decode()
+        .map_err(|e| warnings.push(Warning::Undecodable(e)))
+        .ok()
 }
 
 /// The segment a communication definition names, and whether it sends email.
-fn segment_of(d: &Definition) -> Option<(Name, bool)> {
-    match decoded(d)? {
+fn segment_of(d: &Definition, warnings: &mut Vec<Warning>) -> Option<(Name, bool)> {
+    match decoded(d, warnings)? {
         Decoded::Communication(c) => {
             let email = matches!(c.delivery, Delivery::Email(_));
             Some((c.segment, email))
@@ -65,13 +95,16 @@ fn segment_of(d: &Definition) -> Option<(Name, bool)> {
 
 /// Impacts of every created or changed segment, and of every created or changed
 /// communication whose audience changes. Only those segments are evaluated.
+/// Definitions that do not read back are measured as if absent, and named
+/// among the warnings.
 pub async fn impacts(
     store: &dyn Store,
     plan: &Plan,
     applied: &[Applied],
     desired: &[Definition],
     at: DateTime<Utc>,
-) -> Result<Impacts, StoreError> {
+) -> Result<Measured, StoreError> {
+    let mut warnings = Vec::new();
     let applied_segment: BTreeMap<&str, &Definition> = applied
         .iter()
         .filter(|a| a.def.kind == Kind::Segment)
@@ -92,9 +125,10 @@ pub async fn impacts(
         .filter(|c| c.action != Action::Delete)
         .count();
     if measurable > MAX_MEASURED {
-        eprintln!(
-            "note: {measurable} definitions change; membership impact is measured for the first {MAX_MEASURED}"
-        );
+        warnings.push(Warning::Unmeasured {
+            changes: measurable,
+            measured: MAX_MEASURED,
+        });
     }
     for c in plan
         .changes
@@ -108,8 +142,12 @@ pub async fn impacts(
         let (before_def, after_def, sends_email) = match c.kind {
             Kind::Segment => (c.before.as_ref(), Some(after), false),
             Kind::Communication => {
-                let old_seg = c.before.as_ref().and_then(segment_of).map(|(s, _)| s);
-                let new_seg = segment_of(after);
+                let old_seg = c
+                    .before
+                    .as_ref()
+                    .and_then(|d| segment_of(d, &mut warnings))
+                    .map(|(s, _)| s);
+                let new_seg = segment_of(after, &mut warnings);
                 let sends_email = new_seg.as_ref().is_some_and(|(_, email)| *email);
                 let before = old_seg.and_then(|s| applied_segment.get(s.as_str()).copied());
                 let after = new_seg.and_then(|(s, _)| {
@@ -125,7 +163,7 @@ pub async fn impacts(
         if c.action == Action::Update && spec(before_def) == spec(after_def) {
             continue;
         }
-        let segment = |d: Option<&Definition>| match d.and_then(decoded) {
+        let mut segment = |d: Option<&Definition>| match d.and_then(|d| decoded(d, &mut warnings)) {
             Some(Decoded::Segment(s)) => Some(s),
             _ => None,
         };
@@ -138,7 +176,7 @@ pub async fn impacts(
             let reached_by = reached_by.get_or_insert_with(|| {
                 let mut by: BTreeMap<Name, (Vec<String>, bool)> = BTreeMap::new();
                 for d in desired.iter().filter(|d| d.kind == Kind::Communication) {
-                    if let Some((seg, email)) = segment_of(d) {
+                    if let Some((seg, email)) = segment_of(d, &mut warnings) {
                         let entry = by.entry(seg).or_default();
                         entry.0.push(d.name.to_string());
                         entry.1 |= email;
@@ -157,7 +195,10 @@ pub async fn impacts(
         }
         out.insert((c.kind, c.name.clone()), impact);
     }
-    Ok(out)
+    Ok(Measured {
+        impacts: out,
+        warnings,
+    })
 }
 
 /// Updates whose membership changes by more than `max_pct` percent.

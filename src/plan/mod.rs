@@ -1,143 +1,17 @@
 //! The planner: desired definitions vs the applied ones → creates, updates and
 //! deletes. Pure: the caller reads both sides; rendering is in [`render`].
 
+mod applied;
+mod definition;
 pub mod render;
 
-use crate::canonical;
-use crate::model::{
-    Body, Communication, CustomDataKey, Definitions, Delivery, Email, Name, Segment, Sourced,
-};
-use rayon::prelude::*;
+pub use applied::{Applied, AppliedState, Version};
+pub use definition::{Decoded, Definition, Kind, Undecodable, desired, sha256_hex};
+
+use crate::model::CustomDataKey;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Segment,
-    Communication,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Segment => "segment",
-            Kind::Communication => "communication",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "segment" => Some(Kind::Segment),
-            "communication" => Some(Kind::Communication),
-            _ => None,
-        }
-    }
-}
-
-/// A definition as stored: canonical spec text and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Definition {
-    pub kind: Kind,
-    pub name: Name,
-    /// Canonical TOML.
-    pub spec: String,
-    /// Path below `--dir`.
-    pub source: String,
-    pub protect: bool,
-    /// The email templates a communication uses, by path: part of what is
-    /// reviewed and applied, so a template edit is a change too.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub templates: BTreeMap<String, String>,
-}
-
-impl Definition {
-    /// The canonical spec followed by each template, for diffs.
-    pub fn display_text(&self) -> String {
-        let mut out = self.spec.clone();
-        for (path, text) in &self.templates {
-            out.push_str(&format!("\n# ---- template {path} ----\n{text}"));
-            if !text.ends_with('\n') {
-                out.push('\n');
-            }
-        }
-        out
-    }
-
-    /// The digest stored with the definition: spec and templates.
-    pub fn digest(&self) -> String {
-        sha256_hex(&self.display_text())
-    }
-
-    /// The definition read back into the model: the one place where canonical
-    /// text becomes a segment or a communication again.
-    pub fn decode(&self) -> Result<Decoded, Undecodable> {
-        let decoded = match self.kind {
-            Kind::Segment => crate::validate::stored_segment(&self.spec).map(Decoded::Segment),
-            Kind::Communication => {
-                crate::validate::stored_communication(&self.spec, &self.templates)
-                    .map(Decoded::Communication)
-            }
-        };
-        decoded.map_err(|error| Undecodable {
-            kind: self.kind,
-            name: self.name.to_string(),
-            error,
-        })
-    }
-}
-
-/// A definition read back into the model.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
-    Segment(Segment),
-    Communication(Communication),
-}
-
-/// An applied definition that no longer reads back into the model (its row
-/// was edited by hand, or a later segd judges it differently).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("the applied {} `{name}` does not read back: {error}; apply it again", .kind.as_str())]
-pub struct Undecodable {
-    pub kind: Kind,
-    pub name: String,
-    pub error: String,
-}
-
-/// A row of `segd_definitions`, as read back (its hash may have drifted),
-/// decoded into the model when first asked for, once.
-#[derive(Debug, Clone)]
-pub struct Applied {
-    pub def: Definition,
-    pub hash: String,
-    decoded: std::sync::OnceLock<Result<Decoded, Undecodable>>,
-}
-
-impl Applied {
-    pub fn new(def: Definition, hash: String) -> Self {
-        Self {
-            def,
-            hash,
-            decoded: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The definition in the model (decoded on first use).
-    pub fn decoded(&self) -> Result<&Decoded, Undecodable> {
-        self.decoded
-            .get_or_init(|| self.def.decode())
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-}
-
-impl PartialEq for Applied {
-    fn eq(&self, other: &Self) -> bool {
-        self.def == other.def && self.hash == other.hash
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -217,45 +91,6 @@ pub struct Plan {
     pub made_against: Version,
 }
 
-/// A version of the applied definitions, `lineage:revision`: the store's
-/// lineage and a revision every change of the applied rows (out-of-band edits
-/// too) increments. A plan records the one it was made against, and applies
-/// only while it is still the store's.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Version(String);
-
-impl Version {
-    /// The version of a plan made when its database did not exist yet (against
-    /// an empty one): it still holds for a database nothing was ever applied
-    /// to, whatever its lineage.
-    pub fn new_database() -> Self {
-        Version("new:0".to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether a plan made against this version still holds for the applied
-    /// state at `current`.
-    pub fn holds_for(&self, current: &Version) -> bool {
-        self == current || (*self == Self::new_database() && current.0.ends_with(":0"))
-    }
-}
-
-impl From<String> for Version {
-    fn from(s: String) -> Self {
-        Version(s)
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
@@ -300,94 +135,6 @@ impl Plan {
             .collect()
     }
 }
-
-pub fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The desired definitions in canonical form; `templates` holds the text of
-/// each template file by path (what validation read).
-pub fn desired(defs: &Definitions, templates: &BTreeMap<String, String>) -> Vec<Definition> {
-    let segments: Vec<&Sourced<Segment>> = defs.segments.values().collect();
-    let communications: Vec<&Sourced<Communication>> = defs.communications.values().collect();
-    let segments = segments.into_par_iter().map(|s| Definition {
-        kind: Kind::Segment,
-        name: s.def.name.clone(),
-        spec: canonical::segment(&s.def),
-        source: s.source.clone(),
-        protect: s.def.protect,
-        templates: BTreeMap::new(),
-    });
-    let communications = communications.into_par_iter().map(|c| Definition {
-        kind: Kind::Communication,
-        name: c.def.name.clone(),
-        spec: canonical::communication(&c.def),
-        source: c.source.clone(),
-        protect: c.def.protect,
-        templates: match &c.def.delivery {
-            Delivery::Email(Email {
-                body: Body::Template(path),
-                ..
-            }) => templates
-                .get(path)
-                .map(|t| BTreeMap::from([(path.clone(), t.clone())]))
-                .unwrap_or_default(),
-            _ => BTreeMap::new(),
-        },
-    });
-    segments.chain(communications).collect()
-}
-
-/// The applied definitions, and which version of them they are: the store's
-/// lineage and revision (every change of the applied rows, out-of-band edits
-/// too, makes a new version). A plan records the version it was made against.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AppliedState {
-    pub rows: Vec<Applied>,
-    pub version: Version,
-}
-
-impl AppliedState {
-    fn find(&self, kind: Kind, name: &str) -> Option<&Applied> {
-        self.rows
-            .iter()
-            .find(|a| a.def.kind == kind && a.def.name == name)
-    }
-
-    /// The applied segment `name`, if there is one.
-    pub fn segment(&self, name: &str) -> Result<Option<&Segment>, Undecodable> {
-        match self.find(Kind::Segment, name).map(Applied::decoded) {
-            Some(Ok(Decoded::Segment(s))) => Ok(Some(s)),
-            Some(Err(e)) => Err(e),
-            Some(Ok(Decoded::Communication(_))) | None => Ok(None),
-        }
-    }
-
-    /// The applied communication `name`, if there is one.
-    pub fn communication(&self, name: &str) -> Result<Option<&Communication>, Undecodable> {
-        match self.find(Kind::Communication, name).map(Applied::decoded) {
-            Some(Ok(Decoded::Communication(c))) => Ok(Some(c)),
-            Some(Err(e)) => Err(e),
-            Some(Ok(Decoded::Segment(_))) | None => Ok(None),
-        }
-    }
-
-    /// Every applied communication, in name order, or why it does not read back.
-    pub fn communications(&self) -> impl Iterator<Item = Result<&Communication, Undecodable>> {
-        self.rows
-            .iter()
-            .filter(|a| a.def.kind == Kind::Communication)
-            .filter_map(|a| match a.decoded() {
-                Ok(Decoded::Communication(c)) => Some(Ok(c)),
-                Ok(Decoded::Segment(_)) => None,
-                Err(e) => Some(Err(e)),
-            })
-    }
-}
-
 /// Compares desired and applied definitions. Drift (an applied row whose spec,
 /// hash, source or protection differs from the desired one) is an update.
 pub fn diff(desired: &[Definition], applied: &AppliedState) -> Plan {
@@ -498,6 +245,7 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Name;
 
     #[test]
     fn a_plan_deleting_every_applied_definition_is_told() {
@@ -533,6 +281,18 @@ mod tests {
             rows,
             version: Version::from("test:1".to_string()),
         }
+    }
+
+    #[test]
+    fn applied_names_are_those_of_one_kind() {
+        let applied = state(vec![
+            applied(&def(Kind::Segment, "de", "x")),
+            applied(&def(Kind::Communication, "nudge", "y")),
+            applied(&def(Kind::Communication, "remind", "z")),
+        ]);
+        let names: Vec<&str> = applied.names(Kind::Communication).collect();
+        assert_eq!(names, ["nudge", "remind"]);
+        assert_eq!(applied.names(Kind::Segment).collect::<Vec<_>>(), ["de"]);
     }
 
     #[test]

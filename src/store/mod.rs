@@ -299,11 +299,17 @@ pub trait Store: Send + Sync {
     /// Extends the lease of every row `me` is sending.
     async fn renew(&self, me: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// Hands rows `me` claimed and never started back to pending.
-    async fn release(&self, me: &str, ids: &[i64]) -> Result<(), StoreError>;
+    /// Hands rows `me` claimed and never started back to pending (a fresh one
+    /// due at `now`).
+    async fn release(&self, me: &str, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// Writes the outcomes of a batch in one transaction.
-    async fn mark(&self, me: &str, marks: &[(i64, Mark)]) -> Result<(), StoreError>;
+    /// Writes the outcomes of a batch in one transaction (a sent one sent at `now`).
+    async fn mark(
+        &self,
+        me: &str,
+        marks: &[(i64, Mark)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Outbox rows, newest last.
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;

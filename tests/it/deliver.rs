@@ -1221,6 +1221,13 @@ fn an_applied_definition_that_no_longer_reads_back_is_reported_by_name() {
     accept.store(true, Ordering::SeqCst);
     let o = b.segd(&["apply", "--auto-approve"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
+    // Its impact is measured as if the unreadable row were absent, with a warning.
+    assert!(
+        stderr(&o)
+            .contains("warning: the applied communication `hook-invoices` does not read back"),
+        "apply: {}",
+        text(&o)
+    );
     let rows = b.drive(Duration::from_secs(20));
     assert!(rows.iter().all(|r| status(r) == "sent"), "{rows:#?}");
 }
@@ -2282,7 +2289,10 @@ fn fresh_rows_body(b: Bench) {
             .await
             .expect("claim");
         let first = own.first().map(|c| c.id).unwrap_or_default();
-        store.release("drain", &[first]).await.expect("release");
+        store
+            .release("drain", &[first], Utc::now())
+            .await
+            .expect("release");
         // The daemon takes what is left, four at a time: bulk's released row
         // (due now), then nudge's fresh rows.
         let mut daemon = Vec::new();
@@ -2312,6 +2322,7 @@ fn fresh_rows_body(b: Bench) {
                         error: "gone".to_string(),
                     },
                 )],
+                Utc::now(),
             )
             .await
             .expect("mark");

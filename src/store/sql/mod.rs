@@ -440,12 +440,17 @@ where
         Ok(())
     }
 
-    async fn release(&self, me: &str, ids: &[i64]) -> Result<(), StoreError> {
-        Runs(self).release(me, ids).await
+    async fn release(&self, me: &str, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+        Runs(self).release(me, ids, now).await
     }
 
-    async fn mark(&self, me: &str, marks: &[(i64, Mark)]) -> Result<(), StoreError> {
-        Runs(self).mark(me, marks).await
+    async fn mark(
+        &self,
+        me: &str,
+        marks: &[(i64, Mark)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Runs(self).mark(me, marks, now).await
     }
 
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {

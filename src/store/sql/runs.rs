@@ -337,11 +337,15 @@ where
     /// claimed (the claim counted an attempt), except that a row that was fresh
     /// is due now instead (see [`FRESH`]); rows claimed by another sender since
     /// are left alone.
-    pub(super) async fn release(&self, me: &str, ids: &[i64]) -> Result<(), StoreError> {
+    pub(super) async fn release(
+        &self,
+        me: &str,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         const RELEASE: &str = "UPDATE segd_outbox SET status = 'pending', claimed_by = NULL, \
              claimed_until = NULL, attempts = attempts - 1, next_attempt_at = COALESCE(next_attempt_at, $2) \
              WHERE claimed_by = $1 AND status = 'sending' AND id";
-        let now = Utc::now();
         for chunk in ids.chunks(B::IDS_PER_STATEMENT) {
             let sql = format!("{RELEASE}{}", B::in_ids(3, chunk.len()));
             let q = sqlx::query(AssertSqlSafe(sql)).bind(me).bind(now);
@@ -352,8 +356,12 @@ where
 
     /// Writes the outcomes of a batch in one transaction; rows another sender
     /// has claimed since (after this one's lease expired) are left alone.
-    pub(super) async fn mark(&self, me: &str, marks: &[(i64, Mark)]) -> Result<(), StoreError> {
-        let now = Utc::now();
+    pub(super) async fn mark(
+        &self,
+        me: &str,
+        marks: &[(i64, Mark)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.0.begin_write().await?;
         for (id, mark) in marks {
             let (status, next, error): (DeliveryStatus, Option<DateTime<Utc>>, Option<&str>) =
@@ -420,60 +428,54 @@ where
     /// Runs, newest last, each with its rows counted by status (through its
     /// id range, migration 0007).
     pub(super) async fn runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
-        let runs = "SELECT id, communication, occurrence, kind, status, released_by, started_at, \
-             CAST(recipients AS BIGINT), CAST(enqueued AS BIGINT), CAST(unreachable AS BIGINT), \
-             CAST(COALESCE(first_id, 0) AS BIGINT), CAST(COALESCE(last_id, -1) AS BIGINT), CAST(seq AS BIGINT) \
-             FROM segd_trigger_runs WHERE (CAST($1 AS TEXT) IS NULL OR communication = $1) \
-             AND (CAST($2 AS TEXT) IS NULL OR id = $2) ORDER BY seq DESC LIMIT $3";
-        let counts = format!(
-            "SELECT CAST(COUNT(CASE WHEN status = 'pending' AND attempts = 0 THEN 1 END) AS BIGINT), \
-             CAST(COUNT(CASE WHEN status = 'sending' THEN 1 END) AS BIGINT), \
-             CAST(COUNT(CASE WHEN status = 'sent' THEN 1 END) AS BIGINT), \
-             CAST(COUNT(CASE WHEN status = 'pending' AND attempts > 0 THEN 1 END) AS BIGINT), \
-             CAST(COUNT(CASE WHEN status = 'failed' THEN 1 END) AS BIGINT), \
-             CAST(COUNT(CASE WHEN status = 'dead' THEN 1 END) AS BIGINT) \
-             FROM segd_outbox WHERE {IN_RANGE}"
+        // The runs chosen first, then their rows counted by status, all in one
+        // query; a run without rows (no range) counts none.
+        let runs = format!(
+            "SELECT u.id, u.communication, u.occurrence, u.kind, u.status, u.released_by, u.started_at, \
+             CAST(u.recipients AS BIGINT), CAST(u.enqueued AS BIGINT), CAST(u.unreachable AS BIGINT), \
+             CAST(COUNT(CASE WHEN o.status = 'pending' AND o.attempts = 0 THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN o.status = 'sending' THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN o.status = 'sent' THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN o.status = 'pending' AND o.attempts > 0 THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN o.status = 'failed' THEN 1 END) AS BIGINT), \
+             CAST(COUNT(CASE WHEN o.status = 'dead' THEN 1 END) AS BIGINT) \
+             FROM (SELECT * FROM segd_trigger_runs WHERE (CAST($1 AS TEXT) IS NULL OR communication = $1) \
+             AND (CAST($2 AS TEXT) IS NULL OR id = $2) ORDER BY seq DESC LIMIT $3) u \
+             LEFT JOIN segd_outbox o ON {OF_RUNS} \
+             GROUP BY u.seq, u.id, u.communication, u.occurrence, u.kind, u.status, u.released_by, \
+             u.started_at, u.recipients, u.enqueued, u.unreachable ORDER BY u.seq"
         );
         let n = super::count_of;
-        let rows = sqlx::query(runs)
+        let rows = sqlx::query(AssertSqlSafe(runs))
             .bind(f.communication.as_deref())
             .bind(f.run_id.as_deref())
             .bind(f.limit.unwrap_or(i64::MAX))
             .fetch_all(self.0.pool())
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows.iter().rev() {
-            let (first, last, seq): (i64, i64, i64) =
-                (row.try_get(10)?, row.try_get(11)?, row.try_get(12)?);
-            let (pending, sending, sent, retrying, failed, dead): (i64, i64, i64, i64, i64, i64) =
-                sqlx::query_as(AssertSqlSafe(counts.as_str()))
-                    .bind(first)
-                    .bind(last)
-                    .bind(seq)
-                    .fetch_one(self.0.pool())
-                    .await?;
-            out.push(RunSummary {
-                id: row.try_get(0)?,
-                communication: row.try_get(1)?,
-                occurrence: row.try_get(2)?,
-                kind: row.try_get(3)?,
-                status: row.try_get(4)?,
-                released_by: row.try_get(5)?,
-                started_at: row.try_get(6)?,
-                recipients: n(row.try_get(7)?),
-                enqueued: n(row.try_get(8)?),
-                unreachable: n(row.try_get(9)?),
-                rows: RunRows {
-                    pending: n(pending),
-                    sending: n(sending),
-                    sent: n(sent),
-                    retrying: n(retrying),
-                    failed: n(failed),
-                    dead: n(dead),
-                },
-            });
-        }
-        Ok(out)
+        rows.iter()
+            .map(|row| {
+                Ok(RunSummary {
+                    id: row.try_get(0)?,
+                    communication: row.try_get(1)?,
+                    occurrence: row.try_get(2)?,
+                    kind: row.try_get(3)?,
+                    status: row.try_get(4)?,
+                    released_by: row.try_get(5)?,
+                    started_at: row.try_get(6)?,
+                    recipients: n(row.try_get(7)?),
+                    enqueued: n(row.try_get(8)?),
+                    unreachable: n(row.try_get(9)?),
+                    rows: RunRows {
+                        pending: n(row.try_get(10)?),
+                        sending: n(row.try_get(11)?),
+                        sent: n(row.try_get(12)?),
+                        retrying: n(row.try_get(13)?),
+                        failed: n(row.try_get(14)?),
+                        dead: n(row.try_get(15)?),
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Re-queues dead or failed deliveries (by id or idempotency key), due now
