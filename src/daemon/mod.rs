@@ -84,7 +84,16 @@ pub struct Options {
     pub git_commit: Option<String>,
     /// What the scheduler, the status and manual runs read the time from.
     pub clock: Arc<dyn Clock>,
+    /// How long segment size samples are kept.
+    pub size_retention: Duration,
 }
+
+/// How long segment size samples are kept unless configured: 90 days.
+pub const DEFAULT_SIZE_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+
+/// How often the leader samples every segment's size when the applied
+/// definitions do not change (a change is sampled at the resync after it).
+const SAMPLE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// What a one-shot run found: its exit code and what to print.
 #[derive(Debug, Default)]
@@ -136,6 +145,27 @@ async fn optimize(store: &dyn Store) {
             "planner statistics refreshed"
         ),
         Err(e) => tracing::warn!(error = %chain(&e), "refreshing the planner statistics failed"),
+    }
+}
+
+/// Samples every segment's size now; a failure is logged, and the next
+/// resync tries again.
+async fn sample_sizes(store: &dyn Store, clock: &dyn Clock, retention: Duration) -> bool {
+    let started = Instant::now();
+    match ops::sizes::sample(store, clock.now(), retention).await {
+        Ok(s) => {
+            tracing::info!(
+                segments = s.segments,
+                pruned = s.pruned,
+                took_ms = started.elapsed().as_millis(),
+                "segment sizes sampled"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "sampling the segment sizes failed");
+            false
+        }
     }
 }
 
@@ -237,6 +267,7 @@ pub async fn run(
                     if tokio::time::Instant::now() >= next_resync {
                         reconcile(opts, &*store, &shared).await;
                         shared.ready.store(true, Ordering::SeqCst);
+                        shared.reconciled.notify_one();
                         next_resync = tokio::time::Instant::now() + opts.resync;
                         schedule_at = None;
                     }
@@ -330,7 +361,39 @@ pub async fn run(
         }
     };
 
-    tokio::join!(control, deliver, statistics);
+    // Segment sizes (leader only), apart from the control loop so that
+    // measuring every segment never delays a reconcile: woken at each
+    // reconcile, it samples when the applied definitions changed since its
+    // last sample or [`SAMPLE_EVERY`] passed.
+    let sizes = {
+        let store = store.clone();
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let opts = &opts;
+        async move {
+            let mut last: Option<(Instant, plan::Version)> = None;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = shared.reconciled.notified() => {}
+                }
+                if !shared.is_leader() {
+                    continue;
+                }
+                let Ok(version) = store.version().await else {
+                    continue;
+                };
+                let due = last
+                    .as_ref()
+                    .is_none_or(|(at, v)| *v != version || at.elapsed() >= SAMPLE_EVERY);
+                if due && sample_sizes(&*store, &*opts.clock, opts.size_retention).await {
+                    last = Some((Instant::now(), version));
+                }
+            }
+        }
+    };
+
+    tokio::join!(control, deliver, statistics, sizes);
     if let Some(l) = leader {
         l.release().await;
     }

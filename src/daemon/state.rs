@@ -49,6 +49,8 @@ pub struct Shared {
     pub reconcile_now: std::sync::Arc<Notify>,
     /// Wakes the delivery loop (something was enqueued).
     pub deliver_now: Notify,
+    /// Wakes the size sampler (a reconcile ended).
+    pub reconciled: Notify,
     pub no_apply: bool,
     pub started_at: DateTime<Utc>,
 }
@@ -61,6 +63,7 @@ impl Shared {
             leader: AtomicBool::new(false),
             reconcile_now: std::sync::Arc::new(Notify::new()),
             deliver_now: Notify::new(),
+            reconciled: Notify::new(),
             no_apply,
             started_at,
         }

@@ -77,6 +77,8 @@ impl Backend for PgStore {
          to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM customers WHERE id";
     const INVOICES: &'static str = "SELECT id, number, status, amount_cents, currency, due_date::text, \
          to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM invoices WHERE id";
+    const INSERT_MEMBERS: &'static str = "INSERT INTO segd_segment_members (segment, sampled_at, customer_id) \
+         SELECT $1, $2, v FROM jsonb_array_elements_text(CAST($3 AS jsonb)) v";
     /// One bound array.
     const IDS_PER_STATEMENT: usize = usize::MAX;
     /// Autovacuum keeps them.

@@ -103,6 +103,8 @@ impl Backend for SqliteStore {
     const CUSTOMERS: &'static str = "SELECT id, name, email, country, custom_data, CAST(created_at AS TEXT) FROM customers WHERE id";
     const INVOICES: &'static str = "SELECT id, number, status, amount_cents, currency, CAST(due_date AS TEXT), \
          CAST(created_at AS TEXT) FROM invoices WHERE id";
+    const INSERT_MEMBERS: &'static str = "INSERT INTO segd_segment_members (segment, sampled_at, customer_id) \
+         SELECT $1, $2, value FROM json_each($3)";
     /// Well below SQLite's limit of bound parameters.
     const IDS_PER_STATEMENT: usize = 500;
     const KEEPS_STATISTICS: bool = true;
