@@ -4,7 +4,7 @@
 //! (an advisory lock on a dedicated connection) reconciles and schedules; every
 //! replica delivers.
 
-mod http;
+pub(crate) mod http;
 mod leader;
 mod memory;
 mod prometheus;
@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use prometheus::{count_run, install_metrics};
-use reconcile::{reconcile, release_freed_memory};
+pub(crate) use reconcile::reconcile;
+use reconcile::release_freed_memory;
 use scheduler::{Scheduled, schedule_pass};
 
 pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
@@ -221,7 +222,7 @@ pub async fn run(
             addr: opts.listen,
             source,
         })?;
-    tracing::info!(listen = %opts.listen, "serving /healthz /readyz /metrics /v1/status");
+    tracing::info!(listen = %opts.listen, "serving the console at / and /healthz /readyz /metrics /v1/status");
     let api = Arc::new(http::Api {
         shared: shared.clone(),
         store: store.clone(),
@@ -231,7 +232,15 @@ pub async fn run(
         clock: opts.clock.clone(),
     });
     let server_stop = shutdown.clone();
-    let server = tokio::spawn(http::serve(listener, http::router(api), server_stop));
+    let console = Arc::new(crate::console::Console::new(
+        shared.clone(),
+        store.clone(),
+        opts.api_token.clone(),
+        env.clone(),
+        opts.clock.clone(),
+    ));
+    let app = http::router(api, crate::console::router(console));
+    let server = tokio::spawn(http::serve(listener, app, server_stop));
 
     let _watcher = match watch::start(
         &opts.dir,

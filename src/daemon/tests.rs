@@ -205,14 +205,17 @@ async fn the_scheduler_fires_once_across_daylight_saving_changes() {
 // The HTTP API through `Router::oneshot`.
 
 fn router(f: &Fixture, token: Option<&str>, metrics: PrometheusHandle) -> axum::Router {
-    http::router(Arc::new(http::Api {
-        shared: Arc::new(Shared::new(false, f.clock.now())),
-        store: f.store.clone(),
-        metrics,
-        token: token.map(str::to_string),
-        env: Arc::new(|_: &str| None),
-        clock: f.clock.clone(),
-    }))
+    http::router(
+        Arc::new(http::Api {
+            shared: Arc::new(Shared::new(false, f.clock.now())),
+            store: f.store.clone(),
+            metrics,
+            token: token.map(str::to_string),
+            env: Arc::new(|_: &str| None),
+            clock: f.clock.clone(),
+        }),
+        axum::Router::new(),
+    )
 }
 
 /// A metrics handle of its own (the global recorder is the daemon's).

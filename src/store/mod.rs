@@ -194,6 +194,16 @@ pub struct ApplyRecord {
     pub plan: String,
 }
 
+/// One apply of the history, newest first in lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyEntry {
+    pub id: i64,
+    pub applied_at: DateTime<Utc>,
+    pub user: String,
+    pub git_commit: Option<String>,
+    pub summary: String,
+}
+
 /// What holds the apply lock; the lock is released when it is dropped, and
 /// when its process dies.
 pub enum Held {
@@ -230,6 +240,14 @@ pub trait Store: Send + Sync {
     /// When a definition was last applied.
     async fn applied_at(&self, kind: &str, name: &str)
     -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// The apply history, newest first: at most `limit` applies older than
+    /// `before` (an id), when given.
+    async fn applies(&self, before: Option<i64>, limit: i64)
+    -> Result<Vec<ApplyEntry>, StoreError>;
+
+    /// One apply and its plan's JSON document.
+    async fn apply_plan(&self, id: i64) -> Result<Option<(ApplyEntry, String)>, StoreError>;
 
     // ---- applying
 

@@ -11,7 +11,9 @@ use super::outbox::{
     RunSummary,
 };
 use super::sizes::{Changes, HISTORY_ROWS, Size, SizeSample};
-use super::{ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError};
+use super::{
+    ApplyEntry, ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError,
+};
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice, Name};
 use crate::plan::{Action, Applied, AppliedState, Definition, Kind, Plan, Undecodable, Version};
@@ -47,8 +49,9 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// Appended to a claim's row selection: skip rows another claim has locked.
     const CLAIM_LOCKING: &'static str;
 
-    /// `segd deliveries`: `$1` communication, `$2` status, `$3` run id (each
-    /// NULL for any), `$4` limit.
+    /// `segd deliveries`: `$1` communication, `$2` status, `$3` run id, `$5`
+    /// id (each NULL for any), `$6` an id the rows are below (NULL: none);
+    /// the order and `LIMIT $4` follow.
     const DELIVERIES: &'static str;
 
     /// Customers, then invoices, selected by id (see [`Backend::in_ids`]).
@@ -164,6 +167,22 @@ const UPDATE_DEFINITION: &str = "UPDATE segd_definitions SET spec = $3, hash = $
 const HISTORY: &str = "INSERT INTO segd_apply_history (applied_at, applied_by, git_commit, summary, plan) \
      VALUES ($1, $2, $3, $4, $5)";
 
+/// An apply of the history (`$1`: below this id, NULL for any; `$2` limit).
+const APPLIES: &str = "SELECT id, applied_at, applied_by, git_commit, summary FROM segd_apply_history \
+     WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) ORDER BY id DESC LIMIT $2";
+
+type ApplyRow = (i64, DateTime<Utc>, String, Option<String>, String);
+
+fn apply_entry((id, applied_at, user, git_commit, summary): ApplyRow) -> ApplyEntry {
+    ApplyEntry {
+        id,
+        applied_at,
+        user,
+        git_commit,
+        summary,
+    }
+}
+
 /// A row of `segd_definitions`.
 type DefinitionRow = (String, String, String, String, String, bool, String);
 
@@ -250,6 +269,31 @@ where
             .bind(name)
             .fetch_optional(self.pool())
             .await?)
+    }
+
+    async fn applies(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ApplyEntry>, StoreError> {
+        let rows: Vec<ApplyRow> = sqlx::query_as(APPLIES)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(apply_entry).collect())
+    }
+
+    async fn apply_plan(&self, id: i64) -> Result<Option<(ApplyEntry, String)>, StoreError> {
+        let sql = "SELECT id, applied_at, applied_by, git_commit, summary, plan FROM segd_apply_history WHERE id = $1";
+        let row: Option<(i64, DateTime<Utc>, String, Option<String>, String, String)> =
+            sqlx::query_as(sql)
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(id, at, user, commit, summary, plan)| {
+            (apply_entry((id, at, user, commit, summary)), plan)
+        }))
     }
 
     async fn lock(&self, holder: &str, wait: Duration) -> Result<ApplyLock, StoreError> {

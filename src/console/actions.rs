@@ -1,0 +1,167 @@
+//! The console's write actions: signing in and out, re-queueing a delivery,
+//! running a communication. Each needs a session opened with the API token,
+//! the session's CSRF token in the form, and (when the browser says) the
+//! console's own origin; each answers with a redirect (POST-redirect-GET).
+
+use super::session::{View, clear_cookie, same_origin, set_cookie};
+use super::{Console, PageError};
+use crate::daemon::http::token_ok;
+use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize)]
+pub struct SignIn {
+    #[serde(default)]
+    token: String,
+}
+
+/// A write action's form: the session's CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct Action {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl Console {
+    pub(super) fn session(&self, headers: &HeaderMap) -> View {
+        match self.sessions.lock() {
+            Ok(s) => s.view(headers),
+            Err(poisoned) => poisoned.into_inner().view(headers),
+        }
+    }
+
+    /// Checks a write request: a token is configured, the request comes from
+    /// the console, its session is open and its form carries the session's
+    /// CSRF token.
+    fn authorize(&self, headers: &HeaderMap, form: &Action) -> Result<View, PageError> {
+        if self.token.is_none() {
+            return Err(PageError::ReadOnly);
+        }
+        if !same_origin(headers) {
+            return Err(PageError::Forbidden(
+                "refused: the request did not come from the console's own pages".into(),
+            ));
+        }
+        let view = self.session(headers);
+        let Some(csrf) = view.csrf.as_deref() else {
+            return Err(PageError::Unauthorized);
+        };
+        if !token_ok(&form.csrf, csrf) {
+            return Err(PageError::Forbidden(
+                "refused: the form is stale or not the console's; reload the page and try again"
+                    .into(),
+            ));
+        }
+        Ok(view)
+    }
+}
+
+pub async fn signin_form(
+    State(c): State<Arc<Console>>,
+    session: View,
+) -> Result<Response, PageError> {
+    c.render(
+        "signin.html",
+        &session,
+        minijinja::context! { title => "Sign in", wrong => false },
+    )
+}
+
+pub async fn signin(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<SignIn>,
+) -> Result<Response, PageError> {
+    let Some(expected) = &c.token else {
+        return Err(PageError::ReadOnly);
+    };
+    if !same_origin(&headers) {
+        return Err(PageError::Forbidden(
+            "refused: the request did not come from the console's own pages".into(),
+        ));
+    }
+    if !token_ok(form.token.trim(), expected) {
+        let mut page = c.render(
+            "signin.html",
+            &View::default(),
+            minijinja::context! { title => "Sign in", wrong => true },
+        )?;
+        *page.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(page);
+    }
+    let (id, _) = match c.sessions.lock() {
+        Ok(mut s) => s.open(),
+        Err(poisoned) => poisoned.into_inner().open(),
+    };
+    let mut response = Redirect::to("/").into_response();
+    if let Some(cookie) = set_cookie(&id) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+pub async fn signout(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<Action>,
+) -> Result<Response, PageError> {
+    let view = c.authorize(&headers, &form)?;
+    if let Some(id) = view.id {
+        match c.sessions.lock() {
+            Ok(mut s) => s.close(&id),
+            Err(poisoned) => poisoned.into_inner().close(&id),
+        }
+    }
+    let mut response = Redirect::to("/").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, clear_cookie());
+    Ok(response)
+}
+
+/// Re-queues a failed or dead delivery.
+pub async fn requeue(
+    State(c): State<Arc<Console>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<Action>,
+) -> Result<Response, PageError> {
+    c.authorize(&headers, &form)?;
+    let done = c.store.retry_deliveries(&[id.to_string()]).await?;
+    tracing::info!(delivery = id, outcome = ?done.first(), "console: re-queue");
+    c.shared.deliver_now.notify_one();
+    Ok(Redirect::to(&format!("/deliveries/{id}")).into_response())
+}
+
+/// Runs a communication now (a manual run), as the API's trigger does.
+pub async fn run(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Action>,
+) -> Result<Response, PageError> {
+    c.authorize(&headers, &form)?;
+    let target = match load_target(&*c.store, &name).await {
+        Ok(t) => t,
+        Err(TriggerError::Unknown { .. }) => {
+            return Err(PageError::NotFound(format!(
+                "no applied communication `{name}`"
+            )));
+        }
+        Err(e) => return Err(PageError::Forbidden(crate::error::chain(&e))),
+    };
+    let prepared = prepare(&target, Occasion::manual(&*c.clock));
+    match enqueue(&*c.store, &prepared, false, &*c.env).await {
+        Ok(r) => {
+            c.shared.deliver_now.notify_one();
+            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, status = r.status.as_str(), "console: manual run");
+            Ok(Redirect::to(&format!("/communications/{name}")).into_response())
+        }
+        Err(e) => Err(PageError::Forbidden(crate::error::chain(&e))),
+    }
+}
