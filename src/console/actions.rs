@@ -1,10 +1,11 @@
 //! The console's write actions: signing in and out, re-queueing a delivery,
-//! running a communication. Each needs a session opened with the API token,
+//! running a communication, releasing its held runs. Each needs a session opened with the API token,
 //! the session's CSRF token in the form, and (when the browser says) the
 //! console's own origin; each answers with a redirect (POST-redirect-GET).
 
 use super::session::{View, clear_cookie, same_origin, set_cookie};
 use super::{Console, PageError};
+use crate::daemon::count_run;
 use crate::daemon::http::token_ok;
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use axum::Form;
@@ -138,15 +139,30 @@ pub async fn requeue(
     Ok(Redirect::to(&format!("/deliveries/{id}")).into_response())
 }
 
-/// Runs a communication now (a manual run), as the API's trigger does.
+/// Runs a communication now (`run`: a manual run, as the API's trigger
+/// does), or releases its held runs (`release`: a manual run over its
+/// `max_recipients`, as `segd trigger --allow-over-limit` does).
 pub async fn run(
     State(c): State<Arc<Console>>,
-    Path(name): Path<String>,
+    Path((name, how)): Path<(String, String)>,
     headers: HeaderMap,
     Form(form): Form<Action>,
 ) -> Result<Response, PageError> {
+    let allow_over_limit = match how.as_str() {
+        "run" => false,
+        "release" => true,
+        _ => return Err(PageError::NotFound(format!("no action `{how}`"))),
+    };
     c.authorize(&headers, &form)?;
-    let target = match load_target(&*c.store, &name).await {
+    manual_run(&c, &name, allow_over_limit).await
+}
+
+async fn manual_run(
+    c: &Console,
+    name: &str,
+    allow_over_limit: bool,
+) -> Result<Response, PageError> {
+    let target = match load_target(&*c.store, name).await {
         Ok(t) => t,
         Err(TriggerError::Unknown { .. }) => {
             return Err(PageError::NotFound(format!(
@@ -156,12 +172,19 @@ pub async fn run(
         Err(e) => return Err(PageError::Forbidden(crate::error::chain(&e))),
     };
     let prepared = prepare(&target, Occasion::manual(&*c.clock));
-    match enqueue(&*c.store, &prepared, false, &*c.env).await {
+    match enqueue(&*c.store, &prepared, allow_over_limit, &*c.env).await {
         Ok(r) => {
+            count_run(name, r.status.as_str());
             c.shared.deliver_now.notify_one();
-            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, status = r.status.as_str(), "console: manual run");
+            tracing::info!(communication = %name, run = %prepared.run.id, recipients = r.recipients, status = r.status.as_str(), allow_over_limit, "console: manual run");
             Ok(Redirect::to(&format!("/communications/{name}")).into_response())
         }
-        Err(e) => Err(PageError::Forbidden(crate::error::chain(&e))),
+        Err(TriggerError::Disabled(_)) => {
+            Err(PageError::Forbidden("the communication is disabled".into()))
+        }
+        Err(e) => {
+            count_run(name, "failed");
+            Err(PageError::Forbidden(crate::error::chain(&e)))
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! through [`Store`] and the shared operations, and holds no SQL.
 //!
 //! - `pages`: the read-only pages;
-//! - `actions`: the write actions (re-queue a delivery, run a communication),
+//! - `actions`: the write actions (re-queue a delivery, run a communication,
+//!   release its held runs),
 //!   behind a session that the API token opens, with CSRF protection;
 //! - `session`: sessions, their cookie and their CSRF tokens;
 //! - `chart`: the inline SVG size charts.
@@ -114,7 +115,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/segments/{name}", get(pages::segment))
         .route("/communications", get(pages::communications))
         .route("/communications/{name}", get(pages::communication))
-        .route("/communications/{name}/run", post(actions::run))
+        .route("/communications/{name}/{action}", post(actions::run))
         .route("/deliveries", get(pages::deliveries))
         .route("/deliveries/{id}", get(pages::delivery))
         .route("/deliveries/{id}/requeue", post(actions::requeue))

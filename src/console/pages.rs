@@ -555,6 +555,7 @@ pub async fn communication(
             title => format!("Communication {name}"),
             spec => row.def.spec.as_str(),
             source => row.def.source.as_str(),
+            held => runs.iter().any(|r| r.status == "held" && r.released_by.is_none()),
             runs,
             member,
             preview,

@@ -56,6 +56,13 @@ async fn fixture(broken: bool) -> Fixture {
          [[filter]]\ntype = \"customer\"\nname = { contains = \"onerror\" }\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("communications.d/capped.toml"),
+        "[communication]\nname = \"capped\"\nsegment = \"open-invoices\"\nevent = \"payment_reminder\"\n\
+         channel = \"email\"\nmax_recipients = 1\n\n[trigger]\ntype = \"manual\"\n\n\
+         [email]\nfrom = \"Billing <billing@acme.test>\"\nsubject = \"Reminder\"\nbody = \"Hello\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     if broken {
         std::fs::write(
             dir.path().join("segments.d/broken.toml"),
@@ -490,6 +497,29 @@ async fn writes_need_a_session_a_form_token_and_the_consoles_origin() {
         Some(format!("/deliveries/{id}").as_str())
     );
     assert_eq!(status().await, "pending");
+    // A run over max_recipients is held; releasing it sends it.
+    let capped = "/communications/capped";
+    let held = post(
+        &router,
+        &format!("{capped}/run"),
+        &format!("csrf={csrf}"),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(held.status, StatusCode::SEE_OTHER, "{}", held.body);
+    let page = get(&router, capped, Some(&cookie)).await;
+    assert!(page.body.contains("id=\"release\""), "{}", page.body);
+    let released = post(
+        &router,
+        &format!("{capped}/release"),
+        &format!("csrf={csrf}"),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(released.status, StatusCode::SEE_OTHER, "{}", released.body);
+    let page = get(&router, capped, Some(&cookie)).await;
+    assert!(!page.body.contains("id=\"release\""), "{}", page.body);
+    assert!(page.body.contains("held (released)"), "{}", page.body);
     // Signed out, the session no longer acts.
     let out = post(
         &router,

@@ -37,7 +37,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use prometheus::{count_run, install_metrics};
+pub(crate) use prometheus::count_run;
+use prometheus::install_metrics;
 pub(crate) use reconcile::reconcile;
 use reconcile::release_freed_memory;
 use scheduler::{Scheduled, schedule_pass};
