@@ -9,23 +9,45 @@ use crate::daemon::count_run;
 use crate::daemon::http::token_ok;
 use crate::trigger::{Occasion, TriggerError, enqueue, load_target, prepare};
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct SignIn {
     #[serde(default)]
     token: String,
 }
 
 /// A write action's form: the session's CSRF token.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Action {
     #[serde(default)]
     csrf: String,
+}
+
+/// A posted form. One that does not parse (another content type, a body
+/// over the limit) reads as empty: the action then refuses it as it
+/// refuses a form without its token (401 or 403), never with a parse error.
+pub struct Posted<T>(T);
+
+impl<T, S> FromRequest<S> for Posted<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Posted(
+            Form::<T>::from_request(req, state)
+                .await
+                .map(|Form(f)| f)
+                .unwrap_or_default(),
+        ))
+    }
 }
 
 impl Console {
@@ -76,7 +98,7 @@ pub async fn signin_form(
 pub async fn signin(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
-    Form(form): Form<SignIn>,
+    Posted(form): Posted<SignIn>,
 ) -> Result<Response, PageError> {
     let Some(expected) = &c.token else {
         return Err(PageError::ReadOnly);
@@ -109,7 +131,7 @@ pub async fn signin(
 pub async fn signout(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
-    Form(form): Form<Action>,
+    Posted(form): Posted<Action>,
 ) -> Result<Response, PageError> {
     let view = c.authorize(&headers, &form)?;
     if let Some(id) = view.id {
@@ -130,7 +152,7 @@ pub async fn requeue(
     State(c): State<Arc<Console>>,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Form(form): Form<Action>,
+    Posted(form): Posted<Action>,
 ) -> Result<Response, PageError> {
     c.authorize(&headers, &form)?;
     let done = c.store.retry_deliveries(&[id.to_string()]).await?;
@@ -146,7 +168,7 @@ pub async fn run(
     State(c): State<Arc<Console>>,
     Path((name, how)): Path<(String, String)>,
     headers: HeaderMap,
-    Form(form): Form<Action>,
+    Posted(form): Posted<Action>,
 ) -> Result<Response, PageError> {
     let allow_over_limit = match how.as_str() {
         "run" => false,

@@ -446,6 +446,12 @@ async fn writes_need_a_session_a_form_token_and_the_consoles_origin() {
         .execute(&f.pool())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // A post that is no form at all is refused the same way.
+    let bare = Request::post(format!("/deliveries/{id}/requeue"))
+        .header(header::HOST, HOST)
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(send(&router, bare).await.status, StatusCode::UNAUTHORIZED);
     let status = async || -> String {
         sqlx::query_scalar("SELECT status FROM segd_outbox WHERE id = $1")
             .bind(id)
