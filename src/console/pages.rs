@@ -6,7 +6,7 @@ use super::chart;
 use super::session::View;
 use super::{Console, PageError, when};
 use crate::deliver::payload::{Subject, email_templates, webhook_body};
-use crate::model::{Communication, Delivery as Channel, Event, Name, Trigger};
+use crate::model::{Communication, Delivery as Channel, Event, Name, Trigger, parse_time};
 use crate::plan::{Applied, AppliedState, Decoded, Kind};
 use crate::schedule::next_after;
 use crate::segment::{compile_page, describe};
@@ -66,6 +66,8 @@ pub struct PreviewQuery {
 pub struct DeliveriesQuery {
     communication: Option<String>,
     status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     before: Option<String>,
 }
 
@@ -114,6 +116,18 @@ fn id_param(name: &str, value: Option<&str>) -> Result<Option<i64>, PageError> {
             .ok_or_else(|| {
                 PageError::BadQuery(format!("`{name}` is a positive whole number, not `{v}`"))
             }),
+    }
+}
+
+/// A time parameter: a date (00:00 UTC) or an RFC 3339 time.
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, PageError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => parse_time(v).map(Some).map_err(|e| {
+            PageError::BadQuery(format!(
+                "`{name}` is a date (2026-03-01) or an RFC 3339 time: {e}"
+            ))
+        }),
     }
 }
 
@@ -646,12 +660,16 @@ pub async fn deliveries(
         })?),
     };
     let before = id_param("before", query.before.as_deref())?;
+    let since = time_param("since", query.since.as_deref())?;
+    let until = time_param("until", query.until.as_deref())?;
     let mut rows = c
         .store
         .deliveries(&DeliveryFilter {
             communication: communication.clone(),
             status,
             before,
+            since,
+            until,
             limit: Some(i64::try_from(PAGE + 1).unwrap_or(i64::MAX)),
             newest_first: true,
             ..DeliveryFilter::default()
@@ -670,6 +688,8 @@ pub async fn deliveries(
             title => "Deliveries",
             communication,
             status => status.map(DeliveryStatus::as_str),
+            since => query.since.as_deref().filter(|_| since.is_some()),
+            until => query.until.as_deref().filter(|_| until.is_some()),
             statuses => DeliveryStatus::ALL.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
             rows,
             next_before,

@@ -312,6 +312,12 @@ async fn every_page_answers_with_its_key_content_and_a_strict_policy_and_bad_par
             ("/deliveries?before=-3", bad, "`before`"),
             ("/deliveries/abc", bad, "delivery id"),
             ("/history?before=x", bad, "`before`"),
+            ("/deliveries?since=yesterday", bad, "`since`"),
+            (
+                "/deliveries?since=2026-03-01&until=2026-03-02T00:00:00Z",
+                ok,
+                "id=\"deliveries\"",
+            ),
             (&long, bad, "`q`"),
             (
                 "/segments/nope",
@@ -437,6 +443,20 @@ async fn writes_need_a_session_a_form_token_and_the_consoles_origin() {
     )
     .await;
     assert_eq!(run.status, StatusCode::SEE_OTHER, "{}", run.body);
+    let listed = |path: &'static str| {
+        let router = router.clone();
+        async move {
+            get(&router, path, None)
+                .await
+                .body
+                .matches("class=\"delivery\"")
+                .count()
+        }
+    };
+    assert!(listed("/deliveries?communication=invoice-email&since=2000-01-01").await > 0);
+    assert_eq!(listed("/deliveries?since=2999-01-01").await, 0);
+    assert_eq!(listed("/deliveries?until=2000-01-01").await, 0);
+    assert_eq!(listed("/deliveries?communication=capped").await, 0);
     let id: i64 = sqlx::query_scalar("SELECT MIN(id) FROM segd_outbox")
         .fetch_one(&f.pool())
         .await

@@ -239,6 +239,9 @@ pub struct DeliveryFilter {
     pub id: Option<i64>,
     /// Only rows with a smaller id (the next page of a newest-first list).
     pub before: Option<i64>,
+    /// Only rows of runs started at or after `since`, and before `until`.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
     /// Newest first (by id) rather than oldest first.
     pub newest_first: bool,

@@ -50,8 +50,9 @@ pub(super) trait Backend: Send + Sync + 'static {
     const CLAIM_LOCKING: &'static str;
 
     /// `segd deliveries`: `$1` communication, `$2` status, `$3` run id, `$5`
-    /// id (each NULL for any), `$6` an id the rows are below (NULL: none);
-    /// the order and `LIMIT $4` follow.
+    /// id (each NULL for any), `$6` an id the rows are below, `$7` and `$8`
+    /// the times their runs started from and before (NULL: none); the order
+    /// and `LIMIT $4` follow.
     const DELIVERIES: &'static str;
 
     /// Customers, then invoices, selected by id (see [`Backend::in_ids`]).

@@ -393,6 +393,8 @@ where
             .bind(f.limit.unwrap_or(i64::MAX))
             .bind(f.id)
             .bind(f.before)
+            .bind(f.since)
+            .bind(f.until)
             .fetch_all(self.0.pool())
             .await?;
         rows.iter()
