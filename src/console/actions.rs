@@ -3,7 +3,7 @@
 //! the session's CSRF token in the form, and (when the browser says) the
 //! console's own origin; each answers with a redirect (POST-redirect-GET).
 
-use super::session::{View, clear_cookie, same_origin, set_cookie};
+use super::session::{Sessions, View, clear_cookie, same_origin, set_cookie};
 use super::{Console, PageError};
 use crate::daemon::count_run;
 use crate::daemon::http::token_ok;
@@ -51,11 +51,16 @@ where
 }
 
 impl Console {
+    /// The sessions (a panic while they were held left them whole: each
+    /// change is one map operation).
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(super) fn session(&self, headers: &HeaderMap) -> View {
-        match self.sessions.lock() {
-            Ok(s) => s.view(headers),
-            Err(poisoned) => poisoned.into_inner().view(headers),
-        }
+        self.sessions().view(headers)
     }
 
     /// Checks a write request: a token is configured, the request comes from
@@ -117,10 +122,7 @@ pub async fn signin(
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(page);
     }
-    let (id, _) = match c.sessions.lock() {
-        Ok(mut s) => s.open(),
-        Err(poisoned) => poisoned.into_inner().open(),
-    };
+    let (id, _) = c.sessions().open();
     let mut response = Redirect::to("/").into_response();
     if let Some(cookie) = set_cookie(&id) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -135,10 +137,7 @@ pub async fn signout(
 ) -> Result<Response, PageError> {
     let view = c.authorize(&headers, &form)?;
     if let Some(id) = view.id {
-        match c.sessions.lock() {
-            Ok(mut s) => s.close(&id),
-            Err(poisoned) => poisoned.into_inner().close(&id),
-        }
+        c.sessions().close(&id);
     }
     let mut response = Redirect::to("/").into_response();
     response

@@ -29,7 +29,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use session::Sessions;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -49,7 +48,7 @@ pub struct Console {
     pub token: Option<String>,
     pub env: Arc<Env>,
     pub clock: Arc<dyn Clock>,
-    sessions: std::sync::Mutex<Sessions>,
+    sessions: std::sync::Mutex<session::Sessions>,
     /// The applied definitions, read again only when their version changed.
     applied: Mutex<Option<Arc<AppliedState>>>,
 }
@@ -68,7 +67,7 @@ impl Console {
             token,
             env,
             clock,
-            sessions: std::sync::Mutex::new(Sessions::default()),
+            sessions: std::sync::Mutex::new(session::Sessions::default()),
             applied: Mutex::new(None),
         }
     }

@@ -21,6 +21,7 @@ const XSS: &str = "<img src=x onerror=alert(1)>";
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    opts: Options,
     store: Arc<dyn Store>,
     shared: Arc<Shared>,
     clock: Arc<Manual>,
@@ -134,6 +135,7 @@ async fn fixture(broken: bool) -> Fixture {
         .unwrap_or_else(|e| panic!("{e}"));
     Fixture {
         _dir: dir,
+        opts,
         store,
         shared,
         clock,
@@ -402,6 +404,34 @@ async fn database_values_are_escaped() {
         page.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
         "{}",
         page.body
+    );
+}
+
+#[tokio::test]
+async fn the_overview_counts_the_drift_reconciles_set_back() {
+    let f = fixture(false).await;
+    let router = f.router(None);
+    assert_eq!(
+        by_id(&get(&router, "/", None).await.body, "drift-undone"),
+        "0"
+    );
+    // Edited outside the files: the next reconcile sets it back.
+    sqlx::query("UPDATE segd_definitions SET spec = spec || '# edited' WHERE name = 'tricky'")
+        .execute(&f.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = crate::daemon::reconcile(&f.opts, &*f.store, &f.shared).await;
+    assert_eq!(status.updated, ["segment tricky"]);
+    // A file edit is no drift.
+    let file = f.opts.dir.join("segments.d/tricky.toml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, text.replace("Names that look", "Names looking"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = crate::daemon::reconcile(&f.opts, &*f.store, &f.shared).await;
+    assert_eq!(status.updated, ["segment tricky"]);
+    assert_eq!(
+        by_id(&get(&router, "/", None).await.body, "drift-undone"),
+        "1"
     );
 }
 

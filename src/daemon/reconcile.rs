@@ -82,10 +82,10 @@ fn drift_in(plan: &plan::Plan, files: &state::Digests, before: Option<&state::Di
 
 /// Remembers the files' digests once the database says what they say.
 fn files_applied(shared: &Shared, files: state::Digests) {
-    match shared.files_before.lock() {
-        Ok(mut before) => *before = Some(files),
-        Err(poisoned) => *poisoned.into_inner() = Some(files),
-    }
+    *shared
+        .files_before
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(files);
 }
 
 async fn reconcile_inner(
@@ -192,10 +192,11 @@ async fn reconcile_inner(
         tracing::warn!(error = %chain(&e), "indexing custom_data keys failed");
     }
     status.drift_undone = {
-        let before = match shared.files_before.lock() {
-            Ok(b) => b.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let before = shared
+            .files_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         drift_in(&r.plan, &files, before.as_ref())
     };
     files_applied(shared, files);
