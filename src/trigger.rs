@@ -7,7 +7,7 @@ use crate::deliver::DeliverError;
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
 use crate::plan::{AppliedState, Kind};
-use crate::segment::{RunSpec, UNREACHABLE_SAMPLE, compile_run};
+use crate::segment::{RunSpec, UNREACHABLE_SAMPLE, compile_member_run, compile_run};
 use crate::store::outbox::{Enqueue, Run, RunKind, RunResult};
 use crate::store::{Member, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -238,6 +238,25 @@ pub async fn candidates(
 ) -> Result<Vec<(String, String)>, StoreError> {
     let q = compile_run(&prepared.target.segment, &prepared.spec(), store.dialect());
     store.pairs(&q.candidates).await
+}
+
+/// The invoices a run would send one customer about now (at most `limit`;
+/// none when it would not reach them).
+pub async fn member_invoices(
+    store: &dyn Store,
+    prepared: &Prepared<'_>,
+    customer: &str,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let q = compile_member_run(
+        &prepared.target.segment,
+        &prepared.spec(),
+        store.dialect(),
+        customer,
+        limit,
+    );
+    let pairs = store.pairs(&q).await?;
+    Ok(pairs.into_iter().map(|(_, invoice)| invoice).collect())
 }
 
 /// Checks the communication can send, then records the run and enqueues.

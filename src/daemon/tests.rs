@@ -77,6 +77,7 @@ async fn fixture(comms: &[(&str, String)], applied_at: DateTime<Utc>) -> Fixture
         no_apply: false,
         delivery,
         api_token: Some(TOKEN.into()),
+        size_retention: super::DEFAULT_SIZE_RETENTION,
         holder: "test".into(),
         git_commit: None,
         clock: clock.clone(),
@@ -204,14 +205,17 @@ async fn the_scheduler_fires_once_across_daylight_saving_changes() {
 // The HTTP API through `Router::oneshot`.
 
 fn router(f: &Fixture, token: Option<&str>, metrics: PrometheusHandle) -> axum::Router {
-    http::router(Arc::new(http::Api {
-        shared: Arc::new(Shared::new(false, f.clock.now())),
-        store: f.store.clone(),
-        metrics,
-        token: token.map(str::to_string),
-        env: Arc::new(|_: &str| None),
-        clock: f.clock.clone(),
-    }))
+    http::router(
+        Arc::new(http::Api {
+            shared: Arc::new(Shared::new(false, f.clock.now())),
+            store: f.store.clone(),
+            metrics,
+            token: token.map(str::to_string),
+            env: Arc::new(|_: &str| None),
+            clock: f.clock.clone(),
+        }),
+        axum::Router::new(),
+    )
 }
 
 /// A metrics handle of its own (the global recorder is the daemon's).
@@ -491,4 +495,53 @@ async fn retries_and_leases_come_due_on_the_clock_not_the_wall() {
         ..Tally::default()
     };
     assert_eq!(drain().await, sent);
+}
+
+#[tokio::test]
+async fn a_sample_records_every_segment_and_the_members_of_small_ones() {
+    let f = fixture(&[], at("2026-01-05T08:00:00Z")).await;
+    for (id, country) in [("c1", "DE"), ("c2", "DE"), ("c3", "FR")] {
+        sqlx::query(
+            "INSERT INTO customers (id, name, email, country, custom_data, created_at) \
+             VALUES ($1, $1, NULL, $2, '{}', '2026-01-01T00:00:00Z')",
+        )
+        .bind(id)
+        .bind(country)
+        .execute(&pool(&*f.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let first = f.clock.now();
+    assert!(sample_sizes(&*f.store, &*f.clock, DEFAULT_SIZE_RETENTION).await);
+    sqlx::query("UPDATE customers SET country = 'DE' WHERE id = 'c3'")
+        .execute(&pool(&*f.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.clock.advance(chrono::TimeDelta::hours(1));
+    assert!(sample_sizes(&*f.store, &*f.clock, DEFAULT_SIZE_RETENTION).await);
+    let latest = f
+        .store
+        .latest_sizes()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(latest.len(), 1);
+    assert_eq!((latest[0].0.as_str(), latest[0].1.members), ("de", 3));
+    let changes = f
+        .store
+        .membership_changes("de", 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("tracked"));
+    assert_eq!(changes.since, first);
+    assert_eq!(changes.entered, vec!["c3".to_string()]);
+    assert!(changes.left.is_empty());
+    // Two days of retention at 100 days on: both samples are forgotten.
+    f.clock.advance(chrono::TimeDelta::days(100));
+    assert!(sample_sizes(&*f.store, &*f.clock, Duration::from_secs(2 * 86_400)).await);
+    let history = f
+        .store
+        .size_history("de", first)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(history.len(), 1);
 }

@@ -116,6 +116,28 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
     }
 }
 
+/// The `customer_id, invoice_id` pairs a run would send `customer` about
+/// (none when it would not reach them), at most `limit`, by invoice id.
+pub fn compile_member_run(
+    segment: &Segment,
+    spec: &RunSpec<'_>,
+    dialect: Dialect,
+    customer: &str,
+    limit: u32,
+) -> Query {
+    let mut b = Builder::new(dialect);
+    let cand = candidates(&mut b, segment, spec, Reach::Reachable);
+    let who = b.text(customer);
+    let limit = b.bind(Bind::Int(i64::from(limit)));
+    Query {
+        sql: format!(
+            "SELECT x.customer_id, x.invoice_id FROM ({cand}) x WHERE x.customer_id = {who} \
+             ORDER BY x.invoice_id LIMIT {limit}"
+        ),
+        binds: b.binds,
+    }
+}
+
 /// `customer_id, invoice_id` of every intended delivery's invoices.
 /// Of those the channel can reach, or of those it cannot (`reach`).
 fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>, reach: Reach) -> String {

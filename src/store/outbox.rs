@@ -235,7 +235,16 @@ pub struct DeliveryFilter {
     pub communication: Option<String>,
     pub status: Option<DeliveryStatus>,
     pub run_id: Option<String>,
+    /// One row, by id.
+    pub id: Option<i64>,
+    /// Only rows with a smaller id (the next page of a newest-first list).
+    pub before: Option<i64>,
+    /// Only rows of runs started at or after `since`, and before `until`.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
+    /// Newest first (by id) rather than oldest first.
+    pub newest_first: bool,
 }
 
 /// A row's invoice ids, in order: the outbox stores them as a JSON array in

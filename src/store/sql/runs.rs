@@ -392,11 +392,17 @@ where
 
     /// Outbox rows, newest last.
     pub(super) async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(B::DELIVERIES)
+        let order = if f.newest_first { "DESC" } else { "ASC" };
+        let sql = format!("{} ORDER BY o.id {order} LIMIT $4", B::DELIVERIES);
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(f.communication.as_deref())
             .bind(f.status.map(DeliveryStatus::as_str))
             .bind(f.run_id.as_deref())
             .bind(f.limit.unwrap_or(i64::MAX))
+            .bind(f.id)
+            .bind(f.before)
+            .bind(f.since)
+            .bind(f.until)
             .fetch_all(self.0.pool())
             .await?;
         rows.iter()
