@@ -161,6 +161,17 @@ async fn the_scheduler_runs_each_due_occurrence_once_and_downtime_once_late() {
             ("20260109T090000Z".into(), true)
         ]
     );
+    let started: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT started_at FROM segd_trigger_runs WHERE occurrence = '20260109T090000Z'",
+    )
+    .fetch_one(&pool(&*f.store))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        started,
+        at("2026-01-09T10:30:00Z"),
+        "it starts when the clock says"
+    );
 
     // Run more than a minute after its time (a slow pass), it is late too.
     f.clock.set(at("2026-01-10T09:05:00Z"));
@@ -384,6 +395,16 @@ async fn the_trigger_endpoint_runs_applied_enabled_communications() {
             format!("manual-20261202T164924.106393Z-{suffix:04x}"),
             false
         )]
+    );
+    let started: Vec<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT started_at FROM segd_trigger_runs")
+            .fetch_all(&pool(&*f.store))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        started,
+        [f.clock.now()],
+        "the run starts at the daemon's clock"
     );
 }
 

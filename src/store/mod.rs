@@ -277,7 +277,12 @@ pub trait Store: Send + Sync {
     async fn enqueue_run(&self, run: &Run, e: &Enqueue<'_>) -> Result<RunResult, StoreError>;
 
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
-    async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError>;
+    async fn record_failed_run(
+        &self,
+        run: &Run,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// The latest scheduled occurrence that ran (or was held or failed) for a communication.
     async fn last_occurrence(

@@ -402,8 +402,13 @@ where
         Runs(self).enqueue(run, e).await
     }
 
-    async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
-        Runs(self).record_failed(run, error).await
+    async fn record_failed_run(
+        &self,
+        run: &Run,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Runs(self).record_failed(run, error, at).await
     }
 
     async fn last_occurrence(
