@@ -178,6 +178,7 @@ async fn locked(
     let origin = Origin {
         user: holder(),
         git_commit: git_commit(&global.dir),
+        at: chrono::Utc::now(),
     };
     let unindexed = ops::apply::apply(store, &plan, &impacts, origin)
         .await

@@ -89,12 +89,14 @@ async fn fixture(comms: &[(&str, String)], applied_at: DateTime<Utc>) -> Fixture
         status.degraded
     );
     assert_eq!(status.at, Some(applied_at), "the reconcile reads the clock");
-    // The store stamps definitions with the wall clock: set them to the test's.
-    sqlx::query("UPDATE segd_definitions SET applied_at = $1")
-        .bind(applied_at)
-        .execute(&pool(&*store))
+    let stamped: Vec<DateTime<Utc>> = sqlx::query_scalar("SELECT applied_at FROM segd_definitions")
+        .fetch_all(&pool(&*store))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !stamped.is_empty() && stamped.iter().all(|t| *t == applied_at),
+        "the definitions are stamped with the clock: {stamped:?}"
+    );
     Fixture {
         _dir: dir,
         store,

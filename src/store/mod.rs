@@ -188,6 +188,8 @@ impl std::error::Error for DbError {}
 pub struct ApplyRecord {
     pub user: String,
     pub git_commit: Option<String>,
+    /// When it was applied: the definitions' `applied_at`.
+    pub at: DateTime<Utc>,
     pub summary: String,
     /// The plan's JSON document.
     pub plan: String,

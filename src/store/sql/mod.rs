@@ -304,7 +304,7 @@ where
         if !plan.made_against.holds_for(&Version::from(version)) {
             return Err(StoreError::StalePlan);
         }
-        let now = Utc::now();
+        let now = record.at;
         for c in &plan.changes {
             let (sql, d) = match (c.action, &c.after) {
                 (Action::Create, Some(d)) => (CREATE_DEFINITION, d),
