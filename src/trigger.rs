@@ -259,12 +259,14 @@ pub async fn member_invoices(
     Ok(pairs.into_iter().map(|(_, invoice)| invoice).collect())
 }
 
-/// Checks the communication can send, then records the run and enqueues.
+/// Checks the communication can send, then records the run (started at `now`)
+/// and enqueues.
 pub async fn enqueue(
     store: &dyn Store,
     prepared: &Prepared<'_>,
     allow_over_limit: bool,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
+    now: DateTime<Utc>,
 ) -> Result<RunResult, TriggerError> {
     enabled(prepared)?;
     let c = &prepared.target.communication;
@@ -272,7 +274,7 @@ pub async fn enqueue(
         && let Err(e) = Signer::from_env(&w.secret_env, env)
     {
         store
-            .record_failed_run(&prepared.run, &crate::error::chain(&e))
+            .record_failed_run(&prepared.run, &crate::error::chain(&e), now)
             .await?;
         return Err(TriggerError::Failed(c.name.to_string(), e));
     }
@@ -284,6 +286,7 @@ pub async fn enqueue(
         unreachable: q.unreachable.as_ref(),
         max_recipients: c.max_recipients.filter(|_| !allow_over_limit),
         release_held: allow_over_limit,
+        started_at: now,
     };
     Ok(store.enqueue_run(&prepared.run, &e).await?)
 }

@@ -193,7 +193,15 @@ async fn manual_run(
         Err(e) => return Err(PageError::Forbidden(crate::error::chain(&e))),
     };
     let prepared = prepare(&target, Occasion::manual(&*c.clock));
-    match enqueue(&*c.store, &prepared, allow_over_limit, &*c.env).await {
+    match enqueue(
+        &*c.store,
+        &prepared,
+        allow_over_limit,
+        &*c.env,
+        c.clock.now(),
+    )
+    .await
+    {
         Ok(r) => {
             count_run(name, r.status.as_str());
             c.shared.deliver_now.notify_one();

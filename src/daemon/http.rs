@@ -241,7 +241,7 @@ async fn trigger(
     };
     let prepared = prepare(&target, Occasion::manual(&*api.clock));
     let env = api.env.clone();
-    match enqueue(&*api.store, &prepared, false, &*env).await {
+    match enqueue(&*api.store, &prepared, false, &*env, api.clock.now()).await {
         Ok(r) => {
             super::count_run(&name, r.status.as_str());
             api.shared.deliver_now.notify_one();

@@ -188,11 +188,12 @@ async fn reconcile_inner(
             dir: opts.dir.display().to_string(),
         });
     }
-    let origin = Origin {
-        user: opts.holder.clone(),
-        git_commit: opts.git_commit.clone(),
-    };
     let unindexed = ops::apply::under_lock(store, &opts.holder, APPLY_LOCK_WAIT, async || {
+        let origin = Origin {
+            user: opts.holder.clone(),
+            git_commit: opts.git_commit.clone(),
+            at: opts.clock.now(),
+        };
         ops::apply::apply(store, &r.plan, &Default::default(), origin).await
     })
     .await?;

@@ -90,12 +90,14 @@ async fn fixture(comms: &[(&str, String)], applied_at: DateTime<Utc>) -> Fixture
         status.degraded
     );
     assert_eq!(status.at, Some(applied_at), "the reconcile reads the clock");
-    // The store stamps definitions with the wall clock: set them to the test's.
-    sqlx::query("UPDATE segd_definitions SET applied_at = $1")
-        .bind(applied_at)
-        .execute(&pool(&*store))
+    let stamped: Vec<DateTime<Utc>> = sqlx::query_scalar("SELECT applied_at FROM segd_definitions")
+        .fetch_all(&pool(&*store))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !stamped.is_empty() && stamped.iter().all(|t| *t == applied_at),
+        "the definitions are stamped with the clock: {stamped:?}"
+    );
     Fixture {
         _dir: dir,
         store,
@@ -161,6 +163,17 @@ async fn the_scheduler_runs_each_due_occurrence_once_and_downtime_once_late() {
             ("20260105T090000Z".into(), false),
             ("20260109T090000Z".into(), true)
         ]
+    );
+    let started: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT started_at FROM segd_trigger_runs WHERE occurrence = '20260109T090000Z'",
+    )
+    .fetch_one(&pool(&*f.store))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        started,
+        at("2026-01-09T10:30:00Z"),
+        "it starts when the clock says"
     );
 
     // Run more than a minute after its time (a slow pass), it is late too.
@@ -388,6 +401,16 @@ async fn the_trigger_endpoint_runs_applied_enabled_communications() {
             format!("manual-20261202T164924.106393Z-{suffix:04x}"),
             false
         )]
+    );
+    let started: Vec<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT started_at FROM segd_trigger_runs")
+            .fetch_all(&pool(&*f.store))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        started,
+        [f.clock.now()],
+        "the run starts at the daemon's clock"
     );
 }
 

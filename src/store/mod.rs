@@ -189,6 +189,8 @@ impl std::error::Error for DbError {}
 pub struct ApplyRecord {
     pub user: String,
     pub git_commit: Option<String>,
+    /// When it was applied: the definitions' `applied_at`.
+    pub at: DateTime<Utc>,
     pub summary: String,
     /// The plan's JSON document.
     pub plan: String,
@@ -296,7 +298,12 @@ pub trait Store: Send + Sync {
     async fn enqueue_run(&self, run: &Run, e: &Enqueue<'_>) -> Result<RunResult, StoreError>;
 
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
-    async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError>;
+    async fn record_failed_run(
+        &self,
+        run: &Run,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// The latest scheduled occurrence that ran (or was held or failed) for a communication.
     async fn last_occurrence(

@@ -77,6 +77,8 @@ pub struct Enqueue<'a> {
     /// Sent with `--allow-over-limit`: the communication's held runs are
     /// marked as released by this one.
     pub release_held: bool,
+    /// When the run started (and, writing everything at once, finished).
+    pub started_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

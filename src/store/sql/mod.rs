@@ -355,7 +355,7 @@ where
         if !plan.made_against.holds_for(&Version::from(version)) {
             return Err(StoreError::StalePlan);
         }
-        let now = Utc::now();
+        let now = record.at;
         for c in &plan.changes {
             let (sql, d) = match (c.action, &c.after) {
                 (Action::Create, Some(d)) => (CREATE_DEFINITION, d),
@@ -453,8 +453,13 @@ where
         Runs(self).enqueue(run, e).await
     }
 
-    async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
-        Runs(self).record_failed(run, error).await
+    async fn record_failed_run(
+        &self,
+        run: &Run,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Runs(self).record_failed(run, error, at).await
     }
 
     async fn last_occurrence(

@@ -109,7 +109,7 @@ where
                 .execute(&mut *tx)
                 .await?;
         }
-        let now = Utc::now();
+        let now = e.started_at;
         let seq = Self::insert_run(&mut tx, run, now, RunStatus::Enqueued.as_str(), None).await?;
         let first: i64 = sqlx::query_scalar(B::OUTBOX_BOUND)
             .fetch_one(&mut *tx)
@@ -203,9 +203,14 @@ where
     }
 
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
-    pub(super) async fn record_failed(&self, run: &Run, error: &str) -> Result<(), StoreError> {
+    pub(super) async fn record_failed(
+        &self,
+        run: &Run,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.0.pool().acquire().await?;
-        Self::insert_run(&mut conn, run, Utc::now(), "failed", Some(error)).await?;
+        Self::insert_run(&mut conn, run, at, "failed", Some(error)).await?;
         Ok(())
     }
 
