@@ -31,6 +31,8 @@ pub enum DeliverError {
         "the webhook secret in {var} is too short: its key (the base64 after whsec_) must decode to at least {min} bytes; nothing is sent"
     )]
     SecretTooShort { var: String, min: usize },
+    #[error("signing failed")]
+    Sign(#[source] standardwebhooks::WebhookError),
     #[error("template {0} is not part of the applied definition")]
     TemplateMissing(String),
     #[error("rendering the {what} failed")]
