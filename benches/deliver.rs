@@ -94,7 +94,7 @@ async fn enqueue_once(url: &str, n: u64) -> f64 {
     let target = load_target(&*store, "remind").await.expect("applied");
     let prepared = prepare(&target, Occasion::manual(&segd::clock::System));
     let t = Instant::now();
-    let r = enqueue(&*store, &prepared, true, &env)
+    let r = enqueue(&*store, &prepared, true, &env, chrono::Utc::now())
         .await
         .expect("enqueue");
     let took = t.elapsed().as_secs_f64() * 1000.0;

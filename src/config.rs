@@ -17,6 +17,8 @@ pub struct FileSettings {
     /// The most a definition file or template may hold.
     pub max_file_bytes: Option<u64>,
     pub delivery: DeliverySettings,
+    /// `[console] size_retention`: how long segment size samples are kept.
+    pub size_retention: Option<Duration>,
 }
 
 /// The default of `max_file_bytes`, and the cap of `segd.toml` itself: 1 MiB.
@@ -43,6 +45,7 @@ impl std::fmt::Debug for FileSettings {
             .field("outbox_dir", &self.outbox_dir)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("delivery", &self.delivery)
+            .field("size_retention", &self.size_retention)
             .finish()
     }
 }

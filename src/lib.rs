@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod deliver;
 pub mod demo;

@@ -260,6 +260,13 @@ fn settings() -> Value {
                 },
                 "additionalProperties": false,
             },
+            "console": {
+                "type": "object",
+                "properties": {
+                    "size_retention": duration,
+                },
+                "additionalProperties": false,
+            },
         },
         "additionalProperties": false,
     })

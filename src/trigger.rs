@@ -7,7 +7,7 @@ use crate::deliver::DeliverError;
 use crate::deliver::webhook::Signer;
 use crate::model::{Communication, Delivery, Event, Segment};
 use crate::plan::{AppliedState, Kind};
-use crate::segment::{RunSpec, UNREACHABLE_SAMPLE, compile_run};
+use crate::segment::{RunSpec, UNREACHABLE_SAMPLE, compile_member_run, compile_run};
 use crate::store::outbox::{Enqueue, Run, RunKind, RunResult};
 use crate::store::{Member, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -240,12 +240,33 @@ pub async fn candidates(
     store.pairs(&q.candidates).await
 }
 
-/// Checks the communication can send, then records the run and enqueues.
+/// The invoices a run would send one customer about now (at most `limit`;
+/// none when it would not reach them).
+pub async fn member_invoices(
+    store: &dyn Store,
+    prepared: &Prepared<'_>,
+    customer: &str,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let q = compile_member_run(
+        &prepared.target.segment,
+        &prepared.spec(),
+        store.dialect(),
+        customer,
+        limit,
+    );
+    let pairs = store.pairs(&q).await?;
+    Ok(pairs.into_iter().map(|(_, invoice)| invoice).collect())
+}
+
+/// Checks the communication can send, then records the run (started at `now`)
+/// and enqueues.
 pub async fn enqueue(
     store: &dyn Store,
     prepared: &Prepared<'_>,
     allow_over_limit: bool,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
+    now: DateTime<Utc>,
 ) -> Result<RunResult, TriggerError> {
     enabled(prepared)?;
     let c = &prepared.target.communication;
@@ -253,7 +274,7 @@ pub async fn enqueue(
         && let Err(e) = Signer::from_env(&w.secret_env, env)
     {
         store
-            .record_failed_run(&prepared.run, &crate::error::chain(&e))
+            .record_failed_run(&prepared.run, &crate::error::chain(&e), now)
             .await?;
         return Err(TriggerError::Failed(c.name.to_string(), e));
     }
@@ -265,6 +286,7 @@ pub async fn enqueue(
         unreachable: q.unreachable.as_ref(),
         max_recipients: c.max_recipients.filter(|_| !allow_over_limit),
         release_held: allow_over_limit,
+        started_at: now,
     };
     Ok(store.enqueue_run(&prepared.run, &e).await?)
 }

@@ -1,8 +1,8 @@
 use super::context::{database_url, file_settings, git_commit, holder, valid_tree, with_new_store};
-use super::plan::{parse_pct, shown};
+use super::plan::{over_max_change, parse_pct, shown};
 use super::segment::parse_at;
 use super::{CliError, Global, exit};
-use crate::ops::impact::{impacts, over_limit};
+use crate::ops::impact::impacts;
 use crate::ops::{self, apply::Origin};
 use crate::plan::{self, Impacts, Plan, render};
 use crate::source::{Capped, read_capped};
@@ -139,15 +139,9 @@ async fn locked(
         return Ok(exit::ok());
     }
     out!("{}", render::text(&plan, &impacts, color))?;
-    if let Some(max) = args.max_change {
-        let over = over_limit(&plan, &impacts, max);
-        if !over.is_empty() {
-            return Err(CliError::Refused(
-                over.iter()
-                    .map(|o| format!("{o} changes by more than --max-change {max}%"))
-                    .collect(),
-            ));
-        }
+    let over = over_max_change(&plan, &impacts, args.max_change);
+    if !over.is_empty() {
+        return Err(CliError::Refused(over));
     }
     let mut refused: Vec<String> = plan
         .blocked(&args.allow_delete)
@@ -184,6 +178,7 @@ async fn locked(
     let origin = Origin {
         user: holder(),
         git_commit: git_commit(&global.dir),
+        at: chrono::Utc::now(),
     };
     let unindexed = ops::apply::apply(store, &plan, &impacts, origin)
         .await

@@ -38,7 +38,7 @@ pub struct DaemonArgs {
     pub log_format: LogFormat,
 }
 
-/// A resync period: a duration from 1s to 3650d.
+/// A resync period or a retention: a duration from 1s to 3650d.
 fn parse_resync(s: &str) -> Result<Duration, String> {
     Duration::parse(s).map_err(|e| e.to_string())
 }
@@ -88,6 +88,13 @@ pub async fn run(global: &Global, args: DaemonArgs) -> Result<ExitCode, CliError
     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let resync = setting(args.resync, "SEGD_RESYNC", settings.resync, parse_resync)?
         .map_or(std::time::Duration::from_secs(60), Duration::std);
+    let size_retention = setting(
+        None,
+        "SEGD_SIZE_RETENTION",
+        settings.size_retention,
+        parse_resync,
+    )?
+    .map_or(crate::daemon::DEFAULT_SIZE_RETENTION, Duration::std);
     let delivery = delivery_config(global, &settings)?;
     let url = database_url(global, &settings);
     let store = crate::store::connect(&url).await?;
@@ -131,6 +138,7 @@ pub async fn run(global: &Global, args: DaemonArgs) -> Result<ExitCode, CliError
         holder: format!("daemon {}", holder()),
         git_commit: git_commit(&global.dir),
         clock: Arc::new(crate::clock::System),
+        size_retention,
     };
     let shutdown = CancellationToken::new();
     if !args.once {

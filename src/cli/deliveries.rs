@@ -65,8 +65,8 @@ pub async fn run(global: &Global, args: DeliveriesArgs) -> Result<ExitCode, CliE
         let filter = DeliveryFilter {
             communication: args.communication.clone(),
             status: args.status.as_deref().and_then(DeliveryStatus::parse),
-            run_id: None,
             limit: args.limit,
+            ..DeliveryFilter::default()
         };
         let rows = store.deliveries(&filter).await?;
         match args.format {

@@ -126,15 +126,9 @@ async fn plan(
             path.display()
         )?;
     }
-    if let Some(max) = args.max_change {
-        let over = over_limit(&plan, &impacts, max);
-        if !over.is_empty() {
-            return Err(CliError::MaxChange(
-                over.iter()
-                    .map(|o| format!("{o} changes by more than --max-change {max}%"))
-                    .collect(),
-            ));
-        }
+    let over = over_max_change(&plan, &impacts, args.max_change);
+    if !over.is_empty() {
+        return Err(CliError::MaxChange(over));
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
         exit::usage()
@@ -158,4 +152,18 @@ pub(super) fn shown(measured: Measured) -> plan::Impacts {
         eprintln!("{w}");
     }
     measured.impacts
+}
+
+/// The updates over `--max-change` (none without it), one line each.
+pub(super) fn over_max_change(
+    plan: &plan::Plan,
+    impacts: &plan::Impacts,
+    max_change: Option<f64>,
+) -> Vec<String> {
+    max_change.map_or_else(Vec::new, |max| {
+        over_limit(plan, impacts, max)
+            .iter()
+            .map(|o| format!("{o} changes by more than --max-change {max}%"))
+            .collect()
+    })
 }

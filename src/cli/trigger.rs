@@ -51,7 +51,14 @@ async fn trigger(
         return dry_run(args, &target, &prepared, store).await;
     }
     let lease = config.lease;
-    let result = enqueue(store, &prepared, args.allow_over_limit, &env_var).await?;
+    let result = enqueue(
+        store,
+        &prepared,
+        args.allow_over_limit,
+        &env_var,
+        clock.now(),
+    )
+    .await?;
     if result.status == RunStatus::Held {
         eprintln!(
             "held: `{name}` would reach {} customers, more than max_recipients = {}; nothing was sent. \

@@ -1,4 +1,5 @@
-//! The HTTP API (SPEC §6): health, readiness, metrics, status, manual trigger.
+//! The HTTP API (SPEC §6): health, readiness, metrics, status, manual trigger;
+//! the web console's routes are merged in (see [`crate::console`]).
 
 use super::state::Shared;
 use crate::clock::Clock;
@@ -46,18 +47,22 @@ pub struct Api {
     pub clock: Arc<dyn Clock>,
 }
 
-pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
+/// The API's routes, and `console`'s (the web console, which has limits of
+/// its own), under the same timeouts.
+pub fn router(api: Arc<Api>, console: Router) -> Router {
+    let api_routes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/communications/{name}/trigger", post(trigger))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api);
+    api_routes
+        .merge(console)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             BODY_READ_TIMEOUT,
         ))
-        .with_state(api)
 }
 
 /// Serves `app` on `listener` until `stop`: HTTP/1.1 with
@@ -170,7 +175,7 @@ async fn status(State(api): State<Arc<Api>>) -> Response {
 
 /// Constant-time comparison of a presented token with the configured one
 /// (their SHA-256 digests, so their lengths leak nothing either).
-fn token_ok(presented: &str, expected: &str) -> bool {
+pub(crate) fn token_ok(presented: &str, expected: &str) -> bool {
     use sha2::{Digest as _, Sha256};
     use subtle::ConstantTimeEq as _;
     let a = Sha256::digest(presented.as_bytes());
@@ -236,7 +241,7 @@ async fn trigger(
     };
     let prepared = prepare(&target, Occasion::manual(&*api.clock));
     let env = api.env.clone();
-    match enqueue(&*api.store, &prepared, false, &*env).await {
+    match enqueue(&*api.store, &prepared, false, &*env, api.clock.now()).await {
         Ok(r) => {
             super::count_run(&name, r.status.as_str());
             api.shared.deliver_now.notify_one();

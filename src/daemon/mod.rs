@@ -4,7 +4,7 @@
 //! (an advisory lock on a dedicated connection) reconciles and schedules; every
 //! replica delivers.
 
-mod http;
+pub(crate) mod http;
 mod leader;
 mod memory;
 mod prometheus;
@@ -20,6 +20,8 @@ use crate::config::DeliveryConfig;
 use crate::deliver::DeliverError;
 use crate::deliver::worker::Worker;
 use crate::error::chain;
+use crate::ops;
+use crate::plan;
 use crate::source::SourceError;
 use crate::store::{Store, StoreError};
 use chrono::Utc;
@@ -31,8 +33,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use prometheus::{count_run, install_metrics};
-use reconcile::{reconcile, release_freed_memory};
+pub(crate) use prometheus::count_run;
+use prometheus::install_metrics;
+pub(crate) use reconcile::reconcile;
+use reconcile::release_freed_memory;
 use scheduler::{Scheduled, schedule_pass};
 
 pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
@@ -78,7 +82,16 @@ pub struct Options {
     pub git_commit: Option<String>,
     /// What the scheduler, the status and manual runs read the time from.
     pub clock: Arc<dyn Clock>,
+    /// How long segment size samples are kept.
+    pub size_retention: Duration,
 }
+
+/// How long segment size samples are kept unless configured: 90 days.
+pub const DEFAULT_SIZE_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+
+/// How often the leader samples every segment's size when the applied
+/// definitions do not change (a change is sampled at the resync after it).
+const SAMPLE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// What a one-shot run found: its exit code and what to print.
 #[derive(Debug, Default)]
@@ -130,6 +143,27 @@ async fn optimize(store: &dyn Store) {
             "planner statistics refreshed"
         ),
         Err(e) => tracing::warn!(error = %chain(&e), "refreshing the planner statistics failed"),
+    }
+}
+
+/// Samples every segment's size now; a failure is logged, and the next
+/// resync tries again.
+async fn sample_sizes(store: &dyn Store, clock: &dyn Clock, retention: Duration) -> bool {
+    let started = Instant::now();
+    match ops::sizes::sample(store, clock.now(), retention).await {
+        Ok(s) => {
+            tracing::info!(
+                segments = s.segments,
+                pruned = s.pruned,
+                took_ms = started.elapsed().as_millis(),
+                "segment sizes sampled"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "sampling the segment sizes failed");
+            false
+        }
     }
 }
 
@@ -186,7 +220,7 @@ pub async fn run(
             addr: opts.listen,
             source,
         })?;
-    tracing::info!(listen = %opts.listen, "serving /healthz /readyz /metrics /v1/status");
+    tracing::info!(listen = %opts.listen, "serving the console at / and /healthz /readyz /metrics /v1/status");
     let api = Arc::new(http::Api {
         shared: shared.clone(),
         store: store.clone(),
@@ -196,7 +230,15 @@ pub async fn run(
         clock: opts.clock.clone(),
     });
     let server_stop = shutdown.clone();
-    let server = tokio::spawn(http::serve(listener, http::router(api), server_stop));
+    let console = Arc::new(crate::console::Console::new(
+        shared.clone(),
+        store.clone(),
+        opts.api_token.clone(),
+        env.clone(),
+        opts.clock.clone(),
+    ));
+    let app = http::router(api, crate::console::router(console));
+    let server = tokio::spawn(http::serve(listener, app, server_stop));
 
     let _watcher = match watch::start(
         &opts.dir,
@@ -232,6 +274,7 @@ pub async fn run(
                     if tokio::time::Instant::now() >= next_resync {
                         reconcile(opts, &*store, &shared).await;
                         shared.ready.store(true, Ordering::SeqCst);
+                        shared.reconciled.notify_one();
                         next_resync = tokio::time::Instant::now() + opts.resync;
                         schedule_at = None;
                     }
@@ -325,7 +368,39 @@ pub async fn run(
         }
     };
 
-    tokio::join!(control, deliver, statistics);
+    // Segment sizes (leader only), apart from the control loop so that
+    // measuring every segment never delays a reconcile: woken at each
+    // reconcile, it samples when the applied definitions changed since its
+    // last sample or [`SAMPLE_EVERY`] passed.
+    let sizes = {
+        let store = store.clone();
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let opts = &opts;
+        async move {
+            let mut last: Option<(Instant, plan::Version)> = None;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = shared.reconciled.notified() => {}
+                }
+                if !shared.is_leader() {
+                    continue;
+                }
+                let Ok(version) = store.version().await else {
+                    continue;
+                };
+                let due = last
+                    .as_ref()
+                    .is_none_or(|(at, v)| *v != version || at.elapsed() >= SAMPLE_EVERY);
+                if due && sample_sizes(&*store, &*opts.clock, opts.size_retention).await {
+                    last = Some((Instant::now(), version));
+                }
+            }
+        }
+    };
+
+    tokio::join!(control, deliver, statistics, sizes);
     if let Some(l) = leader {
         l.release().await;
     }

@@ -48,9 +48,9 @@ pub(super) fn install_metrics()
     Ok(handle)
 }
 
-/// Counts a trigger run this daemon started (scheduled or through the API)
-/// in `segd_trigger_runs_total`.
-pub(super) fn count_run(communication: &str, status: &str) {
+/// Counts a trigger run this daemon started (scheduled, through the API or
+/// the console) in `segd_trigger_runs_total`.
+pub(crate) fn count_run(communication: &str, status: &str) {
     metrics::counter!(
         "segd_trigger_runs_total",
         "communication" => communication.to_string(),

@@ -1,7 +1,7 @@
 //! Reconciling: the files against the applied definitions, applied under the
 //! apply lock unless it would delete every definition (or `--no-apply`).
 
-use super::state::{ReconcileStatus, Shared};
+use super::state::{self, ReconcileStatus, Shared};
 use super::{APPLY_LOCK_WAIT, DaemonError, Options, memory};
 use crate::error::chain;
 use crate::ops::{self, apply::Origin};
@@ -23,7 +23,7 @@ fn degraded_keys(outcome: &crate::validate::Outcome) -> Vec<(Kind, String, Optio
 /// last applied version and are reported as degraded. Never runs concurrently
 /// with itself (one task owns it).
 #[tracing::instrument(name = "reconcile", skip_all)]
-pub(super) async fn reconcile(
+pub(crate) async fn reconcile(
     opts: &Options,
     store: &dyn Store,
     shared: &Shared,
@@ -33,7 +33,7 @@ pub(super) async fn reconcile(
         at: Some(opts.clock.now()),
         ..ReconcileStatus::default()
     };
-    let result = reconcile_inner(opts, store, &mut status).await;
+    let result = reconcile_inner(opts, store, shared, &mut status).await;
     status.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     metrics::histogram!("segd_reconcile_duration_seconds").record(started.elapsed().as_secs_f64());
     match result {
@@ -54,6 +54,7 @@ pub(super) async fn reconcile(
     {
         let mut s = shared.status.write().await;
         s.reconciles += 1;
+        s.drift_undone += status.drift_undone;
         s.last_reconcile = status.clone();
     }
     release_freed_memory().await;
@@ -67,9 +68,38 @@ pub(super) async fn release_freed_memory() {
     let _ = tokio::task::spawn_blocking(memory::release_freed).await;
 }
 
+/// How many of the plan's changes set back drift: a change of a definition
+/// whose file did not change since the last reconcile that left the database
+/// as the files said (`before`; none known at the first reconcile).
+fn drift_in(plan: &plan::Plan, files: &state::Digests, before: Option<&state::Digests>) -> u64 {
+    let Some(before) = before else {
+        return 0;
+    };
+    let undone = plan.changes.iter().filter(|c| {
+        let key = (c.kind, c.name.to_string());
+        match c.action {
+            // A row no file defined, then or now: added outside the files.
+            Action::Delete => !before.contains_key(&key),
+            Action::Create | Action::Update => {
+                before.get(&key).is_some_and(|d| files.get(&key) == Some(d))
+            }
+        }
+    });
+    undone.count() as u64
+}
+
+/// Remembers the files' digests once the database says what they say.
+fn files_applied(shared: &Shared, files: state::Digests) {
+    *shared
+        .files_before
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(files);
+}
+
 async fn reconcile_inner(
     opts: &Options,
     store: &dyn Store,
+    shared: &Shared,
     status: &mut ReconcileStatus,
 ) -> Result<(), DaemonError> {
     // The files (read, validated, made canonical on every core) and the
@@ -115,7 +145,12 @@ async fn reconcile_inner(
             kind.as_str()
         );
     }
+    let files: state::Digests = desired
+        .iter()
+        .map(|d| ((d.kind, d.name.to_string()), d.digest()))
+        .collect();
     if r.plan.is_empty() {
+        files_applied(shared, files);
         return Ok(());
     }
     // Warnings (a schedule firing every second, …) are said when they can
@@ -153,17 +188,27 @@ async fn reconcile_inner(
             dir: opts.dir.display().to_string(),
         });
     }
-    let origin = Origin {
-        user: opts.holder.clone(),
-        git_commit: opts.git_commit.clone(),
-    };
     let unindexed = ops::apply::under_lock(store, &opts.holder, APPLY_LOCK_WAIT, async || {
+        let origin = Origin {
+            user: opts.holder.clone(),
+            git_commit: opts.git_commit.clone(),
+            at: opts.clock.now(),
+        };
         ops::apply::apply(store, &r.plan, &Default::default(), origin).await
     })
     .await?;
     if let Some(e) = unindexed {
         tracing::warn!(error = %chain(&e), "indexing custom_data keys failed");
     }
+    status.drift_undone = {
+        let before = shared
+            .files_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        drift_in(&r.plan, &files, before.as_ref())
+    };
+    files_applied(shared, files);
     status.created = names(Action::Create);
     status.updated = names(Action::Update);
     status.deleted = names(Action::Delete);

@@ -69,7 +69,7 @@ pub(super) async fn schedule_pass(
         if let Some(due) = schedule::due(sched, *timezone, anchor, now) {
             from = due.at;
             let late = due.missed > 0 || now - due.at > chrono::TimeDelta::seconds(60);
-            run_scheduled(store, &name, due.at, late, env).await;
+            run_scheduled(store, &name, due.at, late, env, clock).await;
         }
         if let Some(at) = schedule::next_after(sched, *timezone, from.max(now)) {
             next.push(NextTrigger {
@@ -82,13 +82,14 @@ pub(super) async fn schedule_pass(
     Ok(Scheduled { next, undecodable })
 }
 
-#[tracing::instrument(name = "trigger_run", skip(store, env))]
+#[tracing::instrument(name = "trigger_run", skip(store, env, clock))]
 async fn run_scheduled(
     store: &dyn Store,
     name: &str,
     at: chrono::DateTime<Utc>,
     late: bool,
     env: &Env,
+    clock: &dyn Clock,
 ) {
     let target = match load_target(store, name).await {
         Ok(t) => t,
@@ -98,7 +99,7 @@ async fn run_scheduled(
         }
     };
     let prepared = prepare(&target, Occasion::Scheduled { at, late });
-    match enqueue(store, &prepared, false, env).await {
+    match enqueue(store, &prepared, false, env, clock.now()).await {
         Ok(r) => {
             count_run(name, r.status.as_str());
             tracing::info!(run = %prepared.run.id, late, recipients = r.recipients, enqueued = r.enqueued, unreachable = r.unreachable, status = r.status.as_str(), "scheduled run");

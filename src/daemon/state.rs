@@ -23,6 +23,9 @@ pub struct ReconcileStatus {
     /// Protected definitions removed from the files: deleting them needs `apply --allow-delete`.
     pub protected_deletes_blocked: Vec<String>,
     pub error: Option<String>,
+    /// Of the changes applied, those that set back drift (the console counts them).
+    #[serde(skip)]
+    pub drift_undone: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +41,9 @@ pub struct Status {
     /// Applied definitions the scheduler found that no longer read back.
     pub undecodable: Vec<Undecodable>,
     pub reconciles: u64,
+    /// Applied definitions changed outside the files (drift) that a reconcile
+    /// of this daemon set back since it started.
+    pub drift_undone: u64,
 }
 
 /// Shared between the daemon's tasks.
@@ -49,9 +55,18 @@ pub struct Shared {
     pub reconcile_now: std::sync::Arc<Notify>,
     /// Wakes the delivery loop (something was enqueued).
     pub deliver_now: Notify,
+    /// Wakes the size sampler (a reconcile ended).
+    pub reconciled: Notify,
     pub no_apply: bool,
     pub started_at: DateTime<Utc>,
+    /// The digest of each definition the files held at the last reconcile
+    /// that left the database as the files say: a change of a definition
+    /// whose file has not changed since is drift being undone.
+    pub files_before: std::sync::Mutex<Option<Digests>>,
 }
+
+/// Definitions' digests by kind and name.
+pub type Digests = std::collections::HashMap<(crate::plan::Kind, String), String>;
 
 impl Shared {
     pub fn new(no_apply: bool, started_at: DateTime<Utc>) -> Self {
@@ -61,8 +76,10 @@ impl Shared {
             leader: AtomicBool::new(false),
             reconcile_now: std::sync::Arc::new(Notify::new()),
             deliver_now: Notify::new(),
+            reconciled: Notify::new(),
             no_apply,
             started_at,
+            files_before: std::sync::Mutex::new(None),
         }
     }
 

@@ -77,6 +77,7 @@ async fn fixture(comms: &[(&str, String)], applied_at: DateTime<Utc>) -> Fixture
         no_apply: false,
         delivery,
         api_token: Some(TOKEN.into()),
+        size_retention: super::DEFAULT_SIZE_RETENTION,
         holder: "test".into(),
         git_commit: None,
         clock: clock.clone(),
@@ -89,12 +90,14 @@ async fn fixture(comms: &[(&str, String)], applied_at: DateTime<Utc>) -> Fixture
         status.degraded
     );
     assert_eq!(status.at, Some(applied_at), "the reconcile reads the clock");
-    // The store stamps definitions with the wall clock: set them to the test's.
-    sqlx::query("UPDATE segd_definitions SET applied_at = $1")
-        .bind(applied_at)
-        .execute(&pool(&*store))
+    let stamped: Vec<DateTime<Utc>> = sqlx::query_scalar("SELECT applied_at FROM segd_definitions")
+        .fetch_all(&pool(&*store))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !stamped.is_empty() && stamped.iter().all(|t| *t == applied_at),
+        "the definitions are stamped with the clock: {stamped:?}"
+    );
     Fixture {
         _dir: dir,
         store,
@@ -161,6 +164,17 @@ async fn the_scheduler_runs_each_due_occurrence_once_and_downtime_once_late() {
             ("20260109T090000Z".into(), true)
         ]
     );
+    let started: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT started_at FROM segd_trigger_runs WHERE occurrence = '20260109T090000Z'",
+    )
+    .fetch_one(&pool(&*f.store))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        started,
+        at("2026-01-09T10:30:00Z"),
+        "it starts when the clock says"
+    );
 
     // Run more than a minute after its time (a slow pass), it is late too.
     f.clock.set(at("2026-01-10T09:05:00Z"));
@@ -204,14 +218,17 @@ async fn the_scheduler_fires_once_across_daylight_saving_changes() {
 // The HTTP API through `Router::oneshot`.
 
 fn router(f: &Fixture, token: Option<&str>, metrics: PrometheusHandle) -> axum::Router {
-    http::router(Arc::new(http::Api {
-        shared: Arc::new(Shared::new(false, f.clock.now())),
-        store: f.store.clone(),
-        metrics,
-        token: token.map(str::to_string),
-        env: Arc::new(|_: &str| None),
-        clock: f.clock.clone(),
-    }))
+    http::router(
+        Arc::new(http::Api {
+            shared: Arc::new(Shared::new(false, f.clock.now())),
+            store: f.store.clone(),
+            metrics,
+            token: token.map(str::to_string),
+            env: Arc::new(|_: &str| None),
+            clock: f.clock.clone(),
+        }),
+        axum::Router::new(),
+    )
 }
 
 /// A metrics handle of its own (the global recorder is the daemon's).
@@ -385,6 +402,16 @@ async fn the_trigger_endpoint_runs_applied_enabled_communications() {
             false
         )]
     );
+    let started: Vec<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT started_at FROM segd_trigger_runs")
+            .fetch_all(&pool(&*f.store))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        started,
+        [f.clock.now()],
+        "the run starts at the daemon's clock"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -491,4 +518,53 @@ async fn retries_and_leases_come_due_on_the_clock_not_the_wall() {
         ..Tally::default()
     };
     assert_eq!(drain().await, sent);
+}
+
+#[tokio::test]
+async fn a_sample_records_every_segment_and_the_members_of_small_ones() {
+    let f = fixture(&[], at("2026-01-05T08:00:00Z")).await;
+    for (id, country) in [("c1", "DE"), ("c2", "DE"), ("c3", "FR")] {
+        sqlx::query(
+            "INSERT INTO customers (id, name, email, country, custom_data, created_at) \
+             VALUES ($1, $1, NULL, $2, '{}', '2026-01-01T00:00:00Z')",
+        )
+        .bind(id)
+        .bind(country)
+        .execute(&pool(&*f.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let first = f.clock.now();
+    assert!(sample_sizes(&*f.store, &*f.clock, DEFAULT_SIZE_RETENTION).await);
+    sqlx::query("UPDATE customers SET country = 'DE' WHERE id = 'c3'")
+        .execute(&pool(&*f.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.clock.advance(chrono::TimeDelta::hours(1));
+    assert!(sample_sizes(&*f.store, &*f.clock, DEFAULT_SIZE_RETENTION).await);
+    let latest = f
+        .store
+        .latest_sizes()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(latest.len(), 1);
+    assert_eq!((latest[0].0.as_str(), latest[0].1.members), ("de", 3));
+    let changes = f
+        .store
+        .membership_changes("de", 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("tracked"));
+    assert_eq!(changes.since, first);
+    assert_eq!(changes.entered, vec!["c3".to_string()]);
+    assert!(changes.left.is_empty());
+    // Two days of retention at 100 days on: both samples are forgotten.
+    f.clock.advance(chrono::TimeDelta::days(100));
+    assert!(sample_sizes(&*f.store, &*f.clock, Duration::from_secs(2 * 86_400)).await);
+    let history = f
+        .store
+        .size_history("de", first)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(history.len(), 1);
 }

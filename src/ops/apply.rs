@@ -3,6 +3,7 @@
 
 use crate::plan::{Impacts, Plan, render};
 use crate::store::{ApplyRecord, Store, StoreError};
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// Runs `f` holding the apply lock (waiting up to `wait` for another holder),
@@ -19,10 +20,11 @@ pub async fn under_lock<T, E: From<StoreError>>(
     result
 }
 
-/// Who applied, from where.
+/// Who applied, from where, and when.
 pub struct Origin {
     pub user: String,
     pub git_commit: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// Applies `plan` in one transaction (the caller holds the apply lock) and
@@ -38,6 +40,7 @@ pub async fn apply(
     let record = ApplyRecord {
         user: origin.user,
         git_commit: origin.git_commit,
+        at: origin.at,
         summary: render::summary_line(plan),
         plan: render::json(plan, impacts),
     };

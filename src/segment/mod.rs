@@ -13,11 +13,13 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 mod custom_data;
 mod impact;
 mod run;
+mod words;
 
 use custom_data::custom_data;
 pub use custom_data::{custom_data_index_sql, custom_data_path};
 pub use impact::{IMPACT_SAMPLES, ImpactQueries, compile_impact};
-pub use run::{RunQueries, RunSpec, UNREACHABLE_SAMPLE, compile_run};
+pub use run::{RunQueries, RunSpec, UNREACHABLE_SAMPLE, compile_member_run, compile_run};
+pub use words::describe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -179,6 +181,45 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
     };
     Query {
         sql,
+        binds: b.binds,
+    }
+}
+
+/// One page of a segment's members (`id, name, email`, by id): those after
+/// id `after`, and, with `search`, those whose id, name or email contains it
+/// (ASCII case-insensitive); at most `limit`.
+pub fn compile_page(
+    segment: &Segment,
+    dialect: Dialect,
+    at: DateTime<Utc>,
+    after: Option<&str>,
+    search: Option<&str>,
+    limit: u32,
+) -> Query {
+    let mut b = Builder::new(dialect);
+    let predicate = segment_predicate(&mut b, segment, at.date_naive());
+    let from = format!("customers c{}", b.join_clauses());
+    let mut and = String::new();
+    if let Some(after) = after {
+        let p = b.text(after);
+        and.push_str(&format!(" AND c.id > {p}"));
+    }
+    if let Some(search) = search {
+        let want = search.to_ascii_lowercase();
+        let columns: Vec<String> = ["c.id", "COALESCE(c.name, '')", "COALESCE(c.email, '')"]
+            .iter()
+            .map(|col| {
+                let folded = b.lower(col);
+                b.string_op(&folded, Op::Contains, &want)
+            })
+            .collect();
+        and.push_str(&format!(" AND ({})", columns.join(" OR ")));
+    }
+    let limit = b.bind(Bind::Int(i64::from(limit)));
+    Query {
+        sql: format!(
+            "SELECT c.id, c.name, c.email FROM {from} WHERE ({predicate}){and} ORDER BY c.id LIMIT {limit}"
+        ),
         binds: b.binds,
     }
 }

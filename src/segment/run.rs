@@ -23,7 +23,7 @@ pub struct RunSpec<'a> {
 /// A customer with an email address (not NULL, not blank), among `customers c`.
 pub(super) const HAS_ADDRESS_SQL: &str = "NULLIF(TRIM(c.email), '') IS NOT NULL";
 
-/// How many unreachable members [`RunQueries::unreachable_sample`] names.
+/// How many unreachable members a dry run names.
 pub const UNREACHABLE_SAMPLE: u64 = 5;
 
 /// Which of a run's candidates a query takes.
@@ -46,8 +46,6 @@ pub struct RunQueries {
     /// One row: how many members the channel cannot reach (none for a channel
     /// that needs no address).
     pub unreachable: Option<Query>,
-    /// The first few unreachable members, by id: `id, name, email`.
-    pub unreachable_sample: Option<Query>,
 }
 
 /// Compiles a trigger run: `email_invoice` is one delivery per unpaid invoice of
@@ -67,14 +65,6 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
     let unreachable = spec.needs_address.then(|| {
         build_of(Reach::Unreachable, &|_, cand| {
             format!("SELECT COUNT(DISTINCT x.customer_id) FROM ({cand}) x")
-        })
-    });
-    let unreachable_sample = spec.needs_address.then(|| {
-        build_of(Reach::Unreachable, &|_, cand| {
-            format!(
-                "SELECT c.id, c.name, c.email FROM customers c WHERE c.id IN \
-                 (SELECT x.customer_id FROM ({cand}) x) ORDER BY c.id LIMIT {UNREACHABLE_SAMPLE}"
-            )
         })
     });
     let candidates =
@@ -112,7 +102,28 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
         preview,
         enqueue,
         unreachable,
-        unreachable_sample,
+    }
+}
+
+/// The `customer_id, invoice_id` pairs a run would send `customer` about
+/// (none when it would not reach them), at most `limit`, by invoice id.
+pub fn compile_member_run(
+    segment: &Segment,
+    spec: &RunSpec<'_>,
+    dialect: Dialect,
+    customer: &str,
+    limit: u32,
+) -> Query {
+    let mut b = Builder::new(dialect);
+    let cand = candidates(&mut b, segment, spec, Reach::Reachable);
+    let who = b.text(customer);
+    let limit = b.bind(Bind::Int(i64::from(limit)));
+    Query {
+        sql: format!(
+            "SELECT x.customer_id, x.invoice_id FROM ({cand}) x WHERE x.customer_id = {who} \
+             ORDER BY x.invoice_id LIMIT {limit}"
+        ),
+        binds: b.binds,
     }
 }
 

@@ -31,6 +31,7 @@ embed! {
     6 => "0006_outbox_rows_name_their_run",
     7 => "0007_runs_find_their_rows",
     8 => "0008_unreachable_and_released_runs",
+    9 => "0009_segment_sizes",
 }
 
 pub fn sqlite() -> Migrator {

@@ -7,7 +7,7 @@
 //! - `sqlite/`, `postgres/`: what differs — connecting, the apply lock,
 //!   transactions, bound id lists, `EXPLAIN`, statistics, bulk loading and (on
 //!   PostgreSQL) leader election; each with its own `migrations/` folder;
-//! - `outbox`, `members`: the types those operations take and return;
+//! - `outbox`, `members`, `sizes`: the types those operations take and return;
 //! - `billing`: the bulk loader behind `segd demo-data`.
 
 pub mod billing;
@@ -15,6 +15,7 @@ mod members;
 mod migrations;
 pub mod outbox;
 mod postgres;
+pub mod sizes;
 mod sql;
 mod sqlite;
 
@@ -188,9 +189,21 @@ impl std::error::Error for DbError {}
 pub struct ApplyRecord {
     pub user: String,
     pub git_commit: Option<String>,
+    /// When it was applied: the definitions' `applied_at`.
+    pub at: DateTime<Utc>,
     pub summary: String,
     /// The plan's JSON document.
     pub plan: String,
+}
+
+/// One apply of the history, newest first in lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyEntry {
+    pub id: i64,
+    pub applied_at: DateTime<Utc>,
+    pub user: String,
+    pub git_commit: Option<String>,
+    pub summary: String,
 }
 
 /// What holds the apply lock; the lock is released when it is dropped, and
@@ -229,6 +242,14 @@ pub trait Store: Send + Sync {
     /// When a definition was last applied.
     async fn applied_at(&self, kind: &str, name: &str)
     -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// The apply history, newest first: at most `limit` applies older than
+    /// `before` (an id), when given.
+    async fn applies(&self, before: Option<i64>, limit: i64)
+    -> Result<Vec<ApplyEntry>, StoreError>;
+
+    /// One apply and its plan's JSON document.
+    async fn apply_plan(&self, id: i64) -> Result<Option<(ApplyEntry, String)>, StoreError>;
 
     // ---- applying
 
@@ -277,7 +298,12 @@ pub trait Store: Send + Sync {
     async fn enqueue_run(&self, run: &Run, e: &Enqueue<'_>) -> Result<RunResult, StoreError>;
 
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
-    async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError>;
+    async fn record_failed_run(
+        &self,
+        run: &Run,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// The latest scheduled occurrence that ran (or was held or failed) for a communication.
     async fn last_occurrence(
@@ -323,6 +349,37 @@ pub trait Store: Send + Sync {
 
     /// Outbox rows by status, for status and metrics.
     async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    // ---- segment size samples
+
+    /// Records the samples taken `at` (to the second) in one transaction.
+    async fn record_sizes(
+        &self,
+        at: DateTime<Utc>,
+        samples: &[sizes::SizeSample],
+    ) -> Result<(), StoreError>;
+
+    /// A segment's sizes since `since`, oldest first.
+    async fn size_history(
+        &self,
+        segment: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<sizes::Size>, StoreError>;
+
+    /// Every segment's size at the latest sample, by name.
+    async fn latest_sizes(&self) -> Result<Vec<(String, sizes::Size)>, StoreError>;
+
+    /// Forgets the samples taken before `before`; returns how many sizes went.
+    async fn prune_sizes(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Who entered and left a segment between its two latest samples (at
+    /// most `limit` ids of each); `None` when that is not known (fewer than
+    /// two samples, or a segment too large to track).
+    async fn membership_changes(
+        &self,
+        segment: &str,
+        limit: usize,
+    ) -> Result<Option<sizes::Changes>, StoreError>;
 
     // ---- billing rows
 

@@ -77,6 +77,8 @@ pub struct Enqueue<'a> {
     /// Sent with `--allow-over-limit`: the communication's held runs are
     /// marked as released by this one.
     pub release_held: bool,
+    /// When the run started (and, writing everything at once, finished).
+    pub started_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +237,16 @@ pub struct DeliveryFilter {
     pub communication: Option<String>,
     pub status: Option<DeliveryStatus>,
     pub run_id: Option<String>,
+    /// One row, by id.
+    pub id: Option<i64>,
+    /// Only rows with a smaller id (the next page of a newest-first list).
+    pub before: Option<i64>,
+    /// Only rows of runs started at or after `since`, and before `until`.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
+    /// Newest first (by id) rather than oldest first.
+    pub newest_first: bool,
 }
 
 /// A row's invoice ids, in order: the outbox stores them as a JSON array in

@@ -15,8 +15,10 @@ const ROOT_KEYS: &[&str] = &[
     "smtp_url",
     "max_file_bytes",
     "delivery",
+    "console",
 ];
 const DELIVERY_KEYS: &[&str] = &["concurrency", "retry_schedule", "lease"];
+const CONSOLE_KEYS: &[&str] = &["size_retention"];
 
 pub fn parse(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> FileSettings {
     let mut r = Reader::new(&file.display, &file.text, diags);
@@ -88,6 +90,13 @@ pub fn parse(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> FileSettings {
             d.retry_schedule = retry_schedule(&mut r, v);
         }
         s.delivery = d;
+    }
+    if let Some(v) = get(&root, "console")
+        && let Some(t) = r.table(v, "`console`")
+    {
+        r.unknown_keys(t, CONSOLE_KEYS, "`[console]`");
+        s.size_retention =
+            get(t, "size_retention").and_then(|v| duration(&mut r, v, "console.size_retention"));
     }
     s
 }

@@ -824,3 +824,33 @@ on_both!(a_failed_migration_says_why_in_one_line, |f, db| {
         "{err}"
     );
 });
+
+#[test]
+fn max_change_refuses_plan_and_apply_alike() {
+    let f = Fixture::example();
+    let db = TestDb::sqlite(&f);
+    let o = segd(&f, &db, &["demo-data", "--customers", "300"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let segment = |country: &str| {
+        format!(
+            "[segment]\nname = \"new\"\n[[filter]]\ntype = \"customer\"\ncountry = \"{country}\"\n"
+        )
+    };
+    f.write("segments.d/new.toml", &segment("DE"));
+    apply(&f, &db);
+    f.write("segments.d/new.toml", &segment("FR"));
+    for args in [
+        &["plan", "--max-change", "0"][..],
+        &["apply", "--auto-approve", "--max-change", "0"],
+    ] {
+        let o = segd(&f, &db, args);
+        let err = stderr(&o);
+        assert_ne!(code(&o), 0, "{args:?}: {err}");
+        assert!(
+            err.contains("segment `new`: members ")
+                && err.contains("changes by more than --max-change 0%"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(detailed(&f, &db), 2, "the refused apply changed nothing");
+}

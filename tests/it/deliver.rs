@@ -2257,9 +2257,15 @@ fn fresh_rows_body(b: Bench) {
         for name in ["bulk", "nudge"] {
             let target = load_target(&*store, name).await.expect("applied");
             let prepared = prepare(&target, Occasion::manual(&segd::clock::System));
-            enqueue(&*store, &prepared, false, &|k: &str| env.get(k).cloned())
-                .await
-                .expect("enqueue");
+            enqueue(
+                &*store,
+                &prepared,
+                false,
+                &|k: &str| env.get(k).cloned(),
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("enqueue");
             runs.push(prepared.run.id.clone());
         }
         store.close().await;

@@ -14,5 +14,6 @@ mod props;
 mod quickstart;
 mod segment_gen;
 mod segments;
+mod sizes;
 mod statistics;
 mod support;

@@ -72,11 +72,14 @@ impl Backend for PgStore {
          FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run \
          WHERE ($1::text IS NULL OR u.communication = $1) AND ($2::text IS NULL OR o.status = $2) \
          AND ($3::text IS NULL OR (u.id = $3 AND o.id BETWEEN u.first_id AND u.last_id AND o.run = u.seq)) \
-         ORDER BY o.id LIMIT $4";
+         AND ($5::bigint IS NULL OR o.id = $5) AND ($6::bigint IS NULL OR o.id < $6) \
+         AND ($7::timestamptz IS NULL OR u.started_at >= $7) AND ($8::timestamptz IS NULL OR u.started_at < $8)";
     const CUSTOMERS: &'static str = "SELECT id, name, email, country, custom_data::text, \
          to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM customers WHERE id";
     const INVOICES: &'static str = "SELECT id, number, status, amount_cents, currency, due_date::text, \
          to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM invoices WHERE id";
+    const INSERT_MEMBERS: &'static str = "INSERT INTO segd_segment_members (segment, sampled_at, customer_id) \
+         SELECT $1, $2, v FROM jsonb_array_elements_text(CAST($3 AS jsonb)) v";
     /// One bound array.
     const IDS_PER_STATEMENT: usize = usize::MAX;
     /// Autovacuum keeps them.

@@ -3,18 +3,22 @@
 //! a [`Backend`] method or constant implemented by `sqlite/` and `postgres/`.
 
 mod runs;
+mod sizes;
 
 use super::billing::{Existing, LoadError, Progress};
 use super::outbox::{
     Claimed, Delivery, DeliveryFilter, Enqueue, Mark, Retried, Run, RunFilter, RunKind, RunResult,
     RunSummary,
 };
-use super::{ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError};
+use super::sizes::{Changes, HISTORY_ROWS, Size, SizeSample};
+use super::{
+    ApplyEntry, ApplyLock, ApplyRecord, Election, Held, Member, PlanNode, Store, StoreError,
+};
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice, Name};
 use crate::plan::{Action, Applied, AppliedState, Definition, Kind, Plan, Undecodable, Version};
 use crate::segment::{Bind, Dialect, Query};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use runs::Runs;
@@ -45,13 +49,19 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// Appended to a claim's row selection: skip rows another claim has locked.
     const CLAIM_LOCKING: &'static str;
 
-    /// `segd deliveries`: `$1` communication, `$2` status, `$3` run id (each
-    /// NULL for any), `$4` limit.
+    /// `segd deliveries`: `$1` communication, `$2` status, `$3` run id, `$5`
+    /// id (each NULL for any), `$6` an id the rows are below, `$7` and `$8`
+    /// the times their runs started from and before (NULL: none); the order
+    /// and `LIMIT $4` follow.
     const DELIVERIES: &'static str;
 
     /// Customers, then invoices, selected by id (see [`Backend::in_ids`]).
     const CUSTOMERS: &'static str;
     const INVOICES: &'static str;
+
+    /// Inserts the members of a sample: `$1` segment, `$2` sampled_at, `$3`
+    /// a JSON array of customer ids.
+    const INSERT_MEMBERS: &'static str;
 
     /// How many ids one statement binds at the most.
     const IDS_PER_STATEMENT: usize;
@@ -158,6 +168,22 @@ const UPDATE_DEFINITION: &str = "UPDATE segd_definitions SET spec = $3, hash = $
 const HISTORY: &str = "INSERT INTO segd_apply_history (applied_at, applied_by, git_commit, summary, plan) \
      VALUES ($1, $2, $3, $4, $5)";
 
+/// An apply of the history (`$1`: below this id, NULL for any; `$2` limit).
+const APPLIES: &str = "SELECT id, applied_at, applied_by, git_commit, summary FROM segd_apply_history \
+     WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) ORDER BY id DESC LIMIT $2";
+
+type ApplyRow = (i64, DateTime<Utc>, String, Option<String>, String);
+
+fn apply_entry((id, applied_at, user, git_commit, summary): ApplyRow) -> ApplyEntry {
+    ApplyEntry {
+        id,
+        applied_at,
+        user,
+        git_commit,
+        summary,
+    }
+}
+
 /// A row of `segd_definitions`.
 type DefinitionRow = (String, String, String, String, String, bool, String);
 
@@ -246,6 +272,31 @@ where
             .await?)
     }
 
+    async fn applies(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ApplyEntry>, StoreError> {
+        let rows: Vec<ApplyRow> = sqlx::query_as(APPLIES)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(apply_entry).collect())
+    }
+
+    async fn apply_plan(&self, id: i64) -> Result<Option<(ApplyEntry, String)>, StoreError> {
+        let sql = "SELECT id, applied_at, applied_by, git_commit, summary, plan FROM segd_apply_history WHERE id = $1";
+        let row: Option<(i64, DateTime<Utc>, String, Option<String>, String, String)> =
+            sqlx::query_as(sql)
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(id, at, user, commit, summary, plan)| {
+            (apply_entry((id, at, user, commit, summary)), plan)
+        }))
+    }
+
     async fn lock(&self, holder: &str, wait: Duration) -> Result<ApplyLock, StoreError> {
         let deadline = Instant::now() + wait;
         loop {
@@ -304,7 +355,7 @@ where
         if !plan.made_against.holds_for(&Version::from(version)) {
             return Err(StoreError::StalePlan);
         }
-        let now = Utc::now();
+        let now = record.at;
         for c in &plan.changes {
             let (sql, d) = match (c.action, &c.after) {
                 (Action::Create, Some(d)) => (CREATE_DEFINITION, d),
@@ -402,8 +453,13 @@ where
         Runs(self).enqueue(run, e).await
     }
 
-    async fn record_failed_run(&self, run: &Run, error: &str) -> Result<(), StoreError> {
-        Runs(self).record_failed(run, error).await
+    async fn record_failed_run(
+        &self,
+        run: &Run,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Runs(self).record_failed(run, error, at).await
     }
 
     async fn last_occurrence(
@@ -468,6 +524,143 @@ where
     async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT status, COUNT(*) FROM segd_outbox GROUP BY status ORDER BY status";
         Ok(sqlx::query_as(sql).fetch_all(self.pool()).await?)
+    }
+
+    async fn record_sizes(
+        &self,
+        at: DateTime<Utc>,
+        samples: &[SizeSample],
+    ) -> Result<(), StoreError> {
+        // To the second, so that every sample's time is stored in one form.
+        let at = at.trunc_subsecs(0);
+        let mut tx = self.begin_write().await?;
+        for s in samples {
+            sqlx::query(sizes::INSERT_SIZE)
+                .bind(s.segment.as_str())
+                .bind(at)
+                .bind(i64::try_from(s.members).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+            // A segment too large to track forgets the members it had; a
+            // small one keeps its previous sample's next to this one's.
+            let Some(ids) = &s.ids else {
+                sqlx::query("DELETE FROM segd_segment_members WHERE segment = $1")
+                    .bind(s.segment.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            };
+            sqlx::query(sizes::FORGET_OLDER_MEMBERS)
+                .bind(s.segment.as_str())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            for chunk in ids.chunks(sizes::IDS_PER_INSERT) {
+                let json = serde_json::Value::from(chunk).to_string();
+                sqlx::query(B::INSERT_MEMBERS)
+                    .bind(s.segment.as_str())
+                    .bind(at)
+                    .bind(json.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn size_history(
+        &self,
+        segment: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Size>, StoreError> {
+        let rows: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(sizes::HISTORY)
+            .bind(segment)
+            .bind(since)
+            .bind(HISTORY_ROWS)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .rev()
+            .map(|(at, n)| Size {
+                at,
+                members: count_of(n),
+            })
+            .collect())
+    }
+
+    async fn latest_sizes(&self) -> Result<Vec<(String, Size)>, StoreError> {
+        let rows: Vec<(String, DateTime<Utc>, i64)> =
+            sqlx::query_as(sizes::LATEST).fetch_all(self.pool()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(segment, at, n)| {
+                let members = count_of(n);
+                (segment, Size { at, members })
+            })
+            .collect())
+    }
+
+    async fn prune_sizes(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let gone = sqlx::query("DELETE FROM segd_segment_sizes WHERE sampled_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM segd_segment_members WHERE sampled_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(B::rows_affected(&gone))
+    }
+
+    async fn membership_changes(
+        &self,
+        segment: &str,
+        limit: usize,
+    ) -> Result<Option<Changes>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        let latest: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(sizes::LATEST_TWO)
+            .bind(segment)
+            .fetch_all(&mut *conn)
+            .await?;
+        let [(at, at_members), (since, since_members)] = latest[..] else {
+            return Ok(None);
+        };
+        // Both samples kept the segment's members (it was small enough).
+        for (t, members) in [(at, at_members), (since, since_members)] {
+            let kept: i64 = sqlx::query_scalar(sizes::KEPT)
+                .bind(segment)
+                .bind(t)
+                .fetch_one(&mut *conn)
+                .await?;
+            if kept != members {
+                return Ok(None);
+            }
+        }
+        let mut only_in = async |a: DateTime<Utc>, b: DateTime<Utc>| {
+            sqlx::query_scalar::<_, String>(sizes::ONLY_IN)
+                .bind(segment)
+                .bind(a)
+                .bind(b)
+                .fetch_all(&mut *conn)
+                .await
+        };
+        let mut entered = only_in(at, since).await?;
+        let mut left = only_in(since, at).await?;
+        let (entered_total, left_total) = (entered.len() as u64, left.len() as u64);
+        entered.truncate(limit);
+        left.truncate(limit);
+        Ok(Some(Changes {
+            since,
+            at,
+            entered,
+            left,
+            entered_total,
+            left_total,
+        }))
     }
 
     async fn customers(&self, ids: &[String]) -> Result<Vec<Customer>, StoreError> {

@@ -109,7 +109,7 @@ where
                 .execute(&mut *tx)
                 .await?;
         }
-        let now = Utc::now();
+        let now = e.started_at;
         let seq = Self::insert_run(&mut tx, run, now, RunStatus::Enqueued.as_str(), None).await?;
         let first: i64 = sqlx::query_scalar(B::OUTBOX_BOUND)
             .fetch_one(&mut *tx)
@@ -203,9 +203,14 @@ where
     }
 
     /// Records a run that failed before enqueueing anything (e.g. a missing secret).
-    pub(super) async fn record_failed(&self, run: &Run, error: &str) -> Result<(), StoreError> {
+    pub(super) async fn record_failed(
+        &self,
+        run: &Run,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.0.pool().acquire().await?;
-        Self::insert_run(&mut conn, run, Utc::now(), "failed", Some(error)).await?;
+        Self::insert_run(&mut conn, run, at, "failed", Some(error)).await?;
         Ok(())
     }
 
@@ -392,11 +397,17 @@ where
 
     /// Outbox rows, newest last.
     pub(super) async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(B::DELIVERIES)
+        let order = if f.newest_first { "DESC" } else { "ASC" };
+        let sql = format!("{} ORDER BY o.id {order} LIMIT $4", B::DELIVERIES);
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(f.communication.as_deref())
             .bind(f.status.map(DeliveryStatus::as_str))
             .bind(f.run_id.as_deref())
             .bind(f.limit.unwrap_or(i64::MAX))
+            .bind(f.id)
+            .bind(f.before)
+            .bind(f.since)
+            .bind(f.until)
             .fetch_all(self.0.pool())
             .await?;
         rows.iter()

@@ -99,10 +99,13 @@ impl Backend for SqliteStore {
          FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run \
          WHERE ($1 IS NULL OR u.communication = $1) AND ($2 IS NULL OR o.status = $2) \
          AND ($3 IS NULL OR (u.id = $3 AND o.id BETWEEN u.first_id AND u.last_id AND o.run = u.seq)) \
-         ORDER BY o.id LIMIT $4";
+         AND ($5 IS NULL OR o.id = $5) AND ($6 IS NULL OR o.id < $6) \
+         AND ($7 IS NULL OR u.started_at >= $7) AND ($8 IS NULL OR u.started_at < $8)";
     const CUSTOMERS: &'static str = "SELECT id, name, email, country, custom_data, CAST(created_at AS TEXT) FROM customers WHERE id";
     const INVOICES: &'static str = "SELECT id, number, status, amount_cents, currency, CAST(due_date AS TEXT), \
          CAST(created_at AS TEXT) FROM invoices WHERE id";
+    const INSERT_MEMBERS: &'static str = "INSERT INTO segd_segment_members (segment, sampled_at, customer_id) \
+         SELECT $1, $2, value FROM json_each($3)";
     /// Well below SQLite's limit of bound parameters.
     const IDS_PER_STATEMENT: usize = 500;
     const KEEPS_STATISTICS: bool = true;

@@ -1,0 +1,820 @@
+//! The console's read-only pages. Every list is paged, every query parameter
+//! checked (a bad one is a 400 that says why), and members are read one page
+//! at a time from the database, never all.
+
+use super::chart;
+use super::session::View;
+use super::{Console, PageError, when};
+use crate::deliver::payload::{Subject, email_templates, webhook_body};
+use crate::model::{Communication, Delivery as Channel, Event, Name, Trigger, parse_time};
+use crate::plan::{Applied, AppliedState, Decoded, Kind};
+use crate::schedule::next_after;
+use crate::segment::{compile_page, describe};
+use crate::store::outbox::{DeliveryFilter, DeliveryStatus, RunFilter};
+use crate::store::sizes::MEMBERS_TRACKED;
+use crate::trigger::{Occasion, find_target, member_invoices, prepare};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::TryStreamExt as _;
+use minijinja::context;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Rows per page of every list.
+pub const PAGE: usize = 50;
+
+/// The longest search text taken.
+const MAX_SEARCH: usize = 100;
+
+/// The size chart's period.
+const CHART_DAYS: i64 = 30;
+
+/// The most occurrences a communication's 7-day forecast lists.
+const MAX_FORECAST: usize = 100;
+
+/// The most invoices a preview lists (a reminder lists them all).
+const MAX_PREVIEW_INVOICES: u32 = 50;
+
+/// The most of an apply's plan document shown, in bytes.
+const MAX_PLAN_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    q: Option<String>,
+    page: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersQuery {
+    q: Option<String>,
+    after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    member: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    communication: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    before: Option<String>,
+}
+
+/// A search text: trimmed, empty for none, at most [`MAX_SEARCH`] characters.
+fn search(q: Option<&str>) -> Result<Option<String>, PageError> {
+    let Some(q) = q.map(str::trim).filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    if q.chars().count() > MAX_SEARCH || q.chars().any(char::is_control) {
+        return Err(PageError::BadQuery(format!(
+            "`q` is a search text of at most {MAX_SEARCH} characters"
+        )));
+    }
+    Ok(Some(q.to_string()))
+}
+
+/// `?page=N`, from 1.
+fn page_number(page: Option<&str>) -> Result<usize, PageError> {
+    match page {
+        None | Some("") => Ok(1),
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| {
+                PageError::BadQuery(format!("`page` is a page number from 1, not `{p}`"))
+            }),
+    }
+}
+
+/// An id parameter (`before`, a delivery's or an apply's id).
+fn id_param(name: &str, value: Option<&str>) -> Result<Option<i64>, PageError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                PageError::BadQuery(format!("`{name}` is a positive whole number, not `{v}`"))
+            }),
+    }
+}
+
+/// A time parameter: a date (00:00 UTC) or an RFC 3339 time.
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, PageError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => parse_time(v).map(Some).map_err(|e| {
+            PageError::BadQuery(format!(
+                "`{name}` is a date (2026-03-01) or an RFC 3339 time: {e}"
+            ))
+        }),
+    }
+}
+
+fn path_id(what: &str, value: &str) -> Result<i64, PageError> {
+    id_param(what, Some(value))?.ok_or_else(|| PageError::BadQuery(format!("no {what}")))
+}
+
+/// A customer id parameter: at most 200 characters, no control character.
+fn customer_id(name: &str, value: Option<&str>) -> Result<Option<String>, PageError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if v.len() <= 200 && !v.chars().any(char::is_control) => Ok(Some(v.to_string())),
+        Some(_) => Err(PageError::BadQuery(format!(
+            "`{name}` is a customer id of at most 200 bytes"
+        ))),
+    }
+}
+
+/// The page `page` (from 1) of `items`, and the number of pages.
+fn paged<T>(items: &[T], page: usize) -> Result<(&[T], usize), PageError> {
+    let pages = items.len().div_ceil(PAGE).max(1);
+    if page > pages {
+        return Err(PageError::BadQuery(format!(
+            "`page` {page} is past the last page ({pages})"
+        )));
+    }
+    let start = (page - 1) * PAGE;
+    Ok((&items[start..(start + PAGE).min(items.len())], pages))
+}
+
+/// The applied definitions of `kind` whose name holds `q`, in name order.
+fn named<'a>(applied: &'a AppliedState, kind: Kind, q: Option<&str>) -> Vec<&'a Applied> {
+    applied
+        .rows
+        .iter()
+        .filter(|a| a.def.kind == kind)
+        .filter(|a| q.is_none_or(|q| a.def.name.as_str().contains(q)))
+        .collect()
+}
+
+/// Query parameters, refused with a page that says why.
+pub struct Params<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| PageError::BadQuery(e.body_text()))
+    }
+}
+
+/// A list page's session, search, page and definitions.
+pub struct Listing {
+    session: View,
+    q: Option<String>,
+    page: usize,
+    applied: Arc<AppliedState>,
+}
+
+impl FromRequestParts<Arc<Console>> for View {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        c: &Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(c.session(&parts.headers))
+    }
+}
+
+impl FromRequestParts<Arc<Console>> for Listing {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Arc<Console>) -> Result<Self, PageError> {
+        let Params(query) = Params::<ListQuery>::from_request_parts(parts, c).await?;
+        Ok(Self {
+            session: c.session(&parts.headers),
+            q: search(query.q.as_deref())?,
+            page: page_number(query.page.as_deref())?,
+            applied: c.applied().await?,
+        })
+    }
+}
+
+impl Listing {
+    /// The definitions of `kind` the search finds, the page's share of
+    /// them, and the number of pages.
+    fn of(&self, kind: Kind) -> Result<(usize, Vec<&Applied>, usize), PageError> {
+        let matching = named(&self.applied, kind, self.q.as_deref());
+        let (shown, pages) = paged(&matching, self.page)?;
+        Ok((matching.len(), shown.to_vec(), pages))
+    }
+
+    /// The page's values for its template.
+    fn context(
+        &self,
+        title: &str,
+        total: usize,
+        pages: usize,
+        rows: Vec<minijinja::Value>,
+    ) -> minijinja::Value {
+        context! { title, q => self.q.as_deref(), page => self.page, pages, total, rows }
+    }
+}
+
+/// The communications using each segment, by segment name.
+fn users(applied: &AppliedState) -> BTreeMap<String, Vec<String>> {
+    let mut by_segment: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in applied.communications().flatten() {
+        by_segment
+            .entry(c.segment.to_string())
+            .or_default()
+            .push(c.name.to_string());
+    }
+    by_segment
+}
+
+pub async fn overview(State(c): State<Arc<Console>>, session: View) -> Result<Response, PageError> {
+    let status = c.shared.status.read().await.clone();
+    let last_apply = c.store.applies(None, 1).await?.into_iter().next();
+    let deliveries = c.store.outbox_counts().await?;
+    let r = &status.last_reconcile;
+    let degraded: Vec<_> = r
+        .degraded
+        .iter()
+        .map(|d| {
+            context! {
+                kind => d.kind.as_str(),
+                name => d.name.as_deref(),
+                file => d.file.as_str(),
+                errors => d.errors.iter().map(|e| format!("{}:{e}", d.file)).collect::<Vec<_>>(),
+            }
+        })
+        .collect();
+    let next: Vec<_> = status
+        .next_triggers
+        .iter()
+        .take(PAGE)
+        .map(|n| context! { communication => n.communication.as_str(), at => when(n.at) })
+        .collect();
+    c.render(
+        "overview.html",
+        &session,
+        context! {
+            title => "Overview",
+            leader => c.shared.is_leader(),
+            ready => c.shared.is_ready(),
+            applying => !c.shared.no_apply,
+            started_at => when(c.shared.started_at),
+            reconciles => status.reconciles,
+            drift_undone => status.drift_undone,
+            last => context! {
+                at => r.at.map(when),
+                ok => r.ok,
+                error => r.error.as_deref(),
+                duration_ms => r.duration_ms,
+                created => &r.created,
+                updated => &r.updated,
+                deleted => &r.deleted,
+                drift => &r.drift,
+                blocked => &r.protected_deletes_blocked,
+            },
+            degraded,
+            undecodable => status.undecodable.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            apply => last_apply.map(|a| context! {
+                at => when(a.applied_at),
+                user => a.user,
+                commit => a.git_commit,
+                summary => a.summary,
+            }),
+            deliveries,
+            next,
+        },
+    )
+}
+
+pub async fn segments(State(c): State<Arc<Console>>, list: Listing) -> Result<Response, PageError> {
+    let (total, shown, pages) = list.of(Kind::Segment)?;
+    let latest: HashMap<String, crate::store::sizes::Size> =
+        c.store.latest_sizes().await?.into_iter().collect();
+    let users = users(&list.applied);
+    let now = c.clock.now();
+    let from = now - TimeDelta::days(CHART_DAYS);
+    let mut rows = Vec::with_capacity(shown.len());
+    for a in shown {
+        let name = a.def.name.as_str();
+        let (description, words) = match a.decoded() {
+            Ok(Decoded::Segment(s)) => (s.description.clone(), describe(s)),
+            Ok(Decoded::Communication(_)) => continue,
+            Err(e) => (None, e.to_string()),
+        };
+        let history = c.store.size_history(name, from).await?;
+        let size = latest.get(name);
+        rows.push(context! {
+            name,
+            description,
+            words,
+            members => size.map(|s| s.members),
+            sampled_at => size.map(|s| when(s.at)),
+            chart => chart::line(&history, from, now, 120, 28),
+            used_by => users.get(name).cloned().unwrap_or_default(),
+        });
+    }
+    c.render(
+        "segments.html",
+        &list.session,
+        list.context("Segments", total, pages, rows),
+    )
+}
+
+/// The applied definition of `kind` named `name`, read back.
+fn definition<'a>(
+    applied: &'a AppliedState,
+    kind: Kind,
+    name: &str,
+) -> Result<(&'a Applied, &'a Decoded), PageError> {
+    let row = applied
+        .rows
+        .iter()
+        .find(|a| a.def.kind == kind && a.def.name == name)
+        .ok_or_else(|| PageError::NotFound(format!("no applied {} `{name}`", kind.as_str())))?;
+    Ok((row, row.decoded()?))
+}
+
+pub async fn segment(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    session: View,
+    Params(query): Params<MembersQuery>,
+) -> Result<Response, PageError> {
+    let q = search(query.q.as_deref())?;
+    let after = customer_id("after", query.after.as_deref())?;
+    let applied = c.applied().await?;
+    let (row, Decoded::Segment(segment)) = definition(&applied, Kind::Segment, &name)? else {
+        return Err(PageError::NotFound(format!("no applied segment `{name}`")));
+    };
+    let now = c.clock.now();
+    let from = now - TimeDelta::days(CHART_DAYS);
+    let history = c.store.size_history(&name, from).await?;
+    let latest = history.last();
+    // One page of members, plus one to know whether another page follows.
+    let query_page = compile_page(
+        segment,
+        c.store.dialect(),
+        now,
+        after.as_deref(),
+        q.as_deref(),
+        u32::try_from(PAGE + 1).unwrap_or(u32::MAX),
+    );
+    let mut members = Vec::with_capacity(PAGE + 1);
+    {
+        let mut rows = c.store.member_stream(&query_page);
+        while let Some(m) = rows.try_next().await? {
+            members.push(m);
+            if members.len() > PAGE {
+                break;
+            }
+        }
+    }
+    let next_after = if members.len() > PAGE {
+        members.truncate(PAGE);
+        members.last().map(|m| m.id.clone())
+    } else {
+        None
+    };
+    let changes = c.store.membership_changes(&name, PAGE).await?;
+    let untracked = match (&changes, latest) {
+        (Some(_), _) => None,
+        (None, Some(s)) if s.members > MEMBERS_TRACKED => Some(format!(
+            "too large to track (over {MEMBERS_TRACKED} members)"
+        )),
+        (None, _) => Some("not known yet: it takes two size samples".to_string()),
+    };
+    let users = users(&applied);
+    c.render(
+        "segment.html",
+        &session,
+        context! {
+            title => format!("Segment {name}"),
+            name,
+            description => segment.description.as_deref(),
+            words => describe(segment),
+            spec => row.def.spec.as_str(),
+            source => row.def.source.as_str(),
+            members_count => latest.map(|s| s.members),
+            sampled_at => latest.map(|s| when(s.at)),
+            chart => chart::line(&history, from, now, 600, 120),
+            samples => history.len(),
+            q,
+            after,
+            members,
+            next_after,
+            changes => changes.map(|ch| context! {
+                since => when(ch.since),
+                at => when(ch.at),
+                entered => ch.entered,
+                left => ch.left,
+                entered_total => ch.entered_total,
+                left_total => ch.left_total,
+            }),
+            untracked,
+            used_by => users.get(name.as_str()).cloned().unwrap_or_default(),
+        },
+    )
+}
+
+/// A communication's trigger in words, and its next occurrences after
+/// `now`: at most `n`, and none after `until`.
+fn trigger(
+    c: &Communication,
+    now: DateTime<Utc>,
+    n: usize,
+    until: Option<DateTime<Utc>>,
+) -> (String, Vec<String>) {
+    let Trigger::Automatic { schedule, timezone } = &c.trigger else {
+        return ("manual".into(), Vec::new());
+    };
+    let mut next = Vec::new();
+    let mut at = now;
+    while next.len() < n {
+        match next_after(schedule, *timezone, at) {
+            Some(t) if until.is_none_or(|u| t <= u) => {
+                next.push(format!(
+                    "{} ({})",
+                    t.with_timezone(timezone).format("%Y-%m-%d %H:%M %Z"),
+                    when(t)
+                ));
+                at = t;
+            }
+            _ => break,
+        }
+    }
+    (format!("`{}` in {timezone}", schedule.as_str()), next)
+}
+
+/// What a communication does, and its next occurrences.
+fn summary(c: &Communication, (trigger, next): (String, Vec<String>)) -> minijinja::Value {
+    context! {
+        name => c.name.as_str(),
+        description => c.description.as_deref(),
+        segment => c.segment.as_str(),
+        event => c.event.as_str(),
+        channel => c.delivery.channel().as_str(),
+        enabled => c.enabled,
+        trigger,
+        next,
+        limits => limits(c),
+    }
+}
+
+fn limits(c: &Communication) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = c.max_recipients {
+        parts.push(format!("at most {n} recipients"));
+    }
+    if let Some(d) = c.min_interval {
+        parts.push(format!("at least {d} between messages to a customer"));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+pub async fn communications(
+    State(c): State<Arc<Console>>,
+    list: Listing,
+) -> Result<Response, PageError> {
+    let (total, shown, pages) = list.of(Kind::Communication)?;
+    let now = c.clock.now();
+    let mut rows = Vec::with_capacity(shown.len());
+    for a in shown {
+        let name = a.def.name.as_str();
+        let last = c
+            .store
+            .runs(&RunFilter {
+                communication: Some(name.to_string()),
+                limit: Some(1),
+                ..RunFilter::default()
+            })
+            .await?
+            .into_iter()
+            .next();
+        let row = match a.decoded() {
+            Ok(Decoded::Communication(comm)) => {
+                context! { last, ..summary(comm, trigger(comm, now, 5, None)) }
+            }
+            Ok(Decoded::Segment(_)) => continue,
+            Err(e) => context! { name, error => e.to_string(), last },
+        };
+        rows.push(row);
+    }
+    c.render(
+        "communications.html",
+        &list.session,
+        list.context("Communications", total, pages, rows),
+    )
+}
+
+pub async fn communication(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    session: View,
+    Params(query): Params<PreviewQuery>,
+) -> Result<Response, PageError> {
+    let member = customer_id("member", query.member.as_deref())?;
+    let applied = c.applied().await?;
+    let (row, Decoded::Communication(comm)) = definition(&applied, Kind::Communication, &name)?
+    else {
+        return Err(PageError::NotFound(format!(
+            "no applied communication `{name}`"
+        )));
+    };
+    let now = c.clock.now();
+    let runs = c
+        .store
+        .runs(&RunFilter {
+            communication: Some(name.clone()),
+            limit: Some(i64::try_from(PAGE).unwrap_or(i64::MAX)),
+            ..RunFilter::default()
+        })
+        .await?;
+    let preview = match &member {
+        Some(id) => Some(preview(&c, comm, &applied, id).await?),
+        None => None,
+    };
+    c.render(
+        "communication.html",
+        &session,
+        context! {
+            title => format!("Communication {name}"),
+            spec => row.def.spec.as_str(),
+            source => row.def.source.as_str(),
+            held => runs.iter().any(|r| r.status == "held" && r.released_by.is_none()),
+            runs,
+            member,
+            preview,
+            ..summary(comm, trigger(comm, now, MAX_FORECAST, Some(now + TimeDelta::days(7))))
+        },
+    )
+}
+
+/// The message a communication would send `member` now, with the invoices a
+/// run would pick for them: the email's subject and body, or the webhook's
+/// JSON (an invoice email shows its first invoice's message).
+async fn preview(
+    c: &Console,
+    comm: &Communication,
+    applied: &AppliedState,
+    member: &str,
+) -> Result<minijinja::Value, PageError> {
+    let customers = c.store.customers(&[member.to_string()]).await?;
+    let Some(customer) = customers.first() else {
+        return Ok(context! { missing => true });
+    };
+    let target = find_target(applied, comm.name.as_str())
+        .map_err(|e| PageError::NotFound(crate::error::chain(&e)))?;
+    let prepared = prepare(&target, Occasion::manual(&*c.clock));
+    let mut ids = member_invoices(&*c.store, &prepared, member, MAX_PREVIEW_INVOICES).await?;
+    if ids.is_empty() {
+        return Ok(context! { unreached => true });
+    }
+    if comm.event == Event::EmailInvoice {
+        ids.truncate(1);
+    }
+    let invoices = c.store.invoices(&ids).await?;
+    let segment_description = applied
+        .segment(comm.segment.as_str())?
+        .and_then(|s| s.description.clone());
+    let subject = Subject {
+        key: "preview",
+        communication: comm,
+        segment_description: segment_description.as_deref(),
+        occurred_at: prepared.run.occurred_at,
+        customer,
+        invoices: &invoices,
+    };
+    let templates = applied
+        .rows
+        .iter()
+        .find(|a| a.def.kind == Kind::Communication && a.def.name == comm.name)
+        .map(|a| a.def.templates.clone())
+        .unwrap_or_default();
+    Ok(match &comm.delivery {
+        Channel::Email(email) => {
+            match email_templates(email, &templates, &subject).and_then(|t| t.render()) {
+                Ok(m) => context! { subject => m.subject, body => m.body },
+                Err(e) => context! { error => crate::error::chain(&e) },
+            }
+        }
+        Channel::Webhook(_) => {
+            let body = webhook_body(&subject);
+            let pretty = serde_json::from_str::<serde_json::Value>(&body)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or(body);
+            context! { json => pretty }
+        }
+    })
+}
+
+pub async fn deliveries(
+    State(c): State<Arc<Console>>,
+    session: View,
+    Params(query): Params<DeliveriesQuery>,
+) -> Result<Response, PageError> {
+    let communication = match query.communication.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(n) => Some(
+            Name::parse(n)
+                .map_err(|e| PageError::BadQuery(format!("`communication`: {e}")))?
+                .to_string(),
+        ),
+    };
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = DeliveryStatus::ALL.iter().map(|d| d.as_str()).collect();
+            PageError::BadQuery(format!(
+                "`status` is one of {}, not `{s}`",
+                known.join(", ")
+            ))
+        })?),
+    };
+    let before = id_param("before", query.before.as_deref())?;
+    let since = time_param("since", query.since.as_deref())?;
+    let until = time_param("until", query.until.as_deref())?;
+    let mut rows = c
+        .store
+        .deliveries(&DeliveryFilter {
+            communication: communication.clone(),
+            status,
+            before,
+            since,
+            until,
+            limit: Some(i64::try_from(PAGE + 1).unwrap_or(i64::MAX)),
+            newest_first: true,
+            ..DeliveryFilter::default()
+        })
+        .await?;
+    let next_before = if rows.len() > PAGE {
+        rows.truncate(PAGE);
+        rows.last().map(|d| d.id)
+    } else {
+        None
+    };
+    c.render(
+        "deliveries.html",
+        &session,
+        context! {
+            title => "Deliveries",
+            communication,
+            status => status.map(DeliveryStatus::as_str),
+            since => query.since.as_deref().filter(|_| since.is_some()),
+            until => query.until.as_deref().filter(|_| until.is_some()),
+            statuses => DeliveryStatus::ALL.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+            rows,
+            next_before,
+        },
+    )
+}
+
+pub async fn delivery(
+    State(c): State<Arc<Console>>,
+    Path(id): Path<String>,
+    session: View,
+) -> Result<Response, PageError> {
+    let id = path_id("delivery id", &id)?;
+    let d = c
+        .store
+        .deliveries(&DeliveryFilter {
+            id: Some(id),
+            limit: Some(1),
+            ..DeliveryFilter::default()
+        })
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| PageError::NotFound(format!("no delivery {id}")))?;
+    let retryable = matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Dead);
+    c.render(
+        "delivery.html",
+        &session,
+        context! {
+            title => format!("Delivery {id}"),
+            d,
+            retryable,
+            next_attempt => when(d.next_attempt_at),
+            created => when(d.created_at),
+            sent => d.sent_at.map(when),
+        },
+    )
+}
+
+pub async fn history(
+    State(c): State<Arc<Console>>,
+    session: View,
+    Params(query): Params<HistoryQuery>,
+) -> Result<Response, PageError> {
+    let before = id_param("before", query.before.as_deref())?;
+    let mut applies = c
+        .store
+        .applies(before, i64::try_from(PAGE + 1).unwrap_or(i64::MAX))
+        .await?;
+    let next_before = if applies.len() > PAGE {
+        applies.truncate(PAGE);
+        applies.last().map(|a| a.id)
+    } else {
+        None
+    };
+    let rows: Vec<_> = applies
+        .iter()
+        .map(|a| {
+            context! {
+                id => a.id,
+                at => when(a.applied_at),
+                user => a.user.as_str(),
+                commit => a.git_commit.as_deref(),
+                summary => a.summary.as_str(),
+            }
+        })
+        .collect();
+    c.render(
+        "history.html",
+        &session,
+        context! { title => "History", rows, next_before },
+    )
+}
+
+pub async fn apply(
+    State(c): State<Arc<Console>>,
+    Path(id): Path<String>,
+    session: View,
+) -> Result<Response, PageError> {
+    let id = path_id("apply id", &id)?;
+    let (a, plan) = c
+        .store
+        .apply_plan(id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("no apply {id}")))?;
+    let doc = serde_json::from_str::<serde_json::Value>(&plan).ok();
+    let changes: Vec<_> = doc
+        .as_ref()
+        .and_then(|d| d.get("changes"))
+        .and_then(|c| c.as_array())
+        .map(|changes| {
+            changes
+                .iter()
+                .take(1_000)
+                .map(|ch| {
+                    let field = |k: &str| ch.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                    context! { action => field("action"), kind => field("kind"), name => field("name") }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut text = doc
+        .and_then(|d| serde_json::to_string_pretty(&d).ok())
+        .unwrap_or(plan);
+    let cut = text.len() > MAX_PLAN_BYTES;
+    if cut {
+        let mut end = MAX_PLAN_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    c.render(
+        "apply.html",
+        &session,
+        context! {
+            title => format!("Apply {id}"),
+            id,
+            at => when(a.applied_at),
+            user => a.user,
+            commit => a.git_commit,
+            summary => a.summary,
+            changes,
+            plan => text,
+            cut,
+        },
+    )
+}
