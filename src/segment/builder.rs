@@ -1,0 +1,113 @@
+//! The query under construction: the dialect, the bound values and the
+//! joins a predicate needs.
+
+use super::{Bind, Dialect};
+use crate::model::Op;
+
+pub(super) struct Builder {
+    pub(super) dialect: Dialect,
+    pub(super) binds: Vec<Bind>,
+    /// PostgreSQL: whether the predicate being built sits where EXISTS cannot
+    /// become a join (under NOT COALESCE, or in a select list), so that it may
+    /// run once per customer (see [`related`]).
+    pub(super) per_row: bool,
+    /// PostgreSQL, `match = "any"` at the top: related blocks become joins
+    /// (see [`joined`]), collected in `joins`.
+    pub(super) any_join: bool,
+    /// `LEFT JOIN …` clauses the query's `FROM customers c` must carry.
+    pub(super) joins: Vec<String>,
+}
+
+impl Builder {
+    pub(super) fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            binds: Vec::new(),
+            per_row: false,
+            any_join: false,
+            joins: Vec::new(),
+        }
+    }
+
+    /// The joins collected while building a predicate, as text to follow
+    /// `FROM customers c`.
+    pub(super) fn join_clauses(&self) -> String {
+        self.joins.iter().map(|j| format!(" {j}")).collect()
+    }
+
+    pub(super) fn bind(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("${}", self.binds.len())
+    }
+
+    pub(super) fn text(&mut self, s: &str) -> String {
+        self.bind(Bind::Text(s.to_string()))
+    }
+
+    /// ASCII-only lower case, as SPEC §2.1 says: PostgreSQL's `lower` folds only
+    /// ASCII letters under the "C" collation (and is Unicode-aware otherwise);
+    /// it is several times faster than `translate`.
+    pub(super) fn lower(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("lower({expr})"),
+            Dialect::Postgres => format!("lower({expr} COLLATE \"C\")"),
+        }
+    }
+
+    pub(super) fn true_(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "1",
+            Dialect::Postgres => "TRUE",
+        }
+    }
+
+    pub(super) fn false_(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "0",
+            Dialect::Postgres => "FALSE",
+        }
+    }
+
+    /// A string operator on `expr` (already case-folded when `ci`), with `want` bound.
+    pub(super) fn string_op(&mut self, expr: &str, op: Op, want: &str) -> String {
+        let p = self.text(want);
+        match (op, self.dialect) {
+            (Op::Eq, _) => format!("{expr} = {p}"),
+            (Op::Ne, _) => format!("{expr} <> {p}"),
+            (Op::Contains, Dialect::Sqlite) => format!("instr({expr}, {p}) > 0"),
+            (Op::Contains, Dialect::Postgres) => format!("strpos({expr}, {p}) > 0"),
+            (Op::StartsWith, Dialect::Sqlite) => format!("substr({expr}, 1, length({p})) = {p}"),
+            (Op::StartsWith, Dialect::Postgres) => format!("left({expr}, char_length({p})) = {p}"),
+            (Op::EndsWith, _) if want.is_empty() => format!("{expr} = {expr}"),
+            (Op::EndsWith, Dialect::Sqlite) => format!("substr({expr}, -length({p})) = {p}"),
+            (Op::EndsWith, Dialect::Postgres) => format!("right({expr}, char_length({p})) = {p}"),
+            _ => self.false_().to_string(),
+        }
+    }
+
+    /// `expr IN (…)` (`NOT IN` when `not`) over `values` (text forms), bound
+    /// as one JSON array and read as a set (SQLite `json_each`;
+    /// PostgreSQL `jsonb_array_elements_text`, cast to `pg_type`). Whatever its
+    /// length, a list is one parameter: it never meets a backend's limit on
+    /// parameters, the SQL text (and so the plan) does not depend on it, and
+    /// both backends match it by a lookup, not value by value. PostgreSQL's
+    /// `= ANY($1)` was not used: a generic plan of it compares each row with
+    /// every value.
+    pub(super) fn in_list(
+        &mut self,
+        expr: &str,
+        not: bool,
+        values: Vec<String>,
+        pg_type: &str,
+    ) -> String {
+        let not = if not { "NOT " } else { "" };
+        let json = serde_json::Value::from(values);
+        let p = self.text(&json.to_string());
+        match self.dialect {
+            Dialect::Sqlite => format!("{expr} {not}IN (SELECT value FROM json_each({p}))"),
+            Dialect::Postgres => format!(
+                "{expr} {not}IN (SELECT CAST(v AS {pg_type}) FROM jsonb_array_elements_text(CAST({p} AS jsonb)) v)"
+            ),
+        }
+    }
+}
