@@ -15,6 +15,7 @@
 mod actions;
 mod chart;
 mod pages;
+mod params;
 mod session;
 #[cfg(test)]
 mod tests;

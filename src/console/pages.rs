@@ -3,31 +3,27 @@
 //! at a time from the database, never all.
 
 use super::chart;
+use super::params::{
+    DeliveriesQuery, HistoryQuery, Listing, MembersQuery, PAGE, Params, PreviewQuery, customer_id,
+    id_param, path_id, search, time_param,
+};
 use super::session::View;
 use super::{Console, PageError, when};
 use crate::deliver::payload::{Subject, email_templates, webhook_body};
-use crate::model::{Communication, Delivery as Channel, Event, Name, Trigger, parse_time};
+use crate::model::{Communication, Delivery as Channel, Event, Name, Trigger};
 use crate::plan::{Applied, AppliedState, Decoded, Kind};
 use crate::schedule::next_after;
 use crate::segment::{compile_page, describe};
 use crate::store::outbox::{DeliveryFilter, DeliveryStatus, RunFilter};
 use crate::store::sizes::MEMBERS_TRACKED;
 use crate::trigger::{Occasion, find_target, member_invoices, prepare};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::TryStreamExt as _;
 use minijinja::context;
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-
-/// Rows per page of every list.
-pub const PAGE: usize = 50;
-
-/// The longest search text taken.
-const MAX_SEARCH: usize = 100;
 
 /// The size chart's period.
 const CHART_DAYS: i64 = 30;
@@ -40,205 +36,6 @@ const MAX_PREVIEW_INVOICES: u32 = 50;
 
 /// The most of an apply's plan document shown, in bytes.
 const MAX_PLAN_BYTES: usize = 256 * 1024;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    q: Option<String>,
-    page: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MembersQuery {
-    q: Option<String>,
-    after: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewQuery {
-    member: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveriesQuery {
-    communication: Option<String>,
-    status: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    before: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryQuery {
-    before: Option<String>,
-}
-
-/// A search text: trimmed, empty for none, at most [`MAX_SEARCH`] characters.
-fn search(q: Option<&str>) -> Result<Option<String>, PageError> {
-    let Some(q) = q.map(str::trim).filter(|q| !q.is_empty()) else {
-        return Ok(None);
-    };
-    if q.chars().count() > MAX_SEARCH || q.chars().any(char::is_control) {
-        return Err(PageError::BadQuery(format!(
-            "`q` is a search text of at most {MAX_SEARCH} characters"
-        )));
-    }
-    Ok(Some(q.to_string()))
-}
-
-/// `?page=N`, from 1.
-fn page_number(page: Option<&str>) -> Result<usize, PageError> {
-    match page {
-        None | Some("") => Ok(1),
-        Some(p) => p
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| {
-                PageError::BadQuery(format!("`page` is a page number from 1, not `{p}`"))
-            }),
-    }
-}
-
-/// An id parameter (`before`, a delivery's or an apply's id).
-fn id_param(name: &str, value: Option<&str>) -> Result<Option<i64>, PageError> {
-    match value {
-        None | Some("") => Ok(None),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| {
-                PageError::BadQuery(format!("`{name}` is a positive whole number, not `{v}`"))
-            }),
-    }
-}
-
-/// A time parameter: a date (00:00 UTC) or an RFC 3339 time.
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, PageError> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => parse_time(v).map(Some).map_err(|e| {
-            PageError::BadQuery(format!(
-                "`{name}` is a date (2026-03-01) or an RFC 3339 time: {e}"
-            ))
-        }),
-    }
-}
-
-fn path_id(what: &str, value: &str) -> Result<i64, PageError> {
-    id_param(what, Some(value))?.ok_or_else(|| PageError::BadQuery(format!("no {what}")))
-}
-
-/// A customer id parameter: at most 200 characters, no control character.
-fn customer_id(name: &str, value: Option<&str>) -> Result<Option<String>, PageError> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) if v.len() <= 200 && !v.chars().any(char::is_control) => Ok(Some(v.to_string())),
-        Some(_) => Err(PageError::BadQuery(format!(
-            "`{name}` is a customer id of at most 200 bytes"
-        ))),
-    }
-}
-
-/// The page `page` (from 1) of `items`, and the number of pages.
-fn paged<T>(items: &[T], page: usize) -> Result<(&[T], usize), PageError> {
-    let pages = items.len().div_ceil(PAGE).max(1);
-    if page > pages {
-        return Err(PageError::BadQuery(format!(
-            "`page` {page} is past the last page ({pages})"
-        )));
-    }
-    let start = (page - 1) * PAGE;
-    Ok((&items[start..(start + PAGE).min(items.len())], pages))
-}
-
-/// The applied definitions of `kind` whose name holds `q`, in name order.
-fn named<'a>(applied: &'a AppliedState, kind: Kind, q: Option<&str>) -> Vec<&'a Applied> {
-    applied
-        .rows
-        .iter()
-        .filter(|a| a.def.kind == kind)
-        .filter(|a| q.is_none_or(|q| a.def.name.as_str().contains(q)))
-        .collect()
-}
-
-/// Query parameters, refused with a page that says why.
-pub struct Params<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Params<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = PageError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| Params(q))
-            .map_err(|e| PageError::BadQuery(e.body_text()))
-    }
-}
-
-/// A list page's session, search, page and definitions.
-pub struct Listing {
-    session: View,
-    q: Option<String>,
-    page: usize,
-    applied: Arc<AppliedState>,
-}
-
-impl FromRequestParts<Arc<Console>> for View {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        c: &Arc<Console>,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(c.session(&parts.headers))
-    }
-}
-
-impl FromRequestParts<Arc<Console>> for Listing {
-    type Rejection = PageError;
-
-    async fn from_request_parts(parts: &mut Parts, c: &Arc<Console>) -> Result<Self, PageError> {
-        let Params(query) = Params::<ListQuery>::from_request_parts(parts, c).await?;
-        Ok(Self {
-            session: c.session(&parts.headers),
-            q: search(query.q.as_deref())?,
-            page: page_number(query.page.as_deref())?,
-            applied: c.applied().await?,
-        })
-    }
-}
-
-impl Listing {
-    /// The definitions of `kind` the search finds, the page's share of
-    /// them, and the number of pages.
-    fn of(&self, kind: Kind) -> Result<(usize, Vec<&Applied>, usize), PageError> {
-        let matching = named(&self.applied, kind, self.q.as_deref());
-        let (shown, pages) = paged(&matching, self.page)?;
-        Ok((matching.len(), shown.to_vec(), pages))
-    }
-
-    /// The page's values for its template.
-    fn context(
-        &self,
-        title: &str,
-        total: usize,
-        pages: usize,
-        rows: Vec<minijinja::Value>,
-    ) -> minijinja::Value {
-        context! { title, q => self.q.as_deref(), page => self.page, pages, total, rows }
-    }
-}
 
 /// The communications using each segment, by segment name.
 fn users(applied: &AppliedState) -> BTreeMap<String, Vec<String>> {

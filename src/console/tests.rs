@@ -364,7 +364,7 @@ async fn member_counts_are_the_stores_and_members_page_by_id() {
     // Paged by id: the second page starts after the first's last id.
     let first = get(&router, "/segments/open-invoices", None).await;
     let rows = first.body.matches("class=\"member\"").count();
-    assert_eq!(rows, super::pages::PAGE);
+    assert_eq!(rows, super::params::PAGE);
     let next = first
         .body
         .split("id=\"next-members\" href=\"")
