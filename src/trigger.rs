@@ -117,7 +117,6 @@ impl Prepared<'_> {
         RunSpec {
             communication: c.name.as_str(),
             payment_reminder: c.event == Event::PaymentReminder,
-            run_id: &self.run.id,
             at: self.spec_at,
             reached_since: c.min_interval.map(|d| {
                 // Validation keeps intervals to 10 years; an interval reaching
@@ -281,7 +280,7 @@ pub async fn enqueue(
     let spec = prepared.spec();
     let q = compile_run(&prepared.target.segment, &spec, store.dialect());
     let e = Enqueue {
-        rows: &q.enqueue,
+        candidates: &q.candidates,
         one_per_recipient: spec.payment_reminder,
         unreachable: q.unreachable.as_ref(),
         max_recipients: c.max_recipients.filter(|_| !allow_over_limit),

@@ -8,9 +8,6 @@ use chrono::{DateTime, Utc};
 pub struct RunSpec<'a> {
     pub communication: &'a str,
     pub payment_reminder: bool,
-    /// The run's id, `communication:occurrence` (with the customer and invoice,
-    /// each delivery's idempotency key).
-    pub run_id: &'a str,
     /// The run's instant.
     pub at: DateTime<Utc>,
     /// Customers reached since this instant are skipped (`min_interval`).
@@ -41,8 +38,6 @@ pub struct RunQueries {
     pub candidates: Query,
     /// Who would be reached and with which invoices: `id, name, email, invoice_id`.
     pub preview: Query,
-    /// Writes every intended delivery into the outbox.
-    pub enqueue: Query,
     /// One row: how many members the channel cannot reach (none for a channel
     /// that needs no address).
     pub unreachable: Option<Query>,
@@ -75,32 +70,9 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
              ORDER BY c.id, x.invoice_id"
         )
     });
-    let enqueue = build(&|b, cand| {
-        let run = b.text(spec.run_id);
-        // Readers sort a row's invoice ids (store::outbox).
-        let (list_one, list_agg) = match dialect {
-            Dialect::Sqlite => ("json_array(x.invoice_id)", "json_group_array(x.invoice_id)"),
-            Dialect::Postgres => (
-                "json_build_array(x.invoice_id)::text",
-                "json_agg(x.invoice_id)::text",
-            ),
-        };
-        // The run's row is written first, in the same transaction; the
-        // uncorrelated subquery is evaluated once.
-        let insert = format!(
-            "INSERT INTO segd_outbox (run, customer_id, invoice_id, invoice_ids, status) \
-             SELECT (SELECT seq FROM segd_trigger_runs WHERE id = {run}), x.customer_id"
-        );
-        if spec.payment_reminder {
-            format!("{insert}, NULL, {list_agg}, 'pending' FROM ({cand}) x GROUP BY x.customer_id")
-        } else {
-            format!("{insert}, x.invoice_id, {list_one}, 'pending' FROM ({cand}) x")
-        }
-    });
     RunQueries {
         candidates,
         preview,
-        enqueue,
         unreachable,
     }
 }

@@ -66,8 +66,10 @@ impl RunStatus {
 
 /// What a run writes: its deliveries, and what it counts besides.
 pub struct Enqueue<'a> {
-    /// Writes every intended delivery.
-    pub rows: &'a Query,
+    /// The run's `customer_id, invoice_id` pairs: the store writes an outbox
+    /// row for each (for each customer, listing its invoices, when
+    /// `one_per_recipient`).
+    pub candidates: &'a Query,
     /// A payment reminder writes one row per recipient.
     pub one_per_recipient: bool,
     /// One row: how many members the channel cannot reach (no email address).

@@ -58,6 +58,8 @@ impl Backend for PgStore {
          FROM segd_revision WHERE id = 1 FOR UPDATE";
     const TRIGGER_XACT_LOCK: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(hashtextextended('segd:trigger:' || $1, 0))");
+    const INVOICE_LIST_ONE: &'static str = "json_build_array(x.invoice_id)::text";
+    const INVOICE_LIST_AGG: &'static str = "json_agg(x.invoice_id)::text";
     /// A session's ids come from the sequence in increasing order (even with a
     /// CACHE), so two values it draws around the insert bound the rows between.
     const OUTBOX_BOUND: &'static str =

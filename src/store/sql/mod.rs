@@ -42,6 +42,12 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// serialises one communication's runs (PostgreSQL).
     const TRIGGER_XACT_LOCK: Option<&'static str>;
 
+    /// A delivery's invoice ids as the JSON array text of `invoice_ids`: of one
+    /// candidate row `x`, and of a customer's rows grouped (readers sort them,
+    /// see [`crate::store::outbox`]).
+    const INVOICE_LIST_ONE: &'static str;
+    const INVOICE_LIST_AGG: &'static str;
+
     /// Bounds the ids of the outbox rows a transaction writes: read before and
     /// after its insert, every row it wrote lies between.
     const OUTBOX_BOUND: &'static str;

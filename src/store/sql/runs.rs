@@ -5,6 +5,7 @@
 //! invoice message's invoice).
 
 use super::Backend;
+use crate::segment::{Bind, Query};
 use crate::store::StoreError;
 use crate::store::outbox::{
     Claimed, Delivery, DeliveryFilter, DeliveryStatus, Enqueue, Mark, Retried, Run, RunFilter,
@@ -25,6 +26,34 @@ const OUTBOX: &str = "segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run";
 /// `first_id` and `last_id`: every row of a run has an id in its range, and
 /// rows of runs enqueued at the same time may lie in between (migration 0007).
 const IN_RANGE: &str = "id BETWEEN $1 AND $2 AND run = $3";
+
+/// The statement that writes a run's outbox rows: one per candidate pair
+/// (`customer_id, invoice_id`), or one per customer listing its invoices
+/// (`one_per_recipient`), each naming the run, whose row the transaction wrote
+/// first (the uncorrelated subquery is evaluated once). `list_one` and
+/// `list_agg` make the `invoice_ids` JSON text of one pair and of a customer's.
+fn outbox_rows(run: &Run, e: &Enqueue<'_>, list_one: &str, list_agg: &str) -> Query {
+    let candidates = e.candidates;
+    let run_id = candidates.binds.len() + 1;
+    let insert = format!(
+        "INSERT INTO segd_outbox (run, customer_id, invoice_id, invoice_ids, status) \
+         SELECT (SELECT seq FROM segd_trigger_runs WHERE id = ${run_id}), x.customer_id"
+    );
+    let sql = if e.one_per_recipient {
+        format!(
+            "{insert}, NULL, {list_agg}, 'pending' FROM ({}) x GROUP BY x.customer_id",
+            candidates.sql
+        )
+    } else {
+        format!(
+            "{insert}, x.invoice_id, {list_one}, 'pending' FROM ({}) x",
+            candidates.sql
+        )
+    };
+    let mut binds = candidates.binds.clone();
+    binds.push(Bind::Text(run.id.clone()));
+    Query { sql, binds }
+}
 
 /// A fresh row: pending and never tried. Only enqueueing makes one: a released
 /// or re-queued row is due at a time instead, so a run's fresh rows are
@@ -100,7 +129,7 @@ where
         run: &Run,
         e: &Enqueue<'_>,
     ) -> Result<RunResult, StoreError> {
-        let enqueue = e.rows;
+        let enqueue = outbox_rows(run, e, B::INVOICE_LIST_ONE, B::INVOICE_LIST_AGG);
         let _turn = enqueue_turn(&run.communication).lock().await;
         let mut tx = self.0.begin_write().await?;
         if let Some(sql) = B::TRIGGER_XACT_LOCK {

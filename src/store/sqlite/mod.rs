@@ -87,6 +87,8 @@ impl Backend for SqliteStore {
     const APPLY_XACT_LOCK: Option<&'static str> = None;
     const VERSION_FOR_UPDATE: &'static str = VERSION;
     const TRIGGER_XACT_LOCK: Option<&'static str> = None;
+    const INVOICE_LIST_ONE: &'static str = "json_array(x.invoice_id)";
+    const INVOICE_LIST_AGG: &'static str = "json_group_array(x.invoice_id)";
     /// SQLite writes one transaction at a time, and gives a new row an id
     /// above every other.
     const OUTBOX_BOUND: &'static str = "SELECT COALESCE(MAX(id), 0) FROM segd_outbox";
