@@ -3,7 +3,8 @@
 //! median of N requests after one warm-up; target < 100 ms, the segment page's
 //! first page of members included) and the daemon's extra RSS after serving
 //! them, against its idle RSS once the segment sizes were sampled (target
-//! < 50 MB). Prints a table; exits with 1 when a figure is over its target.
+//! < 50 MB). Prints a table (with the RSS after each page, to tell which one
+//! grows it); exits with 1 when a figure is over its target.
 //!
 //! Knobs: `SEGD_BENCH_CUSTOMERS` (1000000), `SEGD_BENCH_DEFINITIONS` (10000),
 //! `SEGD_BENCH_REQUESTS` (20), `SEGD_BENCH_DB` (a database URL to reuse, with
@@ -201,15 +202,17 @@ fn main() {
 
     println!();
     println!(
-        "{:<48} {:>10} {:>10}",
+        "{:<48} {:>10} {:>10} {:>13}",
         format!("page ({requests} requests)"),
         "median ms",
-        "max ms"
+        "max ms",
+        "RSS after MB"
     );
     let mut over = Vec::new();
     for path in &paths {
         let (median, max) = time_page(port, path, requests);
-        println!("{path:<48} {median:>10.1} {max:>10.1}");
+        let rss = proc_kb(pid, "VmRSS").unwrap_or_default() as f64 / 1024.0;
+        println!("{path:<48} {median:>10.1} {max:>10.1} {rss:>13.1}");
         if median >= TARGET_MS {
             over.push(format!("{path}: median {median:.1} ms"));
         }
