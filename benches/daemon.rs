@@ -9,49 +9,9 @@
 
 mod common;
 
-use common::{env_or, proc_kb};
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use common::{Daemon, env_or, proc_kb, segment, write_tree};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn segment(i: usize, description: &str) -> String {
-    let countries = ["DE", "FR", "US", "GB", "NL", "ES", "IT", "SE"];
-    format!(
-        "[segment]\nname = \"seg-{i:05}\"\ndescription = \"{description}\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"{}\"\n\n[[filter]]\ntype = \"invoice\"\nstatus = {{ in = [\"open\", \"overdue\"] }}\ndue_date_exceeded_by_days = {{ gte = {} }}\n",
-        countries[i % countries.len()],
-        i % 90
-    )
-}
-
-fn communication(i: usize, segments: usize) -> String {
-    format!(
-        "[communication]\nname = \"comm-{i:05}\"\nsegment = \"seg-{:05}\"\nevent = \"payment_reminder\"\nchannel = \"webhook\"\n\n[trigger]\ntype = \"manual\"\n\n[webhook]\nurl = \"https://hooks.example/{i}\"\nsecret_env = \"SEGD_WEBHOOK_SECRET\"\n",
-        i % segments
-    )
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn get(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_whitespace().nth(1)?.parse().ok()
-}
 
 fn main() {
     let bin = env!("CARGO_BIN_EXE_segd");
@@ -60,22 +20,7 @@ fn main() {
     let segments = total * 4 / 5;
     let dir = tempfile::tempdir().expect("a temporary folder");
     let root = dir.path();
-    std::fs::create_dir_all(root.join("segments.d")).expect("mkdir");
-    std::fs::create_dir_all(root.join("communications.d")).expect("mkdir");
-    for i in 0..segments {
-        std::fs::write(
-            root.join(format!("segments.d/seg-{i:05}.toml")),
-            segment(i, "generated"),
-        )
-        .expect("write");
-    }
-    for i in 0..total - segments {
-        std::fs::write(
-            root.join(format!("communications.d/comm-{i:05}.toml")),
-            communication(i, segments),
-        )
-        .expect("write");
-    }
+    write_tree(root, segments, total - segments);
     let db = root.join("segd.db");
     let url = format!("sqlite://{}", db.display());
     let t = Instant::now();
@@ -92,37 +37,16 @@ fn main() {
         t.elapsed().as_secs_f64() * 1000.0
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let child = Command::new(bin)
-        .args([
-            "daemon",
-            "-q",
-            "--resync",
-            "1h",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--dir",
-        ])
-        .arg(root)
-        .args(["--database-url", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the daemon");
-    let pid = child.id();
-    let _daemon = Daemon(child);
-    let t = Instant::now();
-    while get(port, "/readyz") != Some(200) {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the daemon did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    println!("ready after {:.0} ms", t.elapsed().as_secs_f64() * 1000.0);
+    let (daemon, ready) = Daemon::start(
+        root,
+        &url,
+        &["-q"],
+        &[],
+        Stdio::null(),
+        Duration::from_secs(120),
+    );
+    let pid = daemon.pid();
+    println!("ready after {:.0} ms", ready.as_secs_f64() * 1000.0);
     std::thread::sleep(Duration::from_secs(3));
     let idle = proc_kb(pid, "VmRSS").unwrap_or_default();
 

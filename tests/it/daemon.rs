@@ -29,7 +29,7 @@ const SECRET: &str = "whsec_c2VnZC1kYWVtb24tdGVzdC1zZWNyZXQtMTIz";
 // ---------------------------------------------------------------------------
 // Small helpers: waiting, HTTP, SQL, the CLI.
 
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if done() {
@@ -42,7 +42,7 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -61,7 +61,7 @@ pub(crate) fn http(
 }
 
 /// [`http`] with the response's status line and headers (`head`) too.
-fn http_with_head(
+pub(crate) fn http_with_head(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -128,7 +128,7 @@ fn http_with_head(
 }
 
 /// The value of the response header `name` in `head`.
-fn header_of(head: &str, name: &str) -> Option<String> {
+pub(crate) fn header_of(head: &str, name: &str) -> Option<String> {
     head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.trim()
@@ -141,7 +141,7 @@ fn get(url: &str) -> Result<(u16, String), String> {
     http("GET", url, &[], "")
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
@@ -151,7 +151,7 @@ fn text(o: &Output) -> String {
 }
 
 /// `segd ARGS --dir DIR --database-url URL` with `env`.
-fn segd(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn segd(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = segd_cmd();
     cmd.args(args)
         .arg("--dir")
@@ -165,7 +165,7 @@ fn segd(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// `segment members NAME --from db --count`, run on an empty tree so that
 /// invalid files on disk cannot get in the way.
-fn members_in_db(url: &str, name: &str) -> Option<u64> {
+pub(crate) fn members_in_db(url: &str, name: &str) -> Option<u64> {
     let empty = tempfile::tempdir().expect("temp dir");
     let o = segd(
         empty.path(),
@@ -179,7 +179,7 @@ fn members_in_db(url: &str, name: &str) -> Option<u64> {
     String::from_utf8_lossy(&o.stdout).trim().parse().ok()
 }
 
-fn migrate(dir: &Path, url: &str) {
+pub(crate) fn migrate(dir: &Path, url: &str) {
     let o = segd(dir, url, &["db", "migrate"], &[]);
     assert!(o.status.success(), "db migrate: {}", text(&o));
 }

@@ -1,6 +1,7 @@
 //! The integration tests of segd, built as one binary: one module per area,
 //! with the fixture helpers they share in `support`.
 
+mod browser;
 mod cli_plan;
 mod cli_validate;
 mod daemon;
