@@ -236,6 +236,9 @@ fn main() {
     if extra_mb >= TARGET_EXTRA_MB {
         over.push(format!("extra RSS {extra_mb:.1} MB"));
     }
+    // Stop the daemon and remove the folder: exit() runs no destructor.
+    drop(daemon);
+    drop(dir);
     if !over.is_empty() {
         println!("over target: {}", over.join("; "));
         std::process::exit(1);
