@@ -22,6 +22,7 @@ use axum::response::Response;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::TryStreamExt as _;
 use minijinja::context;
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -561,6 +562,24 @@ pub async fn history(
     )
 }
 
+/// What the apply page reads of a plan document: each change's action, kind
+/// and name (the rest of the document is skipped, not kept).
+#[derive(Deserialize)]
+struct PlanChanges {
+    #[serde(default)]
+    changes: Vec<ChangeLine>,
+}
+
+#[derive(Deserialize)]
+struct ChangeLine {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+}
+
 pub async fn apply(
     State(c): State<Arc<Console>>,
     Path(id): Path<String>,
@@ -572,33 +591,30 @@ pub async fn apply(
         .apply_plan(id)
         .await?
         .ok_or_else(|| PageError::NotFound(format!("no apply {id}")))?;
-    let doc = serde_json::from_str::<serde_json::Value>(&plan).ok();
-    let changes: Vec<_> = doc
-        .as_ref()
-        .and_then(|d| d.get("changes"))
-        .and_then(|c| c.as_array())
-        .map(|changes| {
-            changes
-                .iter()
-                .take(1_000)
-                .map(|ch| {
-                    let field = |k: &str| ch.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
-                    context! { action => field("action"), kind => field("kind"), name => field("name") }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut text = doc
-        .and_then(|d| serde_json::to_string_pretty(&d).ok())
-        .unwrap_or(plan);
-    let cut = text.len() > MAX_PLAN_BYTES;
-    if cut {
+    // What the page shows of each change, read without building the whole
+    // document (an apply of 10,000 definitions is megabytes of JSON).
+    let changes: Vec<_> = serde_json::from_str::<PlanChanges>(&plan)
+        .map(|doc| doc.changes)
+        .unwrap_or_default()
+        .into_iter()
+        .take(1_000)
+        .map(|ch| context! { action => ch.action, kind => ch.kind, name => ch.name })
+        .collect();
+    // Pretty only when short enough to show whole; otherwise its first
+    // MAX_PLAN_BYTES as stored.
+    let cut = plan.len() > MAX_PLAN_BYTES;
+    let text = if cut {
         let mut end = MAX_PLAN_BYTES;
-        while !text.is_char_boundary(end) {
+        while !plan.is_char_boundary(end) {
             end -= 1;
         }
-        text.truncate(end);
-    }
+        plan[..end].to_string()
+    } else {
+        serde_json::from_str::<serde_json::Value>(&plan)
+            .ok()
+            .and_then(|d| serde_json::to_string_pretty(&d).ok())
+            .unwrap_or(plan)
+    };
     c.render(
         "apply.html",
         &session,

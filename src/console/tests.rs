@@ -305,6 +305,7 @@ async fn every_page_answers_with_its_key_content_and_a_strict_policy_and_bad_par
             ("/deliveries", ok, "id=\"deliveries\""),
             ("/history", ok, "0123abc"),
             ("/history/1", ok, "id=\"plan\""),
+            ("/history/1", ok, "create segment overdue-eu</li>"),
             ("/console/signin", ok, "id=\"token\""),
             ("/segments?page=0", bad, "`page`"),
             ("/segments?page=abc", bad, "`page`"),
