@@ -30,14 +30,25 @@ pub fn custom_data_index_sql(key: &CustomDataKey) -> String {
     )
 }
 
-/// SQLite: `json_extract` gives the SQL value (an index can serve it), and
-/// `json_type` tells the JSON type where the value alone cannot (JSON `true` is
-/// the integer 1; an array is JSON text).
+/// SQLite: every test is first a test of `json_extract` (the key's value as an
+/// SQL value: NULL when missing or JSON null, text for a string, an array or an
+/// object, an integer or a real for a number, 1 or 0 for `true` or `false`),
+/// which the expression index segd keeps for each key serves, and which reads
+/// the value from that index when SQLite scans it. `json_type`, which parses
+/// the customer's JSON, is asked only of the few values the SQL value cannot
+/// tell apart: a 0 or 1 (a number or a boolean?) and a text starting with `[`
+/// or `{` (a string or an array or object?). Asked of every row, as before,
+/// `json_type … IS NOT NULL` took 72 ms on 200,000 customers, `json_extract …
+/// IS NOT NULL` 6.9 ms (CPU time; a full scan of the customers 17 ms).
 fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> String {
     let path = custom_data_path(key);
-    let ty = format!("json_type(c.custom_data, {path})");
     let val = format!("json_extract(c.custom_data, {path})");
-    let present = format!("({ty} IS NOT NULL AND {ty} <> 'null')");
+    let ty = format!("json_type(c.custom_data, {path})");
+    let number = format!("{ty} IN ('integer', 'real')");
+    // A 0 or a 1 that is a JSON number, not a boolean (`json_type` asked only of those).
+    let not_bool = format!("({val} NOT IN (0, 1) OR {number})");
+    // A text that is a JSON string, not an array or an object.
+    let string = format!("(substr({val}, 1, 1) NOT IN ('[', '{{') OR {ty} = 'text')");
     let eq = |b: &mut Builder, v: &Scalar| -> String {
         match v {
             Scalar::Str(s) => {
@@ -51,7 +62,7 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> St
             Scalar::Int(i) => {
                 let p = b.bind(Bind::Int(*i));
                 if *i == 0 || *i == 1 {
-                    format!("({val} = {p} AND {ty} IN ('integer', 'real'))")
+                    format!("({val} = {p} AND {number})")
                 } else {
                     format!("{val} = {p}")
                 }
@@ -59,49 +70,89 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> St
             Scalar::Float(x) => {
                 let p = b.bind(Bind::Float(*x));
                 if *x == 0.0 || *x == 1.0 {
-                    format!("({val} = {p} AND {ty} IN ('integer', 'real'))")
+                    format!("({val} = {p} AND {number})")
                 } else {
                     format!("{val} = {p}")
                 }
             }
-            Scalar::Bool(true) => format!("{ty} = 'true'"),
-            Scalar::Bool(false) => format!("{ty} = 'false'"),
-            Scalar::Time(_) => "0".to_string(),
+            Scalar::Bool(true) => format!("({val} = 1 AND {ty} = 'true')"),
+            Scalar::Bool(false) => format!("({val} = 0 AND {ty} = 'false')"),
+            Scalar::Time(_) => b.false_().to_string(),
         }
     };
-    // A list: its strings and its numbers each as one JSON array (SQL
-    // values of the same storage class as `json_extract`'s); booleans as above.
+    // A list: its plain strings and finite numbers as one JSON array, read as
+    // a set of SQL values of the classes `json_extract` gives (a JSON string is
+    // text, never equal to a number); the values `eq` must ask `json_type`
+    // about (a 0 or 1, a text starting with `[` or `{`, a boolean) one by one.
     let list = |b: &mut Builder, values: &[Scalar]| -> String {
-        let (mut strings, mut numbers, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut plain, mut parts) = (Vec::new(), Vec::new());
         for v in values {
             match v {
-                Scalar::Str(s) => strings.push(serde_json::Value::from(s.as_str())),
-                Scalar::Int(i) => numbers.push(serde_json::Value::from(*i)),
-                Scalar::Float(x) if x.is_finite() => numbers.push(serde_json::Value::from(*x)),
+                Scalar::Str(s) if !s.starts_with(['[', '{']) => {
+                    plain.push(serde_json::Value::from(s.as_str()));
+                }
+                Scalar::Int(i) if *i != 0 && *i != 1 => plain.push(serde_json::Value::from(*i)),
+                Scalar::Float(x) if x.is_finite() && *x != 0.0 && *x != 1.0 => {
+                    plain.push(serde_json::Value::from(*x));
+                }
                 other => parts.push(eq(b, other)),
             }
         }
-        for (json, types) in [(strings, "= 'text'"), (numbers, "IN ('integer', 'real')")] {
-            if !json.is_empty() {
-                let p = b.text(&serde_json::Value::from(json).to_string());
-                parts.push(format!(
-                    "({ty} {types} AND {val} IN (SELECT value FROM json_each({p})))"
-                ));
-            }
+        if !plain.is_empty() {
+            let p = b.text(&serde_json::Value::from(plain).to_string());
+            parts.insert(0, format!("{val} IN (SELECT value FROM json_each({p}))"));
         }
         format!("({})", parts.join(" OR "))
     };
-    custom_condition(
-        b,
-        c,
-        &present,
-        &ty,
-        &val,
-        eq,
-        list,
-        "'text'",
-        "('integer', 'real')",
-    )
+    match c {
+        Condition::Exists(true) => format!("{val} IS NOT NULL"),
+        Condition::Exists(false) => format!("{val} IS NULL"),
+        Condition::Compare(Op::Eq, v) => eq(b, v),
+        Condition::Compare(Op::Ne, v) => format!("{val} IS NOT NULL AND NOT {}", eq(b, v)),
+        Condition::List(op, values) => {
+            let any = list(b, values);
+            if *op == Op::NotIn {
+                format!("{val} IS NOT NULL AND NOT {any}")
+            } else {
+                any
+            }
+        }
+        Condition::Compare(op @ (Op::Contains | Op::StartsWith | Op::EndsWith), Scalar::Str(s)) => {
+            let test = b.string_op(&val, *op, s);
+            format!("typeof({val}) = 'text' AND {test} AND {string}")
+        }
+        Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
+            let (p, admits_bool) = match v {
+                Scalar::Int(i) => (
+                    b.bind(Bind::Int(*i)),
+                    range_admits(*op, 0.0, 1.0, *i as f64),
+                ),
+                Scalar::Float(x) => (b.bind(Bind::Float(*x)), range_admits(*op, 0.0, 1.0, *x)),
+                _ => return b.false_().to_string(),
+            };
+            let test = format!(
+                "{val} {} {p} AND typeof({val}) IN ('integer', 'real')",
+                cmp(*op)
+            );
+            if admits_bool {
+                format!("{test} AND {not_bool}")
+            } else {
+                test
+            }
+        }
+        Condition::Compare(..) => b.false_().to_string(),
+    }
+}
+
+/// Whether `lo` or `hi` satisfies `x op bound` (the values a JSON boolean
+/// takes as an SQL value).
+fn range_admits(op: Op, lo: f64, hi: f64, bound: f64) -> bool {
+    [lo, hi].into_iter().any(|x| match op {
+        Op::Gt => x > bound,
+        Op::Gte => x >= bound,
+        Op::Lt => x < bound,
+        _ => x <= bound,
+    })
 }
 
 /// PostgreSQL: `jsonb_typeof` tells the JSON type; values compare as jsonb, so
@@ -110,10 +161,11 @@ fn custom_data_postgres(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> 
     let k = b.text(key.as_str());
     let ty = format!("jsonb_typeof(c.custom_data -> {k})");
     let val = format!("(c.custom_data ->> {k})");
+    let json_val = format!("(c.custom_data -> {k})");
     let present = format!("({ty} IS NOT NULL AND {ty} <> 'null')");
     let eq = |b: &mut Builder, v: &Scalar| -> String {
         let Some(json) = scalar_json(v) else {
-            return "FALSE".to_string();
+            return b.false_().to_string();
         };
         let p = b.text(&json.to_string());
         // Containment can use the GIN index on custom_data. Below the top level
@@ -121,42 +173,14 @@ fn custom_data_postgres(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> 
         // contain it), so it is exactly typed equality.
         format!("c.custom_data @> jsonb_build_object(CAST({k} AS text), CAST({p} AS jsonb))")
     };
-    let num_val = format!("(c.custom_data -> {k})");
     // A list: one JSON array; jsonb equality is typed, like containment.
     let list = |b: &mut Builder, values: &[Scalar]| -> String {
         let json: Vec<serde_json::Value> = values.iter().filter_map(scalar_json).collect();
         let p = b.text(&serde_json::Value::from(json).to_string());
-        format!("{num_val} IN (SELECT jsonb_array_elements(CAST({p} AS jsonb)))")
+        format!("{json_val} IN (SELECT jsonb_array_elements(CAST({p} AS jsonb)))")
     };
-    custom_condition_pg(b, c, &present, &ty, &val, &num_val, eq, list)
-}
-
-/// A value as JSON, as custom data holds it; none for an instant or a
-/// number JSON cannot hold (validation admits neither in custom data).
-fn scalar_json(v: &Scalar) -> Option<serde_json::Value> {
-    match v {
-        Scalar::Str(s) => Some(serde_json::Value::from(s.as_str())),
-        Scalar::Int(i) => Some(serde_json::Value::from(*i)),
-        Scalar::Float(x) if x.is_finite() => Some(serde_json::Value::from(*x)),
-        Scalar::Bool(x) => Some(serde_json::Value::Bool(*x)),
-        Scalar::Float(_) | Scalar::Time(_) => None,
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn custom_condition(
-    b: &mut Builder,
-    c: &Condition,
-    present: &str,
-    ty: &str,
-    val: &str,
-    eq: impl Fn(&mut Builder, &Scalar) -> String,
-    list: impl Fn(&mut Builder, &[Scalar]) -> String,
-    text_ty: &str,
-    num_tys: &str,
-) -> String {
     match c {
-        Condition::Exists(true) => present.to_string(),
+        Condition::Exists(true) => present,
         Condition::Exists(false) => format!("NOT {present}"),
         Condition::Compare(Op::Eq, v) => eq(b, v),
         Condition::Compare(Op::Ne, v) => format!("{present} AND NOT {}", eq(b, v)),
@@ -169,33 +193,9 @@ fn custom_condition(
             }
         }
         Condition::Compare(op @ (Op::Contains | Op::StartsWith | Op::EndsWith), Scalar::Str(s)) => {
-            let test = b.string_op(val, *op, s);
-            format!("{ty} = {text_ty} AND {test}")
+            let test = b.string_op(&val, *op, s);
+            format!("{ty} = 'string' AND {test}")
         }
-        Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
-            let p = match v {
-                Scalar::Int(i) => b.bind(Bind::Int(*i)),
-                Scalar::Float(x) => b.bind(Bind::Float(*x)),
-                _ => return b.false_().to_string(),
-            };
-            format!("{ty} IN {num_tys} AND {val} {} {p}", cmp(*op))
-        }
-        Condition::Compare(..) => b.false_().to_string(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn custom_condition_pg(
-    b: &mut Builder,
-    c: &Condition,
-    present: &str,
-    ty: &str,
-    val: &str,
-    num_val: &str,
-    eq: impl Fn(&mut Builder, &Scalar) -> String,
-    list: impl Fn(&mut Builder, &[Scalar]) -> String,
-) -> String {
-    match c {
         Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
             let json = match v {
                 Scalar::Int(i) => serde_json::Value::from(*i),
@@ -204,11 +204,23 @@ fn custom_condition_pg(
             };
             let p = b.text(&json.to_string());
             format!(
-                "{ty} = 'number' AND {num_val} {} CAST({p} AS jsonb)",
+                "{ty} = 'number' AND {json_val} {} CAST({p} AS jsonb)",
                 cmp(*op)
             )
         }
-        _ => custom_condition(b, c, present, ty, val, eq, list, "'string'", "('number')"),
+        Condition::Compare(..) => b.false_().to_string(),
+    }
+}
+
+/// A value as JSON, as custom data holds it; none for an instant or a
+/// number JSON cannot hold (validation admits neither in custom data).
+fn scalar_json(v: &Scalar) -> Option<serde_json::Value> {
+    match v {
+        Scalar::Str(s) => Some(serde_json::Value::from(s.as_str())),
+        Scalar::Int(i) => Some(serde_json::Value::from(*i)),
+        Scalar::Float(x) if x.is_finite() => Some(serde_json::Value::from(*x)),
+        Scalar::Bool(x) => Some(serde_json::Value::Bool(*x)),
+        Scalar::Float(_) | Scalar::Time(_) => None,
     }
 }
 

@@ -907,6 +907,12 @@ fn region_values() -> Vec<Value> {
         json!("o'ne"),
         json!("back\\slash"),
         json!("ümea"),
+        // Arrays, objects and strings that read like them: SQLite gives all
+        // three as text, only `json_type` tells them apart.
+        json!(["emea"]),
+        json!({"x": "emea"}),
+        json!("[\"emea\"]"),
+        json!("{emea}"),
     ]
 }
 
@@ -1305,6 +1311,9 @@ fn custom_pool() -> CustomPool {
             "dot",
             "ümea",
             "Ü",
+            "[\"emea\"]",
+            "{emea}",
+            "[",
         ]),
         numbers: vec![
             Scalar::Int(0),
@@ -1529,14 +1538,14 @@ fn fixture() -> Dataset {
             "O'Brien",
             Some("o'brien@mail.de"),
             Some("DE"),
-            Some(json!({"region": "back\\slash"})),
+            Some(json!({"region": "back\\slash", "tags": {"vip": true}})),
         ),
         (
             "c08",
             "Ärger Émile",
             Some("ärger@mail.de"),
             Some("AT"),
-            Some(json!({"trial": null})),
+            Some(json!({"trial": null, "tags": ["vip"]})),
         ),
         (
             "c09",
@@ -1550,7 +1559,7 @@ fn fixture() -> Dataset {
             "Zed",
             Some("ZED@EXAMPLE.COM"),
             Some("DE"),
-            Some(json!({})),
+            Some(json!({"tags": "[\"vip\"]"})),
         ),
     ];
     for (id, name, email, country, custom_data) in customers {
@@ -1935,6 +1944,21 @@ fn custom_data_cases() -> Vec<Case> {
         c(r#""a[0]" = "bracket""#, &["c06"]),
         c(r#""ü" = true"#, &["c06"]),
         // A missing key matches no operator but exists = false.
+        // An array, an object and a string that reads like an array: only
+        // the string is a string.
+        c(r#"tags = "[\"vip\"]""#, &["c10"]),
+        c(r#"tags = { contains = "vip" }"#, &["c10"]),
+        c(r#"tags = { starts_with = "[" }"#, &["c10"]),
+        c(r#"tags = { in = ["[\"vip\"]", "x", 2] }"#, &["c10"]),
+        c(r#"tags = { not_in = ["[\"vip\"]"] }"#, &["c07", "c08"]),
+        c(r#"tags = { ne = "x" }"#, &["c07", "c08", "c10"]),
+        c("tags = { exists = true }", &["c07", "c08", "c10"]),
+        // A boolean is no number, though SQLite reads it as 1 or 0.
+        c("trial = { lt = 1 }", &[]),
+        c("trial = { gte = 0 }", &[]),
+        c("trial = { in = [0, 1, 2] }", &[]),
+        c("trial = 0", &[]),
+        c(r#""ü" = { gt = 0.5 }"#, &[]),
         c("nope = { exists = false }", &ALL),
         c("nope = { ne = 1 }", &[]),
         c(r#"nope = { not_in = ["x"] }"#, &[]),
