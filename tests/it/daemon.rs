@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-mod weak_secret;
-
 pub(crate) const TOKEN: &str = "daemon-test-token-7f3a";
 const SECRET_ENV: &str = "SEGD_DAEMON_TEST_SECRET";
 /// A Standard Webhooks secret (`whsec_` + base64 of 24 bytes).

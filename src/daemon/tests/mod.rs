@@ -180,13 +180,23 @@ impl Fixture {
 // The HTTP API through `Router::oneshot`.
 
 fn router(f: &Fixture, token: Option<&str>, metrics: PrometheusHandle) -> axum::Router {
+    router_with(f, token, metrics, Arc::new(|_: &str| None))
+}
+
+/// [`router`] with `env` as the daemon's environment.
+fn router_with(
+    f: &Fixture,
+    token: Option<&str>,
+    metrics: PrometheusHandle,
+    env: Arc<Env>,
+) -> axum::Router {
     http::router(
         Arc::new(http::Api {
             shared: f.shared.clone(),
             store: f.store.clone(),
             metrics,
             token: token.map(str::to_string),
-            env: Arc::new(|_: &str| None),
+            env,
             clock: f.clock.clone(),
         }),
         axum::Router::new(),

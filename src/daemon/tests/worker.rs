@@ -47,16 +47,15 @@ async fn set_spec(f: &Fixture, spec: &str) {
 
 /// A delivery worker on the fixture's store and clock.
 fn worker(f: &Fixture) -> Worker<'_> {
-    let delivery = crate::config::delivery(&Default::default(), f._dir.path(), &|_| None)
+    worker_with(f, &|_: &str| None)
+}
+
+/// [`worker`] with `env` as the daemon's environment.
+fn worker_with<'a>(f: &'a Fixture, env: &'a Env) -> Worker<'a> {
+    let delivery = crate::config::delivery(&Default::default(), f._dir.path(), env)
         .unwrap_or_else(|e| panic!("{e}"));
-    Worker::new(
-        &*f.store,
-        delivery,
-        "test".into(),
-        &|_: &str| None,
-        f.clock.clone(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    Worker::new(&*f.store, delivery, "test".into(), env, f.clock.clone())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -150,4 +149,81 @@ async fn retries_and_leases_come_due_on_the_clock_not_the_wall() {
         ..Tally::default()
     };
     assert_eq!(drain().await, sent);
+}
+
+#[tokio::test]
+async fn a_short_webhook_secret_fails_its_communication_and_the_others_carry_on() {
+    const SECRET_ENV: &str = "SEGD_DAEMON_TEST_SECRET";
+    let hook = format!(
+        "[communication]\nname = \"hook\"\nsegment = \"de\"\nevent = \"email_invoice\"\nchannel = \"webhook\"\n\n\
+         {MANUAL}\n\n[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret_env = \"{SECRET_ENV}\"\n"
+    );
+    let f = fixture(
+        &[("hook", hook), ("mail", comm("mail", MANUAL, ""))],
+        at("2026-01-05T08:00:00Z"),
+    )
+    .await;
+    for i in 0..3 {
+        sqlx::query(
+            "INSERT INTO customers (id, name, email, country, custom_data, created_at) \
+             VALUES ($1, $1, $1 || '@example.com', 'DE', '{}', '2026-01-01T00:00:00Z')",
+        )
+        .bind(format!("c{i}"))
+        .execute(&pool(&*f.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query(
+            "INSERT INTO invoices (id, customer_id, number, status, amount_cents, currency, due_date, created_at) \
+             VALUES ($1, $2, $1, 'open', 1000, 'EUR', '2099-01-01', '2026-01-01T00:00:00Z')",
+        )
+        .bind(format!("i{i}"))
+        .bind(format!("c{i}"))
+        .execute(&pool(&*f.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // An empty key: signatures anyone could forge.
+    let env: Arc<Env> = Arc::new(|k: &str| (k == SECRET_ENV).then(|| "whsec_".to_string()));
+    let api = router_with(&f, Some(TOKEN), handle(), env.clone());
+    let auth = format!("Bearer {TOKEN}");
+    let (status, _, body) = send(api.clone(), trigger("hook", Some(&auth))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains(SECRET_ENV) && body.contains("24 bytes"),
+        "{body}"
+    );
+    let (status, _, body) = send(api, trigger("mail", Some(&auth))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let worker = worker_with(&f, &*env);
+    let tally = worker
+        .drain(None, |_| {}, &|| false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tally.sent, 3, "{tally:?}");
+    let files = std::fs::read_dir(&worker.config.outbox_dir)
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(files, 3, "the emails were sent");
+    let count = async |sql: &'static str| -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&pool(&*f.store))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM segd_trigger_runs WHERE communication = 'hook' AND status = 'failed'")
+            .await,
+        1,
+        "the run is recorded as failed"
+    );
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM segd_outbox o JOIN segd_trigger_runs u ON u.seq = o.run \
+             WHERE u.communication = 'hook'"
+        )
+        .await,
+        0,
+        "nothing is enqueued, so nothing is signed with the short key"
+    );
 }
