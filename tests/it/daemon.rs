@@ -1328,78 +1328,12 @@ fn the_trigger_endpoint_needs_the_token_and_the_api_stays_on_loopback() {
             &[("SEGD_API_TOKEN", TOKEN), ("SEGD_OUTBOX_DIR", &outbox_s)],
         );
         d.wait_ready();
+        // Each credential the endpoint refuses, and that only POST triggers,
+        // are tested in-process (src/daemon/tests/api.rs); here, that the
+        // daemon asks for the token at all.
         let url = d.url("/v1/communications/mail/trigger");
-        let wrong = format!("Bearer {TOKEN}x");
-        let prefix = format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]);
-        let basic = format!("Basic {TOKEN}");
-        const CHALLENGE: &str = r#"Bearer realm="segd""#;
-        const INVALID: &str = r#"Bearer realm="segd", error="invalid_token""#;
-        for (what, headers, challenge, message) in [
-            (
-                "no Authorization header",
-                vec![],
-                CHALLENGE,
-                "missing bearer token",
-            ),
-            (
-                "a wrong token",
-                vec![("Authorization", wrong.as_str())],
-                INVALID,
-                "wrong token",
-            ),
-            (
-                "a prefix of the token",
-                vec![("Authorization", prefix.as_str())],
-                INVALID,
-                "wrong token",
-            ),
-            (
-                "the token under another scheme",
-                vec![("Authorization", basic.as_str())],
-                CHALLENGE,
-                "missing bearer token",
-            ),
-            (
-                "the bare token",
-                vec![("Authorization", TOKEN)],
-                CHALLENGE,
-                "missing bearer token",
-            ),
-        ] {
-            let (code, head, body) =
-                http_with_head("POST", &url, &headers, "").expect("POST trigger");
-            assert_eq!(code, 401, "trigger with {what}: {body}");
-            assert_eq!(
-                header_of(&head, "WWW-Authenticate").as_deref(),
-                Some(challenge),
-                "trigger with {what}: {head}"
-            );
-            assert_eq!(
-                serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
-                serde_json::json!({ "error": message }),
-                "trigger with {what}"
-            );
-        }
-        let (code, head, _) = http_with_head("POST", &url, &[("Authorization", "Bearer ")], "")
-            .expect("POST trigger");
-        assert_eq!(code, 401, "an empty bearer token");
-        assert!(
-            header_of(&head, "WWW-Authenticate").is_some_and(|c| c.starts_with(CHALLENGE)),
-            "an empty bearer token: {head}"
-        );
-        // Only POST triggers.
-        let (code, _) = get(&url).expect("GET trigger");
-        assert!(
-            !(200..300).contains(&code),
-            "GET on the trigger endpoint: {code}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(
-            runs(&db),
-            0,
-            "an unauthorised request recorded a trigger run"
-        );
-
+        let (code, body) = http("POST", &url, &[], "").expect("POST trigger");
+        assert_eq!(code, 401, "trigger without a token: {body}");
         let auth = format!("Bearer {TOKEN}");
         let (code, body) =
             http("POST", &url, &[("Authorization", &auth)], "").expect("POST trigger");

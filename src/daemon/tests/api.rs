@@ -172,3 +172,70 @@ async fn trigger_runs_total_counts_api_runs_that_enqueued_and_that_failed() {
         metrics.render()
     );
 }
+
+#[tokio::test]
+async fn every_credential_but_the_bearer_token_is_refused_and_only_post_triggers() {
+    const CHALLENGE: &str = r#"Bearer realm="segd""#;
+    const INVALID: &str = r#"Bearer realm="segd", error="invalid_token""#;
+    let f = api_fixture().await;
+    let api = router(&f, Some(TOKEN), handle());
+    let wrong = format!("Bearer {TOKEN}x");
+    let prefix = format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]);
+    let basic = format!("Basic {TOKEN}");
+    for (what, authorization, challenge, message) in [
+        (
+            "no Authorization header",
+            None,
+            CHALLENGE,
+            "missing bearer token",
+        ),
+        (
+            "a wrong token",
+            Some(wrong.as_str()),
+            INVALID,
+            "wrong token",
+        ),
+        (
+            "a prefix of the token",
+            Some(prefix.as_str()),
+            INVALID,
+            "wrong token",
+        ),
+        (
+            "the token under another scheme",
+            Some(basic.as_str()),
+            CHALLENGE,
+            "missing bearer token",
+        ),
+        (
+            "the bare token",
+            Some(TOKEN),
+            CHALLENGE,
+            "missing bearer token",
+        ),
+    ] {
+        let (status, got, body) = send(api.clone(), trigger("nudge", authorization)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(got.as_deref(), Some(challenge), "{what}");
+        assert_eq!(
+            json(&body),
+            serde_json::json!({ "error": message }),
+            "{what}"
+        );
+    }
+    let (status, got, _) = send(api.clone(), trigger("nudge", Some("Bearer "))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an empty bearer token");
+    assert!(
+        got.is_some_and(|c| c.starts_with(CHALLENGE)),
+        "an empty bearer token"
+    );
+    let (status, _, _) = send(api, get("/v1/communications/nudge/trigger")).await;
+    assert!(
+        !status.is_success(),
+        "GET on the trigger endpoint: {status}"
+    );
+    assert!(
+        f.runs().await.is_empty(),
+        "an unauthorised request recorded a trigger run"
+    );
+}
