@@ -1,6 +1,7 @@
-//! The time and the randomness that triggers and the scheduler act on, handed
-//! in from the edge: the system's in production ([`System`]), one that stands
-//! still until moved, with a seeded random source, in tests ([`Manual`]).
+//! The time and the randomness that triggers, the scheduler and the delivery
+//! worker act on, handed in from the edge: the system's in production
+//! ([`System`]), one that stands still until moved, with a seeded random
+//! source, in tests ([`Manual`]).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::{RngExt as _, SeedableRng as _};
@@ -13,6 +14,12 @@ pub trait Clock: Send + Sync {
     /// A random number (the suffix that tells apart manual runs started in
     /// the same microsecond).
     fn random(&self) -> u16;
+
+    /// A random fraction in [0, 1) from the same source (the spread of a
+    /// delivery's retry delay).
+    fn fraction(&self) -> f64 {
+        f64::from(self.random()) / 65_536.0
+    }
 }
 
 /// The system's wall clock and random source.

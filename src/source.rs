@@ -290,7 +290,7 @@ pub fn load_tree(dir: &Path) -> Result<Tree, SourceError> {
         communications: communications.unwrap_or_default(),
         settings,
         unreadable,
-        read_at: chrono::Utc::now(),
+        read_at: Some(chrono::Utc::now()),
         max_file_bytes: root.limit,
     })
 }

@@ -5,6 +5,7 @@ use super::exit;
 use crate::daemon::DaemonError;
 use crate::deliver::DeliverError;
 use crate::demo::DemoError;
+use crate::ops::export::ExportError;
 use crate::source::SourceError;
 use crate::store::StoreError;
 use crate::store::billing::LoadError;
@@ -73,12 +74,8 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create {path}")]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("`{0}` is not a segment name")]
     NotASegmentName(String),
     #[error("no segment `{name}` {place}")]
@@ -138,7 +135,8 @@ impl CliError {
             | CliError::Detailed(_) => true,
             CliError::Store(e)
             | CliError::ApplyFailed(e)
-            | CliError::Trigger(TriggerError::Store(e)) => !e.is_environment(),
+            | CliError::Trigger(TriggerError::Store(e))
+            | CliError::Export(ExportError::Store(e)) => !e.is_environment(),
             CliError::Trigger(_) => true,
             _ => false,
         };

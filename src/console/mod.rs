@@ -13,6 +13,7 @@
 //! escaped by the templates (minijinja auto-escapes `.html` templates).
 
 mod actions;
+mod activity;
 mod chart;
 mod pages;
 mod params;
@@ -116,11 +117,11 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/communications", get(pages::communications))
         .route("/communications/{name}", get(pages::communication))
         .route("/communications/{name}/{action}", post(actions::run))
-        .route("/deliveries", get(pages::deliveries))
-        .route("/deliveries/{id}", get(pages::delivery))
+        .route("/deliveries", get(activity::deliveries))
+        .route("/deliveries/{id}", get(activity::delivery))
         .route("/deliveries/{id}/requeue", post(actions::requeue))
-        .route("/history", get(pages::history))
-        .route("/history/{id}", get(pages::apply))
+        .route("/history", get(activity::history))
+        .route("/history/{id}", get(activity::apply))
         .route("/console/style.css", get(stylesheet))
         .route(
             "/console/signin",

@@ -39,7 +39,8 @@ pub(crate) use reconcile::reconcile;
 use reconcile::release_freed_memory;
 use scheduler::{Scheduled, schedule_pass};
 
-pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
+/// The environment the daemon reads secrets and settings from.
+pub use crate::deliver::worker::Env;
 
 /// Why a reconcile, a schedule pass or the daemon itself failed.
 #[derive(Debug, thiserror::Error)]

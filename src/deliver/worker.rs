@@ -92,7 +92,8 @@ pub struct Worker<'a> {
     webhook: WebhookSender,
     mailer: Mailer,
     env: &'a Env,
-    /// The instants claims, leases and outcomes are stamped with.
+    /// The instants claims, leases and outcomes are stamped with, and the
+    /// spread of retry delays.
     clock: Arc<dyn Clock>,
 }
 
@@ -455,7 +456,7 @@ impl<'a> Worker<'a> {
                     row.attempts,
                     &self.config.retry_schedule,
                     retry_after,
-                    rand::random::<f64>(),
+                    self.clock.fraction(),
                 ) {
                     Some(d) => Mark::Retry {
                         // Retry steps are at most 10 years (validated); the

@@ -37,13 +37,14 @@ pub struct Tree {
     /// Definition files that could not be read as text.
     pub unreadable: Vec<Unreadable>,
     /// When the files were read: a schedule must fire within 5 years of it
-    /// (now by default).
-    pub read_at: chrono::DateTime<chrono::Utc>,
+    /// (`None`, the default: no schedule's dates are judged). The edge that
+    /// reads the files hands in its clock's time; validation reads no clock.
+    pub read_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The most a definition file or template may hold (`max_file_bytes`).
     pub max_file_bytes: u64,
 }
 
-/// An empty tree, read now, with the default file cap.
+/// An empty tree with the default file cap, judging no schedule's dates.
 impl Default for Tree {
     fn default() -> Self {
         Self {
@@ -51,7 +52,7 @@ impl Default for Tree {
             communications: Vec::new(),
             settings: None,
             unreadable: Vec::new(),
-            read_at: chrono::Utc::now(),
+            read_at: None,
             max_file_bytes: crate::config::DEFAULT_MAX_FILE_BYTES,
         }
     }
@@ -201,7 +202,7 @@ pub fn validate(tree: &Tree, templates: &dyn TemplateSource) -> Outcome {
     let mut communications = Vec::new();
     let mut references = Vec::new();
     for (i, f) in tree.communications.iter().enumerate() {
-        if let Some(c) = communication::parse(f, &templates, Some(tree.read_at), &mut diags) {
+        if let Some(c) = communication::parse(f, &templates, tree.read_at, &mut diags) {
             declared_names.insert((Kind::Communication, i), c.name.to_string());
             references.push((i, c.name.clone(), c.segment));
             communications.push(Parsed {
