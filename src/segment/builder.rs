@@ -16,6 +16,10 @@ pub(super) struct Builder {
     pub(super) any_join: bool,
     /// `LEFT JOIN …` clauses the query's `FROM customers c` must carry.
     pub(super) joins: Vec<String>,
+    /// SQLite, `match = "all"`: the customers drive the query (scanned, or
+    /// read through an index on their own columns), and related blocks'
+    /// lists are only looked up (see [`super::customers_drive`]).
+    pub(super) customers_drive: bool,
 }
 
 impl Builder {
@@ -26,6 +30,7 @@ impl Builder {
             per_row: false,
             any_join: false,
             joins: Vec::new(),
+            customers_drive: false,
         }
     }
 

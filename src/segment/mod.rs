@@ -155,6 +155,7 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
         b.any_join = false;
         return predicate;
     }
+    b.customers_drive = !any && b.dialect == Dialect::Sqlite && customers_drive(&filters);
     let parts: Vec<String> = filters
         .into_iter()
         .map(|f| format!("({})", block(b, f, today)))
@@ -269,6 +270,51 @@ fn block_order(f: &Filter) -> u8 {
                 .min()
                 .unwrap_or(3)
         }
+    }
+}
+
+/// SQLite, `match = "all"`: whether the customers' own tests (a positive
+/// customer block's tests on the customer row or its custom_data) are at least
+/// as selective a class as the best related block's. Then the customers drive
+/// the query and each related block's list is only probed (`+c.id IN …`: the
+/// unary plus keeps SQLite from reading the customers through the list), so a
+/// list is built only once a customer passes its own tests, and never when
+/// none does. Driven from the invoice list instead, an email prefix that no
+/// customer has with three related blocks (200,000 customers) took 408 ms,
+/// 29 ms so (CPU time). A related block of a more selective class still
+/// drives, through its list.
+fn customers_drive(filters: &[&Filter]) -> bool {
+    let positive = || filters.iter().filter(|f| !f.negate);
+    let own = positive()
+        .filter(|f| f.filter_type == FilterType::Customer)
+        .flat_map(|f| {
+            let fields = f
+                .conditions
+                .iter()
+                .filter(|(field, _)| !field.reaches_related())
+                .map(|(field, c)| {
+                    selectivity(
+                        c,
+                        matches!(field, Field::CustomerName | Field::CustomerEmail),
+                    )
+                });
+            fields.chain(f.custom_data.values().map(|c| selectivity(c, true)))
+        })
+        .min();
+    let related = positive()
+        .filter_map(|f| match f.filter_type {
+            FilterType::Customer => f
+                .conditions
+                .iter()
+                .filter(|(field, _)| field.reaches_related())
+                .map(|(_, c)| selectivity(c, false))
+                .min(),
+            _ => Some(block_order(f) - 1),
+        })
+        .min();
+    match (own, related) {
+        (Some(own), Some(related)) => own <= related,
+        _ => false,
     }
 }
 
@@ -462,7 +508,8 @@ fn implies_unpaid(f: &Filter) -> bool {
 fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) -> String {
     match (b.dialect, negate) {
         (Dialect::Sqlite, false) => {
-            format!("c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
+            let probe = if b.customers_drive { "+" } else { "" };
+            format!("{probe}c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
         }
         (Dialect::Sqlite, true) => format!(
             "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"

@@ -677,6 +677,33 @@ fn an_any_of_related_blocks_is_one_set() {
     assert_eq!(count(&postgres, "LEFT JOIN ("), 2, "{postgres}");
 }
 
+/// SQLite, `match = "all"`: when a customer's own tests are at least as
+/// selective a class as the best related block, the customers drive and every
+/// related list is only probed (`+c.id IN`); a more selective related block
+/// still drives through its list.
+#[test]
+fn customers_drive_when_their_own_tests_are_as_selective() {
+    let test = |field, op, v: &str| filter(field, Condition::Compare(op, s(v)), false);
+    let created = filter(
+        Field::InvoiceCreatedAfter,
+        Condition::Compare(Op::Eq, values(Field::InvoiceCreatedAfter)[0].clone()),
+        false,
+    );
+    let prefix = test(Field::CustomerEmail, Op::StartsWith, "mit-");
+    let alerting = test(Field::MonitorState, Op::Ne, "ok");
+    let seg = segment(MatchMode::All, vec![created, alerting, prefix]);
+    let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    assert_eq!(sql.matches("+c.id IN (SELECT").count(), 2, "{sql}");
+    assert!(!sql.contains(" c.id IN (SELECT"), "{sql}");
+
+    let overdue = test(Field::InvoiceStatus, Op::Eq, "overdue");
+    let not_anna = test(Field::CustomerEmail, Op::Ne, "anna@example.com");
+    let seg = segment(MatchMode::All, vec![not_anna, overdue]);
+    let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    assert!(!sql.contains("+c.id"), "{sql}");
+    assert!(sql.contains("(c.id IN (SELECT i.customer_id"), "{sql}");
+}
+
 /// A user sees the plan of a segment's query with `--explain`, and nothing runs.
 #[test]
 fn segment_members_explain_prints_the_plan() {
