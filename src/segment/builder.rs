@@ -16,6 +16,10 @@ pub(super) struct Builder {
     pub(super) any_join: bool,
     /// `LEFT JOIN …` clauses the query's `FROM customers c` must carry.
     pub(super) joins: Vec<String>,
+    /// SQLite, a query about one customer (the placeholder bound to its id):
+    /// each list of a related block's customers holds that customer's rows
+    /// only, not every customer's (see [`super::related`]).
+    pub(super) one: Option<String>,
 }
 
 impl Builder {
@@ -26,6 +30,16 @@ impl Builder {
             per_row: false,
             any_join: false,
             joins: Vec::new(),
+            one: None,
+        }
+    }
+
+    /// The test `conds` on a related table aliased `alias`, restricted to the
+    /// one customer of a query about one (see [`Self::one`]).
+    pub(super) fn of_one(&self, alias: &str, conds: &str) -> String {
+        match &self.one {
+            Some(p) => format!("{alias}.customer_id = {p} AND ({conds})"),
+            None => conds.to_string(),
         }
     }
 
