@@ -20,7 +20,7 @@ use axum::response::Response;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::TryStreamExt as _;
 use minijinja::context;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The size chart's period.
@@ -105,8 +105,6 @@ pub async fn overview(State(c): State<Arc<Console>>, session: View) -> Result<Re
 
 pub async fn segments(State(c): State<Arc<Console>>, list: Listing) -> Result<Response, PageError> {
     let (total, shown, pages) = list.of(Kind::Segment)?;
-    let latest: HashMap<String, crate::store::sizes::Size> =
-        c.store.latest_sizes().await?.into_iter().collect();
     let users = users(&list.applied);
     let now = c.clock.now();
     let from = now - TimeDelta::days(CHART_DAYS);
@@ -118,8 +116,10 @@ pub async fn segments(State(c): State<Arc<Console>>, list: Listing) -> Result<Re
             Ok(Decoded::Communication(_)) => continue,
             Err(e) => (None, e.to_string()),
         };
+        // The latest size is the chart's last sample (a segment is sampled
+        // hourly; none in the chart's 30 days: not known).
         let history = c.store.size_history(name, from).await?;
-        let size = latest.get(name);
+        let size = history.last();
         rows.push(context! {
             name,
             description,

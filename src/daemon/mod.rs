@@ -21,7 +21,6 @@ use crate::deliver::DeliverError;
 use crate::deliver::worker::Worker;
 use crate::error::chain;
 use crate::ops;
-use crate::plan;
 use crate::source::SourceError;
 use crate::store::{Store, StoreError};
 use chrono::Utc;
@@ -90,9 +89,20 @@ pub struct Options {
 /// How long segment size samples are kept unless configured: 90 days.
 pub const DEFAULT_SIZE_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 
-/// How often the leader samples every segment's size when the applied
-/// definitions do not change (a change is sampled at the resync after it).
-const SAMPLE_EVERY: Duration = Duration::from_secs(60 * 60);
+/// How the leader samples segment sizes: a segment is measured again an hour
+/// after its last sample (a new or changed one at the reconcile after it is
+/// applied), at most 200 segments or 5 seconds of measuring a pass, while
+/// segments are due a pass after a pause as long as the last one took (at
+/// least [`SAMPLE_PAUSE`]): the sampler never holds more than half of a core
+/// and a database connection (see [`ops::sizes`]).
+const SAMPLING: ops::sizes::Limits = ops::sizes::Limits {
+    segments: 200,
+    time: Duration::from_secs(5),
+    refresh: Duration::from_secs(60 * 60),
+};
+
+/// The shortest pause between two sampling passes while segments are due.
+const SAMPLE_PAUSE: Duration = Duration::from_secs(1);
 
 /// What a one-shot run found: its exit code and what to print.
 #[derive(Debug, Default)]
@@ -147,23 +157,33 @@ async fn optimize(store: &dyn Store) {
     }
 }
 
-/// Samples every segment's size now; a failure is logged, and the next
-/// resync tries again.
-async fn sample_sizes(store: &dyn Store, clock: &dyn Clock, retention: Duration) -> bool {
+/// One sampling pass of the segments due now (see [`SAMPLING`]): the pause
+/// before the next pass when segments are left due. A failure is logged, and
+/// the next resync tries again.
+async fn sample_sizes(
+    sampler: &mut ops::sizes::Sampler,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    retention: Duration,
+    limits: ops::sizes::Limits,
+) -> Option<Duration> {
     let started = Instant::now();
-    match ops::sizes::sample(store, clock.now(), retention).await {
+    match sampler.pass(store, clock.now(), retention, limits).await {
         Ok(s) => {
-            tracing::info!(
-                segments = s.segments,
-                pruned = s.pruned,
-                took_ms = started.elapsed().as_millis(),
-                "segment sizes sampled"
-            );
-            true
+            if s.segments > 0 || s.pruned > 0 {
+                tracing::info!(
+                    segments = s.segments,
+                    due = s.due,
+                    pruned = s.pruned,
+                    took_ms = started.elapsed().as_millis(),
+                    "segment sizes sampled"
+                );
+            }
+            (s.due > 0).then(|| started.elapsed().max(SAMPLE_PAUSE))
         }
         Err(e) => {
             tracing::warn!(error = %chain(&e), "sampling the segment sizes failed");
-            false
+            None
         }
     }
 }
@@ -370,33 +390,36 @@ pub async fn run(
     };
 
     // Segment sizes (leader only), apart from the control loop so that
-    // measuring every segment never delays a reconcile: woken at each
-    // reconcile, it samples when the applied definitions changed since its
-    // last sample or [`SAMPLE_EVERY`] passed.
+    // measuring segments never delays a reconcile: a pass at each reconcile,
+    // and, after one that left segments due, a pass after a pause.
     let sizes = {
         let store = store.clone();
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         let opts = &opts;
         async move {
-            let mut last: Option<(Instant, plan::Version)> = None;
+            let mut sampler = ops::sizes::Sampler::default();
+            let mut behind: Option<Duration> = None;
             loop {
+                let pause = behind.unwrap_or_default();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = shared.reconciled.notified() => {}
+                    _ = tokio::time::sleep(pause), if behind.is_some() => {}
                 }
                 if !shared.is_leader() {
+                    sampler.forget();
+                    behind = None;
                     continue;
                 }
-                let Ok(version) = store.version().await else {
-                    continue;
-                };
-                let due = last
-                    .as_ref()
-                    .is_none_or(|(at, v)| *v != version || at.elapsed() >= SAMPLE_EVERY);
-                if due && sample_sizes(&*store, &*opts.clock, opts.size_retention).await {
-                    last = Some((Instant::now(), version));
-                }
+                behind = sample_sizes(
+                    &mut sampler,
+                    &*store,
+                    &*opts.clock,
+                    opts.size_retention,
+                    SAMPLING,
+                )
+                .await;
             }
         }
     };

@@ -1,91 +1,236 @@
-//! Sampling segment sizes: every applied segment's member count at one time,
-//! with the members of the small ones (see [`crate::store::sizes`]), recorded
-//! in batches; then the samples older than the retention are forgotten.
+//! Sampling segment sizes: each applied segment's member count, with the
+//! members of the small ones (see [`crate::store::sizes`]), measured a bounded
+//! slice at a time; then the samples older than the retention are forgotten.
+//!
+//! A pass measures only the segments that are due — never sampled, changed
+//! since their last sample, or sampled longer than the refresh period ago
+//! (new and changed ones first, then the oldest sample) — and stops after
+//! [`Limits::segments`] segments or [`Limits::time`], whichever comes first:
+//! with 10,000 definitions and a million customers, measuring every segment
+//! takes minutes, and nothing needs it done at once. Each segment's samples
+//! carry their own time (the console reads them per segment).
 
 use crate::model::Segment;
-use crate::plan::{Decoded, Kind};
+use crate::plan::{AppliedState, Decoded, Kind};
 use crate::segment::{Select, compile};
 use crate::store::sizes::{MEMBERS_TRACKED, SizeSample};
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 use futures_util::TryStreamExt as _;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-/// How many segments one transaction records.
-const SEGMENTS_PER_BATCH: usize = 200;
+/// How much one pass may do, and how old a sample may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The most segments one pass measures (also one transaction's worth).
+    pub segments: usize,
+    /// A pass measures no new segment once this long has passed.
+    pub time: Duration,
+    /// A segment's sample older than this is measured again.
+    pub refresh: Duration,
+}
 
-/// What a sample did.
+/// What a pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sampled {
+    /// Segments measured.
     pub segments: usize,
+    /// Segments still due after this pass (the next pass takes them).
+    pub due: usize,
     /// Size rows older than the retention, forgotten.
     pub pruned: u64,
 }
 
-/// Measures every applied segment at `at` and records the sizes; forgets the
-/// samples older than `retention`. A segment that does not read back is
-/// skipped (the scheduler and the status report it).
-pub async fn sample(
-    store: &dyn Store,
+/// What the sampler knows between passes, by segment.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    /// Read from the store at the first pass (the hashes are then the
+    /// current ones: a definition changed while no daemon ran is measured
+    /// again at its refresh).
+    last: Option<HashMap<String, Seen>>,
+}
+
+/// A segment's last sample.
+#[derive(Debug)]
+struct Seen {
     at: DateTime<Utc>,
-    retention: std::time::Duration,
-) -> Result<Sampled, StoreError> {
-    let applied = store.applied().await?;
-    let mut batch = Vec::with_capacity(SEGMENTS_PER_BATCH);
-    let mut segments = 0;
-    for a in applied.rows.iter().filter(|a| a.def.kind == Kind::Segment) {
-        let Ok(Decoded::Segment(segment)) = a.decoded() else {
-            continue;
+    /// Its definition's hash then.
+    hash: String,
+    members: u64,
+}
+
+impl Sampler {
+    /// Forgets what it knew (another daemon may sample meanwhile): the next
+    /// pass reads the latest samples back.
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+
+    /// Measures the segments due at `at`, within `limits`, records their
+    /// sizes, and forgets the samples older than `retention`. A segment that
+    /// does not read back is skipped (the scheduler and the status report it).
+    pub async fn pass(
+        &mut self,
+        store: &dyn Store,
+        at: DateTime<Utc>,
+        retention: Duration,
+        limits: Limits,
+    ) -> Result<Sampled, StoreError> {
+        let started = Instant::now();
+        let applied = store.applied().await?;
+        // Taken while the pass runs: a failed pass reads the samples back.
+        let mut last = match self.last.take() {
+            Some(last) => last,
+            None => {
+                let latest = store.latest_sizes().await?;
+                let hashes: HashMap<&str, &str> = applied
+                    .of_kind(Kind::Segment)
+                    .map(|a| (a.def.name.as_str(), a.hash.as_str()))
+                    .collect();
+                latest
+                    .into_iter()
+                    .filter_map(|(name, size)| {
+                        let hash = (*hashes.get(name.as_str())?).to_string();
+                        let (at, members) = (size.at, size.members);
+                        Some((name, Seen { at, hash, members }))
+                    })
+                    .collect()
+            }
         };
-        batch.push(measure(store, segment, at).await?);
-        segments += 1;
-        if batch.len() == SEGMENTS_PER_BATCH {
-            store.record_sizes(at, &batch).await?;
-            batch.clear();
+        let mut due = due(&applied, &last, at, limits.refresh);
+        let mut batch = Vec::new();
+        // At least one segment a pass, so that every pass gets on.
+        while batch.len() < limits.segments
+            && (batch.is_empty() || started.elapsed() < limits.time)
+            && let Some((segment, hash, before)) = due.next()
+        {
+            batch.push((measure(store, segment, at, before).await?, hash));
         }
+        let left = due.count();
+        let samples: Vec<SizeSample> = batch.iter().map(|(s, _)| s.clone()).collect();
+        if !samples.is_empty() {
+            store.record_sizes(at, &samples).await?;
+        }
+        // The time as recorded (to the second).
+        let recorded = at.trunc_subsecs(0);
+        for (sample, hash) in batch {
+            let seen = Seen {
+                at: recorded,
+                hash: hash.to_string(),
+                members: sample.members,
+            };
+            last.insert(sample.segment, seen);
+        }
+        let names: std::collections::HashSet<&str> = applied
+            .of_kind(Kind::Segment)
+            .map(|a| a.def.name.as_str())
+            .collect();
+        last.retain(|name, _| names.contains(name.as_str()));
+        let before = TimeDelta::from_std(retention)
+            .ok()
+            .and_then(|d| at.checked_sub_signed(d))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let pruned = store.prune_sizes(before).await?;
+        self.last = Some(last);
+        Ok(Sampled {
+            segments: samples.len(),
+            due: left,
+            pruned,
+        })
     }
-    if !batch.is_empty() {
-        store.record_sizes(at, &batch).await?;
-    }
-    let before = chrono::TimeDelta::from_std(retention)
+}
+
+/// The segments due at `at`, with their definition's hash and their size at
+/// the last sample: never measured or changed since, by name, then those
+/// measured `refresh` or longer ago, the oldest first.
+fn due<'a>(
+    applied: &'a AppliedState,
+    last: &HashMap<String, Seen>,
+    at: DateTime<Utc>,
+    refresh: Duration,
+) -> impl Iterator<Item = (&'a Segment, &'a str, Option<u64>)> + use<'a> {
+    let stale_before = TimeDelta::from_std(refresh)
         .ok()
         .and_then(|d| at.checked_sub_signed(d))
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let pruned = store.prune_sizes(before).await?;
-    Ok(Sampled { segments, pruned })
+    type Due<'a> = (
+        Option<DateTime<Utc>>,
+        &'a str,
+        &'a Segment,
+        &'a str,
+        Option<u64>,
+    );
+    let mut due: Vec<Due<'a>> = applied
+        .of_kind(Kind::Segment)
+        .filter_map(|a| {
+            let Ok(Decoded::Segment(segment)) = a.decoded() else {
+                return None;
+            };
+            let seen = last.get(a.def.name.as_str());
+            let when = match seen {
+                Some(s) if s.hash == a.hash => {
+                    if s.at > stale_before {
+                        return None;
+                    }
+                    Some(s.at)
+                }
+                _ => None,
+            };
+            let before = seen.map(|s| s.members);
+            Some((when, a.def.name.as_str(), segment, a.hash.as_str(), before))
+        })
+        .collect();
+    due.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    due.into_iter()
+        .map(|(_, _, segment, hash, before)| (segment, hash, before))
 }
 
 /// One segment's size at `at`: its ids while there are at most
-/// [`MEMBERS_TRACKED`], else a count (the stream is dropped at the first id
-/// over the cap).
+/// [`MEMBERS_TRACKED`], else a count. A segment not sampled yet or over the
+/// cap at its last sample (`before`) is counted first, in one query (its ids
+/// are read only if it is under the cap); one under the cap is read id by id
+/// first, the stream dropped at the first id over the cap, and only then
+/// counted. (The ids of a large segment in order cost as much as its count:
+/// reading them first measured it twice.)
 async fn measure(
     store: &dyn Store,
     segment: &Segment,
     at: DateTime<Utc>,
+    before: Option<u64>,
 ) -> Result<SizeSample, StoreError> {
     let dialect = store.dialect();
+    let name = segment.name.to_string();
+    let count = async || {
+        store
+            .count(&compile(segment, dialect, at, Select::Count))
+            .await
+    };
+    if before.is_none_or(|n| n > MEMBERS_TRACKED) {
+        let members = count().await?;
+        if members > MEMBERS_TRACKED {
+            return Ok(SizeSample {
+                segment: name,
+                members,
+                ids: None,
+            });
+        }
+    }
     let ids_query = compile(segment, dialect, at, Select::Ids);
     let mut ids = Vec::new();
-    let mut over = false;
     {
         let mut rows = store.member_stream(&ids_query);
         while let Some(m) = rows.try_next().await? {
             if ids.len() as u64 == MEMBERS_TRACKED {
-                over = true;
-                break;
+                drop(rows);
+                return Ok(SizeSample {
+                    segment: name,
+                    members: count().await?,
+                    ids: None,
+                });
             }
             ids.push(m.id);
         }
-    }
-    let name = segment.name.to_string();
-    if over {
-        let members = store
-            .count(&compile(segment, dialect, at, Select::Count))
-            .await?;
-        return Ok(SizeSample {
-            segment: name,
-            members,
-            ids: None,
-        });
     }
     Ok(SizeSample {
         segment: name,

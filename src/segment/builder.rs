@@ -20,6 +20,10 @@ pub(super) struct Builder {
     /// read through an index on their own columns), and related blocks'
     /// lists are only looked up (see [`super::customers_drive`]).
     pub(super) customers_drive: bool,
+    /// SQLite, a query about one customer (the placeholder bound to its id):
+    /// each list of a related block's customers holds that customer's rows
+    /// only, not every customer's (see [`super::related`]).
+    pub(super) one: Option<String>,
 }
 
 impl Builder {
@@ -31,6 +35,16 @@ impl Builder {
             any_join: false,
             joins: Vec::new(),
             customers_drive: false,
+            one: None,
+        }
+    }
+
+    /// The test `conds` on a related table aliased `alias`, restricted to the
+    /// one customer of a query about one (see [`Self::one`]).
+    pub(super) fn of_one(&self, alias: &str, conds: &str) -> String {
+        match &self.one {
+            Some(p) => format!("{alias}.customer_id = {p} AND ({conds})"),
+            None => conds.to_string(),
         }
     }
 

@@ -221,6 +221,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
                     .map(|t| format!("({t})"))
                     .collect::<Vec<_>>()
                     .join(" OR ");
+                let any_of = b.of_one(alias, &any_of);
                 format!("SELECT {distinct}{alias}.customer_id FROM {from} WHERE {any_of}")
             })
             .collect();
@@ -509,11 +510,15 @@ fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) 
     match (b.dialect, negate) {
         (Dialect::Sqlite, false) => {
             let probe = if b.customers_drive { "+" } else { "" };
+            let conds = b.of_one(alias, conds);
             format!("{probe}c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
         }
-        (Dialect::Sqlite, true) => format!(
-            "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
-        ),
+        (Dialect::Sqlite, true) => {
+            let conds = b.of_one(alias, conds);
+            format!(
+                "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
+            )
+        }
         (Dialect::Postgres, negate) if b.any_join => joined(b, from, alias, conds, negate),
         (Dialect::Postgres, negate) => {
             let not = if negate { "NOT " } else { "" };

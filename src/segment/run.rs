@@ -87,8 +87,14 @@ pub fn compile_member_run(
     limit: u32,
 ) -> Query {
     let mut b = Builder::new(dialect);
-    let cand = candidates(&mut b, segment, spec, Reach::Reachable);
+    // SQLite: the lists of related blocks hold this customer's rows only,
+    // never every customer's (a segment of an unpaid invoice listed a million
+    // invoices to preview one customer's message: 820 ms).
     let who = b.text(customer);
+    if dialect == Dialect::Sqlite {
+        b.one = Some(who.clone());
+    }
+    let cand = candidates(&mut b, segment, spec, Reach::Reachable);
     let limit = b.bind(Bind::Int(i64::from(limit)));
     Query {
         sql: format!(
@@ -131,7 +137,11 @@ fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>, reach: Rea
                  AND r.run = u.seq WHERE u.communication = {comm} AND u.started_at > {s} AND r.status <> 'dead'"
             );
             match b.dialect {
-                Dialect::Sqlite => format!(" AND c.id NOT IN (SELECT r.customer_id {reached})"),
+                Dialect::Sqlite => {
+                    let one = b.one.as_ref().map(|p| format!(" AND r.customer_id = {p}"));
+                    let one = one.unwrap_or_default();
+                    format!(" AND c.id NOT IN (SELECT r.customer_id {reached}{one})")
+                }
                 Dialect::Postgres => {
                     format!(" AND NOT EXISTS (SELECT 1 {reached} AND r.customer_id = c.id)")
                 }

@@ -366,7 +366,8 @@ pub trait Store: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Vec<sizes::Size>, StoreError>;
 
-    /// Every segment's size at the latest sample, by name.
+    /// Every segment's latest sample (each segment is sampled at its own
+    /// times), by name.
     async fn latest_sizes(&self) -> Result<Vec<(String, sizes::Size)>, StoreError>;
 
     /// Forgets the samples taken before `before`; returns how many sizes went.

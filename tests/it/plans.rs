@@ -13,7 +13,9 @@ use segd::model::{
     Condition, CustomDataKey, Field, Filter, FilterType, MatchMode, Name, Op, Scalar, Segment,
     ValueKind,
 };
-use segd::segment::{Dialect, Query, RunSpec, Select, compile, compile_impact, compile_run};
+use segd::segment::{
+    Dialect, Query, RunSpec, Select, compile, compile_impact, compile_member_run, compile_run,
+};
 use segd::store::billing::{BILLING_TABLES, Existing};
 use segd::store::{PgStore, PlanNode, SqliteStore, Store, connect};
 use segd::validate::stored_segment;
@@ -551,6 +553,9 @@ fn queries(seg: &Segment, dialect: Dialect) -> Vec<(&'static str, Query)> {
         // The enqueue writes the candidates' rows (the store's INSERT around them).
         if dialect == Dialect::Sqlite {
             out.push(("run candidates", run.candidates));
+            // A message preview's: one customer's lists only.
+            let member = compile_member_run(seg, &spec, dialect, "cus_000001", 5);
+            out.push(("member run", member));
         }
     }
     out

@@ -1,5 +1,6 @@
 //! Segment size samples in the store, on SQLite and PostgreSQL: sizes per
-//! sample, the latest sample, history, pruning, and who entered and left.
+//! sample, each segment's latest sample, history, pruning, and who entered
+//! and left.
 
 use crate::support::fresh_pg_db;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -87,6 +88,13 @@ async fn sizes_are_recorded_and_pruned(store: &dyn Store) {
         .record_sizes(t3, &[sample("small", Some(&["c5"]), 1)])
         .await
         .expect("record");
+    // Each segment's latest sample, whenever it was taken.
+    let latest = store.latest_sizes().await.expect("latest");
+    let latest: Vec<(&str, u64, DateTime<Utc>)> = latest
+        .iter()
+        .map(|(s, z)| (s.as_str(), z.members, z.at))
+        .collect();
+    assert_eq!(latest, vec![("big", 5100, t2s), ("small", 1, t3)]);
     let changes = tracked(store, "small", 10).await;
     assert_eq!((changes.since, changes.at), (t2s, t3));
     assert!(changes.entered.is_empty());

@@ -116,7 +116,14 @@ async fn fixture(broken: bool) -> Fixture {
     let status = crate::daemon::reconcile(&opts, &*store, &shared).await;
     assert!(status.ok, "{:?}", status.error);
     assert_eq!(status.degraded.len(), usize::from(broken));
-    crate::ops::sizes::sample(&*store, clock.now(), DEFAULT_SIZE_RETENTION)
+    let mut sampler = crate::ops::sizes::Sampler::default();
+    let every = crate::ops::sizes::Limits {
+        segments: usize::MAX,
+        time: std::time::Duration::MAX,
+        refresh: std::time::Duration::from_secs(3600),
+    };
+    sampler
+        .pass(&*store, clock.now(), DEFAULT_SIZE_RETENTION, every)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // A customer joins `tricky` between the two samples.
@@ -134,7 +141,8 @@ async fn fixture(broken: bool) -> Fixture {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     clock.advance(chrono::TimeDelta::hours(1));
-    crate::ops::sizes::sample(&*store, clock.now(), DEFAULT_SIZE_RETENTION)
+    sampler
+        .pass(&*store, clock.now(), DEFAULT_SIZE_RETENTION, every)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     Fixture {

@@ -1,6 +1,7 @@
 //! The scheduler on the clock, and the segment size samples it takes.
 
 use super::*;
+use crate::ops::sizes::{Limits, Sampled, Sampler};
 
 #[tokio::test]
 async fn the_scheduler_runs_each_due_occurrence_once_and_downtime_once_late() {
@@ -83,6 +84,33 @@ async fn the_scheduler_fires_once_across_daylight_saving_changes() {
     assert_eq!(f.runs().await, [("20261025T003000Z".into(), false)]);
 }
 
+/// Room for every segment in one pass; an hour's refresh.
+const EVERY_SEGMENT: Limits = Limits {
+    segments: usize::MAX,
+    time: Duration::MAX,
+    refresh: Duration::from_secs(3600),
+};
+
+impl Fixture {
+    /// One sampling pass at the clock's time.
+    async fn sample(&self, sampler: &mut Sampler, retention: Duration, limits: Limits) -> Sampled {
+        sampler
+            .pass(&*self.store, self.clock.now(), retention, limits)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// How many size rows each segment has, by name.
+    async fn size_rows(&self) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "SELECT segment, COUNT(*) FROM segd_segment_sizes GROUP BY segment ORDER BY segment",
+        )
+        .fetch_all(&pool(&*self.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 #[tokio::test]
 async fn a_sample_records_every_segment_and_the_members_of_small_ones() {
     let f = fixture(&[], at("2026-01-05T08:00:00Z")).await;
@@ -97,14 +125,21 @@ async fn a_sample_records_every_segment_and_the_members_of_small_ones() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     }
+    let mut sampler = Sampler::default();
     let first = f.clock.now();
-    assert!(sample_sizes(&*f.store, &*f.clock, DEFAULT_SIZE_RETENTION).await);
+    let s = f
+        .sample(&mut sampler, DEFAULT_SIZE_RETENTION, EVERY_SEGMENT)
+        .await;
+    assert_eq!((s.segments, s.due), (1, 0));
     sqlx::query("UPDATE customers SET country = 'DE' WHERE id = 'c3'")
         .execute(&pool(&*f.store))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     f.clock.advance(chrono::TimeDelta::hours(1));
-    assert!(sample_sizes(&*f.store, &*f.clock, DEFAULT_SIZE_RETENTION).await);
+    let s = f
+        .sample(&mut sampler, DEFAULT_SIZE_RETENTION, EVERY_SEGMENT)
+        .await;
+    assert_eq!(s.segments, 1, "an hour on, measured again");
     let latest = f
         .store
         .latest_sizes()
@@ -123,11 +158,64 @@ async fn a_sample_records_every_segment_and_the_members_of_small_ones() {
     assert!(changes.left.is_empty());
     // Two days of retention at 100 days on: both samples are forgotten.
     f.clock.advance(chrono::TimeDelta::days(100));
-    assert!(sample_sizes(&*f.store, &*f.clock, Duration::from_secs(2 * 86_400)).await);
+    let s = f
+        .sample(&mut sampler, Duration::from_secs(2 * 86_400), EVERY_SEGMENT)
+        .await;
+    assert_eq!(s.pruned, 2);
     let history = f
         .store
         .size_history("de", first)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(history.len(), 1);
+}
+
+#[tokio::test]
+async fn a_sampling_pass_measures_at_most_its_limit_and_only_the_segments_due() {
+    let mut files = vec![("segments.d/de.toml".to_string(), SEGMENT_DE.to_string())];
+    files.extend(["s1", "s2", "s3", "s4"].iter().map(|n| {
+        (
+            format!("segments.d/{n}.toml"),
+            format!("[segment]\nname = \"{n}\"\ndescription = \"d\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"FR\"\n"),
+        )
+    }));
+    let f = fixture_of(&files, at("2026-01-05T08:00:00Z")).await;
+    let two = Limits {
+        segments: 2,
+        ..EVERY_SEGMENT
+    };
+    let mut sampler = Sampler::default();
+    // Five segments, two a pass, new ones by name.
+    let mut passes = Vec::new();
+    for _ in 0..4 {
+        let s = f.sample(&mut sampler, DEFAULT_SIZE_RETENTION, two).await;
+        passes.push((s.segments, s.due));
+        f.clock.advance(chrono::TimeDelta::minutes(1));
+    }
+    assert_eq!(passes, vec![(2, 3), (2, 1), (1, 0), (0, 0)]);
+    let one_each: Vec<(String, i64)> = ["de", "s1", "s2", "s3", "s4"]
+        .iter()
+        .map(|n| (n.to_string(), 1))
+        .collect();
+    assert_eq!(f.size_rows().await, one_each);
+    // A changed definition is due at once; the others are not.
+    sqlx::query("UPDATE segd_definitions SET hash = 'changed' WHERE name = 's3'")
+        .execute(&pool(&*f.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = f.sample(&mut sampler, DEFAULT_SIZE_RETENTION, two).await;
+    assert_eq!((s.segments, s.due), (1, 0));
+    // An hour after the first pass, its two are due again (the oldest
+    // first); a sampler that starts afresh reads the samples back.
+    f.clock.set(at("2026-01-05T09:00:00Z"));
+    let mut afresh = Sampler::default();
+    let s = f.sample(&mut afresh, DEFAULT_SIZE_RETENTION, two).await;
+    assert_eq!((s.segments, s.due), (2, 0));
+    let rows = f.size_rows().await;
+    let twice: Vec<&str> = rows
+        .iter()
+        .filter(|(_, n)| *n == 2)
+        .map(|(s, _)| s.as_str())
+        .collect();
+    assert_eq!(twice, vec!["de", "s1", "s3"]);
 }

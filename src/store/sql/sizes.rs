@@ -26,10 +26,11 @@ const IDS_PER_INSERT: usize = 5_000;
 const HISTORY: &str = "SELECT sampled_at, members FROM segd_segment_sizes WHERE segment = $1 \
      AND sampled_at >= $2 ORDER BY sampled_at DESC LIMIT $3";
 
-/// Every segment's size at the latest sample (every sample measures every
-/// applied segment at one time).
-const LATEST: &str = "SELECT segment, sampled_at, members FROM segd_segment_sizes \
-     WHERE sampled_at = (SELECT MAX(sampled_at) FROM segd_segment_sizes) ORDER BY segment";
+/// Every segment's latest sample (segments are sampled apart, each at its
+/// own times). Reads every size row: the daemon's sampler reads it once.
+const LATEST: &str = "SELECT s.segment, s.sampled_at, s.members FROM segd_segment_sizes s \
+     JOIN (SELECT segment, MAX(sampled_at) AS at FROM segd_segment_sizes GROUP BY segment) m \
+     ON m.segment = s.segment AND m.at = s.sampled_at ORDER BY s.segment";
 
 /// A segment's two latest samples.
 const LATEST_TWO: &str = "SELECT sampled_at, members FROM segd_segment_sizes WHERE segment = $1 \
