@@ -259,14 +259,7 @@ fn block_order(f: &Filter) -> u8 {
             1 + f
                 .conditions
                 .iter()
-                .map(|(field, c)| match field {
-                    // `created_after = T` reads as a range, whatever its operator.
-                    Field::InvoiceCreatedAfter => 2,
-                    _ => selectivity(
-                        c,
-                        matches!(field, Field::CustomerName | Field::CustomerEmail),
-                    ),
-                })
+                .map(|(field, c)| field_class(*field, c))
                 .chain(f.custom_data.values().map(|c| selectivity(c, true)))
                 .min()
                 .unwrap_or(3)
@@ -293,12 +286,7 @@ fn customers_drive(filters: &[&Filter]) -> bool {
                 .conditions
                 .iter()
                 .filter(|(field, _)| !field.reaches_related())
-                .map(|(field, c)| {
-                    selectivity(
-                        c,
-                        matches!(field, Field::CustomerName | Field::CustomerEmail),
-                    )
-                });
+                .map(|(field, c)| field_class(*field, c));
             fields.chain(f.custom_data.values().map(|c| selectivity(c, true)))
         })
         .min();
@@ -308,7 +296,7 @@ fn customers_drive(filters: &[&Filter]) -> bool {
                 .conditions
                 .iter()
                 .filter(|(field, _)| field.reaches_related())
-                .map(|(_, c)| selectivity(c, false))
+                .map(|(field, c)| field_class(*field, c))
                 .min(),
             _ => Some(block_order(f) - 1),
         })
@@ -316,6 +304,18 @@ fn customers_drive(filters: &[&Filter]) -> bool {
     match (own, related) {
         (Some(own), Some(related)) => own <= related,
         _ => false,
+    }
+}
+
+/// The selectivity class of `field`'s test `c` (see [`selectivity`]).
+fn field_class(field: Field, c: &Condition) -> u8 {
+    match field {
+        // `created_after = T` reads as a range, whatever its operator.
+        Field::InvoiceCreatedAfter => 2,
+        _ => selectivity(
+            c,
+            matches!(field, Field::CustomerName | Field::CustomerEmail),
+        ),
     }
 }
 
