@@ -342,6 +342,9 @@ async fn main() {
     );
 
     // The receiver alone, with the same concurrency.
+    // reqwest takes rustls' process-wide crypto provider, which segd's
+    // webhook sender installs in its own process, not in this one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let t = Instant::now();
     let per = m / 64;

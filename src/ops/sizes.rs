@@ -49,6 +49,11 @@ pub struct Sampler {
     /// current ones: a definition changed while no daemon ran is measured
     /// again at its refresh).
     last: Option<HashMap<String, Seen>>,
+    /// The applied definitions the last pass read (each decoded once), read
+    /// again only when their version changes: reading and decoding 10,000
+    /// definitions every pass kept a daemon that had just started busy for
+    /// a minute.
+    applied: Option<AppliedState>,
 }
 
 /// A segment's last sample.
@@ -78,7 +83,11 @@ impl Sampler {
         limits: Limits,
     ) -> Result<Sampled, StoreError> {
         let started = Instant::now();
-        let applied = store.applied().await?;
+        let version = store.version().await?;
+        let applied = match self.applied.take() {
+            Some(applied) if applied.version == version => applied,
+            _ => store.applied().await?,
+        };
         // Taken while the pass runs: a failed pass reads the samples back.
         let mut last = match self.last.take() {
             Some(last) => last,
@@ -133,6 +142,7 @@ impl Sampler {
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let pruned = store.prune_sizes(before).await?;
         self.last = Some(last);
+        self.applied = Some(applied);
         Ok(Sampled {
             segments: samples.len(),
             due: left,
