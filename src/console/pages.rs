@@ -8,12 +8,13 @@ use super::params::{Listing, MembersQuery, PAGE, Params, PreviewQuery, customer_
 use super::session::View;
 use super::{Console, PageError, when};
 use crate::deliver::payload::{Subject, email_templates, webhook_body};
-use crate::model::{Communication, Delivery as Channel, Event, Trigger};
+use crate::model::{Communication, Delivery as Channel, Event, Segment, Trigger};
 use crate::plan::{Applied, AppliedState, Decoded, Kind};
 use crate::schedule::next_after;
-use crate::segment::{compile_page, describe};
+use crate::segment::{compile_page, compile_window_end, describe};
 use crate::store::outbox::RunFilter;
 use crate::store::sizes::MEMBERS_TRACKED;
+use crate::store::{Member, Store, StoreError};
 use crate::trigger::{Occasion, find_target, member_invoices, prepare};
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -167,25 +168,14 @@ pub async fn segment(
     let from = now - TimeDelta::days(CHART_DAYS);
     let history = c.store.size_history(&name, from).await?;
     let latest = history.last();
-    // One page of members, plus one to know whether another page follows.
-    let query_page = compile_page(
+    let mut members = member_page(
+        &*c.store,
         segment,
-        c.store.dialect(),
         now,
-        after.as_deref(),
-        q.as_deref(),
-        u32::try_from(PAGE + 1).unwrap_or(u32::MAX),
-    );
-    let mut members = Vec::with_capacity(PAGE + 1);
-    {
-        let mut rows = c.store.member_stream(&query_page);
-        while let Some(m) = rows.try_next().await? {
-            members.push(m);
-            if members.len() > PAGE {
-                break;
-            }
-        }
-    }
+        (after.as_deref(), q.as_deref()),
+        WINDOW,
+    )
+    .await?;
     let next_after = if members.len() > PAGE {
         members.truncate(PAGE);
         members.last().map(|m| m.id.clone())
@@ -231,6 +221,53 @@ pub async fn segment(
             used_by => users.get(name.as_str()).cloned().unwrap_or_default(),
         },
     )
+}
+
+/// How many customers the first window of a member page spans; each next
+/// window spans four times as many.
+const WINDOW: u64 = 20_000;
+
+/// One page of `segment`'s members after id `after` (those matching `q`),
+/// plus one to know whether another page follows. Read window by window of
+/// customer ids, from a window of `first` customers ([`WINDOW`]), four times as wide
+/// each time, until the page is full or the customers end: a page of a large
+/// segment reads the related rows of its first window only (SQLite builds a
+/// related block's list whole before it hands over the first member; on
+/// 1,000,000 customers a segment's first page took 1.2 s so). A segment of
+/// few members costs about 4/3 of one whole evaluation.
+pub(super) async fn member_page(
+    store: &dyn Store,
+    segment: &Segment,
+    now: DateTime<Utc>,
+    (after, q): (Option<&str>, Option<&str>),
+    first: u64,
+) -> Result<Vec<Member>, StoreError> {
+    let mut members = Vec::with_capacity(PAGE + 1);
+    let mut from = after.map(str::to_string);
+    let mut span = first.max(1);
+    loop {
+        let end_query = compile_window_end(from.as_deref(), span);
+        let end = store
+            .member_stream(&end_query)
+            .try_next()
+            .await?
+            .map(|m| m.id);
+        let want = u32::try_from(PAGE + 1 - members.len()).unwrap_or(u32::MAX);
+        let window = (from.as_deref(), end.as_deref());
+        let page = compile_page(segment, store.dialect(), now, window, q, want);
+        let mut rows = store.member_stream(&page);
+        while let Some(m) = rows.try_next().await? {
+            members.push(m);
+        }
+        drop(rows);
+        match end {
+            Some(end) if members.len() <= PAGE => {
+                from = Some(end);
+                span = span.saturating_mul(4);
+            }
+            _ => return Ok(members),
+        }
+    }
 }
 
 /// A communication's trigger in words, and its next occurrences after

@@ -20,10 +20,21 @@ pub(super) struct Builder {
     /// read through an index on their own columns), and related blocks'
     /// lists are only looked up (see [`super::customers_drive`]).
     pub(super) customers_drive: bool,
-    /// SQLite, a query about one customer (the placeholder bound to its id):
-    /// each list of a related block's customers holds that customer's rows
-    /// only, not every customer's (see [`super::related`]).
-    pub(super) one: Option<String>,
+    /// SQLite: the customers the query is about, to which each list of a
+    /// related block's customers is restricted (see [`super::related`]).
+    pub(super) scope: Scope,
+}
+
+/// SQLite: which customers a query is about (placeholders bound to ids).
+pub(super) enum Scope {
+    /// Every customer.
+    All,
+    /// One customer: a list holds that customer's rows only, not every
+    /// customer's.
+    One(String),
+    /// The customers whose ids are after the first (when given) and at most
+    /// the second (when given): a page of members read window by window.
+    Window(Option<String>, Option<String>),
 }
 
 impl Builder {
@@ -35,17 +46,28 @@ impl Builder {
             any_join: false,
             joins: Vec::new(),
             customers_drive: false,
-            one: None,
+            scope: Scope::All,
         }
     }
 
     /// The test `conds` on a related table aliased `alias`, restricted to the
-    /// one customer of a query about one (see [`Self::one`]).
-    pub(super) fn of_one(&self, alias: &str, conds: &str) -> String {
-        match &self.one {
-            Some(p) => format!("{alias}.customer_id = {p} AND ({conds})"),
-            None => conds.to_string(),
+    /// customers the query is about (see [`Self::scope`]).
+    pub(super) fn scoped(&self, alias: &str, conds: &str) -> String {
+        let key = format!("{alias}.customer_id");
+        let bounds = match &self.scope {
+            Scope::All => Vec::new(),
+            Scope::One(p) => vec![format!("{key} = {p}")],
+            Scope::Window(after, until) => {
+                let after = after.iter().map(|p| format!("{key} > {p}"));
+                after
+                    .chain(until.iter().map(|p| format!("{key} <= {p}")))
+                    .collect()
+            }
+        };
+        if bounds.is_empty() {
+            return conds.to_string();
         }
+        format!("{} AND ({conds})", bounds.join(" AND "))
     }
 
     /// The joins collected while building a predicate, as text to follow

@@ -17,7 +17,7 @@ mod impact;
 mod run;
 mod words;
 
-use builder::Builder;
+use builder::{Builder, Scope};
 use condition::condition;
 use custom_data::custom_data;
 pub use custom_data::{custom_data_index_sql, custom_data_path};
@@ -88,23 +88,31 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
 }
 
 /// One page of a segment's members (`id, name, email`, by id): those after
-/// id `after`, and, with `search`, those whose id, name or email contains it
-/// (ASCII case-insensitive); at most `limit`.
+/// id `after` and at most id `until` (each when given) and, with `search`,
+/// those whose id, name or email contains it (ASCII case-insensitive); at
+/// most `limit`. On SQLite the lists of related blocks' customers hold the
+/// rows of that window of ids only (see [`compile_window_end`]).
 pub fn compile_page(
     segment: &Segment,
     dialect: Dialect,
     at: DateTime<Utc>,
-    after: Option<&str>,
+    window: (Option<&str>, Option<&str>),
     search: Option<&str>,
     limit: u32,
 ) -> Query {
     let mut b = Builder::new(dialect);
+    let (after, until) = (window.0.map(|a| b.text(a)), window.1.map(|u| b.text(u)));
+    if dialect == Dialect::Sqlite {
+        b.scope = Scope::Window(after.clone(), until.clone());
+    }
     let predicate = segment_predicate(&mut b, segment, at.date_naive());
     let from = format!("customers c{}", b.join_clauses());
     let mut and = String::new();
-    if let Some(after) = after {
-        let p = b.text(after);
+    if let Some(p) = after {
         and.push_str(&format!(" AND c.id > {p}"));
+    }
+    if let Some(p) = until {
+        and.push_str(&format!(" AND c.id <= {p}"));
     }
     if let Some(search) = search {
         let want = search.to_ascii_lowercase();
@@ -121,6 +129,27 @@ pub fn compile_page(
     Query {
         sql: format!(
             "SELECT c.id, c.name, c.email FROM {from} WHERE ({predicate}){and} ORDER BY c.id LIMIT {limit}"
+        ),
+        binds: b.binds,
+    }
+}
+
+/// The id that ends a window of `span` customers after id `after` (from the
+/// first customer when `None`): one row, none when fewer customers follow.
+/// A page of members is read window by window ([`compile_page`]), so that a
+/// segment's first page reads a window's related rows, not every customer's:
+/// on SQLite a list of a related block's customers is built whole before the
+/// first member is known.
+pub fn compile_window_end(after: Option<&str>, span: u64) -> Query {
+    let mut b = Builder::new(Dialect::Sqlite);
+    let after = after.map(|a| format!("WHERE c.id > {} ", b.text(a)));
+    let offset = b.bind(Bind::Int(
+        i64::try_from(span.saturating_sub(1)).unwrap_or(i64::MAX),
+    ));
+    Query {
+        sql: format!(
+            "SELECT c.id FROM customers c {}ORDER BY c.id LIMIT 1 OFFSET {offset}",
+            after.unwrap_or_default()
         ),
         binds: b.binds,
     }
@@ -221,7 +250,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
                     .map(|t| format!("({t})"))
                     .collect::<Vec<_>>()
                     .join(" OR ");
-                let any_of = b.of_one(alias, &any_of);
+                let any_of = b.scoped(alias, &any_of);
                 format!("SELECT {distinct}{alias}.customer_id FROM {from} WHERE {any_of}")
             })
             .collect();
@@ -510,11 +539,11 @@ fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) 
     match (b.dialect, negate) {
         (Dialect::Sqlite, false) => {
             let probe = if b.customers_drive { "+" } else { "" };
-            let conds = b.of_one(alias, conds);
+            let conds = b.scoped(alias, conds);
             format!("{probe}c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
         }
         (Dialect::Sqlite, true) => {
-            let conds = b.of_one(alias, conds);
+            let conds = b.scoped(alias, conds);
             format!(
                 "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
             )

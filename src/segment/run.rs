@@ -1,5 +1,6 @@
 //! The queries of a trigger run.
 
+use super::builder::Scope;
 use super::{Bind, Builder, Dialect, Query, UNPAID_SQL, segment_predicate};
 use crate::model::Segment;
 use chrono::{DateTime, Utc};
@@ -92,7 +93,7 @@ pub fn compile_member_run(
     // invoices to preview one customer's message: 820 ms).
     let who = b.text(customer);
     if dialect == Dialect::Sqlite {
-        b.one = Some(who.clone());
+        b.scope = Scope::One(who.clone());
     }
     let cand = candidates(&mut b, segment, spec, Reach::Reachable);
     let limit = b.bind(Bind::Int(i64::from(limit)));
@@ -138,7 +139,10 @@ fn candidates(b: &mut Builder, segment: &Segment, spec: &RunSpec<'_>, reach: Rea
             );
             match b.dialect {
                 Dialect::Sqlite => {
-                    let one = b.one.as_ref().map(|p| format!(" AND r.customer_id = {p}"));
+                    let one = match &b.scope {
+                        Scope::One(p) => Some(format!(" AND r.customer_id = {p}")),
+                        _ => None,
+                    };
                     let one = one.unwrap_or_default();
                     format!(" AND c.id NOT IN (SELECT r.customer_id {reached}{one})")
                 }

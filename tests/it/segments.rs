@@ -26,7 +26,7 @@ use segd::model::fields::{
 use segd::model::{
     Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
 };
-use segd::segment::{Dialect, Select, compile};
+use segd::segment::{Dialect, Query, Select, compile, compile_page};
 use segd::store::{PgStore, SqliteStore, Store};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -681,16 +681,33 @@ impl Backend {
     }
 
     async fn ids(&self, seg: &Segment, at: DateTime<Utc>) -> Result<Vec<String>, String> {
-        let q = compile(seg, self.dialect, at, Select::Ids);
+        self.listed(&compile(seg, self.dialect, at, Select::Ids))
+            .await
+    }
+
+    /// The ids a member query lists, in order.
+    async fn listed(&self, q: &Query) -> Result<Vec<String>, String> {
         let mut ids = Vec::new();
         self.store
-            .members(&q, |m| {
+            .members(q, |m| {
                 ids.push(m.id);
                 Ok(())
             })
             .await
             .map_err(|e| format!("{}: {e}\nSQL: {}\nbinds: {:?}", self.label, q.sql, q.binds))?;
         Ok(ids)
+    }
+
+    /// The members after id `window.0` and at most id `window.1`, by the
+    /// console's page query (read window by window).
+    async fn page(
+        &self,
+        seg: &Segment,
+        at: DateTime<Utc>,
+        window: (Option<&str>, Option<&str>),
+    ) -> Result<Vec<String>, String> {
+        self.listed(&compile_page(seg, self.dialect, at, window, None, u32::MAX))
+            .await
     }
 
     async fn count(&self, seg: &Segment, at: DateTime<Utc>) -> Result<u64, String> {
@@ -728,6 +745,24 @@ async fn check_segment(
 ) -> Result<(), String> {
     let got = b.ids(seg, at).await?;
     let count = b.count(seg, at).await?;
+    // A window of the customers' ids (its lists restricted to that window),
+    // as the console pages members: the members within it, no others.
+    let mut ids: Vec<&str> = ds.customers.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    let (after, until) = (
+        ids.get(ids.len() / 3).copied(),
+        ids.get(ids.len() * 2 / 3).copied(),
+    );
+    let within = |id: &str| after.is_none_or(|a| id > a) && until.is_none_or(|u| id <= u);
+    let in_window: Vec<String> = want.iter().filter(|id| within(id)).cloned().collect();
+    let paged = b.page(seg, at, (after, until)).await?;
+    if paged != in_window {
+        return Err(format!(
+            "{}: the page of the window ({after:?}, {until:?}] holds {paged:?}, the reference {in_window:?}\n--- segment ---\n{}",
+            b.label,
+            segd::canonical::segment(seg),
+        ));
+    }
     if got == want && count == want.len() as u64 {
         return Ok(());
     }

@@ -204,3 +204,74 @@ async fn a_preview_renders_the_message_a_run_would_send_a_member() {
     let nobody = get(&router, "/communications/invoice-email?member=nobody", None).await;
     assert!(nobody.body.contains("No customer has the id nobody"));
 }
+
+/// A segment's member pages, read window by window from a window of one
+/// customer up (or of a few), list every member once, in order, as one
+/// window over all customers does; searched too.
+#[tokio::test]
+async fn member_pages_read_window_by_window_list_every_member_once() {
+    let f = fixture(false).await;
+    let applied = f.store.applied().await.unwrap_or_else(|e| panic!("{e}"));
+    let now = f.clock.now();
+    for name in [
+        "overdue-eu",
+        "open-invoices",
+        "card-at-risk",
+        "integration-trouble",
+        "tricky",
+    ] {
+        let segment = applied
+            .segment(name)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("{name}"));
+        let q = compile(segment, f.store.dialect(), now, Select::Ids);
+        let mut all = Vec::new();
+        f.store
+            .members(&q, |m| {
+                all.push(m.id);
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!all.is_empty(), "{name} has members");
+        for search in [None, Some("1")] {
+            let whole = walk(&*f.store, segment, now, search, 1_000_000).await;
+            if search.is_none() {
+                assert_eq!(whole, all, "{name}");
+            }
+            for first in [1, 3, 7] {
+                assert_eq!(
+                    walk(&*f.store, segment, now, search, first).await,
+                    whole,
+                    "{name} {search:?} {first}"
+                );
+            }
+        }
+    }
+}
+
+/// Every member page of `segment` in turn (those matching `search`), read
+/// window by window from a window of `first` customers: their ids.
+async fn walk(
+    store: &dyn Store,
+    segment: &crate::model::Segment,
+    now: DateTime<Utc>,
+    search: Option<&str>,
+    first: u64,
+) -> Vec<String> {
+    let mut listed: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let window = (after.as_deref(), search);
+        let mut page = super::super::pages::member_page(store, segment, now, window, first)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let more = page.len() > super::params::PAGE;
+        page.truncate(super::params::PAGE);
+        after = page.last().map(|m| m.id.clone());
+        listed.extend(page.into_iter().map(|m| m.id));
+        if !more {
+            return listed;
+        }
+    }
+}
