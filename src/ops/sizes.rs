@@ -11,7 +11,7 @@
 //! carry their own time (the console reads them per segment).
 
 use crate::model::Segment;
-use crate::plan::{AppliedState, Decoded, Kind};
+use crate::plan::{Applied, AppliedState, Decoded, Kind};
 use crate::segment::{Select, compile};
 use crate::store::sizes::{MEMBERS_TRACKED, SizeSample};
 use crate::store::{Store, StoreError};
@@ -49,11 +49,9 @@ pub struct Sampler {
     /// current ones: a definition changed while no daemon ran is measured
     /// again at its refresh).
     last: Option<HashMap<String, Seen>>,
-    /// The applied definitions the last pass read (each decoded once), read
-    /// again only when their version changes: reading and decoding 10,000
-    /// definitions every pass kept a daemon that had just started busy for
-    /// a minute.
-    applied: Option<AppliedState>,
+    /// The segments that did not read back, with their definition's hash:
+    /// not due again until that changes.
+    undecodable: HashMap<String, String>,
 }
 
 /// A segment's last sample.
@@ -83,11 +81,7 @@ impl Sampler {
         limits: Limits,
     ) -> Result<Sampled, StoreError> {
         let started = Instant::now();
-        let version = store.version().await?;
-        let applied = match self.applied.take() {
-            Some(applied) if applied.version == version => applied,
-            _ => store.applied().await?,
-        };
+        let applied = store.applied().await?;
         // Taken while the pass runs: a failed pass reads the samples back.
         let mut last = match self.last.take() {
             Some(last) => last,
@@ -107,14 +101,27 @@ impl Sampler {
                     .collect()
             }
         };
-        let mut due = due(&applied, &last, at, limits.refresh);
+        let undecodable = &mut self.undecodable;
+        // (Those applied no more, or changed, are forgotten.)
+        undecodable.retain(|name, hash| {
+            applied
+                .of_kind(Kind::Segment)
+                .any(|a| a.def.name.as_str() == name && a.hash == *hash)
+        });
+        let mut due = due(&applied, &last, undecodable, at, limits.refresh);
         let mut batch = Vec::new();
-        // At least one segment a pass, so that every pass gets on.
+        // At least one segment a pass, so that every pass gets on. Only the
+        // segments measured are decoded: decoding all 8,000 of a tree every
+        // pass kept a daemon that had just started busy for a minute.
         while batch.len() < limits.segments
             && (batch.is_empty() || started.elapsed() < limits.time)
-            && let Some((segment, hash, before)) = due.next()
+            && let Some((a, before)) = due.next()
         {
-            batch.push((measure(store, segment, at, before).await?, hash));
+            let Ok(Decoded::Segment(segment)) = a.decoded() else {
+                undecodable.insert(a.def.name.to_string(), a.hash.clone());
+                continue;
+            };
+            batch.push((measure(store, segment, at, before).await?, a.hash.as_str()));
         }
         let left = due.count();
         let samples: Vec<SizeSample> = batch.iter().map(|(s, _)| s.clone()).collect();
@@ -142,7 +149,6 @@ impl Sampler {
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let pruned = store.prune_sizes(before).await?;
         self.last = Some(last);
-        self.applied = Some(applied);
         Ok(Sampled {
             segments: samples.len(),
             due: left,
@@ -151,33 +157,31 @@ impl Sampler {
     }
 }
 
-/// The segments due at `at`, with their definition's hash and their size at
-/// the last sample: never measured or changed since, by name, then those
-/// measured `refresh` or longer ago, the oldest first.
+/// The segments due at `at` (but those that did not read back, as long as
+/// they do not change), with their size at the last sample: never measured or
+/// changed since, by name, then those measured `refresh` or longer ago, the
+/// oldest first.
 fn due<'a>(
     applied: &'a AppliedState,
     last: &HashMap<String, Seen>,
+    undecodable: &HashMap<String, String>,
     at: DateTime<Utc>,
     refresh: Duration,
-) -> impl Iterator<Item = (&'a Segment, &'a str, Option<u64>)> + use<'a> {
+) -> impl Iterator<Item = (&'a Applied, Option<u64>)> + use<'a> {
     let stale_before = TimeDelta::from_std(refresh)
         .ok()
         .and_then(|d| at.checked_sub_signed(d))
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    type Due<'a> = (
-        Option<DateTime<Utc>>,
-        &'a str,
-        &'a Segment,
-        &'a str,
-        Option<u64>,
-    );
+    // (Its last sample's time, none when it has none or changed since.)
+    type Due<'a> = (Option<DateTime<Utc>>, &'a Applied, Option<u64>);
     let mut due: Vec<Due<'a>> = applied
         .of_kind(Kind::Segment)
         .filter_map(|a| {
-            let Ok(Decoded::Segment(segment)) = a.decoded() else {
+            let name = a.def.name.as_str();
+            if undecodable.get(name) == Some(&a.hash) {
                 return None;
-            };
-            let seen = last.get(a.def.name.as_str());
+            }
+            let seen = last.get(name);
             let when = match seen {
                 Some(s) if s.hash == a.hash => {
                     if s.at > stale_before {
@@ -187,13 +191,11 @@ fn due<'a>(
                 }
                 _ => None,
             };
-            let before = seen.map(|s| s.members);
-            Some((when, a.def.name.as_str(), segment, a.hash.as_str(), before))
+            Some((when, a, seen.map(|s| s.members)))
         })
         .collect();
-    due.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
-    due.into_iter()
-        .map(|(_, _, segment, hash, before)| (segment, hash, before))
+    due.sort_by(|x, y| (x.0, x.1.def.name.as_str()).cmp(&(y.0, y.1.def.name.as_str())));
+    due.into_iter().map(|(_, a, before)| (a, before))
 }
 
 /// One segment's size at `at`: its ids while there are at most

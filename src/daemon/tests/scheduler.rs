@@ -218,4 +218,26 @@ async fn a_sampling_pass_measures_at_most_its_limit_and_only_the_segments_due() 
         .map(|(s, _)| s.as_str())
         .collect();
     assert_eq!(twice, vec!["de", "s1", "s3"]);
+    // A segment that no longer reads back is skipped (the others measured),
+    // and is not due again while it stays so.
+    sqlx::query(
+        "UPDATE segd_definitions SET spec = 'not a segment', hash = 'broken' WHERE name = 's4'",
+    )
+    .execute(&pool(&*f.store))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("UPDATE segd_definitions SET hash = 'changed again' WHERE name = 's1'")
+        .execute(&pool(&*f.store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let one = Limits {
+        segments: 1,
+        ..EVERY_SEGMENT
+    };
+    let mut passes = Vec::new();
+    for _ in 0..3 {
+        let s = f.sample(&mut afresh, DEFAULT_SIZE_RETENTION, one).await;
+        passes.push((s.segments, s.due));
+    }
+    assert_eq!(passes, vec![(1, 1), (0, 0), (0, 0)]);
 }
