@@ -227,6 +227,13 @@ async fn measure(
                 ids: None,
             });
         }
+        if members == 0 {
+            return Ok(SizeSample {
+                segment: name,
+                members,
+                ids: Some(Vec::new()),
+            });
+        }
     }
     let ids_query = compile(segment, dialect, at, Select::Ids);
     let mut ids = Vec::new();
