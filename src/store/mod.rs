@@ -26,7 +26,7 @@ pub use sqlite::SqliteStore;
 use crate::config::redact_url;
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice};
-use crate::plan::{AppliedState, Plan, Undecodable};
+use crate::plan::{Applied, AppliedState, Kind, Plan, Undecodable};
 use crate::segment::{Dialect, Query};
 use billing::{Existing, LoadError, Progress};
 use chrono::{DateTime, Utc};
@@ -235,6 +235,14 @@ pub trait Store: Send + Sync {
 
     /// The applied definitions and their version.
     async fn applied(&self) -> Result<AppliedState, StoreError>;
+
+    /// The name and hash of every applied definition of `kind`, by name:
+    /// what changed since a sample, without reading or keeping the specs.
+    async fn applied_hashes(&self, kind: Kind) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The applied definitions of `kind` among `names` (those applied), by name.
+    async fn applied_named(&self, kind: Kind, names: &[String])
+    -> Result<Vec<Applied>, StoreError>;
 
     /// The version of the applied definitions (cheap: one row).
     async fn version(&self) -> Result<crate::plan::Version, StoreError>;

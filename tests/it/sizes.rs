@@ -141,3 +141,85 @@ async fn postgres_sizes_are_recorded_and_pruned() {
     store.close().await;
     db.cleanup().await;
 }
+
+/// Applied segments read back by name and hash only, and by names (those
+/// applied among them); the size sampler, which reads them so, measures at
+/// most its limit a pass until none is due.
+async fn a_sampler_reads_the_specs_it_measures(url: &str) {
+    let tree = crate::support::Fixture::empty();
+    for name in ["a", "b", "c"] {
+        tree.write(
+            &format!("segments.d/{name}.toml"),
+            &format!("[segment]\nname = \"{name}\"\ndescription = \"d\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"DE\"\n"),
+        );
+    }
+    crate::support::segd_cmd()
+        .args(["apply", "--auto-approve", "-q", "--dir"])
+        .arg(tree.path())
+        .args(["--database-url", url])
+        .assert()
+        .success();
+    let store = segd::store::connect(url).await.expect("connect");
+    let hashes = store
+        .applied_hashes(segd::plan::Kind::Segment)
+        .await
+        .expect("hashes");
+    let names: Vec<&str> = hashes.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    let wanted = ["c", "a", "absent"].map(String::from);
+    let named = store
+        .applied_named(segd::plan::Kind::Segment, &wanted)
+        .await
+        .expect("named");
+    let read: Vec<(&str, &str)> = named
+        .iter()
+        .map(|a| (a.def.name.as_str(), a.hash.as_str()))
+        .collect();
+    let want: Vec<(&str, &str)> = [&hashes[0], &hashes[2]]
+        .iter()
+        .map(|(n, h)| (n.as_str(), h.as_str()))
+        .collect();
+    assert_eq!(read, want);
+    let limits = segd::ops::sizes::Limits {
+        segments: 2,
+        time: std::time::Duration::MAX,
+        refresh: std::time::Duration::from_secs(3600),
+    };
+    let mut sampler = segd::ops::sizes::Sampler::default();
+    let mut passes = Vec::new();
+    for at in [
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T10:01:00Z",
+        "2026-11-01T10:02:00Z",
+    ] {
+        let s = sampler
+            .pass(
+                &*store,
+                t(at),
+                std::time::Duration::from_secs(86_400 * 90),
+                limits,
+            )
+            .await
+            .expect("a pass");
+        passes.push((s.segments, s.due));
+    }
+    assert_eq!(passes, [(2, 1), (1, 0), (0, 0)]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_a_sampler_reads_the_specs_it_measures() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("segd.db").display());
+    a_sampler_reads_the_specs_it_measures(&url).await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
+async fn postgres_a_sampler_reads_the_specs_it_measures() {
+    let Some(db) = fresh_pg_db("postgres_a_sampler_reads_the_specs_it_measures").await else {
+        return;
+    };
+    a_sampler_reads_the_specs_it_measures(&db.url).await;
+    db.cleanup().await;
+}

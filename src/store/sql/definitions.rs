@@ -20,6 +20,18 @@ const LOCK_INFO: &str = "INSERT INTO segd_locks (name, holder, since, expires) V
 
 const APPLIED_ROWS: &str = "SELECT kind, name, spec, hash, source, protect, templates FROM segd_definitions ORDER BY kind, name";
 
+/// The name and hash of the applied definitions of kind `$1`.
+const HASHES: &str = "SELECT name, hash FROM segd_definitions WHERE kind = $1 ORDER BY name";
+
+/// The rows of [`APPLIED_ROWS`] of `kind`, up to the name column (a list of
+/// names follows). The kind is segd's own constant, never a user value.
+pub(super) fn of_kind_named(kind: Kind) -> String {
+    format!(
+        "SELECT kind, name, spec, hash, source, protect, templates FROM segd_definitions WHERE kind = '{}' AND name",
+        kind.as_str()
+    )
+}
+
 const CREATE_DEFINITION: &str = "INSERT INTO segd_definitions (kind, name, spec, hash, source, protect, applied_at, templates) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
@@ -53,7 +65,7 @@ type DefinitionRow = (String, String, String, String, String, bool, String);
 
 /// A row of `segd_definitions` as an applied definition; its name is checked
 /// here, its spec decoded when first used.
-fn applied_row(
+pub(super) fn applied_row(
     (kind, name, spec, hash, source, protect, templates): DefinitionRow,
 ) -> Result<Applied, StoreError> {
     let kind = Kind::parse(&kind).ok_or(StoreError::UnknownKind(kind))?;
@@ -97,6 +109,13 @@ where
     for<'q> Option<i64>: sqlx::Encode<'q, B::Db>,
     usize: sqlx::ColumnIndex<<B::Db as Database>::Row>,
 {
+    pub(super) async fn hashes(&self, kind: Kind) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(HASHES)
+            .bind(kind.as_str())
+            .fetch_all(self.0.pool())
+            .await?)
+    }
+
     pub(super) async fn applied(&self) -> Result<AppliedState, StoreError> {
         // The version first: a change between the two reads makes the plan
         // stale, never a newer state under an older version.

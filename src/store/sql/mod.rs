@@ -26,7 +26,7 @@ use super::sizes::{Changes, Size, SizeSample};
 use super::{ApplyEntry, ApplyLock, ApplyRecord, Election, Member, PlanNode, Store, StoreError};
 use crate::demo::{Generator, RowCounts};
 use crate::model::{Customer, Invoice};
-use crate::plan::{AppliedState, Plan, Version};
+use crate::plan::{Applied, AppliedState, Kind, Plan, Version};
 use crate::segment::{Dialect, Query};
 use chrono::{DateTime, Utc};
 use definitions::Definitions;
@@ -64,6 +64,32 @@ where
 
     async fn applied(&self) -> Result<AppliedState, StoreError> {
         Definitions(self).applied().await
+    }
+
+    async fn applied_hashes(&self, kind: Kind) -> Result<Vec<(String, String)>, StoreError> {
+        Definitions(self).hashes(kind).await
+    }
+
+    async fn applied_named(
+        &self,
+        kind: Kind,
+        names: &[String],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let select = definitions::of_kind_named(kind);
+        let mut out = Vec::with_capacity(names.len());
+        for row in Runs(self).rows_by_keys(&select, names).await? {
+            out.push(definitions::applied_row((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+            ))?);
+        }
+        out.sort_by(|a, b| a.def.name.cmp(&b.def.name));
+        Ok(out)
     }
 
     async fn version(&self) -> Result<Version, StoreError> {
