@@ -178,6 +178,10 @@ async fn sample_sizes(
                     took_ms = started.elapsed().as_millis(),
                     "segment sizes sampled"
                 );
+                // A pass is a burst (its queries' rows, the specs it read):
+                // without this an idle daemon that had sampled thousands of
+                // segments stayed 10 MB above one that had not.
+                release_freed_memory().await;
             }
             (s.due > 0).then(|| started.elapsed().max(SAMPLE_PAUSE))
         }
