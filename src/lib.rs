@@ -16,6 +16,7 @@ pub mod demo;
 pub mod diag;
 pub mod error;
 pub mod forecast;
+mod memory;
 pub mod model;
 pub mod ops;
 pub mod plan;

@@ -6,7 +6,6 @@
 
 pub(crate) mod http;
 mod leader;
-mod memory;
 mod prometheus;
 mod reconcile;
 mod scheduler;
@@ -32,10 +31,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::memory::release_freed_memory;
 pub(crate) use prometheus::count_run;
 use prometheus::install_metrics;
 pub(crate) use reconcile::reconcile;
-use reconcile::release_freed_memory;
 use scheduler::{Scheduled, schedule_pass};
 
 /// The environment the daemon reads secrets and settings from.

@@ -2,8 +2,9 @@
 //! apply lock unless it would delete every definition (or `--no-apply`).
 
 use super::state::{self, ReconcileStatus, Shared};
-use super::{APPLY_LOCK_WAIT, DaemonError, Options, memory};
+use super::{APPLY_LOCK_WAIT, DaemonError, Options};
 use crate::error::chain;
+use crate::memory::release_freed_memory;
 use crate::ops::{self, apply::Origin};
 use crate::plan::{self, Action, Kind};
 use crate::source::{FsTemplates, SourceError, load_tree};
@@ -59,13 +60,6 @@ pub(crate) async fn reconcile(
     }
     release_freed_memory().await;
     status
-}
-
-/// After a burst (a reconcile reads and plans every definition; a delivery pass
-/// renders and sends thousands of messages) the memory it freed goes back to
-/// the system, so an idle daemon stays small.
-pub(super) async fn release_freed_memory() {
-    let _ = tokio::task::spawn_blocking(memory::release_freed).await;
 }
 
 /// How many of the plan's changes set back drift: a change of a definition

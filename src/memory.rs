@@ -9,7 +9,7 @@
 /// Call it when a burst is over: it briefly locks every arena.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn release_freed() -> bool {
+fn release_freed() -> bool {
     // SAFETY: malloc_trim takes no pointers and has no preconditions; glibc
     // serialises it with every other allocator call.
     unsafe { libc::malloc_trim(0) == 1 }
@@ -17,6 +17,14 @@ pub fn release_freed() -> bool {
 
 /// Other allocators (musl, macOS, Windows) return freed memory themselves.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release_freed() -> bool {
+fn release_freed() -> bool {
     false
+}
+
+/// After a burst (a reconcile reads and plans every definition; a delivery pass
+/// renders and sends thousands of messages; a sampling pass; a console page
+/// that read a large apply) the memory it freed goes back to the system, so an
+/// idle daemon stays small.
+pub async fn release_freed_memory() {
+    let _ = tokio::task::spawn_blocking(release_freed).await;
 }
