@@ -236,8 +236,7 @@ pub trait Store: Send + Sync {
     /// The applied definitions and their version.
     async fn applied(&self) -> Result<AppliedState, StoreError>;
 
-    /// The name and hash of every applied definition of `kind`, by name:
-    /// what changed since a sample, without reading or keeping the specs.
+    /// The name and hash of each applied definition of `kind`, by name (no spec).
     async fn applied_hashes(&self, kind: Kind) -> Result<Vec<(String, String)>, StoreError>;
 
     /// The applied definitions of `kind` among `names` (those applied), by name.
