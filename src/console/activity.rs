@@ -1,7 +1,9 @@
 //! The console's pages of what happened: deliveries, one delivery, the
 //! apply history and one apply with its plan.
 
-use super::params::{DeliveriesQuery, HistoryQuery, PAGE, Params, id_param, path_id, time_param};
+use super::params::{
+    DeliveriesQuery, HistoryQuery, PAGE, Params, id_param, next_page, path_id, time_param,
+};
 use super::session::View;
 use super::{Console, PageError, when};
 use crate::model::Name;
@@ -54,12 +56,7 @@ pub async fn deliveries(
             ..DeliveryFilter::default()
         })
         .await?;
-    let next_before = if rows.len() > PAGE {
-        rows.truncate(PAGE);
-        rows.last().map(|d| d.id)
-    } else {
-        None
-    };
+    let next_before = next_page(&mut rows, |d| d.id);
     c.render(
         "deliveries.html",
         &session,
@@ -118,12 +115,7 @@ pub async fn history(
         .store
         .applies(before, i64::try_from(PAGE + 1).unwrap_or(i64::MAX))
         .await?;
-    let next_before = if applies.len() > PAGE {
-        applies.truncate(PAGE);
-        applies.last().map(|a| a.id)
-    } else {
-        None
-    };
+    let next_before = next_page(&mut applies, |a| a.id);
     let rows: Vec<_> = applies
         .iter()
         .map(|a| {
@@ -172,10 +164,6 @@ pub async fn apply(
         .apply_plan(id)
         .await?
         .ok_or_else(|| PageError::NotFound(format!("no apply {id}")))?;
-    // A plan document this large (an apply of thousands of definitions) is
-    // a burst: the memory read for it goes back to the system once the page
-    // is made (20 views of a 9 MB one grew the daemon by 88 MB).
-    let large = plan.len() > MAX_PLAN_BYTES;
     let (changes, text, cut) = apply_page_parts(plan);
     let page = c.render(
         "apply.html",
@@ -192,7 +180,10 @@ pub async fn apply(
             cut,
         },
     );
-    if large {
+    // A plan document cut for being this large (an apply of thousands of
+    // definitions) is a burst: the memory read for it goes back to the system
+    // once the page is made (20 views of a 9 MB one grew the daemon by 88 MB).
+    if cut {
         crate::memory::release_freed_memory().await;
     }
     page

@@ -4,7 +4,9 @@
 //! members are read one page at a time from the database, never all.
 
 use super::chart;
-use super::params::{Listing, MembersQuery, PAGE, Params, PreviewQuery, customer_id, search};
+use super::params::{
+    Listing, MembersQuery, PAGE, Params, PreviewQuery, customer_id, next_page, search,
+};
 use super::session::View;
 use super::{Console, PageError, when};
 use crate::deliver::payload::{Subject, email_templates, webhook_body};
@@ -176,12 +178,7 @@ pub async fn segment(
         WINDOW,
     )
     .await?;
-    let next_after = if members.len() > PAGE {
-        members.truncate(PAGE);
-        members.last().map(|m| m.id.clone())
-    } else {
-        None
-    };
+    let next_after = next_page(&mut members, |m| m.id.clone());
     let changes = c.store.membership_changes(&name, PAGE).await?;
     let untracked = match (&changes, latest) {
         (Some(_), _) => None,

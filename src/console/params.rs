@@ -15,6 +15,16 @@ use std::sync::Arc;
 /// Rows per page of every list.
 pub const PAGE: usize = 50;
 
+/// Keeps the first [`PAGE`] of `rows`, read one over to know whether another
+/// page follows, and returns the key of the last one kept when one does.
+pub(super) fn next_page<T, K>(rows: &mut Vec<T>, key: impl Fn(&T) -> K) -> Option<K> {
+    if rows.len() <= PAGE {
+        return None;
+    }
+    rows.truncate(PAGE);
+    rows.last().map(key)
+}
+
 /// The longest search text taken.
 const MAX_SEARCH: usize = 100;
 

@@ -60,16 +60,16 @@ pub fn compile_page(
 /// on SQLite a list of a related block's customers is built whole before the
 /// first member is known.
 pub fn compile_window_end(after: Option<&str>, span: u64) -> Query {
-    let mut b = Builder::new(Dialect::Sqlite);
-    let after = after.map(|a| format!("WHERE c.id > {} ", b.text(a)));
-    let offset = b.bind(Bind::Int(
-        i64::try_from(span.saturating_sub(1)).unwrap_or(i64::MAX),
-    ));
-    Query {
-        sql: format!(
-            "SELECT c.id FROM customers c {}ORDER BY c.id LIMIT 1 OFFSET {offset}",
-            after.unwrap_or_default()
-        ),
-        binds: b.binds,
+    let offset = Bind::Int(i64::try_from(span.saturating_sub(1)).unwrap_or(i64::MAX));
+    match after {
+        Some(after) => Query {
+            sql: "SELECT c.id FROM customers c WHERE c.id > $1 ORDER BY c.id LIMIT 1 OFFSET $2"
+                .to_string(),
+            binds: vec![Bind::Text(after.to_string()), offset],
+        },
+        None => Query {
+            sql: "SELECT c.id FROM customers c ORDER BY c.id LIMIT 1 OFFSET $1".to_string(),
+            binds: vec![offset],
+        },
     }
 }
