@@ -530,6 +530,7 @@ mod tests {
         for migration in [
             include_str!("../../migrations/sqlite/0003_unpaid_invoice_indexes.sql"),
             include_str!("../../migrations/postgres/0003_unpaid_invoice_indexes.sql"),
+            include_str!("../../migrations/sqlite/0010_covering_indexes.sql"),
         ] {
             assert_eq!(
                 migration

@@ -32,7 +32,7 @@ embed! {
     7 => "0007_runs_find_their_rows",
     8 => "0008_unreachable_and_released_runs",
     9 => "0009_segment_sizes",
-    10 => "0010_links_by_connector",
+    10 => "0010_covering_indexes",
 }
 
 pub fn sqlite() -> Migrator {
