@@ -32,6 +32,7 @@ embed! {
     7 => "0007_runs_find_their_rows",
     8 => "0008_unreachable_and_released_runs",
     9 => "0009_segment_sizes",
+    10 => "0010_customer_prefix_indexes",
 }
 
 pub fn sqlite() -> Migrator {
