@@ -7,15 +7,20 @@ use super::params::{
 use super::session::View;
 use super::{Console, PageError, when};
 use crate::model::Name;
+use crate::store::ApplyEntry;
 use crate::store::outbox::{DeliveryFilter, DeliveryStatus};
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::http::header;
+use axum::response::{IntoResponse as _, Response};
 use minijinja::context;
 use serde::Deserialize;
 use std::sync::Arc;
 
 /// The most of an apply's plan document shown, in bytes.
 const MAX_PLAN_BYTES: usize = 256 * 1024;
+
+/// The most changes of an apply listed.
+const MAX_CHANGES: usize = 1_000;
 
 pub async fn deliveries(
     State(c): State<Arc<Console>>,
@@ -158,13 +163,9 @@ pub async fn apply(
     Path(id): Path<String>,
     session: View,
 ) -> Result<Response, PageError> {
-    let id = path_id("apply id", &id)?;
-    let (a, plan) = c
-        .store
-        .apply_plan(id)
-        .await?
-        .ok_or_else(|| PageError::NotFound(format!("no apply {id}")))?;
-    let (changes, text, cut) = apply_page_parts(plan);
+    let (id, a, plan) = read_apply(&c, &id).await?;
+    let size = plan.len();
+    let (changes, changes_total, text, cut) = apply_page_parts(plan);
     let page = c.render(
         "apply.html",
         &session,
@@ -176,8 +177,10 @@ pub async fn apply(
             commit => a.git_commit,
             summary => a.summary,
             changes,
+            changes_total,
             plan => text,
             cut,
+            size_kib => size.div_ceil(1024),
         },
     );
     // A plan document cut for being this large (an apply of thousands of
@@ -189,17 +192,41 @@ pub async fn apply(
     page
 }
 
+/// The apply whose id the path holds, with its plan document.
+async fn read_apply(c: &Console, id: &str) -> Result<(i64, ApplyEntry, String), PageError> {
+    let id = path_id("apply id", id)?;
+    let (a, plan) = c
+        .store
+        .apply_plan(id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("no apply {id}")))?;
+    Ok((id, a, plan))
+}
+
+/// The plan document of an apply, whole, as stored (JSON), as plain text: no
+/// template, no copy but the one read (the apply page shows at most its
+/// beginning, and links here).
+pub async fn apply_plan_text(
+    State(c): State<Arc<Console>>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let (_, _, plan) = read_apply(&c, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], plan).into_response())
+}
+
 /// What the apply page shows of a plan document: each change's action, kind
-/// and name (at most 1,000), read without building the whole document (an
+/// and name (at most [`MAX_CHANGES`]) and how many there are, read without building the whole document (an
 /// apply of 10,000 definitions is megabytes of JSON); the document itself,
 /// pretty when short enough to show whole, otherwise its first
 /// [`MAX_PLAN_BYTES`] as stored; and whether it was cut.
-fn apply_page_parts(plan: String) -> (Vec<minijinja::Value>, String, bool) {
-    let changes: Vec<_> = serde_json::from_str::<PlanChanges>(&plan)
+fn apply_page_parts(plan: String) -> (Vec<minijinja::Value>, usize, String, bool) {
+    let all = serde_json::from_str::<PlanChanges>(&plan)
         .map(|doc| doc.changes)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let total = all.len();
+    let changes: Vec<_> = all
         .into_iter()
-        .take(1_000)
+        .take(MAX_CHANGES)
         .map(|ch| context! { action => ch.action, kind => ch.kind, name => ch.name })
         .collect();
     let cut = plan.len() > MAX_PLAN_BYTES;
@@ -215,5 +242,5 @@ fn apply_page_parts(plan: String) -> (Vec<minijinja::Value>, String, bool) {
             .and_then(|d| serde_json::to_string_pretty(&d).ok())
             .unwrap_or(plan)
     };
-    (changes, text, cut)
+    (changes, total, text, cut)
 }

@@ -122,6 +122,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/deliveries/{id}/requeue", post(actions::requeue))
         .route("/history", get(activity::history))
         .route("/history/{id}", get(activity::apply))
+        .route("/history/{id}/plan", get(activity::apply_plan_text))
         .route("/console/style.css", get(stylesheet))
         .route(
             "/console/signin",

@@ -198,6 +198,9 @@ pub async fn run(
     env: Arc<Env>,
     shutdown: CancellationToken,
 ) -> Result<OnceReport, DaemonError> {
+    // A large block (a plan document, a page of a large apply) goes back to
+    // the system when freed, not into a heap that an idle daemon keeps.
+    crate::memory::map_large_blocks();
     let store: Arc<dyn Store> = Arc::from(store);
     let shared = Arc::new(Shared::new(opts.no_apply, opts.clock.now()));
     let worker_store = store.clone();

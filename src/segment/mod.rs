@@ -23,7 +23,7 @@ use condition::condition;
 use custom_data::custom_data;
 pub use custom_data::{custom_data_index_sql, custom_data_path};
 pub use impact::{IMPACT_SAMPLES, ImpactQueries, compile_impact};
-pub use page::{compile_page, compile_window_end};
+pub use page::{compile_page, compile_window_end, page_in_one_query};
 pub use run::{RunQueries, RunSpec, UNREACHABLE_SAMPLE, compile_member_run, compile_run};
 pub use words::describe;
 
@@ -272,9 +272,12 @@ fn customers_drive(filters: &[&Filter]) -> bool {
 
 /// The selectivity class of `field`'s test `c` (see [`selectivity`]).
 fn field_class(field: Field, c: &Condition) -> u8 {
-    match field {
+    match (field, c) {
         // `created_after = T` reads as a range, whatever its operator.
-        Field::InvoiceCreatedAfter => 2,
+        (Field::InvoiceCreatedAfter, _) => 2,
+        // A prefix of a name or an email is a range of its case-insensitive
+        // index on SQLite (migration 0011), as narrow as a list of few values.
+        (Field::CustomerName | Field::CustomerEmail, Condition::Compare(Op::StartsWith, _)) => 1,
         _ => selectivity(
             c,
             matches!(field, Field::CustomerName | Field::CustomerEmail),

@@ -2,15 +2,41 @@
 //! window of customer ids, each window's lists holding its rows only.
 
 use super::builder::Scope;
-use super::{Bind, Builder, Dialect, Query, segment_predicate};
-use crate::model::{Op, Segment};
+use super::{Bind, Builder, Dialect, Query, customers_drive, segment_predicate};
+use crate::model::{Condition, Field, Filter, FilterType, MatchMode, Op, Segment};
 use chrono::{DateTime, Utc};
+
+/// Whether a page of `segment`'s members is read in one query from its first
+/// id on, not window by window: on SQLite, under `match = "all"`, when a
+/// prefix of the customers' names or emails drives the query (through its
+/// index, migration 0011) and each related block is looked up per customer
+/// that passes it. A window's id range would be read instead of that index
+/// once the window is narrow enough (an 80,000-customer window of a segment
+/// of 500 members on 1,000,000 customers: 110 ms through the ids, 4 ms
+/// through the name index).
+pub fn page_in_one_query(segment: &Segment, dialect: Dialect) -> bool {
+    let filters: Vec<&Filter> = segment.filters.iter().collect();
+    let prefix = |f: &&Filter| {
+        !f.negate
+            && f.filter_type == FilterType::Customer
+            && f.conditions.iter().any(|(field, c)| {
+                matches!(field, Field::CustomerName | Field::CustomerEmail)
+                    && matches!(c, Condition::Compare(Op::StartsWith, _))
+            })
+    };
+    dialect == Dialect::Sqlite
+        && segment.match_mode == MatchMode::All
+        && filters.iter().any(prefix)
+        && customers_drive(&filters)
+}
 
 /// One page of a segment's members (`id, name, email`, by id): those after
 /// id `after` and at most id `until` (each when given) and, with `search`,
 /// those whose id, name or email contains it (ASCII case-insensitive); at
 /// most `limit`. On SQLite the lists of related blocks' customers hold the
-/// rows of that window of ids only (see [`compile_window_end`]).
+/// rows of that window of ids only (see [`compile_window_end`]), or, on a
+/// page read in one query ([`page_in_one_query`]), those of the customer at
+/// hand.
 pub fn compile_page(
     segment: &Segment,
     dialect: Dialect,
@@ -21,7 +47,9 @@ pub fn compile_page(
 ) -> Query {
     let mut b = Builder::new(dialect);
     let (after, until) = (window.0.map(|a| b.text(a)), window.1.map(|u| b.text(u)));
-    if dialect == Dialect::Sqlite {
+    if page_in_one_query(segment, dialect) {
+        b.scope = Scope::Row;
+    } else if dialect == Dialect::Sqlite {
         b.scope = Scope::Window(after.clone(), until.clone());
     }
     let predicate = segment_predicate(&mut b, segment, at.date_naive());

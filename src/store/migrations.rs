@@ -33,6 +33,7 @@ embed! {
     8 => "0008_unreachable_and_released_runs",
     9 => "0009_segment_sizes",
     10 => "0010_covering_indexes",
+    11 => "0011_customer_prefix_indexes",
 }
 
 pub fn sqlite() -> Migrator {

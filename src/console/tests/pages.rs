@@ -275,3 +275,76 @@ async fn walk(
         }
     }
 }
+
+/// An apply of thousands of definitions: its page lists the first changes
+/// and shows the plan's beginning, bounded whatever the plan's size, and
+/// links to the whole plan, served as plain text exactly as stored.
+#[tokio::test]
+async fn a_large_plans_page_is_bounded_and_links_to_the_whole_plan_as_text() {
+    let f = fixture(false).await;
+    let router = f.router(None);
+    let changes: Vec<serde_json::Value> = (0..3_000)
+        .map(|i| {
+            serde_json::json!({
+                "action": "create",
+                "kind": "segment",
+                "name": format!("seg-{i:05}"),
+                "diff": format!("+ name = \"seg-{i:05}\" <b>{}</b>\n", "x".repeat(300)),
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({ "format_version": 1, "changes": changes });
+    let plan = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| panic!("{e}")) + "\n";
+    assert!(plan.len() > 1 << 20, "{}", plan.len());
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO segd_apply_history (applied_at, applied_by, git_commit, summary, plan) \
+         VALUES ('2026-03-02T10:00:00Z', 'ci', NULL, '3000 to create', $1) RETURNING id",
+    )
+    .bind(&plan)
+    .fetch_one(&f.pool())
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let page = get(&router, &format!("/history/{id}"), None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.len() < 400 * 1024, "{} bytes", page.body.len());
+    assert!(page.body.contains("3000 to create"));
+    assert!(page.body.contains("create segment seg-00999</li>"));
+    assert!(!page.body.contains("create segment seg-01000</li>"));
+    assert_eq!(
+        by_id(&page.body, "changes-cut"),
+        "The first 1000 of 3000 changes."
+    );
+    assert!(by_id(&page.body, "plan-cut").starts_with(&format!(
+        "The plan is {} KiB; its beginning is shown.",
+        plan.len().div_ceil(1024)
+    )));
+    assert!(page.body.contains(&format!("href=\"/history/{id}/plan\"")));
+    assert!(page.body.contains("&lt;b&gt;") && !page.body.contains("<b>x"));
+
+    let text = get(&router, &format!("/history/{id}/plan"), None).await;
+    assert_eq!(text.status, StatusCode::OK);
+    let header = |name| text.headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(
+        header(header::CONTENT_TYPE),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(header(header::X_CONTENT_TYPE_OPTIONS), Some("nosniff"));
+    assert_eq!(
+        header(header::CONTENT_SECURITY_POLICY),
+        Some(CONTENT_SECURITY_POLICY)
+    );
+    assert!(text.body == plan, "the plain text is the stored plan");
+
+    // A short plan is shown whole, with no link.
+    let small = get(&router, "/history/1", None).await;
+    assert!(!small.body.contains("id=\"plan-cut\"") && !small.body.contains("/history/1/plan"));
+    assert_eq!(
+        get(&router, "/history/1/plan", None).await.status,
+        StatusCode::OK
+    );
+    let missing = get(&router, "/history/999/plan", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let bad = get(&router, "/history/x/plan", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
