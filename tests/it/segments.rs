@@ -2243,6 +2243,18 @@ fn segment_cases() -> Vec<Case> {
             at: AT,
             want: vec!["c02", "c03", "c04", "c06", "c08", "c09"],
         },
+        // A name prefix drives on SQLite (its index, each related block looked
+        // up per customer on a member page): the page's window holds c05.
+        Case {
+            body: block("customer", r#"name = { starts_with = "max" }"#)
+                + &block(
+                    "invoice",
+                    r#"status = { in = ["open", "partially_paid", "overdue"] }"#,
+                )
+                + &block("monitor", "negate = true\nstate = \"alerting\""),
+            at: AT,
+            want: vec!["c05"],
+        },
     ]
 }
 
