@@ -2,7 +2,7 @@
 //! the day counts of invoices as ranges of due dates, and the creation time.
 
 use super::builder::Builder;
-use super::{Bind, Compiled, Dialect, connector_ids};
+use super::{Bind, Compiled, Dialect, connector_ids, links};
 use crate::model::{Condition, Field, Op, Scalar, ValueKind};
 use chrono::{NaiveDate, TimeDelta};
 
@@ -67,7 +67,7 @@ pub(super) fn condition(
     match field {
         // Reached through the customer's links or its default method.
         Field::CustomerConnectorName => Compiled::Rows {
-            from: "customer_connectors cc",
+            from: links(b.dialect),
             alias: "cc",
             conds: connector_ids(b, "cc.connector_id", &expr),
         },

@@ -783,6 +783,54 @@ fn a_name_prefix_drives_and_its_member_page_reads_the_name_index() {
     });
 }
 
+/// SQLite reads the links of the connectors a block selects through the index
+/// by connector that holds the customer (named in the query), with and without
+/// statistics: with `ANALYZE` it otherwise scanned every link's row. A
+/// connector block, a customer's `connector_name` and both under `match = "any"`.
+#[test]
+fn links_are_read_through_the_connector_index_whatever_the_statistics() {
+    let error = filter(
+        Field::ConnectorConnection,
+        Condition::Compare(Op::Eq, s("error")),
+        false,
+    );
+    let named = filter(
+        Field::CustomerConnectorName,
+        Condition::Compare(Op::Eq, s("stripe")),
+        false,
+    );
+    let alerting = filter(
+        Field::MonitorState,
+        Condition::Compare(Op::Eq, s("alerting")),
+        false,
+    );
+    let shapes = [
+        segment(MatchMode::All, vec![error.clone()]),
+        segment(MatchMode::All, vec![named.clone(), alerting.clone()]),
+        segment(MatchMode::Any, vec![error, named, alerting]),
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            for seg in &shapes {
+                let q = compile(seg, Dialect::Sqlite, at(), Select::Count);
+                let plan = setup.store.explain(&q).await.expect("a plan");
+                let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
+                assert!(
+                    text.contains("USING COVERING INDEX customer_connectors_connector_customer"),
+                    "{}: {}\n{text}",
+                    setup.label,
+                    q.sql
+                );
+                // Never the table; under `any` two link blocks' lists are
+                // one OR, read as one pass over the index.
+                assert!(!text.contains("SCAN cc\n"), "{}: {text}", setup.label);
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// A user sees the plan of a segment's query with `--explain`, and nothing runs.
 #[test]
 fn segment_members_explain_prints_the_plan() {
