@@ -789,21 +789,10 @@ fn a_name_prefix_drives_and_its_member_page_reads_the_name_index() {
 /// connector block, a customer's `connector_name` and both under `match = "any"`.
 #[test]
 fn links_are_read_through_the_connector_index_whatever_the_statistics() {
-    let error = filter(
-        Field::ConnectorConnection,
-        Condition::Compare(Op::Eq, s("error")),
-        false,
-    );
-    let named = filter(
-        Field::CustomerConnectorName,
-        Condition::Compare(Op::Eq, s("stripe")),
-        false,
-    );
-    let alerting = filter(
-        Field::MonitorState,
-        Condition::Compare(Op::Eq, s("alerting")),
-        false,
-    );
+    let eq = |field, v| filter(field, Condition::Compare(Op::Eq, s(v)), false);
+    let error = eq(Field::ConnectorConnection, "error");
+    let named = eq(Field::CustomerConnectorName, "stripe");
+    let alerting = eq(Field::MonitorState, "alerting");
     let shapes = [
         segment(MatchMode::All, vec![error.clone()]),
         segment(MatchMode::All, vec![named.clone(), alerting.clone()]),
