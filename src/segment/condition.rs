@@ -67,7 +67,7 @@ pub(super) fn condition(
     match field {
         // Reached through the customer's links or its default method.
         Field::CustomerConnectorName => Compiled::Rows {
-            from: links(b.dialect),
+            from: links(b),
             alias: "cc",
             conds: connector_ids(b, "cc.connector_id", &expr),
         },

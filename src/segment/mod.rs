@@ -275,15 +275,25 @@ fn field_class(field: Field, c: &Condition) -> u8 {
     match (field, c) {
         // `created_after = T` reads as a range, whatever its operator.
         (Field::InvoiceCreatedAfter, _) => 2,
-        // A prefix of a name or an email is a range of its case-insensitive
-        // index on SQLite (migration 0011), as narrow as a list of few values.
-        (Field::CustomerName | Field::CustomerEmail, Condition::Compare(Op::StartsWith, _)) => 1,
+        _ if name_prefix(field, c) => 1,
         _ => selectivity(
             c,
             matches!(field, Field::CustomerName | Field::CustomerEmail),
         ),
     }
 }
+
+/// Whether `c` on `field` is a prefix of a customer's name or email of at
+/// least [`PREFIX_CHARS`] characters: a range of their case-insensitive index
+/// on SQLite (migration 0011), as narrow as a list of few values. A shorter
+/// prefix (`""`, `"a"`) may hold most customers, and stays a range (class 2).
+pub(super) fn name_prefix(field: Field, c: &Condition) -> bool {
+    matches!(field, Field::CustomerName | Field::CustomerEmail)
+        && matches!(c, Condition::Compare(Op::StartsWith, Scalar::Str(p)) if p.chars().count() >= PREFIX_CHARS)
+}
+
+/// The shortest name or email prefix taken as selective (see [`name_prefix`]).
+const PREFIX_CHARS: usize = 3;
 
 /// A test's selectivity class, 0 (few rows pass) to 3 (most may): equality
 /// on a customer's name or email (`free_text`) or a custom_data key, then
@@ -408,7 +418,7 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         FilterType::Connector => {
             let conds = connector_ids(b, "cc.connector_id", &all);
             return Compiled::Rows {
-                from: links(b.dialect),
+                from: links(b),
                 alias: "cc",
                 conds,
             };
@@ -432,12 +442,16 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// bench's 80 segments that read links (200,000 customers, CPU time), counting
 /// took 8.2 s in all with `ANALYZE` and 8.0 s without, 7.5 and 7.7 s so; a
 /// block of most connectors reads its ranges up to 25 ms slower than a scan.
-fn links(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => {
+/// A member page that looks each customer's links up by its id
+/// ([`builder::Scope::Row`]) names no index: there the connector test sits in
+/// a `CASE`, and only the primary key `(customer_id, connector_id)` finds a
+/// customer's links (the connector index would be scanned per customer).
+fn links(b: &Builder) -> &'static str {
+    match (b.dialect, &b.scope) {
+        (Dialect::Sqlite, builder::Scope::Row) | (Dialect::Postgres, _) => "customer_connectors cc",
+        (Dialect::Sqlite, _) => {
             "customer_connectors cc INDEXED BY customer_connectors_connector_customer"
         }
-        Dialect::Postgres => "customer_connectors cc",
     }
 }
 

@@ -2,8 +2,8 @@
 //! window of customer ids, each window's lists holding its rows only.
 
 use super::builder::Scope;
-use super::{Bind, Builder, Dialect, Query, customers_drive, segment_predicate};
-use crate::model::{Condition, Field, Filter, FilterType, MatchMode, Op, Segment};
+use super::{Bind, Builder, Dialect, Query, customers_drive, name_prefix, segment_predicate};
+use crate::model::{Filter, FilterType, MatchMode, Op, Segment};
 use chrono::{DateTime, Utc};
 
 /// Whether a page of `segment`'s members is read in one query from its first
@@ -19,10 +19,7 @@ pub fn page_in_one_query(segment: &Segment, dialect: Dialect) -> bool {
     let prefix = |f: &&Filter| {
         !f.negate
             && f.filter_type == FilterType::Customer
-            && f.conditions.iter().any(|(field, c)| {
-                matches!(field, Field::CustomerName | Field::CustomerEmail)
-                    && matches!(c, Condition::Compare(Op::StartsWith, _))
-            })
+            && f.conditions.iter().any(|(field, c)| name_prefix(*field, c))
     };
     dialect == Dialect::Sqlite
         && segment.match_mode == MatchMode::All

@@ -796,8 +796,25 @@ fn links_are_read_through_the_connector_index_whatever_the_statistics() {
     let shapes = [
         segment(MatchMode::All, vec![error.clone()]),
         segment(MatchMode::All, vec![named.clone(), alerting.clone()]),
-        segment(MatchMode::Any, vec![error, named, alerting]),
+        segment(MatchMode::Any, vec![error.clone(), named, alerting]),
     ];
+    // A member page that a name prefix drives looks each customer's links up
+    // by its id: through the primary key, never a scan of the connector index
+    // per customer. A prefix of one letter does not drive.
+    let prefix = |p: &str| {
+        filter(
+            Field::CustomerName,
+            Condition::Compare(Op::StartsWith, s(p)),
+            false,
+        )
+    };
+    let driven = segment(MatchMode::All, vec![prefix("Anna"), error.clone()]);
+    assert!(page_in_one_query(&driven, Dialect::Sqlite));
+    assert!(!page_in_one_query(
+        &segment(MatchMode::All, vec![prefix("A"), error]),
+        Dialect::Sqlite
+    ));
+    let page = compile_page(&driven, Dialect::Sqlite, at(), (None, None), None, 51);
     block_on(async {
         for stats in [true, false] {
             let setup = sqlite(stats).await;
@@ -815,6 +832,16 @@ fn links_are_read_through_the_connector_index_whatever_the_statistics() {
                 // one OR, read as one pass over the index.
                 assert!(!text.contains("SCAN cc\n"), "{}: {text}", setup.label);
             }
+            let plan = setup.store.explain(&page).await.expect("a plan");
+            let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
+            assert!(
+                text.contains(
+                    "USING COVERING INDEX sqlite_autoindex_customer_connectors_1 (customer_id=?"
+                ),
+                "{}: {}\n{text}",
+                setup.label,
+                page.sql
+            );
             setup.store.close().await;
         }
     });
