@@ -44,26 +44,7 @@ pub(super) fn condition(
     c: &Condition,
     today: NaiveDate,
 ) -> Compiled {
-    let col = column(field);
-    let text = match field.kind() {
-        ValueKind::Text { ci } => Some(ci),
-        ValueKind::Enum(_) | ValueKind::Country => Some(false),
-        _ => None,
-    };
-    let expr = match text {
-        Some(ci) => string_condition(b, col, ci, c),
-        None => match field.kind() {
-            ValueKind::Days => days_condition(b, field, c, today),
-            ValueKind::Time => match c {
-                Condition::Compare(_, Scalar::Time(t)) => {
-                    let p = b.bind(Bind::Time(*t));
-                    format!("{col} > {p}")
-                }
-                _ => b.false_().to_string(),
-            },
-            _ => bool_condition(b, c),
-        },
-    };
+    let expr = test(b, field, c, today);
     match field {
         // Reached through the customer's links or its default method.
         Field::CustomerConnectorName => Compiled::Rows {
@@ -77,13 +58,48 @@ pub(super) fn condition(
             Compiled::Test(connector_ids(b, "pm.connector_id", &expr))
         }
         Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
-            Compiled::Rows {
-                from: "payment_methods pm",
-                alias: "pm",
-                conds: format!("pm.is_default = {} AND {expr}", b.true_()),
-            }
+            default_method(b, &[expr])
         }
         _ => Compiled::Test(expr),
+    }
+}
+
+/// The customer's default payment method passes every one of `tests` (on
+/// `pm`): the default methods that do. A customer has at most one default
+/// method, so a block's tests of its type and its status are one list, one
+/// pass over the methods, not a list each.
+pub(super) fn default_method(b: &Builder, tests: &[String]) -> Compiled {
+    let mut conds = vec![format!("pm.is_default = {}", b.true_())];
+    conds.extend(tests.iter().map(|t| format!("({t})")));
+    Compiled::Rows {
+        from: "payment_methods pm",
+        alias: "pm",
+        conds: conds.join(" AND "),
+    }
+}
+
+/// A field's test on the column it reads (for a customer's connector name or
+/// default payment method, on the related row's).
+pub(super) fn test(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate) -> String {
+    let col = column(field);
+    let text = match field.kind() {
+        ValueKind::Text { ci } => Some(ci),
+        ValueKind::Enum(_) | ValueKind::Country => Some(false),
+        _ => None,
+    };
+    match text {
+        Some(ci) => string_condition(b, col, ci, c),
+        None => match field.kind() {
+            ValueKind::Days => days_condition(b, field, c, today),
+            ValueKind::Time => match c {
+                Condition::Compare(_, Scalar::Time(t)) => {
+                    let p = b.bind(Bind::Time(*t));
+                    format!("{col} > {p}")
+                }
+                _ => b.false_().to_string(),
+            },
+            _ => bool_condition(b, c),
+        },
     }
 }
 

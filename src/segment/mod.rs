@@ -19,7 +19,7 @@ mod run;
 mod words;
 
 use builder::Builder;
-use condition::condition;
+use condition::{condition, default_method};
 use custom_data::custom_data;
 pub use custom_data::{custom_data_index_sql, custom_data_path};
 pub use impact::{IMPACT_SAMPLES, ImpactQueries, compile_impact};
@@ -352,26 +352,41 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     // customer its own tests reject is then never looked up in a list.
     let mut conds: Vec<String> = Vec::new();
     let mut related_tests: Vec<String> = Vec::new();
+    // The default payment method's tests, on one row (see [`default_method`]).
+    let mut default_tests: Vec<String> = Vec::new();
+    let mut related: Vec<Compiled> = Vec::new();
     for (field, c) in &f.conditions {
-        let test = condition(b, *field, c, today);
-        // A customer block of one test on related rows is those rows (under
-        // `match = "any"`, part of the set, see [`any_of`]).
-        if f.filter_type == FilterType::Customer
-            && !f.negate
-            && f.conditions.len() == 1
-            && f.custom_data.is_empty()
-            && matches!(test, Compiled::Rows { .. })
-        {
-            b.per_row = outer;
-            b.any_join = join;
-            return test;
+        match field {
+            Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
+                default_tests.push(condition::test(b, *field, c, today));
+            }
+            _ => match condition(b, *field, c, today) {
+                rows @ Compiled::Rows { .. } => related.push(rows),
+                Compiled::Test(test) if field.reaches_related() => related_tests.push(test),
+                Compiled::Test(test) => conds.push(test),
+            },
         }
-        let test = test.into_test(b, false);
-        if field.reaches_related() {
-            related_tests.push(test);
-        } else {
-            conds.push(test);
+    }
+    if !default_tests.is_empty() {
+        related.push(default_method(b, &default_tests));
+    }
+    // A customer block whose only test is on related rows is those rows
+    // (under `match = "any"`, part of the set, see [`any_of`]).
+    if f.filter_type == FilterType::Customer
+        && !f.negate
+        && related.len() == 1
+        && conds.is_empty()
+        && related_tests.is_empty()
+        && f.custom_data.is_empty()
+    {
+        b.per_row = outer;
+        b.any_join = join;
+        if let Some(rows) = related.pop() {
+            return rows;
         }
+    }
+    for rows in related {
+        related_tests.push(rows.into_test(b, false));
     }
     b.per_row = outer;
     b.any_join = join;

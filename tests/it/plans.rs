@@ -694,6 +694,52 @@ fn an_any_of_related_blocks_is_one_set() {
     assert_eq!(count(&postgres, "LEFT JOIN ("), 2, "{postgres}");
 }
 
+/// A customer block's tests of its default method's type and status are one
+/// pass over the payment methods, not a list each (a customer has at most one
+/// default method); under `match = "any"` that pass joins the set. The
+/// results are the reference evaluator's (`segments`, whose customers have at
+/// most one default method each, as the billing tables' contract says).
+#[test]
+fn a_blocks_default_method_tests_are_one_pass() {
+    let both = || Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions: BTreeMap::from([
+            (
+                Field::CustomerDefaultPaymentMethod,
+                Condition::Compare(Op::Eq, s("sepa_debit")),
+            ),
+            (
+                Field::CustomerDefaultPaymentMethodStatus,
+                Condition::Compare(Op::Eq, s("pending")),
+            ),
+        ]),
+        custom_data: BTreeMap::new(),
+    };
+    let negated = Filter {
+        negate: true,
+        ..both()
+    };
+    let monitor = filter(
+        Field::MonitorState,
+        Condition::Compare(Op::Eq, s("alerting")),
+        false,
+    );
+    for (mode, blocks) in [
+        (MatchMode::All, vec![both()]),
+        (MatchMode::All, vec![negated.clone(), monitor.clone()]),
+        (MatchMode::Any, vec![negated, monitor.clone()]),
+        (MatchMode::Any, vec![both(), monitor]),
+    ] {
+        let seg = segment(mode, blocks);
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let sql = compile(&seg, dialect, at(), Select::Count).sql;
+            assert_eq!(sql.matches("FROM payment_methods pm").count(), 1, "{sql}");
+            assert_eq!(sql.matches("pm.is_default").count(), 1, "{sql}");
+        }
+    }
+}
+
 /// SQLite, `match = "all"`: when a customer's own tests are at least as
 /// selective a class as the best related block, the customers drive and every
 /// related list is only probed (`+c.id IN`); a more selective related block

@@ -1905,6 +1905,25 @@ fn customer_cases() -> Vec<Case> {
             r#"default_payment_method_status = { not_in = ["active"] }"#,
             &["c04"],
         ),
+        // Both tests on the one default method: c05's card is expired, but
+        // its default method is an active bank transfer; c01's default card
+        // is active.
+        c(
+            "default_payment_method = \"card\"\ndefault_payment_method_status = \"expired\"",
+            &[],
+        ),
+        c(
+            "default_payment_method = { in = [\"card\", \"sepa_debit\"] }\n\
+             default_payment_method_status = \"active\"",
+            &["c01", "c07"],
+        ),
+        case(
+            "customer",
+            "negate = true\ndefault_payment_method = \"paypal\"\ndefault_payment_method_status = \"pending\"",
+            &[
+                "c01", "c02", "c03", "c05", "c06", "c07", "c08", "c09", "c10",
+            ],
+        ),
         // country: upper-cased on input; nullable.
         c(r#"country = "de""#, &["c01", "c07", "c10"]),
         c(
