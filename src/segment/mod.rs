@@ -351,10 +351,10 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     // under `match = "any"` a block's tests run in the order written, and a
     // customer its own tests reject is then never looked up in a list.
     let mut conds: Vec<String> = Vec::new();
-    let mut related_tests: Vec<String> = Vec::new();
-    // The default payment method's tests, on one row (see [`default_method`]).
-    let mut default_tests: Vec<String> = Vec::new();
+    // The tests on related rows: the links, and the default payment method's
+    // tests on one row (see [`default_method`]).
     let mut related: Vec<Compiled> = Vec::new();
+    let mut default_tests: Vec<String> = Vec::new();
     for (field, c) in &f.conditions {
         match field {
             Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
@@ -362,7 +362,6 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
             }
             _ => match condition(b, *field, c, today) {
                 rows @ Compiled::Rows { .. } => related.push(rows),
-                Compiled::Test(test) if field.reaches_related() => related_tests.push(test),
                 Compiled::Test(test) => conds.push(test),
             },
         }
@@ -376,18 +375,17 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         && !f.negate
         && related.len() == 1
         && conds.is_empty()
-        && related_tests.is_empty()
         && f.custom_data.is_empty()
+        && let Some(rows) = related.pop()
     {
         b.per_row = outer;
         b.any_join = join;
-        if let Some(rows) = related.pop() {
-            return rows;
-        }
+        return rows;
     }
-    for rows in related {
-        related_tests.push(rows.into_test(b, false));
-    }
+    let mut related_tests: Vec<String> = related
+        .into_iter()
+        .map(|rows| rows.into_test(b, false))
+        .collect();
     b.per_row = outer;
     b.any_join = join;
     for (key, c) in &f.custom_data {
