@@ -142,3 +142,29 @@ fn a_new_custom_data_index_has_statistics_after_apply() {
     segd_ok(&f, &db, &["apply", "--auto-approve"]);
     assert_eq!(count(&db.url, custom_data_indexes), 1);
 }
+
+/// The SQLite segd links is built with a page cache per connection, without
+/// `SQLITE_ENABLE_MEMORY_MANAGEMENT` (`.cargo/config.toml`), under which all
+/// connections share one cache and a segment's lookups evicted each other's
+/// pages (segments reading links took 2 to 4 times as long).
+#[test]
+fn sqlite_page_caches_are_per_connection() {
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+    assert_eq!(
+        count(
+            &url,
+            "SELECT count(*) FROM pragma_compile_options \
+             WHERE compile_options = 'ENABLE_MEMORY_MANAGEMENT'"
+        ),
+        0
+    );
+    // The query itself reads the options: one it always has is there.
+    assert_eq!(
+        count(
+            &url,
+            "SELECT count(*) FROM pragma_compile_options WHERE compile_options = 'ENABLE_STAT4'"
+        ),
+        1
+    );
+}
