@@ -36,8 +36,9 @@ fn strings(values: &[Scalar]) -> Vec<String> {
         .collect()
 }
 
-/// A field's test: on the block's row, or (a customer's connector name or
-/// default payment method) the related rows that pass it.
+/// A field's test: on the block's row, or (a customer's connector name) the
+/// related rows that pass it. A customer's default payment method fields are
+/// not tested here: a block's tests of them are one [`default_method`].
 pub(super) fn condition(
     b: &mut Builder,
     field: Field,
@@ -46,7 +47,7 @@ pub(super) fn condition(
 ) -> Compiled {
     let expr = test(b, field, c, today);
     match field {
-        // Reached through the customer's links or its default method.
+        // Reached through the customer's links.
         Field::CustomerConnectorName => Compiled::Rows {
             from: links(b),
             alias: "cc",
@@ -56,9 +57,6 @@ pub(super) fn condition(
         // which a method without one passes (its block joins the connectors).
         Field::PaymentMethodConnector if !matches!(c, Condition::Exists(false)) => {
             Compiled::Test(connector_ids(b, "pm.connector_id", &expr))
-        }
-        Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
-            default_method(b, &[expr])
         }
         _ => Compiled::Test(expr),
     }
