@@ -7,22 +7,37 @@ use crate::model::Op;
 pub(super) struct Builder {
     pub(super) dialect: Dialect,
     pub(super) binds: Vec<Bind>,
-    /// PostgreSQL: whether the predicate being built sits where EXISTS cannot
-    /// become a join (under NOT COALESCE, or in a select list), so that it may
-    /// run once per customer (see [`related`]).
+    /// Whether the predicate being built sits where EXISTS cannot become a
+    /// join (PostgreSQL: under NOT COALESCE, or in a select list), so that it
+    /// may run once per customer (see [`related`]); on SQLite no list drives
+    /// a predicate computed for every customer.
     pub(super) per_row: bool,
     /// PostgreSQL, `match = "any"` at the top: related blocks become joins
     /// (see [`joined`]), collected in `joins`.
     pub(super) any_join: bool,
     /// `LEFT JOIN …` clauses the query's `FROM customers c` must carry.
     pub(super) joins: Vec<String>,
-    /// SQLite, `match = "all"`: the customers drive the query (scanned, or
-    /// read through an index on their own columns), and related blocks'
-    /// lists are only looked up (see [`super::customers_drive`]).
-    pub(super) customers_drive: bool,
+    /// SQLite, `match = "all"`: what the query is driven from (see
+    /// [`super::segment_predicate`]).
+    pub(super) driver: Driver,
     /// SQLite: the customers the query is about, to which each list of a
     /// related block's customers is restricted (see [`super::related`]).
     pub(super) scope: Scope,
+}
+
+/// SQLite, `match = "all"`: what a query is driven from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Driver {
+    /// Not chosen (`match = "any"`, a predicate computed for every customer, a
+    /// block under NOT, or every related block may hold most rows): the
+    /// customers are scanned, each ranged list probed, each other related
+    /// block looked up per customer (see [`super::related`]).
+    Unchosen,
+    /// The next related block is the list the query is driven from.
+    List,
+    /// The customers, through their own tests: every related block is looked
+    /// up per customer that passes them, and no list is built.
+    Customers,
 }
 
 /// SQLite: which customers a query is about (placeholders bound to ids).
@@ -35,12 +50,6 @@ pub(super) enum Scope {
     /// The customers whose ids are after the first (when given) and at most
     /// the second (when given): a page of members read window by window.
     Window(Option<String>, Option<String>),
-    /// The customer at hand: each list holds that customer's rows only, looked
-    /// up by its id once it passed its own tests (a correlated list), for a
-    /// page that a name or email prefix drives (see
-    /// [`super::page_in_one_query`]): a list would be built whole for the few
-    /// customers that the prefix finds through its index.
-    Row,
 }
 
 impl Builder {
@@ -51,7 +60,7 @@ impl Builder {
             per_row: false,
             any_join: false,
             joins: Vec::new(),
-            customers_drive: false,
+            driver: Driver::Unchosen,
             scope: Scope::All,
         }
     }
@@ -63,12 +72,6 @@ impl Builder {
         let bounds = match &self.scope {
             Scope::All => Vec::new(),
             Scope::One(p) => vec![format!("{key} = {p}")],
-            // The test in a CASE, which no index serves: without statistics
-            // SQLite probed the unpaid-invoice index (`status = ? AND due_date
-            // < ?`) per customer rather than the customer's own invoices.
-            Scope::Row => {
-                return format!("{key} = c.id AND CASE WHEN {conds} THEN 1 ELSE 0 END");
-            }
             Scope::Window(after, until) => {
                 let after = after.iter().map(|p| format!("{key} > {p}"));
                 after

@@ -2,7 +2,7 @@
 //! the day counts of invoices as ranges of due dates, and the creation time.
 
 use super::builder::Builder;
-use super::{Bind, Compiled, Dialect, connector_ids, links};
+use super::{Bind, Compiled, Dialect, Related, connector_ids};
 use crate::model::{Condition, Field, Op, Scalar, ValueKind};
 use chrono::{NaiveDate, TimeDelta};
 
@@ -49,9 +49,9 @@ pub(super) fn condition(
     match field {
         // Reached through the customer's links.
         Field::CustomerConnectorName => Compiled::Rows {
-            from: links(b),
-            alias: "cc",
+            table: Related::Links,
             conds: connector_ids(b, "cc.connector_id", &expr),
+            ranged: true,
         },
         // A method's connector among those that pass, but for `exists = false`,
         // which a method without one passes (its block joins the connectors).
@@ -65,14 +65,15 @@ pub(super) fn condition(
 /// The customer's default payment method passes every one of `tests` (on
 /// `pm`): the default methods that do. A customer has at most one default
 /// method, so a block's tests of its type and its status are one list, one
-/// pass over the methods, not a list each.
-pub(super) fn default_method(b: &Builder, tests: &[String]) -> Compiled {
+/// pass over the methods, not a list each; `ranged` when the status test
+/// reads a range of the methods' index by status.
+pub(super) fn default_method(b: &Builder, tests: &[String], ranged: bool) -> Compiled {
     let mut conds = vec![format!("pm.is_default = {}", b.true_())];
     conds.extend(tests.iter().map(|t| format!("({t})")));
     Compiled::Rows {
-        from: "payment_methods pm",
-        alias: "pm",
+        table: Related::PaymentMethods,
         conds: conds.join(" AND "),
+        ranged,
     }
 }
 

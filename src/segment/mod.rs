@@ -18,7 +18,7 @@ mod page;
 mod run;
 mod words;
 
-use builder::Builder;
+use builder::{Builder, Driver};
 use condition::{condition, default_method};
 use custom_data::custom_data;
 pub use custom_data::{custom_data_index_sql, custom_data_path};
@@ -118,7 +118,23 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
         b.any_join = false;
         return predicate;
     }
-    b.customers_drive = !any && b.dialect == Dialect::Sqlite && customers_drive(&filters);
+    // SQLite, `match = "all"`: the customers drive when their own tests are
+    // as selective as the related blocks'; else the most selective related
+    // block's list, unless every related block may hold most rows (the
+    // customers are scanned then). Never where the predicate is computed for
+    // every customer (`per_row`).
+    if !any && !b.per_row && b.dialect == Dialect::Sqlite {
+        b.driver = if customers_drive(&filters) {
+            Driver::Customers
+        } else if classes(&filters)
+            .1
+            .is_some_and(|class| class <= DRIVING_CLASS)
+        {
+            Driver::List
+        } else {
+            Driver::Unchosen
+        };
+    }
     let parts: Vec<String> = filters
         .into_iter()
         .map(|f| format!("({})", block(b, f, today)))
@@ -136,14 +152,14 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
 /// place of the first of them; the other blocks are tested as under `all`.
 /// A customer is looked up once in one set, not once per block.
 ///
-/// SQLite: the set is one list, built in one pass over each table, which SQLite
-/// either probes once per customer or reads, looking its ids up in the
-/// customers (`MULTI-INDEX OR`, fast when the blocks select few rows). As
-/// lists per block, an `any` of two monitor blocks and two connector blocks on
-/// 200,000 customers took 115 ms, as one list 95 ms (CPU time). Forcing the
-/// probe (`+c.id IN`) was slower in every shape measured, also those whose
-/// blocks select most of their table (a `MULTI-INDEX OR` over 160,000 ids:
-/// 92 ms, probed in a scan: 115 ms), and 2× slower where they select few.
+/// SQLite: the set is one list of the tables whose blocks are all read from
+/// index ranges ([`ranged`]), built in one pass over each, which SQLite
+/// either reads, looking its ids up in the customers (`MULTI-INDEX OR`), or
+/// probes once per customer; each other table's blocks are one probe per
+/// customer ([`exists`]): their list would read the whole table and hold
+/// up to every customer. An `any` of a payment-method, two monitor and an
+/// invoice block that most customers pass (200,000 customers, CPU time)
+/// took 426-501 ms as one list and 119-227 ms as probes.
 ///
 /// PostgreSQL: the set is one left join, hashed or merged with the customers
 /// at once, not a join per block: an `any` of a payment-method block and two
@@ -151,44 +167,67 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
 /// as one (best of 5, alternating).
 fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     let mut parts: Vec<Option<String>> = Vec::new();
-    // Per table (the block's FROM), in order of first appearance: its tests.
-    let mut tables: Vec<(&'static str, &'static str, Vec<String>)> = Vec::new();
+    // Per table, in order of first appearance: whether all its blocks are
+    // ranged, and their tests.
+    let mut tables: Vec<(Related, bool, Vec<String>)> = Vec::new();
     for f in filters {
         match compile_block(b, f, today) {
-            Compiled::Rows { from, alias, conds } if !f.negate => {
+            Compiled::Rows {
+                table,
+                conds,
+                ranged,
+            } if !f.negate => {
                 if tables.is_empty() {
                     parts.push(None);
                 }
-                match tables.iter_mut().find(|(t, _, _)| *t == from) {
-                    Some((_, _, tests)) => tests.push(conds),
-                    None => tables.push((from, alias, vec![conds])),
+                match tables.iter_mut().find(|(t, _, _)| *t == table) {
+                    Some((_, all_ranged, tests)) => {
+                        *all_ranged &= ranged;
+                        tests.push(conds);
+                    }
+                    None => tables.push((table, ranged, vec![conds])),
                 }
             }
             compiled => parts.push(Some(compiled.into_test(b, f.negate))),
         }
     }
-    let set = if tables.is_empty() {
-        String::new()
-    } else {
-        // PostgreSQL: each customer once in the joined set.
-        let distinct = if b.dialect == Dialect::Postgres && tables.len() == 1 {
-            "DISTINCT "
-        } else {
-            ""
-        };
-        let selects: Vec<String> = tables
+    let any_of = |tests: &[String]| {
+        tests
             .iter()
-            .map(|(from, alias, tests)| {
-                let any_of = tests
-                    .iter()
-                    .map(|t| format!("({t})"))
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
-                let any_of = b.scoped(alias, &any_of);
-                format!("SELECT {distinct}{alias}.customer_id FROM {from} WHERE {any_of}")
-            })
-            .collect();
-        match b.dialect {
+            .map(|t| format!("({t})"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    // SQLite: one list when it is the whole segment and each of its tables'
+    // blocks read index ranges (SQLite may then read it and look its ids up,
+    // no customer scanned); otherwise the customers are scanned, and only
+    // a table whose list is probed as cheaply as its rows ([`probed_as_list`])
+    // is a list.
+    let alone = parts.iter().all(Option::is_none) && tables.iter().all(|(_, r, _)| *r);
+    let listed = |table: Related, ranged: bool| {
+        b.dialect == Dialect::Postgres || alone || probed_as_list(table, ranged)
+    };
+    // PostgreSQL: each customer once in the joined set.
+    let distinct = if b.dialect == Dialect::Postgres && tables.len() == 1 {
+        "DISTINCT "
+    } else {
+        ""
+    };
+    let selects: Vec<String> = tables
+        .iter()
+        .filter(|(table, ranged, _)| listed(*table, *ranged))
+        .map(|(table, _, tests)| {
+            let alias = table.alias();
+            let any_of = b.scoped(alias, &any_of(tests));
+            format!(
+                "SELECT {distinct}{alias}.customer_id FROM {} WHERE {any_of}",
+                table.from(b.dialect, true)
+            )
+        })
+        .collect();
+    let mut set: Vec<String> = Vec::new();
+    if !selects.is_empty() {
+        set.push(match b.dialect {
             Dialect::Sqlite => format!("c.id IN ({})", selects.join(" UNION ALL ")),
             Dialect::Postgres => {
                 let j = format!("j{}", b.joins.len() + 1);
@@ -198,8 +237,14 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
                 ));
                 format!("{j}.customer_id IS NOT NULL")
             }
+        });
+    }
+    for (table, ranged, tests) in &tables {
+        if !listed(*table, *ranged) {
+            set.push(exists(b, *table, &any_of(tests), false));
         }
-    };
+    }
+    let set = set.join(" OR ");
     parts
         .into_iter()
         .map(|p| format!("({})", p.unwrap_or_else(|| set.clone())))
@@ -207,12 +252,19 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
         .join(" OR ")
 }
 
+/// The selectivity class of a range of values.
+const RANGE_CLASS: u8 = 2;
+
+/// SQLite, `match = "all"`: the least selective class of a related block whose
+/// list may drive the query (see [`segment_predicate`]).
+const DRIVING_CLASS: u8 = RANGE_CLASS;
+
 /// Where a block goes in the compiled predicate, from what the compiler knows
 /// of it (no statistics): tests on the customer row itself first (cheap, and
 /// an index on customers may serve them), then related blocks from the most
 /// to the least selective kind of test, then negated blocks. Under
 /// `match = "all"` on SQLite the first related block is the list the query is
-/// driven from (see [`related`]).
+/// driven from, when one drives (see [`segment_predicate`]).
 fn block_order(f: &Filter) -> u8 {
     let related_fields = f.conditions.keys().any(|field| field.reaches_related());
     match (f.negate, f.filter_type) {
@@ -233,14 +285,18 @@ fn block_order(f: &Filter) -> u8 {
 /// SQLite, `match = "all"`: whether the customers' own tests (a positive
 /// customer block's tests on the customer row or its custom_data) are at least
 /// as selective a class as the best related block's. Then the customers drive
-/// the query and each related block's list is only probed (`+c.id IN …`: the
-/// unary plus keeps SQLite from reading the customers through the list), so a
-/// list is built only once a customer passes its own tests, and never when
-/// none does. Driven from the invoice list instead, an email prefix that no
-/// customer has with three related blocks (200,000 customers) took 408 ms,
-/// 29 ms so (CPU time). A related block of a more selective class still
-/// drives, through its list.
+/// the query and each related block is only probed per customer that passes
+/// them ([`related`]), never read whole when none does. Driven from the
+/// invoice list instead, an email prefix that no customer has with three
+/// related blocks (200,000 customers) took 408 ms, 29 ms so (CPU time). A
+/// related block of a more selective class still drives, through its list.
 fn customers_drive(filters: &[&Filter]) -> bool {
+    matches!(classes(filters), (Some(own), Some(related)) if own <= related)
+}
+
+/// The best selectivity class of the customers' own tests and of the related
+/// blocks' tests, among the positive blocks of `filters`.
+fn classes(filters: &[&Filter]) -> (Option<u8>, Option<u8>) {
     let positive = || filters.iter().filter(|f| !f.negate);
     let own = positive()
         .filter(|f| f.filter_type == FilterType::Customer)
@@ -264,17 +320,14 @@ fn customers_drive(filters: &[&Filter]) -> bool {
             _ => Some(block_order(f) - 1),
         })
         .min();
-    match (own, related) {
-        (Some(own), Some(related)) => own <= related,
-        _ => false,
-    }
+    (own, related)
 }
 
 /// The selectivity class of `field`'s test `c` (see [`selectivity`]).
 fn field_class(field: Field, c: &Condition) -> u8 {
     match (field, c) {
         // `created_after = T` reads as a range, whatever its operator.
-        (Field::InvoiceCreatedAfter, _) => 2,
+        (Field::InvoiceCreatedAfter, _) => RANGE_CLASS,
         _ if name_prefix(field, c) => 1,
         _ => selectivity(
             c,
@@ -303,7 +356,7 @@ fn selectivity(c: &Condition, free_text: bool) -> u8 {
     match c {
         Condition::Compare(Op::Eq, _) if free_text => 0,
         Condition::Compare(Op::Eq, _) | Condition::List(Op::In, _) => 1,
-        Condition::Compare(Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::StartsWith, _) => 2,
+        Condition::Compare(Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::StartsWith, _) => RANGE_CLASS,
         _ => 3,
     }
 }
@@ -317,11 +370,12 @@ enum Compiled {
     /// A test on the customer row (which may read related rows).
     Test(String),
     /// The related rows whose customers the block selects (or, negated,
-    /// excludes): `from`, aliased `alias`, satisfying `conds`.
+    /// excludes): the rows of `table` satisfying `conds`; `ranged` when SQLite
+    /// reads them from an index range (see [`ranged`]).
     Rows {
-        from: &'static str,
-        alias: &'static str,
+        table: Related,
         conds: String,
+        ranged: bool,
     },
 }
 
@@ -329,7 +383,61 @@ impl Compiled {
     fn into_test(self, b: &mut Builder, negate: bool) -> String {
         match self {
             Self::Test(test) => test,
-            Self::Rows { from, alias, conds } => related(b, from, alias, &conds, negate),
+            Self::Rows {
+                table,
+                conds,
+                ranged,
+            } => related(b, table, &conds, negate, ranged),
+        }
+    }
+}
+
+/// A table of rows that belong to a customer (by `customer_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Related {
+    Invoices,
+    PaymentMethods,
+    /// The payment methods, each with its connector (a test of a method
+    /// without one).
+    PaymentMethodsWithConnectors,
+    /// The customers' links to connectors.
+    Links,
+    Monitors,
+}
+
+impl Related {
+    fn alias(self) -> &'static str {
+        match self {
+            Self::Invoices => "i",
+            Self::PaymentMethods | Self::PaymentMethodsWithConnectors => "pm",
+            Self::Links => "cc",
+            Self::Monitors => "m",
+        }
+    }
+
+    /// The table aliased, as read for a list of customers (`list`) or per
+    /// customer by its key.
+    ///
+    /// SQLite reads a list of links through the index by connector that also
+    /// holds the customer (migration 0010), named: the links of the few
+    /// connectors a block selects are then index ranges read from the index
+    /// alone, whatever the statistics. Left to choose, SQLite with `ANALYZE`
+    /// scanned every link instead (an `any` of a connector, a monitor and a
+    /// country block on 1,000,000 customers: 166 ms, 103 ms so; the
+    /// hand-written join 100 ms). Per customer, only the primary key
+    /// `(customer_id, connector_id)` finds a customer's links.
+    fn from(self, dialect: Dialect, list: bool) -> &'static str {
+        match self {
+            Self::Invoices => "invoices i",
+            Self::PaymentMethods => "payment_methods pm",
+            Self::PaymentMethodsWithConnectors => {
+                "payment_methods pm LEFT JOIN connectors k ON k.id = pm.connector_id"
+            }
+            Self::Links if list && dialect == Dialect::Sqlite => {
+                "customer_connectors cc INDEXED BY customer_connectors_connector_customer"
+            }
+            Self::Links => "customer_connectors cc",
+            Self::Monitors => "monitors m",
         }
     }
 }
@@ -345,8 +453,13 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         && b.dialect == Dialect::Postgres
         && f.conditions.keys().any(|k| k.reaches_related());
     b.per_row = outer || (negated_customer && !anti);
-    // Only the block itself may become a join, never a test inside it.
+    // Only the block itself may become a join, never a test inside it, and a
+    // list under NOT never drives.
     let join = std::mem::take(&mut b.any_join);
+    let held = negated_customer && b.driver == Driver::List;
+    if held {
+        b.driver = Driver::Unchosen;
+    }
     // The customer's own tests first, then those that read related rows:
     // under `match = "any"` a block's tests run in the order written, and a
     // customer its own tests reject is then never looked up in a list.
@@ -367,7 +480,8 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         }
     }
     if !default_tests.is_empty() {
-        related.push(default_method(b, &default_tests));
+        let status = f.conditions.get(&Field::CustomerDefaultPaymentMethodStatus);
+        related.push(default_method(b, &default_tests, listed(status)));
     }
     // A customer block whose only test is on related rows is those rows
     // (under `match = "any"`, part of the set, see [`any_of`]).
@@ -388,6 +502,9 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         .collect();
     b.per_row = outer;
     b.any_join = join;
+    if held {
+        b.driver = Driver::List;
+    }
     for (key, c) in &f.custom_data {
         conds.push(custom_data(b, key, c));
     }
@@ -408,7 +525,7 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         f.conditions.get(&Field::PaymentMethodConnector),
         Some(Condition::Exists(false))
     );
-    let (from, alias) = match f.filter_type {
+    let table = match f.filter_type {
         FilterType::Customer => {
             // A NULL (a missing value) is false, also under NOT: the anti-join
             // removes only the customers whose tests all hold.
@@ -422,50 +539,50 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
                 all
             });
         }
-        FilterType::Invoice => ("invoices i", "i"),
-        FilterType::PaymentMethod if joins_connectors => (
-            "payment_methods pm LEFT JOIN connectors k ON k.id = pm.connector_id",
-            "pm",
-        ),
-        FilterType::PaymentMethod => ("payment_methods pm", "pm"),
+        FilterType::Invoice => Related::Invoices,
+        FilterType::PaymentMethod if joins_connectors => Related::PaymentMethodsWithConnectors,
+        FilterType::PaymentMethod => Related::PaymentMethods,
         FilterType::Connector => {
             let conds = connector_ids(b, "cc.connector_id", &all);
             return Compiled::Rows {
-                from: links(b),
-                alias: "cc",
+                table: Related::Links,
                 conds,
+                ranged: true,
             };
         }
-        FilterType::Monitor => ("monitors m", "m"),
+        FilterType::Monitor => Related::Monitors,
     };
     Compiled::Rows {
-        from,
-        alias,
+        table,
         conds: all,
+        ranged: ranged(f),
     }
 }
 
-/// The customers' links to connectors, aliased `cc`. SQLite reads them through
-/// the index by connector that also holds the customer (migration 0010), named:
-/// the links of the few connectors a block selects are then index ranges read
-/// from the index alone, whatever the statistics. Left to choose, SQLite with
-/// `ANALYZE` scanned every link instead (an `any` of a connector, a monitor and
-/// a country block on 1,000,000 customers: 166 ms, 103 ms so; the hand-written
-/// join 100 ms), and without statistics it took the index. Over the shapes
-/// bench's 80 segments that read links (200,000 customers, CPU time), counting
-/// took 8.2 s in all with `ANALYZE` and 8.0 s without, 7.5 and 7.7 s so; a
-/// block of most connectors reads its ranges up to 25 ms slower than a scan.
-/// A member page that looks each customer's links up by its id
-/// ([`builder::Scope::Row`]) names no index: there the connector test sits in
-/// a `CASE`, and only the primary key `(customer_id, connector_id)` finds a
-/// customer's links (the connector index would be scanned per customer).
-fn links(b: &Builder) -> &'static str {
-    match (b.dialect, &b.scope) {
-        (Dialect::Sqlite, builder::Scope::Row) | (Dialect::Postgres, _) => "customer_connectors cc",
-        (Dialect::Sqlite, _) => {
-            "customer_connectors cc INDEXED BY customer_connectors_connector_customer"
-        }
+/// SQLite: whether a related block's rows are read from an index range, not
+/// from its whole table: a connector block's links (by connector, migration
+/// 0010), an invoice block that admits only unpaid invoices (0003), a
+/// payment-method block of listed statuses and a monitor block of listed
+/// states (their indexes by status and state). Such a block's list is built
+/// from the rows it selects; another block's list would read every row, and
+/// is a probe per customer instead (see [`related`]).
+fn ranged(f: &Filter) -> bool {
+    match f.filter_type {
+        FilterType::Connector => true,
+        FilterType::Invoice => implies_unpaid(f),
+        FilterType::PaymentMethod => listed(f.conditions.get(&Field::PaymentMethodStatus)),
+        FilterType::Monitor => listed(f.conditions.get(&Field::MonitorState)),
+        // Its related rows are ranged field by field (see [`condition()`]).
+        FilterType::Customer => false,
     }
+}
+
+/// Whether a test is an equality or a list: a few ranges of an index on its field.
+fn listed(c: Option<&Condition>) -> bool {
+    matches!(
+        c,
+        Some(Condition::Compare(Op::Eq, _) | Condition::List(Op::In, _))
+    )
 }
 
 /// "`key` is the id of a connector `k` that satisfies `conds`": the ids of the
@@ -502,48 +619,106 @@ fn implies_unpaid(f: &Filter) -> bool {
 
 /// "One and the same related row satisfies `conds`" (or, negated, no such row).
 ///
-/// SQLite: always the customer ids of the matching rows as a list subquery
-/// (`c.id [NOT] IN (SELECT customer_id …)`). It does not depend on the
-/// customer, so SQLite builds it once, by one pass over the block's rows or an
-/// index range, and then either drives the query from it or looks each
-/// customer up in it. The cost is linear in the tables whatever the data and
-/// statistics; a correlated EXISTS instead is a probe per customer whose index
-/// SQLite picks by guesswork (with no `sqlite_stat1`, a range over every
-/// matching invoice per customer: quadratic).
+/// SQLite: the list that drives the query, when this block is the one chosen
+/// to (`Driver::List`, see [`segment_predicate`]): the customer ids of the
+/// matching rows, `c.id IN (SELECT customer_id …)`, built once by one pass
+/// over the block's rows or an index range, whose customers are then looked
+/// up by id. Another block whose rows are read from an index range
+/// ([`ranged`]) is such a list too, only probed per customer (`+c.id`: never
+/// the one SQLite drives from); any other is a probe per customer of the
+/// customer's own rows ([`exists`]), rather than a list built from the whole
+/// table. When the customers drive (`Driver::Customers`) every block is a
+/// probe: a list would be built whole for the few customers their own tests
+/// select. An `any` of two invoice blocks of unpaid invoices due in some days
+/// (200,000 customers, CPU time) took 78 ms as a list of the index's range
+/// and 249 ms as a probe of every customer's invoices; a payment-method
+/// block of statuses not listed, 165 ms as a list and 54 ms as probes. The
+/// cost is linear in the tables whatever the data and statistics: a list
+/// does not depend on the customer, and a probe finds the customer's rows
+/// through the index on their customer only.
 ///
 /// PostgreSQL: EXISTS. Where it can become a join (under AND at the top),
 /// PostgreSQL plans a semi-join (anti-join under NOT) and chooses between
 /// hashing the block's rows and probing per customer by cost. Elsewhere
 /// (`per_row`) it is a subplan, hashed or run once per customer; there the
-/// block's test is written as an opaque `CASE`, so that a per-customer run
-/// can only find its rows by the customer key: with no statistics, a partial
-/// index on unpaid invoices looks tiny and was read whole per customer.
-fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) -> String {
-    match (b.dialect, negate) {
-        (Dialect::Sqlite, false) => {
-            let probe = if b.customers_drive { "+" } else { "" };
-            let conds = b.scoped(alias, conds);
-            format!("{probe}c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
-        }
-        (Dialect::Sqlite, true) => {
+/// block's test is opaque too, so that a per-customer run can only find its
+/// rows by the customer key: with no statistics, a partial index on unpaid
+/// invoices looks tiny and was read whole per customer.
+fn related(b: &mut Builder, table: Related, conds: &str, negate: bool, ranged: bool) -> String {
+    let alias = table.alias();
+    match b.dialect {
+        Dialect::Sqlite if b.driver == Driver::Customers => exists(b, table, conds, negate),
+        Dialect::Sqlite
+            if !negate && (probed_as_list(table, ranged) || b.driver == Driver::List) =>
+        {
+            let probe = if b.driver == Driver::List {
+                b.driver = Driver::Unchosen;
+                ""
+            } else {
+                "+"
+            };
             let conds = b.scoped(alias, conds);
             format!(
-                "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
+                "{probe}c.id IN (SELECT {alias}.customer_id FROM {} WHERE {conds})",
+                table.from(b.dialect, true)
             )
         }
-        (Dialect::Postgres, negate) if b.any_join => joined(b, from, alias, conds, negate),
-        (Dialect::Postgres, negate) => {
+        Dialect::Sqlite if probed_as_list(table, ranged) => {
+            let conds = b.scoped(alias, conds);
+            format!(
+                "c.id NOT IN (SELECT {alias}.customer_id FROM {} WHERE {alias}.customer_id IS NOT NULL AND {conds})",
+                table.from(b.dialect, true)
+            )
+        }
+        Dialect::Sqlite => exists(b, table, conds, negate),
+        Dialect::Postgres if b.any_join => joined(b, table, conds, negate),
+        Dialect::Postgres if b.per_row => exists(b, table, conds, negate),
+        Dialect::Postgres => {
             let not = if negate { "NOT " } else { "" };
-            let conds = if b.per_row {
-                format!("CASE WHEN {conds} THEN TRUE ELSE FALSE END")
-            } else {
-                conds.to_string()
-            };
+            let from = table.from(b.dialect, false);
             format!(
                 "{not}EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND {conds})"
             )
         }
     }
+}
+
+/// SQLite: whether a block that does not drive is probed per customer as its
+/// list rather than looked up among the customer's own rows ([`exists`]):
+/// only a block of unpaid invoices, read from a range of their index. A
+/// customer has several invoices, each tested by a lookup: an `any` of two
+/// such blocks (200,000 customers, CPU time) took 78 ms as a list and 249 ms
+/// as lookups. A customer's links, methods and monitors are about one each,
+/// and a lookup costs what a probe of a list does: a list of 3,300 customers'
+/// payment methods and a lookup of every customer's both took 64 ms, and a
+/// list of most links or methods costs more to build than all lookups (an
+/// `any` of two connector blocks of most links, a country and a custom_data
+/// test: 315-325 ms as lists, 187-231 ms as lookups).
+fn probed_as_list(table: Related, ranged: bool) -> bool {
+    ranged && table == Related::Invoices
+}
+
+/// "Some row of `table` of this customer satisfies `conds`" (or, negated,
+/// none does), looked up per customer. Its test is opaque to the planner (a
+/// `CASE`), so the customer key is the one index condition left: the rows
+/// are found through the index on `customer_id` (which holds the columns a
+/// block tests, migration 0012, so no row is read), never through an index
+/// of the test's columns ranged per customer: without statistics SQLite
+/// probed the unpaid-invoice index (`status = ? AND due_date < ?`) per
+/// customer, quadratic.
+///
+/// SQLite probes in the customers' order, so consecutive probes read the
+/// same index pages. Per customer this is no slower than looking the
+/// customer up in a list of few customers (a probe of 3,300 of 200,000
+/// customers' methods: 64 ms either way), and much faster than a list of
+/// most (over all payment methods: 54 ms, as a list 165 ms, CPU time).
+fn exists(b: &Builder, table: Related, conds: &str, negate: bool) -> String {
+    let not = if negate { "NOT " } else { "" };
+    let (alias, from) = (table.alias(), table.from(b.dialect, false));
+    let (yes, no) = (b.true_(), b.false_());
+    format!(
+        "{not}EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND CASE WHEN {conds} THEN {yes} ELSE {no} END)"
+    )
 }
 
 /// PostgreSQL, a negated block of `match = "any"` at the top (the positive
@@ -555,8 +730,9 @@ fn related(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) 
 /// a payment-method block on 200,000 customers took 1.87 s with EXISTS and
 /// 0.90 s as two joins. (`c.id IN (…)` over a union of the blocks' customers
 /// was slower still: PostgreSQL looked each id up in the customers.)
-fn joined(b: &mut Builder, from: &str, alias: &str, conds: &str, negate: bool) -> String {
+fn joined(b: &mut Builder, table: Related, conds: &str, negate: bool) -> String {
     let j = format!("j{}", b.joins.len() + 1);
+    let (alias, from) = (table.alias(), table.from(b.dialect, true));
     b.joins.push(format!(
         "LEFT JOIN (SELECT DISTINCT {alias}.customer_id FROM {from} WHERE {conds}) {j} ON {j}.customer_id = c.id"
     ));

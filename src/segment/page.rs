@@ -30,10 +30,11 @@ pub fn page_in_one_query(segment: &Segment, dialect: Dialect) -> bool {
 /// One page of a segment's members (`id, name, email`, by id): those after
 /// id `after` and at most id `until` (each when given) and, with `search`,
 /// those whose id, name or email contains it (ASCII case-insensitive); at
-/// most `limit`. On SQLite the lists of related blocks' customers hold the
-/// rows of that window of ids only (see [`compile_window_end`]), or, on a
-/// page read in one query ([`page_in_one_query`]), those of the customer at
-/// hand.
+/// most `limit`. On SQLite a list of related blocks' customers (one that
+/// drives, or the set of `match = "any"`) holds the rows of that window of
+/// ids only (see [`compile_window_end`]); a page read in one query
+/// ([`page_in_one_query`]) has no list, every related block is looked up per
+/// customer.
 pub fn compile_page(
     segment: &Segment,
     dialect: Dialect,
@@ -44,19 +45,22 @@ pub fn compile_page(
 ) -> Query {
     let mut b = Builder::new(dialect);
     let (after, until) = (window.0.map(|a| b.text(a)), window.1.map(|u| b.text(u)));
-    if page_in_one_query(segment, dialect) {
-        b.scope = Scope::Row;
-    } else if dialect == Dialect::Sqlite {
+    let one_query = page_in_one_query(segment, dialect);
+    if dialect == Dialect::Sqlite && !one_query {
         b.scope = Scope::Window(after.clone(), until.clone());
     }
+    // Read in one query, the customers come through the name or email index:
+    // the unary plus keeps SQLite (without statistics) from reading every
+    // customer after `after` by id instead.
+    let id = if one_query { "+c.id" } else { "c.id" };
     let predicate = segment_predicate(&mut b, segment, at.date_naive());
     let from = format!("customers c{}", b.join_clauses());
     let mut and = String::new();
     if let Some(p) = after {
-        and.push_str(&format!(" AND c.id > {p}"));
+        and.push_str(&format!(" AND {id} > {p}"));
     }
     if let Some(p) = until {
-        and.push_str(&format!(" AND c.id <= {p}"));
+        and.push_str(&format!(" AND {id} <= {p}"));
     }
     if let Some(search) = search {
         let want = search.to_ascii_lowercase();

@@ -34,6 +34,7 @@ embed! {
     9 => "0009_segment_sizes",
     10 => "0010_covering_indexes",
     11 => "0011_customer_prefix_indexes",
+    12 => "0012_customer_key_covering_indexes",
 }
 
 pub fn sqlite() -> Migrator {

@@ -650,9 +650,10 @@ fn filter_order_does_not_change_the_query() {
 }
 
 /// Under `match = "any"` the positive related blocks are one set of customers,
-/// each table read once (its blocks' tests joined by OR): SQLite looks a
-/// customer up in one list, PostgreSQL joins one set; a negated block keeps
-/// its own test.
+/// each table read once (its blocks' tests joined by OR): on SQLite one list
+/// when they are the whole segment and read index ranges, else a list only
+/// of unpaid invoices and a lookup per customer of each other table;
+/// PostgreSQL joins one set; a negated block keeps its own test.
 #[test]
 fn an_any_of_related_blocks_is_one_set() {
     let eq = |field, v: &str, negate| filter(field, Condition::Compare(Op::Eq, s(v)), negate);
@@ -667,9 +668,16 @@ fn an_any_of_related_blocks_is_one_set() {
     );
     let count = |sql: &str, what: &str| sql.matches(what).count();
 
+    // Unpaid invoices and monitors of a state (ranges of their indexes),
+    // beside a customer test and a negated block.
     let seg = segment(
         MatchMode::Any,
-        vec![overdue, alerting, old, no_card, country],
+        vec![
+            overdue.clone(),
+            alerting.clone(),
+            no_card.clone(),
+            country.clone(),
+        ],
     );
     let sqlite = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
     assert_eq!(count(&sqlite, "FROM invoices i"), 1, "{sqlite}");
@@ -678,16 +686,50 @@ fn an_any_of_related_blocks_is_one_set() {
         1,
         "{sqlite}"
     );
+    // Beside other tests, which scan the customers: the unpaid invoices'
+    // list is probed, the monitors are looked up per customer, and so is a
+    // payment method's type (no index).
+    assert_eq!(count(&sqlite, "UNION ALL"), 0, "{sqlite}");
+    assert_eq!(
+        count(&sqlite, "EXISTS (SELECT 1 FROM monitors m"),
+        1,
+        "{sqlite}"
+    );
+    assert_eq!(
+        count(&sqlite, "NOT EXISTS (SELECT 1 FROM payment_methods pm"),
+        1,
+        "{sqlite}"
+    );
+    // Alone, they are one list, which SQLite may read and look its ids up.
+    let seg = segment(MatchMode::Any, vec![overdue.clone(), alerting.clone()]);
+    let sqlite = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
     assert_eq!(
         count(&sqlite, " UNION ALL SELECT m.customer_id FROM monitors m"),
         1,
         "{sqlite}"
     );
+
+    // Any invoice created after an instant: the invoice blocks are one probe.
+    let seg = segment(
+        MatchMode::Any,
+        vec![overdue, alerting, old, no_card, country],
+    );
+    let sqlite = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    assert_eq!(count(&sqlite, "FROM invoices i"), 1, "{sqlite}");
     assert_eq!(
-        count(&sqlite, "c.id NOT IN (SELECT pm.customer_id"),
+        count(
+            &sqlite,
+            "EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = c.id AND CASE WHEN"
+        ),
         1,
         "{sqlite}"
     );
+    assert_eq!(
+        count(&sqlite, "EXISTS (SELECT 1 FROM monitors m"),
+        1,
+        "{sqlite}"
+    );
+    assert_eq!(count(&sqlite, "IN (SELECT"), 0, "{sqlite}");
     let postgres = compile(&seg, Dialect::Postgres, at(), Select::Count).sql;
     assert_eq!(count(&postgres, "FROM invoices i"), 1, "{postgres}");
     // One join for the set, one for the negated block.
@@ -742,11 +784,13 @@ fn a_blocks_default_method_tests_are_one_pass() {
 
 /// SQLite, `match = "all"`: when a customer's own tests are at least as
 /// selective a class as the best related block, the customers drive and every
-/// related list is only probed (`+c.id IN`); a more selective related block
-/// still drives through its list.
+/// related block is probed per customer (`EXISTS`, its test opaque); a more
+/// selective related block still drives through its list, and the others are
+/// probed; when every related block may hold most rows, none drives.
 #[test]
 fn customers_drive_when_their_own_tests_are_as_selective() {
     let test = |field, op, v: &str| filter(field, Condition::Compare(op, s(v)), false);
+    let probe = "EXISTS (SELECT 1 FROM";
     let created = filter(
         Field::InvoiceCreatedAfter,
         Condition::Compare(Op::Eq, values(Field::InvoiceCreatedAfter)[0].clone()),
@@ -754,17 +798,23 @@ fn customers_drive_when_their_own_tests_are_as_selective() {
     );
     let prefix = test(Field::CustomerEmail, Op::StartsWith, "mit-");
     let alerting = test(Field::MonitorState, Op::Ne, "ok");
-    let seg = segment(MatchMode::All, vec![created, alerting, prefix]);
+    let seg = segment(MatchMode::All, vec![created, alerting.clone(), prefix]);
     let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
-    assert_eq!(sql.matches("+c.id IN (SELECT").count(), 2, "{sql}");
-    assert!(!sql.contains(" c.id IN (SELECT"), "{sql}");
+    assert_eq!(sql.matches(probe).count(), 2, "{sql}");
+    assert!(!sql.contains("IN (SELECT"), "{sql}");
 
     let overdue = test(Field::InvoiceStatus, Op::Eq, "overdue");
     let not_anna = test(Field::CustomerEmail, Op::Ne, "anna@example.com");
-    let seg = segment(MatchMode::All, vec![not_anna, overdue]);
+    let seg = segment(MatchMode::All, vec![not_anna, overdue, alerting.clone()]);
     let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
-    assert!(!sql.contains("+c.id"), "{sql}");
     assert!(sql.contains("(c.id IN (SELECT i.customer_id"), "{sql}");
+    assert_eq!(sql.matches(probe).count(), 1, "{sql}");
+
+    let unused = test(Field::PaymentMethodStatus, Op::Ne, "active");
+    let seg = segment(MatchMode::All, vec![alerting, unused]);
+    let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    assert!(!sql.contains("IN (SELECT"), "{sql}");
+    assert_eq!(sql.matches(probe).count(), 2, "{sql}");
 }
 
 /// A prefix of the customers' names (or emails) is a range of their
@@ -787,7 +837,7 @@ fn a_name_prefix_drives_and_its_member_page_reads_the_name_index() {
     );
     let seg = segment(MatchMode::All, vec![unpaid.clone(), prefix]);
     let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
-    assert!(sql.contains("+c.id IN (SELECT i.customer_id"), "{sql}");
+    assert!(sql.contains("EXISTS (SELECT 1 FROM invoices i"), "{sql}");
     assert!(page_in_one_query(&seg, Dialect::Sqlite));
     assert!(!page_in_one_query(&seg, Dialect::Postgres));
     let page = compile_page(
@@ -811,7 +861,7 @@ fn a_name_prefix_drives_and_its_member_page_reads_the_name_index() {
     );
     let seg = segment(MatchMode::All, vec![unpaid, substring]);
     let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
-    assert!(!sql.contains("+c.id"), "{sql}");
+    assert!(sql.contains("(c.id IN (SELECT i.customer_id"), "{sql}");
     assert!(!page_in_one_query(&seg, Dialect::Sqlite));
 
     block_on(async {
@@ -888,6 +938,59 @@ fn links_are_read_through_the_connector_index_whatever_the_statistics() {
                 setup.label,
                 page.sql
             );
+            setup.store.close().await;
+        }
+    });
+}
+
+/// SQLite looks a block without an index range up per customer through the
+/// table's index by customer (migration 0012 puts the tested columns in it),
+/// with and without statistics, never through an index of the tested columns.
+#[test]
+fn lookups_per_customer_read_the_customer_index_alone() {
+    let test = |field, op, v: Scalar| filter(field, Condition::Compare(op, v), false);
+    let shapes = [
+        (
+            test(Field::InvoiceStatus, Op::Ne, s("paid")),
+            "invoices_customer",
+        ),
+        (
+            test(Field::PaymentMethodPaymentType, Op::Ne, s("card")),
+            "payment_methods_customer",
+        ),
+        (
+            test(Field::MonitorName, Op::Contains, s("api")),
+            "monitors_customer",
+        ),
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            for (block, index) in &shapes {
+                for negate in [false, true] {
+                    let block = Filter {
+                        negate,
+                        ..block.clone()
+                    };
+                    let seg = segment(MatchMode::All, vec![block]);
+                    let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                    assert!(q.sql.contains("EXISTS (SELECT 1 FROM"), "{}", q.sql);
+                    let plan = setup.store.explain(&q).await.expect("a plan");
+                    let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
+                    // (SQLite names a search that a Bloom filter precedes
+                    // `USING INDEX`, though it reads the same index.)
+                    let keyed =
+                        |how: &str| text.contains(&format!("{how} {index} (customer_id=?)"));
+                    assert!(
+                        keyed("USING COVERING INDEX")
+                            || keyed("BLOOM FILTER ON")
+                            || keyed("USING INDEX"),
+                        "{}: {}\n{text}",
+                        setup.label,
+                        q.sql
+                    );
+                }
+            }
             setup.store.close().await;
         }
     });
