@@ -30,8 +30,8 @@ pub(super) struct Builder {
 pub(super) enum Driver {
     /// Not chosen (`match = "any"`, a predicate computed for every customer, a
     /// block under NOT, or every related block may hold most rows): the
-    /// customers are scanned, each ranged list probed, each other related
-    /// block looked up per customer (see [`super::related`]).
+    /// customers are scanned, each list of unpaid invoices probed, each other
+    /// related block looked up per customer (see [`super::related`]).
     Unchosen,
     /// The next related block is the list the query is driven from.
     List,

@@ -152,12 +152,13 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
 /// place of the first of them; the other blocks are tested as under `all`.
 /// A customer is looked up once in one set, not once per block.
 ///
-/// SQLite: the set is one list of the tables whose blocks are all read from
-/// index ranges ([`ranged`]), built in one pass over each, which SQLite
-/// either reads, looking its ids up in the customers (`MULTI-INDEX OR`), or
-/// probes once per customer; each other table's blocks are one probe per
-/// customer ([`exists`]): their list would read the whole table and hold
-/// up to every customer. An `any` of a payment-method, two monitor and an
+/// SQLite: when the set is the whole segment and every block of it is read
+/// from an index range ([`ranged`]), the set is one list, built in one pass
+/// over each table, which SQLite either reads, looking its ids up in the
+/// customers (`MULTI-INDEX OR`), or probes once per customer. Otherwise the
+/// customers are scanned anyway: the blocks of unpaid invoices are one list
+/// ([`probed_as_list`]) and each other table's blocks one lookup per
+/// customer ([`exists`]). An `any` of a payment-method, two monitor and an
 /// invoice block that most customers pass (200,000 customers, CPU time)
 /// took 426-501 ms as one list and 119-227 ms as probes.
 ///
@@ -204,7 +205,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     // a table whose list is probed as cheaply as its rows ([`probed_as_list`])
     // is a list.
     let alone = parts.iter().all(Option::is_none) && tables.iter().all(|(_, r, _)| *r);
-    let listed = |table: Related, ranged: bool| {
+    let in_list = |table: Related, ranged: bool| {
         b.dialect == Dialect::Postgres || alone || probed_as_list(table, ranged)
     };
     // PostgreSQL: each customer once in the joined set.
@@ -215,7 +216,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     };
     let selects: Vec<String> = tables
         .iter()
-        .filter(|(table, ranged, _)| listed(*table, *ranged))
+        .filter(|(table, ranged, _)| in_list(*table, *ranged))
         .map(|(table, _, tests)| {
             let alias = table.alias();
             let any_of = b.scoped(alias, &any_of(tests));
@@ -240,7 +241,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
         });
     }
     for (table, ranged, tests) in &tables {
-        if !listed(*table, *ranged) {
+        if !in_list(*table, *ranged) {
             set.push(exists(b, *table, &any_of(tests), false));
         }
     }
@@ -559,21 +560,22 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     }
 }
 
-/// SQLite: whether a related block's rows are read from an index range, not
-/// from its whole table: a connector block's links (by connector, migration
-/// 0010), an invoice block that admits only unpaid invoices (0003), a
-/// payment-method block of listed statuses and a monitor block of listed
-/// states (their indexes by status and state). Such a block's list is built
-/// from the rows it selects; another block's list would read every row, and
-/// is a probe per customer instead (see [`related`]).
+/// SQLite: whether an invoice, payment-method or monitor block's rows are read
+/// from an index range, not from its whole table: an invoice block that
+/// admits only unpaid invoices (migration 0003), a payment-method block of
+/// listed statuses, a monitor block of listed states (their indexes by status
+/// and state). A connector block's links are always ranges (by connector,
+/// migration 0010), and a customer block's related rows are ranged field by
+/// field ([`condition()`]): [`compile_block`] says so for those itself. Such
+/// a list is built from the rows it selects; where it does not drive, only
+/// unpaid invoices stay a list ([`probed_as_list`]), and a whole `any` of
+/// ranged blocks is one ([`any_of`]).
 fn ranged(f: &Filter) -> bool {
     match f.filter_type {
-        FilterType::Connector => true,
         FilterType::Invoice => implies_unpaid(f),
         FilterType::PaymentMethod => listed(f.conditions.get(&Field::PaymentMethodStatus)),
         FilterType::Monitor => listed(f.conditions.get(&Field::MonitorState)),
-        // Its related rows are ranged field by field (see [`condition()`]).
-        FilterType::Customer => false,
+        FilterType::Customer | FilterType::Connector => false,
     }
 }
 
@@ -623,11 +625,10 @@ fn implies_unpaid(f: &Filter) -> bool {
 /// to (`Driver::List`, see [`segment_predicate`]): the customer ids of the
 /// matching rows, `c.id IN (SELECT customer_id …)`, built once by one pass
 /// over the block's rows or an index range, whose customers are then looked
-/// up by id. Another block whose rows are read from an index range
-/// ([`ranged`]) is such a list too, only probed per customer (`+c.id`: never
-/// the one SQLite drives from); any other is a probe per customer of the
-/// customer's own rows ([`exists`]), rather than a list built from the whole
-/// table. When the customers drive (`Driver::Customers`) every block is a
+/// up by id. A block of unpaid invoices read from a range of their index
+/// ([`probed_as_list`]) is such a list too, only probed per customer
+/// (`+c.id`: never the one SQLite drives from); any other is a lookup per
+/// customer of the customer's own rows ([`exists`]). When the customers drive (`Driver::Customers`) every block is a
 /// probe: a list would be built whole for the few customers their own tests
 /// select. An `any` of two invoice blocks of unpaid invoices due in some days
 /// (200,000 customers, CPU time) took 78 ms as a list of the index's range
