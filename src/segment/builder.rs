@@ -7,10 +7,9 @@ use crate::model::Op;
 pub(super) struct Builder {
     pub(super) dialect: Dialect,
     pub(super) binds: Vec<Bind>,
-    /// Whether the predicate being built sits where EXISTS cannot become a
-    /// join (PostgreSQL: under NOT COALESCE, or in a select list), so that it
-    /// may run once per customer (see [`related`]); on SQLite no list drives
-    /// a predicate computed for every customer.
+    /// Whether the predicate being built is computed for every customer
+    /// (under NOT COALESCE, or in a select list): there EXISTS cannot become
+    /// a join on PostgreSQL, and no list drives on SQLite (see [`related`]).
     pub(super) per_row: bool,
     /// PostgreSQL, `match = "any"` at the top: related blocks become joins
     /// (see [`joined`]), collected in `joins`.

@@ -192,7 +192,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
             compiled => parts.push(Some(compiled.into_test(b, f.negate))),
         }
     }
-    let any_of = |tests: &[String]| {
+    let one_of = |tests: &[String]| {
         tests
             .iter()
             .map(|t| format!("({t})"))
@@ -219,9 +219,9 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
         .filter(|(table, ranged, _)| in_list(*table, *ranged))
         .map(|(table, _, tests)| {
             let alias = table.alias();
-            let any_of = b.scoped(alias, &any_of(tests));
+            let tests = b.scoped(alias, &one_of(tests));
             format!(
-                "SELECT {distinct}{alias}.customer_id FROM {} WHERE {any_of}",
+                "SELECT {distinct}{alias}.customer_id FROM {} WHERE {tests}",
                 table.from(b.dialect, true)
             )
         })
@@ -242,7 +242,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     }
     for (table, ranged, tests) in &tables {
         if !in_list(*table, *ranged) {
-            set.push(exists(b, *table, &any_of(tests), false));
+            set.push(exists(b, *table, &one_of(tests), false, true));
         }
     }
     let set = set.join(" OR ");
@@ -454,13 +454,8 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         && b.dialect == Dialect::Postgres
         && f.conditions.keys().any(|k| k.reaches_related());
     b.per_row = outer || (negated_customer && !anti);
-    // Only the block itself may become a join, never a test inside it, and a
-    // list under NOT never drives.
+    // Only the block itself may become a join, never a test inside it.
     let join = std::mem::take(&mut b.any_join);
-    let held = negated_customer && b.driver == Driver::List;
-    if held {
-        b.driver = Driver::Unchosen;
-    }
     // The customer's own tests first, then those that read related rows:
     // under `match = "any"` a block's tests run in the order written, and a
     // customer its own tests reject is then never looked up in a list.
@@ -503,9 +498,6 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         .collect();
     b.per_row = outer;
     b.any_join = join;
-    if held {
-        b.driver = Driver::List;
-    }
     for (key, c) in &f.custom_data {
         conds.push(custom_data(b, key, c));
     }
@@ -648,39 +640,30 @@ fn implies_unpaid(f: &Filter) -> bool {
 fn related(b: &mut Builder, table: Related, conds: &str, negate: bool, ranged: bool) -> String {
     let alias = table.alias();
     match b.dialect {
-        Dialect::Sqlite if b.driver == Driver::Customers => exists(b, table, conds, negate),
-        Dialect::Sqlite
-            if !negate && (probed_as_list(table, ranged) || b.driver == Driver::List) =>
-        {
-            let probe = if b.driver == Driver::List {
+        Dialect::Sqlite => {
+            // Never under NOT (`per_row` on SQLite), where no list drives.
+            let drives = !negate && !b.per_row && b.driver == Driver::List;
+            let listed = drives || probed_as_list(table, ranged);
+            if b.driver == Driver::Customers || !listed {
+                return exists(b, table, conds, negate, true);
+            }
+            let from = table.from(b.dialect, true);
+            let conds = b.scoped(alias, conds);
+            if negate {
+                return format!(
+                    "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
+                );
+            }
+            let probe = if drives {
                 b.driver = Driver::Unchosen;
                 ""
             } else {
                 "+"
             };
-            let conds = b.scoped(alias, conds);
-            format!(
-                "{probe}c.id IN (SELECT {alias}.customer_id FROM {} WHERE {conds})",
-                table.from(b.dialect, true)
-            )
+            format!("{probe}c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})")
         }
-        Dialect::Sqlite if probed_as_list(table, ranged) => {
-            let conds = b.scoped(alias, conds);
-            format!(
-                "c.id NOT IN (SELECT {alias}.customer_id FROM {} WHERE {alias}.customer_id IS NOT NULL AND {conds})",
-                table.from(b.dialect, true)
-            )
-        }
-        Dialect::Sqlite => exists(b, table, conds, negate),
         Dialect::Postgres if b.any_join => joined(b, table, conds, negate),
-        Dialect::Postgres if b.per_row => exists(b, table, conds, negate),
-        Dialect::Postgres => {
-            let not = if negate { "NOT " } else { "" };
-            let from = table.from(b.dialect, false);
-            format!(
-                "{not}EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND {conds})"
-            )
-        }
+        Dialect::Postgres => exists(b, table, conds, negate, b.per_row),
     }
 }
 
@@ -700,26 +683,31 @@ fn probed_as_list(table: Related, ranged: bool) -> bool {
 }
 
 /// "Some row of `table` of this customer satisfies `conds`" (or, negated,
-/// none does), looked up per customer. Its test is opaque to the planner (a
-/// `CASE`), so the customer key is the one index condition left: the rows
-/// are found through the index on `customer_id` (which holds the columns a
-/// block tests, migration 0012, so no row is read), never through an index
-/// of the test's columns ranged per customer: without statistics SQLite
-/// probed the unpaid-invoice index (`status = ? AND due_date < ?`) per
-/// customer, quadratic.
+/// none does), looked up per customer. `opaque` (SQLite always, PostgreSQL
+/// where it runs per customer): the test is hidden from the planner in a
+/// `CASE`, so the customer key is the one index condition left: the rows are
+/// found through the index on `customer_id` (which holds the columns a block
+/// tests, migration 0012), never through an index of the test's columns
+/// ranged per customer: without statistics SQLite probed the unpaid-invoice
+/// index (`status = ? AND due_date < ?`) per customer, quadratic.
 ///
 /// SQLite probes in the customers' order, so consecutive probes read the
-/// same index pages. Per customer this is no slower than looking the
-/// customer up in a list of few customers (a probe of 3,300 of 200,000
-/// customers' methods: 64 ms either way), and much faster than a list of
-/// most (over all payment methods: 54 ms, as a list 165 ms, CPU time).
-fn exists(b: &Builder, table: Related, conds: &str, negate: bool) -> String {
+/// same index pages. Per customer this is about as fast as looking the
+/// customer up in a list of few customers (a list of 3,300 of 200,000
+/// customers' methods: 64 ms either way), slower than an empty list (a
+/// monitor name no monitor has: 69 ms, as a list 21 ms), and much faster
+/// than a list of most (over all payment methods: 54 ms, as a list 165 ms,
+/// CPU time).
+fn exists(b: &Builder, table: Related, conds: &str, negate: bool, opaque: bool) -> String {
     let not = if negate { "NOT " } else { "" };
     let (alias, from) = (table.alias(), table.from(b.dialect, false));
-    let (yes, no) = (b.true_(), b.false_());
-    format!(
-        "{not}EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND CASE WHEN {conds} THEN {yes} ELSE {no} END)"
-    )
+    let test = if opaque {
+        let (yes, no) = (b.true_(), b.false_());
+        format!("CASE WHEN {conds} THEN {yes} ELSE {no} END")
+    } else {
+        conds.to_string()
+    };
+    format!("{not}EXISTS (SELECT 1 FROM {from} WHERE {alias}.customer_id = c.id AND {test})")
 }
 
 /// PostgreSQL, a negated block of `match = "any"` at the top (the positive
