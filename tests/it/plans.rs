@@ -1002,6 +1002,119 @@ fn lookups_per_customer_read_the_customer_index_alone() {
     });
 }
 
+/// SQLite: the blocks of one table looked up per customer under one AND
+/// (`match = "all"`) or one OR (`match = "any"`) are one pass over the
+/// customer's rows through the customer index, not a lookup each; and they
+/// select what a lookup each does.
+#[test]
+fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
+    let name =
+        |op, v: &str, negate| filter(Field::MonitorName, Condition::Compare(op, s(v)), negate);
+    let connection = |v: &str, negate| {
+        filter(
+            Field::ConnectorConnection,
+            Condition::Compare(Op::Ne, s(v)),
+            negate,
+        )
+    };
+    let monitors = "monitors m WHERE m.customer_id = c.id";
+    let links = "customer_connectors cc WHERE cc.customer_id = c.id";
+    let api = "instr(m.name, 'api') > 0";
+    let seats = "substr(m.name, 1, 5) = 'seats'";
+    let not_error =
+        "cc.connector_id IN (SELECT k.id FROM connectors k WHERE k.connection <> 'error')";
+    let not_ok = "cc.connector_id IN (SELECT k.id FROM connectors k WHERE k.connection <> 'ok')";
+    let has = |from: &str, test: &str| format!("EXISTS (SELECT 1 FROM {from} AND {test})");
+    let cases = [
+        (
+            segment(
+                MatchMode::Any,
+                vec![
+                    name(Op::Contains, "api", false),
+                    name(Op::StartsWith, "seats", true),
+                ],
+            ),
+            "FROM monitors m",
+            "monitors_customer",
+            format!("{} OR NOT {}", has(monitors, api), has(monitors, seats)),
+        ),
+        (
+            segment(
+                MatchMode::All,
+                vec![
+                    name(Op::Contains, "api", false),
+                    name(Op::StartsWith, "seats", true),
+                ],
+            ),
+            "FROM monitors m",
+            "monitors_customer",
+            format!("{} AND NOT {}", has(monitors, api), has(monitors, seats)),
+        ),
+        (
+            segment(
+                MatchMode::All,
+                vec![
+                    connection("error", false),
+                    connection("ok", false),
+                    name(Op::Contains, "api", true),
+                ],
+            ),
+            "FROM customer_connectors cc",
+            "sqlite_autoindex_customer_connectors_1",
+            format!(
+                "{} AND {} AND NOT {}",
+                has(links, not_error),
+                has(links, not_ok),
+                has(monitors, api)
+            ),
+        ),
+        (
+            segment(
+                MatchMode::Any,
+                vec![connection("error", true), connection("ok", true)],
+            ),
+            "FROM customer_connectors cc",
+            "sqlite_autoindex_customer_connectors_1",
+            format!(
+                "NOT {} OR NOT {}",
+                has(links, not_error),
+                has(links, not_ok)
+            ),
+        ),
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            for (seg, from, index, by_hand) in &cases {
+                let q = compile(seg, Dialect::Sqlite, at(), Select::Count);
+                assert_eq!(q.sql.matches(from).count(), 1, "{}", q.sql);
+                let plan = setup.store.explain(&q).await.expect("a plan");
+                let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
+                assert_eq!(
+                    text.matches(&format!("{index} (customer_id=?)")).count(),
+                    1,
+                    "{}: {}\n{text}",
+                    setup.label,
+                    q.sql
+                );
+                let by_hand = Query {
+                    sql: format!("SELECT COUNT(*) FROM customers c WHERE {by_hand}"),
+                    binds: Vec::new(),
+                };
+                let want = setup
+                    .store
+                    .count(&by_hand)
+                    .await
+                    .expect("the count by hand");
+                let got = setup.store.count(&q).await.expect("the segment's count");
+                assert_eq!(got, want, "{}: {}", setup.label, q.sql);
+                assert!(0 < want && want < CUSTOMERS, "{}: {want}", by_hand.sql);
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// A user sees the plan of a segment's query with `--explain`, and nothing runs.
 #[test]
 fn segment_members_explain_prints_the_plan() {
