@@ -179,8 +179,8 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
 
 /// SQLite: the related blocks of one AND (`match = "all"`) or one OR
 /// (`match = "any"`) that are looked up per customer ([`exists`]), by table
-/// in order of first appearance: the tests some row of it must pass, and
-/// those no row may (negated blocks).
+/// in order of first appearance: the positive blocks' tests (some row
+/// passes), and the negated blocks' (no row passes).
 #[derive(Default)]
 struct Lookups(Vec<(Related, Vec<String>, Vec<String>)>);
 
@@ -203,9 +203,9 @@ impl Lookups {
     /// customer's rows. One block is an `EXISTS` ([`exists`]). Several are
     /// one pass over the customer's rows through the customer index, each
     /// block's test an aggregate of it (`MAX(CASE WHEN … THEN 1 ELSE 0 END)`,
-    /// "some row passes"), not a lookup each: a lookup costs about what the
-    /// whole table's scan does (0.27 µs a customer; 200,000 customers' links
-    /// 55 ms, their scan 10.5 ms), and a positive and a negated block of the
+    /// "some row passes"), not a lookup each: a lookup of every customer
+    /// costs several scans of the table (0.27 µs a customer; 200,000
+    /// customers' links 55 ms, their scan 10.5 ms), and a positive and a negated block of the
     /// links in an `any` with a monitor block took 242 ms as two lookups and
     /// 123 ms so (CPU time). A customer without rows passes where every
     /// aggregate is "no row".
@@ -252,7 +252,8 @@ impl Lookups {
 /// `match = "any"` (SQLite; PostgreSQL at the top, see [`joined`]): the
 /// positive related blocks are one set, the union of their customers (the
 /// blocks of one table in one pass over it, their tests joined by OR), in the
-/// place of the first of them; the other blocks are tested as under `all`.
+/// place of the first of them; the other blocks are tested as under `all`,
+/// but SQLite's negated lookups, which join their table's pass in the set.
 /// A customer is looked up once in one set, not once per block.
 ///
 /// SQLite: when the set is the whole segment and every block of it is read
