@@ -34,7 +34,9 @@ pub fn cadence(schedule: &Schedule, tz: Tz, from: DateTime<Utc>) -> Cadence {
     let horizon = from
         .checked_add_signed(HORIZON)
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    if !fires_on_a_day(schedule, tz, start, horizon) {
+    // croner cannot search outside its years (next_after gives None), and the
+    // local date of an instant at the ends of chrono's range does not exist.
+    if !searchable(start) || !fires_on_a_day(schedule, tz, start, horizon) {
         return Cadence::Never;
     }
     let Some(first) = next_after(schedule, tz, start).filter(|t| *t <= horizon) else {
@@ -255,6 +257,15 @@ mod tests {
             cadence(&sched("0 9 * * *"), Tz::UTC, DateTime::<Utc>::MAX_UTC),
             Cadence::Never
         );
+        // At the ends of chrono's range a local date west or east of UTC does
+        // not exist: no occurrence, and no panic.
+        for (tz, from) in [
+            ("America/Anguilla", DateTime::<Utc>::MIN_UTC),
+            ("Asia/Tokyo", DateTime::<Utc>::MAX_UTC),
+        ] {
+            let tz: Tz = tz.parse().unwrap_or(Tz::UTC);
+            assert_eq!(cadence(&sched("* */1 */1 JAN *"), tz, from), Cadence::Never);
+        }
     }
 
     #[test]
