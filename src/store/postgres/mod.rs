@@ -84,6 +84,8 @@ impl Backend for PgStore {
          SELECT $1, $2, v FROM jsonb_array_elements_text(CAST($3 AS jsonb)) v";
     /// One bound array.
     const IDS_PER_STATEMENT: usize = usize::MAX;
+    /// The reading task reads the socket itself: no thread hands rows over.
+    const ROW_PACE: Option<std::time::Duration> = None;
     /// Autovacuum keeps them.
     const KEEPS_STATISTICS: bool = false;
 

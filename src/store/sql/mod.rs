@@ -11,6 +11,7 @@
 
 mod backend;
 mod definitions;
+mod paced;
 mod runs;
 mod sizes;
 
@@ -176,7 +177,7 @@ where
             Err(e) => return futures_util::stream::once(async { Err(e) }).boxed(),
         };
         let with_rows = q.sql.starts_with("SELECT c.id, c.name, c.email");
-        sqlx::query_with(AssertSqlSafe(q.sql.as_str()), args)
+        let rows = sqlx::query_with(AssertSqlSafe(q.sql.as_str()), args)
             .persistent(false)
             .fetch(self.pool())
             .map(move |row| {
@@ -186,8 +187,11 @@ where
                     name: if with_rows { row.try_get(1)? } else { None },
                     email: if with_rows { row.try_get(2)? } else { None },
                 })
-            })
-            .boxed()
+            });
+        match B::ROW_PACE {
+            Some(every) => paced::Paced::new(rows, every).boxed(),
+            None => rows.boxed(),
+        }
     }
 
     async fn explain(&self, q: &Query) -> Result<Vec<PlanNode>, StoreError> {
