@@ -1279,3 +1279,51 @@ fn a_list_is_one_parameter_whatever_its_length() {
         }
     }
 }
+
+/// A SQLite listing of more rows than the connection buffers (4,096) arrives
+/// whole and in order, read at a pace once its rows flow; a reader that stops
+/// early stops the query, and the connection serves the next one.
+#[test]
+fn a_long_listing_arrives_whole_and_stops_with_its_reader() {
+    block_on(async {
+        let setup = sqlite(true).await;
+        let all = Query {
+            sql: "SELECT c.id FROM customers c ORDER BY c.id".to_string(),
+            binds: Vec::new(),
+        };
+        let mut ids = Vec::new();
+        let n = setup
+            .store
+            .members(&all, |m| {
+                ids.push(m.id);
+                Ok(())
+            })
+            .await
+            .expect("a listing");
+        assert_eq!(n, CUSTOMERS);
+        assert_eq!(ids.len() as u64, CUSTOMERS);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        for _ in 0..8 {
+            let mut taken = 0;
+            let n = setup
+                .store
+                .members(&all, |_| {
+                    taken += 1;
+                    if taken > 100 {
+                        Err(std::io::Error::other("the reader went away"))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .await
+                .expect("a listing stopped by its reader");
+            assert_eq!(n, 101);
+        }
+        let count = Query {
+            sql: "SELECT COUNT(*) FROM customers c".to_string(),
+            binds: Vec::new(),
+        };
+        assert_eq!(setup.store.count(&count).await.expect("a count"), CUSTOMERS);
+        setup.store.close().await;
+    });
+}

@@ -55,9 +55,9 @@ pub(in crate::store) trait Backend: Send + Sync + 'static {
     /// How many ids one statement binds at the most.
     const IDS_PER_STATEMENT: usize;
 
-    /// How often a stream of members is read while it has nothing ready,
-    /// rather than being woken for each row (see [`super::paced`]); `None`:
-    /// woken for each.
+    /// How often a stream of members is read while its rows flow, rather
+    /// than being woken for each (see [`super::paced`]); `None`: woken for
+    /// each.
     const ROW_PACE: Option<std::time::Duration>;
 
     fn pool(&self) -> &sqlx::Pool<Self::Db>;

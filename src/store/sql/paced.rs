@@ -1,4 +1,5 @@
-//! A stream of rows read at a pace rather than on every row's wake-up.
+//! A stream of rows read at a pace while they flow, rather than on every
+//! row's wake-up.
 //!
 //! sqlx runs a SQLite connection on a thread of its own and hands each row
 //! over a channel; a reader waiting on the channel is woken (a thread woken
@@ -7,25 +8,45 @@
 //! over 200,000 customers, which takes 240 ms to count, cost 480-714 ms of
 //! CPU read row by row (2-4 µs a member to hand over) and 350-440 ms read
 //! every millisecond, when the rows that arrived meanwhile are taken at once
-//! (`cargo bench --bench segment_shapes`, CPU time, several runs). A query
-//! that yields nothing for a while costs a wake-up a millisecond; a row
-//! waits about a millisecond at most, and a reader takes at most the
-//! connection's row buffer a millisecond (SQLite: 4,096 rows, more than it
-//! lists).
+//! (`cargo bench --bench segment_shapes`, CPU time, several runs).
+//!
+//! A stream is woken as usual until rows flow (at least [`FLOWING`] of them,
+//! less than [`GAP`] apart on average): a short query (a page, a sample, a
+//! count's few rows) waits for no timer. While they flow, it is read every
+//! tick of the timer (1-2 ms, as tokio rounds up), and woken again as soon
+//! as a tick finds fewer than [`STILL_FLOWING`] rows, as at the end of a
+//! listing. Under tokio's paused time a flowing stream makes the clock jump
+//! ahead: no test reads a SQLite store so.
 
 use futures_util::Stream;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
-/// `inner`, read when polled and then, while it has nothing ready, every
-/// `every` (never woken by `inner` itself).
+/// Rows a stream yields before it may be paced.
+const FLOWING: u64 = 64;
+/// The average gap between them under which they flow: 50,000 rows a second.
+const GAP: Duration = Duration::from_micros(20);
+/// The rows a tick must find for the stream to stay paced.
+const STILL_FLOWING: u64 = 16;
+
+/// `inner`, woken by `inner` until its items flow, then read every `every`
+/// while they do.
 pub(super) struct Paced<S> {
     inner: S,
     every: Duration,
-    /// Armed while `inner` had nothing ready.
-    wait: Option<Pin<Box<Sleep>>>,
+    /// The pause between two reads, armed while `waiting`.
+    wait: Pin<Box<Sleep>>,
+    waiting: bool,
+    /// Whether `inner` is read at a pace (polled with a waker that does
+    /// nothing: the pause wakes the reader).
+    paced: bool,
+    /// When the first item came, and how many came since.
+    first: Option<Instant>,
+    items: u64,
+    /// Items since `inner` last had nothing ready.
+    run: u64,
 }
 
 impl<S> Paced<S> {
@@ -33,8 +54,23 @@ impl<S> Paced<S> {
         Self {
             inner,
             every,
-            wait: None,
+            wait: Box::pin(tokio::time::sleep(every)),
+            waiting: false,
+            paced: false,
+            first: None,
+            items: 0,
+            run: 0,
         }
+    }
+
+    /// Whether the items came fast enough since `inner` last had nothing.
+    fn flowing(&self) -> bool {
+        if self.paced {
+            return self.run >= STILL_FLOWING;
+        }
+        let elapsed = self.first.map(|t| t.elapsed()).unwrap_or_default();
+        self.items >= FLOWING
+            && elapsed < GAP.saturating_mul(u32::try_from(self.items).unwrap_or(u32::MAX))
     }
 }
 
@@ -44,17 +80,39 @@ impl<S: Stream + Unpin> Stream for Paced<S> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let this = &mut *self;
         loop {
-            if let Some(wait) = this.wait.as_mut() {
-                if wait.as_mut().poll(cx).is_pending() {
+            if this.waiting {
+                if this.wait.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                this.wait = None;
+                this.waiting = false;
             }
-            // Polled with a waker that does nothing: the wait wakes the reader.
-            let mut quiet = Context::from_waker(Waker::noop());
-            match Pin::new(&mut this.inner).poll_next(&mut quiet) {
-                Poll::Ready(item) => return Poll::Ready(item),
-                Poll::Pending => this.wait = Some(Box::pin(tokio::time::sleep(this.every))),
+            let polled = if this.paced {
+                Pin::new(&mut this.inner).poll_next(&mut Context::from_waker(Waker::noop()))
+            } else {
+                Pin::new(&mut this.inner).poll_next(cx)
+            };
+            match polled {
+                Poll::Ready(Some(item)) => {
+                    this.first.get_or_insert_with(Instant::now);
+                    this.items += 1;
+                    this.run += 1;
+                    return Poll::Ready(Some(item));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    let flowing = this.flowing();
+                    this.run = 0;
+                    if flowing {
+                        this.paced = true;
+                        this.wait.as_mut().reset(Instant::now() + this.every);
+                        this.waiting = true;
+                    } else if this.paced {
+                        // Polled again with the reader's waker, to be woken.
+                        this.paced = false;
+                    } else {
+                        return Poll::Pending;
+                    }
+                }
             }
         }
     }
@@ -66,26 +124,83 @@ mod tests {
     use futures_util::StreamExt as _;
     use std::time::Duration;
 
-    /// Every item arrives, in order, whether it comes at once or after a
-    /// while from another thread, and the stream ends when the sender does.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_item_arrives_in_order_and_the_stream_ends() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<u32>(8);
-        let sender = std::thread::spawn(move || {
-            for i in 0..200u32 {
-                if i % 50 == 0 {
-                    std::thread::sleep(Duration::from_millis(5));
+    /// Items sent from another thread: `count`, in bursts of `burst` items
+    /// `pause` apart.
+    fn sent(
+        count: u32,
+        burst: u32,
+        pause: Duration,
+    ) -> impl futures_util::Stream<Item = u32> + Unpin {
+        let (tx, rx) = tokio::sync::mpsc::channel::<u32>(4096);
+        std::thread::spawn(move || {
+            for i in 0..count {
+                if i % burst == 0 {
+                    std::thread::sleep(pause);
                 }
                 if tx.blocking_send(i).is_err() {
                     return;
                 }
             }
         });
-        let items = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|i| (i, rx))
-        }));
-        let got: Vec<u32> = Paced::new(items, Duration::from_millis(1)).collect().await;
-        assert_eq!(got, (0..200).collect::<Vec<_>>());
-        assert!(sender.join().is_ok());
+        }))
+    }
+
+    /// Every item arrives, in order, whether items trickle (woken for each)
+    /// or flow (paced), and the stream ends when the sender does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_item_arrives_in_order_and_the_stream_ends() {
+        for (count, burst, pause) in [
+            (20, 1, Duration::from_millis(2)),
+            (20_000, 5_000, Duration::from_millis(5)),
+            (3_000, 100, Duration::from_micros(300)),
+        ] {
+            let got: Vec<u32> = Paced::new(sent(count, burst, pause), Duration::from_millis(1))
+                .collect()
+                .await;
+            assert_eq!(
+                got,
+                (0..count).collect::<Vec<_>>(),
+                "{count} in bursts of {burst}"
+            );
+        }
+    }
+
+    /// A few items that trickle in are handed over as they come, never held
+    /// back for a tick of the timer (an hour here): the stream is woken by them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trickle_is_not_paced() {
+        let mut s = Paced::new(
+            sent(10, 1, Duration::from_millis(1)),
+            Duration::from_secs(3600),
+        );
+        let all = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut n = 0;
+            while s.next().await.is_some() {
+                n += 1;
+            }
+            n
+        });
+        assert_eq!(all.await.ok(), Some(10));
+        assert!(!s.paced);
+    }
+
+    /// A reader that stops early drops the stream; the sender sees it go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_may_stop_early() {
+        let mut s = Paced::new(
+            sent(1_000_000, 10_000, Duration::ZERO),
+            Duration::from_millis(1),
+        );
+        let mut n = 0u32;
+        while let Some(i) = s.next().await {
+            assert_eq!(i, n);
+            n += 1;
+            if n == 50_000 {
+                break;
+            }
+        }
+        drop(s);
     }
 }

@@ -27,8 +27,10 @@ use std::time::Duration;
 /// database. When nothing changed it only estimates each table's size: 8 ms.
 const OPTIMIZE: &str = "PRAGMA optimize = 0x10002";
 
-/// Rows a query may yield ahead of its reader (sqlx's default is 50): what a
-/// query lists in a millisecond at most, a few hundred KiB of ids and names.
+/// Rows a query may yield ahead of its reader (sqlx's default is 50), on
+/// every query of the pool: what a paced stream (`ROW_PACE`) lists between
+/// two reads, and more than SQLite lists in a millisecond; a stuck reader
+/// (a pager) holds 1-2.5 MB of ids, names and emails so.
 const ROW_BUFFER: usize = 4096;
 
 pub struct SqliteStore {
@@ -51,7 +53,7 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .foreign_keys(false)
             // Room for the rows a query yields between two reads of a
-            // paced stream (see `ROW_PACE`), so that it seldom waits.
+            // paced stream (see `ROW_PACE`), so that SQLite seldom waits.
             .row_buffer_size(ROW_BUFFER);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -117,7 +119,8 @@ impl Backend for SqliteStore {
          SELECT $1, $2, value FROM json_each($3)";
     /// Well below SQLite's limit of bound parameters.
     const IDS_PER_STATEMENT: usize = 500;
-    /// Rows come from the connection's own thread: read every millisecond.
+    /// Rows come from the connection's own thread: read every millisecond
+    /// while they flow.
     const ROW_PACE: Option<Duration> = Some(Duration::from_millis(1));
     const KEEPS_STATISTICS: bool = true;
 
