@@ -103,18 +103,31 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> St
         }
         format!("({})", parts.join(" OR "))
     };
+    // "Present and not": a comparison of the value alone (no `json_type`,
+    // which is false, not NULL, for a JSON null) is NULL when the value is
+    // missing, and NOT keeps it NULL, which no test passes (see
+    // [`custom_data`]), so it needs no `IS NOT NULL`, a second read of the
+    // value per customer. An `any` of a `not_in` most customers pass and
+    // three other tests (200,000 customers, CPU time) took 123-150 ms with
+    // it, 106 ms so. (A test of an instant reads nothing: it is false.)
+    let not = |test: String| {
+        if test.contains(&val) && !test.contains(&ty) {
+            format!("NOT {test}")
+        } else {
+            format!("{val} IS NOT NULL AND NOT {test}")
+        }
+    };
     match c {
         Condition::Exists(true) => format!("{val} IS NOT NULL"),
         Condition::Exists(false) => format!("{val} IS NULL"),
         Condition::Compare(Op::Eq, v) => eq(b, v),
-        Condition::Compare(Op::Ne, v) => format!("{val} IS NOT NULL AND NOT {}", eq(b, v)),
+        Condition::Compare(Op::Ne, v) => {
+            let test = eq(b, v);
+            not(test)
+        }
         Condition::List(op, values) => {
             let any = list(b, values);
-            if *op == Op::NotIn {
-                format!("{val} IS NOT NULL AND NOT {any}")
-            } else {
-                any
-            }
+            if *op == Op::NotIn { not(any) } else { any }
         }
         // No index serves a substring: `json_type` and the test, two calls.
         Condition::Compare(op @ (Op::Contains | Op::StartsWith | Op::EndsWith), Scalar::Str(s)) => {

@@ -1327,3 +1327,33 @@ fn a_long_listing_arrives_whole_and_stops_with_its_reader() {
         setup.store.close().await;
     });
 }
+
+/// A custom_data `ne` or `not_in` of plain values reads the key's value once
+/// per customer on SQLite (a missing value leaves the test NULL, which no
+/// test passes); one that also asks the JSON type (a boolean, a 0 or 1)
+/// keeps its own `IS NOT NULL`, as a JSON null makes that test false.
+#[test]
+fn a_custom_data_negation_reads_the_value_once() {
+    let key = CustomDataKey::parse("region").expect("a valid key");
+    for (c, reads) in [
+        (Condition::Compare(Op::Ne, s("emea")), 1),
+        (Condition::List(Op::NotIn, vec![s("emea"), s("apac")]), 1),
+        (Condition::Compare(Op::Ne, Scalar::Bool(true)), 2),
+        (
+            Condition::List(Op::NotIn, vec![s("emea"), Scalar::Int(1)]),
+            3,
+        ),
+    ] {
+        let seg = segment(
+            MatchMode::All,
+            vec![Filter {
+                filter_type: FilterType::Customer,
+                negate: false,
+                conditions: BTreeMap::new(),
+                custom_data: BTreeMap::from([(key.clone(), c.clone())]),
+            }],
+        );
+        let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+        assert_eq!(sql.matches("json_extract(").count(), reads, "{c:?}: {sql}");
+    }
+}
