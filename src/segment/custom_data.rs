@@ -5,7 +5,8 @@ use crate::model::{Condition, CustomDataKey, Op, Scalar};
 
 /// A custom_data key compared by JSON type (SPEC §2.3). A missing key or NULL
 /// custom data may make the test NULL: that is false at the top and inside
-/// `match = "any"`, and a negated block turns NULL into false before its NOT.
+/// `match = "any"`, a negated block turns NULL into false before its NOT,
+/// and a plan's impact counts do before they compare two sides.
 pub(super) fn custom_data(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> String {
     match b.dialect {
         Dialect::Sqlite => custom_data_sqlite(b, key, c),

@@ -33,6 +33,14 @@ pub fn compile_impact(
             None => b.false_().to_string(),
         };
         let new = segment_predicate(&mut b, after, today);
+        // Selected as values, each side is true or false: a custom data test
+        // may be NULL for a customer without the key (see `custom_data`),
+        // and `NOT NULL` would hide that customer from those who enter or
+        // leave.
+        let (old, new) = (
+            format!("COALESCE(({old}), {})", b.false_()),
+            format!("COALESCE(({new}), {})", b.false_()),
+        );
         let sql = side(&mut b, &old, &new);
         Query {
             sql,

@@ -1,7 +1,10 @@
 //! The segment compiler: a segment's filters → one parameterised SQL query per
 //! dialect. Pure: values only ever become bound parameters.
 //!
-//! Every predicate is two-valued (never NULL), so `negate` and `match = "any"`
+//! A predicate is true for a member and false or NULL for any other customer
+//! (a custom data test is NULL for a customer without the key): read where
+//! NULL is false (WHERE, `CASE WHEN`, `EXISTS`), under `COALESCE(…, false)`
+//! where it is negated or selected as a value, so `negate` and `match = "any"`
 //! behave as SPEC §2 says: a missing value matches no operator but `exists = false`.
 
 use crate::model::fields::UNPAID_STATUSES as UNPAID;

@@ -26,7 +26,7 @@ use segd::model::fields::{
 use segd::model::{
     Condition, Field, Filter, FilterType, MatchMode, Op, Scalar, Segment, ValueKind,
 };
-use segd::segment::{Dialect, Query, Select, compile, compile_page};
+use segd::segment::{Dialect, Query, Select, compile, compile_impact, compile_page};
 use segd::store::{PgStore, SqliteStore, Store};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -762,6 +762,33 @@ async fn check_segment(
             b.label,
             segd::canonical::segment(seg),
         ));
+    }
+    // A plan's impact counts between this segment and every customer, both
+    // ways: who enters and who leaves are the customers outside it (a test
+    // that is NULL for a customer must not hide them).
+    let everyone = Segment {
+        filters: Vec::new(),
+        ..seg.clone()
+    };
+    let (members, outside) = (want.len() as u64, (ds.customers.len() - want.len()) as u64);
+    let total = members + outside;
+    for (before, after, expected) in [
+        (seg, &everyone, [members, total, outside, 0]),
+        (&everyone, seg, [total, members, 0, outside]),
+    ] {
+        let q = compile_impact(Some(before), after, b.dialect, at).counts;
+        let counts = b
+            .store
+            .counts(&q)
+            .await
+            .map_err(|e| format!("{}: {e}\nSQL: {}", b.label, q.sql))?;
+        if counts.get(..4) != Some(&expected[..]) {
+            return Err(format!(
+                "{}: impact counts (before, after, entering, leaving) {counts:?}, the reference {expected:?}\n--- segment ---\n{}",
+                b.label,
+                segd::canonical::segment(seg),
+            ));
+        }
     }
     if got == want && count == want.len() as u64 {
         return Ok(());

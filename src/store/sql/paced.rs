@@ -11,11 +11,11 @@
 //! (`cargo bench --bench segment_shapes`, CPU time, several runs).
 //!
 //! A stream is woken as usual until rows flow (at least [`FLOWING`] of them,
-//! less than [`GAP`] apart on average): a short query (a page, a sample, a
-//! count's few rows) waits for no timer. While they flow, it is read every
-//! tick of the timer (1-2 ms, as tokio rounds up), and woken again as soon
-//! as a tick finds fewer than [`STILL_FLOWING`] rows, as at the end of a
-//! listing. Under tokio's paused time a flowing stream makes the clock jump
+//! less than [`GAP`] apart on average): a short query (a page, a sample)
+//! waits for no timer. While they flow, it is read at every tick of the
+//! timer (1-2 ms, as tokio rounds up); a tick that finds fewer than
+//! [`STILL_FLOWING`] rows makes it woken again, until [`FLOWING`] fresh rows
+//! flow. Under tokio's paused time a flowing stream makes the clock jump
 //! ahead: no test reads a SQLite store so.
 
 use futures_util::Stream;
@@ -36,8 +36,9 @@ const STILL_FLOWING: u64 = 16;
 pub(super) struct Paced<S> {
     inner: S,
     every: Duration,
-    /// The pause between two reads, armed while `waiting`.
-    wait: Pin<Box<Sleep>>,
+    /// The pause between two reads (made when first needed, so that the
+    /// stream is made outside a runtime), armed while `waiting`.
+    wait: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     /// Whether `inner` is read at a pace (polled with a waker that does
     /// nothing: the pause wakes the reader).
@@ -54,7 +55,7 @@ impl<S> Paced<S> {
         Self {
             inner,
             every,
-            wait: Box::pin(tokio::time::sleep(every)),
+            wait: None,
             waiting: false,
             paced: false,
             first: None,
@@ -80,8 +81,10 @@ impl<S: Stream + Unpin> Stream for Paced<S> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let this = &mut *self;
         loop {
-            if this.waiting {
-                if this.wait.as_mut().poll(cx).is_pending() {
+            if this.waiting
+                && let Some(wait) = this.wait.as_mut()
+            {
+                if wait.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 this.waiting = false;
@@ -104,11 +107,18 @@ impl<S: Stream + Unpin> Stream for Paced<S> {
                     this.run = 0;
                     if flowing {
                         this.paced = true;
-                        this.wait.as_mut().reset(Instant::now() + this.every);
+                        let until = Instant::now() + this.every;
+                        match this.wait.as_mut() {
+                            Some(wait) => wait.as_mut().reset(until),
+                            None => this.wait = Some(Box::pin(tokio::time::sleep_until(until))),
+                        }
                         this.waiting = true;
                     } else if this.paced {
-                        // Polled again with the reader's waker, to be woken.
+                        // Polled again with the reader's waker, to be woken;
+                        // paced again only once fresh rows flow.
                         this.paced = false;
+                        this.first = None;
+                        this.items = 0;
                     } else {
                         return Poll::Pending;
                     }
@@ -125,15 +135,22 @@ mod tests {
     use std::time::Duration;
 
     /// Items sent from another thread: `count`, in bursts of `burst` items
-    /// `pause` apart.
+    /// `pause` apart; the first `ahead` are in the channel before it is read.
     fn sent(
         count: u32,
         burst: u32,
         pause: Duration,
-    ) -> impl futures_util::Stream<Item = u32> + Unpin {
+        ahead: u32,
+    ) -> (
+        impl futures_util::Stream<Item = u32> + Unpin,
+        std::thread::JoinHandle<()>,
+    ) {
         let (tx, rx) = tokio::sync::mpsc::channel::<u32>(4096);
-        std::thread::spawn(move || {
-            for i in 0..count {
+        for i in 0..ahead {
+            let _ = tx.try_send(i);
+        }
+        let sender = std::thread::spawn(move || {
+            for i in ahead..count {
                 if i % burst == 0 {
                     std::thread::sleep(pause);
                 }
@@ -142,9 +159,10 @@ mod tests {
                 }
             }
         });
-        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        let items = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|i| (i, rx))
-        }))
+        }));
+        (items, sender)
     }
 
     /// Every item arrives, in order, whether items trickle (woken for each)
@@ -156,14 +174,14 @@ mod tests {
             (20_000, 5_000, Duration::from_millis(5)),
             (3_000, 100, Duration::from_micros(300)),
         ] {
-            let got: Vec<u32> = Paced::new(sent(count, burst, pause), Duration::from_millis(1))
-                .collect()
-                .await;
+            let (items, sender) = sent(count, burst, pause, 0);
+            let got: Vec<u32> = Paced::new(items, Duration::from_millis(1)).collect().await;
             assert_eq!(
                 got,
                 (0..count).collect::<Vec<_>>(),
                 "{count} in bursts of {burst}"
             );
+            assert!(sender.join().is_ok());
         }
     }
 
@@ -171,10 +189,8 @@ mod tests {
     /// back for a tick of the timer (an hour here): the stream is woken by them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_trickle_is_not_paced() {
-        let mut s = Paced::new(
-            sent(10, 1, Duration::from_millis(1)),
-            Duration::from_secs(3600),
-        );
+        let (items, sender) = sent(10, 1, Duration::from_millis(1), 0);
+        let mut s = Paced::new(items, Duration::from_secs(3600));
         let all = tokio::time::timeout(Duration::from_secs(60), async {
             let mut n = 0;
             while s.next().await.is_some() {
@@ -184,15 +200,26 @@ mod tests {
         });
         assert_eq!(all.await.ok(), Some(10));
         assert!(!s.paced);
+        assert!(sender.join().is_ok());
     }
 
-    /// A reader that stops early drops the stream; the sender sees it go.
+    /// Items that are all there at once, or come faster than they are read,
+    /// arrive whole and in order; a reader that stops early drops the
+    /// stream, and the sender sees it go.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_reader_may_stop_early() {
-        let mut s = Paced::new(
-            sent(1_000_000, 10_000, Duration::ZERO),
-            Duration::from_millis(1),
-        );
+    async fn flowing_items_are_paced_until_they_stop_flowing() {
+        let (items, sender) = sent(4096, 4096, Duration::ZERO, 4096);
+        let mut s = Paced::new(items, Duration::from_millis(1));
+        let mut n = 0u32;
+        while let Some(i) = s.next().await {
+            assert_eq!(i, n);
+            n += 1;
+        }
+        assert_eq!(n, 4096);
+        assert!(sender.join().is_ok());
+
+        let (items, sender) = sent(1_000_000, 10_000, Duration::ZERO, 4096);
+        let mut s = Paced::new(items, Duration::from_millis(1));
         let mut n = 0u32;
         while let Some(i) = s.next().await {
             assert_eq!(i, n);
@@ -202,5 +229,6 @@ mod tests {
             }
         }
         drop(s);
+        assert!(sender.join().is_ok());
     }
 }
