@@ -135,18 +135,35 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> St
             let test = b.string_op(&val, *op, s);
             format!("{ty} = 'text' AND {test}")
         }
-        // The range first (an index range may serve it), then the type.
+        // The range first (an index range may serve it), then the type. The
+        // range is bounded on both sides, by the other infinity: it holds
+        // the numbers alone (text sorts after them), and SQLite without
+        // statistics takes a range with two bounds for a sixteenth of the
+        // customers, one with a single bound for a quarter. For a quarter
+        // it listed the members of a custom_data range that holds none by
+        // scanning every customer in id order, to spare a sort (85 ms on
+        // 200,000 customers, through the key's index 0.1 ms). An inclusive
+        // range is a BETWEEN, which reads the value once; a strict one
+        // reads it again, last, only for the rows the rest admits.
         Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
             let p = match v {
                 Scalar::Int(i) => b.bind(Bind::Int(*i)),
                 Scalar::Float(x) => b.bind(Bind::Float(*x)),
                 _ => return b.false_().to_string(),
             };
-            format!("{val} {} {p} AND {number}", cmp(*op))
+            match op {
+                Op::Gte => format!("{val} BETWEEN {p} AND {INFINITY} AND {number}"),
+                Op::Lte => format!("{val} BETWEEN -{INFINITY} AND {p} AND {number}"),
+                Op::Gt => format!("{val} > {p} AND {number} AND {val} <= {INFINITY}"),
+                _ => format!("{val} < {p} AND {number} AND {val} >= -{INFINITY}"),
+            }
         }
         Condition::Compare(..) => b.false_().to_string(),
     }
 }
+
+/// SQLite reads a number too large for a double as infinity.
+const INFINITY: &str = "9e999";
 
 /// PostgreSQL: `jsonb_typeof` tells the JSON type; values compare as jsonb, so
 /// nothing is ever cast from text.

@@ -15,7 +15,7 @@ use segd::model::{
 };
 use segd::segment::{
     Dialect, Query, RunSpec, Select, compile, compile_impact, compile_member_run, compile_page,
-    compile_run, page_in_one_query,
+    compile_run, custom_data_index_sql, page_in_one_query,
 };
 use segd::store::billing::{BILLING_TABLES, Existing};
 use segd::store::{PgStore, PlanNode, SqliteStore, Store, connect};
@@ -875,6 +875,68 @@ fn a_name_prefix_drives_and_its_member_page_reads_the_name_index() {
                 "{}: {text}",
                 setup.label
             );
+            setup.store.close().await;
+        }
+    });
+}
+
+/// A custom_data range is bounded on both sides, so that SQLite, with or
+/// without statistics, lists its members through the key's index: with one
+/// bound and no statistics it scanned every customer in id order instead, to
+/// spare a sort (a range that holds no customer, 85 ms on 200,000 customers).
+#[test]
+fn a_custom_data_ranges_members_are_listed_through_the_keys_index() {
+    let key = CustomDataKey::parse("seats").expect("a valid key");
+    let ranges = [
+        (Op::Lt, -1_000_000),
+        (Op::Lte, -1_000_000),
+        (Op::Gt, 1_000_000_000),
+        (Op::Gte, 1_000_000_000),
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            exec(&*setup.store, &custom_data_index_sql(&key)).await;
+            if stats {
+                exec(&*setup.store, "ANALYZE").await;
+            }
+            // Every connection reads the index from the schema, as after a
+            // restart (the one that made it, without statistics, plans with
+            // other estimates until segd analyzes the new index).
+            setup.store.close().await;
+            let Keep::Dir(dir) = &setup._keep else {
+                panic!("a SQLite setup")
+            };
+            let url = format!("sqlite://{}", dir.path().join("plans.db").display());
+            let setup = Setup {
+                store: connect(&url).await.expect("reopen the database"),
+                ..setup
+            };
+            for (op, n) in ranges {
+                let seg = segment(
+                    MatchMode::All,
+                    vec![Filter {
+                        filter_type: FilterType::Customer,
+                        negate: false,
+                        conditions: BTreeMap::new(),
+                        custom_data: BTreeMap::from([(
+                            key.clone(),
+                            Condition::Compare(op, Scalar::Int(n)),
+                        )]),
+                    }],
+                );
+                let q = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+                let plan = setup.store.explain(&q).await.expect("a plan");
+                let text: String = plan.iter().map(ToString::to_string).collect();
+                assert!(
+                    text.contains("USING INDEX segd_cd_") && !text.contains("SCAN c"),
+                    "{} {op:?}: {text}\n{}",
+                    setup.label,
+                    q.sql
+                );
+                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                assert_eq!(setup.store.count(&count).await.expect("a count"), 0);
+            }
             setup.store.close().await;
         }
     });
