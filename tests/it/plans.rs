@@ -416,18 +416,7 @@ fn shapes() -> Vec<(String, Segment)> {
     ] {
         out.push((
             format!("custom_data {key}"),
-            segment(
-                MatchMode::All,
-                vec![Filter {
-                    filter_type: FilterType::Customer,
-                    negate: false,
-                    conditions: BTreeMap::new(),
-                    custom_data: BTreeMap::from([(
-                        CustomDataKey::parse(key).expect("a valid key"),
-                        c,
-                    )]),
-                }],
-            ),
+            custom_data_segment(&CustomDataKey::parse(key).expect("a valid key"), c),
         ));
     }
     let typical = [
@@ -913,18 +902,7 @@ fn a_custom_data_ranges_members_are_listed_through_the_keys_index() {
                 ..setup
             };
             for (op, n) in ranges {
-                let seg = segment(
-                    MatchMode::All,
-                    vec![Filter {
-                        filter_type: FilterType::Customer,
-                        negate: false,
-                        conditions: BTreeMap::new(),
-                        custom_data: BTreeMap::from([(
-                            key.clone(),
-                            Condition::Compare(op, Scalar::Int(n)),
-                        )]),
-                    }],
-                );
+                let seg = custom_data_segment(&key, Condition::Compare(op, Scalar::Int(n)));
                 let q = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
                 let plan = setup.store.explain(&q).await.expect("a plan");
                 let text: String = plan.iter().map(ToString::to_string).collect();
@@ -1406,16 +1384,21 @@ fn a_custom_data_negation_reads_the_value_once() {
             3,
         ),
     ] {
-        let seg = segment(
-            MatchMode::All,
-            vec![Filter {
-                filter_type: FilterType::Customer,
-                negate: false,
-                conditions: BTreeMap::new(),
-                custom_data: BTreeMap::from([(key.clone(), c.clone())]),
-            }],
-        );
+        let seg = custom_data_segment(&key, c.clone());
         let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
         assert_eq!(sql.matches("json_extract(").count(), reads, "{c:?}: {sql}");
     }
+}
+
+/// A segment of one customer block with one custom_data test.
+fn custom_data_segment(key: &CustomDataKey, c: Condition) -> Segment {
+    segment(
+        MatchMode::All,
+        vec![Filter {
+            filter_type: FilterType::Customer,
+            negate: false,
+            conditions: BTreeMap::new(),
+            custom_data: BTreeMap::from([(key.clone(), c)]),
+        }],
+    )
 }
