@@ -122,10 +122,7 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> St
         Condition::Exists(true) => format!("{val} IS NOT NULL"),
         Condition::Exists(false) => format!("{val} IS NULL"),
         Condition::Compare(Op::Eq, v) => eq(b, v),
-        Condition::Compare(Op::Ne, v) => {
-            let test = eq(b, v);
-            not(test)
-        }
+        Condition::Compare(Op::Ne, v) => not(eq(b, v)),
         Condition::List(op, values) => {
             let any = list(b, values);
             if *op == Op::NotIn { not(any) } else { any }

@@ -37,9 +37,8 @@ pub(super) struct Paced<S> {
     inner: S,
     every: Duration,
     /// The pause between two reads (made when first needed, so that the
-    /// stream is made outside a runtime), armed while `waiting`.
+    /// stream is made outside a runtime); waited for until it elapses.
     wait: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
     /// Whether `inner` is read at a pace (polled with a waker that does
     /// nothing: the pause wakes the reader).
     paced: bool,
@@ -56,7 +55,6 @@ impl<S> Paced<S> {
             inner,
             every,
             wait: None,
-            waiting: false,
             paced: false,
             first: None,
             items: 0,
@@ -81,13 +79,10 @@ impl<S: Stream + Unpin> Stream for Paced<S> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let this = &mut *self;
         loop {
-            if this.waiting
-                && let Some(wait) = this.wait.as_mut()
+            if let Some(wait) = this.wait.as_mut()
+                && wait.as_mut().poll(cx).is_pending()
             {
-                if wait.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                this.waiting = false;
+                return Poll::Pending;
             }
             let polled = if this.paced {
                 Pin::new(&mut this.inner).poll_next(&mut Context::from_waker(Waker::noop()))
@@ -112,7 +107,6 @@ impl<S: Stream + Unpin> Stream for Paced<S> {
                             Some(wait) => wait.as_mut().reset(until),
                             None => this.wait = Some(Box::pin(tokio::time::sleep_until(until))),
                         }
-                        this.waiting = true;
                     } else if this.paced {
                         // Polled again with the reader's waker, to be woken;
                         // paced again only once fresh rows flow.
