@@ -308,6 +308,19 @@ fn reads_large(n: &PlanNode) -> bool {
         || n.children.iter().any(reads_large)
 }
 
+/// The ids a member query lists, in order.
+async fn member_ids(store: &dyn Store, q: &Query) -> Vec<String> {
+    let mut ids = Vec::new();
+    store
+        .members(q, |m| {
+            ids.push(m.id);
+            Ok(())
+        })
+        .await
+        .expect("a listing");
+    ids
+}
+
 /// The plan's per-row probes that pin no key, as its text when there are any.
 async fn bad_probes(setup: &Setup, q: &Query) -> Result<(), String> {
     let plan = setup
@@ -724,6 +737,93 @@ fn an_any_of_related_blocks_is_one_set() {
     assert_eq!(count(&postgres, "FROM invoices i"), 1, "{postgres}");
     // One join for the set, one for the negated block.
     assert_eq!(count(&postgres, "LEFT JOIN ("), 2, "{postgres}");
+}
+
+/// SQLite, `match = "any"` of related blocks beside no customer block but
+/// selective ones (a test of equality or a list) and no negated block: its
+/// count and its ids are one merge of sets sorted by customer id, each table
+/// read once in that order and their union kept to the ids of customers,
+/// with and without statistics; never a temporary table of the union. Its
+/// members are the predicate form's (`Select::Rows`, pages and runs), also
+/// where a customer's rows outlive it. Every other `any` keeps that form.
+#[test]
+fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
+    let eq = |field, v: &str| filter(field, Condition::Compare(Op::Eq, s(v)), false);
+    let card = eq(Field::PaymentMethodPaymentType, "card");
+    let stripe = eq(Field::ConnectorName, "Stripe");
+    let overdue = eq(Field::InvoiceStatus, "overdue");
+    let alerting = eq(Field::MonitorState, "alerting");
+    let selective = Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions: BTreeMap::from([(Field::CustomerCountry, Condition::Compare(Op::Eq, s("DE")))]),
+        custom_data: BTreeMap::from([(
+            CustomDataKey::parse("plan").expect("a key"),
+            Condition::List(Op::In, vec![s("free")]),
+        )]),
+    };
+    let broad = filter(
+        Field::CustomerCountry,
+        Condition::Compare(Op::Ne, s("FR")),
+        false,
+    );
+    let quiet = filter(
+        Field::MonitorState,
+        Condition::Compare(Op::Eq, s("alerting")),
+        true,
+    );
+    let merged = " INTERSECT SELECT c.id FROM customers c ORDER BY 1";
+    let cases = [
+        (vec![card.clone(), stripe.clone()], true),
+        (vec![card.clone(), overdue.clone(), alerting.clone()], true),
+        (vec![selective, card.clone(), stripe.clone()], true),
+        (vec![broad, card.clone()], false),
+        (vec![stripe, quiet], false),
+        (vec![overdue, alerting], false),
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            // Rows of a customer id no customer has, and of none.
+            exec(
+                &*setup.store,
+                "INSERT INTO payment_methods (id, customer_id, type, status, connector_id, is_default) \
+                 VALUES ('pm_gone', 'cus_gone', 'card', 'active', NULL, 1), \
+                 ('pm_none', NULL, 'card', 'active', NULL, 0)",
+            )
+            .await;
+            exec(
+                &*setup.store,
+                "INSERT INTO customer_connectors (customer_id, connector_id) SELECT 'cus_gone', id FROM connectors",
+            )
+            .await;
+            for (blocks, one_merge) in &cases {
+                let seg = segment(MatchMode::Any, blocks.clone());
+                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                let listing = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+                for q in [&count, &listing] {
+                    assert_eq!(q.sql.contains(merged), *one_merge, "{}", q.sql);
+                    let plan = setup.store.explain(q).await.expect("a plan");
+                    let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
+                    let why = format!("{}: {}\n{text}", setup.label, q.sql);
+                    assert_eq!(text.contains("MERGE (INTERSECT)"), *one_merge, "{why}");
+                    assert!(!text.contains("UNION USING TEMP B-TREE"), "{why}");
+                    assert!(!text.contains("INTERSECT USING TEMP B-TREE"), "{why}");
+                    if let Err(e) = bad_probes(&setup, q).await {
+                        panic!("{}: {e}", setup.label);
+                    }
+                }
+                let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
+                let want = member_ids(&*setup.store, &rows).await;
+                let got = member_ids(&*setup.store, &listing).await;
+                assert_eq!(got, want, "{}", setup.label);
+                let n = setup.store.count(&count).await.expect("the count");
+                assert_eq!(n, want.len() as u64, "{}: {}", setup.label, count.sql);
+                assert!(0 < n && n < CUSTOMERS, "{}: {n}", count.sql);
+            }
+            setup.store.close().await;
+        }
+    });
 }
 
 /// A customer block's tests of its default method's type and status are one
@@ -1331,16 +1431,7 @@ fn a_long_listing_arrives_whole_and_stops_with_its_reader() {
             sql: "SELECT c.id FROM customers c ORDER BY c.id".to_string(),
             binds: Vec::new(),
         };
-        let mut ids = Vec::new();
-        let n = setup
-            .store
-            .members(&all, |m| {
-                ids.push(m.id);
-                Ok(())
-            })
-            .await
-            .expect("a listing");
-        assert_eq!(n, CUSTOMERS);
+        let ids = member_ids(&*setup.store, &all).await;
         assert_eq!(ids.len() as u64, CUSTOMERS);
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         for _ in 0..8 {
