@@ -10,11 +10,12 @@ use chrono::NaiveDate;
 /// compound query of their ids, by id: each table's blocks one select of its
 /// rows' customer ids, the customer blocks one select of the customers, their
 /// union kept to the ids of customers (`INTERSECT`: a row may outlive its
-/// customer). `None`, for the predicate form ([`super::any_of`]), when no
-/// block reads a related table; when every block does from an index range
-/// (one list SQLite looks up in the customers); when a block is negated; or
-/// when a customer block has no test of equality or a list (class 1, see
-/// [`super::selectivity`]).
+/// customer; a NULL key is no customer's). `None`, for the predicate form
+/// ([`super::any_of`]), when no block compiles to rows of a related table;
+/// when every block does, each from an index range (one list SQLite looks up
+/// in the customers); when a block is negated; or when a customer block has
+/// no test of class 0 or 1 (an equality, a list, a name or email prefix of
+/// three characters or more, see [`super::selectivity`]).
 ///
 /// Sorted by customer id (`ORDER BY 1`), SQLite runs each select as a
 /// coroutine that reads its table in the order of its index by customer
@@ -72,7 +73,7 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
         .chain(tables.iter().map(|(table, tests)| {
             let alias = table.alias();
             format!(
-                "SELECT {alias}.customer_id FROM {} WHERE {}",
+                "SELECT {alias}.customer_id FROM {} WHERE {alias}.customer_id IS NOT NULL AND ({})",
                 table.from(b.dialect, false),
                 b.scoped(alias, &one_of(tests))
             )
