@@ -26,8 +26,8 @@ use chrono::NaiveDate;
 /// customer is looked up in every table, at about six times a table's scan:
 /// an `any` of a connector, a payment-method and a customer block with its
 /// default method's status and two custom_data tests (shape-081, 200,000
-/// customers, CPU time) took 274-291 ms so and 165-168 ms merged (109 ms
-/// without statistics); the four tables' scans take 31 ms.
+/// customers, CPU time, shapes bench) took 292 ms so and 220 ms merged with
+/// statistics, 285 and 137 ms without; the four tables' scans take 31-40 ms.
 ///
 /// The customers' select reads every customer in id order and the merge
 /// handles each id it yields, where the predicate form stops at the first

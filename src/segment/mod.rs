@@ -77,10 +77,11 @@ const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
 
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
+    let filters = ordered(segment);
     if dialect == Dialect::Sqlite
         && segment.match_mode == MatchMode::Any
         && select != Select::Rows
-        && let Some((set, b)) = merge::merged_any(&ordered(segment), at.date_naive())
+        && let Some((set, b)) = merge::merged_any(&filters, at.date_naive())
     {
         let sql = match select {
             Select::Count => format!("SELECT COUNT(*) FROM ({set})"),
@@ -92,7 +93,7 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
         };
     }
     let mut b = Builder::new(dialect);
-    let predicate = segment_predicate(&mut b, segment, at.date_naive());
+    let predicate = predicate(&mut b, segment.match_mode, filters, at.date_naive());
     let from = format!("customers c{}", b.join_clauses());
     let sql = match select {
         Select::Ids => format!("SELECT c.id FROM {from} WHERE {predicate} ORDER BY c.id"),
@@ -127,11 +128,15 @@ fn ordered(segment: &Segment) -> Vec<&Filter> {
 }
 
 fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> String {
-    if segment.filters.is_empty() {
+    predicate(b, segment.match_mode, ordered(segment), today)
+}
+
+/// The predicate of a segment of `filters` (in [`ordered`] order) under `mode`.
+fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: NaiveDate) -> String {
+    if filters.is_empty() {
         return b.true_().to_string();
     }
-    let filters = ordered(segment);
-    let any = segment.match_mode == MatchMode::Any;
+    let any = mode == MatchMode::Any;
     if any && b.dialect == Dialect::Sqlite {
         return any_of(b, &filters, today);
     }
@@ -165,7 +170,7 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
         .into_iter()
         .map(|f| format!("({})", block(b, f, today)))
         .collect();
-    let joiner = match segment.match_mode {
+    let joiner = match mode {
         MatchMode::All => " AND ",
         MatchMode::Any => " OR ",
     };
