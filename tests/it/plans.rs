@@ -343,6 +343,28 @@ async fn bad_probes(setup: &Setup, q: &Query) -> Result<(), String> {
     ))
 }
 
+/// A SQLite setup with segd's index of each custom_data key in `keys` (and,
+/// with `stats`, their statistics), reopened: every connection reads the
+/// indexes from the schema, as after a restart (the one that made them,
+/// without statistics, plans with other estimates until segd analyzes them).
+async fn with_key_indexes(setup: Setup, keys: &[&CustomDataKey], stats: bool) -> Setup {
+    for key in keys {
+        exec(&*setup.store, &custom_data_index_sql(key)).await;
+    }
+    if stats {
+        exec(&*setup.store, "ANALYZE").await;
+    }
+    setup.store.close().await;
+    let Keep::Dir(dir) = &setup._keep else {
+        panic!("a SQLite setup")
+    };
+    let url = format!("sqlite://{}", dir.path().join("plans.db").display());
+    Setup {
+        store: connect(&url).await.expect("reopen the database"),
+        ..setup
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The shapes
 // ---------------------------------------------------------------------------
@@ -743,7 +765,8 @@ fn an_any_of_related_blocks_is_one_set() {
 /// selective ones (a test of equality or a list) and no negated block: its
 /// count and its ids are one merge of sets sorted by customer id, each table
 /// read once in that order and their union kept to the ids of customers,
-/// with and without statistics; never a temporary table of the union. Its
+/// with and without statistics; never a temporary table of the union, never
+/// every customer's row read in id order for the customer block. Its
 /// members are the predicate form's (`Select::Rows`, pages and runs), also
 /// where a customer's rows outlive it. Every other `any` keeps that form.
 #[test]
@@ -772,18 +795,34 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
         Condition::Compare(Op::Eq, s("alerting")),
         true,
     );
+    // shape-081's customer block: its keys' indexes find a few customers.
+    let plan = CustomDataKey::parse("plan").expect("a key");
+    let trial = CustomDataKey::parse("trial").expect("a key");
+    let indexed = Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions: BTreeMap::from([(
+            Field::CustomerDefaultPaymentMethodStatus,
+            Condition::List(Op::In, vec![s("expired"), s("active")]),
+        )]),
+        custom_data: BTreeMap::from([
+            (plan.clone(), Condition::List(Op::In, vec![s("free")])),
+            (trial.clone(), Condition::Compare(Op::Lt, Scalar::Int(2))),
+        ]),
+    };
     let merged = " INTERSECT SELECT c.id FROM customers c ORDER BY 1";
     let cases = [
         (vec![card.clone(), stripe.clone()], true),
         (vec![card.clone(), overdue.clone(), alerting.clone()], true),
         (vec![selective, card.clone(), stripe.clone()], true),
+        (vec![indexed, card.clone(), stripe.clone()], true),
         (vec![broad, card.clone()], false),
         (vec![stripe, quiet], false),
         (vec![overdue, alerting], false),
     ];
     block_on(async {
         for stats in [true, false] {
-            let setup = sqlite(stats).await;
+            let setup = with_key_indexes(sqlite(stats).await, &[&plan, &trial], stats).await;
             // Rows of a customer id no customer has, and of none.
             exec(
                 &*setup.store,
@@ -809,6 +848,10 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
                     assert_eq!(text.contains("MERGE (INTERSECT)"), *one_merge, "{why}");
                     assert!(!text.contains("UNION USING TEMP B-TREE"), "{why}");
                     assert!(!text.contains("INTERSECT USING TEMP B-TREE"), "{why}");
+                    // The customers' select sorts what its best index gives,
+                    // never reads every customer's row in id order.
+                    let by_id = "SCAN c USING INDEX sqlite_autoindex_customers_1";
+                    assert!(!(*one_merge && text.contains(by_id)), "{why}");
                     if let Err(e) = bad_probes(&setup, q).await {
                         panic!("{}: {e}", setup.label);
                     }
@@ -984,23 +1027,7 @@ fn a_custom_data_ranges_members_are_listed_through_the_keys_index() {
     ];
     block_on(async {
         for stats in [true, false] {
-            let setup = sqlite(stats).await;
-            exec(&*setup.store, &custom_data_index_sql(&key)).await;
-            if stats {
-                exec(&*setup.store, "ANALYZE").await;
-            }
-            // Every connection reads the index from the schema, as after a
-            // restart (the one that made it, without statistics, plans with
-            // other estimates until segd analyzes the new index).
-            setup.store.close().await;
-            let Keep::Dir(dir) = &setup._keep else {
-                panic!("a SQLite setup")
-            };
-            let url = format!("sqlite://{}", dir.path().join("plans.db").display());
-            let setup = Setup {
-                store: connect(&url).await.expect("reopen the database"),
-                ..setup
-            };
+            let setup = with_key_indexes(sqlite(stats).await, &[&key], stats).await;
             for (op, n) in ranges {
                 let seg = custom_data_segment(&key, Condition::Compare(op, Scalar::Int(n)));
                 let q = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
