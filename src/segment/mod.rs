@@ -309,6 +309,8 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     let mut tables: Vec<(Related, bool, Vec<String>)> = Vec::new();
     // SQLite: the negated blocks looked up per customer, in the set too.
     let mut negated: Vec<(Related, String)> = Vec::new();
+    // PostgreSQL: the parts that test a join's column (see below).
+    let mut joins: Vec<usize> = Vec::new();
     for f in filters {
         // The set takes the place of its first block.
         let first = tables.is_empty() && negated.is_empty();
@@ -319,6 +321,9 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
                 ranged,
             } if !f.negate => {
                 if first {
+                    if b.dialect == Dialect::Postgres {
+                        joins.push(parts.len());
+                    }
                     parts.push(None);
                 }
                 match tables.iter_mut().find(|(t, _, _)| *t == table) {
@@ -344,7 +349,13 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
                     }
                 }
             }
-            compiled => parts.push(Some(compiled.into_test(b, f.negate))),
+            compiled => {
+                // PostgreSQL: a negated related block is a join's NULL test.
+                if b.dialect == Dialect::Postgres && matches!(compiled, Compiled::Rows { .. }) {
+                    joins.push(parts.len());
+                }
+                parts.push(Some(compiled.into_test(b, f.negate)));
+            }
         }
     }
     // SQLite: one list when it is the whole segment and each of its tables'
@@ -403,11 +414,20 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     }
     set.extend(lookups.tests(b, false));
     let set = set.join(" OR ");
-    parts
-        .into_iter()
-        .map(|p| format!("({})", p.unwrap_or_else(|| set.clone())))
-        .collect::<Vec<_>>()
-        .join(" OR ")
+    // PostgreSQL evaluates an OR's terms in the order written: the tests of
+    // a joined column (`jN.customer_id IS NULL`), which cost nothing, first,
+    // so that the customers they hold are never tested further.
+    let (mut first, mut rest) = (Vec::new(), Vec::new());
+    for (i, p) in parts.into_iter().enumerate() {
+        let part = format!("({})", p.unwrap_or_else(|| set.clone()));
+        if joins.contains(&i) {
+            first.push(part);
+        } else {
+            rest.push(part);
+        }
+    }
+    first.append(&mut rest);
+    first.join(" OR ")
 }
 
 /// Tests joined by OR, each in parentheses.

@@ -759,6 +759,13 @@ fn an_any_of_related_blocks_is_one_set() {
     assert_eq!(count(&postgres, "FROM invoices i"), 1, "{postgres}");
     // One join for the set, one for the negated block.
     assert_eq!(count(&postgres, "LEFT JOIN ("), 2, "{postgres}");
+    // PostgreSQL tests an OR's terms in order: the joins' first, before the
+    // customer's own test.
+    let (_, predicate) = postgres.rsplit_once("c.id WHERE ").expect("a WHERE");
+    assert!(
+        predicate.starts_with("(j2.customer_id IS NOT NULL) OR (j1.customer_id IS NULL) OR ("),
+        "{postgres}"
+    );
 }
 
 /// SQLite, `match = "any"` of related blocks beside no customer block but
