@@ -2,7 +2,9 @@
 //! sorted by customer id, each table read once in that order, instead of a
 //! test per customer of every table.
 
-use super::{Builder, Compiled, Dialect, RANGE_CLASS, Related, block_class, compile_block, one_of};
+use super::{
+    Builder, Compiled, Dialect, RANGE_CLASS, Related, block_class, compile_block, narrow, one_of,
+};
 use crate::model::Filter;
 use chrono::NaiveDate;
 
@@ -12,8 +14,11 @@ use chrono::NaiveDate;
 /// union kept to the ids of customers (`INTERSECT`: a row may outlive its
 /// customer; a NULL key is no customer's). `None`, for the predicate form
 /// ([`super::any_of`]), when no block compiles to rows of a related table;
-/// when every block does, each from an index range (one list SQLite looks up
-/// in the customers); when a block is negated; or when a customer block has
+/// when every block does, each from an index range, or every related block
+/// is a narrow range ([`super::narrow`]): one list, which SQLite looks up in
+/// the customers or probes per customer, reads only the ranges where this
+/// merge reads a table whole in customer order and every customer's id
+/// for the `INTERSECT`; when a block is negated; or when a customer block has
 /// no test of class 0 or 1 (an equality, a list, a name or email prefix of
 /// three characters or more, see [`super::selectivity`]).
 ///
@@ -46,7 +51,7 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
     let mut b = Builder::new(Dialect::Sqlite);
     // Per table, in order of first appearance: its blocks' tests.
     let mut tables: Vec<(Related, Vec<String>)> = Vec::new();
-    let mut all_ranged = true;
+    let (mut all_ranged, mut all_narrow) = (true, true);
     let mut own: Vec<String> = Vec::new();
     for f in filters {
         match compile_block(&mut b, f, today) {
@@ -56,19 +61,17 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
                 ranged,
             } => {
                 all_ranged &= ranged;
+                all_narrow &= narrow(f, ranged);
                 match tables.iter_mut().find(|(t, _)| *t == table) {
                     Some((_, tests)) => tests.push(conds),
                     None => tables.push((table, vec![conds])),
                 }
             }
             Compiled::Test(_) if block_class(f) >= RANGE_CLASS => return None,
-            Compiled::Test(test) => {
-                all_ranged = false;
-                own.push(test);
-            }
+            Compiled::Test(test) => own.push(test),
         }
     }
-    if tables.is_empty() || all_ranged {
+    if tables.is_empty() || all_narrow || (all_ranged && own.is_empty()) {
         return None;
     }
     let own =

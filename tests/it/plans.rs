@@ -725,14 +725,25 @@ fn an_any_of_related_blocks_is_one_set() {
         1,
         "{sqlite}"
     );
-    // Alone, they are one list, which SQLite may read and look its ids up.
-    let seg = segment(MatchMode::Any, vec![overdue.clone(), alerting.clone()]);
-    let sqlite = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
-    assert_eq!(
-        count(&sqlite, " UNION ALL SELECT m.customer_id FROM monitors m"),
-        1,
-        "{sqlite}"
+    // Alone, they are one list, which SQLite may read and look its ids up;
+    // beside a customer test, narrow ranges (an equality each) too, for the
+    // count, the ids and the rows alike.
+    let alone = segment(MatchMode::Any, vec![overdue.clone(), alerting.clone()]);
+    let beside = segment(
+        MatchMode::Any,
+        vec![overdue.clone(), alerting.clone(), country.clone()],
     );
+    for seg in [alone, beside] {
+        for select in [Select::Count, Select::Ids, Select::Rows] {
+            let sqlite = compile(&seg, Dialect::Sqlite, at(), select).sql;
+            assert_eq!(
+                count(&sqlite, " UNION ALL SELECT m.customer_id FROM monitors m"),
+                1,
+                "{sqlite}"
+            );
+            assert_eq!(count(&sqlite, "EXISTS"), 0, "{sqlite}");
+        }
+    }
 
     // Any invoice created after an instant: the invoice blocks are one probe.
     let seg = segment(
@@ -821,11 +832,13 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
     let cases = [
         (vec![card.clone(), stripe.clone()], true),
         (vec![card.clone(), overdue.clone(), alerting.clone()], true),
-        (vec![selective, card.clone(), stripe.clone()], true),
+        (vec![selective.clone(), card.clone(), stripe.clone()], true),
         (vec![indexed, card.clone(), stripe.clone()], true),
         (vec![broad, card.clone()], false),
         (vec![stripe, quiet], false),
-        (vec![overdue, alerting], false),
+        (vec![overdue.clone(), alerting.clone()], false),
+        // Narrow ranges beside a customer block: one list.
+        (vec![selective, overdue, alerting], false),
     ];
     block_on(async {
         for stats in [true, false] {
