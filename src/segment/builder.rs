@@ -34,8 +34,9 @@ pub(super) enum Driver {
     Unchosen,
     /// The next related block is the list the query is driven from.
     List,
-    /// The customers, through their own tests: every related block is looked
-    /// up per customer that passes them, and no list is built.
+    /// The customers, through their own tests or the narrow list that drove
+    /// (see [`super::all_of`]): every related block is looked up per
+    /// customer that passes them, and no list is built.
     Customers,
 }
 

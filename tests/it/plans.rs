@@ -889,6 +889,61 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
     });
 }
 
+/// SQLite, `match = "all"`: of two related blocks of one class, the one with
+/// more tests of that class drives (two equalities before an equality beside
+/// a range), whatever the filters' order; a narrow list that drives leaves
+/// every other block to a lookup per customer it holds, unpaid invoices too,
+/// never a second list to build.
+#[test]
+fn a_narrow_driving_list_looks_the_other_blocks_up() {
+    let expired_default = Filter {
+        filter_type: FilterType::PaymentMethod,
+        negate: false,
+        conditions: BTreeMap::from([
+            (
+                Field::PaymentMethodIsDefault,
+                Condition::Compare(Op::Eq, Scalar::Bool(true)),
+            ),
+            (
+                Field::PaymentMethodStatus,
+                Condition::Compare(Op::Eq, s("expired")),
+            ),
+        ]),
+        custom_data: BTreeMap::new(),
+    };
+    let overdue_since = Filter {
+        filter_type: FilterType::Invoice,
+        negate: false,
+        conditions: BTreeMap::from([
+            (
+                Field::InvoiceStatus,
+                Condition::Compare(Op::Eq, s("overdue")),
+            ),
+            (
+                Field::InvoiceCreatedAfter,
+                Condition::Compare(Op::Eq, values(Field::InvoiceCreatedAfter)[0].clone()),
+            ),
+        ]),
+        custom_data: BTreeMap::new(),
+    };
+    for blocks in [
+        vec![expired_default.clone(), overdue_since.clone()],
+        vec![overdue_since, expired_default],
+    ] {
+        let seg = segment(MatchMode::All, blocks);
+        let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+        assert!(
+            sql.contains("(c.id IN (SELECT pm.customer_id FROM payment_methods pm"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = c.id"),
+            "{sql}"
+        );
+        assert!(!sql.contains("IN (SELECT i.customer_id"), "{sql}");
+    }
+}
+
 /// A customer block's tests of its default method's type and status are one
 /// pass over the payment methods, not a list each (a customer has at most one
 /// default method); under `match = "any"` that pass joins the set. The
