@@ -115,7 +115,6 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
 /// Ties break on the block's shape, and only when that ties too on its whole
 /// form (a 40,000-value list is formatted only then).
 fn ordered<'a>(segment: &'a Segment) -> Vec<&'a Filter> {
-    let mut filters: Vec<&Filter> = segment.filters.iter().collect();
     type Shape<'a> = (
         u8,
         Reverse<usize>,
@@ -139,12 +138,14 @@ fn ordered<'a>(segment: &'a Segment) -> Vec<&'a Filter> {
             keys,
         )
     };
-    filters.sort_by(|x, y| {
-        shape(x)
-            .cmp(&shape(y))
+    // Each block's key computed once, not per comparison.
+    let mut keyed: Vec<(Shape<'a>, &'a Filter)> =
+        segment.filters.iter().map(|f| (shape(f), f)).collect();
+    keyed.sort_by(|(kx, x), (ky, y)| {
+        kx.cmp(ky)
             .then_with(|| format!("{x:?}").cmp(&format!("{y:?}")))
     });
-    filters
+    keyed.into_iter().map(|(_, f)| f).collect()
 }
 
 fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> String {
@@ -206,24 +207,28 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     let mut lookups = Lookups::default();
     for f in filters {
         let choosing = b.driver == Driver::List;
+        let mut narrow_rows = false;
         match compile_block(b, f, today) {
             Compiled::Rows {
                 table,
                 conds,
                 ranged,
-            } => match listed_rows(b, table, &conds, f.negate, ranged) {
-                Some(list) => parts.push(Ok(list)),
-                None => parts.extend(lookups.add(table, conds, f.negate).map(Err)),
-            },
+            } => {
+                narrow_rows = narrow(f, ranged);
+                match listed_rows(b, table, &conds, f.negate, ranged) {
+                    Some(list) => parts.push(Ok(list)),
+                    None => parts.extend(lookups.add(table, conds, f.negate).map(Err)),
+                }
+            }
             Compiled::Test(test) => parts.push(Ok(test)),
         }
-        // A narrow list drove (an equality or a list): the few customers it
-        // holds look every other block up, even unpaid invoices, no list
-        // built. Driven from the expired default methods (1,000,000
-        // customers, 66,000 rows, CPU time), probing the list of overdue
-        // invoices since a date (243,000 rows) took 229 ms, their lookups
-        // 136 ms; the hand-written join 124 ms.
-        if choosing && b.driver == Driver::Unchosen && block_class(f) < RANGE_CLASS {
+        // A narrow range drove ([`narrow`]): the few customers it holds look
+        // every other block up, even unpaid invoices, no list built. Driven
+        // from the expired default methods (1,000,000 customers, 66,000 rows,
+        // CPU time), probing the list of overdue invoices since a date
+        // (243,000 rows) took 229 ms, their lookups 136 ms; the hand-written
+        // join 124 ms.
+        if choosing && narrow_rows && b.driver == Driver::Unchosen {
             b.driver = Driver::Customers;
         }
     }
@@ -314,10 +319,11 @@ impl Lookups {
 /// but SQLite's negated lookups, which join their table's pass in the set.
 /// A customer is looked up once in one set, not once per block.
 ///
-/// SQLite: when the set is the whole segment and every block of it is read
-/// from an index range ([`ranged`]), the set is one list, built in one pass
-/// over each table, which SQLite either reads, looking its ids up in the
-/// customers (`MULTI-INDEX OR`), or probes once per customer. Otherwise the
+/// SQLite: when every block of the set is read from an index range
+/// ([`ranged`]) and either the set is the whole segment or each range is
+/// narrow ([`narrow`]), the set is one list, built in one pass over each
+/// table, which SQLite either reads, looking its ids up in the customers
+/// (`MULTI-INDEX OR`), or probes once per customer. Otherwise the
 /// customers are scanned anyway: the blocks of unpaid invoices are one list
 /// ([`probed_as_list`]) and each other table's blocks, with its negated
 /// blocks looked up per customer, one pass over the customer's rows
@@ -454,17 +460,20 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     // PostgreSQL evaluates an OR's terms in the order written: the tests of
     // a joined column (`jN.customer_id IS NULL`), which cost nothing, first,
     // so that the customers they hold are never tested further.
-    let (mut first, mut rest) = (Vec::new(), Vec::new());
-    for (i, p) in parts.into_iter().enumerate() {
-        let part = format!("({})", p.unwrap_or_else(|| set.clone()));
-        if joins.contains(&i) {
-            first.push(part);
-        } else {
-            rest.push(part);
-        }
-    }
-    first.append(&mut rest);
-    first.join(" OR ")
+    let mut terms: Vec<(bool, String)> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let term = format!("({})", p.unwrap_or_else(|| set.clone()));
+            (!joins.contains(&i), term)
+        })
+        .collect();
+    terms.sort_by_key(|(other, _)| *other);
+    terms
+        .into_iter()
+        .map(|(_, term)| term)
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 /// Tests joined by OR, each in parentheses.
@@ -506,11 +515,12 @@ fn block_class(f: &Filter) -> u8 {
 /// How many of a block's tests are of its best class: under `match = "all"`,
 /// of two positive blocks of one class, the one with more such tests comes
 /// first ([`ordered`]) and drives (under `any`, the order of an OR's terms,
-/// it would put the block fewer customers pass first). Two equalities select fewer rows than one beside
-/// a range: a payment-method block of the expired default methods and an
-/// invoice block of overdue invoices since a date (1,000,000 customers, CPU
-/// time) took 245 ms driven from the invoices (243,000 rows) and 142 ms from
-/// the methods (66,000); the hand-written join 134 ms.
+/// it would put the block fewer customers pass first). Two equalities select
+/// fewer rows than one beside a range: a payment-method block of the expired
+/// default methods and an invoice block of overdue invoices since a date
+/// (1,000,000 customers, CPU time) took 245 ms driven from the invoices
+/// (243,000 rows) and 142 ms from the methods (66,000); the hand-written
+/// join 134 ms.
 fn best_tests(f: &Filter) -> usize {
     let best = block_class(f);
     test_classes(f).filter(|c| *c == best).count()
@@ -828,8 +838,8 @@ fn narrow(f: &Filter, ranged: bool) -> bool {
 /// migration 0010), and a customer block's related rows are ranged field by
 /// field ([`condition()`]): [`compile_block`] says so for those itself. Such
 /// a list is built from the rows it selects; where it does not drive, only
-/// unpaid invoices stay a list ([`probed_as_list`]), and a whole `any` of
-/// ranged blocks is one ([`any_of`]).
+/// unpaid invoices stay a list ([`probed_as_list`]), and an `any` of ranged
+/// blocks, whole or of narrow ranges beside other tests, is one ([`any_of`]).
 fn ranged(f: &Filter) -> bool {
     match f.filter_type {
         FilterType::Invoice => implies_unpaid(f),
@@ -888,8 +898,9 @@ fn implies_unpaid(f: &Filter) -> bool {
 /// up by id. A block of unpaid invoices read from a range of their index
 /// ([`probed_as_list`]) is such a list too, only probed per customer
 /// (`+c.id`: never the one SQLite drives from); any other is a lookup per
-/// customer of the customer's own rows ([`exists`]). When the customers drive (`Driver::Customers`) every block is a
-/// probe: a list would be built whole for the few customers their own tests
+/// customer of the customer's own rows ([`exists`]). When the customers drive
+/// (`Driver::Customers`: their own tests, or a narrow list that drove) every
+/// block is a probe: a list would be built whole for the few customers they
 /// select. An `any` of two invoice blocks of unpaid invoices due in some days
 /// (200,000 customers, CPU time) took 78 ms as a list of the index's range
 /// and 249 ms as a probe of every customer's invoices; a payment-method
