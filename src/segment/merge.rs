@@ -3,7 +3,8 @@
 //! test per customer of every table.
 
 use super::{
-    Builder, Compiled, Dialect, RANGE_CLASS, Related, block_class, compile_block, narrow, one_of,
+    Builder, Compiled, Dialect, RANGE_CLASS, Related, block_class, compile_block, narrow, one_list,
+    one_of,
 };
 use crate::model::Filter;
 use chrono::NaiveDate;
@@ -71,7 +72,7 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
             Compiled::Test(test) => own.push(test),
         }
     }
-    if tables.is_empty() || all_narrow || (all_ranged && own.is_empty()) {
+    if tables.is_empty() || one_list(all_ranged, all_narrow, own.is_empty()) {
         return None;
     }
     let own =

@@ -406,9 +406,12 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     // of one state and a country (1,000,000 customers, CPU time) took 556 ms
     // as lookups per customer, 205 ms merged ([`merge::merged_any`]) and
     // 105 ms as one list.
-    let alone = (parts.iter().all(Option::is_none) || all_narrow)
-        && negated.is_empty()
-        && tables.iter().all(|(_, r, _)| *r);
+    let alone = negated.is_empty()
+        && one_list(
+            tables.iter().all(|(_, r, _)| *r),
+            all_narrow,
+            parts.iter().all(Option::is_none),
+        );
     let in_list = |table: Related, ranged: bool| {
         b.dialect == Dialect::Postgres || alone || probed_as_list(table, ranged)
     };
@@ -819,6 +822,14 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// WHERE clause is, it leaves the test whole for the key's index.
 fn in_place(test: &str) -> String {
     format!("({test}) AND (SELECT 1)")
+}
+
+/// SQLite, `match = "any"`: whether the positive related blocks are one list
+/// ([`any_of`]), not merged ([`merge::merged_any`]) nor looked up: every
+/// block of it an index range (`all_ranged`), and either each range narrow
+/// (`all_narrow`) or the set the whole segment (`whole`).
+fn one_list(all_ranged: bool, all_narrow: bool, whole: bool) -> bool {
+    all_ranged && (all_narrow || whole)
 }
 
 /// SQLite: whether a related block `f` is a narrow index range: `ranged`

@@ -415,6 +415,16 @@ fn filter(field: Field, c: Condition, negate: bool) -> Filter {
     }
 }
 
+/// A positive block of the tests `tests`, of their fields' filter type.
+fn filter_of<const N: usize>(tests: [(Field, Condition); N]) -> Filter {
+    Filter {
+        filter_type: tests[0].0.filter_type(),
+        negate: false,
+        conditions: BTreeMap::from(tests),
+        custom_data: BTreeMap::new(),
+    }
+}
+
 fn segment(match_mode: MatchMode, filters: Vec<Filter>) -> Segment {
     Segment {
         name: Name::parse("shape").expect("a name"),
@@ -896,36 +906,26 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
 /// never a second list to build.
 #[test]
 fn a_narrow_driving_list_looks_the_other_blocks_up() {
-    let expired_default = Filter {
-        filter_type: FilterType::PaymentMethod,
-        negate: false,
-        conditions: BTreeMap::from([
-            (
-                Field::PaymentMethodIsDefault,
-                Condition::Compare(Op::Eq, Scalar::Bool(true)),
-            ),
-            (
-                Field::PaymentMethodStatus,
-                Condition::Compare(Op::Eq, s("expired")),
-            ),
-        ]),
-        custom_data: BTreeMap::new(),
-    };
-    let overdue_since = Filter {
-        filter_type: FilterType::Invoice,
-        negate: false,
-        conditions: BTreeMap::from([
-            (
-                Field::InvoiceStatus,
-                Condition::Compare(Op::Eq, s("overdue")),
-            ),
-            (
-                Field::InvoiceCreatedAfter,
-                Condition::Compare(Op::Eq, values(Field::InvoiceCreatedAfter)[0].clone()),
-            ),
-        ]),
-        custom_data: BTreeMap::new(),
-    };
+    let expired_default = filter_of([
+        (
+            Field::PaymentMethodIsDefault,
+            Condition::Compare(Op::Eq, Scalar::Bool(true)),
+        ),
+        (
+            Field::PaymentMethodStatus,
+            Condition::Compare(Op::Eq, s("expired")),
+        ),
+    ]);
+    let overdue_since = filter_of([
+        (
+            Field::InvoiceStatus,
+            Condition::Compare(Op::Eq, s("overdue")),
+        ),
+        (
+            Field::InvoiceCreatedAfter,
+            Condition::Compare(Op::Eq, values(Field::InvoiceCreatedAfter)[0].clone()),
+        ),
+    ]);
     for blocks in [
         vec![expired_default.clone(), overdue_since.clone()],
         vec![overdue_since, expired_default],
@@ -951,10 +951,8 @@ fn a_narrow_driving_list_looks_the_other_blocks_up() {
 /// most one default method each, as the billing tables' contract says).
 #[test]
 fn a_blocks_default_method_tests_are_one_pass() {
-    let both = || Filter {
-        filter_type: FilterType::Customer,
-        negate: false,
-        conditions: BTreeMap::from([
+    let both = || {
+        filter_of([
             (
                 Field::CustomerDefaultPaymentMethod,
                 Condition::Compare(Op::Eq, s("sepa_debit")),
@@ -963,8 +961,7 @@ fn a_blocks_default_method_tests_are_one_pass() {
                 Field::CustomerDefaultPaymentMethodStatus,
                 Condition::Compare(Op::Eq, s("pending")),
             ),
-        ]),
-        custom_data: BTreeMap::new(),
+        ])
     };
     let negated = Filter {
         negate: true,
