@@ -22,6 +22,10 @@ pub(super) struct Builder {
     /// SQLite: the customers the query is about, to which each list of a
     /// related block's customers is restricted (see [`super::related`]).
     pub(super) scope: Scope,
+    /// SQLite, `match = "any"`: whether the positive related blocks are one
+    /// list (`Some(true)`) or not, as a form of [`super::merge::sampled_count`]
+    /// has it; `None`: as [`super::any_of`] chooses.
+    pub(super) any_list: Option<bool>,
 }
 
 /// SQLite, `match = "all"`: what a query is driven from.
@@ -62,6 +66,7 @@ impl Builder {
             joins: Vec::new(),
             driver: Driver::Unchosen,
             scope: Scope::All,
+            any_list: None,
         }
     }
 

@@ -79,19 +79,22 @@ const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
     let filters = ordered(segment);
-    if dialect == Dialect::Sqlite
-        && segment.match_mode == MatchMode::Any
-        && select != Select::Rows
-        && let Some((set, b)) = merge::merged_any(&filters, at.date_naive())
-    {
-        let sql = match select {
-            Select::Count => format!("SELECT COUNT(*) FROM ({set})"),
-            _ => set,
+    if dialect == Dialect::Sqlite && segment.match_mode == MatchMode::Any {
+        let today = at.date_naive();
+        let chosen = match select {
+            Select::Count => merge::sampled_count(&filters, today).or_else(|| {
+                merge::merged_any(&filters, today)
+                    .map(|(set, b)| (format!("SELECT COUNT(*) FROM ({set})"), b))
+            }),
+            Select::Ids => merge::merged_any(&filters, today),
+            Select::Rows => None,
         };
-        return Query {
-            sql,
-            binds: b.binds,
-        };
+        if let Some((sql, b)) = chosen {
+            return Query {
+                sql,
+                binds: b.binds,
+            };
+        }
     }
     let mut b = Builder::new(dialect);
     let predicate = predicate(&mut b, segment.match_mode, filters, at.date_naive());
@@ -331,8 +334,10 @@ impl Lookups {
 /// invoice block that most customers pass (200,000 customers, CPU time)
 /// took 426-501 ms as one list and 119-227 ms as probes.
 ///
-/// The count and the ids of some are one merge of sorted sets instead
-/// ([`merge::merged_any`]).
+/// The ids of some are one merge of sorted sets instead
+/// ([`merge::merged_any`]), and the count of an `any` with customer tests
+/// this form or the merge, as a sample of the customers shows cheapest
+/// ([`merge::sampled_count`]).
 ///
 /// PostgreSQL: the set is one left join, hashed or merged with the customers
 /// at once, not a join per block: an `any` of a payment-method block and two
@@ -406,12 +411,14 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     // of one state and a country (1,000,000 customers, CPU time) took 556 ms
     // as lookups per customer, 205 ms merged ([`merge::merged_any`]) and
     // 105 ms as one list.
-    let alone = negated.is_empty()
-        && one_list(
-            tables.iter().all(|(_, r, _)| *r),
-            all_narrow,
-            parts.iter().all(Option::is_none),
-        );
+    let alone = b.any_list.unwrap_or_else(|| {
+        negated.is_empty()
+            && one_list(
+                tables.iter().all(|(_, r, _)| *r),
+                all_narrow,
+                parts.iter().all(Option::is_none),
+            )
+    });
     let in_list = |table: Related, ranged: bool| {
         b.dialect == Dialect::Postgres || alone || probed_as_list(table, ranged)
     };

@@ -416,6 +416,12 @@ fn filter(field: Field, c: Condition, negate: bool) -> Filter {
 }
 
 /// A positive block of the tests `tests`, of their fields' filter type.
+/// Whether a query is the count of an `any` whose form a sample of the
+/// customers chooses.
+fn sampled(sql: &str) -> bool {
+    sql.starts_with("WITH RECURSIVE n(i) AS")
+}
+
 fn filter_of<const N: usize>(tests: [(Field, Condition); N]) -> Filter {
     Filter {
         filter_type: tests[0].0.filter_type(),
@@ -751,7 +757,17 @@ fn an_any_of_related_blocks_is_one_set() {
                 1,
                 "{sqlite}"
             );
-            assert_eq!(count(&sqlite, "EXISTS"), 0, "{sqlite}");
+            // Beside a customer test the count is one of three forms, the
+            // one a sample of the customers shows cheapest: looked up (the
+            // monitors; unpaid invoices stay a list), this list, or merged.
+            // The sample looks both tables up.
+            let sampled = sampled(&sqlite);
+            assert_eq!(sampled, select == Select::Count && seg.filters.len() == 3);
+            assert_eq!(
+                count(&sqlite, "EXISTS"),
+                if sampled { 3 } else { 0 },
+                "{sqlite}"
+            );
         }
     }
 
@@ -871,17 +887,20 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
                 let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
                 let listing = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
                 for q in [&count, &listing] {
-                    assert_eq!(q.sql.contains(merged), *one_merge, "{}", q.sql);
                     let plan = setup.store.explain(q).await.expect("a plan");
                     let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
                     let why = format!("{}: {}\n{text}", setup.label, q.sql);
-                    assert_eq!(text.contains("MERGE (INTERSECT)"), *one_merge, "{why}");
+                    // A count beside customer tests holds the merge as one
+                    // of its forms, chosen by a sample.
+                    let one_merge = *one_merge || sampled(&q.sql);
+                    assert_eq!(q.sql.contains(merged), one_merge, "{why}");
+                    assert_eq!(text.contains("MERGE (INTERSECT)"), one_merge, "{why}");
                     assert!(!text.contains("UNION USING TEMP B-TREE"), "{why}");
                     assert!(!text.contains("INTERSECT USING TEMP B-TREE"), "{why}");
                     // The customers' select sorts what its best index gives,
                     // never reads every customer's row in id order.
                     let by_id = "SCAN c USING INDEX sqlite_autoindex_customers_1";
-                    assert!(!(*one_merge && text.contains(by_id)), "{why}");
+                    assert!(!(one_merge && text.contains(by_id)), "{why}");
                     if let Err(e) = bad_probes(&setup, q).await {
                         panic!("{}: {e}", setup.label);
                     }
