@@ -23,8 +23,9 @@ pub(super) struct Builder {
     /// related block's customers is restricted (see [`super::related`]).
     pub(super) scope: Scope,
     /// SQLite, `match = "any"`: whether the positive related blocks are one
-    /// list (`Some(true)`) or not, as a form of [`super::merge::sampled_count`]
-    /// has it; `None`: as [`super::any_of`] chooses.
+    /// list (`Some(true)`) or each table looked up but unpaid invoices
+    /// (`Some(false)`), as the forms a sampled count chooses from have it
+    /// (see `merge::sampled`); `None`: as [`super::any_of`] chooses.
     pub(super) any_list: Option<bool>,
 }
 

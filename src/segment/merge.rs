@@ -88,7 +88,9 @@ pub(super) fn sampled_count(filters: &[&Filter], today: NaiveDate) -> Option<(St
     let Sampled {
         most_own,
         few_held,
-        counts: [looked_up, listed, merged],
+        looked_up,
+        listed,
+        merged,
         b,
     } = sampled(filters, today)?;
     let sql = format!(
@@ -101,12 +103,15 @@ pub(super) fn sampled_count(filters: &[&Filter], today: NaiveDate) -> Option<(St
 
 /// What [`sampled_count`] chooses from: whether most of the sample passes the
 /// customer tests, whether few of it are among the related blocks'
-/// customers ([`share`]), the count of each form (looked up, one list,
-/// merged), and their binds.
+/// customers ([`share`]), the count of each form, and their binds (each
+/// block compiled three times: for the sample and the merge, and for each
+/// form of [`any_of`]).
 struct Sampled {
     most_own: String,
     few_held: String,
-    counts: [String; 3],
+    looked_up: String,
+    listed: String,
+    merged: String,
     b: Builder,
 }
 
@@ -122,8 +127,8 @@ fn sampled(filters: &[&Filter], today: NaiveDate) -> Option<Sampled> {
         .iter()
         .map(|(table, tests)| exists(&b, *table, &one_of(tests), false, true))
         .collect::<Vec<_>>();
-    let most_own = share(&one_of(&any.own), ">= 3 * COUNT(*)", 4);
-    let few_held = share(&one_of(&held), "<= COUNT(*)", 3);
+    let most_own = share(&one_of(&any.own), true, 3, 4);
+    let few_held = share(&one_of(&held), false, 1, 3);
     let mut form = |one_list: bool| {
         b.any_list = Some(one_list);
         let predicate = any_of(&mut b, filters, today);
@@ -134,17 +139,18 @@ fn sampled(filters: &[&Filter], today: NaiveDate) -> Option<Sampled> {
     Some(Sampled {
         most_own,
         few_held,
-        counts: [looked_up, listed, merged],
+        looked_up,
+        listed,
+        merged,
         b,
     })
 }
 
-/// How many customers a sample holds: every customer when there are at most
-/// `SAMPLE` of them by row id, else `SAMPLE` customers at even steps of the
-/// row ids (rows gone from a step are missing from the sample). Tested
-/// within a count, each costs a few lookups of pages the count has pushed
-/// out of SQLite's cache: 256 of them cost 14-27 ms beside a merge of
-/// 141 ms, 3 ms alone (200,000 customers, CPU time).
+/// How many customers a sample holds at most: `SAMPLE` steps, even, from the
+/// least row id of a customer to the greatest (by one where they span fewer:
+/// then the first `SAMPLE` row ids); a step whose row is gone is missing from
+/// the sample. A sample costs a lookup of a few pages per customer: 2-3 ms
+/// (200,000 customers, CPU time, after a count).
 const SAMPLE: u32 = 128;
 
 /// The steps of a sample (`n`, read by [`share`]): the common table
@@ -154,13 +160,19 @@ fn steps() -> String {
     format!("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last})")
 }
 
-/// Whether `times` times the number of a sample's customers that pass
-/// `test` `holds` (`>= 3 * COUNT(*)`, `<= COUNT(*)`): a shape of the data,
-/// read where the count runs. An empty table passes any `>=` and any `<=`.
-fn share(test: &str, holds: &str, times: u8) -> String {
+/// Whether the share of a sample's customers that pass `test` is at least
+/// (`at_least`) or at most `num` in `den`: a shape of the data, read where
+/// the count runs. An empty sample (no customer, or none at its steps)
+/// holds neither, and the count merges.
+fn share(test: &str, at_least: bool, num: u8, den: u8) -> String {
+    let cmp = if at_least { ">=" } else { "<=" };
+    let (least, most) = (
+        "(SELECT MIN(rowid) FROM customers)",
+        "(SELECT MAX(rowid) FROM customers)",
+    );
     format!(
-        "(SELECT {times} * TOTAL(CASE WHEN {test} THEN 1 ELSE 0 END) {holds} FROM customers c \
-         WHERE c.rowid IN (SELECT 1 + i * MAX(1, (SELECT MAX(rowid) FROM customers) / {SAMPLE}) FROM n))"
+        "(SELECT COUNT(*) > 0 AND {den} * TOTAL(CASE WHEN {test} THEN 1 ELSE 0 END) {cmp} {num} * COUNT(*) \
+         FROM customers c WHERE c.rowid IN (SELECT {least} + i * MAX(1, ({most} - {least}) / {SAMPLE}) FROM n))"
     )
 }
 
@@ -242,15 +254,28 @@ mod tests {
     use crate::demo::{DemoSpec, Generator};
     use crate::segment::{Dialect, Query, Select, compile, ordered};
     use crate::store::billing::Existing;
+    use crate::store::{SqliteStore, Store};
     use crate::validate::stored_segment;
     use chrono::NaiveDate;
 
-    /// Each form counts the same members (the listing's), also of five
-    /// blocks over four tables, and the sample picks the one the shares of
-    /// the demo data call for: most customers pass 24 countries (looked
-    /// up); a country of 6% and the alerting monitors (8%) hold few (one
-    /// list); a name no one has beside the links to connected connectors
-    /// (68%) neither (merged).
+    async fn exec(store: &dyn Store, sql: &str) {
+        let Some(s) = store.as_any().downcast_ref::<SqliteStore>() else {
+            panic!("a SQLite store")
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&s.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Each form counts the members `Select::Rows` lists (rows of customers
+    /// gone and of none beside them), also of five blocks over four tables,
+    /// and the sample picks the one the shares of the demo data call for:
+    /// most customers pass 24 countries (looked up); a country of 6% and the
+    /// alerting monitors (8%) hold few (one list); a name no one has beside
+    /// the links to connected connectors (68%) neither (merged). So they do
+    /// when the row ids have gaps, and when no customer is left (an empty
+    /// sample: merged).
     #[tokio::test]
     async fn the_sample_picks_a_form_and_every_form_counts_alike() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -269,6 +294,18 @@ mod tests {
             .load_demo(generator, Existing::Refuse, &mut |_| {})
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        exec(
+            &*store,
+            "INSERT INTO monitors (id, customer_id, name, state, updated_at) VALUES \
+             ('m_gone', 'cus_gone', 'storage', 'alerting', '2026-11-01T00:00:00Z'), \
+             ('m_none', NULL, 'storage', 'alerting', '2026-11-01T00:00:00Z')",
+        )
+        .await;
+        exec(
+            &*store,
+            "INSERT INTO customer_connectors (customer_id, connector_id) SELECT 'cus_gone', id FROM connectors",
+        )
+        .await;
         let countries = r#"["US","GB","DE","FR","CA","AU","NL","ES","IN","IT","JP","SE","BR","CH","IE","PL","MX","SG","BE","AT","DK","NO","PT","NZ"]"#;
         let pair = |own: &str, related: &str| {
             format!("[[filter]]\ntype = \"customer\"\n{own}\n[[filter]]\n{related}\n")
@@ -303,46 +340,53 @@ mod tests {
             .and_hms_opt(12, 0, 0)
             .unwrap_or_else(|| panic!("a time"))
             .and_utc();
-        for (blocks, want) in cases {
-            let toml = format!("[segment]\nname = \"s\"\nmatch = \"any\"\n{blocks}");
-            let segment = stored_segment(&toml).unwrap_or_else(|e| panic!("{e}"));
-            let filters = ordered(&segment);
-            let Some(Sampled {
-                most_own,
-                few_held,
-                counts,
-                b,
-            }) = sampled(&filters, today)
-            else {
-                panic!("{toml}: no forms")
-            };
-            let q = Query {
-                sql: format!(
-                    "{} SELECT {most_own}, {few_held}, ({}), ({}), ({})",
-                    steps(),
-                    counts[0],
-                    counts[1],
-                    counts[2]
-                ),
-                binds: b.binds,
-            };
-            let row = store.counts(&q).await.unwrap_or_else(|e| panic!("{e}"));
-            let chosen = store
-                .count(&compile(&segment, Dialect::Sqlite, at, Select::Count))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let ids = store
-                .members(&compile(&segment, Dialect::Sqlite, at, Select::Ids), |_| {
-                    Ok(())
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            if let Some(want) = want {
-                assert_eq!(row[..2], want, "{toml}");
+        // The demo customers; every seventh (gaps in the row ids); none.
+        for (left, thinned) in [(2_000, None), (285, Some("rowid % 7 <> 0")), (0, Some("1"))] {
+            if let Some(gone) = thinned {
+                exec(&*store, &format!("DELETE FROM customers WHERE {gone}")).await;
             }
-            assert_eq!(row[2..], [ids, ids, ids], "{toml}");
-            assert_eq!(chosen, ids, "{toml}");
-            assert!(ids > 0, "{toml}");
+            for (blocks, want) in &cases {
+                let toml = format!("[segment]\nname = \"s\"\nmatch = \"any\"\n{blocks}");
+                let segment = stored_segment(&toml).unwrap_or_else(|e| panic!("{e}"));
+                let Some(Sampled {
+                    most_own,
+                    few_held,
+                    looked_up,
+                    listed,
+                    merged,
+                    b,
+                }) = sampled(&ordered(&segment), today)
+                else {
+                    panic!("{toml}: no forms")
+                };
+                let q = Query {
+                    sql: format!(
+                        "{} SELECT {most_own}, {few_held}, ({looked_up}), ({listed}), ({merged})",
+                        steps()
+                    ),
+                    binds: b.binds,
+                };
+                let row = store.counts(&q).await.unwrap_or_else(|e| panic!("{e}"));
+                let chosen = store
+                    .count(&compile(&segment, Dialect::Sqlite, at, Select::Count))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let rows = store
+                    .members(
+                        &compile(&segment, Dialect::Sqlite, at, Select::Rows),
+                        |_| Ok(()),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                match (left, want) {
+                    (2_000, Some(want)) => assert_eq!(row[..2], *want, "{toml}"),
+                    (0, _) => assert_eq!(row[..2], [0, 0], "{toml}"),
+                    _ => {}
+                }
+                assert_eq!(row[2..], [rows, rows, rows], "{left}: {toml}");
+                assert_eq!(chosen, rows, "{left}: {toml}");
+                assert!(left == 0 || 0 < rows && rows < left, "{left}: {toml}");
+            }
         }
     }
 }

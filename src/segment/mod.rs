@@ -335,9 +335,9 @@ impl Lookups {
 /// took 426-501 ms as one list and 119-227 ms as probes.
 ///
 /// The ids of some are one merge of sorted sets instead
-/// ([`merge::merged_any`]), and the count of an `any` with customer tests
-/// this form or the merge, as a sample of the customers shows cheapest
-/// ([`merge::sampled_count`]).
+/// ([`merge::merged_any`]); the count of an `any` of customer tests beside
+/// related blocks, none negated, is looked up, one list or merged, as a
+/// sample of the customers shows cheapest ([`merge::sampled_count`]).
 ///
 /// PostgreSQL: the set is one left join, hashed or merged with the customers
 /// at once, not a join per block: an `any` of a payment-method block and two
@@ -410,7 +410,8 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     // list. An `any` of a connector block of one connection, a monitor block
     // of one state and a country (1,000,000 customers, CPU time) took 556 ms
     // as lookups per customer, 205 ms merged ([`merge::merged_any`]) and
-    // 105 ms as one list.
+    // 105 ms as one list. A form of a sampled count says instead
+    // ([`Builder::any_list`]).
     let alone = b.any_list.unwrap_or_else(|| {
         negated.is_empty()
             && one_list(

@@ -415,13 +415,13 @@ fn filter(field: Field, c: Condition, negate: bool) -> Filter {
     }
 }
 
-/// A positive block of the tests `tests`, of their fields' filter type.
 /// Whether a query is the count of an `any` whose form a sample of the
 /// customers chooses.
 fn sampled(sql: &str) -> bool {
     sql.starts_with("WITH RECURSIVE n(i) AS")
 }
 
+/// A positive block of the tests `tests`, of their fields' filter type.
 fn filter_of<const N: usize>(tests: [(Field, Condition); N]) -> Filter {
     Filter {
         filter_type: tests[0].0.filter_type(),
@@ -759,10 +759,14 @@ fn an_any_of_related_blocks_is_one_set() {
             );
             // Beside a customer test the count is one of three forms, the
             // one a sample of the customers shows cheapest: looked up (the
-            // monitors; unpaid invoices stay a list), this list, or merged.
-            // The sample looks both tables up.
+            // monitors' `EXISTS`; unpaid invoices stay a list), this list,
+            // or merged. The sample looks both tables up (two more).
             let sampled = sampled(&sqlite);
-            assert_eq!(sampled, select == Select::Count && seg.filters.len() == 3);
+            assert_eq!(
+                sampled,
+                select == Select::Count && seg.filters.len() == 3,
+                "{sqlite}"
+            );
             assert_eq!(
                 count(&sqlite, "EXISTS"),
                 if sampled { 3 } else { 0 },
@@ -807,12 +811,15 @@ fn an_any_of_related_blocks_is_one_set() {
 
 /// SQLite, `match = "any"` of related blocks beside no customer block but
 /// selective ones (a test of equality or a list) and no negated block: its
-/// count and its ids are one merge of sets sorted by customer id, each table
-/// read once in that order and their union kept to the ids of customers,
-/// with and without statistics; never a temporary table of the union, never
-/// every customer's row read in id order for the customer block. Its
-/// members are the predicate form's (`Select::Rows`, pages and runs), also
-/// where a customer's rows outlive it. Every other `any` keeps that form.
+/// ids are one merge of sets sorted by customer id, each table read once in
+/// that order and their union kept to the ids of customers, with and
+/// without statistics; never a temporary table of the union, never every
+/// customer's row read in id order for the customer block. Every other
+/// `any` keeps the predicate form. So does its count without customer
+/// tests; with them, the count holds the merge as one of three forms a
+/// sample chooses from. Its members and count are the predicate form's
+/// (`Select::Rows`, pages and runs), also where a customer's rows outlive
+/// it.
 #[test]
 fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
     let eq = |field, v: &str| filter(field, Condition::Compare(Op::Eq, s(v)), false);
@@ -863,7 +870,7 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
         (vec![broad, card.clone()], false),
         (vec![stripe, quiet], false),
         (vec![overdue.clone(), alerting.clone()], false),
-        // Narrow ranges beside a customer block: one list.
+        // Narrow ranges beside a customer block: one list (the ids).
         (vec![selective, overdue, alerting], false),
     ];
     block_on(async {
