@@ -280,14 +280,16 @@ fn pg_probes(n: &PlanNode, per_row: bool, bad: &mut Vec<String>) {
         }
     }
     let nested_loop = kind.starts_with("Nested Loop");
-    for (i, c) in n.children.iter().enumerate() {
+    for c in &n.children {
         let subplan = c.label.starts_with("SubPlan");
         let hashed = subplan
             && c.label
                 .strip_prefix("SubPlan (")
                 .and_then(|s| s.split_once(')'))
                 .is_some_and(|(name, _)| l.contains(&format!("hashed {name}")));
-        let inner = (nested_loop && i == 1) || (subplan && !hashed);
+        // The inner side by its role, not its place: an InitPlan may come
+        // first among a nested loop's children.
+        let inner = (nested_loop && c.label.starts_with("Inner: ")) || (subplan && !hashed);
         pg_probes(c, per_row || inner, bad);
     }
 }
@@ -1508,6 +1510,24 @@ fn the_plan_rule_catches_probes_that_pin_no_key() {
     let mut bad = Vec::new();
     pg_probes(&keyed, false, &mut bad);
     assert!(bad.is_empty(), "{bad:?}");
+    // An InitPlan listed first: the sides are told by their roles.
+    let init_first = node(
+        "Nested Loop Semi",
+        vec![
+            node(
+                "InitPlan (InitPlan 1 (returns $0)): Seq Scan on connectors k",
+                vec![],
+            ),
+            node(
+                "Outer: Seq Scan on invoices i; Filter: (status = 'draft'::text)",
+                vec![],
+            ),
+            node("Inner: Seq Scan on customer_connectors cc", vec![]),
+        ],
+    );
+    let mut bad = Vec::new();
+    pg_probes(&init_first, false, &mut bad);
+    assert_eq!(bad, ["Inner: Seq Scan on customer_connectors cc"]);
 }
 
 /// A list's length never reaches the SQL: two values and 50,000 compile to
