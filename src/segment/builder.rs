@@ -22,11 +22,6 @@ pub(super) struct Builder {
     /// SQLite: the customers the query is about, to which each list of a
     /// related block's customers is restricted (see [`super::related`]).
     pub(super) scope: Scope,
-    /// SQLite, `match = "any"`: whether the positive related blocks are one
-    /// list (`Some(true)`) or each table looked up but unpaid invoices
-    /// (`Some(false)`), as the forms a sampled count chooses from have it
-    /// (see `merge::sampled`); `None`: as [`super::any_of`] chooses.
-    pub(super) any_list: Option<bool>,
 }
 
 /// SQLite, `match = "all"`: what a query is driven from.
@@ -67,7 +62,6 @@ impl Builder {
             joins: Vec::new(),
             driver: Driver::Unchosen,
             scope: Scope::All,
-            any_list: None,
         }
     }
 

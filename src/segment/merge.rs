@@ -4,7 +4,7 @@
 //! whose form a sample of the customers chooses.
 
 use super::{
-    Builder, Compiled, Dialect, RANGE_CLASS, Related, any_of, block_class, compile_block, exists,
+    Builder, Compiled, Dialect, RANGE_CLASS, Tables, any_of, block_class, compile_block, exists,
     narrow, one_list, one_of,
 };
 use crate::model::Filter;
@@ -124,15 +124,14 @@ fn sampled(filters: &[&Filter], today: NaiveDate) -> Option<Sampled> {
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
     let held = any
         .tables
+        .0
         .iter()
         .map(|(table, tests)| exists(&b, *table, &one_of(tests), false, true))
         .collect::<Vec<_>>();
     let most_own = share(&one_of(&any.own), true, 3, 4);
     let few_held = share(&one_of(&held), false, 1, 3);
     let mut form = |one_list: bool| {
-        b.any_list = Some(one_list);
-        let predicate = any_of(&mut b, filters, today);
-        b.any_list = None;
+        let predicate = any_of(&mut b, filters, today, Some(one_list));
         format!("SELECT COUNT(*) FROM customers c WHERE {predicate}")
     };
     let (looked_up, listed) = (form(false), form(true));
@@ -181,7 +180,7 @@ fn share(test: &str, at_least: bool, num: u8, den: u8) -> String {
 /// blocks' tests.
 struct AnyOf {
     own: Vec<String>,
-    tables: Vec<(Related, Vec<String>)>,
+    tables: Tables<Vec<String>>,
     /// Every related block read from an index range ([`super::ranged`]).
     all_ranged: bool,
     /// Every related block a narrow range ([`narrow`]).
@@ -198,7 +197,7 @@ impl AnyOf {
         }
         let mut any = AnyOf {
             own: Vec::new(),
-            tables: Vec::new(),
+            tables: Tables::default(),
             all_ranged: true,
             all_narrow: true,
             classed: true,
@@ -212,10 +211,7 @@ impl AnyOf {
                 } => {
                     any.all_ranged &= ranged;
                     any.all_narrow &= narrow(f, ranged);
-                    match any.tables.iter_mut().find(|(t, _)| *t == table) {
-                        Some((_, tests)) => tests.push(conds),
-                        None => any.tables.push((table, vec![conds])),
-                    }
+                    any.tables.add(table, |tests| tests.push(conds));
                 }
                 Compiled::Test(test) => {
                     any.classed &= block_class(f) < RANGE_CLASS;
@@ -232,7 +228,7 @@ impl AnyOf {
             .then(|| format!("SELECT +c.id FROM customers c WHERE {}", one_of(&self.own)));
         let selects: Vec<String> = own
             .into_iter()
-            .chain(self.tables.iter().map(|(table, tests)| {
+            .chain(self.tables.0.iter().map(|(table, tests)| {
                 let alias = table.alias();
                 format!(
                     "SELECT {alias}.customer_id FROM {} WHERE {alias}.customer_id IS NOT NULL AND ({})",

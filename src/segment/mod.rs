@@ -162,11 +162,11 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
     }
     let any = mode == MatchMode::Any;
     if any && b.dialect == Dialect::Sqlite {
-        return any_of(b, &filters, today);
+        return any_of(b, &filters, today, None);
     }
     if any && !b.per_row && filters.len() > 1 {
         b.any_join = true;
-        let predicate = any_of(b, &filters, today);
+        let predicate = any_of(b, &filters, today, None);
         b.any_join = false;
         return predicate;
     }
@@ -243,26 +243,49 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
         .join(" AND ")
 }
 
+/// Per related table, in order of first appearance, what blocks of it hold.
+struct Tables<T>(Vec<(Related, T)>);
+
+impl<T> Default for Tables<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: Default> Tables<T> {
+    /// Adds to `table`'s entry with `add` (the entry made empty first when
+    /// it is the first of that table); the entry's index when it is.
+    fn add(&mut self, table: Related, add: impl FnOnce(&mut T)) -> Option<usize> {
+        let first = !self.0.iter().any(|(t, _)| *t == table);
+        let index = self.0.len();
+        if first {
+            self.0.push((table, T::default()));
+        }
+        if let Some((_, entry)) = self.0.iter_mut().find(|(t, _)| *t == table) {
+            add(entry);
+        }
+        first.then_some(index)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// SQLite: the related blocks of one AND (`match = "all"`) or one OR
 /// (`match = "any"`) that are looked up per customer ([`exists`]), by table
 /// in order of first appearance: the positive blocks' tests (some row
 /// passes), and the negated blocks' (no row passes).
 #[derive(Default)]
-struct Lookups(Vec<(Related, Vec<String>, Vec<String>)>);
+struct Lookups(Tables<(Vec<String>, Vec<String>)>);
 
 impl Lookups {
     /// Adds a block's test of `table`'s rows; its table's index when it is
     /// the first of that table.
     fn add(&mut self, table: Related, conds: String, negate: bool) -> Option<usize> {
-        let found = self.0.iter().position(|(t, _, _)| *t == table);
-        let i = found.unwrap_or(self.0.len());
-        if found.is_none() {
-            self.0.push((table, Vec::new(), Vec::new()));
-        }
-        if let Some((_, some, none)) = self.0.get_mut(i) {
-            if negate { none } else { some }.push(conds);
-        }
-        found.is_none().then_some(i)
+        self.0.add(table, |(some, none)| {
+            if negate { none } else { some }.push(conds)
+        })
     }
 
     /// Each table's tests joined by AND (`and`) or OR, as one test of the
@@ -278,8 +301,9 @@ impl Lookups {
     fn tests(self, b: &Builder, and: bool) -> Vec<String> {
         let (yes, no) = (b.true_(), b.false_());
         self.0
+            .0
             .into_iter()
-            .map(|(table, some, none)| match (&some[..], &none[..]) {
+            .map(|(table, (some, none))| match (&some[..], &none[..]) {
                 ([test], []) => exists(b, table, test, false, true),
                 ([], [test]) => exists(b, table, test, true, true),
                 // One aggregate, not two: the row that decides ranks first.
@@ -343,11 +367,15 @@ impl Lookups {
 /// at once, not a join per block: an `any` of a payment-method block and two
 /// monitor blocks on 200,000 customers took 701 ms as three joins and 363 ms
 /// as one (best of 5, alternating).
-fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
+///
+/// `list` (SQLite): `Some(true)` makes the positive related blocks one list,
+/// `Some(false)` looks each table up but unpaid invoices, as the forms a
+/// sampled count chooses from have it; `None` chooses as above.
+fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<bool>) -> String {
     let mut parts: Vec<Option<String>> = Vec::new();
-    // Per table, in order of first appearance: whether all its blocks are
-    // ranged, and their tests.
-    let mut tables: Vec<(Related, bool, Vec<String>)> = Vec::new();
+    // Per table: its blocks' tests, and whether one of them reads no index
+    // range.
+    let mut tables: Tables<(Vec<String>, bool)> = Tables::default();
     // SQLite: the negated blocks looked up per customer, in the set too.
     let mut negated: Vec<(Related, String)> = Vec::new();
     // Whether every positive related block is a narrow range ([`narrow`]).
@@ -370,13 +398,10 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
                     }
                     parts.push(None);
                 }
-                match tables.iter_mut().find(|(t, _, _)| *t == table) {
-                    Some((_, all_ranged, tests)) => {
-                        *all_ranged &= ranged;
-                        tests.push(conds);
-                    }
-                    None => tables.push((table, ranged, vec![conds])),
-                }
+                tables.add(table, |(tests, unranged)| {
+                    tests.push(conds);
+                    *unranged |= !ranged;
+                });
             }
             Compiled::Rows {
                 table,
@@ -410,12 +435,11 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     // list. An `any` of a connector block of one connection, a monitor block
     // of one state and a country (1,000,000 customers, CPU time) took 556 ms
     // as lookups per customer, 205 ms merged ([`merge::merged_any`]) and
-    // 105 ms as one list. A form of a sampled count says instead
-    // ([`Builder::any_list`]).
-    let alone = b.any_list.unwrap_or_else(|| {
+    // 105 ms as one list. A form of a sampled count says instead (`list`).
+    let alone = list.unwrap_or_else(|| {
         negated.is_empty()
             && one_list(
-                tables.iter().all(|(_, r, _)| *r),
+                tables.0.iter().all(|(_, (_, unranged))| !unranged),
                 all_narrow,
                 parts.iter().all(Option::is_none),
             )
@@ -424,15 +448,16 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
         b.dialect == Dialect::Postgres || alone || probed_as_list(table, ranged)
     };
     // PostgreSQL: each customer once in the joined set.
-    let distinct = if b.dialect == Dialect::Postgres && tables.len() == 1 {
+    let distinct = if b.dialect == Dialect::Postgres && tables.0.len() == 1 {
         "DISTINCT "
     } else {
         ""
     };
     let selects: Vec<String> = tables
+        .0
         .iter()
-        .filter(|(table, ranged, _)| in_list(*table, *ranged))
-        .map(|(table, _, tests)| {
+        .filter(|(table, (_, unranged))| in_list(*table, !unranged))
+        .map(|(table, (tests, _))| {
             let alias = table.alias();
             let tests = b.scoped(alias, &one_of(tests));
             format!(
@@ -458,8 +483,8 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     // Each other table's blocks, negated or not, one lookup (SQLite only:
     // PostgreSQL lists every table).
     let mut lookups = Lookups::default();
-    for (table, ranged, tests) in &tables {
-        if !in_list(*table, *ranged) {
+    for (table, (tests, unranged)) in &tables.0 {
+        if !in_list(*table, !unranged) {
             lookups.add(*table, one_of(tests), false);
         }
     }
