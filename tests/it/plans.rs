@@ -1147,6 +1147,49 @@ fn a_custom_data_ranges_members_are_listed_through_the_keys_index() {
     });
 }
 
+/// The count of a test of one custom_data key reads that key's index alone,
+/// never the customers' rows, whatever the test and the statistics: a
+/// substring or a range asked `json_type` of every row, which read each row
+/// (`region contains "amer"` on 200,000 customers: 70 ms, 15 ms so). That
+/// values whose type the value alone does not tell (a 0 or 1, a boolean,
+/// text starting with `[` or `{`) count right is the `segments` tests' check.
+#[test]
+fn a_count_of_one_custom_data_key_reads_its_index_alone() {
+    let key = CustomDataKey::parse("region").expect("a valid key");
+    let tests = [
+        Condition::Compare(Op::Contains, s("me")),
+        Condition::Compare(Op::StartsWith, s("[")),
+        Condition::Compare(Op::EndsWith, s("a")),
+        Condition::Compare(Op::Gt, Scalar::Int(0)),
+        Condition::Compare(Op::Lte, Scalar::Int(1)),
+        Condition::Compare(Op::Eq, Scalar::Bool(true)),
+        Condition::Compare(Op::Eq, Scalar::Int(1)),
+        Condition::Compare(Op::Ne, s("{x}")),
+        Condition::List(Op::NotIn, vec![s("emea"), Scalar::Int(0)]),
+        Condition::Exists(true),
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&key], stats).await;
+            for test in &tests {
+                let seg = custom_data_segment(&key, test.clone());
+                let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                let plan = setup.store.explain(&q).await.expect("a plan");
+                let text: String = plan.iter().map(ToString::to_string).collect();
+                let first = plan.first().map_or("", |n| n.label.as_str());
+                assert!(
+                    first.starts_with("SCAN c USING COVERING INDEX segd_cd_")
+                        || first.starts_with("SEARCH c USING COVERING INDEX segd_cd_"),
+                    "{} {test:?}: {text}\n{}",
+                    setup.label,
+                    q.sql
+                );
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// SQLite reads the links of the connectors a block selects through the index
 /// by connector that holds the customer (named in the query), with and without
 /// statistics: with `ANALYZE` it otherwise scanned every link's row. A
