@@ -52,9 +52,10 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> St
         "(SELECT json_type(cj.custom_data, {path}) FROM customers cj WHERE cj.rowid = c.rowid)"
     );
     let typed_number = format!("{ty} IN ('integer', 'real')");
-    // A number, of a value a range admits (text sorts after numbers): only
-    // a 0 or 1 may be a boolean.
-    let number = format!("({val} NOT IN (0, 1) OR {typed_number})");
+    // A number: of the SQL type of one (not text: a string, an array or an
+    // object), and only a 0 or 1 may be a boolean.
+    let number =
+        format!("typeof({val}) IN ('integer', 'real') AND ({val} NOT IN (0, 1) OR {typed_number})");
     let eq = |b: &mut Builder, v: &Scalar| -> String {
         match v {
             Scalar::Str(s) => {
@@ -143,7 +144,8 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> St
                 "{test} AND typeof({val}) = 'text' AND (substr({val}, 1, 1) NOT IN ('[', '{{') OR {ty} = 'text')"
             )
         }
-        // The range first (an index range may serve it), then the type. The
+        // The range first (an index range may serve it), then the number
+        // check (the JSON type asked of a 0 or 1 alone). The
         // range is bounded on both sides, by the other infinity: it holds
         // the numbers alone (text sorts after them), and SQLite without
         // statistics takes a range with two bounds for a sixteenth of the
@@ -151,8 +153,9 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> St
         // it listed the members of a custom_data range that holds none by
         // scanning every customer in id order, to spare a sort (85 ms on
         // 200,000 customers, through the key's index 0.1 ms). An inclusive
-        // range is a BETWEEN, which reads the value once; a strict one
-        // reads it again, last, only for the rows the rest admits.
+        // range is a BETWEEN, which reads the value once before the check;
+        // a strict one reads its second bound last, only for the rows the
+        // rest admits.
         Condition::Compare(op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), v) => {
             let p = match v {
                 Scalar::Int(i) => b.bind(Bind::Int(*i)),

@@ -98,11 +98,22 @@ pub(super) fn sampled_count(filters: &[&Filter], today: NaiveDate) -> Option<(St
         b,
     } = sampled(filters, today)?;
     let sql = format!(
-        "{} SELECT CASE WHEN {few_held} THEN ({listed}) WHEN {some_own} THEN ({looked_up}) \
-         ELSE ({merged}) END",
-        steps()
+        "{} SELECT {}",
+        steps(),
+        choice(
+            &few_held,
+            &some_own,
+            [listed, looked_up, merged].map(|form| format!("({form})"))
+        )
     );
     Some((sql, b))
+}
+
+/// Of the forms `[listed, looked_up, merged]`, the one the sample's findings
+/// choose: one list when few are among the related blocks' customers, else
+/// looked up when some pass the customer tests, else merged.
+fn choice(few_held: &str, some_own: &str, [listed, looked_up, merged]: [String; 3]) -> String {
+    format!("CASE WHEN {few_held} THEN {listed} WHEN {some_own} THEN {looked_up} ELSE {merged} END")
 }
 
 /// What [`sampled_count`] chooses from: whether few of the sample are among
@@ -250,7 +261,7 @@ impl AnyOf {
 
 #[cfg(test)]
 mod tests {
-    use super::{Sampled, sampled, steps};
+    use super::{Sampled, choice, sampled, steps};
     use crate::demo::{DemoSpec, Generator};
     use crate::segment::{Dialect, Query, Select, compile, ordered};
     use crate::store::billing::Existing;
@@ -329,6 +340,14 @@ mod tests {
                 Some([0, 1]),
             ),
             (pair("name = \"nobody at all\"", connected), Some([0, 0])),
+            // Both hold: few among the failed methods' customers comes first.
+            (
+                pair(
+                    "country = { in = [\"US\", \"GB\", \"DE\"] }",
+                    "type = \"payment_method\"\nstatus = \"failed\"",
+                ),
+                Some([1, 1]),
+            ),
             // Several tables, unpaid invoices, lookups in the customer block.
             (
                 "[[filter]]\ntype = \"invoice\"\ndue_in_days = { not_in = [12] }\n\
@@ -364,9 +383,11 @@ mod tests {
                 else {
                     panic!("{toml}: no forms")
                 };
+                // The form chosen: 0 listed, 1 looked up, 2 merged.
+                let form = choice(&few_held, &some_own, ["0", "1", "2"].map(String::from));
                 let q = Query {
                     sql: format!(
-                        "{} SELECT {some_own}, {few_held}, ({looked_up}), ({listed}), ({merged})",
+                        "{} SELECT {some_own}, {few_held}, {form}, ({looked_up}), ({listed}), ({merged})",
                         steps()
                     ),
                     binds: b.binds,
@@ -384,11 +405,19 @@ mod tests {
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
                 match (left, want) {
-                    (2_000, Some(want)) => assert_eq!(row[..2], *want, "{toml}"),
-                    (0, _) => assert_eq!(row[..2], [0, 0], "{toml}"),
+                    (2_000, Some(want)) => {
+                        assert_eq!(row[..2], *want, "{toml}");
+                        let form = match want {
+                            [_, 1] => 0,
+                            [1, _] => 1,
+                            _ => 2,
+                        };
+                        assert_eq!(row[2], form, "{toml}");
+                    }
+                    (0, _) => assert_eq!(row[..3], [0, 0, 2], "{toml}"),
                     _ => {}
                 }
-                assert_eq!(row[2..], [rows, rows, rows], "{left}: {toml}");
+                assert_eq!(row[3..], [rows, rows, rows], "{left}: {toml}");
                 assert_eq!(chosen, rows, "{left}: {toml}");
                 assert!(left == 0 || 0 < rows && rows < left, "{left}: {toml}");
             }

@@ -1558,7 +1558,7 @@ fn the_plan_rule_catches_probes_that_pin_no_key() {
         "Nested Loop Semi",
         vec![
             node(
-                "InitPlan (InitPlan 1 (returns $0)): Seq Scan on connectors k",
+                "InitPlan (InitPlan 1 (returns $0)): Seq Scan on monitors m",
                 vec![],
             ),
             node(

@@ -938,6 +938,9 @@ fn seats_values() -> Vec<Value> {
         json!(9),
         json!(10),
         json!(10.0),
+        // Reals a boolean reads like.
+        json!(0.0),
+        json!(1.0),
         json!(9.5),
         json!(10.5),
         json!(11),

@@ -35,8 +35,9 @@ pub(super) async fn load_into_pg(
     }
     Ok(rows)
 }
+
 /// PostgreSQL: fresh statistics for the billing tables, after segd changed their
-/// rows or indexes (a demo load, a migration). It samples a bounded number of
+/// indexes (a migration; a demo load vacuums them too). It samples a bounded number of
 /// rows per table and takes no lock that blocks reads or writes; between such
 /// changes autovacuum keeps them fresh.
 pub(super) fn pg_analyze_billing() -> String {
