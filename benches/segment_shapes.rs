@@ -22,6 +22,8 @@
 //! one setup after the other; `SEGD_BENCH_SETUPS` (comma-separated among
 //! `analyzed`, `plain`, `postgres`; all by default) runs only those setups,
 //! and `SEGD_BENCH_ONLY=shape-012,shape-080` only those segments.
+//! `SEGD_BENCH_SEED=TEXT` draws other segments than the fixed seed's (to try
+//! shapes the figures in the docs were not measured on).
 //!
 //! A segment's count is held to a linear bound: the time one full scan of every
 //! billing table it reads takes (customers always; invoices, payment_methods,
@@ -337,14 +339,27 @@ async fn custom_pools(pool: &SqlitePool, step: u64) -> Res<Vec<(String, CustomPo
 /// Draws beyond [`SEGMENTS`] at most, looking for what they leave out.
 const MORE_DRAWS: usize = 10_000;
 
-/// The benchmark's segments: the generator's first [`SEGMENTS`] from [`SEED`],
+/// The seed of the segments: [`SEED`], or to draw other segments the text of
+/// `SEGD_BENCH_SEED` (its first 32 bytes, padded with zeros).
+fn seed() -> [u8; 32] {
+    let Ok(text) = std::env::var("SEGD_BENCH_SEED") else {
+        return SEED;
+    };
+    let mut seed = [0u8; 32];
+    for (s, b) in seed.iter_mut().zip(text.bytes()) {
+        *s = b;
+    }
+    seed
+}
+
+/// The benchmark's segments: the generator's first [`SEGMENTS`] from [`seed`],
 /// then those of its next draws that hold a field, operator, `negate` or
 /// `match = "any"` the others leave out, until none is left out. Returns them
 /// and what is still left out.
 fn segments(pools: Pools) -> Res<(Vec<Segment>, Vec<String>)> {
     let mut runner = TestRunner::new_with_rng(
         Config::default(),
-        TestRng::from_seed(RngAlgorithm::ChaCha, &SEED),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed()),
     );
     let strategy = segment(Arc::new(pools));
     let mut out: Vec<Segment> = Vec::with_capacity(SEGMENTS);
@@ -1016,8 +1031,11 @@ async fn bench() -> Res<bool> {
         customers,
         today: today(),
     };
+    let drawn = std::env::var("SEGD_BENCH_SEED").map_or("the fixed seed".to_string(), |s| {
+        format!("SEGD_BENCH_SEED={s}")
+    });
     println!(
-        "segment shapes: {SEGMENTS} segments, {customers} demo customers (seed 7, today {}), at {AT}",
+        "segment shapes: {SEGMENTS} segments ({drawn}), {customers} demo customers (seed 7, today {}), at {AT}",
         today()
     );
     let dir = tempfile::tempdir()?;
