@@ -783,8 +783,6 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         .into_iter()
         .map(|rows| rows.into_test(b, false))
         .collect();
-    b.per_row = outer;
-    b.any_join = join;
     for (key, c) in &f.custom_data {
         let test = custom_data(b, key, c);
         conds.push(match b.dialect {
@@ -792,6 +790,8 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
             Dialect::Postgres => test,
         });
     }
+    b.per_row = outer;
+    b.any_join = join;
     conds.append(&mut related_tests);
     if f.filter_type == FilterType::Invoice && implies_unpaid(f) {
         conds.push(UNPAID_SQL.to_string());

@@ -1190,6 +1190,50 @@ fn a_count_of_one_custom_data_key_reads_its_index_alone() {
     });
 }
 
+/// Where a custom_data test is computed for every customer (a negated block),
+/// it is the set of the customers that pass it, read from the key's index,
+/// not each customer's JSON parsed: an `any` of a negated `plan contains
+/// "arte"`, a monitor and a connector block (200,000 customers) counted in
+/// 185 ms so and 139 ms this way. A test of one customer reads its row.
+#[test]
+fn a_negated_custom_data_test_reads_the_keys_index_once() {
+    let key = CustomDataKey::parse("plan").expect("a valid key");
+    let mut negated = custom_data_segment(&key, Condition::Compare(Op::Contains, s("arte")));
+    negated.filters[0].negate = true;
+    negated.filters.push(filter(
+        Field::MonitorState,
+        Condition::Compare(Op::Eq, s("alerting")),
+        false,
+    ));
+    negated.match_mode = MatchMode::Any;
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&key], stats).await;
+            for select in [Select::Count, Select::Ids] {
+                let q = compile(&negated, Dialect::Sqlite, at(), select);
+                let plan = setup.store.explain(&q).await.expect("a plan");
+                let text: String = plan.iter().map(ToString::to_string).collect();
+                assert!(
+                    text.contains("USING COVERING INDEX segd_cd_"),
+                    "{} {select:?}: {text}\n{}",
+                    setup.label,
+                    q.sql
+                );
+            }
+            setup.store.close().await;
+        }
+    });
+    let spec = RunSpec {
+        communication: "remind",
+        payment_reminder: false,
+        at: at(),
+        reached_since: None,
+        needs_address: true,
+    };
+    let one = compile_member_run(&negated, &spec, Dialect::Sqlite, "cus_000001", 5);
+    assert!(!one.sql.contains("cx.rowid"), "{}", one.sql);
+}
+
 /// SQLite reads the links of the connectors a block selects through the index
 /// by connector that holds the customer (named in the query), with and without
 /// statistics: with `ANALYZE` it otherwise scanned every link's row. A
