@@ -49,10 +49,7 @@ use chrono::NaiveDate;
 pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(String, Builder)> {
     let mut b = Builder::new(Dialect::Sqlite);
     let any = AnyOf::compile(&mut b, filters, today)?;
-    if !any.classed || one_list(any.all_ranged, any.all_narrow, any.own.is_empty()) {
-        return None;
-    }
-    let sql = any.merged(&b);
+    let sql = any.merged_by_rule(&b)?;
     Some((sql, b))
 }
 
@@ -88,7 +85,16 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
 /// | a name no customer has / connected links | 78-80 | 112-113 | 60-65 |
 /// | 3 countries (53%) / failed methods (7%) | 47-48 | 14-36 | 51-64 |
 /// | FR (6%) / failed methods | 59 | 6 | 17-18 |
-pub(super) fn sampled_count(filters: &[&Filter], today: NaiveDate) -> Option<(String, Builder)> {
+///
+/// Without customer tests, the count of [`merged_any`]'s merge where its rule
+/// has one; the blocks are compiled once for both.
+pub(super) fn count_any(filters: &[&Filter], today: NaiveDate) -> Option<(String, Builder)> {
+    let mut b = Builder::new(Dialect::Sqlite);
+    let any = AnyOf::compile(&mut b, filters, today)?;
+    if any.own.is_empty() {
+        let set = any.merged_by_rule(&b)?;
+        return Some((format!("SELECT COUNT(*) FROM ({set})"), b));
+    }
     let Sampled {
         some_own,
         few_held,
@@ -96,7 +102,7 @@ pub(super) fn sampled_count(filters: &[&Filter], today: NaiveDate) -> Option<(St
         listed,
         merged,
         b,
-    } = sampled(filters, today)?;
+    } = sampled(b, &any, filters, today);
     let sql = format!(
         "{} SELECT {}",
         steps(),
@@ -116,7 +122,7 @@ fn choice(few_held: &str, some_own: &str, [listed, looked_up, merged]: [String; 
     format!("CASE WHEN {few_held} THEN {listed} WHEN {some_own} THEN {looked_up} ELSE {merged} END")
 }
 
-/// What [`sampled_count`] chooses from: whether few of the sample are among
+/// What [`count_any`] chooses from: whether few of the sample are among
 /// the related blocks' customers, whether some of it pass the customer
 /// tests ([`share`]), the count of each form, and their binds (each
 /// block compiled three times: for the sample and the merge, and for each
@@ -130,12 +136,9 @@ struct Sampled {
     b: Builder,
 }
 
-fn sampled(filters: &[&Filter], today: NaiveDate) -> Option<Sampled> {
-    let mut b = Builder::new(Dialect::Sqlite);
-    let any = AnyOf::compile(&mut b, filters, today)?;
-    if any.own.is_empty() {
-        return None;
-    }
+/// The forms of `any` (its blocks compiled into `b`, some of them customer
+/// tests) of `filters`.
+fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -> Sampled {
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
     let held = any
         .tables
@@ -150,14 +153,14 @@ fn sampled(filters: &[&Filter], today: NaiveDate) -> Option<Sampled> {
         format!("SELECT COUNT(*) FROM customers c WHERE {predicate}")
     };
     let (looked_up, listed) = (form(false), form(true));
-    Some(Sampled {
+    Sampled {
         some_own,
         few_held,
         looked_up,
         listed,
         merged,
         b,
-    })
+    }
 }
 
 /// How many customers a sample holds at most: `SAMPLE` steps, even, from the
@@ -237,6 +240,14 @@ impl AnyOf {
         (!any.tables.is_empty()).then_some(any)
     }
 
+    /// The members' ids merged where [`merged_any`]'s rule merges them:
+    /// every customer block with a test of class 0 or 1, and the related
+    /// blocks not one list ([`one_list`]).
+    fn merged_by_rule(&self, b: &Builder) -> Option<String> {
+        (self.classed && !one_list(self.all_ranged, self.all_narrow, self.own.is_empty()))
+            .then(|| self.merged(b))
+    }
+
     /// The members' ids, merged: see [`merged_any`].
     fn merged(&self, b: &Builder) -> String {
         let own = (!self.own.is_empty())
@@ -261,8 +272,9 @@ impl AnyOf {
 
 #[cfg(test)]
 mod tests {
-    use super::{Sampled, choice, sampled, steps};
+    use super::{AnyOf, Sampled, choice, sampled, steps};
     use crate::demo::{DemoSpec, Generator};
+    use crate::segment::Builder;
     use crate::segment::{Dialect, Query, Select, compile, ordered};
     use crate::store::billing::Existing;
     use crate::store::{SqliteStore, Store};
@@ -372,17 +384,19 @@ mod tests {
             for (blocks, want) in &cases {
                 let toml = format!("[segment]\nname = \"s\"\nmatch = \"any\"\n{blocks}");
                 let segment = stored_segment(&toml).unwrap_or_else(|e| panic!("{e}"));
-                let Some(Sampled {
+                let filters = ordered(&segment);
+                let mut b = Builder::new(Dialect::Sqlite);
+                let Some(any) = AnyOf::compile(&mut b, &filters, today) else {
+                    panic!("{toml}: no forms")
+                };
+                let Sampled {
                     some_own,
                     few_held,
                     looked_up,
                     listed,
                     merged,
                     b,
-                }) = sampled(&ordered(&segment), today)
-                else {
-                    panic!("{toml}: no forms")
-                };
+                } = sampled(b, &any, &filters, today);
                 // The form chosen: 0 listed, 1 looked up, 2 merged.
                 let form = choice(&few_held, &some_own, ["0", "1", "2"].map(String::from));
                 let q = Query {

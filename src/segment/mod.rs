@@ -82,10 +82,7 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
     if dialect == Dialect::Sqlite && segment.match_mode == MatchMode::Any {
         let today = at.date_naive();
         let chosen = match select {
-            Select::Count => merge::sampled_count(&filters, today).or_else(|| {
-                merge::merged_any(&filters, today)
-                    .map(|(set, b)| (format!("SELECT COUNT(*) FROM ({set})"), b))
-            }),
+            Select::Count => merge::count_any(&filters, today),
             Select::Ids => merge::merged_any(&filters, today),
             Select::Rows => None,
         };
@@ -361,7 +358,7 @@ impl Lookups {
 /// The ids of some are one merge of sorted sets instead
 /// ([`merge::merged_any`]); the count of an `any` of customer tests beside
 /// related blocks, none negated, is looked up, one list or merged, as a
-/// sample of the customers shows cheapest ([`merge::sampled_count`]).
+/// sample of the customers shows cheapest ([`merge::count_any`]).
 ///
 /// PostgreSQL: the set is one left join, hashed or merged with the customers
 /// at once, not a join per block: an `any` of a payment-method block and two
