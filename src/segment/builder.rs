@@ -8,8 +8,11 @@ pub(super) struct Builder {
     pub(super) dialect: Dialect,
     pub(super) binds: Vec<Bind>,
     /// Whether the predicate being built is computed for every customer
-    /// (under NOT COALESCE, or in a select list): there EXISTS cannot become
-    /// a join on PostgreSQL, and no list drives on SQLite (see [`related`]).
+    /// (under NOT COALESCE, in a select list, or on SQLite under
+    /// `match = "any"`, whose OR is tested per customer): there EXISTS
+    /// cannot become a join on PostgreSQL, no list drives on SQLite (see
+    /// [`super::related`]), and a custom_data test is a set on SQLite (see
+    /// [`super::custom_data::custom_data`]).
     pub(super) per_row: bool,
     /// PostgreSQL, `match = "any"` at the top: related blocks become joins
     /// (see [`joined`]), collected in `joins`.

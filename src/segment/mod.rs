@@ -369,6 +369,9 @@ impl Lookups {
 /// `Some(false)` looks each table up but unpaid invoices, as the forms a
 /// sampled count chooses from have it; `None` chooses as above.
 fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<bool>) -> String {
+    // SQLite tests every customer against the OR (see [`Builder::per_row`]).
+    let outer = b.per_row;
+    b.per_row = outer || b.dialect == Dialect::Sqlite;
     let mut parts: Vec<Option<String>> = Vec::new();
     // Per table: its blocks' tests, and whether one of them reads no index
     // range.
@@ -424,6 +427,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
             }
         }
     }
+    b.per_row = outer;
     // SQLite: one list when each of its tables' blocks read index ranges and
     // either it is the whole segment (SQLite may then read it and look its ids
     // up, no customer scanned) or each range is narrow (the customers are
@@ -780,8 +784,15 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         .into_iter()
         .map(|rows| rows.into_test(b, false))
         .collect();
+    // A test of the customer's own columns of class 0 or 1 (an equality, a
+    // list, a long name prefix) runs first and leaves few customers, whose
+    // custom data is then read in place, no set built (see [`custom_data`]).
+    let sets = !f
+        .conditions
+        .iter()
+        .any(|(field, c)| !field.reaches_related() && field_class(*field, c) <= 1);
     for (key, c) in &f.custom_data {
-        let test = custom_data(b, key, c);
+        let test = custom_data(b, key, c, sets);
         conds.push(match b.dialect {
             Dialect::Sqlite => in_place(&test),
             Dialect::Postgres => test,

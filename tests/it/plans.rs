@@ -1234,6 +1234,69 @@ fn a_negated_custom_data_test_reads_the_keys_index_once() {
     assert!(!one.sql.contains("cx.rowid"), "{}", one.sql);
 }
 
+/// SQLite tests every customer against an `any`'s OR, so there a customer
+/// block's custom_data test is the set of the customers that pass it, read
+/// from the key's index, not each customer's JSON parsed: an `any` of
+/// `region exists` with `trial contains`, and of `trial starts_with`
+/// (200,000 customers, CPU time) counted in 87 ms parsed, 13 ms so. Where
+/// the block tests the customer's own columns with an equality or a list
+/// (`country = "FR"`), which leaves few customers, their custom data is
+/// tested in place and no set is built: with the sets such an `any` counted
+/// in 104 ms, in place 52 ms.
+#[test]
+fn an_any_reads_custom_data_from_the_keys_index_unless_few_customers_are_left() {
+    let seg = stored_segment(
+        r#"
+[segment]
+name = "shape"
+match = "any"
+
+[[filter]]
+type = "customer"
+custom_data = { trial = { contains = "emea" } }
+
+[[filter]]
+type = "customer"
+country = "FR"
+custom_data = { plan = { contains = "pro" } }
+
+[[filter]]
+type = "monitor"
+state = "alerting"
+"#,
+    )
+    .expect("a segment");
+    let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
+    let (trial, plan) = (key("trial"), key("plan"));
+    let index = |k: &CustomDataKey| {
+        let sql = custom_data_index_sql(k);
+        sql.split_whitespace()
+            .nth(5)
+            .map(str::to_string)
+            .expect("an index name")
+    };
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&trial, &plan], stats).await;
+            for select in [Select::Count, Select::Ids] {
+                let q = compile(&seg, Dialect::Sqlite, at(), select);
+                let text: String = setup
+                    .store
+                    .explain(&q)
+                    .await
+                    .expect("a plan")
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let shown = format!("{} {select:?}: {text}\n{}", setup.label, q.sql);
+                assert!(text.contains(&index(&trial)), "{shown}");
+                assert!(!text.contains(&index(&plan)), "{shown}");
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// SQLite reads the links of the connectors a block selects through the index
 /// by connector that holds the customer (named in the query), with and without
 /// statistics: with `ANALYZE` it otherwise scanned every link's row. A
