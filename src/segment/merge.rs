@@ -3,6 +3,7 @@
 //! test per customer of every table; and beside customer tests, a count
 //! whose form a sample of the customers chooses.
 
+use super::sample::{share, steps};
 use super::{
     Builder, Compiled, Dialect, RANGE_CLASS, Tables, any_of, block_class, compile_block, exists,
     narrow, one_list, one_of,
@@ -161,36 +162,6 @@ fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -
         merged,
         b,
     }
-}
-
-/// How many customers a sample holds at most: `SAMPLE` steps, even, from the
-/// least row id of a customer to the greatest (by one where they span fewer:
-/// then the first `SAMPLE` row ids); a step whose row is gone is missing from
-/// the sample. A sample costs a lookup of a few pages per customer: 2-3 ms
-/// (200,000 customers, CPU time, after a count).
-const SAMPLE: u32 = 128;
-
-/// The steps of a sample (`n`, read by [`share`]): the common table
-/// expression a sampling count starts with.
-fn steps() -> String {
-    let last = SAMPLE - 1;
-    format!("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last})")
-}
-
-/// Whether the share of a sample's customers that pass `test` is at least
-/// (`at_least`) or at most `num` in `den`: a shape of the data, read where
-/// the count runs. An empty sample (no customer, or none at its steps)
-/// holds neither, and the count merges.
-fn share(test: &str, at_least: bool, num: u8, den: u8) -> String {
-    let cmp = if at_least { ">=" } else { "<=" };
-    let (least, most) = (
-        "(SELECT MIN(rowid) FROM customers)",
-        "(SELECT MAX(rowid) FROM customers)",
-    );
-    format!(
-        "(SELECT COUNT(*) > 0 AND {den} * TOTAL(CASE WHEN {test} THEN 1 ELSE 0 END) {cmp} {num} * COUNT(*) \
-         FROM customers c WHERE c.rowid IN (SELECT {least} + i * MAX(1, ({most} - {least}) / {SAMPLE}) FROM n))"
-    )
 }
 
 /// An `any` of positive blocks, compiled once per block: the customers'

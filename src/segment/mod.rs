@@ -21,15 +21,17 @@ mod impact;
 mod merge;
 mod page;
 mod run;
+mod sample;
 mod words;
 
-use builder::{Builder, Driver};
+use builder::{Builder, Driver, Scope};
 use condition::{condition, default_method};
 use custom_data::custom_data;
 pub use custom_data::{custom_data_index_sql, custom_data_path};
 pub use impact::{IMPACT_SAMPLES, ImpactQueries, compile_impact};
 pub use page::{compile_page, compile_window_end, page_in_one_query};
 pub use run::{RunQueries, RunSpec, UNREACHABLE_SAMPLE, compile_member_run, compile_run};
+use sample::Term;
 pub use words::describe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +357,11 @@ impl Lookups {
 /// invoice block that most customers pass (200,000 customers, CPU time)
 /// took 426-501 ms as one list and 119-227 ms as probes.
 ///
+/// SQLite, over all customers: the OR's terms (each block not in the set,
+/// the set's list and each table's lookup) are asked in the order given,
+/// but for the first, which a sample of the customers chooses: the term
+/// that passes most of them for its cost ([`sampled_or`]).
+///
 /// The ids of some are one merge of sorted sets instead
 /// ([`merge::merged_any`]); the count of an `any` of customer tests beside
 /// related blocks, none negated, is looked up, one list or merged, as a
@@ -382,10 +389,15 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
     let mut all_narrow = true;
     // PostgreSQL: the parts that test a join's column (see below).
     let mut joins: Vec<usize> = Vec::new();
+    // SQLite, the predicate of every customer: each block's term and its
+    // test as asked of one customer, for the sample that chooses the OR's
+    // first term ([`sample::first_chosen`]).
+    let sampling = b.dialect == Dialect::Sqlite && list.is_none() && matches!(b.scope, Scope::All);
+    let mut samples: Vec<(Place, String)> = Vec::new();
     for f in filters {
         // The set takes the place of its first block.
         let first = tables.is_empty() && negated.is_empty();
-        match compile_block(b, f, today) {
+        let place = match compile_block(b, f, today) {
             Compiled::Rows {
                 table,
                 conds,
@@ -402,6 +414,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
                     tests.push(conds);
                     *unranged |= !ranged;
                 });
+                Place::Rows(table)
             }
             Compiled::Rows {
                 table,
@@ -409,12 +422,16 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
                 ranged,
             } if b.dialect == Dialect::Sqlite => {
                 match listed_rows(b, table, &conds, true, ranged) {
-                    Some(list) => parts.push(Some(list)),
+                    Some(list) => {
+                        parts.push(Some(list));
+                        Place::Part(parts.len() - 1)
+                    }
                     None => {
                         if first {
                             parts.push(None);
                         }
                         negated.push((table, conds));
+                        Place::NoRows(table)
                     }
                 }
             }
@@ -424,7 +441,14 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
                     joins.push(parts.len());
                 }
                 parts.push(Some(compiled.into_test(b, f.negate)));
+                Place::Part(parts.len() - 1)
             }
+        };
+        if sampling {
+            let driver = std::mem::replace(&mut b.driver, Driver::Customers);
+            let test = block(b, f, today);
+            b.driver = driver;
+            samples.push((place, test));
         }
     }
     b.per_row = outer;
@@ -492,6 +516,14 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
     for (table, conds) in negated {
         lookups.add(table, conds, true);
     }
+    if sampling {
+        return sampled_or(b, parts, filters, &samples, set, lookups, |table| {
+            tables
+                .0
+                .iter()
+                .any(|(t, (_, unranged))| *t == table && in_list(table, !unranged))
+        });
+    }
     set.extend(lookups.tests(b, false));
     let set = set.join(" OR ");
     // PostgreSQL evaluates an OR's terms in the order written: the tests of
@@ -511,6 +543,95 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
         .map(|(_, term)| term)
         .collect::<Vec<_>>()
         .join(" OR ")
+}
+
+/// Where a block of an `any` is tested (SQLite): its own term of the OR,
+/// or its table's positive (`Rows`) or negated (`NoRows`) blocks', in the set.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    Part(usize),
+    Rows(Related),
+    NoRows(Related),
+}
+
+/// SQLite, [`any_of`]'s OR computed for every customer, its set split into
+/// its terms (the list, then each table's lookup), the first term the one a
+/// sample shows passes most customers for its cost
+/// ([`sample::first_chosen`]). `samples` holds each block's place and test
+/// as asked of one customer; `listed` tells the tables in the list. Costs,
+/// per customer: a test of the customer's row 1, and 2 more with custom
+/// data (a set's probe or a parse), 3 more where it reads related rows; a
+/// probe of a list 2; a lookup of a customer's rows 4.
+fn sampled_or(
+    b: &Builder,
+    parts: Vec<Option<String>>,
+    filters: &[&Filter],
+    samples: &[(Place, String)],
+    list: Vec<String>,
+    lookups: Lookups,
+    listed: impl Fn(Related) -> bool,
+) -> String {
+    let sample = |keep: &dyn Fn(Place) -> bool| {
+        let tests: Vec<String> = samples
+            .iter()
+            .filter(|(place, _)| keep(*place))
+            .map(|(_, test)| test.clone())
+            .collect();
+        one_of(&tests)
+    };
+    let lookup_tables: Vec<Related> = lookups.0.0.iter().map(|(t, _)| *t).collect();
+    let mut set: Vec<Term> = Vec::new();
+    set.extend(list.into_iter().map(|sql| Term {
+        sql: format!("({sql})"),
+        sample: sample(&|p| matches!(p, Place::Rows(t) if listed(t))),
+        cost: 2,
+    }));
+    for (table, sql) in lookup_tables.into_iter().zip(lookups.tests(b, false)) {
+        set.push(Term {
+            sql: format!("({sql})"),
+            sample: sample(&|p| {
+                p == Place::NoRows(table) || (p == Place::Rows(table) && !listed(table))
+            }),
+            cost: 4,
+        });
+    }
+    // Whether some term is asked of every customer whatever the others
+    // (a lookup, a negated block, a test of related rows): else SQLite may
+    // read the customers the terms' indexes give (`MULTI-INDEX OR`), which
+    // a choice of order would stop, and the order stays as given.
+    let mut scans = set.iter().any(|t| t.cost > 2);
+    let mut set = Some(set);
+    let mut terms: Vec<Term> = Vec::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        match part {
+            Some(sql) => {
+                let own = samples
+                    .iter()
+                    .zip(filters)
+                    .find(|((p, _), _)| *p == Place::Part(i));
+                let (cost, drivable) = own.map_or((2, false), |(_, f)| match f.filter_type {
+                    FilterType::Customer => {
+                        let related = f.conditions.keys().any(|k| k.reaches_related());
+                        let cost = if own_few(f) {
+                            1
+                        } else {
+                            1 + 2 * u32::from(!f.custom_data.is_empty()) + 3 * u32::from(related)
+                        };
+                        (cost, !f.negate && !related)
+                    }
+                    _ => (2, false),
+                });
+                scans |= !drivable;
+                terms.push(Term {
+                    sql: format!("({sql})"),
+                    sample: sample(&|p| p == Place::Part(i)),
+                    cost,
+                });
+            }
+            None => terms.extend(set.take().into_iter().flatten()),
+        }
+    }
+    sample::first_chosen(&terms, scans)
 }
 
 /// Tests joined by OR, each in parentheses.
@@ -784,13 +905,9 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         .into_iter()
         .map(|rows| rows.into_test(b, false))
         .collect();
-    // A test of the customer's own columns of class 0 or 1 (an equality, a
-    // list, a long name prefix) runs first and leaves few customers, whose
-    // custom data is then read in place, no set built (see [`custom_data`]).
-    let sets = !f
-        .conditions
-        .iter()
-        .any(|(field, c)| !field.reaches_related() && field_class(*field, c) <= 1);
+    // Where few customers pass the block's own tests, their custom data is
+    // read in place, no set built (see [`custom_data`]).
+    let sets = !own_few(f);
     for (key, c) in &f.custom_data {
         let test = custom_data(b, key, c, sets);
         conds.push(match b.dialect {
@@ -849,6 +966,16 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         conds: all,
         ranged: ranged(f),
     }
+}
+
+/// Whether a block tests the customer's own columns with a test of class 0
+/// or 1 (an equality, a list, a long name prefix, see [`field_class`]): it
+/// runs first (the block's other tests are asked after it) and leaves few
+/// customers.
+fn own_few(f: &Filter) -> bool {
+    f.conditions
+        .iter()
+        .any(|(field, c)| !field.reaches_related() && field_class(*field, c) <= 1)
 }
 
 /// SQLite: a custom_data test evaluated where it is written. Of the two sides

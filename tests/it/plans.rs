@@ -423,6 +423,25 @@ fn sampled(sql: &str) -> bool {
     sql.starts_with("WITH RECURSIVE n(i) AS")
 }
 
+/// A query whose OR's first term a sample chooses, with its first order
+/// alone: its other orders and the sample repeat the terms.
+fn first_order(sql: &str) -> String {
+    let end_of_choice = "FROM n)))";
+    let Some(start) = sql.find("(SELECT CASE WHEN s0") else {
+        return sql.to_string();
+    };
+    let end = sql[start..].find(end_of_choice).expect("a choice") + start + end_of_choice.len();
+    let choice = &sql[start..end];
+    let mut parts = sql.split(choice);
+    let head = parts.next().unwrap_or_default().trim_end_matches('(');
+    let first = parts.next().unwrap_or_default();
+    let first = first.strip_prefix(" = 0 AND ((").expect("the first order");
+    let first = first
+        .rsplit_once(") AND (SELECT 1))) OR (")
+        .map_or(first, |(order, _)| order);
+    format!("{head}{first}")
+}
+
 /// A positive block of the tests `tests`, of their fields' filter type.
 fn filter_of<const N: usize>(tests: [(Field, Condition); N]) -> Filter {
     Filter {
@@ -722,7 +741,7 @@ fn an_any_of_related_blocks_is_one_set() {
             country.clone(),
         ],
     );
-    let sqlite = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    let sqlite = first_order(&compile(&seg, Dialect::Sqlite, at(), Select::Count).sql);
     assert_eq!(count(&sqlite, "FROM invoices i"), 1, "{sqlite}");
     assert_eq!(
         count(&sqlite, "(c.id IN (SELECT i.customer_id"),
@@ -782,7 +801,7 @@ fn an_any_of_related_blocks_is_one_set() {
         MatchMode::Any,
         vec![overdue, alerting, old, no_card, country],
     );
-    let sqlite = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    let sqlite = first_order(&compile(&seg, Dialect::Sqlite, at(), Select::Count).sql);
     assert_eq!(count(&sqlite, "FROM invoices i"), 1, "{sqlite}");
     assert_eq!(
         count(
@@ -1008,7 +1027,7 @@ fn a_blocks_default_method_tests_are_one_pass() {
     ] {
         let seg = segment(mode, blocks);
         for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-            let sql = compile(&seg, dialect, at(), Select::Count).sql;
+            let sql = first_order(&compile(&seg, dialect, at(), Select::Count).sql);
             assert_eq!(sql.matches("FROM payment_methods pm").count(), 1, "{sql}");
             assert_eq!(sql.matches("pm.is_default").count(), 1, "{sql}");
         }
