@@ -41,12 +41,7 @@ pub(super) fn custom_data(
     sets: bool,
 ) -> String {
     match b.dialect {
-        Dialect::Sqlite
-            if sets
-                && b.per_row
-                && matches!(b.scope, Scope::All)
-                && b.driver != Driver::Customers =>
-        {
+        Dialect::Sqlite if as_set(b, sets) => {
             let test = custom_data_sqlite(b, key, c, "cx");
             // Most customers may pass a `ne`, a `not_in` or an `exists`: the
             // set is then of those that fail it (a missing value too).
@@ -67,6 +62,16 @@ pub(super) fn custom_data(
         Dialect::Sqlite => custom_data_sqlite(b, key, c, "c"),
         Dialect::Postgres => custom_data_postgres(b, key, c),
     }
+}
+
+/// Whether [`custom_data`] tests a key as a set of the customers that pass
+/// (SQLite, computed for every customer, `sets`): see there.
+pub(super) fn as_set(b: &Builder, sets: bool) -> bool {
+    b.dialect == Dialect::Sqlite
+        && sets
+        && b.per_row
+        && matches!(b.scope, Scope::All)
+        && b.driver != Driver::Customers
 }
 
 /// The JSON path of a top-level custom_data key, as SQL text. Validation only

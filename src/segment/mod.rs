@@ -631,7 +631,7 @@ fn sampled_or(
             None => terms.extend(set.take().into_iter().flatten()),
         }
     }
-    sample::first_chosen(&terms, scans)
+    sample::first_chosen(&terms, scans, false)
 }
 
 /// Tests joined by OR, each in parentheses.
@@ -865,70 +865,52 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     b.per_row = outer || (negated_customer && !anti);
     // Only the block itself may become a join, never a test inside it.
     let join = std::mem::take(&mut b.any_join);
-    // The customer's own tests first, then those that read related rows:
-    // under `match = "any"` a block's tests run in the order written, and a
-    // customer its own tests reject is then never looked up in a list.
-    let mut conds: Vec<String> = Vec::new();
-    // The tests on related rows: the links, and the default payment method's
-    // tests on one row (see [`default_method`]).
-    let mut related: Vec<Compiled> = Vec::new();
-    let mut default_tests: Vec<String> = Vec::new();
-    for (field, c) in &f.conditions {
-        match field {
-            Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
-                default_tests.push(condition::test(b, *field, c, today));
-            }
-            _ => match condition(b, *field, c, today) {
-                rows @ Compiled::Rows { .. } => related.push(rows),
-                Compiled::Test(test) => conds.push(test),
-            },
+    let mut tests = match block_tests(b, f, today) {
+        Ok(tests) => tests,
+        Err(rows) => {
+            b.per_row = outer;
+            b.any_join = join;
+            return rows;
         }
-    }
-    if !default_tests.is_empty() {
-        let status = f.conditions.get(&Field::CustomerDefaultPaymentMethodStatus);
-        related.push(default_method(b, &default_tests, listed(status)));
-    }
-    // A customer block whose only test is on related rows is those rows
-    // (under `match = "any"`, part of the set, see [`any_of`]).
-    if f.filter_type == FilterType::Customer
-        && !f.negate
-        && related.len() == 1
-        && conds.is_empty()
-        && f.custom_data.is_empty()
-        && let Some(rows) = related.pop()
-    {
-        b.per_row = outer;
-        b.any_join = join;
-        return rows;
-    }
-    let mut related_tests: Vec<String> = related
-        .into_iter()
-        .map(|rows| rows.into_test(b, false))
-        .collect();
-    // Where few customers pass the block's own tests, their custom data is
-    // read in place, no set built (see [`custom_data`]).
-    let sets = !own_few(f);
-    for (key, c) in &f.custom_data {
-        let test = custom_data(b, key, c, sets);
-        conds.push(match b.dialect {
-            Dialect::Sqlite => in_place(&test),
-            Dialect::Postgres => test,
-        });
-    }
+    };
+    // SQLite, a negated customer block computed for every customer: the
+    // test asked first is the one a sample shows fails most customers for
+    // its cost ([`sample::first_chosen`]); asked of one customer, each test
+    // reads that customer's rows and custom data (`Driver::Customers`).
+    let sampled = negated_customer
+        && b.dialect == Dialect::Sqlite
+        && b.per_row
+        && matches!(b.scope, Scope::All)
+        && b.driver != Driver::Customers
+        && tests.len() > 1;
+    let chosen = sampled.then(|| {
+        let driver = std::mem::replace(&mut b.driver, Driver::Customers);
+        let samples = block_tests(b, f, today).unwrap_or_default();
+        b.driver = driver;
+        let terms: Vec<Term> = std::mem::take(&mut tests)
+            .into_iter()
+            .zip(samples)
+            .map(|((sql, cost), (sample, _))| Term {
+                sql: format!("({sql})"),
+                sample,
+                cost,
+            })
+            .collect();
+        sample::first_chosen(&terms, true, true)
+    });
     b.per_row = outer;
     b.any_join = join;
-    conds.append(&mut related_tests);
     if f.filter_type == FilterType::Invoice && implies_unpaid(f) {
-        conds.push(UNPAID_SQL.to_string());
+        tests.push((UNPAID_SQL.to_string(), 1));
     }
-    let all = if conds.is_empty() {
-        b.true_().to_string()
-    } else {
-        conds
+    let all = match chosen {
+        Some(all) => all,
+        None if tests.is_empty() => b.true_().to_string(),
+        None => tests
             .iter()
-            .map(|c| format!("({c})"))
+            .map(|(c, _)| format!("({c})"))
             .collect::<Vec<_>>()
-            .join(" AND ")
+            .join(" AND "),
     };
     let joins_connectors = matches!(
         f.conditions.get(&Field::PaymentMethodConnector),
@@ -966,6 +948,73 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
         conds: all,
         ranged: ranged(f),
     }
+}
+
+/// A block's tests, each with its cost per row relative to the others' (a
+/// test of the row's columns 1, a probe of a list or of a custom_data set
+/// 2, custom data parsed in place 3, a lookup of related rows 4): the
+/// row's own tests first, then custom data, then those that read related
+/// rows. Under `match = "any"` a block's tests run in the order written,
+/// and a customer its own tests reject is then never looked up in a list.
+/// `Err` where a customer block's only test is on related rows: the block
+/// is those rows (under `match = "any"`, part of the set, see [`any_of`]).
+fn block_tests(
+    b: &mut Builder,
+    f: &Filter,
+    today: NaiveDate,
+) -> Result<Vec<(String, u32)>, Compiled> {
+    let mut tests: Vec<(String, u32)> = Vec::new();
+    // The tests on related rows: the links, and the default payment method's
+    // tests on one row (see [`default_method`]).
+    let mut related: Vec<Compiled> = Vec::new();
+    let mut default_tests: Vec<String> = Vec::new();
+    for (field, c) in &f.conditions {
+        match field {
+            Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
+                default_tests.push(condition::test(b, *field, c, today));
+            }
+            _ => match condition(b, *field, c, today) {
+                rows @ Compiled::Rows { .. } => related.push(rows),
+                Compiled::Test(test) => tests.push((test, 1)),
+            },
+        }
+    }
+    if !default_tests.is_empty() {
+        let status = f.conditions.get(&Field::CustomerDefaultPaymentMethodStatus);
+        related.push(default_method(b, &default_tests, listed(status)));
+    }
+    if f.filter_type == FilterType::Customer
+        && !f.negate
+        && related.len() == 1
+        && tests.is_empty()
+        && f.custom_data.is_empty()
+        && let Some(rows) = related.pop()
+    {
+        return Err(rows);
+    }
+    let related_tests: Vec<(String, u32)> = related
+        .into_iter()
+        .map(|rows| {
+            let cost = match rows {
+                Compiled::Rows { table, ranged, .. } if probed_as_list(table, ranged) => 2,
+                _ => 4,
+            };
+            (rows.into_test(b, false), cost)
+        })
+        .collect();
+    // Where few customers pass the block's own tests, their custom data is
+    // read in place, no set built (see [`custom_data`]).
+    let sets = !own_few(f);
+    for (key, c) in &f.custom_data {
+        let cost = if custom_data::as_set(b, sets) { 2 } else { 3 };
+        let test = custom_data(b, key, c, sets);
+        tests.push(match b.dialect {
+            Dialect::Sqlite => (in_place(&test), cost),
+            Dialect::Postgres => (test, cost),
+        });
+    }
+    tests.extend(related_tests);
+    Ok(tests)
 }
 
 /// Whether a block tests the customer's own columns with a test of class 0

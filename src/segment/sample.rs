@@ -39,7 +39,7 @@ pub(super) fn share(test: &str, at_least: bool, num: u8, den: u8) -> String {
     )
 }
 
-/// A term of an OR that SQLite computes for every customer: its test, the
+/// A term of an OR or AND that SQLite computes for every customer: its test, the
 /// test as asked of one customer (`sample`: related rows looked up, custom
 /// data read in place, nothing built for all customers), and what asking it
 /// costs per customer, relative to the other terms' (`cost`).
@@ -53,30 +53,40 @@ pub(super) struct Term {
 /// written out whole.
 const MOST_TERMS: usize = 5;
 
-/// SQLite: the OR of `terms`, the first the one that passes the most of a
-/// sample's customers for its cost, the others in the order given. SQLite
-/// asks an OR's terms in the order written and stops at the first that
-/// passes, so a term most customers pass, asked first, spares every other
-/// term's work for them; which term that is, the data says, not the
-/// compiler. An `any` of a customer block, a monitor block and a negated
-/// payment-method block that no customer's methods match (200,000
-/// customers, CPU time) counted in 178 ms with the negated block last and
-/// 85-100 ms with it first.
+/// SQLite: the OR (AND, `and`) of `terms`, the first the one that passes
+/// (fails) the most of a sample's customers for its cost, the others in the
+/// order given. SQLite asks an OR's terms in the order written and stops at
+/// the first that passes (an AND's, at the first that fails), so a term
+/// that decides for most customers, asked first, spares every other term's
+/// work for them; which term that is, the data says, not the compiler. An
+/// `any` of a customer block, a monitor block and a negated payment-method
+/// block that no customer's methods match (200,000 customers, CPU time)
+/// counted in 178 ms with the negated block last and 85-100 ms with it
+/// first.
 ///
 /// The choice is one query of the sample, run once; each order is written
-/// out, behind a test of the choice (`choice = i AND (…)`: SQLite builds
-/// the lists and sets of the chosen order alone). An OR whose terms are
-/// asked in a `CASE` of the choice took 8 ms more over 200,000 customers,
-/// so: 3 ms. An empty sample keeps the order given, and so does an OR of
-/// one term, of more than [`MOST_TERMS`], or not `choose`n.
-pub(super) fn first_chosen(terms: &[Term], choose: bool) -> String {
+/// out (SQLite builds the lists and sets of the chosen order alone). An
+/// OR's orders are each behind a test of the choice (`choice = i AND
+/// (…)`): asked in a `CASE` of the choice, an OR of four terms took 8 ms
+/// more over 200,000 customers, so 3 ms. An AND's (a negated block's
+/// tests, a value inside an OR's order) are a `CASE`: behind tests, the
+/// choice asked once per order cost more than the order saved (an `any` of
+/// a monitor block and a negated customer block of four tests: 40 ms with
+/// the tests in the order given, 64 ms behind tests, 45 ms in a `CASE`; a
+/// negated block of an email list, a custom_data test and a default
+/// method's status: 141, 109 and 91 ms). (As a value, SQLite skips an
+/// AND's right side only where it has a subquery, and asks first a side
+/// without one; a block's tests of lists, sets and related rows have
+/// one.) An empty sample keeps the order given, and so does a list of one
+/// term, of more than [`MOST_TERMS`], or not `choose`n.
+pub(super) fn first_chosen(terms: &[Term], choose: bool, and: bool) -> String {
     let k = terms.len();
     let order = |first: usize| {
         std::iter::once(first)
             .chain((0..k).filter(|j| *j != first))
             .filter_map(|j| terms.get(j).map(|t| t.sql.as_str()))
             .collect::<Vec<_>>()
-            .join(" OR ")
+            .join(if and { " AND " } else { " OR " })
     };
     if !choose || !(2..=MOST_TERMS).contains(&k) {
         return order(0);
@@ -84,7 +94,13 @@ pub(super) fn first_chosen(terms: &[Term], choose: bool) -> String {
     let shares: Vec<String> = terms
         .iter()
         .enumerate()
-        .map(|(i, t)| format!("TOTAL(CASE WHEN {} THEN 1 ELSE 0 END) AS s{i}", t.sample))
+        .map(|(i, t)| {
+            let (pass, fail) = if and { (0, 1) } else { (1, 0) };
+            format!(
+                "TOTAL(CASE WHEN {} THEN {pass} ELSE {fail} END) AS s{i}",
+                t.sample
+            )
+        })
         .collect();
     // Term i is first when its share per cost is at least each later term's
     // (the first of the best): s_i / cost_i >= s_j / cost_j.
@@ -113,6 +129,16 @@ pub(super) fn first_chosen(terms: &[Term], choose: bool) -> String {
     // The order marked as having a subquery (`(SELECT 1)`), like the
     // choice: of two sides of an AND, SQLite asks first one without a
     // subquery when the other has one, and would ask every order.
+    if and {
+        let whens: Vec<String> = (0..k - 1)
+            .map(|i| format!("WHEN {i} THEN ({})", order(i)))
+            .collect();
+        return format!(
+            "CASE {choice} {} ELSE ({}) END",
+            whens.join(" "),
+            order(k - 1)
+        );
+    }
     (0..k)
         .map(|i| format!("({choice} = {i} AND (({}) AND (SELECT 1)))", order(i)))
         .collect::<Vec<_>>()
@@ -123,8 +149,9 @@ pub(super) fn first_chosen(terms: &[Term], choose: bool) -> String {
 mod tests {
     use super::{Term, first_chosen};
 
-    /// The term the sample shows passes most for its cost is asked first,
-    /// and the others only of the customers it fails: a term that fails
+    /// The term the sample shows passes (of an AND: fails) most for its
+    /// cost is asked first, and the others only of the customers it fails
+    /// (passes): a term that fails
     /// when asked (`json(c.id)` is malformed JSON) is never asked where a term
     /// every customer passes comes first. The count is the OR's whatever
     /// the order; an empty sample keeps the order given.
@@ -154,7 +181,7 @@ mod tests {
         let count = |terms: &[Term], choose: bool| {
             format!(
                 "SELECT COUNT(*) FROM customers c WHERE {}",
-                first_chosen(terms, choose)
+                first_chosen(terms, choose, false)
             )
         };
         // No customer: the sample is empty, and the order is as given.
@@ -195,5 +222,30 @@ mod tests {
         };
         assert_eq!(run(count(&[few(), passing()], true)).await.ok(), Some(1000));
         assert!(run(count(&[few(), passing()], false)).await.is_err());
+        // An AND: the term that fails most customers for its cost first
+        // (every one but cus_1 fails `flag = 2`), the others asked of
+        // those it passes alone.
+        // Asked as a value, as a negated block's tests are (`NOT
+        // COALESCE(…)`): a WHERE clause's AND may be asked in another order.
+        let and = |terms: &[Term], choose: bool| {
+            format!(
+                "SELECT COUNT(*) FROM customers c WHERE COALESCE({}, 0)",
+                first_chosen(terms, choose, true)
+            )
+        };
+        // (An AND's value skips its right side only where that side has a
+        // subquery, and asks first a side without one: both have one here,
+        // as a block's tests of lists, sets and related rows do.)
+        let fails = || term("c.flag = 2 AND (SELECT 1)", "c.flag = 2", 4);
+        let asked_of_cus_1 = || {
+            term(
+                "json((SELECT CASE WHEN c.flag = 2 THEN '1' ELSE c.id END)) IS NOT NULL",
+                "1",
+                1,
+            )
+        };
+        let terms = [asked_of_cus_1(), fails()];
+        assert_eq!(run(and(&terms, true)).await.ok(), Some(1));
+        assert!(run(and(&terms, false)).await.is_err());
     }
 }
