@@ -559,8 +559,8 @@ enum Place {
 /// sample shows passes most customers for its cost
 /// ([`sample::first_chosen`]). `samples` holds each block's place and test
 /// as asked of one customer; `listed` tells the tables in the list. Costs,
-/// per customer: a customer block 1 where an equality on its own columns
-/// decides for most customers ([`own_few`]), else 1, 2 more with custom
+/// per customer: a customer block 1 where an equality or a substring on its
+/// own columns decides for most customers ([`own_few`]), else 1, 2 more with custom
 /// data (a set's probe), 3 more where it reads related rows; a negated
 /// block's list 2; the list 2; a lookup of a customer's rows 4. Where every
 /// term is the list or a positive customer block of the customer's own row,
@@ -960,9 +960,8 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// A block's tests, each with its cost per row relative to the others' (a
 /// test of the row's columns 1, a probe of a custom_data set 2, custom
 /// data parsed in place 3, a lookup of the customer's links or default
-/// method 4): the
-/// row's own tests first, then custom data, then those that read related
-/// rows. Under `match = "any"` a block's tests run in the order written,
+/// method 4): the row's own tests first, then custom data, then those that
+/// read related rows. Under `match = "any"` a block's tests run in the order written,
 /// and a customer its own tests reject is then never looked up in a list.
 /// `Err` where a customer block's only test is on related rows: the block
 /// is those rows (under `match = "any"`, part of the set, see [`any_of`]).

@@ -8,7 +8,7 @@
 /// then the first `SAMPLE` row ids); a step whose row is gone is missing from
 /// the sample. A sample costs a lookup of a few pages per customer: 2-3 ms
 /// (200,000 customers, CPU time, after a count).
-pub(super) const SAMPLE: u32 = 128;
+const SAMPLE: u32 = 128;
 
 /// The steps of a sample (`n`, read by [`rowids`]): the common table
 /// expression a sampling count starts with ([`super::merge::count_any`]).
