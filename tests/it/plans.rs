@@ -450,6 +450,15 @@ fn first_order(sql: &str) -> String {
     format!("{head}{first}")
 }
 
+/// A segment of `match = "any"` of the blocks `blocks` (TOML `[[filter]]`
+/// tables).
+fn any_segment(blocks: &str) -> Segment {
+    stored_segment(&format!(
+        "[segment]\nname = \"shape\"\nmatch = \"any\"\n{blocks}"
+    ))
+    .expect("a segment")
+}
+
 /// A positive block of the tests `tests`, of their fields' filter type.
 fn filter_of<const N: usize>(tests: [(Field, Condition); N]) -> Filter {
     Filter {
@@ -1272,12 +1281,8 @@ fn a_negated_custom_data_test_reads_the_keys_index_once() {
 /// in 104 ms, in place 52 ms.
 #[test]
 fn an_any_reads_custom_data_from_the_keys_index_unless_few_customers_are_left() {
-    let seg = stored_segment(
+    let seg = any_segment(
         r#"
-[segment]
-name = "shape"
-match = "any"
-
 [[filter]]
 type = "customer"
 custom_data = { trial = { contains = "emea" } }
@@ -1291,8 +1296,7 @@ custom_data = { plan = { contains = "pro" } }
 type = "monitor"
 state = "alerting"
 "#,
-    )
-    .expect("a segment");
+    );
     let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
     let (trial, plan) = (key("trial"), key("plan"));
     let index = |k: &CustomDataKey| {
@@ -1333,12 +1337,8 @@ state = "alerting"
 /// every term may be read from an index.
 #[test]
 fn an_ors_first_term_is_the_one_its_sample_share_is_of() {
-    let seg = stored_segment(
+    let seg = any_segment(
         r#"
-[segment]
-name = "shape"
-match = "any"
-
 [[filter]]
 type = "monitor"
 state = "alerting"
@@ -1352,8 +1352,7 @@ payment_type = "card"
 type = "customer"
 country = "FR"
 "#,
-    )
-    .expect("a segment");
+    );
     let marker = |text: &str| {
         ["FROM monitors", "FROM payment_methods", "c.country"]
             .into_iter()
