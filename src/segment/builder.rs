@@ -25,6 +25,10 @@ pub(super) struct Builder {
     /// SQLite: the customers the query is about, to which each list of a
     /// related block's customers is restricted (see [`super::related`]).
     pub(super) scope: Scope,
+    /// SQLite: a test of the query's choice, which the list that drives
+    /// holds (taken by it), so that it is built only where chosen (see
+    /// [`super::drive::chosen_driver`]).
+    pub(super) guard: Option<String>,
 }
 
 /// SQLite, `match = "all"`: what a query is driven from.
@@ -65,6 +69,7 @@ impl Builder {
             joins: Vec::new(),
             driver: Driver::Unchosen,
             scope: Scope::All,
+            guard: None,
         }
     }
 

@@ -17,6 +17,7 @@ use std::cmp::Reverse;
 mod builder;
 mod condition;
 mod custom_data;
+mod drive;
 mod impact;
 mod merge;
 mod page;
@@ -81,6 +82,12 @@ const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
     let filters = ordered(segment);
+    if dialect == Dialect::Sqlite
+        && segment.match_mode == MatchMode::All
+        && let Some(query) = drive::chosen_driver(&filters, at.date_naive(), select)
+    {
+        return query;
+    }
     if dialect == Dialect::Sqlite && segment.match_mode == MatchMode::Any {
         let today = at.date_naive();
         let chosen = match select {
@@ -1187,11 +1194,14 @@ fn listed_rows(
             "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
         ));
     }
-    let probe = if drives {
+    let (probe, conds) = if drives {
         b.driver = Driver::Unchosen;
-        ""
+        match b.guard.take() {
+            Some(guard) => ("", format!("{guard} AND ({conds})")),
+            None => ("", conds),
+        }
     } else {
-        "+"
+        ("+", conds)
     };
     Some(format!(
         "{probe}c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})"

@@ -101,6 +101,32 @@ pub(super) fn first_chosen(terms: &[Term], choose: bool, and: bool) -> String {
     if !choose || !(2..=MOST_TERMS).contains(&k) || k * text > MOST_TEXT {
         return order(0);
     }
+    let choice = choice(terms, and);
+    // The order marked as having a subquery (`(SELECT 1)`), like the
+    // choice: of two sides of an AND, SQLite asks first one without a
+    // subquery when the other has one, and would ask every order.
+    if and {
+        let whens: Vec<String> = (0..k - 1)
+            .map(|i| format!("WHEN {i} THEN ({})", order(i)))
+            .collect();
+        return format!(
+            "CASE {choice} {} ELSE ({}) END",
+            whens.join(" "),
+            order(k - 1)
+        );
+    }
+    (0..k)
+        .map(|i| format!("({choice} = {i} AND (({}) AND (SELECT 1)))", order(i)))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// The index of the term of `terms` (at least two) that passes (fails,
+/// `and`) the most of a sample's customers for its cost, the first of the
+/// best: a query of the sample, computed once where it is asked. An empty
+/// sample chooses the first.
+fn choice(terms: &[Term], and: bool) -> String {
+    let k = terms.len().max(1);
     let shares: Vec<String> = terms
         .iter()
         .enumerate()
@@ -128,31 +154,38 @@ pub(super) fn first_chosen(terms: &[Term], choose: bool, and: bool) -> String {
             format!("WHEN {} THEN {i}", beats.join(" AND "))
         })
         .collect();
-    let choice = format!(
-        "(SELECT CASE {} ELSE {} END FROM (SELECT {} FROM customers c WHERE c.rowid IN ({} {})))",
+    of_sample(&whens, k - 1, &shares)
+}
+
+/// SQLite: the index of the least of `values` (at least two; each an
+/// expression of `TOTAL`s over a sample's customers), the first of the
+/// least: a query of the sample, computed once where it is asked.
+pub(super) fn least(values: &[String]) -> String {
+    let k = values.len().max(1);
+    let columns: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{v} AS v{i}"))
+        .collect();
+    let whens: Vec<String> = (0..k - 1)
+        .map(|i| {
+            let beats: Vec<String> = (i + 1..k).map(|j| format!("v{i} <= v{j}")).collect();
+            format!("WHEN {} THEN {i}", beats.join(" AND "))
+        })
+        .collect();
+    of_sample(&whens, k - 1, &columns)
+}
+
+/// The `CASE` of `whens` (else `last`) over the `columns` of a sample's
+/// customers.
+fn of_sample(whens: &[String], last: usize, columns: &[String]) -> String {
+    format!(
+        "(SELECT CASE {} ELSE {last} END FROM (SELECT {} FROM customers c WHERE c.rowid IN ({} {})))",
         whens.join(" "),
-        k - 1,
-        shares.join(", "),
+        columns.join(", "),
         steps(),
         rowids()
-    );
-    // The order marked as having a subquery (`(SELECT 1)`), like the
-    // choice: of two sides of an AND, SQLite asks first one without a
-    // subquery when the other has one, and would ask every order.
-    if and {
-        let whens: Vec<String> = (0..k - 1)
-            .map(|i| format!("WHEN {i} THEN ({})", order(i)))
-            .collect();
-        return format!(
-            "CASE {choice} {} ELSE ({}) END",
-            whens.join(" "),
-            order(k - 1)
-        );
-    }
-    (0..k)
-        .map(|i| format!("({choice} = {i} AND (({}) AND (SELECT 1)))", order(i)))
-        .collect::<Vec<_>>()
-        .join(" OR ")
+    )
 }
 
 #[cfg(test)]
