@@ -1061,7 +1061,8 @@ fn a_blocks_default_method_tests_are_one_pass() {
 /// selective a class as the best related block, the customers drive and every
 /// related block is probed per customer (`EXISTS`, its test opaque); a more
 /// selective related block still drives through its list, and the others are
-/// probed; when every related block may hold most rows, none drives.
+/// probed; when every related block may hold most rows, none drives (and
+/// a sample chooses which lookup is asked first).
 #[test]
 fn customers_drive_when_their_own_tests_are_as_selective() {
     let test = |field, op, v: &str| filter(field, Condition::Compare(op, s(v)), false);
@@ -1085,11 +1086,18 @@ fn customers_drive_when_their_own_tests_are_as_selective() {
     assert!(sql.contains("(c.id IN (SELECT i.customer_id"), "{sql}");
     assert_eq!(sql.matches(probe).count(), 1, "{sql}");
 
+    // Scanned, the customers ask first the lookup a sample chooses: two
+    // probes in the sample and in each of the two orders.
     let unused = test(Field::PaymentMethodStatus, Op::Ne, "active");
     let seg = segment(MatchMode::All, vec![alerting, unused]);
     let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
     assert!(!sql.contains("IN (SELECT"), "{sql}");
-    assert_eq!(sql.matches(probe).count(), 2, "{sql}");
+    assert_eq!(sql.matches(probe).count(), 6, "{sql}");
+    assert_eq!(
+        sql.matches("(CASE (SELECT CASE WHEN s0").count(),
+        1,
+        "{sql}"
+    );
 }
 
 /// A prefix of the customers' names (or emails) is a range of their
@@ -1651,12 +1659,19 @@ fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
             let setup = sqlite(stats).await;
             for (seg, from, index, by_hand) in &cases {
                 let q = compile(seg, Dialect::Sqlite, at(), Select::Count);
-                assert_eq!(q.sql.matches(from).count(), 1, "{}", q.sql);
+                // Where a sample chooses the first of two lookups, the
+                // sample's pass and each order's.
+                let copies = if q.sql.contains("(CASE (SELECT CASE WHEN s0") {
+                    3
+                } else {
+                    1
+                };
+                assert_eq!(q.sql.matches(from).count(), copies, "{}", q.sql);
                 let plan = setup.store.explain(&q).await.expect("a plan");
                 let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
                 assert_eq!(
                     text.matches(&format!("{index} (customer_id=?)")).count(),
-                    1,
+                    copies,
                     "{}: {}\n{text}",
                     setup.label,
                     q.sql
@@ -1936,6 +1951,19 @@ fn custom_data_segment(key: &CustomDataKey, c: Condition) -> Segment {
     )
 }
 
+/// What a sample's `choice` in the query `q` (with its binds) chooses.
+async fn chosen(setup: &Setup, choice: &str, q: &Query) -> u64 {
+    let row = setup
+        .store
+        .counts(&Query {
+            sql: format!("SELECT {choice}"),
+            binds: q.binds.clone(),
+        })
+        .await
+        .expect("the choice");
+    row[0]
+}
+
 /// SQLite, `match = "all"`: where several related blocks' lists may drive,
 /// the one whose rows a sample shows the fewest customers have drives (the
 /// query once per driver, the choice asked once): of the links to the
@@ -1980,14 +2008,7 @@ fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
                 .and_then(|rest| rest.split_once(" WHEN 0 THEN ("))
                 .map(|(choice, _)| choice.to_string())
                 .expect("a choice of driver");
-            let chosen = setup
-                .store
-                .counts(&Query {
-                    sql: format!("SELECT {choice}"),
-                    binds: count.binds.clone(),
-                })
-                .await
-                .expect("the choice");
+            let chosen = [chosen(&setup, &choice, &count).await];
             let arm = format!(
                 "WHEN {} THEN (SELECT COUNT(*) FROM customers c WHERE (c.id IN (SELECT m.customer_id FROM monitors m WHERE ",
                 chosen[0]
@@ -2020,5 +2041,78 @@ fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
             sql.starts_with("SELECT COUNT(*) FROM customers c WHERE "),
             "{sql}"
         );
+    });
+}
+
+/// SQLite, `match = "all"` over customers scanned: the lookups asked of
+/// each customer are one AND whose first test a sample chooses, the one
+/// that fails the most of it for its cost: beside a negated block of the
+/// active payment methods of a connector no method has (every customer
+/// passes), a negated block of the links to connectors not in error (most
+/// customers fail) is asked first, whatever the filters' order. The
+/// count is the rows'. A customer's own tests stay outside the choice.
+#[test]
+fn the_lookup_most_customers_fail_is_asked_first() {
+    block_on(async {
+        let setup = sqlite(true).await;
+        let methods = Filter {
+            negate: true,
+            ..filter_of([
+                (
+                    Field::PaymentMethodStatus,
+                    Condition::Compare(Op::Eq, s("active")),
+                ),
+                (
+                    Field::PaymentMethodConnector,
+                    Condition::Compare(Op::StartsWith, s("nobody")),
+                ),
+            ])
+        };
+        let links = filter(
+            Field::ConnectorConnection,
+            Condition::Compare(Op::Ne, s("error")),
+            true,
+        );
+        let country = filter(
+            Field::CustomerCountry,
+            Condition::Compare(Op::Ne, s("FR")),
+            false,
+        );
+        for blocks in [
+            vec![methods.clone(), links.clone(), country.clone()],
+            vec![links.clone(), country.clone(), methods.clone()],
+        ] {
+            let seg = segment(MatchMode::All, blocks);
+            let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            let (own, choice) = count
+                .sql
+                .split_once(" AND (CASE (SELECT CASE WHEN s0")
+                .expect("a chosen first lookup");
+            assert!(own.contains("c.country <> "), "{own}");
+            assert!(!choice.contains("c.country"), "{choice}");
+            let choice = format!(
+                "(SELECT CASE WHEN s0{}",
+                choice.split_once(" WHEN 0 THEN ").expect("the orders").0
+            );
+            let chosen = [chosen(&setup, &choice, &count).await];
+            let first = format!(
+                " WHEN {} THEN ((NOT EXISTS (SELECT 1 FROM customer_connectors cc",
+                chosen[0]
+            );
+            let last = " ELSE ((NOT EXISTS (SELECT 1 FROM customer_connectors cc";
+            assert!(
+                count.sql.contains(&first) || (chosen[0] == 1 && count.sql.contains(last)),
+                "{chosen:?}: {}",
+                count.sql
+            );
+            let counted = setup.store.count(&count).await.expect("a count");
+            let rows = member_ids(
+                &*setup.store,
+                &compile(&seg, Dialect::Sqlite, at(), Select::Rows),
+            )
+            .await;
+            assert_eq!(counted, rows.len() as u64);
+            assert!(counted > 0);
+        }
     });
 }
