@@ -60,7 +60,8 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
 /// chosen by the query itself (`CASE`: SQLite runs only the chosen form's
 /// subquery): one list when one in three of the sample or fewer are among
 /// the related blocks' customers, else looked up when one in four or more
-/// pass the customer tests, else merged. `None` for any other segment,
+/// pass the customer tests, else merged. Without customer tests, see
+/// below. `None` where a block is negated or none reads related rows:
 /// counted as its members are listed.
 ///
 /// Which form is cheapest depends on how many customers the customer tests
@@ -105,7 +106,7 @@ pub(super) fn count_any(filters: &[&Filter], today: NaiveDate) -> Option<(String
         }
         // Index ranges only: one list where the sample shows it short.
         let few_held = few_held(&b, &any);
-        let listed = listed(&mut b, filters, today, true);
+        let listed = predicate_count(&mut b, filters, today, true);
         let sql = format!(
             "{} SELECT CASE WHEN {few_held} THEN ({listed}) ELSE ({merged}) END",
             steps()
@@ -159,8 +160,8 @@ fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
     let some_own = share(&one_of(&any.own), true, 1, 4);
     let few_held = few_held(&b, any);
-    let looked_up = listed(&mut b, filters, today, false);
-    let listed = listed(&mut b, filters, today, true);
+    let looked_up = predicate_count(&mut b, filters, today, false);
+    let listed = predicate_count(&mut b, filters, today, true);
     Sampled {
         some_own,
         few_held,
@@ -185,7 +186,12 @@ fn few_held(b: &Builder, any: &AnyOf) -> String {
 
 /// The count of the predicate form of an `any` of `filters` ([`any_of`]),
 /// the positive related blocks one list (`one_list`) or looked up.
-fn listed(b: &mut Builder, filters: &[&Filter], today: NaiveDate, one_list: bool) -> String {
+fn predicate_count(
+    b: &mut Builder,
+    filters: &[&Filter],
+    today: NaiveDate,
+    one_list: bool,
+) -> String {
     let predicate = any_of(b, filters, today, Some(one_list));
     format!("SELECT COUNT(*) FROM customers c WHERE {predicate}")
 }

@@ -211,7 +211,8 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
 /// that are looked up per customer one test of the customer's rows
 /// ([`Lookups`]), in the place of the first of them.
 ///
-/// Over all customers, scanned (no list drives, nor do their own tests),
+/// Over all customers, scanned (no list drives, and their own tests, if
+/// any, are no index range),
 /// the tests asked of each customer in turn (each table's lookup, a negated
 /// customer block) are one AND whose first test a sample of the customers
 /// chooses: the one that fails the most of them for its cost
@@ -220,8 +221,8 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
 /// and a test most customers fail, asked first, spares the others' lookups:
 /// an `all` of a negated payment-method block that few methods match and a
 /// negated connector block of most links (200,000 customers, CPU time)
-/// counted in 352 ms with the methods first and 209 ms with the links
-/// first. The other blocks stay tests of their own: a customer's own
+/// counted in 191-196 ms with the methods first and 110-130 ms with the
+/// links first. The other blocks stay tests of their own: a customer's own
 /// tests (SQLite asks those without a subquery first), and a list probed
 /// per customer (its Bloom filter serves a test of the WHERE clause, not
 /// one inside a `CASE`).
@@ -259,7 +260,7 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
             Compiled::Test(test) => {
                 parts.push(Ok(test));
                 let negated = f.negate && f.filter_type == FilterType::Customer;
-                asked.push(negated.then_some((3, Some(*f))));
+                asked.push(negated.then_some((NEGATED_CUSTOMER_COST, Some(*f))));
             }
         }
         // A narrow range drove ([`narrow`]): the few customers it holds look
@@ -277,9 +278,12 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
         .into_iter()
         .map(|p| format!("({})", p.unwrap_or_else(|i| looked_up[i].clone())))
         .collect();
+    // Own tests an index may serve (a range or narrower) read few customers.
+    let scanned = scanned && classes(filters).0.is_none_or(|own| own > RANGE_CLASS);
     let sampling =
         b.dialect == Dialect::Sqlite && scanned && !b.per_row && matches!(b.scope, Scope::All);
-    if !sampling || asked.iter().flatten().count() < 2 {
+    let choices = asked.iter().flatten().count();
+    if !sampling || !(2..=sample::MOST_TERMS).contains(&choices) {
         return tests.join(" AND ");
     }
     let mut own: Vec<String> = Vec::new();
@@ -292,20 +296,18 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
             }
             // A lookup is asked of one customer as it is.
             Some((cost, None)) => (sql.clone(), cost),
-            // A negated customer block as asked of one customer: its
-            // custom data read in place, no set built.
-            Some((cost, Some(f))) => {
-                let driver = std::mem::replace(&mut b.driver, Driver::Customers);
-                let sample = block(b, f, today);
-                b.driver = driver;
-                (sample, cost)
-            }
+            Some((cost, Some(f))) => (asked_of_one(b, f, today), cost),
         };
         terms.push(Term { sql, sample, cost });
     }
     own.push(format!("({})", sample::first_chosen(&terms, true, true)));
     own.join(" AND ")
 }
+
+/// What asking a negated customer block of one customer costs, relative to
+/// a test of the customer's row (1): its tests, some of them lookups or
+/// custom data, asked until one fails.
+const NEGATED_CUSTOMER_COST: u32 = 3;
 
 /// What looking a customer's rows of `table` up costs, relative to a test
 /// of the customer's row (1): a customer has several invoices, about one
@@ -520,10 +522,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
             }
         };
         if sampling {
-            let driver = std::mem::replace(&mut b.driver, Driver::Customers);
-            let test = block(b, f, today);
-            b.driver = driver;
-            samples.push((place, test));
+            samples.push((place, asked_of_one(b, f, today)));
         }
     }
     b.per_row = outer;
@@ -852,6 +851,15 @@ fn selectivity(c: &Condition, free_text: bool) -> u8 {
 
 fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
     compile_block(b, f, today).into_test(b, f.negate)
+}
+
+/// A block's test as asked of one customer (of a sample): its related rows
+/// looked up, its custom data read in place, no list or set built.
+fn asked_of_one(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    let driver = std::mem::replace(&mut b.driver, Driver::Customers);
+    let test = block(b, f, today);
+    b.driver = driver;
+    test
 }
 
 /// What a block compiles to.

@@ -1,7 +1,8 @@
 //! SQLite: a sample of the customers, read where a query runs, so that the
 //! query's form follows the shape of the data, not the compiler's guess:
-//! the form of an `any`'s count ([`super::merge::count_any`]) and the first
-//! term of an OR computed for every customer ([`first_chosen`]).
+//! the form of an `any`'s count ([`super::merge::count_any`]), the first
+//! term of an OR or AND computed for every customer ([`first_chosen`]), and
+//! the list that drives an `all` ([`least`], [`super::drive`]).
 
 /// How many customers a sample holds at most: `SAMPLE` steps, even, from the
 /// least row id of a customer to the greatest (by one where they span fewer:
@@ -51,7 +52,7 @@ pub(super) struct Term {
 
 /// The most terms an OR is reordered among ([`first_chosen`]): each order is
 /// written out whole.
-const MOST_TERMS: usize = 5;
+pub(super) const MOST_TERMS: usize = 5;
 
 /// The most bytes of SQL the orders of one OR or AND may take
 /// ([`first_chosen`]).

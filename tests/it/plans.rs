@@ -964,7 +964,7 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
 
 /// SQLite, `match = "all"`: of two related blocks of one class, the one with
 /// more tests of that class drives first (two equalities before an equality
-/// beside a range), whatever the filters' order; a narrow list that drives leaves
+/// beside a range; a sample may choose the other), whatever the filters' order; a narrow list that drives leaves
 /// every other block to a lookup per customer it holds, unpaid invoices too,
 /// never a second list to build.
 #[test]
@@ -995,28 +995,47 @@ fn a_narrow_driving_list_looks_the_other_blocks_up() {
     ] {
         let seg = segment(MatchMode::All, blocks);
         let count = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
-        // The first of the drivers a sample chooses from (see
-        // `of_several_lists_that_may_drive_the_one_fewest_have_drives`).
-        let sql = count
+        // The drivers a sample chooses from (see
+        // `of_several_lists_that_may_drive_the_one_fewest_have_drives`),
+        // the payment methods first: each drives alone.
+        let (_, arms) = count
             .split_once(" WHEN 0 THEN (")
-            .and_then(|(_, rest)| rest.split_once(" WHEN 1 THEN ("))
-            .map_or(count.as_str(), |(first, _)| first);
-        assert!(
-            sql.contains("(c.id IN (SELECT pm.customer_id FROM payment_methods pm"),
-            "{sql}"
-        );
-        assert!(
-            sql.contains("EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = c.id"),
-            "{sql}"
-        );
-        assert!(!sql.contains("IN (SELECT i.customer_id"), "{sql}");
+            .expect("a choice of driver");
+        let (methods, invoices) = arms.split_once(" WHEN 1 THEN (").expect("two drivers");
+        for (arm, list, lookup) in [
+            (
+                methods,
+                "pm.customer_id FROM payment_methods pm",
+                "invoices i",
+            ),
+            (
+                invoices,
+                "i.customer_id FROM invoices i",
+                "payment_methods pm",
+            ),
+        ] {
+            assert!(
+                arm.starts_with(&format!(
+                    "SELECT COUNT(*) FROM customers c WHERE (c.id IN (SELECT {list}"
+                )),
+                "{arm}"
+            );
+            assert_eq!(
+                arm.matches("IN (SELECT").count()
+                    - arm.matches("IN (SELECT value").count()
+                    - arm.matches("IN (SELECT k.id").count(),
+                1,
+                "{arm}"
+            );
+            let exists = format!("EXISTS (SELECT 1 FROM {lookup} WHERE ");
+            assert!(arm.contains(&exists), "{arm}");
+        }
     }
 }
 
 /// A customer block's tests of its default method's type and status are one
 /// pass over the payment methods, not a list each (a customer has at most one
-/// default method); under `match = "any"` that pass joins the set (the
-/// rows' form: a count of ranges alone also holds the merge). The
+/// default method); under `match = "any"` that pass joins the set. The
 /// results are the reference evaluator's (`segments`, whose customers have at
 /// most one default method each, as the billing tables' contract says).
 #[test]
@@ -1050,9 +1069,16 @@ fn a_blocks_default_method_tests_are_one_pass() {
     ] {
         let seg = segment(mode, blocks);
         for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-            let sql = first_order(&compile(&seg, dialect, at(), Select::Rows).sql);
-            assert_eq!(sql.matches("FROM payment_methods pm").count(), 1, "{sql}");
-            assert_eq!(sql.matches("pm.is_default").count(), 1, "{sql}");
+            for select in [Select::Rows, Select::Count] {
+                // SQLite's count of an `any` of ranges alone also holds the
+                // merge (and the rows' form).
+                if (dialect, mode, select) == (Dialect::Sqlite, MatchMode::Any, Select::Count) {
+                    continue;
+                }
+                let sql = first_order(&compile(&seg, dialect, at(), select).sql);
+                assert_eq!(sql.matches("FROM payment_methods pm").count(), 1, "{sql}");
+                assert_eq!(sql.matches("pm.is_default").count(), 1, "{sql}");
+            }
         }
     }
 }
@@ -1951,6 +1977,20 @@ fn custom_data_segment(key: &CustomDataKey, c: Condition) -> Segment {
     )
 }
 
+/// The members a hand-written count finds (some).
+async fn by_hand(setup: &Setup, count: String) -> u64 {
+    let row = setup
+        .store
+        .counts(&Query {
+            sql: count,
+            binds: Vec::new(),
+        })
+        .await
+        .expect("the members");
+    assert!(row[0] > 0);
+    row[0]
+}
+
 /// What a sample's `choice` in the query `q` (with its binds) chooses.
 async fn chosen(setup: &Setup, choice: &str, q: &Query) -> u64 {
     let row = setup
@@ -1966,41 +2006,35 @@ async fn chosen(setup: &Setup, choice: &str, q: &Query) -> u64 {
 
 /// SQLite, `match = "all"`: where several related blocks' lists may drive,
 /// the one whose rows a sample shows the fewest customers have drives (the
-/// query once per driver, the choice asked once): of the links to the
-/// connected connectors (68% of the customers) and the monitors with no
-/// data (10%), in either order, the monitors'. The count, the ids and the
-/// rows are the members; the other driver's list is built empty. One
-/// block that may drive: no choice.
+/// query once per driver): of the links to the connected connectors (68% of
+/// the customers) and the monitors with no data (10%), the monitors'; of the
+/// links to the connector in error (14%) and the monitors that are ok
+/// (55%), the links' (the first, as given). Every driver, forced, counts and
+/// lists the members (a hand-written query's); the others' lists are built
+/// empty. One block that may drive: no choice.
 #[test]
 fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
     block_on(async {
         let setup = sqlite(false).await;
-        let connected = filter(
-            Field::ConnectorConnection,
-            Condition::Compare(Op::Eq, s("connected")),
-            false,
-        );
-        let no_data = filter(
-            Field::MonitorState,
-            Condition::Compare(Op::Eq, s("no_data")),
-            false,
-        );
-        let members = "SELECT COUNT(*) FROM customers c WHERE \
-             c.id IN (SELECT cc.customer_id FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id WHERE k.connection = 'connected') \
-             AND c.id IN (SELECT m.customer_id FROM monitors m WHERE m.state = 'no_data')";
-        let want = setup
-            .store
-            .counts(&Query {
-                sql: members.to_string(),
-                binds: Vec::new(),
-            })
-            .await
-            .expect("the members");
-        for blocks in [
-            vec![connected.clone(), no_data.clone()],
-            vec![no_data.clone(), connected.clone()],
-        ] {
-            let seg = segment(MatchMode::All, blocks);
+        let eq = |field, value: &str| filter(field, Condition::Compare(Op::Eq, s(value)), false);
+        let cases = [
+            ("connected", "no_data", "FROM monitors m WHERE "),
+            ("error", "ok", "FROM customer_connectors cc INDEXED BY"),
+        ];
+        for (connection, state, driver) in cases {
+            let members = format!(
+                "SELECT COUNT(*) FROM customers c WHERE \
+                 c.id IN (SELECT cc.customer_id FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id WHERE k.connection = '{connection}') \
+                 AND c.id IN (SELECT m.customer_id FROM monitors m WHERE m.state = '{state}')"
+            );
+            let want = by_hand(&setup, members).await;
+            let seg = segment(
+                MatchMode::All,
+                vec![
+                    eq(Field::ConnectorConnection, connection),
+                    eq(Field::MonitorState, state),
+                ],
+            );
             let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
             let choice = count
                 .sql
@@ -2008,33 +2042,42 @@ fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
                 .and_then(|rest| rest.split_once(" WHEN 0 THEN ("))
                 .map(|(choice, _)| choice.to_string())
                 .expect("a choice of driver");
-            let chosen = [chosen(&setup, &choice, &count).await];
+            let chosen = chosen(&setup, &choice, &count).await;
             let arm = format!(
-                "WHEN {} THEN (SELECT COUNT(*) FROM customers c WHERE (c.id IN (SELECT m.customer_id FROM monitors m WHERE ",
-                chosen[0]
+                "WHEN {chosen} THEN (SELECT COUNT(*) FROM customers c WHERE (c.id IN (SELECT "
             );
-            assert!(count.sql.contains(&arm), "{chosen:?}: {}", count.sql);
-            let counted = setup.store.count(&count).await.expect("a count");
-            let ids = member_ids(
-                &*setup.store,
-                &compile(&seg, Dialect::Sqlite, at(), Select::Ids),
-            )
-            .await;
+            let (_, arm) = count.sql.split_once(&arm).expect("the chosen driver");
+            assert!(
+                arm.split_once(") AND ")
+                    .is_some_and(|(list, _)| list.contains(driver)),
+                "{chosen}: {}",
+                count.sql
+            );
+            let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
             let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
             assert_eq!(
                 rows.sql.matches(" UNION ALL SELECT c.id, c.name").count(),
                 1
             );
-            let listed = member_ids(&*setup.store, &rows).await;
-            assert_eq!([counted, ids.len() as u64], [want[0], want[0]]);
-            assert!(ids.is_sorted() && ids == listed);
-            assert!(want[0] > 0);
+            // The choice as made, and each driver forced.
+            for forced in [None, Some("0"), Some("1")] {
+                let force = |q: &Query| Query {
+                    sql: forced.map_or(q.sql.clone(), |arm| q.sql.replace(&choice, arm)),
+                    binds: q.binds.clone(),
+                };
+                let counted = setup.store.count(&force(&count)).await.expect("a count");
+                let listed = member_ids(&*setup.store, &force(&ids)).await;
+                assert_eq!([counted, listed.len() as u64], [want, want], "{forced:?}");
+                assert!(listed.is_sorted());
+                assert_eq!(member_ids(&*setup.store, &force(&rows)).await, listed);
+            }
         }
         let monitor_name = filter(
             Field::MonitorName,
             Condition::Compare(Op::Contains, s("api")),
             false,
         );
+        let connected = eq(Field::ConnectorConnection, "connected");
         let one = segment(MatchMode::All, vec![connected, monitor_name]);
         let sql = compile(&one, Dialect::Sqlite, at(), Select::Count).sql;
         assert!(
@@ -2046,73 +2089,91 @@ fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
 
 /// SQLite, `match = "all"` over customers scanned: the lookups asked of
 /// each customer are one AND whose first test a sample chooses, the one
-/// that fails the most of it for its cost: beside a negated block of the
+/// that fails the most of it for its cost. Beside a negated block of the
 /// active payment methods of a connector no method has (every customer
 /// passes), a negated block of the links to connectors not in error (most
-/// customers fail) is asked first, whatever the filters' order. The
-/// count is the rows'. A customer's own tests stay outside the choice.
+/// customers fail) is asked first; beside a negated block of the active
+/// methods of some connector (most fail), a negated block of the links to
+/// the connector in error (few fail) is asked second. Each order,
+/// forced, counts the members (a hand-written query's). A customer's own
+/// tests stay outside the choice.
 #[test]
 fn the_lookup_most_customers_fail_is_asked_first() {
     block_on(async {
         let setup = sqlite(true).await;
-        let methods = Filter {
+        let methods = |connector: Condition| Filter {
             negate: true,
             ..filter_of([
                 (
                     Field::PaymentMethodStatus,
                     Condition::Compare(Op::Eq, s("active")),
                 ),
-                (
-                    Field::PaymentMethodConnector,
-                    Condition::Compare(Op::StartsWith, s("nobody")),
-                ),
+                (Field::PaymentMethodConnector, connector),
             ])
         };
-        let links = filter(
-            Field::ConnectorConnection,
-            Condition::Compare(Op::Ne, s("error")),
-            true,
-        );
+        let links = |op| {
+            filter(
+                Field::ConnectorConnection,
+                Condition::Compare(op, s("error")),
+                true,
+            )
+        };
         let country = filter(
             Field::CustomerCountry,
             Condition::Compare(Op::Ne, s("FR")),
             false,
         );
-        for blocks in [
-            vec![methods.clone(), links.clone(), country.clone()],
-            vec![links.clone(), country.clone(), methods.clone()],
-        ] {
-            let seg = segment(MatchMode::All, blocks);
+        let cases = [
+            (
+                methods(Condition::Compare(Op::StartsWith, s("nobody"))),
+                links(Op::Ne),
+                "k.name LIKE 'nobody%'",
+                "k.connection <> 'error'",
+                1,
+            ),
+            (
+                methods(Condition::Exists(true)),
+                links(Op::Eq),
+                "k.id IS NOT NULL",
+                "k.connection = 'error'",
+                0,
+            ),
+        ];
+        for (methods, links, method_test, link_test, first) in cases {
+            let members = format!(
+                "SELECT COUNT(*) FROM customers c WHERE c.country IS NOT NULL AND c.country <> 'FR' \
+                 AND c.id NOT IN (SELECT pm.customer_id FROM payment_methods pm LEFT JOIN connectors k ON k.id = pm.connector_id WHERE pm.status = 'active' AND {method_test} AND pm.customer_id IS NOT NULL) \
+                 AND c.id NOT IN (SELECT cc.customer_id FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id WHERE {link_test})"
+            );
+            let want = by_hand(&setup, members).await;
+            let seg = segment(MatchMode::All, vec![methods, links, country.clone()]);
             let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
-            let (own, choice) = count
+            let (own, orders) = count
                 .sql
                 .split_once(" AND (CASE (SELECT CASE WHEN s0")
                 .expect("a chosen first lookup");
             assert!(own.contains("c.country <> "), "{own}");
-            assert!(!choice.contains("c.country"), "{choice}");
-            let choice = format!(
-                "(SELECT CASE WHEN s0{}",
-                choice.split_once(" WHEN 0 THEN ").expect("the orders").0
-            );
-            let chosen = [chosen(&setup, &choice, &count).await];
-            let first = format!(
-                " WHEN {} THEN ((NOT EXISTS (SELECT 1 FROM customer_connectors cc",
-                chosen[0]
-            );
-            let last = " ELSE ((NOT EXISTS (SELECT 1 FROM customer_connectors cc";
-            assert!(
-                count.sql.contains(&first) || (chosen[0] == 1 && count.sql.contains(last)),
-                "{chosen:?}: {}",
+            assert!(!orders.contains("c.country"), "{orders}");
+            let (choice, _) = orders.split_once(" WHEN 0 THEN ").expect("the orders");
+            let choice = format!("(SELECT CASE WHEN s0{choice}");
+            assert_eq!(
+                chosen(&setup, &choice, &count).await,
+                first,
+                "{}",
                 count.sql
             );
-            let counted = setup.store.count(&count).await.expect("a count");
-            let rows = member_ids(
-                &*setup.store,
-                &compile(&seg, Dialect::Sqlite, at(), Select::Rows),
-            )
-            .await;
-            assert_eq!(counted, rows.len() as u64);
-            assert!(counted > 0);
+            // The order given asks the methods first.
+            let methods_first = " WHEN 0 THEN ((NOT EXISTS (SELECT 1 FROM payment_methods pm";
+            assert!(count.sql.contains(methods_first), "{}", count.sql);
+            for forced in [None, Some("0"), Some("1")] {
+                let q = Query {
+                    sql: forced
+                        .map_or(count.sql.clone(), |order| count.sql.replace(&choice, order)),
+                    binds: count.binds.clone(),
+                };
+                let counted = setup.store.count(&q).await.expect("a count");
+                assert_eq!(counted, want, "{forced:?}");
+            }
         }
     });
 }
