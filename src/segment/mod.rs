@@ -74,6 +74,17 @@ pub enum Select {
     Count,
 }
 
+impl Select {
+    /// The columns a listing selects of each member (`customers c`).
+    fn columns(self) -> &'static str {
+        match self {
+            Self::Ids => "c.id",
+            Self::Rows => "c.id, c.name, c.email",
+            Self::Count => "COUNT(*)",
+        }
+    }
+}
+
 /// "The invoice is unpaid", written exactly as the partial indexes on unpaid
 /// invoices are (migrations 0003), so the planners of both backends use them.
 /// Constants of segd, never user values.
@@ -106,10 +117,10 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
     let predicate = predicate(&mut b, segment.match_mode, filters, at.date_naive());
     let from = format!("customers c{}", b.join_clauses());
     let sql = match select {
-        Select::Ids => format!("SELECT c.id FROM {from} WHERE {predicate} ORDER BY c.id"),
-        Select::Rows => {
-            format!("SELECT c.id, c.name, c.email FROM {from} WHERE {predicate} ORDER BY c.id")
-        }
+        Select::Ids | Select::Rows => format!(
+            "SELECT {} FROM {from} WHERE {predicate} ORDER BY c.id",
+            select.columns()
+        ),
         Select::Count => format!("SELECT COUNT(*) FROM {from} WHERE {predicate}"),
     };
     Query {
