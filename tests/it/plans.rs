@@ -2163,7 +2163,8 @@ fn the_lookup_most_customers_fail_is_asked_first() {
                 count.sql
             );
             // The order given asks the methods first.
-            let methods_first = " WHEN 0 THEN ((NOT EXISTS (SELECT 1 FROM payment_methods pm";
+            let methods_first =
+                " WHEN 0 THEN (CASE WHEN (NOT EXISTS (SELECT 1 FROM payment_methods pm";
             assert!(count.sql.contains(methods_first), "{}", count.sql);
             for forced in [None, Some("0"), Some("1")] {
                 let q = Query {
