@@ -29,6 +29,12 @@ pub(super) struct Builder {
     /// holds (taken by it), so that it is built only where chosen (see
     /// [`super::drive::chosen_driver`]).
     pub(super) guard: Option<String>,
+    /// SQLite: the blocks compiled are the customers' select of a merged
+    /// `any` ([`super::merge`]), which tests every customer without being
+    /// `per_row` (its custom data in place, for the index it may use): a
+    /// positive customer block's tests are ordered there as under
+    /// `per_row` (see [`super::compile_block`]).
+    pub(super) own_scanned: bool,
 }
 
 /// SQLite, `match = "all"`: what a query is driven from.
@@ -70,6 +76,7 @@ impl Builder {
             driver: Driver::Unchosen,
             scope: Scope::All,
             guard: None,
+            own_scanned: false,
         }
     }
 

@@ -223,6 +223,7 @@ impl AnyOf {
             all_narrow: true,
             classed: true,
         };
+        b.own_scanned = true;
         for f in filters {
             match compile_block(b, f, today) {
                 Compiled::Rows {
@@ -240,6 +241,7 @@ impl AnyOf {
                 }
             }
         }
+        b.own_scanned = false;
         (!any.tables.is_empty()).then_some(any)
     }
 

@@ -75,15 +75,17 @@ const MOST_TEXT: usize = 32_768;
 /// SQLite runs once for each order up to the chosen one (each a scan of
 /// the sample, 0.3-1 ms on 200,000 customers): asked in a `CASE` of one
 /// choice, an OR of four terms took 8 ms more over 200,000 customers, so
-/// 3 ms. An AND's (a negated block's tests, a value inside an OR's order)
+/// 3 ms. An AND's (a customer block's tests, a value inside an OR's order)
 /// are a `CASE`: behind tests, the choice asked once per order cost more
 /// than the order saved (an `any` of a monitor block and a negated
 /// customer block of four tests: 40 ms with the tests in the order given,
 /// 64 ms behind tests, 45 ms in a `CASE`; a negated block of an email
 /// list, a custom_data test and a default method's status: 141, 109 and
 /// 91 ms). Each order of an AND is asked as a condition (`CASE WHEN …
-/// THEN 1 ELSE 0 END`, false where the AND is NULL: a negated block's tests
-/// are under `COALESCE(…, 0)`, an `all`'s at the top of its WHERE clause),
+/// THEN 1 ELSE 0 END`, false where the AND is NULL, which no place it
+/// goes tells apart: a negated block's tests are under `COALESCE(…, 0)`, a
+/// positive block's a term of an OR or AND in a WHERE clause or an impact
+/// count's `COALESCE`, an `all`'s at the top of its WHERE clause),
 /// which stops at the first test that fails: as a value, SQLite skips an
 /// AND's right side only where it has a subquery. Asked as values, the 29
 /// ANDs of shapes-bench segments (seed `stop34`, 200,000 customers, CPU

@@ -1445,20 +1445,7 @@ country = "FR"
                 .nth(1)
                 .expect("the order");
             // The order's first term: up to its closing parenthesis.
-            let mut depth = 0;
-            let close = order
-                .char_indices()
-                .find(|(_, ch)| {
-                    depth += match ch {
-                        '(' => 1,
-                        ')' => -1,
-                        _ => 0,
-                    };
-                    depth == 0
-                })
-                .map(|(at, _)| at)
-                .expect("a term");
-            let first = &order[..=close];
+            let first = &order[..=closing(order)];
             assert_eq!(marker(sample).len(), 1, "{sample}");
             assert_eq!(marker(sample), marker(first), "order {i}: {first}\n{sql}");
             seen.extend(marker(first));
@@ -2174,6 +2161,119 @@ fn the_lookup_most_customers_fail_is_asked_first() {
                 };
                 let counted = setup.store.count(&q).await.expect("a count");
                 assert_eq!(counted, want, "{forced:?}");
+            }
+        }
+    });
+}
+
+/// Where the parenthesis `text` starts with closes.
+fn closing(text: &str) -> usize {
+    let mut depth = 0;
+    text.char_indices()
+        .find(|(_, ch)| {
+            depth += match ch {
+                '(' => 1,
+                ')' => -1,
+                _ => 0,
+            };
+            depth == 0
+        })
+        .map(|(at, _)| at)
+        .expect("a closing parenthesis")
+}
+
+/// The chosen first tests of `sql`: each `CASE (SELECT CASE WHEN s0 …)`'s
+/// choice, once.
+fn choices(sql: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for (at, _) in sql.match_indices("CASE (SELECT CASE WHEN s0") {
+        let start = at + "CASE ".len();
+        let choice = sql[start..=start + closing(&sql[start..])].to_string();
+        if !found.contains(&choice) {
+            found.push(choice);
+        }
+    }
+    found
+}
+
+/// SQLite, `match = "any"`: a positive customer block's tests asked of
+/// every customer (merged, listed or looked up) are asked first the one a
+/// sample shows fails most customers for its cost (the custom data test
+/// most customers have no value for), whatever the order written; its
+/// test an index may serve (a country list) stays a test of its own.
+/// Every order counts the members a hand-written query counts.
+#[test]
+fn the_own_test_most_customers_fail_is_asked_first() {
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            let block = Filter {
+                filter_type: FilterType::Customer,
+                negate: false,
+                conditions: BTreeMap::from([
+                    (
+                        Field::CustomerName,
+                        Condition::List(Op::NotIn, vec![s("nobody")]),
+                    ),
+                    (Field::CustomerEmail, Condition::Exists(true)),
+                    (
+                        Field::CustomerCountry,
+                        Condition::List(Op::In, vec![s("US"), s("DE"), s("GB"), s("FR")]),
+                    ),
+                ]),
+                custom_data: BTreeMap::from([(
+                    CustomDataKey::parse("trial").expect("a key"),
+                    Condition::Compare(Op::Ne, s("x")),
+                )]),
+            };
+            let alerting = filter(
+                Field::MonitorState,
+                Condition::Compare(Op::Eq, s("alerting")),
+                false,
+            );
+            let want = by_hand(
+                &setup,
+                "SELECT COUNT(*) FROM customers c WHERE (c.name IS NOT NULL AND lower(c.name) <> 'nobody' \
+                 AND c.email IS NOT NULL AND c.country IN ('US', 'DE', 'GB', 'FR') \
+                 AND json_extract(c.custom_data, '$.trial') <> 'x') \
+                 OR EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id AND m.state = 'alerting')"
+                    .to_string(),
+            )
+            .await;
+            let seg = segment(MatchMode::Any, vec![block, alerting]);
+            let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            let found = choices(&count.sql);
+            assert!(!found.is_empty(), "{}", count.sql);
+            for choice in &found {
+                let first = chosen(&setup, choice, &count).await;
+                // Each order but the last is behind its number.
+                let (_, orders) = count.sql.split_once(choice.as_str()).expect("its orders");
+                let (_, chosen_order) = orders
+                    .split_once(&format!(" WHEN {first} THEN (CASE WHEN "))
+                    .or_else(|| orders.split_once(" ELSE (CASE WHEN "))
+                    .expect("the chosen order");
+                let (own, _) = chosen_order
+                    .split_once(" THEN 1 ELSE 0 END")
+                    .expect("an order");
+                let at = |test: &str| own.find(test).expect("a test of the block");
+                assert!(
+                    at("\"trial\"") < at("c.name") && at("\"trial\"") < at("c.email"),
+                    "{}: {own}",
+                    setup.label
+                );
+                assert!(!own.contains("c.country"), "{own}");
+            }
+            for forced in ["0", "1", "2"] {
+                let mut sql = count.sql.clone();
+                for choice in &found {
+                    sql = sql.replace(choice.as_str(), forced);
+                }
+                let q = Query {
+                    sql,
+                    binds: count.binds.clone(),
+                };
+                let counted = setup.store.count(&q).await.expect("a count");
+                assert_eq!(counted, want, "{} {forced}", setup.label);
             }
         }
     });
