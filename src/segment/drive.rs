@@ -5,9 +5,9 @@ use super::builder::Builder;
 use super::sample::least;
 use super::{
     DRIVING_CLASS, Dialect, Query, Select, asked_of_one, block_class, block_order, customers_drive,
-    predicate, ranged,
+    field_class, predicate, ranged,
 };
-use crate::model::{Filter, FilterType, MatchMode};
+use crate::model::{Field, Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
 
 /// The most blocks a driver is chosen among: each is a copy of the query.
@@ -21,11 +21,15 @@ const SCANNED: u32 = 24;
 /// SQLite, `match = "all"` over all customers: where a related block's list
 /// drives the query ([`super::predicate`]) and two or more positive
 /// invoice, payment-method, connector or monitor blocks of a driving class
-/// may, the first of them the one that drives as given, the query once per
+/// may, the first of them the one that drives as given (counted, also a
+/// customer block's links, [`links_of`]), the query once per
 /// such block driving (moved first; the first [`MOST_DRIVERS`]), and the one run the
 /// block whose rows the fewest of a sample's customers have ([`least`]):
 /// its list is the shortest to build and look up. The first stays unless
-/// another holds fewer than half as many; a block not read from an index range counts
+/// another holds fewer than half as many (a customer block's links, first
+/// as customer blocks are, not by their class, are not favoured: shape-157's,
+/// half the customers', counted in 157-163 ms, the payment methods' or the
+/// connections' in 101-121 ms); a block not read from an index range counts
 /// [`SCANNED`] more. The class of a test cannot tell the connected
 /// connectors' links (68% of the customers) from the monitors with no data
 /// (10%): an `all` of both, with two custom_data tests (200,000 customers,
@@ -48,20 +52,40 @@ pub(super) fn chosen_driver(
     if customers_drive(filters) {
         return None;
     }
-    let drivers: Vec<usize> = filters
+    // The one that drives as given: the first positive related block, or
+    // a customer block's links.
+    let first_related = filters
         .iter()
-        .enumerate()
-        .filter(|(_, f)| {
-            !f.negate && f.filter_type != FilterType::Customer && block_class(f) <= DRIVING_CLASS
-        })
-        .map(|(i, _)| i)
+        .position(|f| !f.negate && block_order(f) > 0)?;
+    // Counted only: the ids' lists not chosen each read their rows, testing
+    // the choice on each (shape-089's ids, its customer block's links
+    // chosen over unpaid invoices read whole: 43 ms as one list, 112 ms so).
+    let links = filters
+        .get(first_related)
+        .filter(|_| select == Select::Count)
+        .and_then(|f| links_of(f));
+    let drivers: Vec<usize> = links
+        .as_ref()
+        .map(|_| first_related)
+        .into_iter()
+        .chain(
+            filters
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| {
+                    !f.negate
+                        && f.filter_type != FilterType::Customer
+                        && block_class(f) <= DRIVING_CLASS
+                })
+                .map(|(i, _)| i),
+        )
         .take(MOST_DRIVERS)
         .collect();
     // The first a choice among several, and the one that drives as given.
-    let first_related = filters.iter().position(|f| !f.negate && block_order(f) > 0);
-    if drivers.len() < 2 || first_related != drivers.first().copied() {
+    if drivers.len() < 2 || drivers.first() != Some(&first_related) {
         return None;
     }
+    let leading_links = links.is_some();
     let mut b = Builder::new(Dialect::Sqlite);
     // Each driver's rows as asked of one customer of the sample, and the
     // customers its list's build is worth where it is not an index range.
@@ -70,15 +94,20 @@ pub(super) fn chosen_driver(
         .enumerate()
         .filter_map(|(arm, i)| Some((arm, filters.get(*i)?)))
         .map(|(arm, f)| {
-            let sample = asked_of_one(&mut b, f, today);
-            let scan = if ranged(f) || f.filter_type == FilterType::Connector {
-                0
-            } else {
-                SCANNED
+            let driving = match (&links, arm) {
+                (Some(links), 0) => links,
+                _ => *f,
             };
+            let sample = asked_of_one(&mut b, driving, today);
+            // Links (a connector block's, a customer block's) are index
+            // ranges.
+            let links = matches!(f.filter_type, FilterType::Connector | FilterType::Customer);
+            let scan = if ranged(f) || links { 0 } else { SCANNED };
             let value = format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END) + {scan}");
-            // Another than the first drives where it is half the first.
-            if arm == 0 {
+            // Another than the first drives where it is half the first,
+            // the block the class order chose (a customer block's links,
+            // first as customer blocks are, were not chosen so).
+            if arm == 0 || leading_links {
                 value
             } else {
                 format!("2 * ({value})")
@@ -121,5 +150,28 @@ pub(super) fn chosen_driver(
     Some(Query {
         sql,
         binds: b.binds,
+    })
+}
+
+/// A customer block whose tests of related rows are of its links alone
+/// (`connector_name`), of a class that may drive: those tests, the list
+/// that drives where the block comes first ([`super::related`]).
+fn links_of(f: &Filter) -> Option<Filter> {
+    let mut related = f.conditions.iter().filter(|(k, _)| k.reaches_related());
+    let links = f.filter_type == FilterType::Customer
+        && !f.negate
+        && related.clone().count() > 0
+        && related.all(|(k, c)| {
+            *k == Field::CustomerConnectorName && field_class(*k, c) <= DRIVING_CLASS
+        });
+    links.then(|| Filter {
+        conditions: f
+            .conditions
+            .iter()
+            .filter(|(k, _)| k.reaches_related())
+            .map(|(k, c)| (*k, c.clone()))
+            .collect(),
+        custom_data: Default::default(),
+        ..f.clone()
     })
 }

@@ -977,8 +977,8 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     // that customer's rows and custom data (`Driver::Customers`). A
     // negated block is computed for every customer. A positive one is
     // where its `any` is (`per_row`, or the customers' select of a merge),
-    // unless an equality or a substring of its own columns leaves few
-    // ([`own_few`]); the tests an index may serve stay tests of their own
+    // (an impact's sides too) unless an equality or a substring of its own
+    // columns leaves few ([`own_few`]); the tests an index may serve stay tests of their own
     // (a `CASE` hides a test from the planner), those of the customer's
     // row and probes of a set before the others, the rest after. At the
     // top of an `all`, SQLite asks first the terms of its WHERE clause
@@ -1085,8 +1085,9 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// test of the row's columns 1, a probe of a custom_data set 2, custom
 /// data parsed in place 3, a lookup of the customer's links or default
 /// method 4): the row's own tests first, then custom data, then those that
-/// read related rows. Under `match = "any"` a block's tests run in the order written,
-/// and a customer its own tests reject is then never looked up in a list.
+/// read related rows. They run in that order, unless a sample chooses the
+/// first ([`compile_block`]): a customer its own tests reject is then
+/// never looked up in a list.
 /// `Err` where a customer block's only test is on related rows: the block
 /// is those rows (under `match = "any"`, part of the set, see [`any_of`]).
 fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<BlockTest>, Compiled> {

@@ -112,9 +112,6 @@ pub(super) fn first_chosen(terms: &[Term], choose: bool, and: bool) -> String {
         return order(0);
     }
     let choice = choice(terms, and);
-    // The order marked as having a subquery (`(SELECT 1)`), like the
-    // choice: of two sides of an AND, SQLite asks first one without a
-    // subquery when the other has one, and would ask every order.
     if and {
         let asked = |i: usize| format!("CASE WHEN {} THEN 1 ELSE 0 END", order(i));
         let whens: Vec<String> = (0..k - 1)
@@ -126,6 +123,9 @@ pub(super) fn first_chosen(terms: &[Term], choose: bool, and: bool) -> String {
             asked(k - 1)
         );
     }
+    // Each order marked as having a subquery (`(SELECT 1)`), like the
+    // choice: of two sides of an AND, SQLite asks first one without a
+    // subquery when the other has one, and would ask every order.
     (0..k)
         .map(|i| format!("({choice} = {i} AND (({}) AND (SELECT 1)))", order(i)))
         .collect::<Vec<_>>()
