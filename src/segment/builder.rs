@@ -25,8 +25,8 @@ pub(super) struct Builder {
     /// SQLite: the customers the query is about, to which each list of a
     /// related block's customers is restricted (see [`super::related`]).
     pub(super) scope: Scope,
-    /// SQLite: a test of the query's choice, which the list that drives
-    /// holds (taken by it), so that it is built only where chosen (see
+    /// SQLite: a test of the query's choice, the limit of the list that
+    /// drives (taken by it), so that it reads rows only where chosen (see
     /// [`super::drive::chosen_driver`]).
     pub(super) guard: Option<String>,
     /// SQLite: the blocks compiled are the customers' select of a merged

@@ -21,8 +21,8 @@ const SCANNED: u32 = 24;
 /// SQLite, `match = "all"` over all customers: where a related block's list
 /// drives the query ([`super::predicate`]) and two or more positive
 /// invoice, payment-method, connector or monitor blocks of a driving class
-/// may, the first of them the one that drives as given (counted, also a
-/// customer block's links, [`links_of`]), the query once per
+/// may, the first of them the one that drives as given (also a customer
+/// block's links, [`links_of`]), the query once per
 /// such block driving (moved first; the first [`MOST_DRIVERS`]), and the one run the
 /// block whose rows the fewest of a sample's customers have ([`least`]):
 /// its list is the shortest to build and look up. The first stays unless
@@ -38,9 +38,15 @@ const SCANNED: u32 = 24;
 ///
 /// The count is a `CASE` of each driver's count (SQLite runs the chosen
 /// one alone, the sample once); the ids and rows are a `UNION ALL` of each
-/// driver's, each list holding the choice in its own test
-/// (`Builder::guard`), so that only the chosen one holds rows (a test of
-/// the choice beside the list would be asked after the list was built):
+/// driver's, each list's limit the choice (`Builder::guard`: `LIMIT CASE
+/// WHEN choice = arm THEN -1 ELSE 0 END`), which SQLite computes once,
+/// before the list's first row, so that a list not chosen reads no row
+/// (a test of the choice beside the list was asked after the list was
+/// built, and one in the list's WHERE clause of each row it read: the ids
+/// of an `all` of a customer block's links and the unpaid invoices, read
+/// whole, took 112 ms so, 43 ms as one list and 45-47 ms with a limit; the
+/// ids of the 28 segments of two shapes benches' draws with a choice of
+/// driver 1,105 ms with the test in the WHERE clause, 612 ms with a limit):
 /// there each list asks the sample (0.3-1 ms on 200,000 customers).
 /// `None` where there is no choice to make, or where a driver's list did
 /// not take its guard.
@@ -57,13 +63,7 @@ pub(super) fn chosen_driver(
     let first_related = filters
         .iter()
         .position(|f| !f.negate && block_order(f) > 0)?;
-    // Counted only: the ids' lists not chosen each read their rows, testing
-    // the choice on each (shape-089's ids, its customer block's links
-    // chosen over unpaid invoices read whole: 43 ms as one list, 112 ms so).
-    let links = filters
-        .get(first_related)
-        .filter(|_| select == Select::Count)
-        .and_then(|f| links_of(f));
+    let links = filters.get(first_related).and_then(|f| links_of(f));
     let drivers: Vec<usize> = links
         .as_ref()
         .map(|_| first_related)

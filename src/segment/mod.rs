@@ -1331,17 +1331,19 @@ fn listed_rows(
             "c.id NOT IN (SELECT {alias}.customer_id FROM {from} WHERE {alias}.customer_id IS NOT NULL AND {conds})"
         ));
     }
-    let (probe, conds) = if drives {
+    let (probe, limit) = if drives {
         b.driver = Driver::Unchosen;
-        match b.guard.take() {
-            Some(guard) => ("", format!("{guard} AND ({conds})")),
-            None => ("", conds),
-        }
+        // The guard a limit, which SQLite computes once, before the first
+        // row: a list not chosen reads none.
+        let limit = b.guard.take().map_or(String::new(), |guard| {
+            format!(" LIMIT CASE WHEN {guard} THEN -1 ELSE 0 END")
+        });
+        ("", limit)
     } else {
-        ("+", conds)
+        ("+", String::new())
     };
     Some(format!(
-        "{probe}c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds})"
+        "{probe}c.id IN (SELECT {alias}.customer_id FROM {from} WHERE {conds}{limit})"
     ))
 }
 
