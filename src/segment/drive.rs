@@ -19,15 +19,17 @@ const MOST_DRIVERS: usize = 4;
 const SCANNED: u32 = 24;
 
 /// SQLite, `match = "all"` over all customers: where a related block's list
-/// drives the query ([`super::predicate`]) and two or more positive
-/// invoice, payment-method, connector or monitor blocks of a driving class
-/// may, the first of them the one that drives as given (also a customer
-/// block's links, [`links_of`]), the query once per
+/// drives the query ([`super::predicate`]) and two or more lists of a
+/// driving class may (positive invoice, payment-method, connector or
+/// monitor blocks, and the links of a customer block whose only related
+/// test is `connector_name`, [`links_of`]), the first of them the one that
+/// drives as given, the query once per
 /// such block driving (moved first; the first [`MOST_DRIVERS`]), and the one run the
 /// block whose rows the fewest of a sample's customers have ([`least`]):
 /// its list is the shortest to build and look up. The first stays unless
-/// another holds fewer than half as many (a customer block's links, first
-/// as customer blocks are, not by their class, are not favoured: shape-157's,
+/// another holds fewer than half as many (a customer block's links, ordered
+/// by its best test, its own tests' too, not by the links' rows, are not
+/// favoured: shape-157's,
 /// half the customers', counted in 157-163 ms, the payment methods' or the
 /// connections' in 101-121 ms); a block not read from an index range counts
 /// [`SCANNED`] more. The class of a test cannot tell the connected
@@ -85,7 +87,6 @@ pub(super) fn chosen_driver(
     if drivers.len() < 2 || drivers.first() != Some(&first_related) {
         return None;
     }
-    let leading_links = links.is_some();
     let mut b = Builder::new(Dialect::Sqlite);
     // Each driver's rows as asked of one customer of the sample, and the
     // customers its list's build is worth where it is not an index range.
@@ -101,13 +102,13 @@ pub(super) fn chosen_driver(
             let sample = asked_of_one(&mut b, driving, today);
             // Links (a connector block's, a customer block's) are index
             // ranges.
-            let links = matches!(f.filter_type, FilterType::Connector | FilterType::Customer);
-            let scan = if ranged(f) || links { 0 } else { SCANNED };
+            let indexed = matches!(f.filter_type, FilterType::Connector | FilterType::Customer);
+            let scan = if ranged(f) || indexed { 0 } else { SCANNED };
             let value = format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END) + {scan}");
             // Another than the first drives where it is half the first,
-            // the block the class order chose (a customer block's links,
-            // first as customer blocks are, were not chosen so).
-            if arm == 0 || leading_links {
+            // the block the class order chose (a customer block's links
+            // were not chosen so).
+            if arm == 0 || links.is_some() {
                 value
             } else {
                 format!("2 * ({value})")
@@ -120,7 +121,7 @@ pub(super) fn chosen_driver(
         let mut order: Vec<&Filter> = filters.to_vec();
         let first = order.remove(*i);
         order.insert(0, first);
-        // The driver's list holds rows only where it was chosen.
+        // The driver's list reads rows only where it was chosen.
         b.guard = (select != Select::Count).then(|| format!("{choice} = {arm}"));
         let predicate = predicate(&mut b, MatchMode::All, order, today);
         if b.guard.take().is_some() {
@@ -157,21 +158,15 @@ pub(super) fn chosen_driver(
 /// (`connector_name`), of a class that may drive: those tests, the list
 /// that drives where the block comes first ([`super::related`]).
 fn links_of(f: &Filter) -> Option<Filter> {
-    let mut related = f.conditions.iter().filter(|(k, _)| k.reaches_related());
-    let links = f.filter_type == FilterType::Customer
+    let links = f.conditions.get(&Field::CustomerConnectorName)?;
+    let only = f.filter_type == FilterType::Customer
         && !f.negate
-        && related.clone().count() > 0
-        && related.all(|(k, c)| {
-            *k == Field::CustomerConnectorName && field_class(*k, c) <= DRIVING_CLASS
-        });
-    links.then(|| Filter {
-        conditions: f
-            .conditions
-            .iter()
-            .filter(|(k, _)| k.reaches_related())
-            .map(|(k, c)| (*k, c.clone()))
-            .collect(),
+        && f.conditions.keys().filter(|k| k.reaches_related()).count() == 1
+        && field_class(Field::CustomerConnectorName, links) <= DRIVING_CLASS;
+    only.then(|| Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions: [(Field::CustomerConnectorName, links.clone())].into(),
         custom_data: Default::default(),
-        ..f.clone()
     })
 }

@@ -976,9 +976,9 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     // ([`sample::first_chosen`]); asked of one customer, each test reads
     // that customer's rows and custom data (`Driver::Customers`). A
     // negated block is computed for every customer. A positive one is
-    // where its `any` is (`per_row`, or the customers' select of a merge),
-    // (an impact's sides too) unless an equality or a substring of its own
-    // columns leaves few ([`own_few`]); the tests an index may serve stay tests of their own
+    // where its `any` is (`per_row`, as are an impact's sides, or the
+    // customers' select of a merge), unless an equality or a substring of
+    // its own columns leaves few ([`own_few`]); the tests an index may serve stay tests of their own
     // (a `CASE` hides a test from the planner), those of the customer's
     // row and probes of a set before the others, the rest after. At the
     // top of an `all`, SQLite asks first the terms of its WHERE clause

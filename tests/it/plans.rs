@@ -2320,40 +2320,95 @@ fn the_own_test_most_customers_fail_is_asked_first() {
     });
 }
 
-/// SQLite, `match = "all"`: a customer block's links, first as
-/// customer blocks are, drive only where a sample shows no other list
-/// held by fewer customers (the links to Stripe and Chargebee, about half
-/// the customers, beside the monitors with no data, a tenth). Every
-/// driver counts and lists the members.
+/// SQLite, `match = "all"`: a positive customer block whose only related
+/// test is `connector_name`, first, drives through its links only where a
+/// sample shows no other list held by fewer customers, without the favour
+/// the first list of a class gets: the links to Stripe and Chargebee (about
+/// half the customers) give way to the monitors with no data (a tenth), the
+/// links to Stripe and GoCardless (54%) to the monitors that are ok (34%),
+/// but the links to Stripe Legacy (7%) drive. Every driver counts and lists
+/// the members; each list's limit is the choice. A block that also tests
+/// the default method, or a negated one, gives no choice.
 #[test]
 fn a_customer_blocks_links_drive_where_no_list_holds_fewer() {
     block_on(async {
         let setup = sqlite(true).await;
-        let links = filter_of([
+        let names = |names: &[&str]| Condition::List(Op::In, names.iter().map(|n| s(n)).collect());
+        let email = (Field::CustomerEmail, Condition::Exists(true));
+        let cases = [
             (
-                Field::CustomerConnectorName,
-                Condition::List(Op::In, vec![s("Stripe"), s("Chargebee")]),
+                filter_of([
+                    (
+                        Field::CustomerConnectorName,
+                        names(&["Stripe", "Chargebee"]),
+                    ),
+                    email.clone(),
+                ]),
+                "'stripe', 'chargebee'",
+                "c.email IS NOT NULL",
+                "no_data",
+                1,
             ),
-            (Field::CustomerEmail, Condition::Exists(true)),
-        ]);
-        let quiet = eq(Field::MonitorState, "no_data");
-        let want = by_hand(
-            &setup,
-            "SELECT COUNT(*) FROM customers c WHERE c.email IS NOT NULL \
-             AND c.id IN (SELECT cc.customer_id FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id WHERE lower(k.name) IN ('stripe', 'chargebee')) \
-             AND c.id IN (SELECT m.customer_id FROM monitors m WHERE m.state = 'no_data')"
-                .to_string(),
-        )
-        .await;
-        let seg = segment(MatchMode::All, vec![links, quiet]);
-        let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
-        let choice = driver_choice(&count.sql);
-        assert_eq!(chosen(&setup, &choice, &count).await, 1, "{}", count.sql);
-        let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
-        // Each list's limit the choice.
-        let limit = format!(" LIMIT CASE WHEN {choice} = 1 THEN -1 ELSE 0 END");
-        assert!(ids.sql.contains(&limit), "{}", ids.sql);
-        let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
-        each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+            (
+                filter_of([(
+                    Field::CustomerConnectorName,
+                    names(&["Stripe", "GoCardless"]),
+                )]),
+                "'stripe', 'gocardless'",
+                "1",
+                "ok",
+                1,
+            ),
+            (
+                filter_of([(Field::CustomerConnectorName, names(&["Stripe Legacy"]))]),
+                "'stripe legacy'",
+                "1",
+                "ok",
+                0,
+            ),
+        ];
+        for (links, listed, own, state, first) in cases {
+            let want = by_hand(
+                &setup,
+                format!(
+                    "SELECT COUNT(*) FROM customers c WHERE {own} \
+                     AND c.id IN (SELECT cc.customer_id FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id WHERE lower(k.name) IN ({listed})) \
+                     AND c.id IN (SELECT m.customer_id FROM monitors m WHERE m.state = '{state}')"
+                ),
+            )
+            .await;
+            let seg = segment(MatchMode::All, vec![links, eq(Field::MonitorState, state)]);
+            let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            let choice = driver_choice(&count.sql);
+            assert_eq!(
+                chosen(&setup, &choice, &count).await,
+                first,
+                "{}",
+                count.sql
+            );
+            let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+            for arm in 0..2 {
+                let limit = format!(" LIMIT CASE WHEN {choice} = {arm} THEN -1 ELSE 0 END");
+                assert_eq!(ids.sql.matches(&limit).count(), 1, "{}", ids.sql);
+            }
+            let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
+            each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+        }
+        let stripe = (Field::CustomerConnectorName, names(&["Stripe"]));
+        let default_card = (
+            Field::CustomerDefaultPaymentMethod,
+            Condition::Compare(Op::Eq, s("card")),
+        );
+        for block in [
+            filter_of([stripe.clone(), default_card]),
+            Filter {
+                negate: true,
+                ..filter_of([stripe])
+            },
+        ] {
+            let seg = segment(MatchMode::All, vec![block, eq(Field::MonitorState, "ok")]);
+            let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+            assert!(!sql.starts_with("SELECT CASE "), "{sql}");
+        }
     });
 }
