@@ -23,15 +23,15 @@ const SCANNED: u32 = 24;
 /// driving class may (positive invoice, payment-method, connector or
 /// monitor blocks, and the links of a customer block whose only related
 /// test is `connector_name`, [`links_of`]), the first of them the one that
-/// drives as given, the query once per
-/// such block driving (moved first; the first [`MOST_DRIVERS`]), and the one run the
-/// block whose rows the fewest of a sample's customers have ([`least`]):
+/// drives as given, the query once per such block driving (moved first;
+/// the first [`MOST_DRIVERS`]), and the one run the block whose rows the
+/// fewest of a sample's customers have ([`least`]):
 /// its list is the shortest to build and look up. The first stays unless
 /// another holds fewer than half as many (a customer block's links, ordered
 /// by its best test, its own tests' too, not by the links' rows, are not
-/// favoured: shape-157's,
-/// half the customers', counted in 157-163 ms, the payment methods' or the
-/// connections' in 101-121 ms); a block not read from an index range counts
+/// favoured: shape-157's, half the customers', counted in 157-163 ms, the
+/// payment methods' or the connections' in 101-121 ms); a block not read
+/// from an index range counts
 /// [`SCANNED`] more. The class of a test cannot tell the connected
 /// connectors' links (68% of the customers) from the monitors with no data
 /// (10%): an `all` of both, with two custom_data tests (200,000 customers,

@@ -867,10 +867,16 @@ fn block(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
 /// A block's test as asked of one customer (of a sample): its related rows
 /// looked up, its custom data read in place, no list or set built.
 fn asked_of_one(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    of_one(b, |b| block(b, f, today))
+}
+
+/// `ask` compiled as of one customer (`Driver::Customers`), the builder's
+/// driver kept.
+fn of_one<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
     let driver = std::mem::replace(&mut b.driver, Driver::Customers);
-    let test = block(b, f, today);
+    let asked = ask(b);
     b.driver = driver;
-    test
+    asked
 }
 
 /// What a block compiles to.
@@ -977,8 +983,9 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     // that customer's rows and custom data (`Driver::Customers`). A
     // negated block is computed for every customer. A positive one is
     // where its `any` is (`per_row`, as are an impact's sides, or the
-    // customers' select of a merge), unless an equality or a substring of
-    // its own columns leaves few ([`own_few`]); the tests an index may serve stay tests of their own
+    // customers' select of a merge, which holds no negated block), unless
+    // an equality or a substring of its own columns leaves few
+    // ([`own_few`]); the tests an index may serve stay tests of their own
     // (a `CASE` hides a test from the planner), those of the customer's
     // row and probes of a set before the others, the rest after. At the
     // top of an `all`, SQLite asks first the terms of its WHERE clause
@@ -990,16 +997,14 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     let customer = f.filter_type == FilterType::Customer;
     let choosable = |t: &BlockTest| f.negate || !t.indexed;
     let sampled = customer
-        && (b.per_row || b.own_scanned && !f.negate)
+        && (b.per_row || b.own_scanned)
         && (f.negate || !own_few(f))
         && b.dialect == Dialect::Sqlite
         && matches!(b.scope, Scope::All)
         && b.driver != Driver::Customers
         && tests.iter().filter(|t| choosable(t)).count() > 1;
     let chosen = sampled.then(|| {
-        let driver = std::mem::replace(&mut b.driver, Driver::Customers);
-        let samples = block_tests(b, f, today).unwrap_or_default();
-        b.driver = driver;
+        let samples = of_one(b, |b| block_tests(b, f, today)).unwrap_or_default();
         // The same tests in the same order (`condition` does not read the
         // driver); were they not, the order given.
         let same = samples.len() == tests.len();
