@@ -70,27 +70,25 @@ const MOST_TEXT: usize = 32_768;
 /// first.
 ///
 /// The choice is a query of the sample; each order is written out (SQLite
-/// builds the lists and sets of the chosen order alone). An OR's orders
-/// are each behind a test of the choice (`choice = i AND (…)`), which
-/// SQLite runs once for each order up to the chosen one (each a scan of
-/// the sample, 0.3-1 ms on 200,000 customers): asked in a `CASE` of one
-/// choice, an OR of four terms took 8 ms more over 200,000 customers, so
-/// 3 ms. An AND's (a customer block's tests, a value inside an OR's order)
-/// are a `CASE`: behind tests, the choice asked once per order cost more
-/// than the order saved (an `any` of a monitor block and a negated
-/// customer block of four tests: 40 ms with the tests in the order given,
-/// 64 ms behind tests, 45 ms in a `CASE`; a negated block of an email
-/// list, a custom_data test and a default method's status: 141, 109 and
-/// 91 ms). Each order of an AND is asked as a condition (`CASE WHEN …
-/// THEN 1 ELSE 0 END`, false where the AND is NULL, which no place it
-/// goes tells apart: a negated block's tests are under `COALESCE(…, 0)`, a
-/// positive block's a term of an OR or AND in a WHERE clause or an impact
-/// count's `COALESCE`, an `all`'s at the top of its WHERE clause),
-/// which stops at the first test that fails: as a value, SQLite skips an
+/// builds the lists and sets of the chosen order alone), all in one `CASE`
+/// of the choice, which SQLite asks once per customer. Behind a test each
+/// (`choice = i AND (…)`), the choice is asked once per order up to the
+/// chosen one, for every customer: 10-12 ms an order over 200,000
+/// customers (an `any` of links, a negated payment-method block and a
+/// customer block, its second order chosen: 171 ms so, 152-156 ms in a
+/// `CASE`, 138 ms the order alone; an AND of a monitor block and a negated
+/// customer block of four tests: 64 ms behind tests, 45 ms in a `CASE`).
+/// Each order is asked as a condition (`CASE WHEN … THEN 1 ELSE 0 END`,
+/// false where the OR or AND is NULL, which no place it goes tells apart:
+/// a negated block's tests are under `COALESCE(…, 0)`, a positive block's
+/// a term of an OR or AND in a WHERE clause or an impact count's
+/// `COALESCE`, an `all`'s or an `any`'s at the top of its WHERE clause),
+/// which stops at the first test that decides: as a value, SQLite skips an
 /// AND's right side only where it has a subquery. Asked as values, the 29
 /// ANDs of shapes-bench segments (seed `stop34`, 200,000 customers, CPU
 /// time) counted in 2,061 ms, 1,904 so (one of a custom_data test, a
-/// negated customer block and a lookup 62 ms, 38 so). Of two sides of an
+/// negated customer block and a lookup 62 ms, 38 so); the 33 ORs of the
+/// fixed seed's counted in 3,520 ms behind tests, 3,217 so. Of two sides of an
 /// AND or OR, SQLite asks first one without a subquery when the other has
 /// one: a test of the customer's row alone comes first in any order, where
 /// it costs least. An empty sample keeps the
@@ -112,24 +110,15 @@ pub(super) fn first_chosen(terms: &[Term], choose: bool, and: bool) -> String {
         return order(0);
     }
     let choice = choice(terms, and);
-    if and {
-        let asked = |i: usize| format!("CASE WHEN {} THEN 1 ELSE 0 END", order(i));
-        let whens: Vec<String> = (0..k - 1)
-            .map(|i| format!("WHEN {i} THEN ({})", asked(i)))
-            .collect();
-        return format!(
-            "CASE {choice} {} ELSE ({}) END",
-            whens.join(" "),
-            asked(k - 1)
-        );
-    }
-    // Each order marked as having a subquery (`(SELECT 1)`), like the
-    // choice: of two sides of an AND, SQLite asks first one without a
-    // subquery when the other has one, and would ask every order.
-    (0..k)
-        .map(|i| format!("({choice} = {i} AND (({}) AND (SELECT 1)))", order(i)))
-        .collect::<Vec<_>>()
-        .join(" OR ")
+    let asked = |i: usize| format!("CASE WHEN {} THEN 1 ELSE 0 END", order(i));
+    let whens: Vec<String> = (0..k - 1)
+        .map(|i| format!("WHEN {i} THEN ({})", asked(i)))
+        .collect();
+    format!(
+        "CASE {choice} {} ELSE ({}) END",
+        whens.join(" "),
+        asked(k - 1)
+    )
 }
 
 /// The index of the term of `terms` (at least two) that passes (fails,

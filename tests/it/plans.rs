@@ -428,31 +428,39 @@ fn sampled(sql: &str) -> bool {
     sql.starts_with("WITH RECURSIVE n(i) AS")
 }
 
-/// A query whose OR's first term a sample chooses, with its first order
-/// alone: its other orders and the sample repeat the terms.
+/// A query whose ORs' and ANDs' first terms a sample chooses, with each
+/// first order alone: the other orders and the samples repeat the terms.
 fn first_order(sql: &str) -> String {
-    let end_of_choice = "FROM n)))";
-    // The OR's choice is followed by its first order's test; a negated
-    // block's (a `CASE` of its choice) is not.
-    let Some(start) = sql
-        .match_indices("(SELECT CASE WHEN s0")
-        .find_map(|(at, _)| {
-            let end = sql[at..].find(end_of_choice)? + at + end_of_choice.len();
-            sql[end..].starts_with(" = 0 AND ((").then_some(at)
-        })
-    else {
-        return sql.to_string();
-    };
-    let end = sql[start..].find(end_of_choice).expect("a choice") + start + end_of_choice.len();
-    let choice = &sql[start..end];
-    let mut parts = sql.split(choice);
-    let head = parts.next().unwrap_or_default().trim_end_matches('(');
-    let first = parts.next().unwrap_or_default();
-    let first = first.strip_prefix(" = 0 AND ((").expect("the first order");
-    let first = first
-        .rsplit_once(") AND (SELECT 1))) OR (")
-        .map_or(first, |(order, _)| order);
-    format!("{head}{first}")
+    let mut sql = sql.to_string();
+    // The outermost choice comes first; its first order may hold others.
+    while let Some(start) = sql.find("CASE (SELECT CASE WHEN s0") {
+        let then = "FROM n))) WHEN 0 THEN (";
+        let open = sql[start..].find(then).expect("a choice") + start + then.len() - 1;
+        let close = open + closing(&sql[open..]);
+        let order = sql[open + 1..close]
+            .strip_prefix("CASE WHEN ")
+            .and_then(|o| o.strip_suffix(" THEN 1 ELSE 0 END"))
+            .expect("an order asked as a condition")
+            .to_string();
+        // The choice's `CASE` ends at the first `END` outside parentheses.
+        let mut depth = 0i32;
+        let mut end = None;
+        let after = close + 1;
+        for (i, ch) in sql[after..].char_indices() {
+            match ch {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ if depth == 0 && sql[after + i..].starts_with(" END") => {
+                    end = Some(after + i + " END".len());
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end.expect("the choice's end");
+        sql = format!("{}({order}){}", &sql[..start], &sql[end..]);
+    }
+    sql
 }
 
 /// A segment of `match = "any"` of the blocks `blocks` (TOML `[[filter]]`
@@ -1444,10 +1452,13 @@ country = "FR"
         assert_eq!(samples.len(), 3, "{sql}");
         let mut seen = Vec::new();
         for (i, sample) in samples.iter().enumerate() {
-            let order = sql
-                .split(&format!("{choice} = {i} AND (("))
-                .nth(1)
-                .expect("the order");
+            // Each order follows the choice in turn, the last its `ELSE`.
+            let asked = if i + 1 < samples.len() {
+                format!("WHEN {i} THEN (CASE WHEN ")
+            } else {
+                "ELSE (CASE WHEN ".to_string()
+            };
+            let order = sql[end..].split(&asked).nth(1).expect("the order");
             // The order's first term: up to its closing parenthesis.
             let first = &order[..=closing(order)];
             assert_eq!(marker(sample).len(), 1, "{sample}");
