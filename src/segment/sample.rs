@@ -72,8 +72,8 @@ const MOST_TEXT: usize = 32_768;
 /// The choice is a query of the sample; each order is written out (SQLite
 /// builds the lists and sets of the chosen order alone), all in one `CASE`
 /// of the choice, which SQLite asks once per customer. Behind a test each
-/// (`choice = i AND (…)`), the choice is asked once per order up to the
-/// chosen one, for every customer: 10-12 ms an order over 200,000
+/// (`choice = i AND (…)`, as ORs were), the choice was asked once per order
+/// up to the chosen one, for every customer: 10-12 ms an order over 200,000
 /// customers (an `any` of links, a negated payment-method block and a
 /// customer block, its second order chosen: 171 ms so, 152-156 ms in a
 /// `CASE`, 138 ms the order alone; an AND of a monitor block and a negated
@@ -82,7 +82,8 @@ const MOST_TEXT: usize = 32_768;
 /// false where the OR or AND is NULL, which no place it goes tells apart:
 /// a negated block's tests are under `COALESCE(…, 0)`, a positive block's
 /// a term of an OR or AND in a WHERE clause or an impact count's
-/// `COALESCE`, an `all`'s or an `any`'s at the top of its WHERE clause),
+/// `COALESCE`, an `all`'s or an `any`'s at the top of its WHERE clause or
+/// under an impact count's `COALESCE`),
 /// which stops at the first test that decides: as a value, SQLite skips an
 /// AND's right side only where it has a subquery. Asked as values, the 29
 /// ANDs of shapes-bench segments (seed `stop34`, 200,000 customers, CPU

@@ -1350,6 +1350,8 @@ fn the_set_failing_a_broad_custom_data_test_is_searched_in_the_keys_index() {
                         "{}",
                         q.sql
                     );
+                    assert!(q.sql.contains("IS NULL"), "{}", q.sql);
+                    assert!(!q.sql.contains("NOT COALESCE"), "{}", q.sql);
                     let plan = setup.store.explain(&q).await.expect("a plan");
                     let text: String = plan.iter().map(ToString::to_string).collect();
                     let shown = format!("{} {c:?} {select:?}: {text}\n{}", setup.label, q.sql);
@@ -1447,9 +1449,10 @@ fn custom_data_beside_an_own_suffix_is_read_in_place_and_beside_a_list_as_a_set(
 /// (a lookup, a negated block): its first term is chosen by a sample, each
 /// term asked of the sample in its own form. Each order's first term is the
 /// term whose share the choice reads under that order's number, for a
-/// customer block, a table's lookup and a negated table's lookup. Not on
-/// PostgreSQL, nor for a page of members (a window of customers), nor where
-/// every term may be read from an index.
+/// customer block, a table's lookup and a negated table's lookup; each
+/// order, forced, counts and lists the members (a hand-written query's).
+/// Not on PostgreSQL, nor for a page of members (a window of customers),
+/// nor where every term may be read from an index.
 #[test]
 fn an_ors_first_term_is_the_one_its_sample_share_is_of() {
     let seg = any_segment(
@@ -1508,6 +1511,34 @@ country = "FR"
         seen.sort_unstable();
         assert_eq!(seen, ["FROM monitors", "FROM payment_methods", "c.country"]);
     }
+    block_on(async {
+        let setup = sqlite(false).await;
+        let want = by_hand(
+            &setup,
+            "SELECT COUNT(*) FROM customers c WHERE c.country = 'FR' \
+             OR EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id AND m.state = 'alerting') \
+             OR NOT EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id AND pm.type = 'card')"
+                .to_string(),
+        )
+        .await;
+        for select in [Select::Count, Select::Ids] {
+            let q = compile(&seg, Dialect::Sqlite, at(), select);
+            let found = choices(&q.sql);
+            assert_eq!(found.len(), 1, "{}", q.sql);
+            for forced in ["0", "1", "2"] {
+                let forced = Query {
+                    sql: q.sql.replace(found[0].as_str(), forced),
+                    binds: q.binds.clone(),
+                };
+                let n = match select {
+                    Select::Count => setup.store.count(&forced).await.expect("a count"),
+                    _ => member_ids(&*setup.store, &forced).await.len() as u64,
+                };
+                assert_eq!(n, want, "{select:?} {forced:?}");
+            }
+        }
+        setup.store.close().await;
+    });
     let postgres = compile(&seg, Dialect::Postgres, at(), Select::Ids).sql;
     let page = compile_page(&seg, Dialect::Sqlite, at(), (None, None), None, 51).sql;
     let positive = segment(

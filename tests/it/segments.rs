@@ -2047,6 +2047,11 @@ fn custom_data_cases() -> Vec<Case> {
         c("trial = { gte = 0 }", &[]),
         c("trial = { in = [0, 1, 2] }", &[]),
         c("trial = 0", &[]),
+        // Nor is a 1 or 0 a boolean where a test most customers pass is
+        // the set of those that fail it.
+        c("trial = { ne = 1 }", &["c01", "c05"]),
+        c("trial = { not_in = [true, 0] }", &["c01"]),
+        c(r#"seats = { not_in = [1, "10"] }"#, &["c01", "c02", "c04"]),
         c(r#""ü" = { gt = 0.5 }"#, &[]),
         c("nope = { exists = false }", &ALL),
         c("nope = { ne = 1 }", &[]),
