@@ -33,14 +33,14 @@ const SCANNED: u32 = 24;
 /// negated invoice block (200,000 customers, CPU time) counted in 217 ms
 /// driven by the invoices and 11-13 ms by the monitors' scan (the 19
 /// changed counts of the fixed seed's draw 1,205 ms so, 742 ms with this
-/// choice). A list of an index range stays first unless another holds
-/// fewer than half as many (a customer block's links, ordered by its best
-/// test, its own tests' too, not by the links' rows, are not favoured:
-/// shape-157's, half the customers', counted in 157-163 ms, the payment
-/// methods' or the connections' in 101-121 ms; nor is a scan, which
-/// [`SCANNED`] weighs: the connected links (68%) and the monitors of a name
-/// (19%) counted in 96 ms driven by the links, 37-39 by the monitors). The
-/// class of a test cannot tell the connected
+/// choice). The first stays unless another index range holds fewer than
+/// half as many, or a scan fewer. A customer block's links, ordered by its
+/// best test, its own tests' too, not by the links' rows, are not favoured
+/// (shape-157's, half the customers', counted in 157-163 ms, the payment
+/// methods' or the connections' in 101-121 ms), nor is the first against
+/// a scan, which [`SCANNED`] weighs already (the connected links, 68%, and
+/// the monitors of a name, 19%, counted in 96 ms driven by the links, 37-39
+/// ms by the monitors). The class of a test cannot tell the connected
 /// connectors' links (68% of the customers) from the monitors with no data
 /// (10%): an `all` of both, with two custom_data tests (200,000 customers,
 /// CPU time), counted in 213-219 ms driven by the links and 35-37 ms by the

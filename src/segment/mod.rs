@@ -188,10 +188,11 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
         return predicate;
     }
     // SQLite, `match = "all"`: the customers drive when their own tests are
-    // as selective as the related blocks'; else the most selective related
-    // block's list, unless every related block may hold most rows (the
-    // customers are scanned then). Never where the predicate is computed for
-    // every customer (`per_row`).
+    // as selective as the related blocks'; else the first related block's
+    // list (the most selective, or the one a sample chose:
+    // [`drive::chosen_driver`]), unless every related block may hold most
+    // rows (the customers are scanned then). Never where the predicate is
+    // computed for every customer (`per_row`).
     if !any && !b.per_row && b.dialect == Dialect::Sqlite {
         b.driver = if customers_drive(&filters) {
             Driver::Customers
@@ -736,7 +737,8 @@ fn one_of(tests: &[String]) -> String {
 const RANGE_CLASS: u8 = 2;
 
 /// SQLite, `match = "all"`: the least selective class of a related block whose
-/// list may drive the query (see [`segment_predicate`]).
+/// list drives the query as given (see [`segment_predicate`]; where one does,
+/// a sample may choose another's, of any class: [`drive::chosen_driver`]).
 const DRIVING_CLASS: u8 = RANGE_CLASS;
 
 /// Where a block goes in the compiled predicate, from what the compiler knows
@@ -744,7 +746,8 @@ const DRIVING_CLASS: u8 = RANGE_CLASS;
 /// an index on customers may serve them), then related blocks from the most
 /// to the least selective kind of test, then negated blocks. Under
 /// `match = "all"` on SQLite the first related block is the list the query is
-/// driven from, when one drives (see [`segment_predicate`]).
+/// driven from as given, when one drives (see [`segment_predicate`]; a sample
+/// may choose another: [`drive::chosen_driver`]).
 fn block_order(f: &Filter) -> u8 {
     let related_fields = f.conditions.keys().any(|field| field.reaches_related());
     match (f.negate, f.filter_type) {
