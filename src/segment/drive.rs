@@ -73,9 +73,9 @@ pub(super) fn chosen_driver(
     let first_related = filters
         .iter()
         .position(|f| !f.negate && block_order(f) > 0)?;
-    let first = filters.get(first_related)?;
-    let links = links_of(first);
-    if links.is_none() && block_class(first) > DRIVING_CLASS {
+    let given = filters.get(first_related)?;
+    let links = links_of(given);
+    if links.is_none() && block_class(given) > DRIVING_CLASS {
         return None;
     }
     // Then every other positive related block, of any class: a list of a
