@@ -61,24 +61,17 @@ pub(super) fn custom_data(
                 )
             };
             let failing = match c {
-                Condition::Compare(Op::Ne, v) => {
-                    Some(or_missing(Condition::Compare(Op::Eq, v.clone())))
-                }
+                Condition::Compare(Op::Ne, v) => or_missing(Condition::Compare(Op::Eq, v.clone())),
                 Condition::List(Op::NotIn, values) => {
-                    Some(or_missing(Condition::List(Op::In, values.clone())))
+                    or_missing(Condition::List(Op::In, values.clone()))
                 }
-                Condition::Exists(true) => Some(missing.clone()),
-                _ => None,
-            };
-            match failing {
-                Some(failing) => {
-                    format!("c.rowid NOT IN (SELECT cx.rowid FROM customers cx WHERE {failing})")
-                }
-                None => {
+                Condition::Exists(true) => missing.clone(),
+                _ => {
                     let test = custom_data_sqlite(b, key, c, "cx");
-                    format!("c.rowid IN (SELECT cx.rowid FROM customers cx WHERE {test})")
+                    return format!("c.rowid IN (SELECT cx.rowid FROM customers cx WHERE {test})");
                 }
-            }
+            };
+            format!("c.rowid NOT IN (SELECT cx.rowid FROM customers cx WHERE {failing})")
         }
         Dialect::Sqlite => custom_data_sqlite(b, key, c, "c"),
         Dialect::Postgres => custom_data_postgres(b, key, c),
