@@ -3,7 +3,7 @@
 //! test per customer of every table; and beside customer tests, a count
 //! whose form a sample of the customers chooses.
 
-use super::sample::{share, steps};
+use super::sample::share;
 use super::{
     Builder, Compiled, Dialect, RANGE_CLASS, Tables, any_of, block_class, compile_block, exists,
     narrow, one_list, one_of,
@@ -107,10 +107,7 @@ pub(super) fn count_any(filters: &[&Filter], today: NaiveDate) -> Option<(String
         // Index ranges only: one list where the sample shows it short.
         let few_held = few_held(&b, &any);
         let listed = predicate_count(&mut b, filters, today, true);
-        let sql = format!(
-            "{} SELECT CASE WHEN {few_held} THEN ({listed}) ELSE ({merged}) END",
-            steps()
-        );
+        let sql = format!("SELECT CASE WHEN {few_held} THEN ({listed}) ELSE ({merged}) END");
         return Some((sql, b));
     }
     let Sampled {
@@ -122,8 +119,7 @@ pub(super) fn count_any(filters: &[&Filter], today: NaiveDate) -> Option<(String
         b,
     } = sampled(b, &any, filters, today);
     let sql = format!(
-        "{} SELECT {}",
-        steps(),
+        "SELECT {}",
         choice(
             &few_held,
             &some_own,
@@ -277,7 +273,7 @@ impl AnyOf {
 
 #[cfg(test)]
 mod tests {
-    use super::{AnyOf, Sampled, choice, few_held, sampled, steps};
+    use super::{AnyOf, Sampled, choice, few_held, sampled};
     use crate::demo::{DemoSpec, Generator};
     use crate::model::Segment;
     use crate::segment::Builder;
@@ -361,7 +357,7 @@ mod tests {
             match few {
                 Some(few) => {
                     let q = Query {
-                        sql: format!("{} SELECT {}", steps(), few_held(&b, &any)),
+                        sql: format!("SELECT {}", few_held(&b, &any)),
                         binds: b.binds,
                     };
                     let row = store.counts(&q).await.unwrap_or_else(|e| panic!("{e}"));
@@ -481,8 +477,7 @@ mod tests {
                 let form = choice(&few_held, &some_own, ["0", "1", "2"].map(String::from));
                 let q = Query {
                     sql: format!(
-                        "{} SELECT {some_own}, {few_held}, {form}, ({looked_up}), ({listed}), ({merged})",
-                        steps()
+                        "SELECT {some_own}, {few_held}, {form}, ({looked_up}), ({listed}), ({merged})"
                     ),
                     binds: b.binds,
                 };

@@ -12,8 +12,8 @@
 const SAMPLE: u32 = 128;
 
 /// The steps of a sample (`n`, read by [`rowids`]): the common table
-/// expression a sampling count starts with ([`super::merge::count_any`]).
-pub(super) fn steps() -> String {
+/// expression each query of a sample starts with.
+fn steps() -> String {
     let last = SAMPLE - 1;
     format!("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last})")
 }
@@ -29,13 +29,25 @@ fn rowids() -> String {
 
 /// Whether the share of a sample's customers that pass `test` is at least
 /// (`at_least`) or at most `num` in `den`: a shape of the data, read where
-/// the count runs. An empty sample (no customer, or none at its steps)
-/// holds neither, and the count merges.
+/// the query runs, computed once. An empty sample (no customer, or none at
+/// its steps) holds neither.
 pub(super) fn share(test: &str, at_least: bool, num: u8, den: u8) -> String {
-    let cmp = if at_least { ">=" } else { "<=" };
+    shares(&[(test, at_least, num, den)])
+}
+
+/// Whether each of `shares` holds of one sample ([`share`]).
+pub(super) fn shares(shares: &[(&str, bool, u8, u8)]) -> String {
+    let holds: Vec<String> = shares
+        .iter()
+        .map(|(test, at_least, num, den)| {
+            let cmp = if *at_least { ">=" } else { "<=" };
+            format!("{den} * TOTAL(CASE WHEN {test} THEN 1 ELSE 0 END) {cmp} {num} * COUNT(*)")
+        })
+        .collect();
     format!(
-        "(SELECT COUNT(*) > 0 AND {den} * TOTAL(CASE WHEN {test} THEN 1 ELSE 0 END) {cmp} {num} * COUNT(*) \
-         FROM customers c WHERE c.rowid IN ({}))",
+        "(SELECT COUNT(*) > 0 AND {} FROM customers c WHERE c.rowid IN ({} {}))",
+        holds.join(" AND "),
+        steps(),
         rowids()
     )
 }

@@ -425,7 +425,7 @@ fn filter(field: Field, c: Condition, negate: bool) -> Filter {
 /// Whether a query is the count of an `any` whose form a sample of the
 /// customers chooses.
 fn sampled(sql: &str) -> bool {
-    sql.starts_with("WITH RECURSIVE n(i) AS")
+    sql.starts_with("SELECT CASE WHEN (SELECT COUNT(*) > 0 AND")
 }
 
 /// A query whose ORs' and ANDs' first terms a sample chooses, with each
@@ -1087,9 +1087,14 @@ fn a_blocks_default_method_tests_are_one_pass() {
                 if (dialect, mode, select) == (Dialect::Sqlite, MatchMode::Any, Select::Count) {
                     continue;
                 }
-                let sql = first_order(&compile(&seg, dialect, at(), select).sql);
-                assert_eq!(sql.matches("FROM payment_methods pm").count(), 1, "{sql}");
-                assert_eq!(sql.matches("pm.is_default").count(), 1, "{sql}");
+                // A negated block's set and per-customer forms each.
+                let sql = compile(&seg, dialect, at(), select).sql;
+                let forms = excluded_forms(&sql).map_or_else(|| vec![sql], |(_, f)| f.to_vec());
+                for sql in forms {
+                    let sql = first_order(&sql);
+                    assert_eq!(sql.matches("FROM payment_methods pm").count(), 1, "{sql}");
+                    assert_eq!(sql.matches("pm.is_default").count(), 1, "{sql}");
+                }
             }
         }
     }
@@ -2313,6 +2318,32 @@ fn closing(text: &str) -> usize {
         .expect("a closing parenthesis")
 }
 
+/// SQLite, a negated customer block as the set of its positive form or
+/// tested per customer, as a sample chooses (`CASE WHEN few THEN set ELSE
+/// per_row END`): the sample's test `few`, and `sql` with the first such
+/// `CASE` forced to the set and to the test per customer.
+fn excluded_forms(sql: &str) -> Option<(String, [String; 2])> {
+    let then = sql.find(" THEN c.rowid NOT IN (SELECT c.rowid FROM customers c WHERE")?;
+    let case = sql[..then].rfind("CASE WHEN (SELECT COUNT(*) > 0")?;
+    let few = case + "CASE WHEN ".len();
+    let set = then + " THEN ".len();
+    let list = set + "c.rowid NOT IN ".len();
+    let set_end = list + closing(&sql[list..]) + 1;
+    let per_row = set_end + " ELSE ".len();
+    assert_eq!(&sql[set_end..per_row], " ELSE ", "{sql}");
+    let test = per_row + "NOT COALESCE".len();
+    let per_row_end = test + closing(&sql[test..]) + 1;
+    assert_eq!(&sql[per_row_end..per_row_end + 4], " END", "{sql}");
+    let forced = |branch: &str| format!("{}{branch}{}", &sql[..case], &sql[per_row_end + 4..]);
+    Some((
+        sql[few..=few + closing(&sql[few..])].to_string(),
+        [
+            forced(&sql[set..set_end]),
+            forced(&sql[per_row..per_row_end]),
+        ],
+    ))
+}
+
 /// The chosen first tests of `sql`: each `CASE (SELECT CASE WHEN s0 …)`'s
 /// choice, once.
 fn choices(sql: &str) -> Vec<String> {
@@ -2527,4 +2558,106 @@ fn a_customer_blocks_links_drive_where_no_list_holds_fewer() {
             assert!(!sql.starts_with("SELECT CASE "), "{sql}");
         }
     });
+}
+
+/// SQLite, a negated customer block over all customers whose related test
+/// (the default method's status) would drive its positive form: where a
+/// sample shows that test passes few customers (the pending default methods,
+/// 4%) and its own tests most (a country other than `ZW`), the customers of
+/// its positive form are one set, built once, the others not in it; where
+/// the related test passes most (the active ones) or the own tests few (an
+/// email suffix no customer has), each customer is tested in turn. Both
+/// forms, forced, count and list the members (a hand-written query's),
+/// under `any` and `all`, with and without statistics. An own equality
+/// (`country = "FR"`) drives the positive form itself: no set. Not on
+/// PostgreSQL.
+#[test]
+fn a_negated_customer_block_of_few_related_rows_is_a_set_of_its_positive_form() {
+    let block = |status: &str, own: &str| {
+        format!(
+            "[[filter]]\ntype = \"customer\"\nnegate = true\n\
+             default_payment_method_status = \"{status}\"\n{own}\n"
+        )
+    };
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            for (status, own, own_sql, chosen_set) in [
+                (
+                    "pending",
+                    "country = { ne = \"ZW\" }",
+                    "c.country <> 'ZW'",
+                    1,
+                ),
+                (
+                    "active",
+                    "country = { ne = \"ZW\" }",
+                    "c.country <> 'ZW'",
+                    0,
+                ),
+                (
+                    "pending",
+                    "email = { ends_with = \"@nowhere.example\" }",
+                    "lower(c.email) LIKE '%@nowhere.example'",
+                    0,
+                ),
+            ] {
+                let want = by_hand(
+                    &setup,
+                    format!(
+                        "SELECT COUNT(*) FROM customers c WHERE NOT COALESCE({own_sql} AND EXISTS \
+                         (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id \
+                         AND pm.is_default = 1 AND pm.status = '{status}'), 0)"
+                    ),
+                )
+                .await;
+                for mode in ["any", "all"] {
+                    let seg = stored_segment(&format!(
+                        "[segment]\nname = \"shape\"\nmatch = \"{mode}\"\n{}",
+                        block(status, own)
+                    ))
+                    .expect("a segment");
+                    for select in [Select::Count, Select::Ids] {
+                        let q = compile(&seg, Dialect::Sqlite, at(), select);
+                        let (few, forms) = excluded_forms(&q.sql).expect("the set form");
+                        let shown = format!("{} {status} {own} {mode} {select:?}", setup.label);
+                        assert_eq!(
+                            chosen(&setup, &few, &q).await,
+                            chosen_set,
+                            "{shown}\n{}",
+                            q.sql
+                        );
+                        for forced in forms {
+                            let forced = Query {
+                                sql: forced,
+                                binds: q.binds.clone(),
+                            };
+                            let n = match select {
+                                Select::Count => setup.store.count(&forced).await.expect("a count"),
+                                _ => member_ids(&*setup.store, &forced).await.len() as u64,
+                            };
+                            assert_eq!(n, want, "{shown} forced {}", forced.sql);
+                        }
+                    }
+                }
+            }
+            setup.store.close().await;
+        }
+    });
+    let own_equality = stored_segment(&format!(
+        "[segment]\nname = \"shape\"\nmatch = \"any\"\n{}",
+        block("pending", "country = \"FR\"")
+    ))
+    .expect("a segment");
+    let pending = stored_segment(&format!(
+        "[segment]\nname = \"shape\"\nmatch = \"any\"\n{}",
+        block("pending", "country = { ne = \"ZW\" }")
+    ))
+    .expect("a segment");
+    for sql in [
+        compile(&own_equality, Dialect::Sqlite, at(), Select::Count).sql,
+        compile(&pending, Dialect::Postgres, at(), Select::Count).sql,
+    ] {
+        assert!(!sql.contains("NOT IN (SELECT c.rowid"), "{sql}");
+    }
 }
