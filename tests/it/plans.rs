@@ -1686,7 +1686,8 @@ fn lookups_per_customer_read_the_customer_index_alone() {
 
 /// SQLite: the blocks of one table looked up per customer under one AND
 /// (`match = "all"`) or one OR (`match = "any"`) are one pass over the
-/// customer's rows through the customer index, not a lookup each; and they
+/// customer's rows through the customer index, not a lookup each (alone in
+/// an `all`, one pass over the table's rows grouped by customer); and they
 /// select what a lookup each does.
 #[test]
 fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
@@ -1779,8 +1780,14 @@ fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
                 assert_eq!(q.sql.matches(from).count(), copies, "{}", q.sql);
                 let plan = setup.store.explain(&q).await.expect("a plan");
                 let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
+                // Alone in an `all`, the rows grouped: one pass over the table.
+                let pass = if q.sql.contains(" HAVING ") {
+                    format!("INDEX {index}\n")
+                } else {
+                    format!("{index} (customer_id=?)")
+                };
                 assert_eq!(
-                    text.matches(&format!("{index} (customer_id=?)")).count(),
+                    text.matches(&pass).count(),
                     copies,
                     "{}: {}\n{text}",
                     setup.label,
@@ -2659,5 +2666,97 @@ fn a_negated_customer_block_of_few_related_rows_is_a_set_of_its_positive_form() 
         compile(&pending, Dialect::Postgres, at(), Select::Count).sql,
     ] {
         assert!(!sql.contains("NOT IN (SELECT c.rowid"), "{sql}");
+    }
+}
+
+/// SQLite, an `all` whose one test is a lookup of several blocks of one
+/// table over all customers (no list drives: no block is an index range;
+/// some block positive): the rows grouped by customer in one pass over
+/// the table's customer index, each customer probed in the customers whose
+/// aggregate passes, not looked up. Monitors (a name holding `a`, a state
+/// other than `ok`, no `no_data`), links (two connector name lists, none in
+/// error) and one positive and one negated monitor block count and list
+/// the members of a hand-written query, with and without statistics.
+/// Beside a test of the customer's own row, or every block negated, the
+/// lookup stays.
+#[test]
+fn an_all_of_one_tables_blocks_alone_is_its_rows_grouped_by_customer() {
+    let monitors = "[[filter]]\ntype = \"monitor\"\nname = { contains = \"a\" }\n\
+                    [[filter]]\ntype = \"monitor\"\nstate = { ne = \"ok\" }\n\
+                    [[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"no_data\"\n";
+    let links = "[[filter]]\ntype = \"connector\"\nname = { not_in = [\"Stripe\"] }\n\
+                 [[filter]]\ntype = \"connector\"\nname = { not_in = [\"Chargebee\", \"Adyen\"] }\n\
+                 [[filter]]\ntype = \"connector\"\nnegate = true\nconnection = \"error\"\n";
+    let pair = "[[filter]]\ntype = \"monitor\"\nstate = { ne = \"ok\" }\n\
+                [[filter]]\ntype = \"monitor\"\nnegate = true\nname = { ends_with = \"calls\" }\n";
+    let cases = [
+        (
+            monitors,
+            "SELECT COUNT(*) FROM customers c WHERE EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
+             AND instr(m.name, 'a') > 0) AND EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
+             AND m.state <> 'ok') AND NOT EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
+             AND m.state = 'no_data')",
+            "SCAN m USING",
+        ),
+        (
+            links,
+            "SELECT COUNT(*) FROM customers c WHERE EXISTS (SELECT 1 FROM customer_connectors cc JOIN connectors k \
+             ON k.id = cc.connector_id WHERE cc.customer_id = c.id AND lower(k.name) <> 'stripe') \
+             AND EXISTS (SELECT 1 FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id \
+             WHERE cc.customer_id = c.id AND lower(k.name) NOT IN ('chargebee', 'adyen')) \
+             AND NOT EXISTS (SELECT 1 FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id \
+             WHERE cc.customer_id = c.id AND k.connection = 'error')",
+            "SCAN cc USING",
+        ),
+        (
+            pair,
+            "SELECT COUNT(*) FROM customers c WHERE EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
+             AND m.state <> 'ok') AND NOT EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
+             AND substr(m.name, -5) = 'calls')",
+            "SCAN m USING",
+        ),
+    ];
+    let all = |blocks: &str| {
+        stored_segment(&format!(
+            "[segment]\nname = \"shape\"\nmatch = \"all\"\n{blocks}"
+        ))
+        .expect("a segment")
+    };
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            for (blocks, by_hand_sql, scan) in cases {
+                let want = by_hand(&setup, by_hand_sql.to_string()).await;
+                let seg = all(blocks);
+                for select in [Select::Count, Select::Ids] {
+                    let q = compile(&seg, Dialect::Sqlite, at(), select);
+                    let plan = setup.store.explain(&q).await.expect("a plan");
+                    let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
+                    let why = format!("{} {select:?}: {}\n{text}", setup.label, q.sql);
+                    assert!(q.sql.contains("customer_id HAVING"), "{why}");
+                    assert!(!q.sql.contains("customer_id = c.id"), "{why}");
+                    assert!(text.contains(scan), "{why}");
+                    assert!(!text.contains("CORRELATED"), "{why}");
+                    let n = match select {
+                        Select::Count => setup.store.count(&q).await.expect("a count"),
+                        _ => member_ids(&*setup.store, &q).await.len() as u64,
+                    };
+                    assert_eq!(n, want, "{why}");
+                }
+            }
+            setup.store.close().await;
+        }
+    });
+    let beside_own = all(&format!(
+        "{monitors}[[filter]]\ntype = \"customer\"\nemail = {{ contains = \"a\" }}\n"
+    ));
+    let negated = all(
+        "[[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"ok\"\n\
+         [[filter]]\ntype = \"monitor\"\nnegate = true\nname = \"storage\"\n",
+    );
+    for seg in [beside_own, negated] {
+        let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+        assert!(!sql.contains("HAVING"), "{sql}");
+        assert!(sql.contains("customer_id = c.id"), "{sql}");
     }
 }
