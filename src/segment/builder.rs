@@ -35,6 +35,11 @@ pub(super) struct Builder {
     /// positive customer block's tests are ordered there as under
     /// `per_row` (see [`super::compile_block`]).
     pub(super) own_scanned: bool,
+    /// SQLite: the blocks compiled are asked of every customer, scanned (an
+    /// `any`'s, or an `all`'s that no list or index range of the customers'
+    /// own drives): a negated customer block may then be one set built for
+    /// all of them (see [`super::excluded_set`]).
+    pub(super) everyone: bool,
 }
 
 /// SQLite, `match = "all"`: what a query is driven from.
@@ -77,6 +82,7 @@ impl Builder {
             scope: Scope::All,
             guard: None,
             own_scanned: false,
+            everyone: false,
         }
     }
 

@@ -240,7 +240,10 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
 /// per customer (its Bloom filter serves a test of the WHERE clause, not
 /// one inside a `CASE`).
 fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
-    let scanned = b.driver == Driver::Unchosen;
+    // Own tests an index may serve (a range or narrower) read few customers.
+    let scanned =
+        b.driver == Driver::Unchosen && classes(filters).0.is_none_or(|own| own > RANGE_CLASS);
+    let everyone = std::mem::replace(&mut b.everyone, scanned);
     // A block's test, or the index of its table's lookups.
     let mut parts: Vec<Result<String, usize>> = Vec::new();
     // Per part, where it is asked of each customer in turn (see above):
@@ -286,10 +289,11 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
             b.driver = Driver::Customers;
         }
     }
+    b.everyone = everyone;
     // One table's lookup alone, over all customers: its customers grouped.
     let alone =
         scanned && !b.per_row && matches!(b.scope, Scope::All) && matches!(parts[..], [Err(_)]);
-    let looked_up = match lookups.grouped(b).filter(|_| alone) {
+    let looked_up = match alone.then(|| lookups.grouped(b)).flatten() {
         Some(grouped) => vec![grouped],
         None => lookups.tests(b, true),
     };
@@ -297,8 +301,6 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
         .into_iter()
         .map(|p| format!("({})", p.unwrap_or_else(|i| looked_up[i].clone())))
         .collect();
-    // Own tests an index may serve (a range or narrower) read few customers.
-    let scanned = scanned && classes(filters).0.is_none_or(|own| own > RANGE_CLASS);
     let sampling =
         b.dialect == Dialect::Sqlite && scanned && !b.per_row && matches!(b.scope, Scope::All);
     let choices = asked.iter().flatten().count();
@@ -421,12 +423,13 @@ impl Lookups {
     /// blocks, some positive (a customer without rows fails): the customers
     /// of the rows grouped by customer whose aggregate passes ([`aggregate`]),
     /// one pass over the table in the order of its customer index, each
-    /// customer then probed in that list, not looked up. An `all` of a
-    /// monitor name list, a state other than `ok` and a negated `no_data`
-    /// state (200,000 customers, CPU time) counted in 68 ms looked up, 30 ms
-    /// so; of two connector name lists and a negated connection, 110-120 ms
-    /// and 92-95; of a payment type and a status list 76-78 ms and 69-70; of
-    /// paid invoices and an amount 183-193 ms and 148-153.
+    /// customer then probed in that list, not looked up. An `all` of three
+    /// monitor blocks (a name holding `a`, a state other than `ok`, none
+    /// with no data; 200,000 customers, CPU time) counted in 68 ms looked
+    /// up, 32 ms so; of two payment-method blocks (a type not in a list, a
+    /// status other than `active`) 85 ms and 55; of a negated and a positive
+    /// one 65 ms and 32; of two connector name lists not in and a negated
+    /// connection (seed `stop34` shape-042) 110-131 ms and 92-101.
     fn grouped(&self, b: &Builder) -> Option<String> {
         let [(table, (some, none))] = &self.0.0[..] else {
             return None;
@@ -443,9 +446,10 @@ impl Lookups {
 }
 
 /// One table's blocks `some` (some row passes) and `none` (no row does), of
-/// an AND (`and`) or OR, as one aggregate of a customer's rows: each
-/// block's test `MAX(CASE WHEN … THEN 1 ELSE 0 END)`; of one positive and
-/// one negated block, one `MAX` whose row that decides ranks first.
+/// an AND (`and`) or OR, as one test of the aggregate of a customer's rows:
+/// each block's test `MAX(CASE WHEN … THEN 1 ELSE 0 END)`; of one positive
+/// and one negated block, one `MAX` whose row that decides ranks first,
+/// compared with 1 (`= 1` under AND, `<> 1` under OR).
 fn aggregate(b: &Builder, and: bool, some: &[String], none: &[String]) -> String {
     if let ([some], [none]) = (some, none) {
         let (first, second, passes) = if and {
@@ -506,6 +510,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
     // SQLite tests every customer against the OR (see [`Builder::per_row`]).
     let outer = b.per_row;
     b.per_row = outer || b.dialect == Dialect::Sqlite;
+    let everyone = std::mem::replace(&mut b.everyone, true);
     let mut parts: Vec<Option<String>> = Vec::new();
     // Per table: its blocks' tests, and whether one of them reads no index
     // range.
@@ -576,6 +581,7 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
         }
     }
     b.per_row = outer;
+    b.everyone = everyone;
     // SQLite: one list when each of its tables' blocks read index ranges and
     // either it is the whole segment (SQLite may then read it and look its ids
     // up, no customer scanned) or each range is narrow (the customers are
@@ -1128,34 +1134,39 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     }
 }
 
-/// SQLite, a negated customer block over all customers (`per_row`, its test
-/// computed for every customer, its positive form's tests asked of each):
-/// where its related tests would drive its positive form ([`split_driving`])
-/// and a sample shows they pass few customers (at most an eighth) while its
-/// own tests pass most (at least half, so that its per-customer form asks
-/// the related rows of most), the customers of its positive form, an `all`
-/// of its own ([`predicate`], [`on_its_own`]) driven by their list, are one
-/// set the others are not in. An `any` of a negated customer block of the
-/// pending default methods (4% of the customers) and a `seats` range (65%)
-/// (200,000 customers, CPU time) counted in 94-96 ms computed for every
-/// customer, 38-45 ms so; of the active ones (60%), where the set is not
-/// built, 97 ms and 100 ms. Where the own tests reject most customers, the
-/// form per customer asks few of them for related rows already: the set of
-/// the default ACH methods beside a `region` range that no customer passes
-/// counted in 29 ms without statistics (SQLite drove it by the methods),
-/// 8 ms per customer.
+/// SQLite, a negated customer block asked of every customer (`per_row`,
+/// the customers scanned: `Builder::everyone`), its positive form's tests
+/// asked of each: where its related tests would drive its positive form
+/// ([`split_driving`]) and a sample shows they pass few customers (at most
+/// a quarter) while its own tests pass most (at least half, so that its
+/// per-customer form asks the related rows of most), the customers of its
+/// positive form, an `all` of its own ([`predicate`], [`on_its_own`])
+/// driven by their list, are one set the others are not in. An `any` of a
+/// negated customer block of a default method's status and a `seats` range
+/// (65%) (200,000 customers, CPU time) counted in 94 ms computed for every
+/// customer; as a set, 37 ms for the pending methods (4% of the
+/// customers), 43 for the expired (7%), 150 for the active (61%), where
+/// the set is not built. Of the links to a connector and the expired
+/// default methods beside a monitor block, 72-76 ms per customer; as a set
+/// driven by the links, 40 ms for Adyen's (14%), 43 for PayPal's (16%), 71
+/// for Stripe's (41%). Where the own tests reject most customers, the form
+/// per customer asks few of them for related rows already: the set of the
+/// default ACH methods beside a `region` range that no customer passes
+/// counted in 29 ms without statistics (SQLite drove it by the methods), 8
+/// ms per customer.
 fn excluded_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) -> String {
     let everyone = b.dialect == Dialect::Sqlite
+        && b.everyone
         && matches!(b.scope, Scope::All)
         && b.driver != Driver::Customers
         && !b.own_scanned;
-    let Some((related, own)) = split_driving(f).filter(|_| everyone) else {
+    let Some((related, own)) = everyone.then(|| split_driving(f)).flatten() else {
         return per_row;
     };
     let related = asked_of_one(b, &related, today);
     let own = own.map(|own| asked_of_one(b, &own, today));
     let few = sample::shares(
-        &std::iter::once((related.as_str(), false, 1, 8))
+        &std::iter::once((related.as_str(), false, 1, 4))
             .chain(own.as_deref().map(|own| (own, true, 1, 2)))
             .collect::<Vec<_>>(),
     );
@@ -1171,43 +1182,46 @@ fn excluded_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) 
 
 /// A customer block `f`'s tests (its negation ignored) as two positive
 /// blocks, where its related tests drive its positive form as an `all` of
-/// its own ([`predicate`]): those of their best class, a range or narrower
-/// ([`RANGE_CLASS`]) and more selective than its own tests' (else the
-/// customers drive, [`customers_drive`]), and its own tests (none when it
-/// has none).
+/// its own ([`predicate`]): the related tests whose list drives it (the
+/// links of its `connector_name` where it has one, which take the list
+/// first, [`block_tests`]; else its default method's tests, one list), of a
+/// range or narrower class ([`RANGE_CLASS`]) more selective than its own
+/// tests' (else the customers drive, [`customers_drive`]); and its own
+/// tests (none when it has none).
 fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
-    let class = |(field, c): (&Field, &Condition)| field_class(*field, c);
-    let related = || {
-        f.conditions
-            .iter()
-            .filter(|(field, _)| field.reaches_related())
-    };
-    let best = related().map(class).min()?;
+    let related = |field: &Field| field.reaches_related();
+    let links = f.conditions.contains_key(&Field::CustomerConnectorName);
+    let driving: BTreeMap<Field, Condition> = f
+        .conditions
+        .iter()
+        .filter(|(field, _)| related(field) && (*field == &Field::CustomerConnectorName) == links)
+        .map(|(field, c)| (*field, c.clone()))
+        .collect();
+    let best = driving
+        .iter()
+        .map(|(field, c)| field_class(*field, c))
+        .min()?;
     let own_best = f
         .conditions
         .iter()
-        .filter(|(field, _)| !field.reaches_related())
-        .map(class)
+        .filter(|(field, _)| !related(field))
+        .map(|(field, c)| field_class(*field, c))
         .chain(f.custom_data.values().map(|c| selectivity(c, true)))
         .min();
     if best > RANGE_CLASS || own_best.is_some_and(|own| own <= best) {
         return None;
     }
-    let block = |conditions: BTreeMap<Field, Condition>, custom_data| Filter {
+    let block = |conditions, custom_data| Filter {
         filter_type: f.filter_type,
         negate: false,
         conditions,
         custom_data,
     };
-    let driving = related()
-        .filter(|(field, c)| class((field, c)) == best)
-        .map(|(field, c)| (*field, c.clone()))
-        .collect();
     let own = own_best.map(|_| {
         let conditions = f
             .conditions
             .iter()
-            .filter(|(field, _)| !field.reaches_related())
+            .filter(|(field, _)| !related(field))
             .map(|(field, c)| (*field, c.clone()))
             .collect();
         block(conditions, f.custom_data.clone())
@@ -1217,15 +1231,18 @@ fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
 
 /// `ask` compiled as a query over all customers of its own (no list or
 /// driver of the query's taken, not per customer), the builder's state kept.
+/// Its caller's scope is all customers and no merge's customers' select
+/// ([`excluded_set`]): those it keeps as they are.
 fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
     let kept = (
         std::mem::replace(&mut b.per_row, false),
         std::mem::replace(&mut b.any_join, false),
         std::mem::replace(&mut b.driver, Driver::Unchosen),
         b.guard.take(),
+        std::mem::replace(&mut b.everyone, false),
     );
     let asked = ask(b);
-    (b.per_row, b.any_join, b.driver, b.guard) = kept;
+    (b.per_row, b.any_join, b.driver, b.guard, b.everyone) = kept;
     asked
 }
 

@@ -12,7 +12,7 @@
 const SAMPLE: u32 = 128;
 
 /// The steps of a sample (`n`, read by [`rowids`]): the common table
-/// expression each query of a sample starts with.
+/// expression that opens each sample's subquery of row ids.
 fn steps() -> String {
     let last = SAMPLE - 1;
     format!("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last})")

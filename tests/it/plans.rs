@@ -1733,6 +1733,28 @@ fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
             "monitors_customer",
             format!("{} AND NOT {}", has(monitors, api), has(monitors, seats)),
         ),
+        // Beside a test of the customer's own row: one pass per customer.
+        (
+            segment(
+                MatchMode::All,
+                vec![
+                    name(Op::Contains, "api", false),
+                    name(Op::StartsWith, "seats", true),
+                    filter(
+                        Field::CustomerCountry,
+                        Condition::Compare(Op::Ne, s("ZW")),
+                        false,
+                    ),
+                ],
+            ),
+            "FROM monitors m",
+            "monitors_customer",
+            format!(
+                "c.country <> 'ZW' AND {} AND NOT {}",
+                has(monitors, api),
+                has(monitors, seats)
+            ),
+        ),
         (
             segment(
                 MatchMode::All,
@@ -2338,6 +2360,7 @@ fn excluded_forms(sql: &str) -> Option<(String, [String; 2])> {
     let set_end = list + closing(&sql[list..]) + 1;
     let per_row = set_end + " ELSE ".len();
     assert_eq!(&sql[set_end..per_row], " ELSE ", "{sql}");
+    assert!(sql[per_row..].starts_with("NOT COALESCE("), "{sql}");
     let test = per_row + "NOT COALESCE".len();
     let per_row_end = test + closing(&sql[test..]) + 1;
     assert_eq!(&sql[per_row_end..per_row_end + 4], " END", "{sql}");
