@@ -38,7 +38,9 @@ pub(super) struct Builder {
     /// SQLite: the blocks compiled are asked of every customer, scanned (an
     /// `any`'s, or an `all`'s that no list or index range of the customers'
     /// own drives): a negated customer block may then be one set built for
-    /// all of them (see [`super::excluded_set`]).
+    /// all of them (see [`super::excluded_set`], which also asks for the
+    /// scope of all customers, no merge's customers' select and no driver
+    /// of customers).
     pub(super) everyone: bool,
 }
 

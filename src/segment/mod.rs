@@ -1145,11 +1145,11 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// negated customer block of a default method's status and a `seats` range
 /// (65%) (200,000 customers, CPU time) counted in 94 ms computed for every
 /// customer; as a set, 37 ms for the pending methods (4% of the
-/// customers), 43 for the expired (7%), 150 for the active (61%), where
-/// the set is not built. Of the links to a connector and the expired
-/// default methods beside a monitor block, 72-76 ms per customer; as a set
-/// driven by the links, 40 ms for Adyen's (14%), 43 for PayPal's (16%), 71
-/// for Stripe's (41%). Where the own tests reject most customers, the form
+/// customers), 43 for the expired (7%), and 150 for the active (61%), had
+/// it been built (it is not: over a quarter). Of the links to a connector
+/// and the expired default methods beside a monitor block, 72-76 ms per
+/// customer; as a set driven by the links, 40 ms for Adyen's (14%), 43 for
+/// PayPal's (16%), and 71 for Stripe's (41%, not built). Where the own tests reject most customers, the form
 /// per customer asks few of them for related rows already: the set of the
 /// default ACH methods beside a `region` range that no customer passes
 /// counted in 29 ms without statistics (SQLite drove it by the methods), 8
@@ -1186,8 +1186,8 @@ fn excluded_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) 
 /// links of its `connector_name` where it has one, which take the list
 /// first, [`block_tests`]; else its default method's tests, one list), of a
 /// range or narrower class ([`RANGE_CLASS`]) more selective than its own
-/// tests' (else the customers drive, [`customers_drive`]); and its own
-/// tests (none when it has none).
+/// tests' (else the customers drive, [`customers_drive`], or a broader
+/// list of links would); and its own tests (none when it has none).
 fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
     let related = |field: &Field| field.reaches_related();
     let links = f.conditions.contains_key(&Field::CustomerConnectorName);

@@ -2599,7 +2599,10 @@ fn a_customer_blocks_links_drive_where_no_list_holds_fewer() {
 /// email suffix no customer has), each customer is tested in turn. Both
 /// forms, forced, count and list the members (a hand-written query's),
 /// under `any` and `all`, with and without statistics. An own equality
-/// (`country = "FR"`) drives the positive form itself: no set. Not on
+/// (`country = "FR"`) drives the positive form itself: no set; nor where
+/// the `all` is driven by a list or by the customers' own index range (few
+/// customers are asked the block), but beside a block no index serves. A
+/// block with links samples the links, which drive its set. Not on
 /// PostgreSQL.
 #[test]
 fn a_negated_customer_block_of_few_related_rows_is_a_set_of_its_positive_form() {
@@ -2684,12 +2687,52 @@ fn a_negated_customer_block_of_few_related_rows_is_a_set_of_its_positive_form() 
         block("pending", "country = { ne = \"ZW\" }")
     ))
     .expect("a segment");
+    let all_beside = |other: &str| {
+        stored_segment(&format!(
+            "[segment]\nname = \"shape\"\nmatch = \"all\"\n{}{other}",
+            block("pending", "country = { ne = \"ZW\" }")
+        ))
+        .expect("a segment")
+    };
+    // An `all` that a list drives (the failed methods', a range of overdue
+    // invoices), or the customers' own index range (a name prefix): few
+    // customers are asked the block.
+    let listed = all_beside("[[filter]]\ntype = \"payment_method\"\nstatus = \"failed\"\n");
+    let ranged =
+        all_beside("[[filter]]\ntype = \"invoice\"\ndue_date_exceeded_by_days = { gt = 3 }\n");
+    let own_range =
+        all_beside("[[filter]]\ntype = \"customer\"\nname = { starts_with = \"Ann\" }\n");
     for sql in [
         compile(&own_equality, Dialect::Sqlite, at(), Select::Count).sql,
         compile(&pending, Dialect::Postgres, at(), Select::Count).sql,
+        compile(&listed, Dialect::Sqlite, at(), Select::Count).sql,
+        compile(&ranged, Dialect::Sqlite, at(), Select::Count).sql,
+        compile(&own_range, Dialect::Sqlite, at(), Select::Ids).sql,
     ] {
         assert!(!sql.contains("NOT IN (SELECT c.rowid"), "{sql}");
     }
+    // Beside a monitor block the `all` is scanned: the set may be chosen.
+    let scanned = all_beside("[[filter]]\ntype = \"monitor\"\nname = { contains = \"a\" }\n");
+    let sql = compile(&scanned, Dialect::Sqlite, at(), Select::Count).sql;
+    assert!(excluded_forms(&sql).is_some(), "{sql}");
+    // With links the links drive the positive form: the sample asks them,
+    // not the default method, and the set is their list.
+    let links = stored_segment(&format!(
+        "[segment]\nname = \"shape\"\nmatch = \"any\"\n{}",
+        block(
+            "pending",
+            "connector_name = \"Adyen\"\ncountry = { ne = \"ZW\" }"
+        )
+    ))
+    .expect("a segment");
+    let sql = compile(&links, Dialect::Sqlite, at(), Select::Count).sql;
+    let (few, [set, _]) = excluded_forms(&sql).expect("the set form");
+    assert!(few.contains("FROM customer_connectors cc"), "{few}");
+    assert!(!few.contains("FROM payment_methods pm"), "{few}");
+    assert!(
+        set.contains("c.id IN (SELECT cc.customer_id FROM customer_connectors cc INDEXED BY"),
+        "{set}"
+    );
 }
 
 /// SQLite, an `all` whose one test is a lookup of several blocks of one
