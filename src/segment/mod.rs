@@ -1149,11 +1149,11 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// it been built (it is not: over a quarter). Of the links to a connector
 /// and the expired default methods beside a monitor block, 72-76 ms per
 /// customer; as a set driven by the links, 40 ms for Adyen's (14%), 43 for
-/// PayPal's (16%), and 71 for Stripe's (41%, not built). Where the own tests reject most customers, the form
-/// per customer asks few of them for related rows already: the set of the
-/// default ACH methods beside a `region` range that no customer passes
-/// counted in 29 ms without statistics (SQLite drove it by the methods), 8
-/// ms per customer.
+/// PayPal's (16%), and 71 for Stripe's (41%, not built). Where the own
+/// tests reject most customers, the form per customer asks few of them for
+/// related rows already: the set of the default ACH methods beside a
+/// `region` range that no customer passes counted in 29 ms without
+/// statistics (SQLite drove it by the methods), 8 ms per customer.
 fn excluded_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) -> String {
     let everyone = b.dialect == Dialect::Sqlite
         && b.everyone
