@@ -50,10 +50,7 @@ pub(super) fn custom_data(
         Dialect::Sqlite if as_set(b, sets) => {
             // Most customers may pass a `ne`, a `not_in` or an `exists`: the
             // set is then of those that fail it.
-            let missing = format!(
-                "json_extract(cx.custom_data, {}) IS NULL",
-                custom_data_path(key)
-            );
+            let missing = custom_data_sqlite(b, key, &Condition::Exists(false), "cx");
             let mut or_missing = |positive: Condition| {
                 format!(
                     "{missing} OR {}",

@@ -1160,7 +1160,14 @@ fn excluded_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) 
         && matches!(b.scope, Scope::All)
         && b.driver != Driver::Customers
         && !b.own_scanned;
-    let Some((related, own)) = everyone.then(|| split_driving(f)).flatten() else {
+    if !everyone {
+        return per_row;
+    }
+    let positive = Filter {
+        negate: false,
+        ..f.clone()
+    };
+    let Some((related, own)) = split_driving(&positive) else {
         return per_row;
     };
     let related = asked_of_one(b, &related, today);
@@ -1170,44 +1177,35 @@ fn excluded_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) 
             .chain(own.as_deref().map(|own| (own, true, 1, 2)))
             .collect::<Vec<_>>(),
     );
-    let positive = Filter {
-        negate: false,
-        ..f.clone()
-    };
     let set = on_its_own(b, |b| predicate(b, MatchMode::All, vec![&positive], today));
     format!(
         "CASE WHEN {few} THEN c.rowid NOT IN (SELECT c.rowid FROM customers c WHERE {set}) ELSE {per_row} END"
     )
 }
 
-/// A customer block `f`'s tests (its negation ignored) as two positive
-/// blocks, where its related tests drive its positive form as an `all` of
-/// its own ([`predicate`]): the related tests whose list drives it (the
-/// links of its `connector_name` where it has one, which take the list
-/// first, [`block_tests`]; else its default method's tests, one list), of a
-/// range or narrower class ([`RANGE_CLASS`]) more selective than its own
-/// tests' (else the customers drive, [`customers_drive`], or a broader
-/// list of links would); and its own tests (none when it has none).
+/// A positive customer block `f`'s tests as two positive blocks, where its
+/// related tests drive it as an `all` of its own ([`predicate`]): the
+/// related tests whose list drives it (the links of its `connector_name`
+/// where it has one, which take the list first, [`block_tests`]; else its
+/// default method's tests, one list), of a range or narrower class
+/// ([`RANGE_CLASS`]) more selective than its own tests' ([`classes`]; else
+/// the customers drive, [`customers_drive`], or a broader list of links
+/// would); and its own tests (none when it has none).
 fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
-    let related = |field: &Field| field.reaches_related();
     let links = f.conditions.contains_key(&Field::CustomerConnectorName);
-    let driving: BTreeMap<Field, Condition> = f
+    let (driving, own): (BTreeMap<Field, Condition>, BTreeMap<Field, Condition>) = f
         .conditions
         .iter()
-        .filter(|(field, _)| related(field) && (*field == &Field::CustomerConnectorName) == links)
         .map(|(field, c)| (*field, c.clone()))
-        .collect();
+        .filter(|(field, _)| {
+            !field.reaches_related() || (*field == Field::CustomerConnectorName) == links
+        })
+        .partition(|(field, _)| field.reaches_related());
     let best = driving
         .iter()
         .map(|(field, c)| field_class(*field, c))
         .min()?;
-    let own_best = f
-        .conditions
-        .iter()
-        .filter(|(field, _)| !related(field))
-        .map(|(field, c)| field_class(*field, c))
-        .chain(f.custom_data.values().map(|c| selectivity(c, true)))
-        .min();
+    let own_best = classes(&[f]).0;
     if best > RANGE_CLASS || own_best.is_some_and(|own| own <= best) {
         return None;
     }
@@ -1217,15 +1215,7 @@ fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
         conditions,
         custom_data,
     };
-    let own = own_best.map(|_| {
-        let conditions = f
-            .conditions
-            .iter()
-            .filter(|(field, _)| !related(field))
-            .map(|(field, c)| (*field, c.clone()))
-            .collect();
-        block(conditions, f.custom_data.clone())
-    });
+    let own = own_best.map(|_| block(own, f.custom_data.clone()));
     Some((block(driving, BTreeMap::new()), own))
 }
 
