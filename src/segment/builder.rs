@@ -123,6 +123,22 @@ impl Builder {
         self.bind(Bind::Text(s.to_string()))
     }
 
+    /// `expr` compared with ASCII case folded, as SPEC §2.1 says (the value
+    /// it is compared with is folded already). SQLite: its NOCASE
+    /// collation, which folds the ASCII letters alone, as its `lower` does,
+    /// but makes no lower-case copy of each row's text, and lets the NOCASE
+    /// indexes of names and emails (migration 0011) serve an equality or a
+    /// list. On 200,000 customers (CPU time), `email = …` was a scan of
+    /// every email with `lower` (36 ms) and is one search of the index
+    /// (0.01 ms); `email ne …` took 45 ms with `lower`, 15 ms so, `name ne
+    /// …` 22 ms and 8. PostgreSQL: [`Self::lower`].
+    pub(super) fn case_folded(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("{expr} COLLATE NOCASE"),
+            Dialect::Postgres => self.lower(expr),
+        }
+    }
+
     /// ASCII-only lower case, as SPEC §2.1 says: PostgreSQL's `lower` folds only
     /// ASCII letters under the "C" collation (and is Unicode-aware otherwise);
     /// it is several times faster than `translate`.

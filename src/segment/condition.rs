@@ -111,7 +111,11 @@ fn string_condition(b: &mut Builder, col: &str, ci: bool, c: &Condition) -> Stri
             s.to_string()
         }
     };
-    let expr = if ci { b.lower(col) } else { col.to_string() };
+    let expr = if ci {
+        b.case_folded(col)
+    } else {
+        col.to_string()
+    };
     let test = match c {
         Condition::Exists(true) => return format!("{col} IS NOT NULL"),
         Condition::Exists(false) => return format!("{col} IS NULL"),
