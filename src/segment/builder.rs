@@ -163,7 +163,11 @@ impl Builder {
         }
     }
 
-    /// A string operator on `expr` (already case-folded when `ci`), with `want` bound.
+    /// A string operator on `expr` (for a case-insensitive field, its
+    /// [`Self::case_folded`] form, and `want` folded), with `want` bound.
+    /// On SQLite that form is a collation, which `=` and `<>` (and a list,
+    /// [`Self::in_list`]) follow and `instr` or `substr` would not: a
+    /// substring of such a field is a `LIKE` there (`string_condition`).
     pub(super) fn string_op(&mut self, expr: &str, op: Op, want: &str) -> String {
         let p = self.text(want);
         match (op, self.dialect) {

@@ -56,7 +56,8 @@ pub(super) fn custom_data(
     match b.dialect {
         Dialect::Sqlite if as_set(b, sets) => {
             // Most customers may pass a `ne`, a `not_in` or an `exists`: the
-            // set is then of those that fail it.
+            // set is then of those that fail it, unless few have the key
+            // (below).
             let missing = custom_data_sqlite(b, key, &Condition::Exists(false), "cx");
             let mut or_missing = |positive: Condition| {
                 format!(
@@ -93,7 +94,8 @@ pub(super) fn custom_data(
 }
 
 /// Whether [`custom_data`] tests a key as a set of the customers that pass
-/// (SQLite, computed for every customer, `sets`): see there.
+/// or of those that fail (SQLite, computed for every customer, `sets`): see
+/// there.
 pub(super) fn as_set(b: &Builder, sets: bool) -> bool {
     b.dialect == Dialect::Sqlite
         && sets

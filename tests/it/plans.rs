@@ -310,7 +310,6 @@ fn reads_large(n: &PlanNode) -> bool {
         || n.children.iter().any(reads_large)
 }
 
-/// The ids a member query lists, in order.
 /// The text of `q`'s plan, its nodes one after the other.
 async fn plan_text(store: &dyn Store, q: &Query) -> String {
     let plan = store.explain(q).await.expect("a plan");
@@ -325,6 +324,7 @@ async fn members_found(store: &dyn Store, q: &Query, select: Select) -> u64 {
     }
 }
 
+/// The ids a member query lists, in order.
 async fn member_ids(store: &dyn Store, q: &Query) -> Vec<String> {
     let mut ids = Vec::new();
     store
@@ -1172,7 +1172,10 @@ fn customers_drive_when_their_own_tests_are_as_selective() {
     // Own tests broader than a range (an email `ne`) read every customer:
     // they are scanned so too, as where nothing drives (fixed-seed
     // shape-121 counted in 272-287 ms driven by the customers, 181-187 so).
-    let seg = segment(MatchMode::All, vec![not_anna, alerting, unused]);
+    let seg = segment(
+        MatchMode::All,
+        vec![not_anna, alerting.clone(), unused.clone()],
+    );
     let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
     assert!(sql.contains("c.email COLLATE NOCASE <> "), "{sql}");
     assert_eq!(sql.matches(probe).count(), 6, "{sql}");
@@ -1181,6 +1184,13 @@ fn customers_drive_when_their_own_tests_are_as_selective() {
         1,
         "{sql}"
     );
+    // A substring of their own columns leaves few customers as a rule:
+    // they drive, each looked up once.
+    let suffix = test(Field::CustomerEmail, Op::EndsWith, "@rare.example");
+    let seg = segment(MatchMode::All, vec![suffix, alerting, unused]);
+    let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    assert_eq!(sql.matches(probe).count(), 2, "{sql}");
+    assert!(!sql.contains("CASE (SELECT CASE WHEN s0"), "{sql}");
 }
 
 /// A prefix of the customers' names (or emails) is a range of their
@@ -1251,7 +1261,8 @@ fn a_name_prefix_drives_and_its_member_page_reads_the_name_index() {
 /// through `lower` (200,000 customers, CPU time: `email = …` 36 ms
 /// scanned, 0.01 ms searched), and a `ne` or a `not_in` makes no lower-case
 /// copy of each name (`email ne …` 45 ms with `lower`, 15 ms so). Each
-/// counts what `lower` does, whatever the case of the values.
+/// counts what `lower` does, whatever the case of the values, ASCII or
+/// not.
 #[test]
 fn a_name_equality_or_list_searches_the_nocase_index() {
     // The operator, as `lower`'s test writes it, its values, and whether
@@ -1261,6 +1272,10 @@ fn a_name_equality_or_list_searches_the_nocase_index() {
         (Op::In, "IN", "bluebird,QuanTum", true),
         (Op::Ne, "<>", "Bluebird", false),
         (Op::NotIn, "NOT IN", "BLUEBIRD,quantum", false),
+        // Neither folds a letter beyond ASCII: `Étoile`, not `ÉTOILE` or
+        // `étoile`.
+        (Op::Eq, "=", "ÉTOILE", true),
+        (Op::In, "IN", "ÉTOILE,étoile software", true),
     ];
     block_on(async {
         for stats in [true, false] {
@@ -1453,7 +1468,17 @@ fn the_set_failing_a_broad_custom_data_test_is_searched_in_the_keys_index() {
                 seg.filters.push(eq(Field::MonitorState, "alerting"));
                 seg.match_mode = MatchMode::Any;
                 for select in [Select::Count, Select::Ids] {
-                    let q = compile(&seg, Dialect::Sqlite, at(), select);
+                    let compiled = compile(&seg, Dialect::Sqlite, at(), select);
+                    // Most customers have `seats`: the sample builds the
+                    // failing set (see below).
+                    let Some((few, [_, failing])) = key_set_forms(&compiled.sql) else {
+                        panic!("no sets: {}", compiled.sql)
+                    };
+                    assert_eq!(chosen(&setup, &few, &compiled).await, 0);
+                    let q = Query {
+                        sql: failing,
+                        binds: compiled.binds,
+                    };
                     assert!(
                         q.sql.contains("c.rowid NOT IN (SELECT cx.rowid"),
                         "{}",
@@ -1502,6 +1527,26 @@ fn a_broad_custom_data_tests_set_holds_the_side_fewer_customers_are_on() {
                 format!("{} AND NOT {}", present(k), typed(k, "text", "= 'emea'")),
             ),
             (
+                Condition::Compare(Op::Ne, s("[x")),
+                format!("{} AND NOT {}", present(k), typed(k, "text", "= '[x'")),
+            ),
+            (
+                Condition::Compare(Op::Ne, Scalar::Int(1)),
+                format!(
+                    "{} AND NOT ({} OR {})",
+                    present(k),
+                    typed(k, "integer", "= 1"),
+                    typed(k, "real", "= 1")
+                ),
+            ),
+            (
+                Condition::Compare(Op::Ne, Scalar::Bool(true)),
+                format!(
+                    "{} AND json_type(c.custom_data, '$.\"{k}\"') <> 'true'",
+                    present(k)
+                ),
+            ),
+            (
                 Condition::List(
                     Op::NotIn,
                     vec![s("emea"), Scalar::Int(3), Scalar::Bool(false)],
@@ -1521,7 +1566,28 @@ fn a_broad_custom_data_tests_set_holds_the_side_fewer_customers_are_on() {
     block_on(async {
         for stats in [true, false] {
             let keys = ["trial", "seats"].map(|k| CustomDataKey::parse(k).expect("a valid key"));
-            let setup = with_key_indexes(sqlite(stats).await, &[&keys[0], &keys[1]], stats).await;
+            let setup = sqlite(stats).await;
+            // Values each test must tell apart by their JSON type: a text
+            // like an array, an array, an object, a JSON null, a 1 and a
+            // 1.0, a text equal to a value of the tests.
+            for (rowid, value) in [
+                (1, r#""[x""#),
+                (2, "[1]"),
+                (3, r#"{"a": 1}"#),
+                (4, "null"),
+                (5, "1"),
+                (6, "1.0"),
+                (7, r#""emea""#),
+            ] {
+                exec(
+                    &*setup.store,
+                    &format!(
+                        "UPDATE customers SET custom_data = '{{\"trial\": {value}, \"seats\": {value}}}' WHERE rowid = {rowid}"
+                    ),
+                )
+                .await;
+            }
+            let setup = with_key_indexes(setup, &[&keys[0], &keys[1]], stats).await;
             // Whether at most half the sample has the key: `trial`'s passing
             // set (side 0) is built, `seats`' failing one (side 1).
             for (key, sparse) in keys.iter().zip([1, 0]) {
