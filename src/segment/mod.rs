@@ -834,10 +834,11 @@ fn test_classes(f: &Filter) -> impl Iterator<Item = u8> + '_ {
 /// class or narrower ([`RANGE_CLASS`]) or a substring of the customer's own
 /// columns, which as a rule few customers pass ([`own_few`]). Then the
 /// customers drive the query and each related block is only probed per
-/// customer that passes them ([`related`]), never read whole when none does. Driven from the
-/// invoice list instead, an email prefix that no customer has with three
-/// related blocks (200,000 customers) took 408 ms, 29 ms so (CPU time). A
-/// related block of a more selective class still drives, through its list.
+/// customer that passes them ([`related`]), never read whole when none
+/// does. Driven from the invoice list instead, an email prefix that no
+/// customer has with three related blocks (200,000 customers) took 408 ms,
+/// 29 ms so (CPU time). A related block of a more selective class still
+/// drives, through its list.
 /// Broader own tests (`ne`, `not_in`, `exists`) may pass most customers,
 /// read every one: the customers are scanned then, as where nothing
 /// drives ([`all_of`]: each customer's lookups one AND whose first test a
