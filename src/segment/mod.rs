@@ -1331,22 +1331,26 @@ struct BlockTest {
     indexed: bool,
 }
 
-/// Whether a block tests the customer's own columns with an equality or a
-/// substring (`contains`, `starts_with`, `ends_with`), which as a rule few
-/// customers pass (`ne`, `not_in`, `exists` and a list may pass most): the
+/// Whether a block tests the customer's own columns with an equality, a
+/// substring (`contains`, `starts_with`, `ends_with`) or a list of names or
+/// emails (a search of their index), which as a rule few customers pass
+/// (`ne`, `not_in`, `exists` and a list of countries may pass most): the
 /// block's other tests are then asked of few customers, and it costs about
 /// what that test does. An `any` of a customer block of an email suffix
 /// and two custom_data substrings beside connector and payment-method
 /// blocks (200,000 customers, CPU time) counted in 203 ms with the custom
 /// data as sets, built for the few customers the suffix passed, and about
-/// 150 ms in place.
+/// 150 ms in place; seed `stop37` shape-201, an email list, a default
+/// method, a country and a `seats` range beside two payment-method blocks,
+/// 183-188 ms with its tests sampled and `seats` a set, 127-136 so.
 fn own_few(f: &Filter) -> bool {
     f.conditions.iter().any(|(field, c)| {
         !field.reaches_related()
-            && matches!(
+            && (matches!(
                 c,
                 Condition::Compare(Op::Eq | Op::Contains | Op::StartsWith | Op::EndsWith, _)
-            )
+            ) || matches!(field, Field::CustomerName | Field::CustomerEmail)
+                && matches!(c, Condition::List(Op::In, _)))
     })
 }
 
