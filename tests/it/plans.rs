@@ -1635,34 +1635,57 @@ fn a_broad_custom_data_tests_set_holds_the_side_fewer_customers_are_on() {
 /// c.rowid IN (…) ELSE c.rowid NOT IN (…) END`): the sample's test, and
 /// `sql` with every such `CASE` forced to the passing and to the failing set.
 fn key_set_forms(sql: &str) -> Option<(String, [String; 2])> {
-    let passing =
-        " THEN c.rowid IN (SELECT cx.rowid FROM customers cx WHERE json_extract(cx.custom_data, ";
+    let passing = [
+        "c.rowid IN ",
+        "(SELECT cx.rowid FROM customers cx WHERE json_extract(cx.custom_data, ",
+    ];
     let force = |side: usize| {
         let mut sql = sql.to_string();
         let mut few = None;
-        while let Some(then) = sql.find(passing) {
-            let case = sql[..then].rfind("CASE WHEN (SELECT COUNT(*) > 0")?;
-            let sample = case + "CASE WHEN ".len();
-            let set = then + " THEN ".len();
-            let list = set + "c.rowid IN ".len();
-            let set_end = list + closing(&sql[list..]) + 1;
-            let failing = set_end + " ELSE ".len();
-            assert!(
-                sql[set_end..].starts_with(" ELSE c.rowid NOT IN ("),
-                "{sql}"
-            );
-            let open = failing + "c.rowid NOT IN ".len();
-            let failing_end = open + closing(&sql[open..]) + 1;
-            assert!(sql[failing_end..].starts_with(" END"), "{sql}");
-            few.get_or_insert_with(|| sql[sample..=sample + closing(&sql[sample..])].to_string());
-            let branch = [&sql[set..set_end], &sql[failing..failing_end]][side].to_string();
-            sql = format!("{}({branch}){}", &sql[..case], &sql[failing_end + 4..]);
+        while let Some((case, sample, branches)) = sampled_case(&sql, passing, "c.rowid NOT IN ") {
+            few.get_or_insert(sample);
+            let branch = &branches[side];
+            sql = format!("{}({branch}){}", &sql[..case.start], &sql[case.end..]);
         }
         Some((few?, sql))
     };
     let (few, passing) = force(0)?;
     let (_, failing) = force(1)?;
     Some((few, [passing, failing]))
+}
+
+/// The first `CASE WHEN <sample> THEN <word>(…) ELSE <word>(…) END` of `sql`
+/// whose THEN branch starts with `then` (its word, then the start of its
+/// parenthesis) and whose ELSE branch starts with the word `otherwise`:
+/// where the `CASE` starts and ends, the sample's test, and the branches.
+fn sampled_case(
+    sql: &str,
+    then: [&str; 2],
+    otherwise: &str,
+) -> Option<(std::ops::Range<usize>, String, [String; 2])> {
+    let at = sql.find(&format!(" THEN {}{}", then[0], then[1]))?;
+    let start = sql[..at].rfind("CASE WHEN (SELECT COUNT(*) > 0")?;
+    let few = start + "CASE WHEN ".len();
+    // Where a branch, its word then one parenthesis, ends.
+    let branch = |from: usize, word: &str| {
+        assert!(sql[from..].starts_with(word), "{sql}");
+        let open = from + word.len();
+        open + closing(&sql[open..]) + 1
+    };
+    let first = at + " THEN ".len();
+    let first_end = branch(first, then[0]);
+    assert!(sql[first_end..].starts_with(" ELSE "), "{sql}");
+    let second = first_end + " ELSE ".len();
+    let second_end = branch(second, otherwise);
+    assert!(sql[second_end..].starts_with(" END"), "{sql}");
+    Some((
+        start..second_end + " END".len(),
+        sql[few..=few + closing(&sql[few..])].to_string(),
+        [
+            sql[first..first_end].to_string(),
+            sql[second..second_end].to_string(),
+        ],
+    ))
 }
 
 /// SQLite tests every customer against an `any`'s OR, so there a customer
@@ -2635,26 +2658,10 @@ fn closing(text: &str) -> usize {
 /// per_row END`): the sample's test `few`, and `sql` with the first such
 /// `CASE` forced to the set and to the test per customer.
 fn excluded_forms(sql: &str) -> Option<(String, [String; 2])> {
-    let then = sql.find(" THEN c.rowid NOT IN (SELECT c.rowid FROM customers c WHERE")?;
-    let case = sql[..then].rfind("CASE WHEN (SELECT COUNT(*) > 0")?;
-    let few = case + "CASE WHEN ".len();
-    let set = then + " THEN ".len();
-    let list = set + "c.rowid NOT IN ".len();
-    let set_end = list + closing(&sql[list..]) + 1;
-    let per_row = set_end + " ELSE ".len();
-    assert_eq!(&sql[set_end..per_row], " ELSE ", "{sql}");
-    assert!(sql[per_row..].starts_with("NOT COALESCE("), "{sql}");
-    let test = per_row + "NOT COALESCE".len();
-    let per_row_end = test + closing(&sql[test..]) + 1;
-    assert_eq!(&sql[per_row_end..per_row_end + 4], " END", "{sql}");
-    let forced = |branch: &str| format!("{}{branch}{}", &sql[..case], &sql[per_row_end + 4..]);
-    Some((
-        sql[few..=few + closing(&sql[few..])].to_string(),
-        [
-            forced(&sql[set..set_end]),
-            forced(&sql[per_row..per_row_end]),
-        ],
-    ))
+    let set = ["c.rowid NOT IN ", "(SELECT c.rowid FROM customers c WHERE"];
+    let (case, few, [set, per_row]) = sampled_case(sql, set, "NOT COALESCE")?;
+    let forced = |branch: &str| format!("{}{branch}{}", &sql[..case.start], &sql[case.end..]);
+    Some((few, [forced(&set), forced(&per_row)]))
 }
 
 /// The chosen first tests of `sql`: each `CASE (SELECT CASE WHEN s0 …)`'s
