@@ -93,6 +93,12 @@ const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
 
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
+    if dialect == Dialect::Sqlite
+        && select == Select::Count
+        && let Some(query) = complement_count(segment, at)
+    {
+        return query;
+    }
     let filters = ordered(segment);
     if dialect == Dialect::Sqlite
         && segment.match_mode == MatchMode::All
@@ -128,6 +134,51 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
         sql,
         binds: b.binds,
     }
+}
+
+/// SQLite, the number of members of an `all` of negated blocks only: every
+/// customer but those of the `any` of the blocks' positive forms, counted
+/// as such an `any` is ([`merge::count_any`], [`any_of`]). A customer is a
+/// member when no block holds for it (a block whose test is NULL, of a
+/// missing value, holds for no one either way), so the two counts add up
+/// to the customers. The `all` asks each customer every block it passes,
+/// most of them lookups of its related rows; the `any` may read the few
+/// customers its blocks hold from their lists instead, or merge sorted
+/// sets. Over the 25 such segments of three draws of the shapes bench
+/// (200,000 customers, CPU time, with / without statistics) the counts took
+/// 1,565 / 1,560 ms so and 922 / 954 ms this way: seed `stop34` shape-037
+/// (a negated invoice, monitor and customer block) 54 -> 0.6 ms, shape-096
+/// 78 -> 9, fixed-seed shape-139 64 -> 14, shape-149 126 -> 68-87; the
+/// dearest, fixed-seed shape-013 and shape-183, 96 -> 95-104 and 80 ->
+/// 84-93. A listing stays an `all`: each customer read in id order and
+/// probed in the list of the others took longer (2.4 s -> 2.9 s over the
+/// same 25).
+fn complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
+    if segment.match_mode != MatchMode::All
+        || segment.filters.is_empty()
+        || !segment.filters.iter().all(|f| f.negate)
+    {
+        return None;
+    }
+    let positive = Segment {
+        name: segment.name.clone(),
+        description: None,
+        match_mode: MatchMode::Any,
+        protect: segment.protect,
+        filters: segment
+            .filters
+            .iter()
+            .map(|f| Filter {
+                negate: false,
+                ..f.clone()
+            })
+            .collect(),
+    };
+    let held = compile(&positive, Dialect::Sqlite, at, Select::Count);
+    Some(Query {
+        sql: format!("SELECT (SELECT COUNT(*) FROM customers) - ({})", held.sql),
+        binds: held.binds,
+    })
 }
 
 /// A segment's blocks in the order of `block_order` (under `match = "all"`,

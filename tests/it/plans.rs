@@ -1061,6 +1061,68 @@ fn a_narrow_driving_list_looks_the_other_blocks_up() {
     }
 }
 
+/// SQLite counts an `all` of negated blocks only as every customer but those
+/// of the `any` of their positive forms; the count is what its listing (an
+/// `all`, each customer asked each block) finds, with and without
+/// statistics, beside rows of no customer and of one gone, for blocks of
+/// related rows, of a custom_data key most customers lack (a NULL test,
+/// which no block holds for either way) and of links. PostgreSQL's count
+/// stays an `all`.
+#[test]
+fn an_all_of_negated_blocks_is_counted_as_every_customer_but_its_any() {
+    let segments = [
+        "[[filter]]\ntype = \"invoice\"\nnegate = true\nstatus = \"overdue\"\n\
+         [[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"alerting\"\n\
+         [[filter]]\ntype = \"customer\"\nnegate = true\ncountry = { in = [\"US\", \"FR\"] }\n\
+         custom_data = { trial = { exists = true } }\n",
+        "[[filter]]\ntype = \"customer\"\nnegate = true\ncustom_data = { trial = { ne = \"STARTER\" } }\n",
+        "[[filter]]\ntype = \"payment_method\"\nnegate = true\npayment_type = \"card\"\n",
+        "[[filter]]\ntype = \"customer\"\nnegate = true\nname = { not_in = [\"Bluebird\"] }\n\
+         connector_name = { contains = \"stripe\" }\n\
+         [[filter]]\ntype = \"monitor\"\nnegate = true\nname = { ne = \"storage\" }\nstate = \"no_data\"\n",
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            exec(
+                &*setup.store,
+                "INSERT INTO monitors (id, customer_id, name, state, updated_at) VALUES \
+                 ('m_gone', 'cus_gone', 'storage', 'alerting', '2026-11-01T00:00:00Z'), \
+                 ('m_none', NULL, 'storage', 'no_data', '2026-11-01T00:00:00Z')",
+            )
+            .await;
+            for blocks in segments {
+                let seg = stored_segment(&format!("[segment]\nname = \"shape\"\n{blocks}"))
+                    .expect("a segment");
+                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                assert!(
+                    count
+                        .sql
+                        .starts_with("SELECT (SELECT COUNT(*) FROM customers) - (SELECT "),
+                    "{}",
+                    count.sql
+                );
+                let listing = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+                assert!(!listing.sql.contains("COUNT(*) FROM customers) -"));
+                let counted = setup.store.count(&count).await.expect("a count");
+                let listed = member_ids(&*setup.store, &listing).await.len() as u64;
+                assert_eq!(counted, listed, "{}: {blocks}", setup.label);
+                assert!(
+                    0 < listed && listed < CUSTOMERS,
+                    "{}: {blocks}",
+                    setup.label
+                );
+                let postgres = compile(&seg, Dialect::Postgres, at(), Select::Count).sql;
+                assert!(
+                    postgres.starts_with("SELECT COUNT(*) FROM customers c"),
+                    "{postgres}"
+                );
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// A customer block's tests of its default method's type and status are one
 /// pass over the payment methods, not a list each (a customer has at most one
 /// default method); under `match = "any"` that pass joins the set. The
@@ -1962,7 +2024,10 @@ fn lookups_per_customer_read_the_customer_index_alone() {
                         ..block.clone()
                     };
                     let seg = segment(MatchMode::All, vec![block]);
-                    let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                    // A negated block alone is counted as its positive
+                    // form (`an_all_of_negated_blocks_…`): listed here.
+                    let select = if negate { Select::Ids } else { Select::Count };
+                    let q = compile(&seg, Dialect::Sqlite, at(), select);
                     assert!(q.sql.contains("EXISTS (SELECT 1 FROM"), "{}", q.sql);
                     let plan = setup.store.explain(&q).await.expect("a plan");
                     let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
@@ -2941,7 +3006,13 @@ fn a_negated_customer_block_of_few_related_rows_is_a_set_of_its_positive_form() 
                         block(status, own)
                     ))
                     .expect("a segment");
-                    for select in [Select::Count, Select::Ids] {
+                    // An `all` of it alone is counted as its positive form
+                    // (`an_all_of_negated_blocks_…`): listed only.
+                    let selects = match mode {
+                        "all" => &[Select::Ids][..],
+                        _ => &[Select::Count, Select::Ids],
+                    };
+                    for &select in selects {
                         let q = compile(&seg, Dialect::Sqlite, at(), select);
                         let (few, forms) = excluded_forms(&q.sql).expect("the set form");
                         let shown = format!("{} {status} {own} {mode} {select:?}", setup.label);
@@ -3105,8 +3176,9 @@ fn an_all_of_one_tables_blocks_alone_is_its_rows_grouped_by_customer() {
         "[[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"ok\"\n\
          [[filter]]\ntype = \"monitor\"\nnegate = true\nname = \"storage\"\n",
     );
-    for seg in [beside_own, negated] {
-        let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    // (Negated blocks alone are counted as their `any`: listed here.)
+    for (seg, select) in [(beside_own, Select::Count), (negated, Select::Ids)] {
+        let sql = compile(&seg, Dialect::Sqlite, at(), select).sql;
         assert!(!sql.contains("HAVING"), "{sql}");
         assert!(sql.contains("customer_id = c.id"), "{sql}");
     }
