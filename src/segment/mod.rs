@@ -93,12 +93,19 @@ const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
 
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
-    if dialect == Dialect::Sqlite
-        && select == Select::Count
-        && let Some(query) = complement_count(segment, at)
-    {
-        return query;
+    if dialect == Dialect::Sqlite && select == Select::Count {
+        if let Some(query) = complement_count(segment, at) {
+            return query;
+        }
+        if let Some(query) = sampled_complement_count(segment, at) {
+            return query;
+        }
     }
+    compiled(segment, dialect, at, select)
+}
+
+/// [`compile`]'s query, neither count of a complement.
+fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
     let filters = ordered(segment);
     if dialect == Dialect::Sqlite
         && segment.match_mode == MatchMode::All
@@ -179,6 +186,101 @@ fn complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
         sql: format!("SELECT (SELECT COUNT(*) FROM customers) - ({})", held.sql),
         binds: held.binds,
     })
+}
+
+/// SQLite, the number of members of an `any` with negated blocks of
+/// related rows (none of the customers' own), one of a class whose list
+/// drives an `all` ([`DRIVING_CLASS`]): where a sample shows at most a
+/// quarter of the customers pass every negated block's positive form,
+/// every customer but the members of the `all` of those positive forms and
+/// the other blocks negated (a customer is a member of the `any` unless
+/// each negated block's positive form holds for it and no other block
+/// does); else counted as the `any` it is. The `all` is driven by the
+/// positive forms' lists, which hold few customers there; the `any` asks
+/// each customer its terms in turn, most of them lookups of related rows.
+/// Of 130 such segments of four draws of the shapes bench, whatever their
+/// classes (200,000 customers, CPU time, without statistics), the 90 whose
+/// share was at most a quarter counted in 6,319 ms as `any`s and 2,706 ms
+/// as complements (80 faster, 4 slower: seed `stop37` shape-011, a
+/// monitor name's substring no list drives, 109 -> 152 ms); the 40 above
+/// it, 4,243 and 4,395 ms (11 faster, 13 slower: `stop37` shape-003
+/// 157 -> 261). With the rule, 94 counts of the four draws change: 7,296
+/// -> 3,718 ms with statistics, 7,279 -> 3,665 without (seed `stop39`
+/// shape-078 110 -> 40 ms, `stop37` shape-055 100 -> 1); two are slower,
+/// `stop37` shape-191 30 -> 55-57 ms and shape-036 14 -> 23 with
+/// statistics. A negated customer block's positive form, asked of each
+/// customer in the `all`, cost more than it spared (15 such segments of one
+/// draw: 745 -> 785 ms).
+fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
+    let negated = || segment.filters.iter().filter(|f| f.negate);
+    if segment.match_mode != MatchMode::Any
+        || negated().any(|f| f.filter_type == FilterType::Customer)
+        || !negated().any(|f| block_class(f) <= DRIVING_CLASS)
+    {
+        return None;
+    }
+    let flipped: Vec<Filter> = segment
+        .filters
+        .iter()
+        .map(|f| Filter {
+            negate: !f.negate,
+            ..f.clone()
+        })
+        .collect();
+    let mut b = Builder::new(Dialect::Sqlite);
+    let today = at.date_naive();
+    let held: Vec<String> = flipped
+        .iter()
+        .filter(|f| !f.negate)
+        .map(|f| format!("({})", asked_of_one(&mut b, f, today)))
+        .collect();
+    let few = sample::share(&held.join(" AND "), false, 1, 4);
+    let outside = Segment {
+        name: segment.name.clone(),
+        description: None,
+        match_mode: MatchMode::All,
+        protect: segment.protect,
+        filters: flipped,
+    };
+    let outside = compile(&outside, Dialect::Sqlite, at, Select::Count);
+    let members = compiled(segment, Dialect::Sqlite, at, Select::Count);
+    let outside_sql = shifted(&outside.sql, b.binds.len());
+    b.binds.extend(outside.binds);
+    let members_sql = shifted(&members.sql, b.binds.len());
+    b.binds.extend(members.binds);
+    Some(Query {
+        sql: format!(
+            "SELECT CASE WHEN {few} THEN (SELECT COUNT(*) FROM customers) - ({outside_sql}) ELSE ({members_sql}) END"
+        ),
+        binds: b.binds,
+    })
+}
+
+/// `sql` with each placeholder `$N` made `$(N + by)`, to be bound after
+/// `by` values of another query. The compiler writes user values only as
+/// placeholders, and a `$` before a digit nowhere else (a JSON path is
+/// `'$."key"'`).
+fn shifted(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let digits = from[1..]
+            .find(|ch: char| !ch.is_ascii_digit())
+            .unwrap_or(from.len() - 1);
+        match from[1..=digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_add(by))
+        {
+            Some(n) => out.push_str(&format!("${n}")),
+            None => out.push_str(&from[..=digits]),
+        }
+        rest = &from[digits + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A segment's blocks in the order of `block_order` (under `match = "all"`,
@@ -1634,8 +1736,41 @@ fn joined(b: &mut Builder, table: Related, conds: &str, negate: bool) -> String 
 
 #[cfg(test)]
 mod tests {
-    use super::{UNPAID, UNPAID_SQL};
+    use super::{UNPAID, UNPAID_SQL, shifted};
     use crate::model::fields::INVOICE_STATUSES;
+    use proptest::prelude::*;
+
+    /// Each placeholder moves on by the offset, whatever its digits; a `$`
+    /// of a JSON path, one at the end and one before a letter stay.
+    #[test]
+    fn placeholders_move_on_and_nothing_else_does() {
+        let sql = "SELECT $1, $9, $10, '$.\"k\"', $123x FROM t WHERE a = $2$";
+        assert_eq!(
+            shifted(sql, 7),
+            "SELECT $8, $16, $17, '$.\"k\"', $130x FROM t WHERE a = $9$"
+        );
+        assert_eq!(shifted(sql, 0), sql);
+        assert_eq!(shifted("", 3), "");
+    }
+
+    proptest! {
+        /// Placeholders among any other text (a `$` before no digit,
+        /// letters, quotes, multi-byte characters) each move on by the
+        /// offset; any text at all shifts without a panic.
+        #[test]
+        fn shifting_moves_each_placeholder(
+            parts in proptest::collection::vec(("[a-zé' .\"$]{0,6}", 1usize..100_000), 0..8),
+            by in 0usize..100_000,
+            any in "[$0-9a-zé]{0,40}",
+        ) {
+            // A `$` right before the next placeholder's `$` or at a
+            // part's end stays a `$`.
+            let sql: String = parts.iter().map(|(text, n)| format!("{text} ${n}")).collect();
+            let want: String = parts.iter().map(|(text, n)| format!("{text} ${}", n + by)).collect();
+            prop_assert_eq!(shifted(&sql, by), want);
+            let _ = shifted(&any, usize::MAX);
+        }
+    }
 
     /// The unpaid statuses are written out three times (the list, the SQL the
     /// compiler adds and the partial indexes' predicate); they must agree.
