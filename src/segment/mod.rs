@@ -146,9 +146,9 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// SQLite, the number of members of an `all` of negated blocks only: every
 /// customer but those of the `any` of the blocks' positive forms, counted
 /// as such an `any` is ([`merge::count_any`], [`any_of`]). A customer is a
-/// member when no block holds for it (a block whose test is NULL, of a
-/// missing value, holds for no one either way), so the two counts add up
-/// to the customers. The `all` asks each customer every block it passes,
+/// member when no block's positive form holds for it (a test of a missing
+/// value is false: the positive form holds for no one lacking the value,
+/// its negation for everyone), so the two counts add up to the customers. The `all` asks each customer every block it passes,
 /// most of them lookups of its related rows; the `any` may read the few
 /// customers its blocks hold from their lists instead, or merge sorted
 /// sets. Over the 25 such segments of three draws of the shapes bench
@@ -258,26 +258,40 @@ fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Quer
 
 /// `sql` with each placeholder `$N` made `$(N + by)`, to be bound after
 /// `by` values of another query. The compiler writes user values only as
-/// placeholders, and a `$` before a digit nowhere else (a JSON path is
-/// `'$."key"'`).
+/// placeholders; a `$` before a digit elsewhere is in a quoted literal (a
+/// custom_data key's JSON path, `'$."tier$1"'`: a key holds no quote),
+/// copied as it is.
 fn shifted(sql: &str, by: usize) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
-    while let Some(at) = rest.find('$') {
+    while let Some(at) = rest.find(['$', '\'']) {
         let (before, from) = rest.split_at(at);
         out.push_str(before);
-        let digits = from[1..]
-            .find(|ch: char| !ch.is_ascii_digit())
-            .unwrap_or(from.len() - 1);
-        match from[1..=digits]
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| n.checked_add(by))
-        {
-            Some(n) => out.push_str(&format!("${n}")),
-            None => out.push_str(&from[..=digits]),
-        }
-        rest = &from[digits + 1..];
+        // `from` opens with a one-byte `$` or quote.
+        let after = &from[1..];
+        let end = if from.starts_with('\'') {
+            // To the closing quote (`''`, a quote in a literal, is read as
+            // two literals side by side), or the end.
+            after.find('\'').map_or(from.len(), |i| i + 2)
+        } else {
+            let digits = after
+                .find(|ch: char| !ch.is_ascii_digit())
+                .unwrap_or(after.len());
+            match after[..digits]
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_add(by))
+            {
+                Some(n) => {
+                    out.push_str(&format!("${n}"));
+                    rest = &after[digits..];
+                    continue;
+                }
+                None => digits + 1,
+            }
+        };
+        out.push_str(&from[..end]);
+        rest = &from[end..];
     }
     out.push_str(rest);
     out
@@ -1749,6 +1763,13 @@ mod tests {
             shifted(sql, 7),
             "SELECT $8, $16, $17, '$.\"k\"', $130x FROM t WHERE a = $9$"
         );
+        // A key's path of `$` and digits, an escaped quote, an unclosed
+        // literal: copied.
+        let sql = "json_extract(c.custom_data, '$.\"tier$1\"') = $3 AND 'it''s $2' = $4 OR '$5";
+        assert_eq!(
+            shifted(sql, 10),
+            "json_extract(c.custom_data, '$.\"tier$1\"') = $13 AND 'it''s $2' = $14 OR '$5"
+        );
         assert_eq!(shifted(sql, 0), sql);
         assert_eq!(shifted("", 3), "");
     }
@@ -1759,9 +1780,9 @@ mod tests {
         /// offset; any text at all shifts without a panic.
         #[test]
         fn shifting_moves_each_placeholder(
-            parts in proptest::collection::vec(("[a-zé' .\"$]{0,6}", 1usize..100_000), 0..8),
+            parts in proptest::collection::vec(("[a-zé .\"$]{0,6}", 1usize..100_000), 0..8),
             by in 0usize..100_000,
-            any in "[$0-9a-zé]{0,40}",
+            any in "[$0-9a-zé']{0,40}",
         ) {
             // A `$` right before the next placeholder's `$` or at a
             // part's end stays a `$`.
@@ -1769,6 +1790,9 @@ mod tests {
             let want: String = parts.iter().map(|(text, n)| format!("{text} ${}", n + by)).collect();
             prop_assert_eq!(shifted(&sql, by), want);
             let _ = shifted(&any, usize::MAX);
+            // Within quotes nothing moves.
+            let quoted = format!("'{sql}'");
+            prop_assert_eq!(shifted(&quoted, by), quoted);
         }
     }
 

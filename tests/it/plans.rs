@@ -1082,6 +1082,22 @@ fn a_narrow_driving_list_looks_the_other_blocks_up() {
     }
 }
 
+/// The greatest placeholder `$N` of `sql` outside its quoted literals (a
+/// JSON path's `$`).
+fn last_placeholder(sql: &str) -> usize {
+    sql.split('\'')
+        .step_by(2)
+        .flat_map(|unquoted| unquoted.split('$').skip(1))
+        .filter_map(|after| {
+            let digits = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
+            after[..digits].parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// `setup` with monitors of a customer gone and of none, alerting and
 /// without data.
 async fn with_stray_monitors(setup: Setup) -> Setup {
@@ -1090,7 +1106,7 @@ async fn with_stray_monitors(setup: Setup) -> Setup {
         "INSERT INTO monitors (id, customer_id, name, state, updated_at) VALUES \
          ('m_gone', 'cus_gone', 'storage', 'alerting', '2026-11-01T00:00:00Z'), \
          ('m_none', NULL, 'storage', 'alerting', '2026-11-01T00:00:00Z'), \
-         ('m_none_nd', NULL, 'storage', 'no_data', '2026-11-01T00:00:00Z')",
+         ('m_none_nd', NULL, 'api-calls', 'no_data', '2026-11-01T00:00:00Z')",
     )
     .await;
     setup
@@ -1176,6 +1192,14 @@ fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
              [[filter]]\ntype = \"connector\"\nname = \"Stripe\"\n",
             Some(1),
         ),
+        // Customer blocks whose tests may be NULL (a key most customers
+        // lack; a key of `$` and a digit, written into the SQL's path).
+        (
+            "[[filter]]\ntype = \"invoice\"\nnegate = true\nstatus = \"overdue\"\n\
+             [[filter]]\ntype = \"customer\"\ncustom_data = { trial = { ne = \"STARTER\" } }\n\
+             [[filter]]\ntype = \"customer\"\ncustom_data = { \"tier$1\" = \"gold\" }\n",
+            Some(1),
+        ),
         (
             "[[filter]]\ntype = \"connector\"\nnegate = true\nconnection = \"connected\"\n\
              [[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n",
@@ -1196,6 +1220,12 @@ fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
     block_on(async {
         for stats in [true, false] {
             let setup = with_stray_monitors(sqlite(stats).await).await;
+            exec(
+                &*setup.store,
+                "UPDATE customers SET custom_data = json_set(COALESCE(custom_data, '{}'), '$.\"tier$1\"', 'gold') \
+                 WHERE rowid % 3 = 0",
+            )
+            .await;
             for (blocks, few) in cases {
                 let seg = any_segment(blocks);
                 let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
@@ -1222,6 +1252,14 @@ fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
                     .and_then(|sql| sql.split_once(complement))
                     .unwrap_or_else(|| panic!("{shown}: no complement\n{}", q.sql));
                 assert_eq!(chosen(&setup, choice, &q).await, few, "{shown}");
+                // Each part's placeholders follow the others': the last is
+                // the last value bound.
+                assert_eq!(
+                    last_placeholder(&q.sql),
+                    q.binds.len(),
+                    "{shown}\n{}",
+                    q.sql
+                );
                 for forced in ["OR 1", "AND 0"] {
                     let forced = Query {
                         sql: format!("SELECT CASE WHEN {choice} {forced}{complement}{rest}"),
