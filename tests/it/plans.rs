@@ -3334,3 +3334,36 @@ fn an_all_of_one_tables_blocks_alone_is_its_rows_grouped_by_customer() {
         assert!(sql.contains("customer_id = c.id"), "{sql}");
     }
 }
+
+/// segd's PostgreSQL sessions run without JIT compilation, which cost a
+/// segment's count more than the count itself (seed `stop39` shape-156:
+/// 224 ms of 381 compiling), unless the URL sets `jit` itself.
+#[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
+fn postgres_sessions_run_without_jit_unless_the_url_sets_it() {
+    block_on(async {
+        let Some(db) = fresh_pg_db("jit_off").await else {
+            return;
+        };
+        let joined = if db.url.contains('?') { '&' } else { '?' };
+        for (query, want) in [
+            (String::new(), "off"),
+            (format!("{joined}options[jit]=on"), "on"),
+            (format!("{joined}options=-c%20jit%3Don"), "on"),
+        ] {
+            let store = connect(&format!("{}{query}", db.url))
+                .await
+                .expect("connect");
+            let pg = store
+                .as_any()
+                .downcast_ref::<PgStore>()
+                .expect("a PostgreSQL store");
+            let jit: String = sqlx::query_scalar("SHOW jit")
+                .fetch_one(&pg.pool)
+                .await
+                .expect("the jit setting");
+            assert_eq!(jit, want, "{query}");
+            store.close().await;
+        }
+    });
+}

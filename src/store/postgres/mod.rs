@@ -265,6 +265,15 @@ pub(super) const KNOWN_PARAMS: &[&str] = &[
 /// does not know is refused by its name, never its value (sqlx would log the
 /// value, which may be a secret such as `sslpassword`). Every PostgreSQL
 /// connection segd makes starts here.
+///
+/// The sessions run without JIT compilation (`jit = off`) unless the URL
+/// sets `jit` itself (`options[jit]=on`, or in `options`). A segment's query
+/// runs for tens or hundreds of milliseconds, and PostgreSQL compiles one
+/// whose estimated cost passes `jit_above_cost` (100,000) first: a count of
+/// an `any` of two customer blocks, no member among 200,000 customers
+/// (seed `stop39` shape-156 of the shapes bench, which a per-customer
+/// subplan estimated at 2,160,000), spent 224 ms of its 381 compiling and
+/// took 125-133 ms without (a scan of the customers: 20 ms).
 fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     let parsed = url::Url::parse(url).map_err(|source| StoreError::BadUrl {
         url: redact_url(url),
@@ -278,7 +287,15 @@ fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
             key: key.into_owned(),
         });
     }
-    PgConnectOptions::from_url(&parsed).map_err(|e| connect_error(e, url))
+    let options = PgConnectOptions::from_url(&parsed).map_err(|e| connect_error(e, url))?;
+    let sets_jit = parsed
+        .query_pairs()
+        .any(|(k, v)| k == "options[jit]" || k == "options" && v.contains("jit"));
+    Ok(if sets_jit {
+        options
+    } else {
+        options.options([("jit", "off")])
+    })
 }
 
 /// A PostgreSQL plan node as one line: what it is to its parent, its type
