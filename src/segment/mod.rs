@@ -148,10 +148,10 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// as such an `any` is ([`merge::count_any`], [`any_of`]). A customer is a
 /// member when no block's positive form holds for it (a test of a missing
 /// value is false: the positive form holds for no one lacking the value,
-/// its negation for everyone), so the two counts add up to the customers. The `all` asks each customer every block it passes,
-/// most of them lookups of its related rows; the `any` may read the few
-/// customers its blocks hold from their lists instead, or merge sorted
-/// sets. Over the 25 such segments of three draws of the shapes bench
+/// its negation for everyone), so the two counts add up to the customers.
+/// The `all` asks each customer every block it passes, most of them
+/// lookups of its related rows; the `any` may read the few customers its
+/// blocks hold from their lists instead, or merge sorted sets. Over the 25 such segments of three draws of the shapes bench
 /// (200,000 customers, CPU time, with / without statistics) the counts took
 /// 1,565 / 1,560 ms so and 922 / 954 ms this way: seed `stop34` shape-037
 /// (a negated invoice, monitor and customer block) 54 -> 0.6 ms, shape-096
@@ -235,14 +235,15 @@ fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Quer
         .map(|f| format!("({})", asked_of_one(&mut b, f, today)))
         .collect();
     let few = sample::share(&held.join(" AND "), false, 1, 4);
-    let outside = Segment {
+    // The customers outside the `any`.
+    let outsiders = Segment {
         name: segment.name.clone(),
         description: None,
         match_mode: MatchMode::All,
         protect: segment.protect,
         filters: flipped,
     };
-    let outside = compile(&outside, Dialect::Sqlite, at, Select::Count);
+    let outside = compile(&outsiders, Dialect::Sqlite, at, Select::Count);
     let members = compiled(segment, Dialect::Sqlite, at, Select::Count);
     let outside_sql = shifted(&outside.sql, b.binds.len());
     b.binds.extend(outside.binds);

@@ -1116,9 +1116,9 @@ async fn with_stray_monitors(setup: Setup) -> Setup {
 /// of the `any` of their positive forms; the count is what its listing (an
 /// `all`, each customer asked each block) finds, with and without
 /// statistics, beside rows of no customer and of one gone, for blocks of
-/// related rows, of a custom_data key most customers lack (a NULL test,
-/// which no block holds for either way) and of links. PostgreSQL's count
-/// stays an `all`.
+/// related rows, of a custom_data key most customers lack (a NULL test:
+/// its positive form holds for no one, its negation for all) and of links.
+/// PostgreSQL's count stays an `all`.
 #[test]
 fn an_all_of_negated_blocks_is_counted_as_every_customer_but_its_any() {
     let segments = [
