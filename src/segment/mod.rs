@@ -151,15 +151,15 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// its negation for everyone), so the two counts add up to the customers.
 /// The `all` asks each customer every block it passes, most of them
 /// lookups of its related rows; the `any` may read the few customers its
-/// blocks hold from their lists instead, or merge sorted sets. Over the 25 such segments of three draws of the shapes bench
-/// (200,000 customers, CPU time, with / without statistics) the counts took
-/// 1,565 / 1,560 ms so and 922 / 954 ms this way: seed `stop34` shape-037
-/// (a negated invoice, monitor and customer block) 54 -> 0.6 ms, shape-096
-/// 78 -> 9, fixed-seed shape-139 64 -> 14, shape-149 126 -> 68-87; the
-/// dearest, fixed-seed shape-013 and shape-183, 96 -> 95-104 and 80 ->
-/// 84-93. A listing stays an `all`: each customer read in id order and
-/// probed in the list of the others took longer (2.4 s -> 2.9 s over the
-/// same 25).
+/// blocks hold from their lists instead, or merge sorted sets. Over the 25
+/// such segments of three draws of the shapes bench (200,000 customers,
+/// CPU time, with / without statistics) the counts took 1,565 / 1,560 ms
+/// so and 922 / 954 ms this way: seed `stop34` shape-037 (a negated
+/// invoice, monitor and customer block) 54 -> 0.6 ms, shape-096 78 -> 9,
+/// fixed-seed shape-139 64 -> 14, shape-149 126 -> 68-87; the dearest,
+/// fixed-seed shape-013 and shape-183, 96 -> 95-104 and 80 -> 84-93. A
+/// listing stays an `all`: each customer read in id order and probed in
+/// the list of the others took longer (2.4 s -> 2.9 s over the same 25).
 fn complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
     if segment.match_mode != MatchMode::All
         || segment.filters.is_empty()
@@ -167,25 +167,36 @@ fn complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
     {
         return None;
     }
-    let positive = Segment {
+    let positive = flipped(segment, MatchMode::Any);
+    let held = compile(&positive, Dialect::Sqlite, at, Select::Count);
+    Some(Query {
+        sql: format!("SELECT {}", others(&held.sql)),
+        binds: held.binds,
+    })
+}
+
+/// `segment`'s blocks, each negated where it was not and not where it was,
+/// under `match_mode`: the customers a complement count takes away.
+fn flipped(segment: &Segment, match_mode: MatchMode) -> Segment {
+    Segment {
         name: segment.name.clone(),
         description: None,
-        match_mode: MatchMode::Any,
+        match_mode,
         protect: segment.protect,
         filters: segment
             .filters
             .iter()
             .map(|f| Filter {
-                negate: false,
+                negate: !f.negate,
                 ..f.clone()
             })
             .collect(),
-    };
-    let held = compile(&positive, Dialect::Sqlite, at, Select::Count);
-    Some(Query {
-        sql: format!("SELECT (SELECT COUNT(*) FROM customers) - ({})", held.sql),
-        binds: held.binds,
-    })
+    }
+}
+
+/// The number of customers but those `count` (a count's SQL) counts.
+fn others(count: &str) -> String {
+    format!("(SELECT COUNT(*) FROM customers) - ({count})")
 }
 
 /// SQLite, the number of members of an `any` with negated blocks of
@@ -219,30 +230,17 @@ fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Quer
     {
         return None;
     }
-    let flipped: Vec<Filter> = segment
-        .filters
-        .iter()
-        .map(|f| Filter {
-            negate: !f.negate,
-            ..f.clone()
-        })
-        .collect();
+    // The customers outside the `any`.
+    let outsiders = flipped(segment, MatchMode::All);
     let mut b = Builder::new(Dialect::Sqlite);
     let today = at.date_naive();
-    let held: Vec<String> = flipped
+    let held: Vec<String> = outsiders
+        .filters
         .iter()
         .filter(|f| !f.negate)
         .map(|f| format!("({})", asked_of_one(&mut b, f, today)))
         .collect();
     let few = sample::share(&held.join(" AND "), false, 1, 4);
-    // The customers outside the `any`.
-    let outsiders = Segment {
-        name: segment.name.clone(),
-        description: None,
-        match_mode: MatchMode::All,
-        protect: segment.protect,
-        filters: flipped,
-    };
     let outside = compile(&outsiders, Dialect::Sqlite, at, Select::Count);
     let members = compiled(segment, Dialect::Sqlite, at, Select::Count);
     let outside_sql = shifted(&outside.sql, b.binds.len());
@@ -251,7 +249,8 @@ fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Quer
     b.binds.extend(members.binds);
     Some(Query {
         sql: format!(
-            "SELECT CASE WHEN {few} THEN (SELECT COUNT(*) FROM customers) - ({outside_sql}) ELSE ({members_sql}) END"
+            "SELECT CASE WHEN {few} THEN {} ELSE ({members_sql}) END",
+            others(&outside_sql)
         ),
         binds: b.binds,
     })
