@@ -84,11 +84,39 @@ impl<'a> SourceText<'a> {
             message: message.into(),
             help: None,
             // A line that may hold a secret is never shown, whatever the error.
-            snippet: (!may_hold_secret(line_text)).then(|| Snippet {
-                text: line_text.to_string(),
-                underline: col0..under_end.max(col0 + 1),
-            }),
+            snippet: (!may_hold_secret(line_text))
+                .then(|| clipped(line_text, col0..under_end.max(col0 + 1))),
         }
+    }
+}
+
+/// The most characters of a line a snippet shows.
+const SNIPPET_CHARS: usize = 120;
+
+/// `line` with `underline` (columns), or, where the line is longer than
+/// [`SNIPPET_CHARS`], the part of it from a little before the underline on,
+/// marked `…` where it is cut.
+fn clipped(line: &str, underline: Range<usize>) -> Snippet {
+    let len = line.chars().count();
+    if len <= SNIPPET_CHARS {
+        return Snippet {
+            text: line.to_string(),
+            underline,
+        };
+    }
+    let start = underline.start.min(len).saturating_sub(SNIPPET_CHARS / 3);
+    let end = (start + SNIPPET_CHARS).min(len);
+    let (before, after) = (
+        if start > 0 { "…" } else { "" },
+        if end < len { "…" } else { "" },
+    );
+    let shift = usize::from(start > 0);
+    let text: String = line.chars().skip(start).take(end - start).collect();
+    let from = underline.start.clamp(start, end) - start + shift;
+    let to = underline.end.clamp(start, end) - start + shift;
+    Snippet {
+        text: format!("{before}{text}{after}"),
+        underline: from..to.max(from + 1),
     }
 }
 
@@ -302,6 +330,45 @@ mod tests {
         let src = SourceText::new("a.toml", "é");
         let d = src.diagnostic(Severity::Error, 1..99, "bad");
         assert_eq!((d.line, d.column), (1, 1));
+    }
+
+    /// A line of at most [`SNIPPET_CHARS`] is shown whole; a longer one from
+    /// 40 characters before the underline, 120 of them, `…` where cut.
+    #[test]
+    fn long_lines_are_cut_around_the_underline() {
+        let short = "é".repeat(SNIPPET_CHARS);
+        assert_eq!(clipped(&short, 3..5).text, short);
+        let line: String = (0..1000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let s = clipped(&line, 500..504);
+        assert_eq!(s.text, format!("…{}…", &line[460..580]));
+        assert_eq!(s.underline, 41..45);
+        // At the start, at the end, past the end, and an underline past the cut.
+        assert_eq!(clipped(&line, 0..1).text, format!("{}…", &line[..120]));
+        assert_eq!(clipped(&line, 999..1000).text, format!("…{}", &line[959..]));
+        assert_eq!(clipped(&line, 999..1000).underline, 41..42);
+        assert_eq!(clipped(&line, 5000..5001).underline, 41..42);
+        assert_eq!(clipped(&line, 10..900).underline, 10..120);
+    }
+
+    proptest::proptest! {
+        /// Any line and underline: the snippet is at most the window (and
+        /// its two marks) and its underline starts within it or just past.
+        #[test]
+        fn any_line_is_cut_without_a_panic(
+            line in "[aé\\t ]{0,400}",
+            start in 0usize..500,
+            len in 0usize..500,
+        ) {
+            let s = clipped(&line, start..start + len);
+            let chars = s.text.chars().count();
+            proptest::prop_assert!(chars <= SNIPPET_CHARS + 2 || s.text == line);
+            proptest::prop_assert!(s.underline.start < s.underline.end);
+            if s.text != line {
+                proptest::prop_assert!(s.underline.start <= chars);
+            }
+        }
     }
 
     #[test]

@@ -145,9 +145,8 @@ pub fn parse(
         }
     });
 
-    let ok = r.diags[before..].iter().all(|d| !d.is_error())
-        && template_diags.iter().all(|d| !d.is_error());
-    diags.extend(template_diags);
+    let ok = r.clean_since(before) && template_diags.iter().all(|d| !d.is_error());
+    r.diags.extend(template_diags);
     // The rest of the file was checked even without a valid name.
     let (name, name_span) = named?;
     let segment_ref = segment.clone();

@@ -77,7 +77,7 @@ pub fn parse(
 
     // The rest of the file was checked even without a valid name.
     let (name, name_span) = named?;
-    let ok = r.diags[before..].iter().all(|d| !d.is_error());
+    let ok = r.clean_since(before);
     let def = match (ok, description, match_mode, protect) {
         (true, description, Some(match_mode), Some(protect)) => Some(Segment {
             name: name.clone(),
