@@ -746,8 +746,16 @@ impl Shape {
 
 /// A query with its values written in (for the report's reader to run it by
 /// hand: `EXPLAIN QUERY PLAN`, `EXPLAIN ANALYZE`); never run by the bench.
-fn literal(q: &Query) -> String {
+fn literal(q: &Query, dialect: Dialect) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    // A list: SQLite's JSON array, PostgreSQL's array of that type.
+    let list = |items: Vec<String>, pg_type: &str| match dialect {
+        Dialect::Sqlite => quote(&serde_json::Value::from(items).to_string()),
+        Dialect::Postgres => {
+            let items: Vec<String> = items.iter().map(|s| quote(s)).collect();
+            format!("CAST(ARRAY[{}] AS {pg_type}[])", items.join(", "))
+        }
+    };
     let mut sql = q.sql.clone();
     // From the last placeholder down, so that `$1` never matches in `$10`.
     for (i, b) in q.binds.iter().enumerate().rev() {
@@ -758,6 +766,8 @@ fn literal(q: &Query) -> String {
             Bind::Bool(v) => v.to_string(),
             Bind::Time(t) | Bind::Stamp(t) => quote(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
             Bind::Date(d) => quote(&d.to_string()),
+            Bind::Texts(v) => list(v.clone(), "text"),
+            Bind::Dates(v) => list(v.iter().map(ToString::to_string).collect(), "date"),
         };
         sql = sql.replace(&format!("${}", i + 1), &value);
     }
@@ -906,7 +916,10 @@ async fn run(
             let seg = &segments[s.index];
             out.push('\n');
             out.push_str(&s.describe(seg, timeout));
-            out.push_str(&literal(&compile(seg, setup.dialect, at, Select::Count)));
+            out.push_str(&literal(
+                &compile(seg, setup.dialect, at, Select::Count),
+                setup.dialect,
+            ));
             out.push('\n');
         }
         let mut file = std::fs::OpenOptions::new()

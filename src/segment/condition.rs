@@ -140,7 +140,7 @@ fn string_condition(b: &mut Builder, col: &str, ci: bool, c: &Condition) -> Stri
         Condition::Compare(op, Scalar::Str(want)) => b.string_op(&expr, *op, &fold(want)),
         Condition::List(op, values) => {
             let folded: Vec<String> = strings(values).iter().map(|s| fold(s)).collect();
-            b.in_list(&expr, *op == Op::NotIn, folded, "text")
+            b.in_list(&expr, *op == Op::NotIn, Bind::Texts(folded))
         }
         Condition::Compare(..) => b.false_().to_string(),
     };
@@ -275,17 +275,17 @@ fn days_condition(b: &mut Builder, field: Field, c: &Condition, today: NaiveDate
             let ns = ints(values);
             on_side = *op == Op::In && ns.iter().all(|n| *n >= 0);
             // Dates beyond the storable ones equal no due date: leave them out.
-            let dates: Vec<String> = ns
+            let dates: Vec<NaiveDate> = ns
                 .into_iter()
                 .filter_map(|n| match DueBound::new(today, n, past, b.dialect) {
-                    DueBound::Date(d) => Some(d.format("%Y-%m-%d").to_string()),
+                    DueBound::Date(d) => Some(d),
                     DueBound::BeforeAll | DueBound::AfterAll => None,
                 })
                 .collect();
             match (*op == Op::NotIn, dates.is_empty()) {
                 (false, true) => b.false_().to_string(),
                 (true, true) => b.true_().to_string(),
-                (not, false) => b.in_list("i.due_date", not, dates, "date"),
+                (not, false) => b.in_list("i.due_date", not, Bind::Dates(dates)),
             }
         }
         _ => b.false_().to_string(),

@@ -55,6 +55,11 @@ pub enum Bind {
     Date(NaiveDate),
     /// An instant in segd's own tables (the store's timestamp encoding).
     Stamp(DateTime<Utc>),
+    /// A list of texts (SQLite: a JSON array; PostgreSQL: TEXT[]).
+    Texts(Vec<String>),
+    /// A list of calendar dates (SQLite: a JSON array of `YYYY-MM-DD`;
+    /// PostgreSQL: DATE[]).
+    Dates(Vec<NaiveDate>),
 }
 
 /// SQL text with `$N` placeholders and the values to bind, in order.

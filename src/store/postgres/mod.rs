@@ -131,6 +131,8 @@ impl Backend for PgStore {
                 Bind::Time(t) => args.add(*t),
                 Bind::Date(d) => args.add(*d),
                 Bind::Stamp(t) => args.add(*t),
+                Bind::Texts(v) => args.add(v.clone()),
+                Bind::Dates(v) => args.add(v.clone()),
             }
             .map_err(|e| StoreError::from(sqlx::Error::Encode(e)))?;
         }
@@ -163,6 +165,7 @@ impl Backend for PgStore {
         let sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {}", q.sql);
         let sqlx::types::Json(plan): sqlx::types::Json<serde_json::Value> =
             sqlx::query_scalar_with(AssertSqlSafe(sql), Self::args(&q.binds)?)
+                .persistent(false)
                 .fetch_one(&self.pool)
                 .await?;
         let top = plan.get(0).and_then(|p| p.get("Plan"));

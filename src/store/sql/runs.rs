@@ -74,6 +74,7 @@ pub(super) struct Runs<'a, B>(pub(super) &'a B);
 impl<B> Runs<'_, B>
 where
     B: Backend,
+    B::Db: sqlx::database::HasStatementCache,
     for<'c> &'c mut <B::Db as Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
     <B::Db as Database>::Arguments: sqlx::IntoArguments<B::Db>,
     for<'q> &'q str: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
@@ -147,6 +148,7 @@ where
             AssertSqlSafe(enqueue.sql.as_str()),
             B::args(&enqueue.binds)?,
         )
+        .persistent(false)
         .execute(&mut *tx)
         .await
         .map(|r| B::rows_affected(&r))?;
@@ -170,6 +172,7 @@ where
             Some(q) => {
                 let n: i64 =
                     sqlx::query_scalar_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
+                        .persistent(false)
                         .fetch_one(&mut *tx)
                         .await?;
                 super::count_of(n)

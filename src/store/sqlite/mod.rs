@@ -184,6 +184,12 @@ impl Backend for SqliteStore {
                 Bind::Time(t) => args.add(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
                 Bind::Date(d) => args.add(d.format("%Y-%m-%d").to_string()),
                 Bind::Stamp(t) => args.add(*t),
+                Bind::Texts(v) => args.add(serde_json::Value::from(v.clone()).to_string()),
+                Bind::Dates(v) => {
+                    let days: Vec<String> =
+                        v.iter().map(|d| d.format("%Y-%m-%d").to_string()).collect();
+                    args.add(serde_json::Value::from(days).to_string())
+                }
             }
             .map_err(|e| StoreError::from(sqlx::Error::Encode(e)))?;
         }
