@@ -131,7 +131,11 @@ fn may_hold_secret(line: &str) -> bool {
                 .any(|part| crate::config::is_secret_name(part.trim().trim_matches(['"', '\''])))
         })
     });
-    if secret_key || lower.contains("whsec_") {
+    // The prefixes of a value `reader::looks_like_secret` refuses.
+    let prefixed = ["whsec_", "sk_live_", "sk_test_"]
+        .iter()
+        .any(|p| lower.contains(p));
+    if secret_key || prefixed {
         return true;
     }
     // `scheme://user:pass@host`: user info before the host; `?password=…`.
@@ -312,6 +316,8 @@ mod tests {
             "hook.Api-Key = \"x\"",
             "headers = { accept = \"*/*\", Authorization = \"Bearer x\" }",
             "url = \"https://s3.test/o?X-Amz-Signature=abc\"",
+            "payment_type = { in = [\"p0\", \"sk_live_abc\"] }",
+            "name = \"SK_TEST_abc\"",
         ] {
             let d = SourceText::new("a.toml", line).diagnostic(Severity::Error, 0..1, "bad");
             assert!(d.snippet.is_none(), "{line}");

@@ -326,11 +326,15 @@ impl Drop for Reader<'_> {
         } else {
             Severity::Warning
         };
+        let problems = if n == 1 { "problem" } else { "problems" };
         let mut d = self.src.diagnostic(
             severity,
             span,
-            format!("{n} more problems in this file ({errors} of them errors) are not shown"),
+            format!("{n} more {problems} in this file ({errors} of them errors) are not shown"),
         );
+        // The line of a hidden problem may be one whose line is never shown
+        // (a secret's): the count shows none.
+        d.snippet = None;
         d.help = Some(format!(
             "segd shows the first {MOST_SHOWN} problems of a file; mend those and validate again"
         ));

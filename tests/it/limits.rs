@@ -102,6 +102,35 @@ fn a_file_of_many_problems_shows_the_first_hundred_and_counts_the_rest() {
     // the gutter and the marks of the cuts.
     let longest = out.lines().map(|l| l.chars().count()).max().unwrap_or(0);
     assert!(longest < 140, "a line of {longest} characters");
+    // A secret among the problems: neither a problem's line nor the count's
+    // shows it, shown or hidden.
+    let mut secret = values.clone();
+    secret[100] = "\"sk_live_4eC39HqLyjWDarjtT1zdp7dc\"".to_string();
+    f.write(
+        file,
+        &format!(
+            "[segment]\nname = \"many\"\n\n[[filter]]\ntype = \"payment_method\"\npayment_type = {{ in = [{}] }}\n",
+            secret.join(",")
+        ),
+    );
+    let (code, out, _) = run(&f, None, &["validate"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("error: 39900 more problems"),
+        "{}",
+        &out[out.len() - 2000..]
+    );
+    assert!(
+        !out.contains("4eC39HqLyjWDarjtT1zdp7dc"),
+        "a secret is shown"
+    );
+    f.write(
+        file,
+        &format!(
+            "[segment]\nname = \"many\"\n\n[[filter]]\ntype = \"payment_method\"\npayment_type = {{ in = [{}] }}\n",
+            values.join(",")
+        ),
+    );
     // The JSON form counts the same.
     let (code, json, _) = run(&f, None, &["validate", "--format", "json"]);
     assert_eq!(code, 1);
