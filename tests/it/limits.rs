@@ -73,13 +73,16 @@ fn a_file_of_many_problems_shows_the_first_hundred_and_counts_the_rest() {
     let f = Fixture::example();
     let values: Vec<String> = (0..40_000).map(|i| format!("\"p{i}\"")).collect();
     let file = "segments.d/many.toml";
-    f.write(
-        file,
-        &format!(
-            "[segment]\nname = \"many\"\n\n[[filter]]\ntype = \"payment_method\"\npayment_type = {{ in = [{}] }}\n",
-            values.join(",")
-        ),
-    );
+    let write = |values: &[String]| {
+        f.write(
+            file,
+            &format!(
+                "[segment]\nname = \"many\"\n\n[[filter]]\ntype = \"payment_method\"\npayment_type = {{ in = [{}] }}\n",
+                values.join(",")
+            ),
+        );
+    };
+    write(&values);
     let (code, out, _) = run(&f, None, &["validate"]);
     assert_eq!(code, 1);
     assert!(out.len() < 64 * 1024, "{} bytes of output", out.len());
@@ -106,13 +109,7 @@ fn a_file_of_many_problems_shows_the_first_hundred_and_counts_the_rest() {
     // shows it, shown or hidden.
     let mut secret = values.clone();
     secret[100] = "\"sk_live_4eC39HqLyjWDarjtT1zdp7dc\"".to_string();
-    f.write(
-        file,
-        &format!(
-            "[segment]\nname = \"many\"\n\n[[filter]]\ntype = \"payment_method\"\npayment_type = {{ in = [{}] }}\n",
-            secret.join(",")
-        ),
-    );
+    write(&secret);
     let (code, out, _) = run(&f, None, &["validate"]);
     assert_eq!(code, 1);
     assert!(
@@ -124,13 +121,7 @@ fn a_file_of_many_problems_shows_the_first_hundred_and_counts_the_rest() {
         !out.contains("4eC39HqLyjWDarjtT1zdp7dc"),
         "a secret is shown"
     );
-    f.write(
-        file,
-        &format!(
-            "[segment]\nname = \"many\"\n\n[[filter]]\ntype = \"payment_method\"\npayment_type = {{ in = [{}] }}\n",
-            values.join(",")
-        ),
-    );
+    write(&values);
     // The JSON form counts the same.
     let (code, json, _) = run(&f, None, &["validate", "--format", "json"]);
     assert_eq!(code, 1);
