@@ -120,8 +120,13 @@ fn clipped(line: &str, underline: Range<usize>) -> Snippet {
     }
 }
 
-/// A `whsec_…` value, a secret-sounding key, or a URL with credentials (user info,
-/// or a query parameter [`crate::config::is_secret_name`] names).
+/// How the secrets a definition may not hold begin (signing secrets, API
+/// keys): validation refuses such a value, and no diagnostic shows its line.
+pub const SECRET_PREFIXES: [&str; 3] = ["whsec_", "sk_live_", "sk_test_"];
+
+/// A [`SECRET_PREFIXES`] value, a secret-sounding key, or a URL with
+/// credentials (user info, or a query parameter
+/// [`crate::config::is_secret_name`] names).
 fn may_hold_secret(line: &str) -> bool {
     let lower = line.to_ascii_lowercase();
     // Each part of each key on the line: `a.b = …`, `t = { k = …, … }`.
@@ -131,10 +136,7 @@ fn may_hold_secret(line: &str) -> bool {
                 .any(|part| crate::config::is_secret_name(part.trim().trim_matches(['"', '\''])))
         })
     });
-    // The prefixes of a value `reader::looks_like_secret` refuses.
-    let prefixed = ["whsec_", "sk_live_", "sk_test_"]
-        .iter()
-        .any(|p| lower.contains(p));
+    let prefixed = SECRET_PREFIXES.iter().any(|p| lower.contains(p));
     if secret_key || prefixed {
         return true;
     }

@@ -52,7 +52,6 @@ pub fn parse(
     let mut template_diags = Vec::new();
     let mut r = Reader::new(&file.display, &file.text, diags);
     let root = r.parse()?;
-    let before = r.diags.len();
     r.unknown_keys(&root, ROOT_KEYS, "a communication file");
 
     let (comm_v, comm, named) = r.header(&root, "communication", COMM_KEYS)?;
@@ -145,7 +144,7 @@ pub fn parse(
         }
     });
 
-    let ok = r.clean_since(before) && template_diags.iter().all(|d| !d.is_error());
+    let ok = r.clean() && template_diags.iter().all(|d| !d.is_error());
     r.diags.extend(template_diags);
     // The rest of the file was checked even without a valid name.
     let (name, name_span) = named?;

@@ -1,7 +1,7 @@
 //! Typed reads from a parsed TOML document that keep spans and report every
 //! problem as a diagnostic instead of stopping at the first.
 
-use crate::diag::{Diagnostic, Severity, SourceText};
+use crate::diag::{Diagnostic, SECRET_PREFIXES, Severity, SourceText};
 use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -12,7 +12,7 @@ pub type Value<'i> = Spanned<DeValue<'i>>;
 /// diagnostic more. Each shows its line, and each costs a pass over the file
 /// to the place it names: a list of 40,000 unknown values on one line of
 /// 780 kB had validation take 7 GB in 20 s, on its way to 18 GB of output.
-pub const MOST_SHOWN: usize = 100;
+const MOST_SHOWN: usize = 100;
 
 /// One file being read: its text and the diagnostics found so far.
 pub struct Reader<'a> {
@@ -36,9 +36,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Whether no error was found since the vector held `before` diagnostics.
-    pub fn clean_since(&self, before: usize) -> bool {
-        self.diags[before..].iter().all(|d| !d.is_error())
+    /// Whether this file has no error, shown or hidden.
+    pub fn clean(&self) -> bool {
+        self.diags[self.first..].iter().all(|d| !d.is_error())
             && self
                 .hidden
                 .as_ref()
@@ -292,7 +292,7 @@ pub fn key_span(table: &DeTable<'_>, key: &str, fallback: Range<usize>) -> Range
 
 pub fn looks_like_secret(s: &str) -> bool {
     let s = s.trim();
-    s.starts_with("whsec_") || s.starts_with("sk_live_") || s.starts_with("sk_test_")
+    SECRET_PREFIXES.iter().any(|p| s.starts_with(p))
 }
 
 pub fn type_name(v: &DeValue<'_>) -> &'static str {

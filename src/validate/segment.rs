@@ -25,7 +25,6 @@ pub fn parse(
 ) -> Option<(Name, Range<usize>, Option<Segment>)> {
     let mut r = Reader::new(&file.display, &file.text, diags);
     let root = r.parse()?;
-    let before = r.diags.len();
     r.unknown_keys(&root, ROOT_KEYS, "a segment file");
 
     let (seg_v, seg, named) = r.header(&root, "segment", SEGMENT_KEYS)?;
@@ -77,7 +76,7 @@ pub fn parse(
 
     // The rest of the file was checked even without a valid name.
     let (name, name_span) = named?;
-    let ok = r.clean_since(before);
+    let ok = r.clean();
     let def = match (ok, description, match_mode, protect) {
         (true, description, Some(match_mode), Some(protect)) => Some(Segment {
             name: name.clone(),

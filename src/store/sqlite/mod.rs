@@ -174,6 +174,7 @@ impl Backend for SqliteStore {
     }
 
     fn args(binds: &[Bind]) -> Result<SqliteArguments, StoreError> {
+        let day = |d: &chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
         let mut args = SqliteArguments::default();
         for b in binds {
             match b {
@@ -182,12 +183,11 @@ impl Backend for SqliteStore {
                 Bind::Float(x) => args.add(*x),
                 Bind::Bool(v) => args.add(i64::from(*v)),
                 Bind::Time(t) => args.add(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                Bind::Date(d) => args.add(d.format("%Y-%m-%d").to_string()),
+                Bind::Date(d) => args.add(day(d)),
                 Bind::Stamp(t) => args.add(*t),
                 Bind::Texts(v) => args.add(serde_json::Value::from(v.clone()).to_string()),
                 Bind::Dates(v) => {
-                    let days: Vec<String> =
-                        v.iter().map(|d| d.format("%Y-%m-%d").to_string()).collect();
+                    let days: Vec<String> = v.iter().map(day).collect();
                     args.add(serde_json::Value::from(days).to_string())
                 }
             }
