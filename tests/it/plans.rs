@@ -770,37 +770,86 @@ fn no_postgres_plan_probes_per_customer_without_a_key() {
 /// constant list of 9 or more) and lists what the short one does.
 #[test]
 fn postgres_reads_a_list_as_an_array_of_constants() {
+    let paypal = |extra: usize| {
+        let mut values = vec![s("paypal")];
+        values.extend((0..extra).map(|i| s(&format!("zz-{i}"))));
+        segment(
+            MatchMode::All,
+            vec![filter(
+                Field::PaymentMethodPaymentType,
+                Condition::List(Op::In, values),
+                false,
+            )],
+        )
+    };
+    lists_are_constants(
+        "postgres_reads_a_list_as_an_array_of_constants",
+        paypal,
+        |sql, plan| {
+            assert!(sql.contains("= ANY($"), "{sql}");
+            assert!(!plan.contains("Nested Loop"), "{plan}");
+        },
+        "= ANY ('{paypal,zz-0,zz-1,",
+    );
+}
+
+/// PostgreSQL compares a custom_data value with constants: an equality's
+/// object and a list's `jsonb` values are bound as text and cast when the
+/// statement is planned, never per customer (`jsonb_build_object` built an
+/// equality's object for each customer, and a list was a set read per
+/// query, `jsonb_array_elements`); a list of 50,001 values of mixed types is
+/// a constant too, hashed, and selects what the short one does.
+#[test]
+fn postgres_compares_custom_data_with_constants() {
+    let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
+    let plans = |extra: usize| {
+        let mut values = vec![s("enterprise"), Scalar::Int(4)];
+        values.extend((0..extra).map(|i| s(&format!("zz-{i}"))));
+        custom_data_tests([
+            (key("plan"), Condition::List(Op::NotIn, values)),
+            (key("region"), Condition::Compare(Op::Ne, s("emea"))),
+        ])
+    };
+    lists_are_constants(
+        "postgres_compares_custom_data_with_constants",
+        plans,
+        |_, plan| {
+            for per_customer in ["jsonb_build_object", "jsonb_array_elements", "SubPlan"] {
+                assert!(!plan.contains(per_customer), "{per_customer}: {plan}");
+            }
+            assert!(plan.contains(r#"'{"region": "emea"}'::jsonb"#), "{plan}");
+            assert!(
+                plan.contains(r#"<> ALL ('{"\"enterprise\"",4}'::jsonb[])"#),
+                "{plan}"
+            );
+        },
+        r#"<> ALL ('{"\"enterprise\"",4,"\"zz-0\"","\"zz-1\"","#,
+    );
+}
+
+/// PostgreSQL with statistics: the segment `with(0)` lists some members;
+/// `check` passes its SQL and plan. `with(50_000)`, its list 50,000 values
+/// longer, compiles to the same SQL, is planned with its values (the plan
+/// shows `long_shows`: the list as a constant, which PostgreSQL hashes)
+/// and lists the same members.
+fn lists_are_constants(
+    test: &str,
+    with: impl Fn(usize) -> Segment,
+    check: impl Fn(&str, &str),
+    long_shows: &str,
+) {
     block_on(async {
-        let test = "postgres_reads_a_list_as_an_array_of_constants";
         let Some(setup) = postgres(true, test).await else {
             return;
         };
-        let paypal = |extra: usize| {
-            let mut values = vec![s("paypal")];
-            values.extend((0..extra).map(|i| s(&format!("zz-{i}"))));
-            segment(
-                MatchMode::All,
-                vec![filter(
-                    Field::PaymentMethodPaymentType,
-                    Condition::List(Op::In, values),
-                    false,
-                )],
-            )
-        };
-        let q = compile(&paypal(0), Dialect::Postgres, at(), Select::Ids);
-        assert!(q.sql.contains("= ANY($"), "{}", q.sql);
-        let plan = plan_text(&*setup.store, &q).await;
-        assert!(!plan.contains("Nested Loop"), "{plan}");
+        let q = compile(&with(0), Dialect::Postgres, at(), Select::Ids);
+        check(&q.sql, &plan_text(&*setup.store, &q).await);
         let ids = member_ids(&*setup.store, &q).await;
         assert!(!ids.is_empty());
-        let long = compile(&paypal(50_000), Dialect::Postgres, at(), Select::Ids);
+        let long = compile(&with(50_000), Dialect::Postgres, at(), Select::Ids);
         assert_eq!(long.sql, q.sql, "the list's length never reaches the SQL");
-        // Planned with its values: a constant, which PostgreSQL hashes.
         let long_plan = plan_text(&*setup.store, &long).await;
-        assert!(
-            long_plan.contains("= ANY ('{paypal,zz-0,zz-1,"),
-            "{long_plan}"
-        );
+        assert!(long_plan.contains(long_shows), "{long_plan}");
         assert_eq!(member_ids(&*setup.store, &long).await, ids);
         setup.store.close().await;
         if let Keep::Pg(db) = setup._keep {
@@ -2651,13 +2700,18 @@ fn a_custom_data_negation_reads_the_value_once() {
 
 /// A segment of one customer block with one custom_data test.
 fn custom_data_segment(key: &CustomDataKey, c: Condition) -> Segment {
+    custom_data_tests([(key.clone(), c)])
+}
+
+/// A segment of one customer block with these custom_data tests.
+fn custom_data_tests<const N: usize>(tests: [(CustomDataKey, Condition); N]) -> Segment {
     segment(
         MatchMode::All,
         vec![Filter {
             filter_type: FilterType::Customer,
             negate: false,
             conditions: BTreeMap::new(),
-            custom_data: BTreeMap::from([(key.clone(), c)]),
+            custom_data: BTreeMap::from(tests),
         }],
     )
 }
