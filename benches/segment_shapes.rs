@@ -436,6 +436,7 @@ impl Table {
             Table::Monitors => "updated_at IS NOT NULL OR name IS NULL",
         };
         Query {
+            merge_joins: false,
             sql: format!("SELECT COUNT(*) FROM {} WHERE {test}", self.name()),
             binds: Vec::new(),
         }
@@ -796,6 +797,7 @@ impl Bounds {
             }
         }
         let all = Query {
+            merge_joins: false,
             sql: "SELECT id FROM customers ORDER BY id".to_string(),
             binds: Vec::new(),
         };

@@ -119,6 +119,7 @@ async fn list(store: &dyn Store, q: &Query) -> u64 {
 
 fn raw(sql: &str) -> Query {
     Query {
+        merge_joins: false,
         sql: sql.to_string(),
         binds: Vec::new(),
     }

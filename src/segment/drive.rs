@@ -159,6 +159,7 @@ pub(super) fn chosen_driver(
         }
     };
     Some(Query {
+        merge_joins: false,
         sql,
         binds: b.binds,
     })

@@ -43,6 +43,7 @@ pub fn compile_impact(
         );
         let sql = side(&mut b, &old, &new);
         Query {
+            merge_joins: false,
             sql,
             binds: b.binds,
         }

@@ -357,6 +357,7 @@ mod tests {
             match few {
                 Some(few) => {
                     let q = Query {
+                        merge_joins: false,
                         sql: format!("SELECT {}", few_held(&b, &any)),
                         binds: b.binds,
                     };
@@ -476,6 +477,7 @@ mod tests {
                 // The form chosen: 0 listed, 1 looked up, 2 merged.
                 let form = choice(&few_held, &some_own, ["0", "1", "2"].map(String::from));
                 let q = Query {
+                    merge_joins: false,
                     sql: format!(
                         "SELECT {some_own}, {few_held}, {form}, ({looked_up}), ({listed}), ({merged})"
                     ),

@@ -67,6 +67,11 @@ pub enum Bind {
 pub struct Query {
     pub sql: String,
     pub binds: Vec<Bind>,
+    /// PostgreSQL: plan it without hash tables (`enable_hashjoin` and
+    /// `enable_hashagg` off for it alone): the sets of customers an `any`
+    /// joins are read in the customers' order, each through its table's index
+    /// by customer, and merged with them ([`any_of`]).
+    pub merge_joins: bool,
 }
 
 /// What the query returns for each member.
@@ -127,6 +132,7 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
         };
         if let Some((sql, b)) = chosen {
             return Query {
+                merge_joins: false,
                 sql,
                 binds: b.binds,
             };
@@ -145,6 +151,7 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
     Query {
         sql,
         binds: b.binds,
+        merge_joins: !b.joins.is_empty(),
     }
 }
 
@@ -175,6 +182,7 @@ fn complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
     let positive = flipped(segment, MatchMode::Any);
     let held = compile(&positive, Dialect::Sqlite, at, Select::Count);
     Some(Query {
+        merge_joins: false,
         sql: format!("SELECT {}", others(&held.sql)),
         binds: held.binds,
     })
@@ -253,6 +261,7 @@ fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Quer
     let members_sql = shifted(&members.sql, b.binds.len());
     b.binds.extend(members.binds);
     Some(Query {
+        merge_joins: false,
         sql: format!(
             "SELECT CASE WHEN {few} THEN {} ELSE ({members_sql}) END",
             others(&outside_sql)

@@ -75,6 +75,7 @@ pub fn compile_page(
     }
     let limit = b.bind(Bind::Int(i64::from(limit)));
     Query {
+        merge_joins: false,
         sql: format!(
             "SELECT c.id, c.name, c.email FROM {from} WHERE ({predicate}){and} ORDER BY c.id LIMIT {limit}"
         ),
@@ -92,11 +93,13 @@ pub fn compile_window_end(after: Option<&str>, span: u64) -> Query {
     let offset = Bind::Int(i64::try_from(span.saturating_sub(1)).unwrap_or(i64::MAX));
     match after {
         Some(after) => Query {
+            merge_joins: false,
             sql: "SELECT c.id FROM customers c WHERE c.id > $1 ORDER BY c.id LIMIT 1 OFFSET $2"
                 .to_string(),
             binds: vec![Bind::Text(after.to_string()), offset],
         },
         None => Query {
+            merge_joins: false,
             sql: "SELECT c.id FROM customers c ORDER BY c.id LIMIT 1 OFFSET $1".to_string(),
             binds: vec![offset],
         },

@@ -53,6 +53,7 @@ pub fn compile_run(segment: &Segment, spec: &RunSpec<'_>, dialect: Dialect) -> R
         let candidates = candidates(&mut b, segment, spec, reach);
         let sql = f(&mut b, &candidates);
         Query {
+            merge_joins: false,
             sql,
             binds: b.binds,
         }
@@ -98,6 +99,7 @@ pub fn compile_member_run(
     let cand = candidates(&mut b, segment, spec, Reach::Reachable);
     let limit = b.bind(Bind::Int(i64::from(limit)));
     Query {
+        merge_joins: false,
         sql: format!(
             "SELECT x.customer_id, x.invoice_id FROM ({cand}) x WHERE x.customer_id = {who} \
              ORDER BY x.invoice_id LIMIT {limit}"

@@ -157,17 +157,37 @@ impl Backend for PgStore {
         q.bind(ids)
     }
 
+    /// `SET LOCAL` lasts as long as the transaction: no other statement on
+    /// the connection is planned so.
+    async fn planned(
+        &self,
+        q: &Query,
+    ) -> Result<Option<Transaction<'static, Postgres>>, StoreError> {
+        if !q.merge_joins {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await?;
+        for setting in ["enable_hashjoin", "enable_hashagg"] {
+            sqlx::query(AssertSqlSafe(format!("SET LOCAL {setting} = off")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(Some(tx))
+    }
+
     async fn claim_session(&self) -> Result<Session<Postgres>, StoreError> {
         Ok(Session::Autocommit(self.pool.acquire().await?))
     }
 
     async fn explain_query(&self, q: &Query) -> Result<Vec<PlanNode>, StoreError> {
         let sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {}", q.sql);
+        let explain =
+            sqlx::query_scalar_with(AssertSqlSafe(sql), Self::args(&q.binds)?).persistent(false);
         let sqlx::types::Json(plan): sqlx::types::Json<serde_json::Value> =
-            sqlx::query_scalar_with(AssertSqlSafe(sql), Self::args(&q.binds)?)
-                .persistent(false)
-                .fetch_one(&self.pool)
-                .await?;
+            match self.planned(q).await? {
+                Some(mut tx) => explain.fetch_one(&mut *tx).await?,
+                None => explain.fetch_one(&self.pool).await?,
+            };
         let top = plan.get(0).and_then(|p| p.get("Plan"));
         Ok(top.map(plan_node).into_iter().collect())
     }

@@ -67,6 +67,13 @@ pub(in crate::store) trait Backend: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, StoreError>> + Send;
 
+    /// A transaction that plans `q` as it asks ([`Query::merge_joins`]), or
+    /// none where nothing need be set (`q` then runs on the pool).
+    fn planned(
+        &self,
+        q: &Query,
+    ) -> impl Future<Output = Result<Option<Transaction<'static, Self::Db>>, StoreError>> + Send;
+
     /// The apply lock, if no one holds it.
     fn try_lock(&self) -> impl Future<Output = Result<Option<Held>, StoreError>> + Send;
 

@@ -144,28 +144,35 @@ where
     // cache (100) with compiled plans while the size sampler measured
     // thousands of segments.
 
+    // A query that asks to be planned so ([`Query::merge_joins`]) runs in a
+    // transaction of its own that sets it ([`Backend::planned`]).
+
     async fn pairs(&self, q: &Query) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
-                .persistent(false)
-                .fetch_all(self.pool())
-                .await?,
-        )
+        let query = sqlx::query_as_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
+            .persistent(false);
+        Ok(match self.planned(q).await? {
+            Some(mut tx) => query.fetch_all(&mut *tx).await?,
+            None => query.fetch_all(self.pool()).await?,
+        })
     }
 
     async fn count(&self, q: &Query) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar_with(AssertSqlSafe(q.sql.clone()), B::args(&q.binds)?)
-            .persistent(false)
-            .fetch_one(self.pool())
-            .await?;
+        let query = sqlx::query_scalar_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
+            .persistent(false);
+        let n: i64 = match self.planned(q).await? {
+            Some(mut tx) => query.fetch_one(&mut *tx).await?,
+            None => query.fetch_one(self.pool()).await?,
+        };
         Ok(count_of(n))
     }
 
     async fn counts(&self, q: &Query) -> Result<Vec<u64>, StoreError> {
-        let row = sqlx::query_with(AssertSqlSafe(q.sql.clone()), B::args(&q.binds)?)
-            .persistent(false)
-            .fetch_one(self.pool())
-            .await?;
+        let query =
+            sqlx::query_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?).persistent(false);
+        let row = match self.planned(q).await? {
+            Some(mut tx) => query.fetch_one(&mut *tx).await?,
+            None => query.fetch_one(self.pool()).await?,
+        };
         (0..row.len())
             .map(|i| Ok(count_of(row.try_get(i)?)))
             .collect()

@@ -52,7 +52,11 @@ fn outbox_rows(run: &Run, e: &Enqueue<'_>, list_one: &str, list_agg: &str) -> Qu
     };
     let mut binds = candidates.binds.clone();
     binds.push(Bind::Text(run.id.clone()));
-    Query { sql, binds }
+    Query {
+        merge_joins: false,
+        sql,
+        binds,
+    }
 }
 
 /// A fresh row: pending and never tried. Only enqueueing makes one: a released

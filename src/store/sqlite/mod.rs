@@ -132,6 +132,14 @@ impl Backend for SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// SQLite has no planner settings to set.
+    async fn planned(
+        &self,
+        _q: &Query,
+    ) -> Result<Option<Transaction<'static, Sqlite>>, StoreError> {
+        Ok(None)
+    }
+
     /// An exclusive lock on the lock file, which the operating system releases
     /// when the holder's process exits however it ends (unlike a row, which
     /// would outlive it).
