@@ -652,8 +652,8 @@ fn aggregate(b: &Builder, and: bool, some: &[String], none: &[String]) -> String
 
 /// `match = "any"` (SQLite; PostgreSQL at the top, see [`joined`]): the
 /// positive related blocks are one set, the union of their customers (the
-/// blocks of one table in one pass over it, their tests joined by OR), in the
-/// place of the first of them; the other blocks are tested as under `all`,
+/// blocks of one table in one pass over it, their tests joined by OR; on
+/// PostgreSQL, one join per table), in the place of the first of them; the other blocks are tested as under `all`,
 /// but SQLite's negated lookups, which join their table's pass in the set.
 /// A customer is looked up once in one set, not once per block.
 ///
@@ -679,10 +679,16 @@ fn aggregate(b: &Builder, and: bool, some: &[String], none: &[String]) -> String
 /// related blocks, none negated, is looked up, one list or merged, as a
 /// sample of the customers shows cheapest ([`merge::count_any`]).
 ///
-/// PostgreSQL: the set is one left join, hashed or merged with the customers
-/// at once, not a join per block: an `any` of a payment-method block and two
-/// monitor blocks on 200,000 customers took 701 ms as three joins and 363 ms
-/// as one (best of 5, alternating).
+/// PostgreSQL: each table's blocks are one left join (one pass over the
+/// table, each customer once), counted without hash tables
+/// ([`Query::merge_joins`]): each table's set is read in the customers'
+/// order through its index by customer and merged with them. One join of
+/// the union of the tables' sets sorted (or hashed) the union whole:
+/// fixed-seed shape-116, an `any` of a monitor and a connector block and
+/// customer tests (200,000 customers), counted in 226 ms so and 149-177 ms
+/// as a join per table. (Hashed, one join of the union was the faster: an
+/// `any` of a payment-method block and two monitor blocks took 701 ms as
+/// three joins and 363 ms as one.)
 ///
 /// `list` (SQLite): `Some(true)` makes the positive related blocks one list,
 /// `Some(false)` looks each table up but unpaid invoices, as the forms a
@@ -783,8 +789,8 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
     let in_list = |table: Related, ranged: bool| {
         b.dialect == Dialect::Postgres || alone || probed_as_list(table, ranged)
     };
-    // PostgreSQL: each customer once in the joined set.
-    let distinct = if b.dialect == Dialect::Postgres && tables.0.len() == 1 {
+    // PostgreSQL: each customer once in each table's joined set.
+    let distinct = if b.dialect == Dialect::Postgres {
         "DISTINCT "
     } else {
         ""
@@ -803,18 +809,20 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
         })
         .collect();
     let mut set: Vec<String> = Vec::new();
-    if !selects.is_empty() {
-        set.push(match b.dialect {
-            Dialect::Sqlite => format!("c.id IN ({})", selects.join(" UNION ALL ")),
-            Dialect::Postgres => {
+    match b.dialect {
+        Dialect::Sqlite if !selects.is_empty() => {
+            set.push(format!("c.id IN ({})", selects.join(" UNION ALL ")));
+        }
+        Dialect::Sqlite => {}
+        Dialect::Postgres => {
+            for select in selects {
                 let j = format!("j{}", b.joins.len() + 1);
                 b.joins.push(format!(
-                    "LEFT JOIN ({}) {j} ON {j}.customer_id = c.id",
-                    selects.join(" UNION ")
+                    "LEFT JOIN ({select}) {j} ON {j}.customer_id = c.id"
                 ));
-                format!("{j}.customer_id IS NOT NULL")
+                set.push(format!("{j}.customer_id IS NOT NULL"));
             }
-        });
+        }
     }
     // Each other table's blocks, negated or not, one lookup (SQLite only:
     // PostgreSQL lists every table).

@@ -930,7 +930,7 @@ fn filter_order_does_not_change_the_query() {
 /// each table read once (its blocks' tests joined by OR): on SQLite one list
 /// when they are the whole segment and read index ranges, else a list only
 /// of unpaid invoices and a lookup per customer of each other table;
-/// PostgreSQL joins one set; a negated block keeps its own test.
+/// PostgreSQL joins each table's set; a negated block keeps its own test.
 #[test]
 fn an_any_of_related_blocks_is_one_set() {
     let eq = |field, v: &str, negate| filter(field, Condition::Compare(Op::Eq, s(v)), negate);
@@ -1033,13 +1033,15 @@ fn an_any_of_related_blocks_is_one_set() {
     assert_eq!(count(&sqlite, "IN (SELECT"), 0, "{sqlite}");
     let postgres = compile(&seg, Dialect::Postgres, at(), Select::Count).sql;
     assert_eq!(count(&postgres, "FROM invoices i"), 1, "{postgres}");
-    // One join for the set, one for the negated block.
-    assert_eq!(count(&postgres, "LEFT JOIN ("), 2, "{postgres}");
+    // One join for each table of the set, one for the negated block.
+    assert_eq!(count(&postgres, "LEFT JOIN ("), 3, "{postgres}");
     // PostgreSQL tests an OR's terms in order: the joins' first, before the
     // customer's own test.
     let (_, predicate) = postgres.rsplit_once("c.id WHERE ").expect("a WHERE");
     assert!(
-        predicate.starts_with("(j2.customer_id IS NOT NULL) OR (j1.customer_id IS NULL) OR ("),
+        predicate.starts_with(
+            "(j2.customer_id IS NOT NULL OR j3.customer_id IS NOT NULL) OR (j1.customer_id IS NULL) OR ("
+        ),
         "{postgres}"
     );
 }
