@@ -866,7 +866,39 @@ fn postgres_merges_an_any_of_sets_in_the_customers_order() {
         let n = setup.store.count(&q).await.expect("a count");
         assert!(n > 0);
         assert_eq!(n, setup.store.count(&hashed).await.expect("a count"));
-        // Only that count: an `all` keeps its hash joins.
+        // Its listing too, in a transaction of its own, read in the
+        // customers' order (no sort), and the same members as hashed.
+        let ids = compile(&seg, Dialect::Postgres, at(), Select::Ids);
+        assert!(ids.merge_joins);
+        let plan = plan_text(&*setup.store, &ids).await;
+        assert!(!plan.contains("Hash") && !plan.contains("Sort"), "{plan}");
+        let listed = member_ids(&*setup.store, &ids).await;
+        assert_eq!(listed.len() as u64, n);
+        let hashed_ids = Query {
+            merge_joins: false,
+            ..ids.clone()
+        };
+        assert_eq!(listed, member_ids(&*setup.store, &hashed_ids).await);
+        // A reader that stops after 10 members stops the listing; its
+        // transaction ends and the pool serves the next query.
+        for _ in 0..20 {
+            let mut seen = 0;
+            let read = setup
+                .store
+                .members(&ids, |_| {
+                    seen += 1;
+                    if seen < 10 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::other("the reader went away"))
+                    }
+                })
+                .await
+                .expect("a listing");
+            assert_eq!(read, 10);
+        }
+        assert_eq!(setup.store.count(&q).await.expect("a count"), n);
+        // Only an `any`: an `all` keeps its hash joins.
         let all = segment(MatchMode::All, seg.filters.clone());
         assert!(!compile(&all, Dialect::Postgres, at(), Select::Count).merge_joins);
         setup.store.close().await;

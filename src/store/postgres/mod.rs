@@ -10,7 +10,9 @@ use crate::config::redact_url;
 use crate::demo::{Generator, RowCounts};
 use crate::plan::Plan;
 use crate::segment::{Bind, Dialect, Query};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, Postgres};
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::query::Query as SqlQuery;
 use sqlx::{Arguments as _, AssertSqlSafe, ConnectOptions as _, Transaction};
 use std::time::Duration;
@@ -166,13 +168,44 @@ impl Backend for PgStore {
         if !q.merge_joins {
             return Ok(None);
         }
-        let mut tx = self.pool.begin().await?;
-        for setting in ["enable_hashjoin", "enable_hashagg"] {
-            sqlx::query(AssertSqlSafe(format!("SET LOCAL {setting} = off")))
-                .execute(&mut *tx)
-                .await?;
+        Ok(Some(merging(&self.pool).await?))
+    }
+
+    /// The rows come from a task that holds the transaction and reads them
+    /// into a channel of [`PLANNED_ROWS`]: a reader that stops (drops the
+    /// stream) stops the task at its next row, which rolls the transaction
+    /// back.
+    fn planned_rows(&self, q: &Query) -> Option<BoxStream<'static, Result<PgRow, StoreError>>> {
+        if !q.merge_joins {
+            return None;
         }
-        Ok(Some(tx))
+        let (send, recv) = tokio::sync::mpsc::channel(PLANNED_ROWS);
+        let (pool, q) = (self.pool.clone(), q.clone());
+        tokio::spawn(async move {
+            let read = async {
+                let mut tx = merging(&pool).await?;
+                let mut rows =
+                    sqlx::query_with(AssertSqlSafe(q.sql.as_str()), Self::args(&q.binds)?)
+                        .persistent(false)
+                        .fetch(&mut *tx);
+                while let Some(row) = rows.next().await {
+                    if send.send(row.map_err(StoreError::from)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok::<(), StoreError>(())
+            };
+            if let Err(e) = read.await {
+                // The reader may have gone: then no one is told.
+                let _ = send.send(Err(e)).await;
+            }
+        });
+        Some(
+            futures_util::stream::unfold(recv, |mut recv| async move {
+                recv.recv().await.map(|row| (row, recv))
+            })
+            .boxed(),
+        )
     }
 
     async fn claim_session(&self) -> Result<Session<Postgres>, StoreError> {
@@ -227,6 +260,22 @@ const PG_NO_DATABASE: &str = "3D000";
 /// One connection made directly, before the pool, so that a server that
 /// refuses it or a database that does not exist is told at once, in the
 /// user's terms, rather than as a pool timing out.
+/// How many rows of a listing planned in a transaction of its own wait for
+/// their reader ([`Backend::planned_rows`]).
+const PLANNED_ROWS: usize = 1024;
+
+/// A transaction whose statements are planned without hash tables
+/// ([`Query::merge_joins`]).
+async fn merging(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    for setting in ["enable_hashjoin", "enable_hashagg"] {
+        sqlx::query(AssertSqlSafe(format!("SET LOCAL {setting} = off")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
+}
+
 async fn first_connection(options: &PgConnectOptions, url: &str) -> Result<(), StoreError> {
     use sqlx::Connection as _;
     let host = options.get_socket().map_or_else(

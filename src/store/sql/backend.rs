@@ -6,6 +6,7 @@ use crate::plan::Plan;
 use crate::segment::{Bind, Dialect, Query};
 use crate::store::billing::{Existing, LoadError, Progress};
 use crate::store::{Election, Held, PlanNode, StoreError};
+use futures_util::stream::BoxStream;
 use sqlx::{Database, Transaction};
 
 /// What differs between the backends.
@@ -73,6 +74,14 @@ pub(in crate::store) trait Backend: Send + Sync + 'static {
         &self,
         q: &Query,
     ) -> impl Future<Output = Result<Option<Transaction<'static, Self::Db>>, StoreError>> + Send;
+
+    /// The rows of a listing `q` planned as it asks, in a transaction of its
+    /// own ([`Self::planned`]); none where nothing need be set.
+    #[allow(clippy::type_complexity)]
+    fn planned_rows(
+        &self,
+        q: &Query,
+    ) -> Option<BoxStream<'static, Result<<Self::Db as Database>::Row, StoreError>>>;
 
     /// The apply lock, if no one holds it.
     fn try_lock(&self) -> impl Future<Output = Result<Option<Held>, StoreError>> + Send;

@@ -184,17 +184,22 @@ where
             Err(e) => return futures_util::stream::once(async { Err(e) }).boxed(),
         };
         let with_rows = q.sql.starts_with("SELECT c.id, c.name, c.email");
-        let rows = sqlx::query_with(AssertSqlSafe(q.sql.as_str()), args)
-            .persistent(false)
-            .fetch(self.pool())
-            .map(move |row| {
-                let row = row?;
-                Ok(Member {
-                    id: row.try_get(0)?,
-                    name: if with_rows { row.try_get(1)? } else { None },
-                    email: if with_rows { row.try_get(2)? } else { None },
-                })
-            });
+        let rows = match self.planned_rows(q) {
+            Some(rows) => rows,
+            None => sqlx::query_with(AssertSqlSafe(q.sql.as_str()), args)
+                .persistent(false)
+                .fetch(self.pool())
+                .map(|row| row.map_err(StoreError::from))
+                .boxed(),
+        };
+        let rows = rows.map(move |row| {
+            let row = row?;
+            Ok(Member {
+                id: row.try_get(0)?,
+                name: if with_rows { row.try_get(1)? } else { None },
+                email: if with_rows { row.try_get(2)? } else { None },
+            })
+        });
         match B::ROW_PACE {
             Some(every) => paced::Paced::new(rows, every).boxed(),
             None => rows.boxed(),

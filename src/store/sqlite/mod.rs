@@ -8,9 +8,11 @@ use super::{Election, Held, PlanNode, StoreError, connect_error};
 use crate::demo::{Generator, RowCounts};
 use crate::plan::Plan;
 use crate::segment::{Bind, Dialect, Query};
+use futures_util::stream::BoxStream;
 use sqlx::query::Query as SqlQuery;
 use sqlx::sqlite::{
-    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow,
 };
 use sqlx::{Arguments as _, AssertSqlSafe, Transaction};
 use std::path::PathBuf;
@@ -138,6 +140,13 @@ impl Backend for SqliteStore {
         _q: &Query,
     ) -> Result<Option<Transaction<'static, Sqlite>>, StoreError> {
         Ok(None)
+    }
+
+    fn planned_rows(
+        &self,
+        _q: &Query,
+    ) -> Option<BoxStream<'static, Result<SqliteRow, StoreError>>> {
+        None
     }
 
     /// An exclusive lock on the lock file, which the operating system releases
