@@ -1752,7 +1752,7 @@ fn exists(b: &Builder, table: Related, conds: &str, negate: bool, opaque: bool) 
 }
 
 /// PostgreSQL, a negated block of `match = "any"` at the top (the positive
-/// ones are one such join, see [`any_of`]): the block's distinct customers,
+/// ones are one such join per table, see [`any_of`]): the block's distinct customers,
 /// left-joined to the customers, and the test whether this one is not among
 /// them. An OR of EXISTS is a hashed subplan per block, probed once per
 /// customer at about 1 µs a probe; joins let PostgreSQL hash (or merge) each

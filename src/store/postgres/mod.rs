@@ -171,10 +171,12 @@ impl Backend for PgStore {
         Ok(Some(merging(&self.pool).await?))
     }
 
-    /// The rows come from a task that holds the transaction and reads them
-    /// into a channel of [`PLANNED_ROWS`]: a reader that stops (drops the
-    /// stream) stops the task at its next row, which rolls the transaction
-    /// back.
+    /// The rows come from a task, started at once, that holds the
+    /// transaction and reads them into a channel of [`PLANNED_ROWS`]: a
+    /// reader that stops (drops the stream) stops the task at its next row;
+    /// its transaction is rolled back when its connection returns to the
+    /// pool, once the server has finished the query (as a listing read
+    /// from the pool did).
     fn planned_rows(&self, q: &Query) -> Option<BoxStream<'static, Result<PgRow, StoreError>>> {
         if !q.merge_joins {
             return None;
@@ -257,9 +259,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// PostgreSQL's SQLSTATE for a database that does not exist (invalid_catalog_name).
 const PG_NO_DATABASE: &str = "3D000";
 
-/// One connection made directly, before the pool, so that a server that
-/// refuses it or a database that does not exist is told at once, in the
-/// user's terms, rather than as a pool timing out.
 /// How many rows of a listing planned in a transaction of its own wait for
 /// their reader ([`Backend::planned_rows`]).
 const PLANNED_ROWS: usize = 1024;
@@ -276,6 +275,9 @@ async fn merging(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreE
     Ok(tx)
 }
 
+/// One connection made directly, before the pool, so that a server that
+/// refuses it or a database that does not exist is told at once, in the
+/// user's terms, rather than as a pool timing out.
 async fn first_connection(options: &PgConnectOptions, url: &str) -> Result<(), StoreError> {
     use sqlx::Connection as _;
     let host = options.get_socket().map_or_else(

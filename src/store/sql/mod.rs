@@ -144,17 +144,18 @@ where
     // cache (100) with compiled plans while the size sampler measured
     // thousands of segments.
 
-    // A query that asks to be planned so ([`Query::merge_joins`]) runs in a
-    // transaction of its own that sets it ([`Backend::planned`]).
-
     async fn pairs(&self, q: &Query) -> Result<Vec<(String, String)>, StoreError> {
-        let query = sqlx::query_as_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
-            .persistent(false);
-        Ok(match self.planned(q).await? {
-            Some(mut tx) => query.fetch_all(&mut *tx).await?,
-            None => query.fetch_all(self.pool()).await?,
-        })
+        Ok(
+            sqlx::query_as_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
+                .persistent(false)
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
+
+    // A segment's count or listing that asks to be planned so
+    // ([`Query::merge_joins`]) runs in a transaction of its own that sets it
+    // ([`Backend::planned`], [`Backend::planned_rows`]).
 
     async fn count(&self, q: &Query) -> Result<u64, StoreError> {
         let query = sqlx::query_scalar_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
@@ -167,30 +168,27 @@ where
     }
 
     async fn counts(&self, q: &Query) -> Result<Vec<u64>, StoreError> {
-        let query =
-            sqlx::query_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?).persistent(false);
-        let row = match self.planned(q).await? {
-            Some(mut tx) => query.fetch_one(&mut *tx).await?,
-            None => query.fetch_one(self.pool()).await?,
-        };
+        let row = sqlx::query_with(AssertSqlSafe(q.sql.clone()), B::args(&q.binds)?)
+            .persistent(false)
+            .fetch_one(self.pool())
+            .await?;
         (0..row.len())
             .map(|i| Ok(count_of(row.try_get(i)?)))
             .collect()
     }
 
     fn member_stream<'a>(&'a self, q: &'a Query) -> BoxStream<'a, Result<Member, StoreError>> {
-        let args = match B::args(&q.binds) {
-            Ok(args) => args,
-            Err(e) => return futures_util::stream::once(async { Err(e) }).boxed(),
-        };
         let with_rows = q.sql.starts_with("SELECT c.id, c.name, c.email");
         let rows = match self.planned_rows(q) {
             Some(rows) => rows,
-            None => sqlx::query_with(AssertSqlSafe(q.sql.as_str()), args)
-                .persistent(false)
-                .fetch(self.pool())
-                .map(|row| row.map_err(StoreError::from))
-                .boxed(),
+            None => match B::args(&q.binds) {
+                Ok(args) => sqlx::query_with(AssertSqlSafe(q.sql.as_str()), args)
+                    .persistent(false)
+                    .fetch(self.pool())
+                    .map(|row| row.map_err(StoreError::from))
+                    .boxed(),
+                Err(e) => return futures_util::stream::once(async { Err(e) }).boxed(),
+            },
         };
         let rows = rows.map(move |row| {
             let row = row?;
