@@ -267,8 +267,9 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition, alias
 const INFINITY: &str = "9e999";
 
 /// PostgreSQL: values compare as jsonb (typed: a string is never equal to
-/// a number), so a customer's value is never cast from text. Each test reads the key's
-/// value as few times as it can, and compares it with constants: the
+/// a number), so a customer's value is never cast from text. Each test
+/// reads the key's value as few times as it can, and compares it with
+/// constants: the
 /// statement is planned with its values, so a value or a list bound as text
 /// is cast to jsonb once, when it is planned, not per customer. A key is
 /// present when it holds a value other than JSON null: `value <> 'null'`,

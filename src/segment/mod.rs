@@ -653,8 +653,9 @@ fn aggregate(b: &Builder, and: bool, some: &[String], none: &[String]) -> String
 /// `match = "any"` (SQLite; PostgreSQL at the top, see [`joined`]): the
 /// positive related blocks are one set, the union of their customers (the
 /// blocks of one table in one pass over it, their tests joined by OR; on
-/// PostgreSQL, one join per table), in the place of the first of them; the other blocks are tested as under `all`,
-/// but SQLite's negated lookups, which join their table's pass in the set.
+/// PostgreSQL, one join per table), in the place of the first of them; the
+/// other blocks are tested as under `all`, but SQLite's negated lookups,
+/// which join their table's pass in the set.
 /// A customer is looked up once in one set, not once per block.
 ///
 /// SQLite: when every block of the set is read from an index range

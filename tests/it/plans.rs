@@ -324,6 +324,23 @@ async fn members_found(store: &dyn Store, q: &Query, select: Select) -> u64 {
     }
 }
 
+/// How many members a listing handed over to a reader that stops at the
+/// `stop_at`th (which it is handed, and refuses).
+async fn read_until_stopped(store: &dyn Store, q: &Query, stop_at: u64) -> u64 {
+    let mut seen = 0;
+    store
+        .members(q, |_| {
+            seen += 1;
+            if seen < stop_at {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("the reader went away"))
+            }
+        })
+        .await
+        .expect("a listing stopped by its reader")
+}
+
 /// The ids a member query lists, in order.
 async fn member_ids(store: &dyn Store, q: &Query) -> Vec<String> {
     let mut ids = Vec::new();
@@ -882,20 +899,7 @@ fn postgres_merges_an_any_of_sets_in_the_customers_order() {
         // A reader that stops after 10 members stops the listing; its
         // transaction ends and the pool serves the next query.
         for _ in 0..20 {
-            let mut seen = 0;
-            let read = setup
-                .store
-                .members(&ids, |_| {
-                    seen += 1;
-                    if seen < 10 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::other("the reader went away"))
-                    }
-                })
-                .await
-                .expect("a listing");
-            assert_eq!(read, 10);
+            assert_eq!(read_until_stopped(&*setup.store, &ids, 10).await, 10);
         }
         assert_eq!(setup.store.count(&q).await.expect("a count"), n);
         // Only an `any`: an `all` keeps its hash joins.
@@ -2741,20 +2745,7 @@ fn a_long_listing_arrives_whole_and_stops_with_its_reader() {
         assert_eq!(ids.len() as u64, CUSTOMERS);
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         for _ in 0..8 {
-            let mut taken = 0;
-            let n = setup
-                .store
-                .members(&all, |_| {
-                    taken += 1;
-                    if taken > 100 {
-                        Err(std::io::Error::other("the reader went away"))
-                    } else {
-                        Ok(())
-                    }
-                })
-                .await
-                .expect("a listing stopped by its reader");
-            assert_eq!(n, 101);
+            assert_eq!(read_until_stopped(&*setup.store, &all, 101).await, 101);
         }
         let count = Query {
             merge_joins: false,

@@ -133,8 +133,8 @@ impl Backend for PgStore {
                 Bind::Time(t) => args.add(*t),
                 Bind::Date(d) => args.add(*d),
                 Bind::Stamp(t) => args.add(*t),
-                Bind::Texts(v) => args.add(v.clone()),
-                Bind::Dates(v) => args.add(v.clone()),
+                Bind::Texts(v) => args.add(v.as_slice()),
+                Bind::Dates(v) => args.add(v.as_slice()),
             }
             .map_err(|e| StoreError::from(sqlx::Error::Encode(e)))?;
         }

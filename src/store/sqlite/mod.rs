@@ -202,10 +202,14 @@ impl Backend for SqliteStore {
                 Bind::Time(t) => args.add(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
                 Bind::Date(d) => args.add(day(d)),
                 Bind::Stamp(t) => args.add(*t),
-                Bind::Texts(v) => args.add(serde_json::Value::from(v.clone()).to_string()),
+                Bind::Texts(v) => serde_json::to_string(v)
+                    .map_err(Into::into)
+                    .and_then(|json| args.add(json)),
                 Bind::Dates(v) => {
                     let days: Vec<String> = v.iter().map(day).collect();
-                    args.add(serde_json::Value::from(days).to_string())
+                    serde_json::to_string(&days)
+                        .map_err(Into::into)
+                        .and_then(|json| args.add(json))
                 }
             }
             .map_err(|e| StoreError::from(sqlx::Error::Encode(e)))?;
