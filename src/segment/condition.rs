@@ -1,7 +1,7 @@
 //! One field's test as SQL: text, enum and country comparisons, `is_default`,
 //! the day counts of invoices as ranges of due dates, and the creation time.
 
-use super::builder::Builder;
+use super::builder::{Builder, like_pattern};
 use super::{Bind, Compiled, Dialect, Related, connector_ids};
 use crate::model::{Condition, Field, Op, Scalar, ValueKind};
 use chrono::{NaiveDate, TimeDelta};
@@ -125,16 +125,7 @@ fn string_condition(b: &mut Builder, col: &str, ci: bool, c: &Condition) -> Stri
             op @ (Op::Contains | Op::StartsWith | Op::EndsWith),
             Scalar::Str(want),
         ) if ci && b.dialect == Dialect::Sqlite => {
-            let escaped = want
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let pattern = match op {
-                Op::Contains => format!("%{escaped}%"),
-                Op::StartsWith => format!("{escaped}%"),
-                _ => format!("%{escaped}"),
-            };
-            let p = b.text(&pattern);
+            let p = b.text(&like_pattern(*op, want));
             format!("{col} LIKE {p} ESCAPE '\\'")
         }
         Condition::Compare(op, Scalar::Str(want)) => b.string_op(&expr, *op, &fold(want)),
