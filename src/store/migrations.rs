@@ -35,6 +35,7 @@ embed! {
     10 => "0010_covering_indexes",
     11 => "0011_customer_prefix_indexes",
     12 => "0012_customer_key_covering_indexes",
+    13 => "0013_folded_name_statistics",
 }
 
 pub fn sqlite() -> Migrator {

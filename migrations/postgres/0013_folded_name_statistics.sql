@@ -1,0 +1,8 @@
+-- Segments compare customers' names and emails with ASCII case folded
+-- (`lower(name COLLATE "C")`), an expression PostgreSQL keeps no statistics of
+-- unless told: it guessed that `email contains ".example"` kept 20 of 200,000
+-- customers (56,000 did), and looked each one's related rows up in turn.
+-- Statistics of the expressions (gathered by ANALYZE, which segd runs after a
+-- migration, and by autovacuum) let it estimate such tests from the data.
+CREATE STATISTICS IF NOT EXISTS customers_name_folded ON (lower(name COLLATE "C")) FROM customers;
+CREATE STATISTICS IF NOT EXISTS customers_email_folded ON (lower(email COLLATE "C")) FROM customers;
