@@ -769,6 +769,11 @@ fn literal(q: &Query, dialect: Dialect) -> String {
             Bind::Date(d) => quote(&d.to_string()),
             Bind::Texts(v) => list(v.clone(), "text"),
             Bind::Dates(v) => list(v.iter().map(ToString::to_string).collect(), "date"),
+            // The lookup the store makes first, written as the array it finds.
+            Bind::ConnectorIds(lookup) => format!(
+                "ARRAY({})",
+                literal(lookup, dialect).trim_end().trim_end_matches(';')
+            ),
         };
         sql = sql.replace(&format!("${}", i + 1), &value);
     }

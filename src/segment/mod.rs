@@ -60,6 +60,10 @@ pub enum Bind {
     /// A list of calendar dates (SQLite: a JSON array of `YYYY-MM-DD`;
     /// PostgreSQL: DATE[]).
     Dates(Vec<NaiveDate>),
+    /// PostgreSQL: the ids of the connectors a query of their own selects
+    /// (with placeholders of its own), looked up by the store when the
+    /// query runs and bound as a TEXT[] ([`connector_ids`]).
+    ConnectorIds(Box<Query>),
 }
 
 /// SQL text with `$N` placeholders and the values to bind, in order.
@@ -276,6 +280,13 @@ fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Quer
 /// custom_data key's JSON path, `'$."tier$1"'`: a key holds no quote),
 /// copied as it is.
 fn shifted(sql: &str, by: usize) -> String {
+    renumbered(sql, |n| n.checked_add(by))
+}
+
+/// `sql` with each placeholder `$N` made `$M`, `M = to(N)`; one that `to`
+/// maps to `None` is copied as it is (as a `$` in a quoted literal is, see
+/// [`shifted`]).
+fn renumbered(sql: &str, mut to: impl FnMut(usize) -> Option<usize>) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
     while let Some(at) = rest.find(['$', '\'']) {
@@ -291,11 +302,7 @@ fn shifted(sql: &str, by: usize) -> String {
             let digits = after
                 .find(|ch: char| !ch.is_ascii_digit())
                 .unwrap_or(after.len());
-            match after[..digits]
-                .parse::<usize>()
-                .ok()
-                .and_then(|n| n.checked_add(by))
-            {
+            match after[..digits].parse::<usize>().ok().and_then(&mut to) {
                 Some(n) => {
                     out.push_str(&format!("${n}"));
                     rest = &after[digits..];
@@ -1606,15 +1613,39 @@ fn listed(c: Option<&Condition>) -> bool {
 /// few connectors that do, as a list each link or payment method is looked up
 /// in, so that the links are read in one pass (a join read them through the
 /// connector index, a table lookup per link: one connector block on 200,000
-/// SQLite customers took 0.25 s as a join, 0.155 s so). On PostgreSQL the list
-/// is an array computed once (an init plan), never a join PostgreSQL may turn
-/// into a connector lookup per link: an `any` of a monitor and a connector block
-/// on 200,000 customers took 546 ms with `IN (SELECT …)`, 163 ms so.
-fn connector_ids(b: &Builder, key: &str, conds: &str) -> String {
+/// SQLite customers took 0.25 s as a join, 0.155 s so).
+///
+/// PostgreSQL: the ids are looked up when the query runs, before it is
+/// planned, and bound as one array ([`Bind::ConnectorIds`]), so the planner
+/// reads them as constants and estimates from the links' statistics how many
+/// links each connector has. Never a join PostgreSQL may turn into a
+/// connector lookup per link (an `any` of a monitor and a connector block on
+/// 200,000 customers took 546 ms with `IN (SELECT …)`, 163 ms as an array
+/// computed by the query); computed by the query (an init plan), the array
+/// was a value unknown when planning, guessed to keep nearly half the links
+/// whichever connectors it held: a connector of 14,000 links of 220,000,
+/// taken for 102,000, drove an `all` of it and negated customer and payment
+/// method blocks to hash every customer (fixed-seed shape-042, 273 ms; 112
+/// ms with the ids bound). Over the 97 fixed-seed counts with connector
+/// tests: 9.4 s -> 8.2 s in all, the worst 5.1x -> 4.5x its scans.
+fn connector_ids(b: &mut Builder, key: &str, conds: &str) -> String {
     let ids = format!("SELECT k.id FROM connectors k WHERE {conds}");
     match b.dialect {
         Dialect::Sqlite => format!("{key} IN ({ids})"),
-        Dialect::Postgres => format!("{key} = ANY(ARRAY({ids}))"),
+        Dialect::Postgres => {
+            // The lookup binds its own copies of the values `conds` reads.
+            let mut binds = Vec::new();
+            let sql = renumbered(&ids, |n| {
+                binds.push(b.binds.get(n.checked_sub(1)?)?.clone());
+                Some(binds.len())
+            });
+            let p = b.bind(Bind::ConnectorIds(Box::new(Query {
+                sql,
+                binds,
+                merge_joins: false,
+            })));
+            format!("{key} = ANY({p})")
+        }
     }
 }
 

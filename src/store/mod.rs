@@ -584,6 +584,10 @@ fn is_read_only(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A connector lookup ([`crate::segment::Bind::ConnectorIds`]) reached the
+/// database unresolved: a bug of segd's, reported as a failed statement.
+const UNRESOLVED: &str = "a connector lookup was bound before it was resolved";
+
 const SQLITE_READONLY: i32 = 8;
 const PG_READ_ONLY_SQL_TRANSACTION: &str = "25006";
 

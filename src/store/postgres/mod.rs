@@ -12,7 +12,9 @@ use crate::plan::Plan;
 use crate::segment::{Bind, Dialect, Query};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, Postgres};
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres,
+};
 use sqlx::query::Query as SqlQuery;
 use sqlx::{Arguments as _, AssertSqlSafe, ConnectOptions as _, Transaction};
 use std::time::Duration;
@@ -135,6 +137,7 @@ impl Backend for PgStore {
                 Bind::Stamp(t) => args.add(*t),
                 Bind::Texts(v) => args.add(v.as_slice()),
                 Bind::Dates(v) => args.add(v.as_slice()),
+                Bind::ConnectorIds(_) => Err(super::UNRESOLVED.into()),
             }
             .map_err(|e| StoreError::from(sqlx::Error::Encode(e)))?;
         }
@@ -177,19 +180,31 @@ impl Backend for PgStore {
     /// its transaction is rolled back when its connection returns to the
     /// pool, once the server has finished the query (as a listing read
     /// from the pool did).
+    ///
+    /// A listing whose connectors are looked up ([`Self::resolved`]) is read
+    /// so too (on a connection of the pool where nothing is set), the lookup
+    /// made by the task.
     fn planned_rows(&self, q: &Query) -> Option<BoxStream<'static, Result<PgRow, StoreError>>> {
-        if !q.merge_joins {
+        if !q.merge_joins && !looks_connectors_up(q) {
             return None;
         }
         let (send, recv) = tokio::sync::mpsc::channel(PLANNED_ROWS);
         let (pool, q) = (self.pool.clone(), q.clone());
         tokio::spawn(async move {
             let read = async {
-                let mut tx = merging(&pool).await?;
+                let q = resolved(&pool, &q).await?.unwrap_or(q);
+                let (mut tx, mut conn);
+                let on: &mut PgConnection = if q.merge_joins {
+                    tx = merging(&pool).await?;
+                    &mut tx
+                } else {
+                    conn = pool.acquire().await?;
+                    &mut conn
+                };
                 let mut rows =
                     sqlx::query_with(AssertSqlSafe(q.sql.as_str()), Self::args(&q.binds)?)
                         .persistent(false)
-                        .fetch(&mut *tx);
+                        .fetch(on);
                 while let Some(row) = rows.next().await {
                     if send.send(row.map_err(StoreError::from)).await.is_err() {
                         break;
@@ -210,11 +225,17 @@ impl Backend for PgStore {
         )
     }
 
+    async fn resolved(&self, q: &Query) -> Result<Option<Query>, StoreError> {
+        resolved(&self.pool, q).await
+    }
+
     async fn claim_session(&self) -> Result<Session<Postgres>, StoreError> {
         Ok(Session::Autocommit(self.pool.acquire().await?))
     }
 
     async fn explain_query(&self, q: &Query) -> Result<Vec<PlanNode>, StoreError> {
+        let resolved = resolved(&self.pool, q).await?;
+        let q = resolved.as_ref().unwrap_or(q);
         let sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {}", q.sql);
         let explain =
             sqlx::query_scalar_with(AssertSqlSafe(sql), Self::args(&q.binds)?).persistent(false);
@@ -370,6 +391,36 @@ fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     } else {
         options.options([("jit", "off")])
     })
+}
+
+/// Whether `q` binds a connector lookup ([`Bind::ConnectorIds`]).
+fn looks_connectors_up(q: &Query) -> bool {
+    q.binds.iter().any(|b| matches!(b, Bind::ConnectorIds(_)))
+}
+
+/// `q` with each connector lookup made the ids it selects now (a statement
+/// of its own, before `q` is planned, so that PostgreSQL plans `q` with the
+/// ids as constants: [`crate::segment`]'s `connector_ids`); none where `q`
+/// looks none up. The connectors are read a moment before `q` reads the
+/// rest: a connector added or renamed in between counts from the next run.
+async fn resolved(pool: &PgPool, q: &Query) -> Result<Option<Query>, StoreError> {
+    if !looks_connectors_up(q) {
+        return Ok(None);
+    }
+    let mut out = q.clone();
+    for b in &mut out.binds {
+        if let Bind::ConnectorIds(lookup) = b {
+            let ids: Vec<String> = sqlx::query_scalar_with(
+                AssertSqlSafe(lookup.sql.as_str()),
+                PgStore::args(&lookup.binds)?,
+            )
+            .persistent(false)
+            .fetch_all(pool)
+            .await?;
+            *b = Bind::Texts(ids);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// A PostgreSQL plan node as one line: what it is to its parent, its type

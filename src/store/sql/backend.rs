@@ -83,6 +83,11 @@ pub(in crate::store) trait Backend: Send + Sync + 'static {
         q: &Query,
     ) -> Option<BoxStream<'static, Result<<Self::Db as Database>::Row, StoreError>>>;
 
+    /// `q` with each connector lookup it holds ([`Bind::ConnectorIds`]) made
+    /// the ids it finds now, or none where it holds none (SQLite's never do).
+    fn resolved(&self, q: &Query)
+    -> impl Future<Output = Result<Option<Query>, StoreError>> + Send;
+
     /// The apply lock, if no one holds it.
     fn try_lock(&self) -> impl Future<Output = Result<Option<Held>, StoreError>> + Send;
 

@@ -144,7 +144,12 @@ where
     // cache (100) with compiled plans while the size sampler measured
     // thousands of segments.
 
+    // A query that looks its connectors up runs once they are
+    // ([`Backend::resolved`]).
+
     async fn pairs(&self, q: &Query) -> Result<Vec<(String, String)>, StoreError> {
+        let resolved = self.resolved(q).await?;
+        let q = resolved.as_ref().unwrap_or(q);
         Ok(
             sqlx::query_as_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
                 .persistent(false)
@@ -158,6 +163,8 @@ where
     // ([`Backend::planned`], [`Backend::planned_rows`]).
 
     async fn count(&self, q: &Query) -> Result<u64, StoreError> {
+        let resolved = self.resolved(q).await?;
+        let q = resolved.as_ref().unwrap_or(q);
         let query = sqlx::query_scalar_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)
             .persistent(false);
         let n: i64 = match self.planned(q).await? {
@@ -168,6 +175,8 @@ where
     }
 
     async fn counts(&self, q: &Query) -> Result<Vec<u64>, StoreError> {
+        let resolved = self.resolved(q).await?;
+        let q = resolved.as_ref().unwrap_or(q);
         let row = sqlx::query_with(AssertSqlSafe(q.sql.clone()), B::args(&q.binds)?)
             .persistent(false)
             .fetch_one(self.pool())

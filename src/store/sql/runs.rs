@@ -135,6 +135,13 @@ where
         e: &Enqueue<'_>,
     ) -> Result<RunResult, StoreError> {
         let enqueue = outbox_rows(run, e, B::INVOICE_LIST_ONE, B::INVOICE_LIST_AGG);
+        // Connectors are looked up before the transaction, on the pool.
+        let enqueue = self.0.resolved(&enqueue).await?.unwrap_or(enqueue);
+        let resolved = match e.unreachable {
+            Some(q) => self.0.resolved(q).await?,
+            None => None,
+        };
+        let unreachable = resolved.as_ref().or(e.unreachable);
         let _turn = enqueue_turn(&run.communication).lock().await;
         let mut tx = self.0.begin_write().await?;
         if let Some(sql) = B::TRIGGER_XACT_LOCK {
@@ -172,7 +179,7 @@ where
                 .await?;
             u64::try_from(n).unwrap_or(0)
         };
-        let unreachable = match e.unreachable {
+        let unreachable = match unreachable {
             Some(q) => {
                 let n: i64 =
                     sqlx::query_scalar_with(AssertSqlSafe(q.sql.as_str()), B::args(&q.binds)?)

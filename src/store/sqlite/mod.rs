@@ -149,6 +149,10 @@ impl Backend for SqliteStore {
         None
     }
 
+    async fn resolved(&self, _q: &Query) -> Result<Option<Query>, StoreError> {
+        Ok(None)
+    }
+
     /// An exclusive lock on the lock file, which the operating system releases
     /// when the holder's process exits however it ends (unlike a row, which
     /// would outlive it).
@@ -211,6 +215,8 @@ impl Backend for SqliteStore {
                         .map_err(Into::into)
                         .and_then(|json| args.add(json))
                 }
+                // SQLite's queries select their connectors themselves.
+                Bind::ConnectorIds(_) => Err(super::UNRESOLVED.into()),
             }
             .map_err(|e| StoreError::from(sqlx::Error::Encode(e)))?;
         }
