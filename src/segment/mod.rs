@@ -1168,8 +1168,8 @@ impl Compiled {
 enum Related {
     Invoices,
     PaymentMethods,
-    /// The payment methods, each with its connector (a test of a method
-    /// without one).
+    /// The payment methods, each with its connector (SQLite, a test of a
+    /// method without one).
     PaymentMethodsWithConnectors,
     /// The customers' links to connectors.
     Links,
@@ -1305,10 +1305,11 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
             .collect::<Vec<_>>()
             .join(" AND "),
     };
-    let joins_connectors = matches!(
-        f.conditions.get(&Field::PaymentMethodConnector),
-        Some(Condition::Exists(false))
-    );
+    let joins_connectors = b.dialect == Dialect::Sqlite
+        && matches!(
+            f.conditions.get(&Field::PaymentMethodConnector),
+            Some(Condition::Exists(false))
+        );
     let table = match f.filter_type {
         FilterType::Customer => {
             // A NULL (a missing value) is false, also under NOT: the anti-join

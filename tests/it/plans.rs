@@ -1008,16 +1008,16 @@ fn postgres_binds_the_connectors_it_looks_up() {
         let plan = plan_text(&*setup.store, &q).await;
         assert!(plan.contains("'{con_stripe_legacy}'::text[]"), "{plan}");
         assert!(!plan.contains("InitPlan"), "{plan}");
-        let by_hand = by_hand(
+        let linked = by_hand(
             &setup,
             "SELECT COUNT(DISTINCT customer_id) FROM customer_connectors \
              WHERE connector_id = 'con_stripe_legacy'"
                 .to_string(),
         )
         .await;
-        assert_eq!(setup.store.count(&q).await.expect("a count"), by_hand);
+        assert_eq!(setup.store.count(&q).await.expect("a count"), linked);
         let ids = compile(&seg, Dialect::Postgres, at(), Select::Ids);
-        assert_eq!(member_ids(&*setup.store, &ids).await.len() as u64, by_hand);
+        assert_eq!(member_ids(&*setup.store, &ids).await.len() as u64, linked);
         let spec = RunSpec {
             communication: "remind",
             payment_reminder: true,
@@ -1038,6 +1038,44 @@ fn postgres_binds_the_connectors_it_looks_up() {
         assert!(member_ids(&*setup.store, &ids).await.is_empty());
         let pairs = setup.store.pairs(&run.candidates).await.expect("the pairs");
         assert!(pairs.is_empty(), "{pairs:?}");
+        // A method without a named connector: none, one no connector has, or
+        // one whose name is missing; the named connectors are looked up.
+        for sql in [
+            "INSERT INTO connectors (id, name, kind, connection) \
+             VALUES ('con_nameless', NULL, 'psp', 'connected')",
+            "UPDATE payment_methods SET connector_id = 'con_gone' \
+             WHERE id IN (SELECT id FROM payment_methods ORDER BY id LIMIT 40)",
+            "UPDATE payment_methods SET connector_id = 'con_nameless' \
+             WHERE id IN (SELECT id FROM payment_methods ORDER BY id DESC LIMIT 30)",
+        ] {
+            exec(&*setup.store, sql).await;
+        }
+        let unnamed = filter(
+            Field::PaymentMethodConnector,
+            Condition::Exists(false),
+            false,
+        );
+        for negate in [false, true] {
+            let mut block = unnamed.clone();
+            block.negate = negate;
+            let q = compile(
+                &segment(MatchMode::All, vec![block]),
+                Dialect::Postgres,
+                at(),
+                Select::Count,
+            );
+            assert!(!q.sql.contains("connectors k"), "{}", q.sql);
+            let want = by_hand(
+                &setup,
+                format!(
+                    "SELECT COUNT(*) FROM customers c WHERE {} EXISTS (SELECT 1 FROM payment_methods pm \
+                     LEFT JOIN connectors k ON k.id = pm.connector_id WHERE pm.customer_id = c.id AND k.name IS NULL)",
+                    if negate { "NOT" } else { "" }
+                ),
+            )
+            .await;
+            assert_eq!(setup.store.count(&q).await.expect("a count"), want);
+        }
         setup.store.close().await;
         if let Keep::Pg(db) = setup._keep {
             db.cleanup().await;
