@@ -1805,7 +1805,7 @@ fn joined(b: &mut Builder, table: Related, conds: &str, negate: bool) -> String 
 
 #[cfg(test)]
 mod tests {
-    use super::{UNPAID, UNPAID_SQL, shifted};
+    use super::{Bind, Dialect, Query, Select, UNPAID, UNPAID_SQL, shifted};
     use crate::model::fields::INVOICE_STATUSES;
     use proptest::prelude::*;
 
@@ -1827,6 +1827,60 @@ mod tests {
         );
         assert_eq!(shifted(sql, 0), sql);
         assert_eq!(shifted("", 3), "");
+    }
+
+    /// PostgreSQL: a connector test is a lookup of its own, numbered from
+    /// `$1` and binding copies of the values it reads, bound as one value of
+    /// the segment's query; SQLite selects the connectors in the query.
+    #[test]
+    fn postgres_looks_connectors_up_in_a_query_of_their_own() {
+        let seg = crate::validate::stored_segment(
+            "[segment]\nname = \"s\"\n\n[[filter]]\ntype = \"customer\"\ncountry = \"DE\"\n\n\
+             [[filter]]\ntype = \"connector\"\nname = { ne = \"PayPal\" }\n\
+             connection = { in = [\"error\", \"disconnected\"] }\n",
+        )
+        .expect("a segment");
+        let at = chrono::DateTime::UNIX_EPOCH;
+        let q = super::compile(&seg, Dialect::Postgres, at, Select::Count);
+        let lookups: Vec<(usize, &Query)> = q
+            .binds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| match b {
+                Bind::ConnectorIds(lookup) => Some((i + 1, &**lookup)),
+                _ => None,
+            })
+            .collect();
+        let [(n, lookup)] = lookups[..] else {
+            panic!("one lookup: {q:?}");
+        };
+        assert!(
+            q.sql.contains(&format!("cc.connector_id = ANY(${n})")),
+            "{}",
+            q.sql
+        );
+        assert!(!q.sql.contains("connectors k"), "{}", q.sql);
+        assert!(
+            lookup
+                .sql
+                .starts_with("SELECT k.id FROM connectors k WHERE ")
+        );
+        assert!(lookup.sql.contains("$1") && lookup.sql.contains("$2"));
+        assert!(!lookup.sql.contains("$3"), "{}", lookup.sql);
+        assert_eq!(
+            lookup.binds,
+            [
+                Bind::Text("paypal".into()),
+                Bind::Texts(vec!["error".into(), "disconnected".into()])
+            ]
+        );
+        let q = super::compile(&seg, Dialect::Sqlite, at, Select::Count);
+        assert!(
+            q.sql.contains("IN (SELECT k.id FROM connectors k"),
+            "{}",
+            q.sql
+        );
+        assert!(!q.binds.iter().any(|b| matches!(b, Bind::ConnectorIds(_))));
     }
 
     proptest! {

@@ -293,8 +293,8 @@ pub trait Store: Send + Sync {
     /// arrive (see `members`, which hands each to a closure).
     fn member_stream<'a>(&'a self, q: &'a Query) -> BoxStream<'a, Result<Member, StoreError>>;
 
-    /// The plan the database would run `q` with (nothing is run): the
-    /// top-level steps, in order.
+    /// The plan the database would run `q` with (nothing is run but, on
+    /// PostgreSQL, its connector lookups): the top-level steps, in order.
     async fn explain(&self, q: &Query) -> Result<Vec<PlanNode>, StoreError>;
 
     // ---- trigger runs and the outbox

@@ -6,7 +6,7 @@
 //! (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN (FORMAT JSON)` on PostgreSQL) on
 //! demo data with and without statistics.
 
-use crate::support::{PgTestDb, block_on, fresh_pg_db, segd_cmd};
+use crate::support::{Fixture, PgTestDb, block_on, fresh_pg_db, segd_cmd};
 use chrono::{DateTime, NaiveDate, Utc};
 use segd::demo::{DemoSpec, Generator};
 use segd::model::{
@@ -1093,32 +1093,23 @@ fn a_run_of_a_connector_segment_enqueues_alike_on_both_backends() {
     )) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("a temporary dir");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["segments.d", "templates"] {
-        let to = dir.path().join(folder);
-        std::fs::create_dir_all(&to).expect("a folder");
-        for entry in std::fs::read_dir(repo.join(folder)).expect("the example") {
-            let from = entry.expect("an entry").path();
-            std::fs::copy(&from, to.join(from.file_name().expect("a name"))).expect("a copy");
-        }
-    }
-    std::fs::create_dir_all(dir.path().join("communications.d")).expect("communications.d");
-    std::fs::write(
-        dir.path().join("communications.d/trouble-mail.toml"),
+    // The example's segments and templates, and one communication by email.
+    let f = Fixture::example();
+    std::fs::remove_dir_all(f.path().join("communications.d")).expect("no communications");
+    f.write(
+        "communications.d/trouble-mail.toml",
         "[communication]\nname = \"trouble-mail\"\nsegment = \"integration-trouble\"\n\
          event = \"payment_reminder\"\nchannel = \"email\"\n\n[trigger]\ntype = \"manual\"\n\n\
          [email]\nfrom = \"Acme Billing <billing@acme.test>\"\nsubject = \"Your integration\"\n\
          template = \"templates/payment-reminder.txt\"\n",
-    )
-    .expect("a communication");
-    let sqlite = format!("sqlite://{}", dir.path().join("t.db").display());
-    let outbox = dir.path().join("out");
+    );
+    let sqlite = format!("sqlite://{}", f.path().join("t.db").display());
+    let outbox = f.path().join("out");
     let mut lines = Vec::new();
     for url in [sqlite.as_str(), pg.url.as_str()] {
         let run = |args: &[&str]| {
             let out = segd_cmd()
-                .current_dir(dir.path())
+                .current_dir(f.path())
                 .args(args)
                 .args(["--database-url", url])
                 .env("SEGD_OUTBOX_DIR", &outbox)

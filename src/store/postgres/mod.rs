@@ -193,6 +193,10 @@ impl Backend for PgStore {
         tokio::spawn(async move {
             let read = async {
                 let q = resolved(&pool, &q).await?.unwrap_or(q);
+                if send.is_closed() {
+                    // The reader left while the connectors were looked up.
+                    return Ok(());
+                }
                 let (mut tx, mut conn);
                 let on: &mut PgConnection = if q.merge_joins {
                     tx = merging(&pool).await?;

@@ -76,7 +76,8 @@ pub(in crate::store) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Transaction<'static, Self::Db>>, StoreError>> + Send;
 
     /// The rows of a listing `q` planned as it asks, in a transaction of its
-    /// own ([`Self::planned`]); none where nothing need be set.
+    /// own ([`Self::planned`]), or whose connectors are looked up first
+    /// ([`Self::resolved`]); none where `q` may run as it is.
     #[allow(clippy::type_complexity)]
     fn planned_rows(
         &self,
