@@ -72,9 +72,10 @@ pub struct Query {
     pub sql: String,
     pub binds: Vec<Bind>,
     /// PostgreSQL: plan it without hash tables (`enable_hashjoin` and
-    /// `enable_hashagg` off for it alone): the sets of customers an `any`
-    /// joins are read in the customers' order, each through its table's index
-    /// by customer, and merged with them ([`any_of`]).
+    /// `enable_hashagg` off for it alone) and without parallel workers: the
+    /// sets of customers an `any` joins are read in the customers' order,
+    /// each through its table's index by customer, and merged with them
+    /// ([`any_of`]).
     pub merge_joins: bool,
 }
 

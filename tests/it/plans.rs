@@ -1151,6 +1151,66 @@ fn find_node<'a>(node: &'a serde_json::Value, table: &str) -> Option<&'a serde_j
         .find_map(|child| find_node(child, table))
 }
 
+/// PostgreSQL merges an `any`'s joined sets without parallel workers, which
+/// each read every set whole: where parallel plans cost nothing, the hashed
+/// count has workers and the merged one none.
+#[test]
+fn postgres_merges_without_parallel_workers() {
+    block_on(async {
+        let test = "postgres_merges_without_parallel_workers";
+        let Some(setup) = postgres(true, test).await else {
+            return;
+        };
+        let Keep::Pg(db) = setup._keep else {
+            panic!("a PostgreSQL database");
+        };
+        for setting in [
+            "parallel_setup_cost = 0",
+            "parallel_tuple_cost = 0",
+            "min_parallel_table_scan_size = 0",
+            "min_parallel_index_scan_size = 0",
+        ] {
+            exec(
+                &*setup.store,
+                &format!(
+                    "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {setting}', current_database()); END $$"
+                ),
+            )
+            .await;
+        }
+        setup.store.close().await;
+        // New connections read the database's settings.
+        let store = connect(&db.url).await.expect("reopen the database");
+        let methods = filter(
+            Field::PaymentMethodPaymentType,
+            Condition::List(Op::In, vec![s("card"), s("paypal")]),
+            false,
+        );
+        let monitors = filter(
+            Field::MonitorState,
+            Condition::Compare(Op::Eq, s("alerting")),
+            true,
+        );
+        let seg = segment(MatchMode::Any, vec![methods, monitors]);
+        let q = compile(&seg, Dialect::Postgres, at(), Select::Count);
+        assert!(q.merge_joins, "{}", q.sql);
+        let hashed = Query {
+            merge_joins: false,
+            ..q.clone()
+        };
+        let plan = plan_text(&*store, &hashed).await;
+        assert!(plan.contains("Gather"), "{plan}");
+        let plan = plan_text(&*store, &q).await;
+        assert!(!plan.contains("Gather"), "{plan}");
+        assert_eq!(
+            store.count(&q).await.expect("a count"),
+            store.count(&hashed).await.expect("a count")
+        );
+        store.close().await;
+        db.cleanup().await;
+    });
+}
+
 /// PostgreSQL with statistics: the segment `with(0)` lists some members;
 /// `check` passes its SQL and plan. `with(50_000)`, its list 50,000 values
 /// longer, compiles to the same SQL, is planned with its values (the plan

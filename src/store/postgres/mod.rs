@@ -289,11 +289,23 @@ const PG_NO_DATABASE: &str = "3D000";
 const PLANNED_ROWS: usize = 1024;
 
 /// A transaction whose statements are planned without hash tables
-/// ([`Query::merge_joins`]).
+/// ([`Query::merge_joins`]) and without parallel workers: each worker read
+/// every joined set whole (its share of the customers merged with all of
+/// each set), so two workers and the leader read the sets three times. Over
+/// the merged counts of two draws of the shapes bench (200,000 customers,
+/// best of 3, A/B in one process), 8.2 -> 7.8 s for the 56 of the fixed seed
+/// (the worst unchanged at 4.4-4.5x its scans) and 11.8 -> 10.8 s for the 83
+/// of seed `stop42` (the worst, three joins of payment methods, 5.1x ->
+/// 4.4x); a few are slower (fixed-seed shape-050 219 -> 315 ms, 2.6x ->
+/// 3.7x).
 async fn merging(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreError> {
     let mut tx = pool.begin().await?;
-    for setting in ["enable_hashjoin", "enable_hashagg"] {
-        sqlx::query(AssertSqlSafe(format!("SET LOCAL {setting} = off")))
+    for setting in [
+        "enable_hashjoin = off",
+        "enable_hashagg = off",
+        "max_parallel_workers_per_gather = 0",
+    ] {
+        sqlx::query(AssertSqlSafe(format!("SET LOCAL {setting}")))
             .execute(&mut *tx)
             .await?;
     }
