@@ -71,6 +71,14 @@ async fn exec(store: &dyn Store, sql: &str) {
     .expect("a statement of the test");
 }
 
+/// Closes a setup's store and drops its PostgreSQL database.
+async fn finish(setup: Setup) {
+    setup.store.close().await;
+    if let Keep::Pg(db) = setup._keep {
+        db.cleanup().await;
+    }
+}
+
 /// segd's tables the run queries read.
 const SEGD: &str = "segd_trigger_runs, segd_outbox";
 
@@ -905,10 +913,7 @@ fn postgres_merges_an_any_of_sets_in_the_customers_order() {
         // Only an `any`: an `all` keeps its hash joins.
         let all = segment(MatchMode::All, seg.filters.clone());
         assert!(!compile(&all, Dialect::Postgres, at(), Select::Count).merge_joins);
-        setup.store.close().await;
-        if let Keep::Pg(db) = setup._keep {
-            db.cleanup().await;
-        }
+        finish(setup).await;
     });
 }
 
@@ -978,10 +983,7 @@ fn postgres_estimates_substring_tests_from_statistics() {
             );
         }
         drop(conn);
-        setup.store.close().await;
-        if let Keep::Pg(db) = setup._keep {
-            db.cleanup().await;
-        }
+        finish(setup).await;
     });
 }
 
@@ -1076,10 +1078,7 @@ fn postgres_binds_the_connectors_it_looks_up() {
             .await;
             assert_eq!(setup.store.count(&q).await.expect("a count"), want);
         }
-        setup.store.close().await;
-        if let Keep::Pg(db) = setup._keep {
-            db.cleanup().await;
-        }
+        finish(setup).await;
     });
 }
 
@@ -1235,10 +1234,7 @@ fn lists_are_constants(
         let long_plan = plan_text(&*setup.store, &long).await;
         assert!(long_plan.contains(long_shows), "{long_plan}");
         assert_eq!(member_ids(&*setup.store, &long).await, ids);
-        setup.store.close().await;
-        if let Keep::Pg(db) = setup._keep {
-            db.cleanup().await;
-        }
+        finish(setup).await;
     });
 }
 

@@ -300,15 +300,13 @@ const PLANNED_ROWS: usize = 1024;
 /// 3.7x).
 async fn merging(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreError> {
     let mut tx = pool.begin().await?;
-    for setting in [
-        "enable_hashjoin = off",
-        "enable_hashagg = off",
-        "max_parallel_workers_per_gather = 0",
-    ] {
-        sqlx::query(AssertSqlSafe(format!("SET LOCAL {setting}")))
-            .execute(&mut *tx)
-            .await?;
-    }
+    // One round trip: the settings as one simple query.
+    sqlx::raw_sql(
+        "SET LOCAL enable_hashjoin = off; SET LOCAL enable_hashagg = off; \
+         SET LOCAL max_parallel_workers_per_gather = 0",
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(tx)
 }
 
