@@ -58,7 +58,7 @@ use proptest::strategy::{Strategy as _, ValueTree as _};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use segd::demo::DemoSpec;
 use segd::model::{CustomDataKey, Field, FilterType, Name, Scalar, Segment, ValueKind};
-use segd::segment::{Bind, Dialect, Query, Select, compile, custom_data_index_sql};
+use segd::segment::{Bind, Dialect, Query, Select, compile};
 use segd::store::{SqliteStore, Store, connect};
 use segment_gen::{CustomPool, Pools, segment, uncovered};
 use sqlx::sqlite::SqlitePool;
@@ -961,14 +961,14 @@ async fn run(
 /// Gives the loaded database at `plain` the custom_data indexes `segd apply`
 /// keeps for these segments' keys, and copies it (no statistics) to `analyzed`,
 /// which is then analyzed. Returns the copy's URL.
-async fn sqlite_setups(plain: &str, analyzed: &std::path::Path, keys: &[String]) -> Res<String> {
+async fn sqlite_setups(
+    plain: &str,
+    analyzed: &std::path::Path,
+    keys: &BTreeSet<CustomDataKey>,
+) -> Res<String> {
     let store = connect(plain).await?;
+    store.keep_custom_data(keys).await?;
     if let Some(s) = store.as_any().downcast_ref::<SqliteStore>() {
-        for key in keys.iter().filter_map(|k| CustomDataKey::parse(k).ok()) {
-            sqlx::query(AssertSqlSafe(custom_data_index_sql(&key)))
-                .execute(&s.pool)
-                .await?;
-        }
         sqlx::query("VACUUM INTO $1")
             .bind(analyzed.display().to_string())
             .execute(&s.pool)
@@ -1088,12 +1088,17 @@ async fn bench() -> Res<bool> {
         store.close().await;
         pools
     };
-    let keys: Vec<String> = pools.custom_data.iter().map(|(k, _)| k.clone()).collect();
+    let keys: BTreeSet<CustomDataKey> = pools
+        .custom_data
+        .iter()
+        .filter_map(|(k, _)| CustomDataKey::parse(k).ok())
+        .collect();
     let analyzed_url = sqlite_setups(&plain_url, &dir.path().join("analyzed.db"), &keys).await?;
+    let named: Vec<&str> = keys.iter().map(CustomDataKey::as_str).collect();
     println!(
         "SQLite databases built in {:.1} s (custom_data keys {})",
         started.elapsed().as_secs_f64(),
-        keys.join(", ")
+        named.join(", ")
     );
     let (mut segments, missing) = segments(pools)?;
     let only = std::env::var("SEGD_BENCH_ONLY").unwrap_or_default();
@@ -1149,6 +1154,10 @@ async fn bench() -> Res<bool> {
             let result = async {
                 let started = Instant::now();
                 load_demo(db.url.as_str(), spec).await?;
+                // As `segd apply` would: statistics of each key's expressions.
+                let store = connect(db.url.as_str()).await?;
+                store.keep_custom_data(&keys).await?;
+                store.close().await;
                 println!(
                     "\nPostgreSQL database {} loaded in {:.1} s",
                     db.name,

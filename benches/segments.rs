@@ -18,10 +18,9 @@
 // A benchmark reports on a terminal; the CLI's closed-pipe rule is not for it.
 #![allow(clippy::disallowed_macros)]
 
-use segd::segment::{Dialect, Query, Select, compile, custom_data_index_sql};
+use segd::segment::{Dialect, Query, Select, compile};
 use segd::store::{SqliteStore, Store, connect};
 use segd::validate::stored_segment;
-use sqlx::AssertSqlSafe;
 use std::time::{Duration, Instant};
 
 const AT: &str = "2026-11-30T12:00:00Z";
@@ -145,15 +144,15 @@ async fn main() {
         }
     };
     let dialect = store.dialect();
+    // What `segd apply` keeps for a segment comparing custom_data.plan.
+    let plan = std::collections::BTreeSet::from([
+        segd::model::CustomDataKey::parse("plan").expect("a valid key")
+    ]);
+    if let Err(e) = store.keep_custom_data(&plan).await {
+        eprintln!("keeping custom_data.plan: {e}");
+    }
     if let Some(s) = store.as_any().downcast_ref::<SqliteStore>() {
-        let pool = s.pool.clone();
-        // What `segd apply` keeps for a segment comparing custom_data.plan.
-        let _ = sqlx::query(AssertSqlSafe(custom_data_index_sql(
-            &segd::model::CustomDataKey::parse("plan").expect("a valid key"),
-        )))
-        .execute(&pool)
-        .await;
-        let _ = sqlx::query("ANALYZE").execute(&pool).await;
+        let _ = sqlx::query("ANALYZE").execute(&s.pool).await;
     }
     let at = segd::model::parse_time(AT).unwrap_or_default();
     println!(

@@ -185,7 +185,7 @@ async fn locked(
         .map_err(CliError::ApplyFailed)?;
     if let Some(e) = unindexed {
         eprintln!(
-            "warning: indexing custom_data keys failed: {}",
+            "warning: keeping the indexes or statistics of custom_data keys failed: {}",
             crate::error::chain(&e)
         );
     }

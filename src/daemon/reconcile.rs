@@ -192,7 +192,7 @@ async fn reconcile_inner(
     })
     .await?;
     if let Some(e) = unindexed {
-        tracing::warn!(error = %chain(&e), "indexing custom_data keys failed");
+        tracing::warn!(error = %chain(&e), "keeping the indexes or statistics of custom_data keys failed");
     }
     status.drift_undone = {
         let before = shared

@@ -1,5 +1,5 @@
-//! Applying a plan: under the apply lock, recorded in the history, then the
-//! custom_data indexes its segments use.
+//! Applying a plan: under the apply lock, recorded in the history, then what
+//! the planner needs for the custom_data keys its segments use.
 
 use crate::plan::{Impacts, Plan, render};
 use crate::store::{ApplyRecord, Store, StoreError};
@@ -28,9 +28,10 @@ pub struct Origin {
 }
 
 /// Applies `plan` in one transaction (the caller holds the apply lock) and
-/// records it, with its impacts, in the history; then makes the custom_data
-/// indexes its segments use. An index that could not be made is handed back
-/// as a warning: the apply stands, and the segment evaluates without it.
+/// records it, with its impacts, in the history; then keeps the indexes
+/// (SQLite) or statistics (PostgreSQL) of the custom_data keys its segments
+/// use ([`Store::keep_custom_data`]). One that could not be made is handed
+/// back as a warning: the apply stands, and the segment evaluates without it.
 pub async fn apply(
     store: &dyn Store,
     plan: &Plan,
@@ -45,5 +46,5 @@ pub async fn apply(
         plan: render::json(plan, impacts),
     };
     store.apply(plan, &record).await?;
-    Ok(store.index_custom_data(plan).await.err())
+    Ok(store.keep_custom_data(&plan.custom_data_keys()).await.err())
 }

@@ -112,13 +112,42 @@ pub fn custom_data_path(key: &CustomDataKey) -> String {
     format!("'$.\"{}\"'", key.as_str())
 }
 
+/// The name of what segd keeps for one custom_data key: its SQLite index,
+/// the stem of its PostgreSQL statistics.
+fn custom_data_name(key: &CustomDataKey) -> String {
+    format!("segd_cd_{}", &crate::plan::sha256_hex(key.as_str())[..16])
+}
+
 /// The index that serves conditions on one custom_data key (SQLite).
 pub fn custom_data_index_sql(key: &CustomDataKey) -> String {
-    let name = format!("segd_cd_{}", &crate::plan::sha256_hex(key.as_str())[..16]);
     format!(
-        "CREATE INDEX IF NOT EXISTS {name} ON customers (json_extract(custom_data, {}))",
+        "CREATE INDEX IF NOT EXISTS {} ON customers (json_extract(custom_data, {}))",
+        custom_data_name(key),
         custom_data_path(key)
     )
+}
+
+/// PostgreSQL: statistics of the expressions [`custom_data_postgres`] tests
+/// one custom_data key with (its value, its text and its JSON type), each
+/// with its name, so that the planner estimates a test from the data. Without
+/// them it guessed each: `seats > 3` (`jsonb_typeof(…) = 'number'` at 0.5%
+/// and the comparison at a third) kept 314 of 200,000 customers where 92,000
+/// passed, and it looked each one's default payment method up in turn. The
+/// key is written into the text, as [`custom_data_path`] does: the planner
+/// matches statistics with the query's expressions, its key a constant.
+pub fn custom_data_statistics_sql(key: &CustomDataKey) -> [(String, String); 3] {
+    let stem = custom_data_name(key);
+    let value = format!("custom_data -> '{}'", key.as_str());
+    [
+        ("value", value.clone()),
+        ("text", format!("custom_data ->> '{}'", key.as_str())),
+        ("type", format!("jsonb_typeof({value})")),
+    ]
+    .map(|(what, expr)| {
+        let name = format!("{stem}_{what}");
+        let sql = format!("CREATE STATISTICS IF NOT EXISTS {name} ON ({expr}) FROM customers");
+        (name, sql)
+    })
 }
 
 /// SQLite: every test is first a test of `json_extract` (the key's value as

@@ -29,7 +29,7 @@ mod words;
 use builder::{Builder, Driver, Scope};
 use condition::{condition, default_method};
 use custom_data::custom_data;
-pub use custom_data::{custom_data_index_sql, custom_data_path};
+pub use custom_data::{custom_data_index_sql, custom_data_path, custom_data_statistics_sql};
 pub use impact::{IMPACT_SAMPLES, ImpactQueries, compile_impact};
 pub use page::{compile_page, compile_window_end, page_in_one_query};
 pub use run::{RunQueries, RunSpec, UNREACHABLE_SAMPLE, compile_member_run, compile_run};

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 use crate::config::redact_url;
 use crate::demo::{Generator, RowCounts};
-use crate::model::{Customer, Invoice};
+use crate::model::{CustomDataKey, Customer, Invoice};
 use crate::plan::{Applied, AppliedState, Kind, Plan, Undecodable};
 use crate::segment::{Dialect, Query};
 use billing::{Existing, LoadError, Progress};
@@ -35,6 +35,7 @@ use outbox::{
     Claimed, Delivery, DeliveryFilter, Enqueue, Mark, Retried, Run, RunFilter, RunResult,
     RunSummary,
 };
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -272,10 +273,13 @@ pub trait Store: Send + Sync {
     /// no longer the version the plan was made against.
     async fn apply(&self, plan: &Plan, record: &ApplyRecord) -> Result<(), StoreError>;
 
-    /// Keeps an expression index for every custom_data key the segments a plan
-    /// creates or changes compare (SQLite; PostgreSQL has one GIN index over all
-    /// of custom_data). Indexes of keys no segment uses any more are kept.
-    async fn index_custom_data(&self, plan: &Plan) -> Result<(), StoreError>;
+    /// Keeps what the planner needs for tests of each of the custom_data
+    /// `keys` (those the segments a plan creates or changes compare): SQLite
+    /// an expression index per key, PostgreSQL statistics of the key's
+    /// expressions (14 or newer; one GIN index serves all of custom_data);
+    /// `customers` is analyzed when one is new. What a key no segment uses any
+    /// more had is kept.
+    async fn keep_custom_data(&self, keys: &BTreeSet<CustomDataKey>) -> Result<(), StoreError>;
 
     // ---- segment queries
 

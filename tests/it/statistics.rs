@@ -137,27 +137,58 @@ fn postgres_migrating_a_billing_database_analyzes_it() {
     migrating_a_billing_database_analyzes_it(&db, &Fixture::empty());
 }
 
-/// SQLite: the expression index apply makes for a custom_data key has
-/// statistics as soon as it exists.
-#[test]
-fn a_new_custom_data_index_has_statistics_after_apply() {
-    let f = Fixture::empty();
+/// What apply keeps for a custom_data key has statistics as soon as it
+/// exists: SQLite's expression index, PostgreSQL's statistics of the key's
+/// value, text and JSON type. A second apply makes nothing again.
+fn a_custom_data_key_has_statistics_after_apply(db: &TestDb, f: &Fixture) {
     f.write(
         "segments.d/enterprise.toml",
         "[segment]\nname = \"enterprise\"\ndescription = \"Enterprise plan\"\n\n\
          [[filter]]\ntype = \"customer\"\ncustom_data = { plan = \"enterprise\" }\n",
     )
     .write("communications.d/.keep", "");
-    let db = TestDb::sqlite(&f);
     segd_ok(
-        &f,
-        &db,
+        f,
+        db,
         &["demo-data", "--customers", "300", "--today", "2026-11-30"],
     );
-    let custom_data_indexes = "SELECT count(*) FROM sqlite_stat1 WHERE idx LIKE 'segd_cd_%'";
-    assert_eq!(count(&db.url, custom_data_indexes), 0);
-    segd_ok(&f, &db, &["apply", "--auto-approve"]);
-    assert_eq!(count(&db.url, custom_data_indexes), 1);
+    let (kept, made) = if db.is_postgres() {
+        (
+            "SELECT count(*) FROM pg_statistic_ext s JOIN pg_statistic_ext_data d ON d.stxoid = s.oid \
+             WHERE s.stxname LIKE 'segd_cd_%' AND d.stxdexpr IS NOT NULL",
+            3,
+        )
+    } else {
+        (
+            "SELECT count(*) FROM sqlite_stat1 WHERE idx LIKE 'segd_cd_%'",
+            1,
+        )
+    };
+    assert_eq!(count(&db.url, kept), 0);
+    segd_ok(f, db, &["apply", "--auto-approve"]);
+    assert_eq!(count(&db.url, kept), made);
+    f.write(
+        "segments.d/enterprise.toml",
+        "[segment]\nname = \"enterprise\"\ndescription = \"Enterprise plans\"\n\n\
+         [[filter]]\ntype = \"customer\"\ncustom_data = { plan = \"enterprise\" }\n",
+    );
+    segd_ok(f, db, &["apply", "--auto-approve"]);
+    assert_eq!(count(&db.url, kept), made);
+}
+
+#[test]
+fn sqlite_a_custom_data_key_has_statistics_after_apply() {
+    let f = Fixture::empty();
+    a_custom_data_key_has_statistics_after_apply(&TestDb::sqlite(&f), &f);
+}
+
+#[test]
+#[cfg_attr(no_pg, ignore = "needs SEGD_TEST_POSTGRES_URL")]
+fn postgres_a_custom_data_key_has_statistics_after_apply() {
+    let Some(db) = TestDb::postgres("postgres_a_custom_data_key_has_statistics_after_apply") else {
+        return;
+    };
+    a_custom_data_key_has_statistics_after_apply(&db, &Fixture::empty());
 }
 
 /// The SQLite segd links is built with a page cache per connection, without

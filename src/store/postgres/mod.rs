@@ -8,8 +8,8 @@ use super::sql::{Backend, Session};
 use super::{Election, Held, PlanNode, StoreError, connect_error};
 use crate::config::redact_url;
 use crate::demo::{Generator, RowCounts};
-use crate::plan::Plan;
-use crate::segment::{Bind, Dialect, Query};
+use crate::model::CustomDataKey;
+use crate::segment::{Bind, Dialect, Query, custom_data_statistics_sql};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use sqlx::postgres::{
@@ -17,6 +17,7 @@ use sqlx::postgres::{
 };
 use sqlx::query::Query as SqlQuery;
 use sqlx::{Arguments as _, AssertSqlSafe, ConnectOptions as _, Transaction};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The apply lock: session-level, so the server releases it when the holder's
@@ -252,8 +253,40 @@ impl Backend for PgStore {
         Ok(top.map(plan_node).into_iter().collect())
     }
 
-    /// One GIN index covers all of custom_data (migrations).
-    async fn index_custom_data_of(&self, _plan: &Plan) -> Result<(), StoreError> {
+    /// Statistics of each key's expressions ([`custom_data_statistics_sql`];
+    /// one GIN index covers all of custom_data, see the migrations), those
+    /// missing made and then gathered: `ANALYZE customers` samples a bounded
+    /// number of rows and blocks neither reads nor writes. A server older
+    /// than 14 keeps no statistics of expressions: nothing is made there.
+    async fn keep_custom_data_of(&self, keys: &BTreeSet<CustomDataKey>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let version: i32 =
+            sqlx::query_scalar("SELECT CAST(current_setting('server_version_num') AS INTEGER)")
+                .fetch_one(&self.pool)
+                .await?;
+        if version < 140_000 {
+            return Ok(());
+        }
+        let kept: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(stxname AS TEXT) FROM pg_statistic_ext \
+             WHERE stxrelid = CAST('customers' AS regclass)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut made = false;
+        for key in keys {
+            for (name, sql) in custom_data_statistics_sql(key) {
+                if !kept.contains(&name) {
+                    sqlx::query(AssertSqlSafe(sql)).execute(&self.pool).await?;
+                    made = true;
+                }
+            }
+        }
+        if made {
+            sqlx::query("ANALYZE customers").execute(&self.pool).await?;
+        }
         Ok(())
     }
 

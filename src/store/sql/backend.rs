@@ -2,12 +2,13 @@
 //! and `postgres/`, and the [`Session`] a claim runs in.
 
 use crate::demo::{Generator, RowCounts};
-use crate::plan::Plan;
+use crate::model::CustomDataKey;
 use crate::segment::{Bind, Dialect, Query};
 use crate::store::billing::{Existing, LoadError, Progress};
 use crate::store::{Election, Held, PlanNode, StoreError};
 use futures_util::stream::BoxStream;
 use sqlx::{Database, Transaction};
+use std::collections::BTreeSet;
 
 /// What differs between the backends.
 pub(in crate::store) trait Backend: Send + Sync + 'static {
@@ -122,9 +123,9 @@ pub(in crate::store) trait Backend: Send + Sync + 'static {
         q: &Query,
     ) -> impl Future<Output = Result<Vec<PlanNode>, StoreError>> + Send;
 
-    fn index_custom_data_of(
+    fn keep_custom_data_of(
         &self,
-        plan: &Plan,
+        keys: &BTreeSet<CustomDataKey>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn refresh_statistics(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

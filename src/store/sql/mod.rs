@@ -26,7 +26,7 @@ use super::outbox::{
 use super::sizes::{Changes, Size, SizeSample};
 use super::{ApplyEntry, ApplyLock, ApplyRecord, Election, Member, PlanNode, Store, StoreError};
 use crate::demo::{Generator, RowCounts};
-use crate::model::{Customer, Invoice};
+use crate::model::{CustomDataKey, Customer, Invoice};
 use crate::plan::{Applied, AppliedState, Kind, Plan, Version};
 use crate::segment::{Dialect, Query};
 use chrono::{DateTime, Utc};
@@ -36,6 +36,7 @@ use futures_util::stream::BoxStream;
 use runs::Runs;
 use sizes::Sizes;
 use sqlx::{AssertSqlSafe, Database, Row as _};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn count_of(n: i64) -> u64 {
@@ -135,8 +136,8 @@ where
         Definitions(self).apply(plan, record).await
     }
 
-    async fn index_custom_data(&self, plan: &Plan) -> Result<(), StoreError> {
-        self.index_custom_data_of(plan).await
+    async fn keep_custom_data(&self, keys: &BTreeSet<CustomDataKey>) -> Result<(), StoreError> {
+        self.keep_custom_data_of(keys).await
     }
 
     // A segment's queries are not kept prepared: each is its own text, run

@@ -6,7 +6,7 @@ use super::billing::{Existing, LoadError, Progress};
 use super::sql::{Backend, Session, VERSION};
 use super::{Election, Held, PlanNode, StoreError, connect_error};
 use crate::demo::{Generator, RowCounts};
-use crate::plan::Plan;
+use crate::model::CustomDataKey;
 use crate::segment::{Bind, Dialect, Query};
 use futures_util::stream::BoxStream;
 use sqlx::query::Query as SqlQuery;
@@ -15,6 +15,7 @@ use sqlx::sqlite::{
     SqlitePoolOptions, SqliteRow,
 };
 use sqlx::{Arguments as _, AssertSqlSafe, Transaction};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -264,13 +265,12 @@ impl Backend for SqliteStore {
     /// An expression index for every custom_data key the plan's segments
     /// compare; a new index gets its statistics at once, so the planner knows
     /// how selective it is.
-    async fn index_custom_data_of(&self, plan: &Plan) -> Result<(), StoreError> {
-        let keys = plan.custom_data_keys();
+    async fn keep_custom_data_of(&self, keys: &BTreeSet<CustomDataKey>) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
         }
         for key in keys {
-            sqlx::query(AssertSqlSafe(crate::segment::custom_data_index_sql(&key)))
+            sqlx::query(AssertSqlSafe(crate::segment::custom_data_index_sql(key)))
                 .execute(&self.pool)
                 .await?;
         }
