@@ -2,7 +2,7 @@
 
 use super::builder::{Driver, Scope};
 use super::sample::share;
-use super::{Bind, Builder, Dialect};
+use super::{Bind, Builder, Dialect, PREFIX_CHARS};
 use crate::model::{Condition, CustomDataKey, Op, Scalar};
 
 /// A custom_data key compared by JSON type (SPEC §2.3). A missing key or NULL
@@ -257,10 +257,23 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition, alias
         // test first: the type is asked of the values it passes (listing
         // the members of `region contains "amer"`, 200,000 customers, took
         // 113 ms so, 122 ms with the type first).
+        // A prefix of [`PREFIX_CHARS`] characters or more is first the
+        // range of the texts it starts (see [`prefix_range`]), which the
+        // key's index serves: the customers of `region starts_with "apac"`
+        // (20,000 of 200,000) took 140 ms as a scan of every customer's
+        // custom data, 22 ms so (CPU time). A shorter one may start most
+        // values: an index range would look most customers up one by one.
         Condition::Compare(op @ (Op::Contains | Op::StartsWith | Op::EndsWith), Scalar::Str(s)) => {
+            let range = match prefix_range(s) {
+                Some(upper) if *op == Op::StartsWith && s.chars().count() >= PREFIX_CHARS => {
+                    let (low, high) = (b.text(s), b.text(&upper));
+                    format!("{val} >= {low} AND {val} < {high} AND ")
+                }
+                _ => String::new(),
+            };
             let test = b.string_op(&val, *op, s);
             format!(
-                "{test} AND typeof({val}) = 'text' AND (substr({val}, 1, 1) NOT IN ('[', '{{') OR {ty} = 'text')"
+                "{range}{test} AND typeof({val}) = 'text' AND (substr({val}, 1, 1) NOT IN ('[', '{{') OR {ty} = 'text')"
             )
         }
         // The range first (an index range may serve it), then the number
@@ -290,6 +303,26 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition, alias
         }
         Condition::Compare(..) => b.false_().to_string(),
     }
+}
+
+/// The least text above every text that starts with `prefix` (which sort
+/// from `prefix` on): `prefix` with its last character that has a next one
+/// made that next one, the characters after it dropped; none when no
+/// character has a next one (or `prefix` is empty). Texts compare by their
+/// UTF-8 bytes (SQLite's BINARY collation), which sort as the code points.
+fn prefix_range(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 /// SQLite reads a number too large for a double as infinity.
@@ -384,5 +417,43 @@ fn cmp(op: Op) -> &'static str {
         Op::Gte => ">=",
         Op::Lt => "<",
         _ => "<=",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_range;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_prefix_range_ends_at_the_next_of_its_last_character_that_has_one() {
+        assert_eq!(prefix_range("apac").as_deref(), Some("apad"));
+        assert_eq!(prefix_range("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_range("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
+        assert_eq!(prefix_range("\u{10FFFF}\u{10FFFF}"), None);
+        assert_eq!(prefix_range(""), None);
+    }
+
+    proptest! {
+        /// A text that starts with a prefix sorts, by its UTF-8 bytes, from
+        /// the prefix on and below its range's end; a text that does not
+        /// start with it sorts below the prefix or from the end on.
+        #[test]
+        fn texts_that_start_with_a_prefix_sort_within_its_range(
+            prefix in "[a\\x{D7FF}\\x{E000}\\x{10FFFE}\\x{10FFFF}]{0,4}|\\PC{0,4}",
+            rest in "[a\\x{10FFFF}]{0,3}|\\PC{0,3}",
+            other in "[a\\x{D7FF}\\x{E000}\\x{10FFFE}\\x{10FFFF}]{0,5}|\\PC{0,5}",
+        ) {
+            let text = format!("{prefix}{rest}");
+            let Some(end) = prefix_range(&prefix) else {
+                prop_assert!(prefix.chars().all(|c| c == '\u{10FFFF}'), "{prefix:?}");
+                return Ok(());
+            };
+            prop_assert!(prefix.as_bytes() <= text.as_bytes());
+            prop_assert!(text.as_bytes() < end.as_bytes());
+            if !other.starts_with(&prefix) {
+                prop_assert!(other.as_bytes() < prefix.as_bytes() || other.as_bytes() >= end.as_bytes());
+            }
+        }
     }
 }

@@ -1103,7 +1103,7 @@ pub(super) fn name_prefix(field: Field, c: &Condition) -> bool {
 }
 
 /// The shortest name or email prefix taken as selective (see [`name_prefix`]).
-const PREFIX_CHARS: usize = 3;
+pub(super) const PREFIX_CHARS: usize = 3;
 
 /// A test's selectivity class, 0 (few rows pass) to 3 (most may): equality
 /// on a customer's name or email (`free_text`) or a custom_data key, then
