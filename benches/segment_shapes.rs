@@ -18,7 +18,7 @@
 //! `SEGD_BENCH_CLOCK=cpu` times the SQLite setups by the CPU time the process
 //! spends (user and system; SQLite runs in it) instead of the wall clock, so
 //! that a busy machine does not blur the ratios; PostgreSQL is always timed by
-//! the wall clock. `SEGD_BENCH_REPORT=FILE` also writes every segment's figures and TOML there,
+//! the wall clock. `SEGD_BENCH_REPORT=FILE` also writes every segment's figures, TOML and SQL (the count's, then the listing's) there,
 //! one setup after the other; `SEGD_BENCH_SETUPS` (comma-separated among
 //! `analyzed`, `plain`, `postgres`; all by default) runs only those setups,
 //! and `SEGD_BENCH_ONLY=shape-012,shape-080` only those segments.
@@ -938,12 +938,11 @@ async fn run(
             let seg = &segments[s.index];
             out.push('\n');
             out.push_str(&s.describe(seg, timeout));
-            let q = with_connectors(
-                &*setup.store,
-                compile(seg, setup.dialect, at, Select::Count),
-            )
-            .await?;
-            out.push_str(&literal(&q, setup.dialect));
+            for select in [Select::Count, Select::Ids] {
+                let q =
+                    with_connectors(&*setup.store, compile(seg, setup.dialect, at, select)).await?;
+                out.push_str(&literal(&q, setup.dialect));
+            }
             out.push('\n');
         }
         let mut file = std::fs::OpenOptions::new()
