@@ -958,8 +958,8 @@ async fn run(
 // The databases
 
 /// Gives the loaded database at `plain` the custom_data indexes `segd apply`
-/// keeps for these segments' keys, and copies it (no statistics) to `analyzed`,
-/// which is then analyzed. Returns the copy's URL.
+/// keeps for these segments' keys, and copies it to `analyzed`, which is then
+/// analyzed; `plain`'s statistics are then dropped. Returns the copy's URL.
 async fn sqlite_setups(
     plain: &str,
     analyzed: &std::path::Path,

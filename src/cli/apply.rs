@@ -180,10 +180,10 @@ async fn locked(
         git_commit: git_commit(&global.dir),
         at: chrono::Utc::now(),
     };
-    let unindexed = ops::apply::apply(store, &plan, &impacts, origin)
+    let unkept = ops::apply::apply(store, &plan, &impacts, origin)
         .await
         .map_err(CliError::ApplyFailed)?;
-    if let Some(e) = unindexed {
+    if let Some(e) = unkept {
         eprintln!(
             "warning: keeping the indexes or statistics of custom_data keys failed: {}",
             crate::error::chain(&e)

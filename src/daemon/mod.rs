@@ -156,6 +156,23 @@ async fn optimize(store: &dyn Store) {
     }
 }
 
+/// At start, what the custom_data keys of the applied segments need (see
+/// [`ops::apply::keep_custom_data`]: an older segd applied some without
+/// it), under the apply lock; nothing with `--no-apply`. A failure is
+/// logged: it only leaves queries slower.
+async fn keep_custom_data(opts: &Options, store: &dyn Store) {
+    if opts.no_apply {
+        return;
+    }
+    let kept = ops::apply::under_lock(store, &opts.holder, APPLY_LOCK_WAIT, async || {
+        ops::apply::keep_custom_data(store).await
+    })
+    .await;
+    if let Err(e) = kept {
+        tracing::warn!(error = %chain(&e), "keeping the indexes or statistics of custom_data keys failed");
+    }
+}
+
 /// One sampling pass of the segments due now (see [`SAMPLING`]): the pause
 /// before the next pass when segments are left due. A failure is logged, and
 /// the next resync tries again.
@@ -211,6 +228,7 @@ pub async fn run(
         &*env,
         opts.clock.clone(),
     )?;
+    keep_custom_data(&opts, &*store).await;
 
     if opts.once {
         shared.leader.store(true, Ordering::SeqCst);

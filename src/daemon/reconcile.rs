@@ -182,7 +182,7 @@ async fn reconcile_inner(
             dir: opts.dir.display().to_string(),
         });
     }
-    let unindexed = ops::apply::under_lock(store, &opts.holder, APPLY_LOCK_WAIT, async || {
+    let unkept = ops::apply::under_lock(store, &opts.holder, APPLY_LOCK_WAIT, async || {
         let origin = Origin {
             user: opts.holder.clone(),
             git_commit: opts.git_commit.clone(),
@@ -191,7 +191,7 @@ async fn reconcile_inner(
         ops::apply::apply(store, &r.plan, &Default::default(), origin).await
     })
     .await?;
-    if let Some(e) = unindexed {
+    if let Some(e) = unkept {
         tracing::warn!(error = %chain(&e), "keeping the indexes or statistics of custom_data keys failed");
     }
     status.drift_undone = {

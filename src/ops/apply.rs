@@ -28,10 +28,10 @@ pub struct Origin {
 }
 
 /// Applies `plan` in one transaction (the caller holds the apply lock) and
-/// records it, with its impacts, in the history; then keeps the indexes
-/// (SQLite) or statistics (PostgreSQL) of the custom_data keys its segments
-/// use ([`Store::keep_custom_data`]). One that could not be made is handed
-/// back as a warning: the apply stands, and the segment evaluates without it.
+/// records it, with its impacts, in the history; then keeps what the
+/// custom_data keys of the applied segments need ([`keep_custom_data`]).
+/// What could not be made is handed back as a warning: the apply stands, and
+/// the segment evaluates without it.
 pub async fn apply(
     store: &dyn Store,
     plan: &Plan,
@@ -46,5 +46,15 @@ pub async fn apply(
         plan: render::json(plan, impacts),
     };
     store.apply(plan, &record).await?;
-    Ok(store.keep_custom_data(&plan.custom_data_keys()).await.err())
+    Ok(keep_custom_data(store).await.err())
+}
+
+/// Keeps the indexes (SQLite) or statistics (PostgreSQL) of the custom_data
+/// keys every applied segment compares ([`Store::keep_custom_data`]; the
+/// caller holds the apply lock): also those of segments an older segd
+/// applied without them, at the next apply or daemon start. What is kept
+/// already costs a read of the catalog.
+pub async fn keep_custom_data(store: &dyn Store) -> Result<(), StoreError> {
+    let keys = store.applied().await?.custom_data_keys();
+    store.keep_custom_data(&keys).await
 }

@@ -2,8 +2,9 @@
 //! version of the applied state a plan is made against.
 
 use super::{Decoded, Definition, Kind, Undecodable};
-use crate::model::{Communication, Segment};
+use crate::model::{Communication, CustomDataKey, Segment};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// A row of `segd_definitions`, as read back (its hash may have drifted),
 /// decoded into the model when first asked for, once.
@@ -89,6 +90,19 @@ pub struct AppliedState {
 impl AppliedState {
     fn find(&self, kind: Kind, name: &str) -> Option<&Applied> {
         self.of_kind(kind).find(|a| a.def.name == name)
+    }
+
+    /// The custom_data keys the applied segments compare (a row that does
+    /// not decode compares none).
+    pub fn custom_data_keys(&self) -> BTreeSet<CustomDataKey> {
+        self.of_kind(Kind::Segment)
+            .filter_map(|a| match a.decoded() {
+                Ok(Decoded::Segment(seg)) => Some(seg),
+                Ok(Decoded::Communication(_)) | Err(_) => None,
+            })
+            .flat_map(|seg| seg.filters.iter().flat_map(|f| f.custom_data.keys()))
+            .cloned()
+            .collect()
     }
 
     /// The applied rows of one kind, in the order read.

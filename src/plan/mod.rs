@@ -8,7 +8,6 @@ pub mod render;
 pub use applied::{Applied, AppliedState, Version};
 pub use definition::{Decoded, Definition, Kind, Undecodable, desired, sha256_hex};
 
-use crate::model::CustomDataKey;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -98,25 +97,6 @@ impl Plan {
 
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action == action).count()
-    }
-
-    /// The custom_data keys compared by the segments this plan creates or changes.
-    pub fn custom_data_keys(&self) -> std::collections::BTreeSet<CustomDataKey> {
-        self.changes
-            .iter()
-            .filter_map(|c| c.after.as_ref())
-            .filter(|d| d.kind == Kind::Segment)
-            .filter_map(|d| match d.decode() {
-                Ok(Decoded::Segment(seg)) => Some(seg),
-                // A desired definition was made from the model: it reads back.
-                Ok(Decoded::Communication(_)) | Err(_) => None,
-            })
-            .flat_map(|seg| {
-                seg.filters
-                    .into_iter()
-                    .flat_map(|f| f.custom_data.into_keys())
-            })
-            .collect()
     }
 
     /// Whether it deletes every one of the `applied` definitions (those of

@@ -1102,7 +1102,9 @@ pub(super) fn name_prefix(field: Field, c: &Condition) -> bool {
         && matches!(c, Condition::Compare(Op::StartsWith, Scalar::Str(p)) if p.chars().count() >= PREFIX_CHARS)
 }
 
-/// The shortest name or email prefix taken as selective (see [`name_prefix`]).
+/// The shortest name or email prefix taken as selective (see [`name_prefix`]),
+/// and the shortest custom_data prefix read as a range of its key's index on
+/// SQLite (see `custom_data_sqlite`).
 pub(super) const PREFIX_CHARS: usize = 3;
 
 /// A test's selectivity class, 0 (few rows pass) to 3 (most may): equality

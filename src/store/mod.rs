@@ -276,9 +276,9 @@ pub trait Store: Send + Sync {
     /// Keeps what the planner needs for tests of each of the custom_data
     /// `keys` (those the segments a plan creates or changes compare): SQLite
     /// an expression index per key, PostgreSQL statistics of the key's
-    /// expressions (14 or newer; one GIN index serves all of custom_data);
-    /// `customers` is analyzed when one is new. What a key no segment uses any
-    /// more had is kept.
+    /// expressions (14 or newer; a GIN index of all of custom_data serves its
+    /// equalities); `customers` is analyzed when one is new. What a key no
+    /// segment uses any more had is kept.
     async fn keep_custom_data(&self, keys: &BTreeSet<CustomDataKey>) -> Result<(), StoreError>;
 
     // ---- segment queries

@@ -253,11 +253,12 @@ impl Backend for PgStore {
         Ok(top.map(plan_node).into_iter().collect())
     }
 
-    /// Statistics of each key's expressions ([`custom_data_statistics_sql`];
-    /// one GIN index covers all of custom_data, see the migrations), those
-    /// missing made and then gathered: `ANALYZE customers` samples a bounded
-    /// number of rows and blocks neither reads nor writes. A server older
-    /// than 14 keeps no statistics of expressions: nothing is made there.
+    /// Statistics of each key's expressions ([`custom_data_statistics_sql`]),
+    /// those missing made, and gathered where one has no data yet (made by
+    /// an apply that failed before it analyzed): `ANALYZE customers` samples
+    /// a bounded number of rows and blocks neither reads nor writes. A
+    /// server older than 14 keeps no statistics of expressions: nothing is
+    /// made there.
     async fn keep_custom_data_of(&self, keys: &BTreeSet<CustomDataKey>) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
@@ -275,16 +276,22 @@ impl Backend for PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut made = false;
+        let gathered: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT CAST(statistics_name AS TEXT) FROM pg_stats_ext_exprs \
+             WHERE tablename = 'customers' AND null_frac IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ungathered = false;
         for key in keys {
             for (name, sql) in custom_data_statistics_sql(key) {
                 if !kept.contains(&name) {
                     sqlx::query(AssertSqlSafe(sql)).execute(&self.pool).await?;
-                    made = true;
                 }
+                ungathered |= !gathered.contains(&name);
             }
         }
-        if made {
+        if ungathered {
             sqlx::query("ANALYZE customers").execute(&self.pool).await?;
         }
         Ok(())

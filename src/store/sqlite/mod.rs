@@ -262,9 +262,8 @@ impl Backend for SqliteStore {
         Ok(plan_tree(&rows, 0))
     }
 
-    /// An expression index for every custom_data key the plan's segments
-    /// compare; a new index gets its statistics at once, so the planner knows
-    /// how selective it is.
+    /// An expression index for each of `keys`; a new index gets its
+    /// statistics at once, so the planner knows how selective it is.
     async fn keep_custom_data_of(&self, keys: &BTreeSet<CustomDataKey>) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
