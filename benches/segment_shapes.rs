@@ -750,14 +750,7 @@ impl Shape {
 async fn with_connectors(store: &dyn Store, mut q: Query) -> Res<Query> {
     for b in &mut q.binds {
         if let Bind::ConnectorIds(lookup) = b {
-            let mut ids = Vec::new();
-            store
-                .members(lookup, |m| {
-                    ids.push(m.id);
-                    Ok(())
-                })
-                .await?;
-            *b = Bind::Texts(ids);
+            *b = Bind::Texts(store.member_ids(lookup).await?);
         }
     }
     Ok(q)

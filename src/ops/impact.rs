@@ -3,7 +3,7 @@
 
 use crate::model::{Delivery, Name, Segment};
 use crate::plan::{Action, Applied, Decoded, Definition, Impact, Impacts, Kind, Plan, Undecodable};
-use crate::segment::{Query, compile_impact};
+use crate::segment::compile_impact;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ async fn measure(
     let q = compile_impact(before, after, store.dialect(), at);
     let counts = store.counts(&q.counts).await?;
     let get = |i: usize| counts.get(i).copied().unwrap_or(0);
-    let sample_entering = member_ids(store, &q.entering).await?;
-    let sample_leaving = member_ids(store, &q.leaving).await?;
+    let sample_entering = store.member_ids(&q.entering).await?;
+    let sample_leaving = store.member_ids(&q.leaving).await?;
     Ok(Impact {
         before: get(0),
         after: get(1),
@@ -29,18 +29,6 @@ async fn measure(
         communications: Vec::new(),
         unreachable: Some(get(4)),
     })
-}
-
-/// The ids of a query's members, in its order.
-async fn member_ids(store: &dyn Store, q: &Query) -> Result<Vec<String>, StoreError> {
-    let mut ids = Vec::new();
-    store
-        .members(q, |m| {
-            ids.push(m.id);
-            Ok(())
-        })
-        .await?;
-    Ok(ids)
 }
 
 /// At most this many changes have their membership measured in one plan (each

@@ -451,6 +451,17 @@ impl dyn Store + '_ {
         }
         Ok(n)
     }
+
+    /// The ids a `Select::Ids` or `Select::Rows` query lists, in its order.
+    pub async fn member_ids(&self, q: &Query) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        self.members(q, |m| {
+            ids.push(m.id);
+            Ok(())
+        })
+        .await?;
+        Ok(ids)
+    }
 }
 
 /// Leadership held through the database: a lock on a session of its own,

@@ -352,15 +352,7 @@ async fn read_until_stopped(store: &dyn Store, q: &Query, stop_at: u64) -> u64 {
 
 /// The ids a member query lists, in order.
 async fn member_ids(store: &dyn Store, q: &Query) -> Vec<String> {
-    let mut ids = Vec::new();
-    store
-        .members(q, |m| {
-            ids.push(m.id);
-            Ok(())
-        })
-        .await
-        .expect("a listing");
-    ids
+    store.member_ids(q).await.expect("a listing")
 }
 
 /// The plan's per-row probes that pin no key, as its text when there are any.
@@ -460,6 +452,15 @@ fn filter(field: Field, c: Condition, negate: bool) -> Filter {
         conditions: BTreeMap::from([(field, c)]),
         custom_data: BTreeMap::new(),
     }
+}
+
+/// Customers with a card or PayPal method: a joined set of most customers.
+fn card_or_paypal() -> Filter {
+    filter(
+        Field::PaymentMethodPaymentType,
+        Condition::List(Op::In, vec![s("card"), s("paypal")]),
+        false,
+    )
 }
 
 /// Whether a query is the count of an `any` whose form a sample of the
@@ -868,11 +869,7 @@ fn postgres_merges_an_any_of_sets_in_the_customers_order() {
         let Some(setup) = postgres(true, test).await else {
             return;
         };
-        let methods = filter(
-            Field::PaymentMethodPaymentType,
-            Condition::List(Op::In, vec![s("card"), s("paypal")]),
-            false,
-        );
+        let methods = card_or_paypal();
         let stripe = filter(
             Field::ConnectorName,
             Condition::Compare(Op::Eq, s("stripe")),
@@ -1259,11 +1256,7 @@ fn postgres_merges_without_parallel_workers() {
         setup.store.close().await;
         // New connections read the database's settings.
         let store = connect(&db.url).await.expect("reopen the database");
-        let methods = filter(
-            Field::PaymentMethodPaymentType,
-            Condition::List(Op::In, vec![s("card"), s("paypal")]),
-            false,
-        );
+        let methods = card_or_paypal();
         let monitors = filter(
             Field::MonitorState,
             Condition::Compare(Op::Eq, s("alerting")),
@@ -1286,6 +1279,54 @@ fn postgres_merges_without_parallel_workers() {
         );
         store.close().await;
         db.cleanup().await;
+    });
+}
+
+/// PostgreSQL: a negated customer block that reads related rows is, at the
+/// top of an `all`, an anti-join with the customers of its positive form.
+/// In an `any` it is a term of the OR, which no join serves: its related
+/// rows are tested per customer (read once, hashed) and the customers read
+/// once; the set of its positive form's customers was a subplan that read
+/// every customer a second time.
+#[test]
+fn postgres_anti_joins_a_negated_customer_block_only_in_an_all() {
+    block_on(async {
+        let test = "postgres_anti_joins_a_negated_customer_block_only_in_an_all";
+        let Some(setup) = postgres(true, test).await else {
+            return;
+        };
+        let negated = Filter {
+            negate: true,
+            ..filter_of([
+                (Field::CustomerCountry, Condition::Exists(true)),
+                (
+                    Field::CustomerDefaultPaymentMethod,
+                    Condition::List(Op::NotIn, vec![s("bank_transfer")]),
+                ),
+            ])
+        };
+        let paypal = eq(Field::ConnectorName, "PayPal");
+        let plan = custom_data_segment(
+            &CustomDataKey::parse("plan").expect("a key"),
+            Condition::Compare(Op::Ne, s("pro")),
+        )
+        .filters
+        .remove(0);
+        for mode in [MatchMode::Any, MatchMode::All] {
+            let seg = segment(mode, vec![negated.clone(), paypal.clone(), plan.clone()]);
+            for select in [Select::Count, Select::Ids] {
+                let q = compile(&seg, Dialect::Postgres, at(), select);
+                let text = plan_text(&*setup.store, &q).await;
+                if mode == MatchMode::Any {
+                    assert_eq!(text.matches(" on customers").count(), 1, "{text}");
+                } else {
+                    assert!(text.contains(" Anti"), "{text}");
+                }
+                let n = members_found(&*setup.store, &q, select).await;
+                assert!(n > 0, "{mode:?}");
+            }
+        }
+        finish(setup).await;
     });
 }
 

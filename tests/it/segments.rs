@@ -687,15 +687,10 @@ impl Backend {
 
     /// The ids a member query lists, in order.
     async fn listed(&self, q: &Query) -> Result<Vec<String>, String> {
-        let mut ids = Vec::new();
         self.store
-            .members(q, |m| {
-                ids.push(m.id);
-                Ok(())
-            })
+            .member_ids(q)
             .await
-            .map_err(|e| format!("{}: {e}\nSQL: {}\nbinds: {:?}", self.label, q.sql, q.binds))?;
-        Ok(ids)
+            .map_err(|e| format!("{}: {e}\nSQL: {}\nbinds: {:?}", self.label, q.sql, q.binds))
     }
 
     /// The members after id `window.0` and at most id `window.1`, by the

@@ -225,12 +225,9 @@ async fn member_pages_read_window_by_window_list_every_member_once() {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("{name}"));
         let q = compile(segment, f.store.dialect(), now, Select::Ids);
-        let mut all = Vec::new();
-        f.store
-            .members(&q, |m| {
-                all.push(m.id);
-                Ok(())
-            })
+        let all = f
+            .store
+            .member_ids(&q)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!all.is_empty(), "{name} has members");
