@@ -149,7 +149,8 @@ fn choice(few_held: &str, some_own: &str, [listed, looked_up, merged]: [String; 
 
 /// What [`count_any`] chooses from: whether few of the sample are among
 /// the related blocks' customers, whether some of it pass the customer
-/// tests ([`share`]), the count of each form, and their binds (each
+/// tests ([`share`]; true where a customer block reads related rows), the
+/// count of each form, and their binds (each
 /// block compiled three times: for the sample and the merge, and for each
 /// form of [`any_of`]).
 struct Sampled {
@@ -167,7 +168,8 @@ fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
     // Customer tests that read related rows are asked of every customer
     // by the merge's select of the customers, but looked up only of those
-    // the other blocks leave: they are looked up whatever the sample.
+    // the other blocks leave: looked up, unless few are among the related
+    // blocks' customers (one list), whatever the sample.
     let some_own = if any.own_related {
         b.true_().to_string()
     } else {
@@ -412,10 +414,10 @@ mod tests {
     /// most customers pass 24 countries, half pass 3 (looked up); a country
     /// of 6% and the alerting monitors (8%) hold few (one list); a name no
     /// one has beside the links to connected connectors (68%) neither
-    /// (merged); a customer block that reads a default method's status is
-    /// looked up whatever the sample. So they do
-    /// when the row ids have gaps, and when no customer is left (an empty
-    /// sample: merged).
+    /// (merged); a customer block that reads a default method's status
+    /// beside the connected links is looked up whatever the customer tests
+    /// pass. So they do when the row ids have gaps, and when no customer is
+    /// left (an empty sample: merged, but looked up for such a block).
     #[tokio::test]
     async fn the_sample_picks_a_form_and_every_form_counts_alike() {
         let (_dir, store, today) = demo_store().await;

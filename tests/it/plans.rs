@@ -1285,9 +1285,10 @@ fn postgres_merges_without_parallel_workers() {
 /// PostgreSQL: a negated customer block that reads related rows is, at the
 /// top of an `all`, an anti-join with the customers of its positive form.
 /// In an `any` it is a term of the OR, which no join serves: its related
-/// rows are tested per customer (read once, hashed) and the customers read
-/// once; the set of its positive form's customers was a subplan that read
-/// every customer a second time.
+/// rows are tested per customer and the customers read once; the set of its
+/// positive form's customers was a subplan that read every customer a
+/// second time. The `any` holds the customers the `all` of its blocks
+/// negated leaves, counted and listed alike.
 #[test]
 fn postgres_anti_joins_a_negated_customer_block_only_in_an_all() {
     block_on(async {
@@ -1312,20 +1313,52 @@ fn postgres_anti_joins_a_negated_customer_block_only_in_an_all() {
         )
         .filters
         .remove(0);
-        for mode in [MatchMode::Any, MatchMode::All] {
-            let seg = segment(mode, vec![negated.clone(), paypal.clone(), plan.clone()]);
+        let blocks = [negated, paypal, plan];
+        // Each block negated: the `all` of them holds the customers the
+        // `any` leaves.
+        let flipped: Vec<Filter> = blocks
+            .iter()
+            .map(|f| Filter {
+                negate: !f.negate,
+                ..f.clone()
+            })
+            .collect();
+        let mut found = Vec::new();
+        for (mode, blocks) in [(MatchMode::Any, blocks.to_vec()), (MatchMode::All, flipped)] {
+            let seg = segment(mode, blocks);
+            let mut counts = Vec::new();
             for select in [Select::Count, Select::Ids] {
                 let q = compile(&seg, Dialect::Postgres, at(), select);
                 let text = plan_text(&*setup.store, &q).await;
                 if mode == MatchMode::Any {
                     assert_eq!(text.matches(" on customers").count(), 1, "{text}");
-                } else {
-                    assert!(text.contains(" Anti"), "{text}");
                 }
-                let n = members_found(&*setup.store, &q, select).await;
-                assert!(n > 0, "{mode:?}");
+                counts.push(members_found(&*setup.store, &q, select).await);
             }
+            assert_eq!(counts[0], counts[1], "{mode:?}");
+            assert!(counts[0] > 0, "{mode:?}");
+            found.push(counts[0]);
         }
+        // The `all` of the positive customer block holds no anti-join; the
+        // negated one's `all` does.
+        let all = segment(MatchMode::All, vec![blocks[0].clone(), blocks[1].clone()]);
+        let text = plan_text(
+            &*setup.store,
+            &compile(&all, Dialect::Postgres, at(), Select::Count),
+        )
+        .await;
+        assert!(text.contains(" Anti"), "{text}");
+        let total = setup
+            .store
+            .count(&compile(
+                &segment(MatchMode::All, Vec::new()),
+                Dialect::Postgres,
+                at(),
+                Select::Count,
+            ))
+            .await
+            .expect("a count");
+        assert_eq!(found[0] + found[1], total);
         finish(setup).await;
     });
 }
