@@ -663,9 +663,7 @@ fn aggregate(b: &Builder, and: bool, some: &[String], none: &[String]) -> String
 /// blocks of one table in one pass over it, their tests joined by OR; on
 /// PostgreSQL, one join per table), in the place of the first of them; the
 /// other blocks are tested as under `all`, but SQLite's negated lookups,
-/// which join their table's pass in the set, and PostgreSQL's negated
-/// customer blocks that read related rows, tested per customer (see
-/// [`compile_block`]).
+/// which join their table's pass in the set.
 /// A customer is looked up once in one set, not once per block.
 ///
 /// SQLite: when every block of the set is read from an index range
@@ -1222,19 +1220,10 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     let outer = b.per_row;
     let negated_customer = f.negate && f.filter_type == FilterType::Customer;
     // PostgreSQL: a negated customer block that reads related rows, at the
-    // top of an `all` (or of an `any` of it alone), is an anti-join with the
-    // customers its positive form selects, so its related tests are joins
-    // too, not a subplan per customer. In an `any` of several blocks
-    // (`any_join`) it is a term of an OR, which no join serves: there the positive form's customers were one hashed
-    // subplan that read every customer again and joined them with the
-    // related rows, where the related tests asked of each customer are
-    // subplans of the related rows alone, each read once (hashed). Seed
-    // `stop45` shape-039, an `any` of such a block of a country and a
-    // default method, of custom data and of a connector (200,000
-    // customers): 285 -> 208 ms.
+    // top, is an anti-join with the customers its positive form selects, so
+    // its related tests are joins too, not a subplan per customer.
     let anti = negated_customer
         && !outer
-        && !b.any_join
         && b.dialect == Dialect::Postgres
         && f.conditions.keys().any(|k| k.reaches_related());
     b.per_row = outer || (negated_customer && !anti);
