@@ -274,7 +274,8 @@ pub trait Store: Send + Sync {
     async fn apply(&self, plan: &Plan, record: &ApplyRecord) -> Result<(), StoreError>;
 
     /// Keeps what the planner needs for tests of each of the custom_data
-    /// `keys` (those the segments a plan creates or changes compare): SQLite
+    /// `keys` (those the applied segments compare, see
+    /// `ops::apply::keep_custom_data`): SQLite
     /// an expression index per key, PostgreSQL statistics of the key's
     /// expressions (14 or newer; a GIN index of all of custom_data serves its
     /// equalities); `customers` is analyzed when one is new. What a key no
