@@ -428,7 +428,40 @@ fn cmp(op: Op) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::prefix_range;
+    use crate::segment::{Dialect, Select, compile};
     use proptest::prelude::*;
+
+    /// PostgreSQL reads whether a key is present from its text (`->>`,
+    /// NULL for a JSON null and a missing key), not from a copy of its
+    /// value compared as jsonb (`-> … <> 'null'`, half again as slow): for
+    /// `exists`, either way, and beside `ne` and `not_in`.
+    #[test]
+    fn postgres_reads_presence_from_the_keys_text() {
+        for test in [
+            "{ exists = true }",
+            "{ exists = false }",
+            "{ ne = \"pro\" }",
+            "{ not_in = [\"pro\", 3] }",
+        ] {
+            let seg = crate::validate::stored_segment(&format!(
+                "[segment]\nname = \"s\"\n[[filter]]\ntype = \"customer\"\ncustom_data = {{ plan = {test} }}\n"
+            ))
+            .unwrap_or_else(|e| panic!("{e}"));
+            let sql = compile(
+                &seg,
+                Dialect::Postgres,
+                chrono::DateTime::UNIX_EPOCH,
+                Select::Count,
+            )
+            .sql;
+            assert!(!sql.contains("'null'"), "{test}: {sql}");
+            assert!(
+                sql.contains("(c.custom_data ->> $1) IS NOT NULL")
+                    || sql.contains("(c.custom_data ->> $1) IS NULL"),
+                "{test}: {sql}"
+            );
+        }
+    }
 
     #[test]
     fn a_prefix_range_ends_at_the_next_of_its_last_character_if_ascii() {
