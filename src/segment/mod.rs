@@ -180,22 +180,28 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// listing stays an `all`: each customer read in id order and probed in
 /// the list of the others took longer (2.4 s -> 2.9 s over the same 25).
 ///
-/// PostgreSQL, the number of members of an `any` of several blocks, one of
-/// them negated: every customer but the members of the `all` of the
-/// blocks' flipped forms (a customer is a member of the `any` unless no
-/// block holds for it). The `any` reads each block's customers and merges
-/// them with every customer ([`any_of`]); the `all` leaves PostgreSQL
-/// its semi- and anti-joins, each block's rows hashed once, and a negated
-/// customer block's positive form its own tests.
+/// PostgreSQL, the number of members of an `any` of several blocks: every
+/// customer but the members of the `all` of the blocks flipped (a customer
+/// is a member of the `any` unless no block holds for it). The `any` reads
+/// each block's customers in the customers' order and merges them with
+/// every customer ([`any_of`]); the `all` leaves PostgreSQL its semi- and
+/// anti-joins, each block's rows hashed once (by parallel workers), and a
+/// negated customer block's positive form its own tests. The shapes bench
+/// (200,000 customers, three draws, wall clock): with a negated block, seed
+/// `stop46` shape-163 6.7x -> 2.9x its bound, shape-053 6.0 -> 2.4,
+/// shape-049 5.8 -> 1.9, the draw's median 1.20x -> 0.88x; without one,
+/// the 76 such `any`s' ratios summed 186 -> 153 (fixed-seed shape-081
+/// 5.4 -> 3.0, `stop46` shape-094 5.7 -> 2.4; the most slowed, `stop45`
+/// shape-188, an `any` of two customer blocks and two related ones,
+/// 5.1 -> 6.2). A listing stays the `any`: it hands its members over in
+/// the customers' order as it merges.
 fn complement_count(segment: &Segment, dialect: Dialect, at: DateTime<Utc>) -> Option<Query> {
     let negated = segment.filters.iter().filter(|f| f.negate).count();
     let flip_to = match (dialect, segment.match_mode) {
         (Dialect::Sqlite, MatchMode::All) if negated > 0 && negated == segment.filters.len() => {
             MatchMode::Any
         }
-        (Dialect::Postgres, MatchMode::Any) if negated > 0 && segment.filters.len() > 1 => {
-            MatchMode::All
-        }
+        (Dialect::Postgres, MatchMode::Any) if segment.filters.len() > 1 => MatchMode::All,
         _ => return None,
     };
     let held = compile(&flipped(segment, flip_to), dialect, at, Select::Count);
@@ -702,7 +708,8 @@ fn aggregate(b: &Builder, and: bool, some: &[String], none: &[String]) -> String
 /// sample of the customers shows cheapest ([`merge::count_any`]).
 ///
 /// PostgreSQL: each table's blocks are one left join (one pass over the
-/// table, each customer once), counted without hash tables
+/// table, each customer once), listed without hash tables (the count of
+/// an `any` of several blocks is a complement, [`complement_count`])
 /// ([`Query::merge_joins`]): each table's set is read in the customers'
 /// order through its index by customer and merged with them. One join of
 /// the union of the tables' sets sorted (or hashed) the union whole:
