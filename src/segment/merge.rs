@@ -257,7 +257,7 @@ impl AnyOf {
                 }
                 Compiled::Test(test) => {
                     any.classed &= block_class(f) < RANGE_CLASS;
-                    any.own_related |= f.conditions.keys().any(|k| k.reaches_related());
+                    any.own_related |= super::related_fields(f);
                     any.own.push(test);
                 }
             }

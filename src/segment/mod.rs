@@ -180,6 +180,18 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// listing stays an `all`: each customer read in id order and probed in
 /// the list of the others took longer (2.4 s -> 2.9 s over the same 25).
 ///
+/// SQLite, likewise, the number of members of an `any` of negated blocks
+/// only, each of related rows (a customer block of a field of them): every
+/// customer but the members of the `all` of their positive forms, which
+/// their lists drive, where the `any` asks each customer its blocks in turn
+/// (CPU time, with / without statistics): seed `stop46` shape-074, a
+/// negated customer block of a connector's name and a `seats` range beside
+/// a negated connector block, 5.2-9.3x its bound -> 1.5-2.0x, shape-185
+/// 2.6-2.8x -> 1.0-1.2x, seed `stop45` shape-140 61-91 ms -> 2 ms. A
+/// customer block of its own columns and custom data only is asked of every
+/// customer in the `all` too: `stop46` shape-117 (a `contains` of a key and
+/// a monitor block) took 40-48 ms as an `any` and 111-189 ms so.
+///
 /// PostgreSQL, the number of members of an `any` of several blocks: every
 /// customer but the members of the `all` of the blocks flipped (a customer
 /// is a member of the `any` unless no block holds for it). The `any` reads
@@ -201,6 +213,13 @@ fn complement_count(segment: &Segment, dialect: Dialect, at: DateTime<Utc>) -> O
         (Dialect::Sqlite, MatchMode::All) if negated > 0 && negated == segment.filters.len() => {
             MatchMode::Any
         }
+        (Dialect::Sqlite, MatchMode::Any)
+            if negated > 1
+                && negated == segment.filters.len()
+                && segment.filters.iter().all(reads_related) =>
+        {
+            MatchMode::All
+        }
         (Dialect::Postgres, MatchMode::Any) if segment.filters.len() > 1 => MatchMode::All,
         _ => return None,
     };
@@ -210,6 +229,18 @@ fn complement_count(segment: &Segment, dialect: Dialect, at: DateTime<Utc>) -> O
         sql: format!("SELECT {}", others(&held.sql)),
         binds: held.binds,
     })
+}
+
+/// Whether a block reads related rows: one of them, or a customer block with
+/// a field of them ([`related_fields`]).
+fn reads_related(f: &Filter) -> bool {
+    f.filter_type != FilterType::Customer || related_fields(f)
+}
+
+/// Whether a block tests a field of related rows (`connector_name`, the
+/// default payment method's).
+fn related_fields(f: &Filter) -> bool {
+    f.conditions.keys().any(|k| k.reaches_related())
 }
 
 /// `segment`'s blocks, each negated where it was not and not where it was,
@@ -963,7 +994,7 @@ fn sampled_or(
                     .find(|((p, _), _)| *p == Place::Part(i));
                 let (cost, drivable) = own.map_or((2, false), |(_, f)| match f.filter_type {
                     FilterType::Customer => {
-                        let related = f.conditions.keys().any(|k| k.reaches_related());
+                        let related = related_fields(f);
                         let cost = if own_few(f) {
                             1
                         } else {
@@ -1011,10 +1042,10 @@ const DRIVING_CLASS: u8 = RANGE_CLASS;
 /// driven from as given, when one drives (see [`segment_predicate`]; a sample
 /// may choose another: [`drive::chosen_driver`]).
 fn block_order(f: &Filter) -> u8 {
-    let related_fields = f.conditions.keys().any(|field| field.reaches_related());
+    let related = related_fields(f);
     match (f.negate, f.filter_type) {
         (true, _) => 10,
-        (false, FilterType::Customer) if !related_fields => 0,
+        (false, FilterType::Customer) if !related => 0,
         (false, _) => 1 + block_class(f),
     }
 }
@@ -1242,10 +1273,7 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     // PostgreSQL: a negated customer block that reads related rows, at the
     // top, is an anti-join with the customers its positive form selects, so
     // its related tests are joins too, not a subplan per customer.
-    let anti = negated_customer
-        && !outer
-        && b.dialect == Dialect::Postgres
-        && f.conditions.keys().any(|k| k.reaches_related());
+    let anti = negated_customer && !outer && b.dialect == Dialect::Postgres && related_fields(f);
     b.per_row = outer || (negated_customer && !anti);
     // Only the block itself may become a join, never a test inside it.
     let join = std::mem::take(&mut b.any_join);

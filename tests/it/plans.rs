@@ -1748,6 +1748,21 @@ async fn with_stray_monitors(setup: Setup) -> Setup {
     setup
 }
 
+/// SQLite: `count` finds as many members as `seg`'s listing (no complement),
+/// some customers but not all.
+async fn counted_as_listed(setup: &Setup, seg: &Segment, count: &Query, blocks: &str) {
+    let listing = compile(seg, Dialect::Sqlite, at(), Select::Ids);
+    assert!(!listing.sql.contains("COUNT(*) FROM customers) -"));
+    let counted = setup.store.count(count).await.expect("a count");
+    let listed = member_ids(&*setup.store, &listing).await.len() as u64;
+    assert_eq!(counted, listed, "{}: {blocks}", setup.label);
+    assert!(
+        0 < listed && listed < CUSTOMERS,
+        "{}: {blocks}",
+        setup.label
+    );
+}
+
 /// SQLite counts an `all` of negated blocks only as every customer but those
 /// of the `any` of their positive forms; the count is what its listing (an
 /// `all`, each customer asked each block) finds, with and without
@@ -1782,21 +1797,54 @@ fn an_all_of_negated_blocks_is_counted_as_every_customer_but_its_any() {
                     "{}",
                     count.sql
                 );
-                let listing = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
-                assert!(!listing.sql.contains("COUNT(*) FROM customers) -"));
-                let counted = setup.store.count(&count).await.expect("a count");
-                let listed = member_ids(&*setup.store, &listing).await.len() as u64;
-                assert_eq!(counted, listed, "{}: {blocks}", setup.label);
-                assert!(
-                    0 < listed && listed < CUSTOMERS,
-                    "{}: {blocks}",
-                    setup.label
-                );
+                counted_as_listed(&setup, &seg, &count, blocks).await;
                 let postgres = compile(&seg, Dialect::Postgres, at(), Select::Count).sql;
                 assert!(
                     postgres.starts_with("SELECT COUNT(*) FROM customers c"),
                     "{postgres}"
                 );
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
+/// SQLite counts an `any` of negated blocks only, each of related rows, as
+/// every customer but those of the `all` of their positive forms; the count
+/// is what its listing finds, with and without statistics, beside rows of
+/// no customer and of one gone. A negated customer block of its own columns
+/// and custom data only keeps the `any`.
+#[test]
+fn an_any_of_negated_related_blocks_is_counted_as_every_customer_but_its_all() {
+    let complement = [
+        "[[filter]]\ntype = \"customer\"\nnegate = true\nconnector_name = \"stripe\"\n\
+         custom_data = { seats = { lt = 30 } }\n\
+         [[filter]]\ntype = \"connector\"\nnegate = true\nconnection = { ne = \"connected\" }\n",
+        "[[filter]]\ntype = \"invoice\"\nnegate = true\nstatus = \"overdue\"\n\
+         [[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"alerting\"\n\
+         [[filter]]\ntype = \"customer\"\nnegate = true\ndefault_payment_method = { ne = \"card\" }\n",
+    ];
+    let kept = "[[filter]]\ntype = \"customer\"\nnegate = true\n\
+                custom_data = { trial = { exists = true } }\n\
+                [[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"alerting\"\n";
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_stray_monitors(sqlite(stats).await).await;
+            for blocks in complement.into_iter().chain([kept]) {
+                let seg = stored_segment(&format!(
+                    "[segment]\nname = \"shape\"\nmatch = \"any\"\n{blocks}"
+                ))
+                .expect("a segment");
+                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                assert_eq!(
+                    count
+                        .sql
+                        .starts_with("SELECT (SELECT COUNT(*) FROM customers) - (SELECT "),
+                    blocks != kept,
+                    "{}",
+                    count.sql
+                );
+                counted_as_listed(&setup, &seg, &count, blocks).await;
             }
             setup.store.close().await;
         }
