@@ -181,7 +181,8 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// the list of the others took longer (2.4 s -> 2.9 s over the same 25).
 ///
 /// SQLite, likewise, the number of members of an `any` of negated blocks
-/// only, each of related rows (a customer block of a field of them): every
+/// only, each of related rows, one of them a customer block of a field of
+/// them (without one, [`sampled_complement_count`] chooses): every
 /// customer but the members of the `all` of their positive forms, which
 /// their lists drive, where the `any` asks each customer its blocks in turn
 /// (CPU time, with / without statistics): seed `stop46` shape-074, a
@@ -192,7 +193,9 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// customer in the `all` too: `stop46` shape-117 (a `contains` of a key and
 /// a monitor block) took 40-48 ms as an `any` and 111-189 ms so.
 ///
-/// PostgreSQL, the number of members of an `any` of several blocks: every
+/// PostgreSQL, the number of members of an `any` of several blocks, one of
+/// them of related rows (an `any` of the customers' own tests is one scan
+/// as it is): every
 /// customer but the members of the `all` of the blocks flipped (a customer
 /// is a member of the `any` unless no block holds for it). The `any` reads
 /// each block's customers in the customers' order and merges them with
@@ -216,15 +219,24 @@ fn complement_count(segment: &Segment, dialect: Dialect, at: DateTime<Utc>) -> O
         (Dialect::Sqlite, MatchMode::Any)
             if negated > 1
                 && negated == segment.filters.len()
-                && segment.filters.iter().all(reads_related) =>
+                && segment.filters.iter().all(reads_related)
+                && segment
+                    .filters
+                    .iter()
+                    .any(|f| f.filter_type == FilterType::Customer) =>
         {
             MatchMode::All
         }
-        (Dialect::Postgres, MatchMode::Any) if segment.filters.len() > 1 => MatchMode::All,
+        (Dialect::Postgres, MatchMode::Any)
+            if segment.filters.len() > 1 && segment.filters.iter().any(reads_related) =>
+        {
+            MatchMode::All
+        }
         _ => return None,
     };
     let held = compile(&flipped(segment, flip_to), dialect, at, Select::Count);
     Some(Query {
+        // Passed on, though no such count merges today.
         merge_joins: held.merge_joins,
         sql: format!("SELECT {}", others(&held.sql)),
         binds: held.binds,
@@ -289,7 +301,8 @@ fn others(count: &str) -> String {
 /// `stop37` shape-191 30 -> 55-57 ms and shape-036 14 -> 23 with
 /// statistics. A negated customer block's positive form, asked of each
 /// customer in the `all`, cost more than it spared (15 such segments of one
-/// draw: 745 -> 785 ms).
+/// draw, each beside positive blocks: 745 -> 785 ms; an `any` of negated
+/// blocks only is [`complement_count`]'s).
 fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
     let negated = || segment.filters.iter().filter(|f| f.negate);
     if segment.match_mode != MatchMode::Any
@@ -745,7 +758,8 @@ fn aggregate(b: &Builder, and: bool, some: &[String], none: &[String]) -> String
 /// order through its index by customer and merged with them. One join of
 /// the union of the tables' sets sorted (or hashed) the union whole:
 /// fixed-seed shape-116, an `any` of a monitor and a connector block and
-/// customer tests (200,000 customers), counted in 226 ms so and 149-177 ms
+/// customer tests (200,000 customers), counted (before counts were
+/// complements) in 226 ms so and 149-177 ms
 /// as a join per table. (Hashed, one join of the union was the faster: an
 /// `any` of a payment-method block and two monitor blocks took 701 ms as
 /// three joins and 363 ms as one.)
@@ -1878,6 +1892,43 @@ mod tests {
         );
         assert_eq!(shifted(sql, 0), sql);
         assert_eq!(shifted("", 3), "");
+    }
+
+    /// PostgreSQL counts an `any` of several blocks, one of related rows, as
+    /// every customer but the `all` of its blocks flipped; not an `any` of
+    /// one block or of the customers' own tests, nor its listing.
+    #[test]
+    fn postgres_counts_an_any_of_related_rows_as_a_complement() {
+        let any = |blocks: &str| {
+            crate::validate::stored_segment(&format!(
+                "[segment]\nname = \"s\"\nmatch = \"any\"\n\n{blocks}"
+            ))
+            .expect("a segment")
+        };
+        let country = "[[filter]]\ntype = \"customer\"\ncountry = \"DE\"\n";
+        let email =
+            "[[filter]]\ntype = \"customer\"\nnegate = true\nemail = { contains = \"x\" }\n";
+        let monitor = "[[filter]]\ntype = \"monitor\"\nstate = \"ok\"\n";
+        let at = chrono::DateTime::UNIX_EPOCH;
+        for (blocks, complement) in [
+            (format!("{country}{monitor}"), true),
+            (format!("{email}{monitor}"), true),
+            (monitor.to_string(), false),
+            (format!("{country}{email}"), false),
+        ] {
+            let seg = any(&blocks);
+            let count = super::compile(&seg, Dialect::Postgres, at, Select::Count).sql;
+            assert_eq!(
+                count.starts_with("SELECT (SELECT COUNT(*) FROM customers) - ("),
+                complement,
+                "{count}"
+            );
+            let listing = super::compile(&seg, Dialect::Postgres, at, Select::Ids).sql;
+            assert!(
+                listing.starts_with("SELECT c.id FROM customers c"),
+                "{listing}"
+            );
+        }
     }
 
     /// PostgreSQL: a connector test is a lookup of its own, numbered from

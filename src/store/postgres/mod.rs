@@ -332,7 +332,8 @@ const PLANNED_ROWS: usize = 1024;
 /// ([`Query::merge_joins`]) and without parallel workers: each worker read
 /// every joined set whole (its share of the customers merged with all of
 /// each set), so two workers and the leader read the sets three times. Over
-/// the merged counts of two draws of the shapes bench (200,000 customers,
+/// the merged counts of two draws of the shapes bench (measured when counts
+/// of an `any` merged too, before they were complements; 200,000 customers,
 /// best of 3, A/B in one process), 8.2 -> 7.8 s for the 56 of the fixed seed
 /// (the worst unchanged at 4.4-4.5x its scans) and 11.8 -> 10.8 s for the 83
 /// of seed `stop42` (the worst, three joins of payment methods, 5.1x ->

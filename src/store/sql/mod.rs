@@ -159,7 +159,8 @@ where
         )
     }
 
-    // A segment's count or listing that asks to be planned so
+    // A segment's listing (or a count, though the compiler's counts of an
+    // `any` are complements now) that asks to be planned so
     // ([`Query::merge_joins`]) runs in a transaction of its own that sets it
     // ([`Backend::planned`], [`Backend::planned_rows`]).
 
