@@ -40,7 +40,8 @@ pub(super) struct Builder {
     /// own drives): a negated customer block may then be one set built for
     /// all of them (see [`super::excluded_set`], which also asks for the
     /// scope of all customers, no merge's customers' select and no driver
-    /// of customers).
+    /// of customers), and a custom_data test a set (see
+    /// [`super::custom_data::custom_data`]).
     pub(super) everyone: bool,
 }
 

@@ -5,8 +5,8 @@
 
 use super::sample::share;
 use super::{
-    Builder, Compiled, Dialect, RANGE_CLASS, Tables, any_of, block_class, compile_block, exists,
-    narrow, one_list, one_of,
+    Builder, Compiled, Dialect, RANGE_CLASS, Related, Tables, any_of, block_class, compile_block,
+    exists, narrow, one_list, one_of, others,
 };
 use crate::model::Filter;
 use chrono::NaiveDate;
@@ -60,8 +60,8 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
 /// chosen by the query itself (`CASE`: SQLite runs only the chosen form's
 /// subquery): one list when one in three of the sample or fewer are among
 /// the related blocks' customers, else looked up when one in four or more
-/// pass the customer tests or a customer block reads related rows, else
-/// merged. Without customer tests, see
+/// pass the customer tests or the other tests of a customer block that
+/// reads related rows, else merged. Without customer tests, see
 /// below. `None` where a block is negated or none reads related rows:
 /// counted as its members are listed.
 ///
@@ -90,14 +90,20 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
 /// | FR (6%) / failed methods | 59 | 6 | 17-18 |
 ///
 /// A customer block that reads related rows (its default method, its
-/// connectors) is a lookup per customer in the merge's select of the
-/// customers, where the lookups form asks it only of the customers the
-/// other blocks leave: seed `stop45` shape-188, an `any` of two custom_data
-/// ranges (few pass), a block of emails and a default method's type and
-/// status, the links to connectors not disconnected and default methods
-/// with a connector (together 85% of the customers), counted in 283-323 ms
-/// merged and 166-170 ms looked up (with and without statistics; its four
-/// tables' scans 40 ms).
+/// connectors) looks them up in the merge's select of the customers for
+/// each customer that passes its other tests, where the lookups form asks
+/// it only of the customers the other blocks leave: seed `stop45`
+/// shape-188, an `any` of two custom_data ranges (few pass), a block of
+/// emails (most pass) and a default method's type and status, the links to
+/// connectors not disconnected and default methods with a connector
+/// (together 85% of the customers), counted in 283-323 ms merged and
+/// 166-170 ms looked up (with and without statistics; its four tables'
+/// scans 40 ms). Where few pass those other tests, the merge looks few up:
+/// fixed-seed shape-081, a block of two custom_data lists and ranges and a
+/// default method's status beside connector and payment-method blocks,
+/// counted in 283-378 ms looked up and 161-178 ms merged (by hand, CPU
+/// time; the shapes bench, 9.7x / 7.8x its bound with / without
+/// statistics -> 4.4x / 3.6x).
 ///
 /// Without customer tests: merged, but where every block is an index range,
 /// one list when the sample shows few among its customers. A list's cost
@@ -149,7 +155,7 @@ fn choice(few_held: &str, some_own: &str, [listed, looked_up, merged]: [String; 
 
 /// What [`count_any`] chooses from: whether few of the sample are among
 /// the related blocks' customers, whether some of it pass the customer
-/// tests ([`share`]; true where a customer block reads related rows), the
+/// tests or are looked up by them ([`share`], [`AnyOf::asked`]), the
 /// count of each form, and their binds (each
 /// block compiled three times: for the sample and the merge, and for each
 /// form of [`any_of`]).
@@ -166,15 +172,7 @@ struct Sampled {
 /// tests) of `filters`.
 fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -> Sampled {
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
-    // Customer tests that read related rows are asked of every customer
-    // by the merge's select of the customers, but looked up only of those
-    // the other blocks leave: looked up, unless few are among the related
-    // blocks' customers (one list), whatever the sample.
-    let some_own = if any.own_related {
-        b.true_().to_string()
-    } else {
-        share(&one_of(&any.own), true, 1, 4)
-    };
+    let some_own = share(&one_of(&any.asked), true, 1, 4);
     let few_held = few_held(&b, any);
     let looked_up = predicate_count(&mut b, filters, today, false);
     let listed = predicate_count(&mut b, filters, today, true);
@@ -212,6 +210,26 @@ fn predicate_count(
     format!("SELECT COUNT(*) FROM customers c WHERE {predicate}")
 }
 
+/// A customer block's tests of the customer's own row and custom data, as
+/// the merge's select of the customers asks them (`true` where it has
+/// none): the customers it asks the block's tests of related rows.
+fn own_part(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    let own = Filter {
+        conditions: f
+            .conditions
+            .iter()
+            .filter(|(field, _)| !field.reaches_related())
+            .map(|(field, c)| (*field, c.clone()))
+            .collect(),
+        custom_data: f.custom_data.clone(),
+        ..*f
+    };
+    if own.conditions.is_empty() && own.custom_data.is_empty() {
+        return b.true_().to_string();
+    }
+    compile_block(b, &own, today).into_test(b, false)
+}
+
 /// An `any` of positive blocks, compiled once per block: the customers'
 /// own tests, and per related table (in order of first appearance) its
 /// blocks' tests.
@@ -224,9 +242,13 @@ struct AnyOf {
     all_narrow: bool,
     /// Every customer block with a test of class 0 or 1.
     classed: bool,
-    /// Some customer block reads related rows (a default method, the
-    /// connectors: [`crate::model::Field::reaches_related`]).
-    own_related: bool,
+    /// Per customer block, the customers the merge's select of the
+    /// customers asks more than their own row and custom data, or finds:
+    /// of a block that reads related rows (a default method, the
+    /// connectors: [`crate::model::Field::reaches_related`]), those that
+    /// pass its other tests (every customer where it has none), each of
+    /// whom it looks up; of another, those that pass it.
+    asked: Vec<String>,
 }
 
 impl AnyOf {
@@ -241,7 +263,7 @@ impl AnyOf {
             all_ranged: true,
             all_narrow: true,
             classed: true,
-            own_related: false,
+            asked: Vec::new(),
         };
         b.own_scanned = true;
         for f in filters {
@@ -257,7 +279,11 @@ impl AnyOf {
                 }
                 Compiled::Test(test) => {
                     any.classed &= block_class(f) < RANGE_CLASS;
-                    any.own_related |= super::related_fields(f);
+                    any.asked.push(if super::related_fields(f) {
+                        own_part(b, f, today)
+                    } else {
+                        test.clone()
+                    });
                     any.own.push(test);
                 }
             }
@@ -280,20 +306,120 @@ impl AnyOf {
             .then(|| format!("SELECT +c.id FROM customers c WHERE {}", one_of(&self.own)));
         let selects: Vec<String> = own
             .into_iter()
-            .chain(self.tables.0.iter().map(|(table, tests)| {
-                let alias = table.alias();
-                format!(
-                    "SELECT {alias}.customer_id FROM {} WHERE {alias}.customer_id IS NOT NULL AND ({})",
-                    table.from(b.dialect, false),
-                    b.scoped(alias, &one_of(tests))
-                )
-            }))
+            .chain(
+                self.tables
+                    .0
+                    .iter()
+                    .map(|(table, tests)| customers_of(b, *table, &one_of(tests))),
+            )
             .collect();
         format!(
             "{} INTERSECT SELECT c.id FROM customers c ORDER BY 1",
             selects.join(" UNION ")
         )
     }
+}
+
+/// The ids of the customers of `table`'s rows that pass `tests`, as a
+/// select of a merge: in the order of the table's index by customer, no row
+/// of no customer.
+fn customers_of(b: &Builder, table: Related, tests: &str) -> String {
+    let alias = table.alias();
+    format!(
+        "SELECT {alias}.customer_id FROM {} WHERE {alias}.customer_id IS NOT NULL AND ({})",
+        table.from(b.dialect, false),
+        b.scoped(alias, tests)
+    )
+}
+
+/// SQLite, `match = "any"` of several blocks, one of them negated and one
+/// of related rows: the number of members,
+/// every customer but those outside, counted as one merge of sorted sets:
+/// the customers whom each negated block's positive form holds
+/// (`INTERSECT`) but no positive block does (`EXCEPT`), each table read
+/// once in the order of its index by customer. A customer outside passes
+/// no block: each negated block's positive form holds for it (a block is
+/// two-valued, a missing value false), no positive block does. The
+/// customer blocks are one select of the customers, sorted: those that
+/// pass the negated ones' positive forms and fail the others. The
+/// predicate form ([`any_of`]) asks each customer its blocks in turn, most
+/// of them lookups of its rows: seed `stop46` shape-045, a payment-method
+/// block, a negated one and a connector block (200,000 customers, CPU
+/// time), counted in 377 ms so and 122 ms merged (the shapes bench, 6.6x /
+/// 7.1x its bound with / without statistics -> 2.4x-2.6x / 2.4x-3.0x).
+/// Where most customers pass a positive customer block, the predicate form
+/// asks few of them more: where one in four of a sample or more do
+/// ([`share`]), it counts (`stop46` shape-200, `email exists` beside a
+/// negated `seats` range and an invoice block, 1.6x-1.7x its bound so,
+/// 4.0x-6.8x merged: the customers' select read most of them through the
+/// `seats` index, and each one's row).
+pub(super) fn merged_complement(
+    filters: &[&Filter],
+    today: NaiveDate,
+) -> Option<(String, Builder)> {
+    if filters.len() < 2
+        || !filters.iter().any(|f| f.negate)
+        || !filters.iter().any(|f| super::reads_related(f))
+    {
+        return None;
+    }
+    let mut b = Builder::new(Dialect::Sqlite);
+    b.own_scanned = true;
+    let mut held: Vec<String> = Vec::new();
+    let mut own_held: Vec<String> = Vec::new();
+    let mut own: Vec<String> = Vec::new();
+    let mut tables: Tables<Vec<String>> = Tables::default();
+    for f in filters {
+        let positive = Filter {
+            negate: false,
+            ..(*f).clone()
+        };
+        match (compile_block(&mut b, &positive, today), f.negate) {
+            (Compiled::Rows { table, conds, .. }, true) => {
+                held.push(customers_of(&b, table, &conds));
+            }
+            (Compiled::Rows { table, conds, .. }, false) => {
+                tables.add(table, |tests| tests.push(conds));
+            }
+            (Compiled::Test(test), true) => own_held.push(format!("({test})")),
+            (Compiled::Test(test), false) => own.push(test),
+        }
+    }
+    b.own_scanned = false;
+    let some_own = (!own.is_empty()).then(|| share(&one_of(&own), true, 1, 4));
+    if !own.is_empty() {
+        own_held.push(format!("NOT COALESCE({}, {})", one_of(&own), b.false_()));
+    }
+    // The customers: in the order of their index by id, or those their
+    // tests leave, sorted.
+    let customers = if own_held.is_empty() {
+        "SELECT c.id FROM customers c".to_string()
+    } else {
+        format!(
+            "SELECT +c.id FROM customers c WHERE {}",
+            own_held.join(" AND ")
+        )
+    };
+    let mut sql = std::iter::once(customers)
+        .chain(held)
+        .collect::<Vec<_>>()
+        .join(" INTERSECT ");
+    for (table, tests) in &tables.0 {
+        sql.push_str(" EXCEPT ");
+        sql.push_str(&customers_of(&b, *table, &one_of(tests)));
+    }
+    let outside = format!("SELECT COUNT(*) FROM ({sql} ORDER BY 1)");
+    let merged = others(&outside);
+    let Some(some_own) = some_own else {
+        return Some((format!("SELECT {merged}"), b));
+    };
+    // Where one in four of a sample or more pass the positive customer
+    // blocks, the predicate form asks few customers more.
+    let predicate = any_of(&mut b, filters, today, None);
+    let sql = format!(
+        "SELECT CASE WHEN {some_own} THEN (SELECT COUNT(*) FROM customers c WHERE {predicate}) ELSE {merged} END"
+    );
+    Some((sql, b))
 }
 
 #[cfg(test)]
@@ -415,9 +541,10 @@ mod tests {
     /// of 6% and the alerting monitors (8%) hold few (one list); a name no
     /// one has beside the links to connected connectors (68%) neither
     /// (merged); a customer block that reads a default method's status
-    /// beside the connected links is looked up whatever the customer tests
-    /// pass. So they do when the row ids have gaps, and when no customer is
-    /// left (an empty sample: merged, but looked up for such a block).
+    /// beside the connected links is looked up where most customers pass
+    /// its other tests (a name no one has: merged). So they do when the row
+    /// ids have gaps, and when no customer is left (an empty sample:
+    /// merged).
     #[tokio::test]
     async fn the_sample_picks_a_form_and_every_form_counts_alike() {
         let (_dir, store, today) = demo_store().await;
@@ -455,13 +582,22 @@ mod tests {
                 Some([0, 1]),
             ),
             (pair("name = \"nobody at all\"", connected), Some([0, 0])),
-            // A customer block that reads related rows is looked up.
+            // A customer block that reads related rows is looked up where
+            // most pass its other tests, each of whom the merge would look
+            // up; merged where few do.
             (
                 pair(
                     "name = { ne = \"nobody at all\" }\ndefault_payment_method_status = \"failed\"",
                     connected,
                 ),
                 Some([1, 0]),
+            ),
+            (
+                pair(
+                    "name = \"nobody at all\"\ndefault_payment_method_status = \"failed\"",
+                    connected,
+                ),
+                Some([0, 0]),
             ),
             // Both hold: few among the failed methods' customers comes first.
             (
@@ -533,7 +669,6 @@ mod tests {
                         };
                         assert_eq!(row[2], form, "{toml}");
                     }
-                    (0, _) if any.own_related => assert_eq!(row[..3], [1, 0, 1], "{toml}"),
                     (0, _) => assert_eq!(row[..3], [0, 0, 2], "{toml}"),
                     _ => {}
                 }

@@ -133,7 +133,8 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
     if dialect == Dialect::Sqlite && segment.match_mode == MatchMode::Any {
         let today = at.date_naive();
         let chosen = match select {
-            Select::Count => merge::count_any(&filters, today),
+            Select::Count => merge::count_any(&filters, today)
+                .or_else(|| merge::merged_complement(&filters, today)),
             Select::Ids => merge::merged_any(&filters, today),
             Select::Rows => None,
         };
@@ -1566,8 +1567,11 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
         })
         .collect();
     // Where few customers pass the block's own tests, their custom data is
-    // read in place, no set built (see [`custom_data`]).
-    let sets = !own_few(f);
+    // read in place, no set built (see [`custom_data`]); so is a block of
+    // one key's test alone where it is not computed for every customer, which
+    // SQLite reads from the key's index alone when nothing else reads the
+    // customers.
+    let sets = !own_few(f) && (b.per_row || f.custom_data.len() + f.conditions.len() > 1);
     for (key, c) in &f.custom_data {
         let cost = if custom_data::as_set(b, sets) { 2 } else { 3 };
         let test = custom_data(b, key, c, sets);

@@ -507,20 +507,29 @@ fn outside(text: &str, pattern: &str) -> Option<usize> {
 }
 
 /// Where a count holds an `any`'s count beside its complement, chosen by a
-/// sample (`an_any_with_negated_blocks_…`), that `any`'s count, bound as the
+/// sample (`an_any_with_negated_blocks_…`, `an_any_with_a_negated_block_…`;
+/// the one's `any` may be the other), that `any`'s count, bound as the
 /// whole (its placeholders follow the sample's and the complement's); else
 /// the count as it is.
 fn any_count(q: &Query) -> Query {
     let complement = " THEN (SELECT COUNT(*) FROM customers) - (";
-    let sql = q
-        .sql
-        .strip_prefix("SELECT CASE WHEN ")
-        .filter(|rest| rest.contains(complement))
-        .and_then(|rest| {
-            let at = outside(rest, " ELSE (")?;
-            rest[at + " ELSE (".len()..].strip_suffix(") END")
-        })
-        .unwrap_or(&q.sql);
+    let merged = " ELSE (SELECT COUNT(*) FROM customers) - (";
+    let mut sql = q.sql.as_str();
+    while let Some(rest) = sql.strip_prefix("SELECT CASE WHEN ") {
+        let any = if rest.contains(complement) {
+            outside(rest, " ELSE (")
+                .and_then(|at| rest[at + " ELSE (".len()..].strip_suffix(") END"))
+        } else {
+            outside(rest, " THEN (")
+                .zip(outside(rest, merged))
+                .and_then(|(then, at)| rest.get(then + " THEN (".len()..at))
+                .and_then(|any| any.strip_suffix(')'))
+        };
+        match any {
+            Some(any) => sql = any,
+            None => break,
+        }
+    }
     Query {
         merge_joins: false,
         sql: sql.to_string(),
@@ -1604,13 +1613,7 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
         for stats in [true, false] {
             let setup = with_key_indexes(sqlite(stats).await, &[&plan, &trial], stats).await;
             // Rows of a customer id no customer has, and of none.
-            exec(
-                &*setup.store,
-                "INSERT INTO payment_methods (id, customer_id, type, status, connector_id, is_default) \
-                 VALUES ('pm_gone', 'cus_gone', 'card', 'active', NULL, 1), \
-                 ('pm_none', NULL, 'card', 'active', NULL, 0)",
-            )
-            .await;
+            with_stray_methods(&setup).await;
             exec(
                 &*setup.store,
                 "INSERT INTO customer_connectors (customer_id, connector_id) SELECT 'cus_gone', id FROM connectors",
@@ -1627,8 +1630,15 @@ fn an_any_of_related_blocks_is_one_merge_of_sorted_sets() {
                     // A count beside customer tests holds the merge as one
                     // of its forms, chosen by a sample.
                     let one_merge = *one_merge || sampled(&q.sql);
-                    assert_eq!(q.sql.contains(merged), one_merge, "{why}");
-                    assert_eq!(text.contains("MERGE (INTERSECT)"), one_merge, "{why}");
+                    // The count of an `any` with a negated block is a merge
+                    // of its own (`an_any_with_a_negated_block_is_…`).
+                    let complement = q
+                        .sql
+                        .starts_with("SELECT (SELECT COUNT(*) FROM customers) - (");
+                    if !complement {
+                        assert_eq!(q.sql.contains(merged), one_merge, "{why}");
+                        assert_eq!(text.contains("MERGE (INTERSECT)"), one_merge, "{why}");
+                    }
                     assert!(!text.contains("UNION USING TEMP B-TREE"), "{why}");
                     assert!(!text.contains("INTERSECT USING TEMP B-TREE"), "{why}");
                     // The customers' select sorts what its best index gives,
@@ -1753,6 +1763,17 @@ async fn with_stray_monitors(setup: Setup) -> Setup {
     setup
 }
 
+/// Payment methods of a customer id no customer has, and of none.
+async fn with_stray_methods(setup: &Setup) {
+    exec(
+        &*setup.store,
+        "INSERT INTO payment_methods (id, customer_id, type, status, connector_id, is_default) \
+         VALUES ('pm_gone', 'cus_gone', 'card', 'active', NULL, 1), \
+         ('pm_none', NULL, 'card', 'active', NULL, 0)",
+    )
+    .await;
+}
+
 /// SQLite: `count` finds as many members as `seg`'s listing (no complement),
 /// some customers but not all.
 async fn counted_as_listed(setup: &Setup, seg: &Segment, count: &Query, blocks: &str) {
@@ -1831,6 +1852,7 @@ fn an_any_of_negated_related_blocks_is_counted_as_every_customer_but_its_all() {
          [[filter]]\ntype = \"customer\"\nnegate = true\ndefault_payment_method = { ne = \"card\" }\n",
     ];
     let kept = [
+        // Merged ([`an_any_with_a_negated_block_is_counted_as_one_merge_of_sorted_sets`]).
         "[[filter]]\ntype = \"customer\"\nnegate = true\n\
          custom_data = { trial = { exists = true } }\n\
          [[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"alerting\"\n",
@@ -1847,10 +1869,12 @@ fn an_any_of_negated_related_blocks_is_counted_as_every_customer_but_its_all() {
                 ))
                 .expect("a segment");
                 let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                // The complement of the `all`, not a merge of sets.
                 assert_eq!(
                     count
                         .sql
-                        .starts_with("SELECT (SELECT COUNT(*) FROM customers) - (SELECT "),
+                        .starts_with("SELECT (SELECT COUNT(*) FROM customers) - (SELECT ")
+                        && !count.sql.ends_with(" ORDER BY 1))"),
                     !kept.contains(&blocks),
                     "{}",
                     count.sql
@@ -1964,6 +1988,101 @@ fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
                     let n = setup.store.count(&forced).await.expect("a count");
                     assert_eq!(n, want, "{shown} forced {}", forced.sql);
                 }
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
+/// SQLite counts an `any` with a negated block that no other rule counts as
+/// every customer but those outside it, one merge of sorted sets: the
+/// customers each negated block's positive form holds (`INTERSECT`) and no
+/// positive block does (`EXCEPT`), each table read once in the order of
+/// its index by customer, no temporary table, no per-customer probe
+/// without a key. The count is what the listing (the `any`, each customer
+/// asked each block) finds, with and without statistics, beside rows of
+/// no customer and of one gone: two blocks of one table (one of them
+/// joining the connectors), negated customer blocks of their own columns,
+/// of custom data most customers lack (a NULL test) and of a default
+/// method, and positive customer blocks beside them.
+#[test]
+fn an_any_with_a_negated_block_is_counted_as_one_merge_of_sorted_sets() {
+    let cases = [
+        // Seed `stop46` shape-045.
+        "[[filter]]\ntype = \"payment_method\"\nconnector = { exists = false }\nis_default = { ne = true }\n\
+         [[filter]]\ntype = \"payment_method\"\nnegate = true\npayment_type = { ne = \"ach\" }\n\
+         [[filter]]\ntype = \"connector\"\nname = { ends_with = \"yPal\" }\nconnection = { in = [\"disconnected\", \"error\"] }\n",
+        "[[filter]]\ntype = \"customer\"\nnegate = true\ncustom_data = { trial = { exists = true } }\n\
+         [[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"alerting\"\n",
+        "[[filter]]\ntype = \"customer\"\nnegate = true\ncountry = { ne = \"FR\" }\n\
+         default_payment_method_status = { in = [\"active\", \"expired\"] }\n\
+         [[filter]]\ntype = \"customer\"\ncustom_data = { trial = { ne = \"STARTER\" } }\n\
+         [[filter]]\ntype = \"monitor\"\nstate = { ne = \"ok\" }\n",
+        "[[filter]]\ntype = \"invoice\"\nnegate = true\nstatus = { ne = \"paid\" }\n\
+         [[filter]]\ntype = \"customer\"\nconnector_name = { contains = \"dyen\" }\nemail = { exists = true }\n\
+         [[filter]]\ntype = \"customer\"\nnegate = true\ncountry = { in = [\"FR\", \"DE\", \"US\"] }\n",
+    ];
+    let merged = "SELECT (SELECT COUNT(*) FROM customers) - (SELECT COUNT(*) FROM (SELECT ";
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_stray_monitors(sqlite(stats).await).await;
+            with_stray_methods(&setup).await;
+            for blocks in cases {
+                let seg = any_segment(blocks);
+                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                let shown = format!("{}: {blocks}\n{}", setup.label, count.sql);
+                // Beside positive customer blocks, a sample chooses between
+                // the predicate form and the merge; the merge, forced.
+                let own = seg
+                    .filters
+                    .iter()
+                    .any(|f| !f.negate && f.filter_type == FilterType::Customer);
+                let (q, merge) = match count.sql.strip_prefix("SELECT CASE WHEN ") {
+                    Some(rest) if own => {
+                        let then = outside(rest, " THEN ").expect("the predicate form");
+                        let at = outside(rest, " ELSE ").expect("the merge");
+                        let merge = rest[at + " ELSE ".len()..]
+                            .strip_suffix(" END")
+                            .expect("the CASE's end");
+                        let forced = Query {
+                            merge_joins: false,
+                            sql: format!("SELECT CASE WHEN 0{}", &rest[then..]),
+                            binds: count.binds.clone(),
+                        };
+                        (forced, format!("SELECT {merge}"))
+                    }
+                    _ => (count.clone(), count.sql.clone()),
+                };
+                assert!(
+                    merge.starts_with(merged) && merge.ends_with(" ORDER BY 1))"),
+                    "{shown}"
+                );
+                let plan = setup.store.explain(&q).await.expect("a plan");
+                let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
+                // A negated block of related rows holds customers
+                // (`INTERSECT`), a positive one takes them away (`EXCEPT`);
+                // the customer blocks are one select of the customers.
+                let related = |negate: bool| {
+                    seg.filters
+                        .iter()
+                        .any(|f| f.negate == negate && f.filter_type != FilterType::Customer)
+                };
+                assert_eq!(
+                    text.contains("MERGE (INTERSECT)"),
+                    related(true),
+                    "{shown}\n{text}"
+                );
+                assert_eq!(
+                    text.contains("MERGE (EXCEPT)"),
+                    related(false),
+                    "{shown}\n{text}"
+                );
+                assert!(!text.contains("USING TEMP B-TREE\n"), "{shown}\n{text}");
+                if let Err(e) = bad_probes(&setup, &q).await {
+                    panic!("{shown}: {e}");
+                }
+                counted_as_listed(&setup, &seg, &q, blocks).await;
+                counted_as_listed(&setup, &seg, &count, blocks).await;
             }
             setup.store.close().await;
         }
@@ -3012,7 +3131,15 @@ fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
         for stats in [true, false] {
             let setup = sqlite(stats).await;
             for (seg, from, index, by_hand) in &cases {
-                let q = any_count(&compile(seg, Dialect::Sqlite, at(), Select::Count));
+                let count = any_count(&compile(seg, Dialect::Sqlite, at(), Select::Count));
+                // An `any` with a negated block is counted as one merge of
+                // sets (`an_any_with_a_negated_block_…`): its listing looks
+                // up.
+                let q = if count.sql.ends_with(" ORDER BY 1))") {
+                    compile(seg, Dialect::Sqlite, at(), Select::Ids)
+                } else {
+                    count.clone()
+                };
                 // Where a sample chooses the first of two lookups, the
                 // sample's pass and each order's.
                 let copies = if q.sql.contains("(CASE (SELECT CASE WHEN s0") {
@@ -3046,8 +3173,12 @@ fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
                     .count(&by_hand)
                     .await
                     .expect("the count by hand");
-                let got = setup.store.count(&q).await.expect("the segment's count");
-                assert_eq!(got, want, "{}: {}", setup.label, q.sql);
+                let got = setup
+                    .store
+                    .count(&count)
+                    .await
+                    .expect("the segment's count");
+                assert_eq!(got, want, "{}: {}", setup.label, count.sql);
                 assert!(0 < want && want < CUSTOMERS, "{}: {want}", by_hand.sql);
             }
             setup.store.close().await;
@@ -3263,6 +3394,48 @@ fn a_long_listing_arrives_whole_and_stops_with_its_reader() {
         };
         assert_eq!(setup.store.count(&count).await.expect("a count"), CUSTOMERS);
         setup.store.close().await;
+    });
+}
+
+/// SQLite, an `all` whose customers are scanned (no list nor index range
+/// of theirs drives): a positive customer block of several custom_data
+/// keys reads each key's test as a set of the customers, from the key's
+/// index, not each customer's JSON (fixed-seed shape-088, `region
+/// contains` and `trial exists` beside a negated monitor block); the count
+/// is what the listing finds, with and without statistics. A block of one
+/// key's test alone stays in place (`a_count_of_one_custom_data_key_…`).
+#[test]
+fn a_scanned_alls_customer_block_of_several_keys_reads_each_as_a_set() {
+    let region = CustomDataKey::parse("region").expect("a key");
+    let trial = CustomDataKey::parse("trial").expect("a key");
+    let blocks = "[[filter]]\ntype = \"customer\"\n\
+                  custom_data = { region = { contains = \"e\" }, trial = { exists = true } }\n\
+                  [[filter]]\ntype = \"monitor\"\nnegate = true\nstate = \"alerting\"\n";
+    let seg = stored_segment(&format!("[segment]\nname = \"shape\"\n{blocks}")).expect("a segment");
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&region, &trial], stats).await;
+            for select in [Select::Count, Select::Ids] {
+                let q = compile(&seg, Dialect::Sqlite, at(), select);
+                assert!(
+                    q.sql
+                        .contains("c.rowid IN (SELECT cx.rowid FROM customers cx WHERE "),
+                    "{}\n{}",
+                    setup.label,
+                    q.sql
+                );
+                for key in ["region", "trial"] {
+                    let set = format!("json_extract(cx.custom_data, '$.\"{key}\"')");
+                    assert!(q.sql.contains(&set), "{}: {key}\n{}", setup.label, q.sql);
+                }
+                if let Err(e) = bad_probes(&setup, &q).await {
+                    panic!("{}: {e}", setup.label);
+                }
+            }
+            let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            counted_as_listed(&setup, &seg, &count, blocks).await;
+            setup.store.close().await;
+        }
     });
 }
 
