@@ -340,8 +340,8 @@ fn customers_of(b: &Builder, table: Related, tests: &str) -> String {
 /// once in the order of its index by customer. A customer outside passes
 /// no block: each negated block's positive form holds for it (a block is
 /// two-valued, a missing value false), no positive block does. The
-/// customer blocks are one select of the customers, sorted: those that
-/// pass the negated ones' positive forms and fail the others. The
+/// negated customer blocks' positive forms are one select of the
+/// customers, sorted, and so are the positive ones (`EXCEPT`). The
 /// predicate form ([`any_of`]) asks each customer its blocks in turn, most
 /// of them lookups of its rows: seed `stop46` shape-045, a payment-method
 /// block, a negated one and a connector block (200,000 customers, CPU
@@ -387,9 +387,6 @@ pub(super) fn merged_complement(
     }
     b.own_scanned = false;
     let some_own = (!own.is_empty()).then(|| share(&one_of(&own), true, 1, 4));
-    if !own.is_empty() {
-        own_held.push(format!("NOT COALESCE({}, {})", one_of(&own), b.false_()));
-    }
     // The customers: in the order of their index by id, or those their
     // tests leave, sorted.
     let customers = if own_held.is_empty() {
@@ -404,6 +401,14 @@ pub(super) fn merged_complement(
         .chain(held)
         .collect::<Vec<_>>()
         .join(" INTERSECT ");
+    // The customers the positive customer blocks pass: few, where merged
+    // (below), a short sort.
+    if !own.is_empty() {
+        sql.push_str(&format!(
+            " EXCEPT SELECT +c.id FROM customers c WHERE {}",
+            one_of(&own)
+        ));
+    }
     for (table, tests) in &tables.0 {
         sql.push_str(" EXCEPT ");
         sql.push_str(&customers_of(&b, *table, &one_of(tests)));

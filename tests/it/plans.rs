@@ -2060,23 +2060,20 @@ fn an_any_with_a_negated_block_is_counted_as_one_merge_of_sorted_sets() {
                 let plan = setup.store.explain(&q).await.expect("a plan");
                 let text: String = plan.iter().map(|s| format!("{s}\n")).collect();
                 // A negated block of related rows holds customers
-                // (`INTERSECT`), a positive one takes them away (`EXCEPT`);
-                // the customer blocks are one select of the customers.
-                let related = |negate: bool| {
-                    seg.filters
-                        .iter()
-                        .any(|f| f.negate == negate && f.filter_type != FilterType::Customer)
-                };
+                // (`INTERSECT`; the negated customer blocks are the select
+                // of the customers), a positive block takes them away
+                // (`EXCEPT`).
+                let related_held = seg
+                    .filters
+                    .iter()
+                    .any(|f| f.negate && f.filter_type != FilterType::Customer);
+                let taken = seg.filters.iter().any(|f| !f.negate);
                 assert_eq!(
                     text.contains("MERGE (INTERSECT)"),
-                    related(true),
+                    related_held,
                     "{shown}\n{text}"
                 );
-                assert_eq!(
-                    text.contains("MERGE (EXCEPT)"),
-                    related(false),
-                    "{shown}\n{text}"
-                );
+                assert_eq!(text.contains("MERGE (EXCEPT)"), taken, "{shown}\n{text}");
                 assert!(!text.contains("USING TEMP B-TREE\n"), "{shown}\n{text}");
                 if let Err(e) = bad_probes(&setup, &q).await {
                     panic!("{shown}: {e}");
