@@ -192,7 +192,9 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// 2.6-2.8x -> 1.0-1.2x, seed `stop45` shape-140 61-91 ms -> 2 ms. A
 /// customer block of its own columns and custom data only is asked of every
 /// customer in the `all` too: `stop46` shape-117 (a `contains` of a key and
-/// a monitor block) took 40-48 ms as an `any` and 111-189 ms so.
+/// a monitor block) took 40-48 ms as an `any` and 111-189 ms so; it is
+/// counted as [`merge::merged_complement`] counts (where most customers
+/// pass the negated block's negation, as the `any`).
 ///
 /// PostgreSQL, the number of members of an `any` of several blocks, one of
 /// them of related rows (an `any` of the customers' own tests is one scan
@@ -287,7 +289,9 @@ fn others(count: &str) -> String {
 /// every customer but the members of the `all` of those positive forms and
 /// the other blocks negated (a customer is a member of the `any` unless
 /// each negated block's positive form holds for it and no other block
-/// does); else counted as the `any` it is. The `all` is driven by the
+/// does); else counted as the `any` is ([`compiled`]: a merge of sorted
+/// sets, [`merge::merged_complement`], or the predicate form; the figures
+/// below are of the predicate form). The `all` is driven by the
 /// positive forms' lists, which hold few customers there; the `any` asks
 /// each customer its terms in turn, most of them lookups of related rows.
 /// Of 130 such segments of four draws of the shapes bench, whatever their

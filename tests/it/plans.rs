@@ -1552,7 +1552,8 @@ fn an_any_of_related_blocks_is_one_set() {
 /// that order and their union kept to the ids of customers, with and
 /// without statistics; never a temporary table of the union, never every
 /// customer's row read in id order for the customer block. Every other
-/// `any` keeps the predicate form. So does its count without customer
+/// `any` keeps the predicate form (the count of one with a negated block
+/// is a merge of its own: `an_any_with_a_negated_block_…`). So does its count without customer
 /// tests; with them, the count holds the merge as one of three forms a
 /// sample chooses from. Its members and count are the predicate form's
 /// (`Select::Rows`, pages and runs), also where a customer's rows outlive
@@ -1839,7 +1840,8 @@ fn an_all_of_negated_blocks_is_counted_as_every_customer_but_its_any() {
 /// every customer but those of the `all` of their positive forms; the count
 /// is what its listing finds, with and without statistics, beside rows of
 /// no customer and of one gone. A negated customer block of its own columns
-/// and custom data only keeps the `any`; so do related blocks only (a sample
+/// and custom data only is not counted so (but merged, or as the `any`:
+/// `an_any_with_a_negated_block_…`); nor are related blocks only (a sample
 /// may count them as a complement, with its own form).
 #[test]
 fn an_any_of_negated_related_blocks_is_counted_as_every_customer_but_its_all() {
@@ -1891,11 +1893,12 @@ fn an_any_of_negated_related_blocks_is_counted_as_every_customer_but_its_all() {
 /// customer but the members of the `all` of their positive forms and the
 /// other blocks negated, where a sample shows at most a quarter of the
 /// customers pass those positive forms (the overdue invoices, the monitors
-/// in error), and as the `any` where more do (the links to connected
-/// connectors: 68%). Each form, forced, counts what the listing (the `any`)
-/// finds, with and without statistics, beside monitors of no customer and
-/// of one gone. A negated customer block, or negated blocks no list drives
-/// (a monitor name's substring), keep the `any` alone.
+/// in error), and as the `any` is counted where more do (the links to
+/// connected connectors: 68%; `an_any_with_a_negated_block_…`). Each form,
+/// forced, counts what the listing (the `any`) finds, with and without
+/// statistics, beside monitors of no customer and of one gone. A negated
+/// customer block, or negated blocks no list drives (a monitor name's
+/// substring), leave it to the `any`'s count alone.
 #[test]
 fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
     let cases = [
@@ -2001,10 +2004,12 @@ fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
 /// its index by customer, no temporary table, no per-customer probe
 /// without a key. The count is what the listing (the `any`, each customer
 /// asked each block) finds, with and without statistics, beside rows of
-/// no customer and of one gone: two blocks of one table (one of them
-/// joining the connectors), negated customer blocks of their own columns,
-/// of custom data most customers lack (a NULL test) and of a default
-/// method, and positive customer blocks beside them.
+/// no customer and of one gone: a positive and a negated payment-method
+/// block (one of them joining the connectors), negated customer blocks of
+/// their own columns (a `country ne`, NULL for customers without one), of
+/// custom data and of a default method, and positive customer blocks beside
+/// them (a `trial ne`, NULL for most). Beside customer blocks, a sample
+/// chooses; the merge is forced.
 #[test]
 fn an_any_with_a_negated_block_is_counted_as_one_merge_of_sorted_sets() {
     let cases = [
@@ -2031,12 +2036,12 @@ fn an_any_with_a_negated_block_is_counted_as_one_merge_of_sorted_sets() {
                 let seg = any_segment(blocks);
                 let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
                 let shown = format!("{}: {blocks}\n{}", setup.label, count.sql);
-                // Beside positive customer blocks, a sample chooses between
-                // the predicate form and the merge; the merge, forced.
+                // Beside customer blocks, a sample chooses between the
+                // predicate form and the merge; the merge, forced.
                 let own = seg
                     .filters
                     .iter()
-                    .any(|f| !f.negate && f.filter_type == FilterType::Customer);
+                    .any(|f| f.filter_type == FilterType::Customer);
                 let (q, merge) = match count.sql.strip_prefix("SELECT CASE WHEN ") {
                     Some(rest) if own => {
                         let then = outside(rest, " THEN ").expect("the predicate form");
