@@ -33,12 +33,13 @@ pub(super) struct Builder {
     /// `any` ([`super::merge`]), which tests every customer without being
     /// `per_row` (its custom data in place, for the index it may use): a
     /// positive customer block's tests are ordered there as under
-    /// `per_row` (see [`super::compile_block`]).
+    /// `per_row` (see [`super::compile_block`]), and may be one set
+    /// ([`super::driven_set`]).
     pub(super) own_scanned: bool,
     /// SQLite: the blocks compiled are asked of every customer, scanned (an
     /// `any`'s, or an `all`'s that no list or index range of the customers'
     /// own drives): a negated customer block may then be one set built for
-    /// all of them (see [`super::excluded_set`], which also asks for the
+    /// all of them (see [`super::driven_set`], which also asks for the
     /// scope of all customers, no merge's customers' select and no driver
     /// of customers), and a custom_data test a set (see
     /// [`super::custom_data::custom_data`]).

@@ -1390,9 +1390,9 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
                 )
             } else if f.negate {
                 let per_row = format!("NOT COALESCE(({all}), {})", b.false_());
-                excluded_set(b, f, today, per_row)
+                driven_set(b, f, today, per_row)
             } else {
-                all
+                driven_set(b, f, today, all)
             });
         }
         FilterType::Invoice => Related::Invoices,
@@ -1415,17 +1415,20 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     }
 }
 
-/// SQLite, a negated customer block asked of every customer (`per_row`,
-/// the customers scanned: `Builder::everyone`), its positive form's tests
-/// asked of each: where its related tests would drive its positive form
-/// ([`split_driving`]) and a sample shows they pass few customers (at most
-/// a quarter) while its own tests pass most (at least half, so that its
-/// per-customer form asks the related rows of most), the customers of its
-/// positive form, an `all` of its own ([`predicate`], [`on_its_own`])
-/// driven by their list, are one set the others are not in. An `any` of a
-/// negated customer block of a default method's status and a `seats` range
-/// (65%) (200,000 customers, CPU time) counted in 94 ms computed for every
-/// customer; as a set, 37 ms for the pending methods (4% of the
+/// SQLite, a customer block asked of every customer, its positive form's
+/// tests asked of each: a negated one where the customers are scanned
+/// (`per_row`, [`Builder::everyone`]), a positive one where its `any` is
+/// (`per_row`, or the customers' select of a merge). Where its related
+/// tests would drive its positive form ([`split_driving`]) and a sample
+/// shows they pass few customers (at most a quarter) while its own tests
+/// pass many (negated, at least half, so that its per-customer form asks
+/// the related rows of most; positive, a quarter, as it asks the related
+/// rows of those its own tests pass), the customers of its positive form,
+/// an `all` of its own ([`predicate`], [`on_its_own`]) driven by their
+/// list, are one set the others are not in (negated) or are in. An `any`
+/// of a negated customer block of a default method's status and a `seats`
+/// range (65%) (200,000 customers, CPU time) counted in 94 ms computed for
+/// every customer; as a set, 37 ms for the pending methods (4% of the
 /// customers), 43 for the expired (7%), and 150 for the active (61%), had
 /// it been built (it is not: over a quarter). Of the links to a connector
 /// and the expired default methods beside a monitor block, 72-76 ms per
@@ -1435,13 +1438,25 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// related rows already: the set of the default ACH methods beside a
 /// `region` range that no customer passes counted in 29 ms without
 /// statistics (SQLite drove it by the methods), 8 ms per customer.
-fn excluded_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) -> String {
-    let everyone = b.dialect == Dialect::Sqlite
-        && b.everyone
+/// Positive, seed `stop47` shape-134, an `any` of a customer block of an
+/// email `ne`, a `region` suffix (44%), the links to PayPal (16%) and a
+/// failed default method (3%) beside three blocks of related rows, counted
+/// in 240 ms per customer and 169 ms so (CPU time, by hand). Where few
+/// customers reach the block (another block of the `any` passes most of
+/// them first), its set costs its list for nothing: the fixed seed's
+/// shape-109, beside a negated `email exists false`, counted in 42 ms per
+/// customer and 103 ms so (0.5x and 1.4x its bound).
+fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) -> String {
+    let asked = if f.negate {
+        b.everyone && !b.own_scanned
+    } else {
+        b.per_row || b.own_scanned
+    };
+    let chosen = b.dialect == Dialect::Sqlite
+        && asked
         && matches!(b.scope, Scope::All)
-        && b.driver != Driver::Customers
-        && !b.own_scanned;
-    if !everyone {
+        && b.driver != Driver::Customers;
+    if !chosen {
         return per_row;
     }
     let positive = Filter {
@@ -1453,57 +1468,100 @@ fn excluded_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) 
     };
     let related = asked_of_one(b, &related, today);
     let own = own.map(|own| asked_of_one(b, &own, today));
+    let many = if f.negate { 2 } else { 4 };
     let few = sample::shares(
         &std::iter::once((related.as_str(), false, 1, 4))
-            .chain(own.as_deref().map(|own| (own, true, 1, 2)))
+            .chain(own.as_deref().map(|own| (own, true, 1, many)))
             .collect::<Vec<_>>(),
     );
     let set = on_its_own(b, |b| predicate(b, MatchMode::All, vec![&positive], today));
+    let (not, per_row) = if f.negate {
+        ("NOT ", per_row)
+    } else {
+        ("", format!("({per_row})"))
+    };
     format!(
-        "CASE WHEN {few} THEN c.rowid NOT IN (SELECT c.rowid FROM customers c WHERE {set}) ELSE {per_row} END"
+        "CASE WHEN {few} THEN c.rowid {not}IN (SELECT c.rowid FROM customers c WHERE {set}) ELSE {per_row} END"
     )
 }
 
 /// A positive customer block `f`'s tests as two positive blocks, where its
 /// related tests drive it as an `all` of its own ([`predicate`]): the
 /// related tests whose list drives it (the links of its `connector_name`
-/// where it has one, which take the list first, [`block_tests`]; else its
-/// default method's tests, one list), of a range or narrower class
+/// or its default method's tests, one list, whichever [`links_drive`]
+/// chooses, which take the list first, [`block_tests`]), of a range or narrower class
 /// ([`RANGE_CLASS`]) more selective than its own tests' ([`classes`]; else
 /// the customers drive, [`customers_drive`], or a broader list of links
 /// would); and its own tests (none when it has none).
 fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
-    let links = f.conditions.contains_key(&Field::CustomerConnectorName);
-    let (driving, own): (BTreeMap<Field, Condition>, BTreeMap<Field, Condition>) = f
+    let links = links_drive(f);
+    let driving: BTreeMap<Field, Condition> = f
         .conditions
         .iter()
-        .map(|(field, c)| (*field, c.clone()))
         .filter(|(field, _)| {
-            !field.reaches_related() || (*field == Field::CustomerConnectorName) == links
+            field.reaches_related() && (**field == Field::CustomerConnectorName) == links
         })
-        .partition(|(field, _)| field.reaches_related());
+        .map(|(field, c)| (*field, c.clone()))
+        .collect();
     let best = driving
         .iter()
         .map(|(field, c)| field_class(*field, c))
         .min()?;
-    let own_best = classes(&[f]).0;
-    if best > RANGE_CLASS || own_best.is_some_and(|own| own <= best) {
+    if best > RANGE_CLASS || classes(&[f]).0.is_some_and(|own| own <= best) {
         return None;
     }
-    let block = |conditions, custom_data| Filter {
+    let driving = Filter {
         filter_type: f.filter_type,
         negate: false,
-        conditions,
-        custom_data,
+        conditions: driving,
+        custom_data: BTreeMap::new(),
     };
-    let own = own_best.map(|_| block(own, f.custom_data.clone()));
-    Some((block(driving, BTreeMap::new()), own))
+    Some((driving, own_form(f)))
+}
+
+/// Whether a customer block's links (its `connector_name` test) drive it
+/// where its related tests do, ahead of its default method's tests: where
+/// it has them, unless a test of its default method is of a narrower class
+/// ([`field_class`]). The links to PayPal (`ends_with`, 16% of the
+/// customers) drove an `all` of one block of them and a failed default
+/// method (3%).
+fn links_drive(f: &Filter) -> bool {
+    let class = |field: &Field| f.conditions.get(field).map(|c| field_class(*field, c));
+    let default = [
+        Field::CustomerDefaultPaymentMethod,
+        Field::CustomerDefaultPaymentMethodStatus,
+    ]
+    .iter()
+    .filter_map(class)
+    .min();
+    match class(&Field::CustomerConnectorName) {
+        Some(links) => default.is_none_or(|default| links <= default),
+        None => false,
+    }
+}
+
+/// A customer block's tests of its own row and custom data (none of related
+/// rows: [`Field::reaches_related`]) as a positive block; `None` where it
+/// has none.
+fn own_form(f: &Filter) -> Option<Filter> {
+    let own = Filter {
+        filter_type: f.filter_type,
+        negate: false,
+        conditions: f
+            .conditions
+            .iter()
+            .filter(|(field, _)| !field.reaches_related())
+            .map(|(field, c)| (*field, c.clone()))
+            .collect(),
+        custom_data: f.custom_data.clone(),
+    };
+    (!own.conditions.is_empty() || !own.custom_data.is_empty()).then_some(own)
 }
 
 /// `ask` compiled as a query over all customers of its own (no list or
 /// driver of the query's taken, not per customer), the builder's state kept.
-/// Its caller's scope is all customers and no merge's customers' select
-/// ([`excluded_set`]): those it keeps as they are.
+/// Its caller's scope is all customers ([`driven_set`]): that it keeps as
+/// it is.
 fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
     let kept = (
         std::mem::replace(&mut b.per_row, false),
@@ -1511,9 +1569,17 @@ fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
         std::mem::replace(&mut b.driver, Driver::Unchosen),
         b.guard.take(),
         std::mem::replace(&mut b.everyone, false),
+        std::mem::replace(&mut b.own_scanned, false),
     );
     let asked = ask(b);
-    (b.per_row, b.any_join, b.driver, b.guard, b.everyone) = kept;
+    (
+        b.per_row,
+        b.any_join,
+        b.driver,
+        b.guard,
+        b.everyone,
+        b.own_scanned,
+    ) = kept;
     asked
 }
 
@@ -1549,7 +1615,10 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
     }
     if !default_tests.is_empty() {
         let status = f.conditions.get(&Field::CustomerDefaultPaymentMethodStatus);
-        related.push(default_method(b, &default_tests, listed(status)));
+        let method = default_method(b, &default_tests, listed(status));
+        // The narrower list first: where a list drives, the first does.
+        let at = if links_drive(f) { related.len() } else { 0 };
+        related.insert(at, method);
     }
     if f.filter_type == FilterType::Customer
         && !f.negate
