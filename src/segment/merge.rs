@@ -27,7 +27,8 @@ use chrono::NaiveDate;
 ///
 /// Sorted by customer id (`ORDER BY 1`), SQLite runs each select as a
 /// coroutine that reads its table in the order of its index by customer
-/// (or sorts the few rows an index range gives) and merges them (`MERGE
+/// (or, a table's blocks narrow ranges only, sorts the few rows their index
+/// ranges give: [`customers_of`]) and merges them (`MERGE
 /// (UNION)`, no temporary table): about one scan of each table the segment
 /// reads, whatever its blocks select and whatever the statistics. Tested per
 /// customer instead (an `EXISTS` per table, [`super::Lookups`]), every
@@ -156,9 +157,10 @@ fn choice(few_held: &str, some_own: &str, [listed, looked_up, merged]: [String; 
 /// What [`count_any`] chooses from: whether few of the sample are among
 /// the related blocks' customers, whether some of it pass the customer
 /// tests or are looked up by them ([`share`], [`asked`]), the
-/// count of each form, and their binds (each
-/// block compiled three times: for the sample and the merge, and for each
-/// form of [`any_of`]).
+/// count of each form, and their binds (each block compiled three times:
+/// for the merge, and for each form of [`any_of`]; a customer block's
+/// tests once more for the sample, and a set of one, [`super::driven_set`],
+/// with its own compile and sample in each).
 struct Sampled {
     some_own: String,
     few_held: String,
@@ -172,7 +174,7 @@ struct Sampled {
 /// tests) of `filters`.
 fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -> Sampled {
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
-    let some_own = share(&one_of(&asked(&mut b, any, filters, today)), true, 1, 4);
+    let some_own = share(&one_of(&asked(&mut b, any, today)), true, 1, 4);
     let few_held = few_held(&b, any);
     let looked_up = predicate_count(&mut b, filters, today, false);
     let listed = predicate_count(&mut b, filters, today, true);
@@ -193,7 +195,7 @@ fn few_held(b: &Builder, any: &AnyOf) -> String {
         .tables
         .0
         .iter()
-        .map(|(table, tests)| exists(b, *table, &one_of(tests), false, true))
+        .map(|(table, blocks)| exists(b, *table, &one_of(&blocks.tests), false, true))
         .collect();
     share(&one_of(&held), false, 1, 3)
 }
@@ -216,21 +218,19 @@ fn predicate_count(
 /// [`crate::model::Field::reaches_related`]), those that pass its tests of
 /// the customer's own row and custom data (every customer where it has
 /// none), each of whom it looks up; of another, those that pass it.
-fn asked(b: &mut Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -> Vec<String> {
-    b.own_scanned = true;
+fn asked(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> Vec<String> {
+    let scanned = std::mem::replace(&mut b.own_scanned, true);
     let asked = any
-        .own_blocks
+        .own_parts
         .iter()
         .zip(&any.own)
-        .map(|(&i, test)| match filters.get(i) {
-            Some(f) if super::related_fields(f) => match own_form(f) {
-                Some(own) => compile_block(b, &own, today).into_test(b, false),
-                None => b.true_().to_string(),
-            },
-            _ => test.clone(),
+        .map(|(part, test)| match part {
+            Some(Some(own)) => compile_block(b, own, today).into_test(b, false),
+            Some(None) => b.true_().to_string(),
+            None => test.clone(),
         })
         .collect();
-    b.own_scanned = false;
+    b.own_scanned = scanned;
     asked
 }
 
@@ -239,15 +239,17 @@ fn asked(b: &mut Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) ->
 /// blocks' tests.
 struct AnyOf {
     own: Vec<String>,
-    tables: Tables<Vec<String>>,
+    tables: Tables<Blocks>,
     /// Every related block read from an index range ([`super::ranged`]).
     all_ranged: bool,
     /// Every related block a narrow range ([`narrow`]).
     all_narrow: bool,
     /// Every customer block with a test of class 0 or 1.
     classed: bool,
-    /// The index in `filters` of each customer block (of `own`'s tests).
-    own_blocks: Vec<usize>,
+    /// Per customer block (of `own`'s tests), its tests of the customer's
+    /// own row and custom data where it also reads related rows
+    /// ([`own_form`]: `None` where it has none), or nothing.
+    own_parts: Vec<Option<Option<Filter>>>,
 }
 
 impl AnyOf {
@@ -262,10 +264,10 @@ impl AnyOf {
             all_ranged: true,
             all_narrow: true,
             classed: true,
-            own_blocks: Vec::new(),
+            own_parts: Vec::new(),
         };
         b.own_scanned = true;
-        for (i, f) in filters.iter().enumerate() {
+        for f in filters {
             match compile_block(b, f, today) {
                 Compiled::Rows {
                     table,
@@ -274,11 +276,12 @@ impl AnyOf {
                 } => {
                     any.all_ranged &= ranged;
                     any.all_narrow &= narrow(f, ranged);
-                    any.tables.add(table, |tests| tests.push(conds));
+                    any.tables.add(table, |blocks| blocks.add(conds, f, ranged));
                 }
                 Compiled::Test(test) => {
                     any.classed &= block_class(f) < RANGE_CLASS;
-                    any.own_blocks.push(i);
+                    any.own_parts
+                        .push(super::related_fields(f).then(|| own_form(f)));
                     any.own.push(test);
                 }
             }
@@ -305,7 +308,7 @@ impl AnyOf {
                 self.tables
                     .0
                     .iter()
-                    .map(|(table, tests)| customers_of(b, *table, tests)),
+                    .map(|(table, blocks)| customers_of(b, *table, blocks)),
             )
             .collect();
         format!(
@@ -315,19 +318,36 @@ impl AnyOf {
     }
 }
 
-/// The ids of the customers of `table`'s rows that pass one of `tests`
-/// (each a block's), as a select of a merge: in the order of the table's
-/// index by customer, no row of no customer. The tests of several blocks
-/// are hidden from the planner (`CASE`), which read them so whatever the
+/// The tests of a merge's blocks of one table (each block's), and whether
+/// one of them may hold many rows (no narrow range, [`narrow`]).
+#[derive(Default)]
+struct Blocks {
+    tests: Vec<String>,
+    broad: bool,
+}
+
+impl Blocks {
+    fn add(&mut self, test: String, f: &Filter, ranged: bool) {
+        self.tests.push(test);
+        self.broad |= !narrow(f, ranged);
+    }
+}
+
+/// The ids of the customers of `table`'s rows that pass one of `blocks`'
+/// tests, as a select of a merge: in the order of the table's index by
+/// customer, no row of no customer. Several blocks, one of them broad, are
+/// hidden from the planner (`CASE`), which reads them so whatever the
 /// statistics: without them, SQLite read an OR of two blocks' lists of
 /// connectors (seed `stop47` shape-140) as a `MULTI-INDEX OR` of their
 /// links, 160,000 rows sorted, and counted in 130 ms, 69 ms so (with
-/// statistics, the links in customer order, 65 ms and 68).
-fn customers_of(b: &Builder, table: Related, tests: &[String]) -> String {
+/// statistics, the links in customer order, 65 ms and 68). Narrow ranges
+/// only, it may read them and sort their few rows.
+fn customers_of(b: &Builder, table: Related, blocks: &Blocks) -> String {
     let alias = table.alias();
-    let test = match tests {
+    let test = match &blocks.tests[..] {
         [one] => one.clone(),
-        _ => format!("CASE WHEN {} THEN 1 ELSE 0 END", one_of(tests)),
+        tests if blocks.broad => format!("CASE WHEN {} THEN 1 ELSE 0 END", one_of(tests)),
+        tests => one_of(tests),
     };
     format!(
         "SELECT {alias}.customer_id FROM {} WHERE {alias}.customer_id IS NOT NULL AND ({})",
@@ -380,7 +400,7 @@ pub(super) fn merged_complement(
     let mut held: Vec<String> = Vec::new();
     let mut own_held: Vec<String> = Vec::new();
     let mut own: Vec<String> = Vec::new();
-    let mut tables: Tables<Vec<String>> = Tables::default();
+    let mut tables: Tables<Blocks> = Tables::default();
     for f in filters {
         let positive = Filter {
             negate: false,
@@ -388,10 +408,19 @@ pub(super) fn merged_complement(
         };
         match (compile_block(&mut b, &positive, today), f.negate) {
             (Compiled::Rows { table, conds, .. }, true) => {
-                held.push(customers_of(&b, table, std::slice::from_ref(&conds)));
+                let mut block = Blocks::default();
+                block.add(conds, &positive, true);
+                held.push(customers_of(&b, table, &block));
             }
-            (Compiled::Rows { table, conds, .. }, false) => {
-                tables.add(table, |tests| tests.push(conds));
+            (
+                Compiled::Rows {
+                    table,
+                    conds,
+                    ranged,
+                },
+                false,
+            ) => {
+                tables.add(table, |blocks| blocks.add(conds, &positive, ranged));
             }
             (Compiled::Test(test), true) => {
                 own_held.push(format!("({test})"));
@@ -435,9 +464,9 @@ pub(super) fn merged_complement(
             one_of(&own)
         ));
     }
-    for (table, tests) in &tables.0 {
+    for (table, blocks) in &tables.0 {
         sql.push_str(" EXCEPT ");
-        sql.push_str(&customers_of(&b, *table, tests));
+        sql.push_str(&customers_of(&b, *table, blocks));
     }
     let outside = format!("SELECT COUNT(*) FROM ({sql} ORDER BY 1)");
     let merged = others(&outside);

@@ -1417,8 +1417,11 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 
 /// SQLite, a customer block asked of every customer, its positive form's
 /// tests asked of each: a negated one where the customers are scanned
-/// (`per_row`, [`Builder::everyone`]), a positive one where its `any` is
-/// (`per_row`, or the customers' select of a merge). Where its related
+/// (`per_row`, [`Builder::everyone`]); a positive one where every customer
+/// is asked it (`per_row`: its `any`, a plan's impact), or where the
+/// customers' select of a merge is unless a test of its own an index may
+/// serve ([`RANGE_CLASS`]) finds the customers there (a `CASE` hides it
+/// from the planner). Where its related
 /// tests would drive its positive form ([`split_driving`]) and a sample
 /// shows they pass few customers (at most a quarter) while its own tests
 /// pass many (negated, at least half, so that its per-customer form asks
@@ -1450,7 +1453,7 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
     let asked = if f.negate {
         b.everyone && !b.own_scanned
     } else {
-        b.per_row || b.own_scanned
+        b.per_row || (b.own_scanned && classes(&[f]).0.is_none_or(|own| own > RANGE_CLASS))
     };
     let chosen = b.dialect == Dialect::Sqlite
         && asked
@@ -1489,10 +1492,10 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
 /// related tests drive it as an `all` of its own ([`predicate`]): the
 /// related tests whose list drives it (the links of its `connector_name`
 /// or its default method's tests, one list, whichever [`links_drive`]
-/// chooses, which take the list first, [`block_tests`]), of a range or narrower class
-/// ([`RANGE_CLASS`]) more selective than its own tests' ([`classes`]; else
-/// the customers drive, [`customers_drive`], or a broader list of links
-/// would); and its own tests (none when it has none).
+/// chooses, which take the list first, [`block_tests`]), of a range or
+/// narrower class ([`RANGE_CLASS`]) more selective than its own tests'
+/// ([`classes`]; else the customers drive, [`customers_drive`]); and its
+/// own tests (none when it has none).
 fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
     let links = links_drive(f);
     let driving: BTreeMap<Field, Condition> = f
@@ -1522,9 +1525,10 @@ fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
 /// Whether a customer block's links (its `connector_name` test) drive it
 /// where its related tests do, ahead of its default method's tests: where
 /// it has them, unless a test of its default method is of a narrower class
-/// ([`field_class`]). The links to PayPal (`ends_with`, 16% of the
-/// customers) drove an `all` of one block of them and a failed default
-/// method (3%).
+/// ([`field_class`]). Before, the links drove wherever the block had them:
+/// the links to PayPal (`ends_with`, 16% of the customers) ahead of a
+/// failed default method (3%), which now drives its set (seed `stop47`
+/// shape-134, see [`driven_set`]).
 fn links_drive(f: &Filter) -> bool {
     let class = |field: &Field| f.conditions.get(field).map(|c| field_class(*field, c));
     let default = [
@@ -1559,9 +1563,9 @@ fn own_form(f: &Filter) -> Option<Filter> {
 }
 
 /// `ask` compiled as a query over all customers of its own (no list or
-/// driver of the query's taken, not per customer), the builder's state kept.
-/// Its caller's scope is all customers ([`driven_set`]): that it keeps as
-/// it is.
+/// driver of the query's taken, not per customer, not a merge's select of
+/// the customers), the builder's state kept. Its caller's scope is all
+/// customers ([`driven_set`]): that it keeps as it is.
 fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
     let kept = (
         std::mem::replace(&mut b.per_row, false),
@@ -1590,8 +1594,9 @@ fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
 /// read related rows. They run in that order, unless a sample chooses the
 /// first ([`compile_block`]): a customer its own tests reject is then
 /// never looked up in a list.
-/// `Err` where a customer block's only test is on related rows: the block
-/// is those rows (under `match = "any"`, part of the set, see [`any_of`]).
+/// `Err` where a customer block's only test is on related rows (positive,
+/// or on PostgreSQL): the block is those rows (under `match = "any"`, part
+/// of the set, see [`any_of`]).
 fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<BlockTest>, Compiled> {
     let mut tests: Vec<BlockTest> = Vec::new();
     // The tests on related rows: the links, and the default payment method's
@@ -1620,8 +1625,13 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
         let at = if links_drive(f) { related.len() } else { 0 };
         related.insert(at, method);
     }
+    // Negated on PostgreSQL too: those rows' `NOT EXISTS`, an anti-join
+    // with them, not with the customers of their semi-join (seed `stop47`
+    // shape-140, four negated blocks counted as the complement of an
+    // `any`, 240 ms and 204 ms so, wall clock by hand). SQLite asks a
+    // negated customer block of every customer (see [`driven_set`]).
     if f.filter_type == FilterType::Customer
-        && !f.negate
+        && (!f.negate || b.dialect == Dialect::Postgres)
         && related.len() == 1
         && tests.is_empty()
         && f.custom_data.is_empty()
