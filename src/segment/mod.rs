@@ -466,10 +466,26 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
     if b.dialect == Dialect::Sqlite {
         return all_of(b, &filters, today);
     }
-    let parts: Vec<String> = filters
-        .into_iter()
-        .map(|f| format!("({})", block(b, f, today)))
-        .collect();
+    // PostgreSQL, `all`: each table's negated blocks one `NOT EXISTS` of
+    // the rows that pass any of them (a customer has none of those rows
+    // for each block), one anti-join with the table, not one each: seed
+    // `stop47` shape-065, an `any` of three payment-method blocks and a
+    // customer block, counted as the complement of this `all`, in 228 ms
+    // with an anti-join per block and 130 ms so (wall clock, by hand).
+    let mut parts: Vec<String> = Vec::new();
+    let mut excluded: Tables<Vec<String>> = Tables::default();
+    for f in filters {
+        match compile_block(b, f, today) {
+            Compiled::Rows { table, conds, .. } if f.negate && mode == MatchMode::All => {
+                excluded.add(table, |tests| tests.push(conds));
+            }
+            compiled => parts.push(format!("({})", compiled.into_test(b, f.negate))),
+        }
+    }
+    for (table, tests) in &excluded.0 {
+        let any = format!("({})", one_of(tests));
+        parts.push(format!("({})", exists(b, *table, &any, true, b.per_row)));
+    }
     let joiner = match mode {
         MatchMode::All => " AND ",
         MatchMode::Any => " OR ",
