@@ -221,17 +221,27 @@ fn predicate_count(
 fn asked(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> Vec<String> {
     let scanned = std::mem::replace(&mut b.own_scanned, true);
     let asked = any
-        .own_parts
+        .asked
         .iter()
         .zip(&any.own)
-        .map(|(part, test)| match part {
-            Some(Some(own)) => compile_block(b, own, today).into_test(b, false),
-            Some(None) => b.true_().to_string(),
-            None => test.clone(),
+        .map(|(asked, test)| match asked {
+            Asked::Own(own) => compile_block(b, own, today).into_test(b, false),
+            Asked::Everyone => b.true_().to_string(),
+            Asked::Itself => test.clone(),
         })
         .collect();
     b.own_scanned = scanned;
     asked
+}
+
+/// Whom the merge's select of the customers asks a customer block's tests
+/// of related rows, or finds by it: those that pass its tests of their own
+/// row and custom data (`Own`, [`own_form`]), every customer where it has
+/// none, or, where it reads no related rows, those that pass it.
+enum Asked {
+    Itself,
+    Own(Filter),
+    Everyone,
 }
 
 /// An `any` of positive blocks, compiled once per block: the customers'
@@ -246,10 +256,9 @@ struct AnyOf {
     all_narrow: bool,
     /// Every customer block with a test of class 0 or 1.
     classed: bool,
-    /// Per customer block (of `own`'s tests), its tests of the customer's
-    /// own row and custom data where it also reads related rows
-    /// ([`own_form`]: `None` where it has none), or nothing.
-    own_parts: Vec<Option<Option<Filter>>>,
+    /// Per customer block (of `own`'s tests), whom the merge's select of
+    /// the customers asks more than its own row and custom data ([`asked`]).
+    asked: Vec<Asked>,
 }
 
 impl AnyOf {
@@ -264,7 +273,7 @@ impl AnyOf {
             all_ranged: true,
             all_narrow: true,
             classed: true,
-            own_parts: Vec::new(),
+            asked: Vec::new(),
         };
         b.own_scanned = true;
         for f in filters {
@@ -280,8 +289,12 @@ impl AnyOf {
                 }
                 Compiled::Test(test) => {
                     any.classed &= block_class(f) < RANGE_CLASS;
-                    any.own_parts
-                        .push(super::related_fields(f).then(|| own_form(f)));
+                    any.asked
+                        .push(match (super::related_fields(f), own_form(f)) {
+                            (false, _) => Asked::Itself,
+                            (true, Some(own)) => Asked::Own(own),
+                            (true, None) => Asked::Everyone,
+                        });
                     any.own.push(test);
                 }
             }
@@ -327,6 +340,14 @@ struct Blocks {
 }
 
 impl Blocks {
+    /// One block's test (broad or not: alone, it is never hidden).
+    fn one(test: String) -> Self {
+        Self {
+            tests: vec![test],
+            broad: false,
+        }
+    }
+
     fn add(&mut self, test: String, f: &Filter, ranged: bool) {
         self.tests.push(test);
         self.broad |= !narrow(f, ranged);
@@ -408,9 +429,7 @@ pub(super) fn merged_complement(
         };
         match (compile_block(&mut b, &positive, today), f.negate) {
             (Compiled::Rows { table, conds, .. }, true) => {
-                let mut block = Blocks::default();
-                block.add(conds, &positive, true);
-                held.push(customers_of(&b, table, &block));
+                held.push(customers_of(&b, table, &Blocks::one(conds)));
             }
             (
                 Compiled::Rows {
