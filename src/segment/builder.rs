@@ -44,6 +44,11 @@ pub(super) struct Builder {
     /// of customers), and a custom_data test a set (see
     /// [`super::custom_data::custom_data`]).
     pub(super) everyone: bool,
+    /// SQLite: the blocks compiled are an `all` of one block, which reads
+    /// nothing of the customers but its own tests: a customer block of one
+    /// custom_data key's test alone is then read from the key's index alone,
+    /// never a set (see [`super::custom_sets`]).
+    pub(super) one_block: bool,
 }
 
 /// SQLite, `match = "all"`: what a query is driven from.
@@ -87,6 +92,7 @@ impl Builder {
             guard: None,
             own_scanned: false,
             everyone: false,
+            one_block: false,
         }
     }
 

@@ -1,13 +1,13 @@
 //! SQLite, `match = "all"`: which related block's list drives the query,
 //! chosen by a sample of the customers where several may.
 
-use super::builder::Builder;
+use super::builder::{Builder, Driver};
 use super::sample::least;
 use super::{
-    DRIVING_CLASS, Dialect, Query, Select, asked_of_one, block_class, block_order, customers_drive,
-    field_class, predicate, ranged,
+    DRIVING_CLASS, Dialect, Query, RANGE_CLASS, Select, all_of, asked_of_one, block_class,
+    block_order, classes, custom_sets, customers_drive, own_form, predicate, ranged, split_driving,
 };
-use crate::model::{Field, Filter, FilterType, MatchMode};
+use crate::model::{Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
 
 /// The most blocks a driver is chosen among: each is a copy of the query.
@@ -20,13 +20,15 @@ const SCANNED: u32 = 24;
 
 /// SQLite, `match = "all"` over all customers: where a related block's list
 /// drives the query ([`super::predicate`]: one of a driving class, or the
-/// links of a customer block whose only related test is `connector_name`,
-/// [`links_of`]) and other positive related blocks (invoice,
-/// payment-method, connector or monitor blocks) might, the query once per
-/// such block driving (moved first; the first [`MOST_DRIVERS`], the one
-/// that drives as given first), and the one run the block whose rows the
-/// fewest of a sample's customers have ([`least`]): its list is the
-/// shortest to build and look up. A block not read from an index range
+/// related tests of a customer block that drive it, its links or its
+/// default method, [`split_driving`]) and other positive related blocks
+/// (invoice, payment-method, connector or monitor blocks) might, or the
+/// customers scanned might ([`scanned_arm`]), the query once per such
+/// block driving (moved first; the first [`MOST_DRIVERS`], the one that
+/// drives as given first), then once scanned, and the one run the block
+/// whose rows the fewest of a sample's customers have ([`least`]): its
+/// list is the shortest to build and look up (the scanned arm counts
+/// [`SCANNED_ARM`]). A block not read from an index range
 /// counts [`SCANNED`] more, its list a scan of its table, which may still
 /// hold fewer: an `all` of a range of open invoices (64% of the
 /// customers), a monitor block of a name suffix no monitor has and a
@@ -69,18 +71,20 @@ pub(super) fn chosen_driver(
         return None;
     }
     // The one that drives as given: the first positive related block, or
-    // a customer block's links, where a list drives (a class that may).
+    // a customer block's related tests (its links or its default method),
+    // where a list drives (a class that may).
     let first_related = filters
         .iter()
         .position(|f| !f.negate && block_order(f) > 0)?;
     let given = filters.get(first_related)?;
-    let links = links_of(given);
-    if links.is_none() && block_class(given) > DRIVING_CLASS {
-        return None;
-    }
+    let customer_list = match given.filter_type {
+        FilterType::Customer => Some(split_driving(given)?.0),
+        _ if block_class(given) > DRIVING_CLASS => return None,
+        _ => None,
+    };
     // Then every other positive related block, of any class: a list of a
     // table's scan may hold fewer than an index range's.
-    let drivers: Vec<usize> = links
+    let drivers: Vec<usize> = customer_list
         .as_ref()
         .map(|_| first_related)
         .into_iter()
@@ -93,20 +97,22 @@ pub(super) fn chosen_driver(
         )
         .take(MOST_DRIVERS)
         .collect();
+    let own: Vec<Filter> = scanned_arm(filters);
+    let scanned = !own.is_empty();
     // The first a choice among several, and the one that drives as given.
-    if drivers.len() < 2 || drivers.first() != Some(&first_related) {
+    if drivers.len() + usize::from(scanned) < 2 || drivers.first() != Some(&first_related) {
         return None;
     }
     let mut b = Builder::new(Dialect::Sqlite);
     // Each driver's rows as asked of one customer of the sample, and the
     // customers its list's build is worth where it is not an index range.
-    let values: Vec<String> = drivers
+    let mut values: Vec<String> = drivers
         .iter()
         .enumerate()
         .filter_map(|(arm, i)| Some((arm, filters.get(*i)?)))
         .map(|(arm, f)| {
-            let driving = match (&links, arm) {
-                (Some(links), 0) => links,
+            let driving = match (&customer_list, arm) {
+                (Some(list), 0) => list,
                 _ => *f,
             };
             let sample = asked_of_one(&mut b, driving, today);
@@ -118,13 +124,23 @@ pub(super) fn chosen_driver(
             // Another list of an index range drives where it is half the
             // first, the block the class order chose (a customer block's
             // links were not chosen so; a scan is weighed above).
-            if arm == 0 || links.is_some() || scan > 0 {
+            if arm == 0 || customer_list.is_some() || scan > 0 {
                 value
             } else {
                 format!("2 * ({value})")
             }
         })
         .collect();
+    if scanned {
+        // The customers the own tests pass are looked up in the other
+        // blocks, each about two thirds of what a list's customer costs
+        // (looked up by id, its JSON parsed).
+        let own: Vec<String> = own.iter().map(|f| asked_of_one(&mut b, f, today)).collect();
+        values.push(format!(
+            "{SCANNED_ARM} + TOTAL(CASE WHEN ({}) THEN 2 ELSE 0 END) / 3",
+            own.join(") AND (")
+        ));
+    }
     let choice = least(&values);
     let mut arms: Vec<String> = Vec::new();
     for (arm, i) in drivers.iter().enumerate() {
@@ -138,6 +154,11 @@ pub(super) fn chosen_driver(
             return None;
         }
         arms.push(predicate);
+    }
+    if scanned {
+        // No list: the customers scanned, their custom data sets.
+        b.driver = Driver::Unchosen;
+        arms.push(all_of(&mut b, filters, today));
     }
     let sql = match select {
         Select::Count => {
@@ -153,7 +174,23 @@ pub(super) fn chosen_driver(
         Select::Ids | Select::Rows => {
             let selects: Vec<String> = arms
                 .iter()
-                .map(|p| format!("SELECT {} FROM customers c WHERE {p}", select.columns()))
+                .enumerate()
+                .map(|(arm, p)| {
+                    let select = format!("SELECT {} FROM customers c WHERE {p}", select.columns());
+                    // The customers scanned read rows only where chosen:
+                    // the limit, computed before the first row and before
+                    // a set that drives is built (a test of the choice in
+                    // the WHERE clause came after it: fixed-seed
+                    // shape-157's ids, a region's set not chosen, 89 ms
+                    // so and 49 ms without that arm).
+                    if arm < drivers.len() {
+                        select
+                    } else {
+                        format!(
+                            "SELECT * FROM ({select} LIMIT CASE WHEN {choice} = {arm} THEN -1 ELSE 0 END)"
+                        )
+                    }
+                })
                 .collect();
             format!("{} ORDER BY 1", selects.join(" UNION ALL "))
         }
@@ -165,19 +202,37 @@ pub(super) fn chosen_driver(
     })
 }
 
-/// A customer block whose tests of related rows are of its links alone
-/// (`connector_name`), of a class that may drive: those tests, the list
-/// that drives where the block comes first ([`super::related`]).
-fn links_of(f: &Filter) -> Option<Filter> {
-    let links = f.conditions.get(&Field::CustomerConnectorName)?;
-    let only = f.filter_type == FilterType::Customer
-        && !f.negate
-        && f.conditions.keys().filter(|k| k.reaches_related()).count() == 1
-        && field_class(Field::CustomerConnectorName, links) <= DRIVING_CLASS;
-    only.then(|| Filter {
-        filter_type: FilterType::Customer,
-        negate: false,
-        conditions: [(Field::CustomerConnectorName, links.clone())].into(),
-        custom_data: Default::default(),
-    })
+/// What scanning the customers and building their custom data's sets costs
+/// where that is a driver ([`scanned_arm`]), in customers of the sample a
+/// list holds (each looked up by id and its JSON parsed): about a tenth.
+const SCANNED_ARM: u32 = 12;
+
+/// The positive customer blocks' own tests ([`own_form`]), which the
+/// customers scanned pass before anything is looked up, where the customers
+/// scanned are one arm of the choice (none where not): where a positive
+/// customer block's custom data is a set when they are and tested in place
+/// when a list drives ([`super::custom_data::custom_data`]), and their own
+/// tests are of no index range (else they would not be scanned:
+/// [`super::all_of`]). Each customer a list holds then parses its JSON
+/// (about 0.4 µs), where a set is one read of the key's index (200,000
+/// customers, CPU time): seed `stop46` shape-135, an active default method
+/// (61% of the customers) and a region's suffix (44%), counted in
+/// 108-118 ms driven by the methods' list and 70 ms scanned, the suffix's
+/// set driving, each of its customers' default method looked up; so for a
+/// block of one key's test alone beside another block's list (the suffix
+/// beside the active payment methods: 118 ms driven by their list); and
+/// where the own tests pass few, their set drives whatever the list holds
+/// (fixed-seed shape-067, a `seats` suffix no customer has beside Stripe's
+/// active methods, 55 ms driven by their list, 9 ms scanned).
+fn scanned_arm(filters: &[&Filter]) -> Vec<Filter> {
+    let customers = || {
+        filters
+            .iter()
+            .filter(|f| !f.negate && f.filter_type == FilterType::Customer)
+    };
+    let sets = customers().any(|f| !f.custom_data.is_empty() && custom_sets(f, false));
+    if !sets || classes(filters).0.is_none_or(|own| own <= RANGE_CLASS) {
+        return Vec::new();
+    }
+    customers().filter_map(|f| own_form(f)).collect()
 }

@@ -3620,6 +3620,85 @@ fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
     });
 }
 
+/// SQLite, `match = "all"`: where a list drives and a customer block's
+/// custom data is tested in place for each customer the list holds (each
+/// one's JSON parsed), the customers scanned are one more driver, their
+/// custom data a set read once from the key's index. Beside a region's
+/// suffix, a customer block's active default method (61% of the customers)
+/// gives way to the customers scanned, and so do the active payment methods
+/// beside a block of that suffix alone (a set there too); the failed
+/// default methods (3%) drive. Every driver, forced, counts and lists the
+/// members (a hand-written query's).
+#[test]
+fn customers_scanned_drive_where_a_list_holds_most_and_custom_data_is_parsed() {
+    let key = CustomDataKey::parse("region").expect("a valid key");
+    let suffix = || BTreeMap::from([(key.clone(), Condition::Compare(Op::EndsWith, s("emea")))]);
+    let region = "json_extract(c.custom_data, '$.region')";
+    let default = |status: &str| {
+        (
+            vec![Filter {
+                custom_data: suffix(),
+                ..eq(Field::CustomerDefaultPaymentMethodStatus, status)
+            }],
+            format!("pm.is_default = 1 AND pm.status = '{status}'"),
+        )
+    };
+    let alone = Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions: BTreeMap::new(),
+        custom_data: suffix(),
+    };
+    let cases = [
+        (default("active"), 1),
+        (default("failed"), 0),
+        (
+            (
+                vec![alone, eq(Field::PaymentMethodStatus, "active")],
+                "pm.status = 'active'".to_string(),
+            ),
+            1,
+        ),
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&key], stats).await;
+            for ((filters, methods), arm) in &cases {
+                let members = format!(
+                    "SELECT COUNT(*) FROM customers c WHERE substr({region}, -4) = 'emea' \
+                     AND typeof({region}) = 'text' AND c.id IN (SELECT pm.customer_id \
+                     FROM payment_methods pm WHERE {methods})"
+                );
+                let want = by_hand(&setup, members).await;
+                let seg = segment(MatchMode::All, filters.clone());
+                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                let choice = driver_choice(&count.sql);
+                assert_eq!(
+                    chosen(&setup, &choice, &count).await,
+                    *arm,
+                    "{} {methods}: {}",
+                    setup.label,
+                    count.sql
+                );
+                let (listed, scanned) = count
+                    .sql
+                    .split_once(" WHEN 1 THEN ")
+                    .expect("the customers scanned");
+                let set = "c.rowid IN (SELECT cx.rowid FROM customers cx WHERE ";
+                assert!(
+                    scanned.contains(set) && !listed.contains(set),
+                    "{}",
+                    count.sql
+                );
+                let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+                let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
+                each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// SQLite, `match = "all"` over customers scanned: the lookups asked of
 /// each customer are one AND whose first test a sample chooses, the one
 /// that fails the most of it for its cost. Beside a negated block of the
@@ -3904,7 +3983,9 @@ fn the_own_test_most_customers_fail_is_asked_first() {
 /// links to Stripe and GoCardless (54%) to the monitors that are ok (34%),
 /// but the links to Stripe Legacy (7%) drive. Every driver counts and lists
 /// the members; each list's limit is the choice. A block that also tests
-/// the default method, or a negated one, gives no choice.
+/// the default method is a driver too (of the list that drives it, the
+/// links to Stripe here, its default method looked up); a negated one
+/// gives no choice.
 #[test]
 fn a_customer_blocks_links_drive_where_no_list_holds_fewer() {
     block_on(async {
@@ -3975,17 +4056,38 @@ fn a_customer_blocks_links_drive_where_no_list_holds_fewer() {
             Field::CustomerDefaultPaymentMethod,
             Condition::Compare(Op::Eq, s("card")),
         );
-        for block in [
-            filter_of([stripe.clone(), default_card]),
-            Filter {
-                negate: true,
-                ..filter_of([stripe])
-            },
-        ] {
-            let seg = segment(MatchMode::All, vec![block, eq(Field::MonitorState, "ok")]);
-            let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
-            assert!(!sql.starts_with("SELECT CASE "), "{sql}");
-        }
+        let want = by_hand(
+            &setup,
+            "SELECT COUNT(*) FROM customers c \
+             WHERE c.id IN (SELECT cc.customer_id FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id WHERE lower(k.name) = 'stripe') \
+             AND c.id IN (SELECT pm.customer_id FROM payment_methods pm WHERE pm.is_default = 1 AND pm.type = 'card') \
+             AND c.id IN (SELECT m.customer_id FROM monitors m WHERE m.state = 'ok')"
+                .to_string(),
+        )
+        .await;
+        let seg = segment(
+            MatchMode::All,
+            vec![
+                filter_of([stripe.clone(), default_card]),
+                eq(Field::MonitorState, "ok"),
+            ],
+        );
+        let [count, ids, rows] = [Select::Count, Select::Ids, Select::Rows]
+            .map(|q| compile(&seg, Dialect::Sqlite, at(), q));
+        let choice = driver_choice(&count.sql);
+        assert!(
+            count.sql.contains("WHEN 0 THEN (SELECT COUNT(*) FROM customers c WHERE ((c.id IN (SELECT cc.customer_id FROM customer_connectors cc"),
+            "{}",
+            count.sql
+        );
+        each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+        let negated = Filter {
+            negate: true,
+            ..filter_of([stripe])
+        };
+        let seg = segment(MatchMode::All, vec![negated, eq(Field::MonitorState, "ok")]);
+        let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+        assert!(!sql.starts_with("SELECT CASE "), "{sql}");
     });
 }
 
