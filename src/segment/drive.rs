@@ -4,13 +4,15 @@
 use super::builder::{Builder, Driver};
 use super::sample::least;
 use super::{
-    DRIVING_CLASS, Dialect, Query, RANGE_CLASS, Select, all_of, asked_of_one, block_class,
-    block_order, classes, custom_sets, customers_drive, own_form, predicate, ranged, split_driving,
+    DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order,
+    custom_sets, customers_drive, links_drive, listed, own_form, own_unranged, predicate, ranged,
+    split_driving, status_of,
 };
 use crate::model::{Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
 
-/// The most blocks a driver is chosen among: each is a copy of the query.
+/// The most blocks a driver is chosen among: each is a copy of the query
+/// (and so are the customers scanned, where they are one more driver).
 const MOST_DRIVERS: usize = 4;
 
 /// What building the list of a block not read from an index range costs
@@ -117,13 +119,18 @@ pub(super) fn chosen_driver(
             };
             let sample = asked_of_one(&mut b, driving, today);
             // Links (a connector block's, a customer block's) are index
-            // ranges.
-            let indexed = matches!(f.filter_type, FilterType::Connector | FilterType::Customer);
-            let scan = if ranged(f) || indexed { 0 } else { SCANNED };
+            // ranges, and so are a customer's default methods of listed
+            // statuses.
+            let indexed = match f.filter_type {
+                FilterType::Connector => true,
+                FilterType::Customer => links_drive(f) || listed(status_of(f)),
+                _ => ranged(f),
+            };
+            let scan = if indexed { 0 } else { SCANNED };
             let value = format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END) + {scan}");
             // Another list of an index range drives where it is half the
             // first, the block the class order chose (a customer block's
-            // links were not chosen so; a scan is weighed above).
+            // related tests were not chosen so; a scan is weighed above).
             if arm == 0 || customer_list.is_some() || scan > 0 {
                 value
             } else {
@@ -135,10 +142,10 @@ pub(super) fn chosen_driver(
         // The customers the own tests pass are looked up in the other
         // blocks, each about two thirds of what a list's customer costs
         // (looked up by id, its JSON parsed).
-        let own: Vec<String> = own.iter().map(|f| asked_of_one(&mut b, f, today)).collect();
+        let passed: Vec<String> = own.iter().map(|f| asked_of_one(&mut b, f, today)).collect();
         values.push(format!(
             "{SCANNED_ARM} + TOTAL(CASE WHEN ({}) THEN 2 ELSE 0 END) / 3",
-            own.join(") AND (")
+            passed.join(") AND (")
         ));
     }
     let choice = least(&values);
@@ -213,7 +220,9 @@ const SCANNED_ARM: u32 = 12;
 /// customer block's custom data is a set when they are and tested in place
 /// when a list drives ([`super::custom_data::custom_data`]), and their own
 /// tests are of no index range (else they would not be scanned:
-/// [`super::all_of`]). Each customer a list holds then parses its JSON
+/// [`super::all_of`]). Not beside an equality or a substring of a customer
+/// block's own columns ([`super::own_few`]), whose few customers read their
+/// custom data in place. Each customer a list holds then parses its JSON
 /// (about 0.4 µs), where a set is one read of the key's index (200,000
 /// customers, CPU time): seed `stop46` shape-135, an active default method
 /// (61% of the customers) and a region's suffix (44%), counted in
@@ -231,7 +240,7 @@ fn scanned_arm(filters: &[&Filter]) -> Vec<Filter> {
             .filter(|f| !f.negate && f.filter_type == FilterType::Customer)
     };
     let sets = customers().any(|f| !f.custom_data.is_empty() && custom_sets(f, false));
-    if !sets || classes(filters).0.is_none_or(|own| own <= RANGE_CLASS) {
+    if !sets || !own_unranged(filters) {
         return Vec::new();
     }
     customers().filter_map(|f| own_form(f)).collect()

@@ -514,8 +514,7 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
 /// one inside a `CASE`).
 fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     // Own tests an index may serve (a range or narrower) read few customers.
-    let scanned =
-        b.driver == Driver::Unchosen && classes(filters).0.is_none_or(|own| own > RANGE_CLASS);
+    let scanned = b.driver == Driver::Unchosen && own_unranged(filters);
     let everyone = std::mem::replace(&mut b.everyone, scanned);
     let one_block = std::mem::replace(&mut b.one_block, filters.len() == 1);
     // A block's test, or the index of its table's lookups.
@@ -565,9 +564,14 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     }
     b.everyone = everyone;
     b.one_block = one_block;
-    // One table's lookup alone, over all customers: its customers grouped.
-    let alone =
-        scanned && !b.per_row && matches!(b.scope, Scope::All) && matches!(parts[..], [Err(_)]);
+    // One table's lookup, beside no other table's nor a negated customer
+    // block (the customers' tests and lists probed stay), over all
+    // customers: its customers grouped.
+    let alone = scanned
+        && !b.per_row
+        && matches!(b.scope, Scope::All)
+        && asked.iter().flatten().count() == 1
+        && parts.iter().filter(|p| p.is_err()).count() == 1;
     let looked_up = match alone.then(|| lookups.grouped(b)).flatten() {
         Some(grouped) => vec![grouped],
         None => lookups.tests(b, true),
@@ -694,17 +698,24 @@ impl Lookups {
             .collect()
     }
 
-    /// SQLite, an `all` whose one test is one table's lookup of several
-    /// blocks, some positive (a customer without rows fails): the customers
+    /// SQLite, an `all` whose lookup of related rows is one table's, of
+    /// several blocks, some positive (a customer without rows fails), beside
+    /// positive customer blocks and lists probed at most: the customers
     /// of the rows grouped by customer whose aggregate passes ([`aggregate`]),
     /// one pass over the table in the order of its customer index, each
-    /// customer then probed in that list, not looked up. An `all` of three
+    /// customer then probed in that list (or looked up from it), not looked
+    /// up. An `all` of three
     /// monitor blocks (a name holding `a`, a state other than `ok`, none
     /// with no data; 200,000 customers, CPU time) counted in 68 ms looked
     /// up, 32 ms so; of two payment-method blocks (a type not in a list, a
     /// status other than `active`) 85 ms and 55; of a negated and a positive
     /// one 65 ms and 32; of two connector name lists not in and a negated
-    /// connection (seed `stop34` shape-042) 110-131 ms and 92-101.
+    /// connection (seed `stop34` shape-042) 110-131 ms and 92-101; beside
+    /// a `region not_in` most customers pass (seed `stop48` shape-018, a
+    /// connector name not in a list and a negated connection) 104-115 ms
+    /// looked up and 47-59 ms so. Where the other tests pass few, the pass
+    /// costs about a scan of the table more than their lookups (which the
+    /// bound holds).
     fn grouped(&self, b: &Builder) -> Option<String> {
         let [(table, (some, none))] = &self.0.0[..] else {
             return None;
@@ -1137,6 +1148,13 @@ fn customers_drive(filters: &[&Filter]) -> bool {
         .iter()
         .any(|f| !f.negate && f.filter_type == FilterType::Customer && own_few(f));
     matches!(classes(filters), (Some(own), Some(related)) if own <= related && (own <= RANGE_CLASS || few))
+}
+
+/// Whether no positive customer block's own test of `filters` is of a range
+/// or narrower class ([`classes`]), one an index may serve: the customers
+/// are then scanned where no list drives ([`all_of`]).
+fn own_unranged(filters: &[&Filter]) -> bool {
+    classes(filters).0.is_none_or(|own| own > RANGE_CLASS)
 }
 
 /// The best selectivity class of the customers' own tests and of the related
@@ -1637,8 +1655,7 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
         }
     }
     if !default_tests.is_empty() {
-        let status = f.conditions.get(&Field::CustomerDefaultPaymentMethodStatus);
-        let method = default_method(b, &default_tests, listed(status));
+        let method = default_method(b, &default_tests, listed(status_of(f)));
         // The narrower list first: where a list drives, the first does.
         let at = if links_drive(f) { related.len() } else { 0 };
         related.insert(at, method);
@@ -1785,6 +1802,11 @@ fn ranged(f: &Filter) -> bool {
 }
 
 /// Whether a test is an equality or a list: a few ranges of an index on its field.
+/// A customer block's test of its default method's status, if any.
+fn status_of(f: &Filter) -> Option<&Condition> {
+    f.conditions.get(&Field::CustomerDefaultPaymentMethodStatus)
+}
+
 fn listed(c: Option<&Condition>) -> bool {
     matches!(
         c,
