@@ -1489,7 +1489,7 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
     let asked = if f.negate {
         b.everyone && !b.own_scanned
     } else {
-        b.per_row || (b.own_scanned && classes(&[f]).0.is_none_or(|own| own > RANGE_CLASS))
+        b.per_row || (b.own_scanned && own_unranged(&[f]))
     };
     let chosen = b.dialect == Dialect::Sqlite
         && asked
