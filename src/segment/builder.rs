@@ -2,7 +2,7 @@
 //! joins a predicate needs.
 
 use super::{Bind, Dialect};
-use crate::model::Op;
+use crate::model::{CustomDataKey, Field, Op};
 
 pub(super) struct Builder {
     pub(super) dialect: Dialect,
@@ -49,6 +49,18 @@ pub(super) struct Builder {
     /// custom_data key's test alone is then read from the key's index alone,
     /// never a set (see [`super::custom_sets`]).
     pub(super) one_block: bool,
+    /// SQLite, `match = "all"` driven by the customers: the one test of the
+    /// customers' own (a positive customer block's field or custom_data
+    /// key) an index may serve; the others are hidden from the planner
+    /// (see [`super::drive::chosen_index`]). `None`: none hidden.
+    pub(super) kept_index: Option<OwnTest>,
+}
+
+/// A test of a customer's own row or custom data, by what it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum OwnTest {
+    Field(Field),
+    Key(CustomDataKey),
 }
 
 /// SQLite, `match = "all"`: what a query is driven from.
@@ -93,6 +105,7 @@ impl Builder {
             own_scanned: false,
             everyone: false,
             one_block: false,
+            kept_index: None,
         }
     }
 

@@ -1,12 +1,12 @@
 //! SQLite, `match = "all"`: which related block's list drives the query,
 //! chosen by a sample of the customers where several may.
 
-use super::builder::{Builder, Driver};
+use super::builder::{Builder, Driver, OwnTest};
 use super::sample::least;
 use super::{
     DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order,
-    custom_sets, customers_drive, links_drive, listed, own_form, own_unranged, predicate, ranged,
-    split_driving, status_of,
+    custom_sets, customers_drive, links_drive, listed, own_form, own_indexed, own_unranged,
+    predicate, ranged, split_driving, status_of,
 };
 use crate::model::{Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
@@ -167,7 +167,20 @@ pub(super) fn chosen_driver(
         b.driver = Driver::Unchosen;
         arms.push(all_of(&mut b, filters, today));
     }
-    let sql = match select {
+    Some(Query {
+        merge_joins: false,
+        sql: of_choice(&choice, &arms, drivers.len(), select),
+        binds: b.binds,
+    })
+}
+
+/// The query of `arms` (predicates over `customers c`), the one `choice`
+/// (an SQL expression of the arm's number) chooses run: a count is a `CASE`
+/// of each arm's count (SQLite runs the chosen one alone); the ids and
+/// rows a `UNION ALL` of each arm's, those from `guarded` on each limited
+/// by the choice.
+fn of_choice(choice: &str, arms: &[String], guarded: usize, select: Select) -> String {
+    match select {
         Select::Count => {
             let whens: Vec<String> = arms
                 .iter()
@@ -184,13 +197,13 @@ pub(super) fn chosen_driver(
                 .enumerate()
                 .map(|(arm, p)| {
                     let select = format!("SELECT {} FROM customers c WHERE {p}", select.columns());
-                    // The customers scanned read rows only where chosen:
-                    // the limit, computed before the first row and before
-                    // a set that drives is built (a test of the choice in
+                    // An arm of no list reads rows only where chosen: the
+                    // limit, computed before the first row and before a
+                    // set that drives is built (a test of the choice in
                     // the WHERE clause came after it: fixed-seed
                     // shape-157's ids, a region's set not chosen, 89 ms
                     // so and 49 ms without that arm).
-                    if arm < drivers.len() {
+                    if arm < guarded {
                         select
                     } else {
                         format!(
@@ -201,10 +214,61 @@ pub(super) fn chosen_driver(
                 .collect();
             format!("{} ORDER BY 1", selects.join(" UNION ALL "))
         }
-    };
+    }
+}
+
+/// SQLite, `match = "all"` driven by the customers' own tests
+/// ([`customers_drive`]), of which several an index may serve
+/// ([`own_indexed`]: the first [`MOST_DRIVERS`]): the query once per such
+/// test, the others hidden from the planner ([`Builder::kept_index`]),
+/// and the one run whose test the fewest of a sample's customers pass
+/// ([`least`]; in the ids and rows, each arm's limit the choice). The
+/// planner cannot tell how many customers a list holds (it is read from a
+/// JSON array, `json_each`), nor, without statistics, a range's: with
+/// statistics it read a `seats > 3` range of a custom_data key's index
+/// (47% of the customers) where `country in ["US"]` (34%) was the index to
+/// read (seed `stop48` shape-087, the `all` its count takes away, 200,000
+/// customers, CPU time: 150 ms so, 100 ms chosen). The 19 such counts of
+/// two draws took 33 ms so and 49 ms chosen with statistics (the sample,
+/// about 1 ms each), 136 ms and 46 ms without (fixed-seed shape-162 34 ms
+/// -> 1); the most slowed, seed `stop46` shape-146, 9 -> 24 ms without
+/// statistics: its `trial <= 1604`, which no customer of the sample passes,
+/// reads a range of 32,000 booleans in the key's index (their type fails
+/// the test), where its two countries hold 7,000 customers.
+pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select) -> Option<Query> {
+    if !customers_drive(filters) {
+        return None;
+    }
+    let mut tests: Vec<(OwnTest, Filter)> = Vec::new();
+    let positive = filters
+        .iter()
+        .filter(|f| !f.negate && f.filter_type == FilterType::Customer);
+    for (own, one) in positive.flat_map(|f| own_indexed(f)) {
+        if tests.len() < MOST_DRIVERS && !tests.iter().any(|(kept, _)| *kept == own) {
+            tests.push((own, one));
+        }
+    }
+    if tests.len() < 2 {
+        return None;
+    }
+    let mut b = Builder::new(Dialect::Sqlite);
+    let values: Vec<String> = tests
+        .iter()
+        .map(|(_, one)| {
+            let sample = asked_of_one(&mut b, one, today);
+            format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END)")
+        })
+        .collect();
+    let choice = least(&values);
+    let mut arms: Vec<String> = Vec::new();
+    for (own, _) in tests {
+        b.kept_index = Some(own);
+        arms.push(predicate(&mut b, MatchMode::All, filters.to_vec(), today));
+    }
+    b.kept_index = None;
     Some(Query {
         merge_joins: false,
-        sql,
+        sql: of_choice(&choice, &arms, 0, select),
         binds: b.binds,
     })
 }

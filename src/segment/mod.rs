@@ -26,7 +26,7 @@ mod run;
 mod sample;
 mod words;
 
-use builder::{Builder, Driver, Scope};
+use builder::{Builder, Driver, OwnTest, Scope};
 use condition::{condition, default_method};
 use custom_data::custom_data;
 pub use custom_data::{custom_data_index_sql, custom_data_path, custom_data_statistics_sql};
@@ -127,6 +127,7 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
     if dialect == Dialect::Sqlite
         && segment.match_mode == MatchMode::All
         && let Some(query) = drive::chosen_driver(&filters, at.date_naive(), select)
+            .or_else(|| drive::chosen_index(&filters, at.date_naive(), select))
     {
         return query;
     }
@@ -304,14 +305,22 @@ fn others(count: &str) -> String {
 /// -> 3,718 ms with statistics, 7,279 -> 3,665 without (seed `stop39`
 /// shape-078 110 -> 40 ms, `stop37` shape-055 100 -> 1); two are slower,
 /// `stop37` shape-191 30 -> 55-57 ms and shape-036 14 -> 23 with
-/// statistics. A negated customer block's positive form, asked of each
-/// customer in the `all`, cost more than it spared (15 such segments of one
-/// draw, each beside positive blocks: 745 -> 785 ms; an `any` of negated
-/// blocks only is [`complement_count`]'s).
+/// statistics. A negated customer block of related rows (a connector's
+/// name, the default method) is one of them too: its positive form's links
+/// or default method drive the `all` as a list may ([`drive::chosen_driver`])
+/// where the `any` asks each customer its lookups (14 such counts of three
+/// draws, CPU time, with / without statistics: 1,545 -> 756 ms / 1,613 ->
+/// 696 ms; seed `stop48` shape-179, three monitor blocks
+/// and a negated block of Adyen links and pending or expired default
+/// methods, 191 -> 64 ms / 275 -> 64 ms; the most slowed, fixed-seed
+/// shape-001, 55 -> 94 ms, 1.4x its bound). A negated customer block of its
+/// own tests only, asked of each customer in the `all`, cost more than it
+/// spared (15 such segments of one draw, each beside positive blocks: 745 ->
+/// 785 ms; an `any` of negated blocks only is [`complement_count`]'s).
 fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
     let negated = || segment.filters.iter().filter(|f| f.negate);
     if segment.match_mode != MatchMode::Any
-        || negated().any(|f| f.filter_type == FilterType::Customer)
+        || negated().any(|f| f.filter_type == FilterType::Customer && !related_fields(f))
         || !negated().any(|f| block_class(f) <= DRIVING_CLASS)
     {
         return None;
@@ -1646,11 +1655,14 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
             }
             _ => match condition(b, *field, c, today) {
                 rows @ Compiled::Rows { .. } => related.push(rows),
-                Compiled::Test(sql) => tests.push(BlockTest {
-                    sql,
-                    cost: 1,
-                    indexed: field_class(*field, c) <= RANGE_CLASS,
-                }),
+                Compiled::Test(sql) => {
+                    let indexed = field_class(*field, c) <= RANGE_CLASS;
+                    tests.push(BlockTest {
+                        sql: hidden_unless_kept(b, f, indexed, OwnTest::Field(*field), sql),
+                        cost: 1,
+                        indexed,
+                    });
+                }
             },
         }
     }
@@ -1691,17 +1703,67 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
     for (key, c) in &f.custom_data {
         let cost = if custom_data::as_set(b, sets) { 2 } else { 3 };
         let test = custom_data(b, key, c, sets);
+        let indexed = selectivity(c, true) <= RANGE_CLASS || matches!(c, Condition::Exists(_));
+        let sql = match b.dialect {
+            Dialect::Sqlite => in_place(&test),
+            Dialect::Postgres => test,
+        };
         tests.push(BlockTest {
-            sql: match b.dialect {
-                Dialect::Sqlite => in_place(&test),
-                Dialect::Postgres => test,
-            },
+            sql: hidden_unless_kept(b, f, indexed, OwnTest::Key(key.clone()), sql),
             cost,
-            indexed: selectivity(c, true) <= RANGE_CLASS || matches!(c, Condition::Exists(_)),
+            indexed,
         });
     }
     tests.extend(related_tests);
     Ok(tests)
+}
+
+/// A positive customer block's `test` of its own (of what `own` reads),
+/// one an index may serve (`indexed`), hidden from the planner in a `CASE`
+/// where another keeps its index ([`Builder::kept_index`]); else as it is.
+fn hidden_unless_kept(
+    b: &Builder,
+    f: &Filter,
+    indexed: bool,
+    own: OwnTest,
+    test: String,
+) -> String {
+    match &b.kept_index {
+        Some(kept) if indexed && !f.negate && *kept != own => {
+            format!("CASE WHEN {test} THEN 1 ELSE 0 END")
+        }
+        _ => test,
+    }
+}
+
+/// The tests of a positive customer block's own row and custom data that
+/// an index may serve and that may pass few customers (of a range's class
+/// or narrower, [`RANGE_CLASS`]), each with a customer block of that test
+/// alone.
+fn own_indexed(f: &Filter) -> Vec<(OwnTest, Filter)> {
+    let one = |conditions, custom_data| Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions,
+        custom_data,
+    };
+    let fields = f
+        .conditions
+        .iter()
+        .filter(|(field, c)| !field.reaches_related() && field_class(**field, c) <= RANGE_CLASS)
+        .map(|(field, c)| {
+            let test = one(BTreeMap::from([(*field, c.clone())]), BTreeMap::new());
+            (OwnTest::Field(*field), test)
+        });
+    let keys = f
+        .custom_data
+        .iter()
+        .filter(|(_, c)| selectivity(c, true) <= RANGE_CLASS)
+        .map(|(key, c)| {
+            let test = one(BTreeMap::new(), BTreeMap::from([(key.clone(), c.clone())]));
+            (OwnTest::Key(key.clone()), test)
+        });
+    fields.chain(keys).collect()
 }
 
 /// Whether a customer block's custom data may be sets ([`custom_data`]),

@@ -512,19 +512,15 @@ fn outside(text: &str, pattern: &str) -> Option<usize> {
 /// whole (its placeholders follow the sample's and the complement's); else
 /// the count as it is.
 fn any_count(q: &Query) -> Query {
-    let complement = " THEN (SELECT COUNT(*) FROM customers) - (";
     let merged = " ELSE (SELECT COUNT(*) FROM customers) - (";
     let mut sql = q.sql.as_str();
     while let Some(rest) = sql.strip_prefix("SELECT CASE WHEN ") {
-        let any = if rest.contains(complement) {
-            outside(rest, " ELSE (")
-                .and_then(|at| rest[at + " ELSE (".len()..].strip_suffix(") END"))
-        } else {
+        let any = past_complement(sql).or_else(|| {
             outside(rest, " THEN (")
                 .zip(outside(rest, merged))
                 .and_then(|(then, at)| rest.get(then + " THEN (".len()..at))
                 .and_then(|any| any.strip_suffix(')'))
-        };
+        });
         match any {
             Some(any) => sql = any,
             None => break,
@@ -535,6 +531,17 @@ fn any_count(q: &Query) -> Query {
         sql: sql.to_string(),
         binds: q.binds.clone(),
     }
+}
+
+/// Where the count `sql` holds an `any`'s count beside its complement,
+/// chosen by a sample (`an_any_with_negated_blocks_…`), that `any`'s count.
+fn past_complement(sql: &str) -> Option<&str> {
+    let complement = " THEN (SELECT COUNT(*) FROM customers) - (";
+    let rest = sql.strip_prefix("SELECT CASE WHEN ")?;
+    if !rest.contains(complement) {
+        return None;
+    }
+    outside(rest, " ELSE (").and_then(|at| rest[at + " ELSE (".len()..].strip_suffix(") END"))
 }
 
 /// A segment of `match = "any"` of the blocks `blocks` (TOML `[[filter]]`
@@ -1910,12 +1917,13 @@ fn an_any_of_negated_related_blocks_is_counted_as_every_customer_but_its_all() {
 /// customer but the members of the `all` of their positive forms and the
 /// other blocks negated, where a sample shows at most a quarter of the
 /// customers pass those positive forms (the overdue invoices, the monitors
-/// in error), and as the `any` is counted where more do (the links to
+/// in error, a customer's Adyen links and pending or expired default
+/// method), and as the `any` is counted where more do (the links to
 /// connected connectors: 68%; `an_any_with_a_negated_block_…`). Each form,
 /// forced, counts what the listing (the `any`) finds, with and without
 /// statistics, beside monitors of no customer and of one gone. A negated
-/// customer block, or negated blocks no list drives (a monitor name's
-/// substring), leave it to the `any`'s count alone.
+/// customer block of its own columns only, or negated blocks no list drives
+/// (a monitor name's substring), leave it to the `any`'s count alone.
 #[test]
 fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
     let cases = [
@@ -1943,6 +1951,14 @@ fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
             "[[filter]]\ntype = \"connector\"\nnegate = true\nconnection = \"connected\"\n\
              [[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n",
             Some(0),
+        ),
+        // A negated customer block of related rows (seed `stop48`
+        // shape-179): its links or default method drive the `all`.
+        (
+            "[[filter]]\ntype = \"customer\"\nnegate = true\nconnector_name = { ends_with = \"dyen\" }\n\
+             default_payment_method_status = { in = [\"pending\", \"expired\"] }\n\
+             [[filter]]\ntype = \"monitor\"\nstate = { in = [\"alerting\", \"ok\"] }\n",
+            Some(1),
         ),
         (
             "[[filter]]\ntype = \"customer\"\nnegate = true\ncountry = \"FR\"\n\
@@ -2052,6 +2068,12 @@ fn an_any_with_a_negated_block_is_counted_as_one_merge_of_sorted_sets() {
             for blocks in cases {
                 let seg = any_segment(blocks);
                 let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                // Beside the complement of an `all` a sample may choose
+                // (a negated block of a default method), the `any`'s count.
+                let count = Query {
+                    sql: past_complement(&count.sql).map_or(count.sql.clone(), str::to_string),
+                    ..count
+                };
                 let shown = format!("{}: {blocks}\n{}", setup.label, count.sql);
                 // Beside customer blocks, a sample chooses between the
                 // predicate form and the merge; the merge, forced.
@@ -3720,6 +3742,87 @@ fn customers_scanned_drive_where_a_list_holds_most_and_custom_data_is_parsed() {
                     "{}",
                     count.sql
                 );
+                let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+                let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
+                each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
+/// SQLite, `match = "all"` driven by the customers' own tests, of which
+/// two an index may serve (a country list and a custom_data range): the
+/// query once per test, the other hidden from the planner, and the one run
+/// whose test the fewest of a sample pass, with or without statistics (the
+/// planner cannot tell how many customers a list read from a JSON array
+/// holds). `US` (34% of the customers) beside `seats > 3` (47%) reads the
+/// country's index; three countries (53%) beside `seats > 9` reads the
+/// key's. No arm reads the other's index, and every arm, forced, counts
+/// and lists the members (a hand-written query's).
+#[test]
+fn the_own_test_fewest_pass_is_the_index_read() {
+    let key = CustomDataKey::parse("seats").expect("a valid key");
+    let seats = "json_extract(c.custom_data, '$.seats')";
+    let cases = [
+        (vec!["US"], 3, "country"),
+        (vec!["US", "GB", "DE"], 9, "seats"),
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&key], stats).await;
+            for (countries, least, read) in &cases {
+                let customers = Filter {
+                    custom_data: BTreeMap::from([(
+                        key.clone(),
+                        Condition::Compare(Op::Gt, Scalar::Int(*least)),
+                    )]),
+                    ..filter(
+                        Field::CustomerCountry,
+                        Condition::List(Op::In, countries.iter().map(|c| s(c)).collect()),
+                        false,
+                    )
+                };
+                let links = filter(
+                    Field::ConnectorConnection,
+                    Condition::List(Op::In, vec![s("error")]),
+                    false,
+                );
+                let listed: Vec<String> = countries.iter().map(|c| format!("'{c}'")).collect();
+                let want = by_hand(
+                    &setup,
+                    format!(
+                        "SELECT COUNT(*) FROM customers c WHERE c.country IN ({}) \
+                         AND {seats} > {least} AND typeof({seats}) IN ('integer', 'real') \
+                         AND c.id IN (SELECT cc.customer_id FROM customer_connectors cc \
+                         JOIN connectors k ON k.id = cc.connector_id WHERE k.connection = 'error')",
+                        listed.join(", ")
+                    ),
+                )
+                .await;
+                let seg = segment(MatchMode::All, vec![customers, links]);
+                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                let choice = driver_choice(&count.sql);
+                let arm = match *read {
+                    "country" => 0,
+                    _ => 1,
+                };
+                assert_eq!(
+                    chosen(&setup, &choice, &count).await,
+                    arm,
+                    "{} {read}: {}",
+                    setup.label,
+                    count.sql
+                );
+                // Each index is searched by one arm at most, its test's (the
+                // planner may scan the customers where it deems a test to
+                // pass most of them).
+                let plan = plan_text(&*setup.store, &count).await;
+                for index in ["customers_country", "segd_cd_"] {
+                    let searched = format!("SEARCH c USING INDEX {index}");
+                    let arms = plan.matches(&searched).count();
+                    assert!(arms <= 1, "{} {read}: {plan}", setup.label);
+                }
                 let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
                 let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
                 each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
