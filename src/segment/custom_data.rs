@@ -122,7 +122,7 @@ pub fn custom_data_path(key: &CustomDataKey) -> String {
 
 /// The name of what segd keeps for one custom_data key: its SQLite index,
 /// the stem of its PostgreSQL statistics.
-fn custom_data_name(key: &CustomDataKey) -> String {
+pub(super) fn custom_data_name(key: &CustomDataKey) -> String {
     format!("segd_cd_{}", &crate::plan::sha256_hex(key.as_str())[..16])
 }
 
@@ -223,15 +223,9 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition, alias
     let list = |b: &mut Builder, values: &[Scalar]| -> String {
         let (mut plain, mut parts) = (Vec::new(), Vec::new());
         for v in values {
-            match v {
-                Scalar::Str(s) if !s.starts_with(['[', '{']) => {
-                    plain.push(serde_json::Value::from(s.as_str()));
-                }
-                Scalar::Int(i) if *i != 0 && *i != 1 => plain.push(serde_json::Value::from(*i)),
-                Scalar::Float(x) if x.is_finite() && *x != 0.0 && *x != 1.0 => {
-                    plain.push(serde_json::Value::from(*x));
-                }
-                other => parts.push(eq(b, other)),
+            match plain_json(v) {
+                Some(json) => plain.push(json),
+                None => parts.push(eq(b, v)),
             }
         }
         if !plain.is_empty() {
@@ -276,9 +270,7 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition, alias
         // time). A shorter one may start most values: an index range would
         // look most customers up one by one.
         Condition::Compare(op @ (Op::Contains | Op::StartsWith | Op::EndsWith), Scalar::Str(s)) => {
-            let upper = (*op == Op::StartsWith && s.chars().count() >= PREFIX_CHARS)
-                .then(|| prefix_range(s))
-                .flatten();
+            let upper = (*op == Op::StartsWith).then(|| prefix_upper(s)).flatten();
             let range = match upper {
                 Some(upper) => {
                     let (low, high) = (b.text(s), b.text(&upper));
@@ -318,6 +310,48 @@ fn custom_data_sqlite(b: &mut Builder, key: &CustomDataKey, c: &Condition, alias
         }
         Condition::Compare(..) => b.false_().to_string(),
     }
+}
+
+/// SQLite: a value of an `in` list of a custom_data key as the JSON of one
+/// array the key's value is looked up in (`json_each`), where its value is
+/// all it needs to match: not 0 or 1 (`true` and `false` read as such), a
+/// boolean, or a text that starts like an array or an object, each tested
+/// with its JSON type beside (an OR of the list's terms).
+fn plain_json(v: &Scalar) -> Option<serde_json::Value> {
+    match v {
+        Scalar::Str(s) if !s.starts_with(['[', '{']) => Some(serde_json::Value::from(s.as_str())),
+        Scalar::Int(i) if *i != 0 && *i != 1 => Some(serde_json::Value::from(*i)),
+        Scalar::Float(x) if x.is_finite() && *x != 0.0 && *x != 1.0 => {
+            Some(serde_json::Value::from(*x))
+        }
+        _ => None,
+    }
+}
+
+/// SQLite: whether a test `c` of a custom_data key reads one range of the
+/// key's index: an equality, a range, a prefix that is a range
+/// ([`prefix_upper`]), an `in` list of one value or of [`plain_json`]
+/// values only (with others it is an OR of several terms, which the
+/// planner read as a scan of the customers).
+pub(super) fn one_index_range(c: &Condition) -> bool {
+    match c {
+        Condition::List(Op::In, values) => {
+            values.len() <= 1 || values.iter().all(|v| plain_json(v).is_some())
+        }
+        Condition::Compare(Op::StartsWith, Scalar::Str(p)) => prefix_upper(p).is_some(),
+        Condition::Compare(Op::Eq | Op::Gt | Op::Gte | Op::Lt | Op::Lte, _) => true,
+        _ => false,
+    }
+}
+
+/// The upper bound of the range of texts a custom_data prefix reads from
+/// its key's index: of one of [`PREFIX_CHARS`] characters or more, ending
+/// in an ASCII character ([`prefix_range`]); `None` where the prefix is
+/// tested alone.
+fn prefix_upper(prefix: &str) -> Option<String> {
+    (prefix.chars().count() >= PREFIX_CHARS)
+        .then(|| prefix_range(prefix))
+        .flatten()
 }
 
 /// A text above every text that starts with `prefix` (which sort from

@@ -1,10 +1,12 @@
 //! SQLite, `match = "all"`: which related block's list drives the query,
+//! or which index of the customers' own tests does where they drive,
 //! chosen by a sample of the customers where several may.
 
 use super::builder::{Builder, Driver, OwnTest};
+use super::custom_data::custom_data_name;
 use super::sample::least;
 use super::{
-    DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order,
+    DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order, classes,
     custom_sets, customers_drive, links_drive, listed, own_form, own_indexed, own_unranged,
     predicate, ranged, split_driving, status_of,
 };
@@ -218,11 +220,14 @@ fn of_choice(choice: &str, arms: &[String], guarded: usize, select: Select) -> S
 }
 
 /// SQLite, `match = "all"` driven by the customers' own tests
-/// ([`customers_drive`]), of which several an index may serve
+/// ([`customers_drive`], or no positive block reads related rows), of
+/// which several an index may serve
 /// ([`own_indexed`]: the first [`MOST_DRIVERS`]): the query once per such
 /// test, the others hidden from the planner ([`Builder::kept_index`]),
 /// and the one run whose test the fewest of a sample's customers pass
-/// ([`least`]; in the ids and rows, each arm's limit the choice). The
+/// ([`least`]; in the ids and rows, each arm's limit the choice), a key
+/// without its index ([`custom_data_name`]: its segments never applied)
+/// weighed as passed by more than the sample ([`NO_INDEX`]). The
 /// planner cannot tell how many customers a list holds (it is read from a
 /// JSON array, `json_each`), nor, without statistics, a range's: with
 /// statistics it read a `seats > 3` range of a custom_data key's index
@@ -236,7 +241,9 @@ fn of_choice(choice: &str, arms: &[String], guarded: usize, select: Select) -> S
 /// reads a range of 32,000 booleans in the key's index (their type fails
 /// the test), where its two countries hold 7,000 customers.
 pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select) -> Option<Query> {
-    if !customers_drive(filters) {
+    // Or no list might: no positive block reads related rows.
+    let alone = classes(filters).1.is_none() && !own_unranged(filters);
+    if !customers_drive(filters) && !alone {
         return None;
     }
     let mut tests: Vec<(OwnTest, Filter)> = Vec::new();
@@ -254,9 +261,20 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
     let mut b = Builder::new(Dialect::Sqlite);
     let values: Vec<String> = tests
         .iter()
-        .map(|(_, one)| {
+        .map(|(own, one)| {
             let sample = asked_of_one(&mut b, one, today);
-            format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END)")
+            // A key's index is made where its segments are applied: a
+            // segment read from files only may have none, and its arm
+            // would scan the customers.
+            let unindexed = match own {
+                OwnTest::Key(key) => format!(
+                    " + CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
+                     AND name = '{}') THEN 0 ELSE {NO_INDEX} END",
+                    custom_data_name(key)
+                ),
+                OwnTest::Field(_) => String::new(),
+            };
+            format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END){unindexed}")
         })
         .collect();
     let choice = least(&values);
@@ -265,13 +283,16 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
         b.kept_index = Some(own);
         arms.push(predicate(&mut b, MatchMode::All, filters.to_vec(), today));
     }
-    b.kept_index = None;
     Some(Query {
         merge_joins: false,
         sql: of_choice(&choice, &arms, 0, select),
         binds: b.binds,
     })
 }
+
+/// What an own test no index serves is weighed at in [`chosen_index`]: more
+/// than a sample's customers, so that it keeps no arm where another may.
+const NO_INDEX: u32 = 1000;
 
 /// What scanning the customers and building their custom data's sets costs
 /// where that is a driver ([`scanned_arm`]), in customers of the sample a

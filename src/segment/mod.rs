@@ -28,7 +28,7 @@ mod words;
 
 use builder::{Builder, Driver, OwnTest, Scope};
 use condition::{condition, default_method};
-use custom_data::custom_data;
+use custom_data::{custom_data, one_index_range};
 pub use custom_data::{custom_data_index_sql, custom_data_path, custom_data_statistics_sql};
 pub use impact::{IMPACT_SAMPLES, ImpactQueries, compile_impact};
 pub use page::{compile_page, compile_window_end, page_in_one_query};
@@ -1619,6 +1619,7 @@ fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
         b.guard.take(),
         std::mem::replace(&mut b.everyone, false),
         std::mem::replace(&mut b.own_scanned, false),
+        b.kept_index.take(),
     );
     let asked = ask(b);
     (
@@ -1628,6 +1629,7 @@ fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
         b.guard,
         b.everyone,
         b.own_scanned,
+        b.kept_index,
     ) = kept;
     asked
 }
@@ -1657,8 +1659,11 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
                 rows @ Compiled::Rows { .. } => related.push(rows),
                 Compiled::Test(sql) => {
                     let indexed = field_class(*field, c) <= RANGE_CLASS;
+                    // `IS NULL` may read an index too.
+                    let kept = matches!(&b.kept_index, Some(OwnTest::Field(k)) if k == field);
+                    let hidden = indexed || matches!(c, Condition::Exists(_));
                     tests.push(BlockTest {
-                        sql: hidden_unless_kept(b, f, indexed, OwnTest::Field(*field), sql),
+                        sql: hidden_unless_kept(b, f, hidden && !kept, sql),
                         cost: 1,
                         indexed,
                     });
@@ -1708,8 +1713,9 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
             Dialect::Sqlite => in_place(&test),
             Dialect::Postgres => test,
         };
+        let kept = matches!(&b.kept_index, Some(OwnTest::Key(k)) if k == key);
         tests.push(BlockTest {
-            sql: hidden_unless_kept(b, f, indexed, OwnTest::Key(key.clone()), sql),
+            sql: hidden_unless_kept(b, f, indexed && !kept, sql),
             cost,
             indexed,
         });
@@ -1718,27 +1724,21 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
     Ok(tests)
 }
 
-/// A positive customer block's `test` of its own (of what `own` reads),
-/// one an index may serve (`indexed`), hidden from the planner in a `CASE`
-/// where another keeps its index ([`Builder::kept_index`]); else as it is.
-fn hidden_unless_kept(
-    b: &Builder,
-    f: &Filter,
-    indexed: bool,
-    own: OwnTest,
-    test: String,
-) -> String {
-    match &b.kept_index {
-        Some(kept) if indexed && !f.negate && *kept != own => {
-            format!("CASE WHEN {test} THEN 1 ELSE 0 END")
-        }
-        _ => test,
+/// A positive customer block's `test` of its own, one an index may serve
+/// but not the one that keeps it (`hidden`), hidden from the planner in a
+/// `CASE` where one does ([`Builder::kept_index`]); else as it is.
+fn hidden_unless_kept(b: &Builder, f: &Filter, hidden: bool, test: String) -> String {
+    if hidden && b.kept_index.is_some() && !f.negate && f.filter_type == FilterType::Customer {
+        format!("CASE WHEN {test} THEN 1 ELSE 0 END")
+    } else {
+        test
     }
 }
 
 /// The tests of a positive customer block's own row and custom data that
 /// an index may serve and that may pass few customers (of a range's class
-/// or narrower, [`RANGE_CLASS`]), each with a customer block of that test
+/// or narrower, [`RANGE_CLASS`]; a custom_data key's, one range of its
+/// index, [`one_index_range`]), each with a customer block of that test
 /// alone.
 fn own_indexed(f: &Filter) -> Vec<(OwnTest, Filter)> {
     let one = |conditions, custom_data| Filter {
@@ -1758,7 +1758,7 @@ fn own_indexed(f: &Filter) -> Vec<(OwnTest, Filter)> {
     let keys = f
         .custom_data
         .iter()
-        .filter(|(_, c)| selectivity(c, true) <= RANGE_CLASS)
+        .filter(|(_, c)| one_index_range(c))
         .map(|(key, c)| {
             let test = one(BTreeMap::new(), BTreeMap::from([(key.clone(), c.clone())]));
             (OwnTest::Key(key.clone()), test)
@@ -2071,9 +2071,54 @@ fn joined(b: &mut Builder, table: Related, conds: &str, negate: bool) -> String 
 
 #[cfg(test)]
 mod tests {
-    use super::{Bind, Dialect, Query, Select, UNPAID, UNPAID_SQL, shifted};
+    use super::{Bind, Dialect, OwnTest, Query, Select, UNPAID, UNPAID_SQL, own_indexed, shifted};
     use crate::model::fields::INVOICE_STATUSES;
+    use crate::model::{Condition, CustomDataKey, Field, Filter, FilterType, Op, Scalar};
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The own tests an index may serve, each one range of it: a country
+    /// list and a key's range, not a key's list of 1 beside 5 (an OR of two
+    /// terms), a key's prefix of two characters (no range), a `ne`.
+    #[test]
+    fn own_tests_an_index_serves_are_one_range_each() {
+        let key = |k: &str| CustomDataKey::parse(k).expect("a key");
+        let f = Filter {
+            filter_type: FilterType::Customer,
+            negate: false,
+            conditions: BTreeMap::from([
+                (
+                    Field::CustomerCountry,
+                    Condition::List(Op::In, vec![Scalar::Str("US".into())]),
+                ),
+                (
+                    Field::CustomerEmail,
+                    Condition::Compare(Op::Ne, Scalar::Str("a@b.c".into())),
+                ),
+            ]),
+            custom_data: BTreeMap::from([
+                (
+                    key("region"),
+                    Condition::List(Op::In, vec![Scalar::Int(5), Scalar::Int(1)]),
+                ),
+                (key("plan"), Condition::List(Op::In, vec![Scalar::Int(1)])),
+                (key("seats"), Condition::Compare(Op::Gt, Scalar::Int(3))),
+                (
+                    key("tier"),
+                    Condition::Compare(Op::StartsWith, Scalar::Str("go".into())),
+                ),
+            ]),
+        };
+        let found: Vec<OwnTest> = own_indexed(&f).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(
+            found,
+            [
+                OwnTest::Field(Field::CustomerCountry),
+                OwnTest::Key(key("plan")),
+                OwnTest::Key(key("seats")),
+            ]
+        );
+    }
 
     /// Each placeholder moves on by the offset, whatever its digits; a `$`
     /// of a JSON path, one at the end and one before a letter stay.

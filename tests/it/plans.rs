@@ -1960,6 +1960,13 @@ fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
              [[filter]]\ntype = \"monitor\"\nstate = { in = [\"alerting\", \"ok\"] }\n",
             Some(1),
         ),
+        // Beside its own columns' test (a country, NULL for some).
+        (
+            "[[filter]]\ntype = \"customer\"\nnegate = true\ncountry = { ne = \"FR\" }\n\
+             default_payment_method_status = { in = [\"pending\", \"expired\"] }\n\
+             [[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n",
+            Some(1),
+        ),
         (
             "[[filter]]\ntype = \"customer\"\nnegate = true\ncountry = \"FR\"\n\
              [[filter]]\ntype = \"invoice\"\nnegate = true\nstatus = \"overdue\"\n",
@@ -3758,8 +3765,11 @@ fn customers_scanned_drive_where_a_list_holds_most_and_custom_data_is_parsed() {
 /// planner cannot tell how many customers a list read from a JSON array
 /// holds). `US` (34% of the customers) beside `seats > 3` (47%) reads the
 /// country's index; three countries (53%) beside `seats > 9` reads the
-/// key's. No arm reads the other's index, and every arm, forced, counts
-/// and lists the members (a hand-written query's).
+/// key's, unless the key has no index (its segments never applied);
+/// beside a connector block (the customers drive) or alone. Each
+/// arm hides the other's test; without statistics each reads its own
+/// test's index; every arm, forced, counts and lists the members (a
+/// hand-written query's).
 #[test]
 fn the_own_test_fewest_pass_is_the_index_read() {
     let key = CustomDataKey::parse("seats").expect("a valid key");
@@ -3769,8 +3779,11 @@ fn the_own_test_fewest_pass_is_the_index_read() {
         (vec!["US", "GB", "DE"], 9, "seats"),
     ];
     block_on(async {
-        for stats in [true, false] {
-            let setup = with_key_indexes(sqlite(stats).await, &[&key], stats).await;
+        for (stats, indexed) in [(true, true), (false, true), (false, false)] {
+            let setup = match indexed {
+                true => with_key_indexes(sqlite(stats).await, &[&key], stats).await,
+                false => sqlite(stats).await,
+            };
             for (countries, least, read) in &cases {
                 let customers = Filter {
                     custom_data: BTreeMap::from([(
@@ -3789,43 +3802,71 @@ fn the_own_test_fewest_pass_is_the_index_read() {
                     false,
                 );
                 let listed: Vec<String> = countries.iter().map(|c| format!("'{c}'")).collect();
-                let want = by_hand(
-                    &setup,
-                    format!(
-                        "SELECT COUNT(*) FROM customers c WHERE c.country IN ({}) \
-                         AND {seats} > {least} AND typeof({seats}) IN ('integer', 'real') \
-                         AND c.id IN (SELECT cc.customer_id FROM customer_connectors cc \
-                         JOIN connectors k ON k.id = cc.connector_id WHERE k.connection = 'error')",
-                        listed.join(", ")
-                    ),
-                )
-                .await;
-                let seg = segment(MatchMode::All, vec![customers, links]);
-                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
-                let choice = driver_choice(&count.sql);
-                let arm = match *read {
-                    "country" => 0,
-                    _ => 1,
-                };
-                assert_eq!(
-                    chosen(&setup, &choice, &count).await,
-                    arm,
-                    "{} {read}: {}",
-                    setup.label,
-                    count.sql
+                let own = format!(
+                    "SELECT COUNT(*) FROM customers c WHERE c.country IN ({}) \
+                     AND {seats} > {least} AND typeof({seats}) IN ('integer', 'real')",
+                    listed.join(", ")
                 );
-                // Each index is searched by one arm at most, its test's (the
-                // planner may scan the customers where it deems a test to
-                // pass most of them).
-                let plan = plan_text(&*setup.store, &count).await;
-                for index in ["customers_country", "segd_cd_"] {
-                    let searched = format!("SEARCH c USING INDEX {index}");
-                    let arms = plan.matches(&searched).count();
-                    assert!(arms <= 1, "{} {read}: {plan}", setup.label);
+                let in_error = " AND c.id IN (SELECT cc.customer_id FROM customer_connectors cc \
+                     JOIN connectors k ON k.id = cc.connector_id WHERE k.connection = 'error')";
+                // The customer block beside a connector block, and alone.
+                for (filters, want) in [
+                    (vec![customers.clone(), links], format!("{own}{in_error}")),
+                    (vec![customers], own.clone()),
+                ] {
+                    let want = by_hand(&setup, want).await;
+                    let seg = segment(MatchMode::All, filters);
+                    let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                    let choice = driver_choice(&count.sql);
+                    let arm = u64::from(*read == "seats" && indexed);
+                    let shown = format!("{} {read} (indexed: {indexed})", setup.label);
+                    assert_eq!(
+                        chosen(&setup, &choice, &count).await,
+                        arm,
+                        "{shown}: {}",
+                        count.sql
+                    );
+                    // Arm 0 keeps the country's test, arm 1 the key's; each
+                    // hides the other's (a `CASE`).
+                    let (_, arms) = count.sql.split_once(" WHEN 0 THEN (").expect("arm 0");
+                    let (country, key_arm) = arms.split_once(" WHEN 1 THEN (").expect("arm 1");
+                    let hidden_country = "CASE WHEN c.country IS NOT NULL";
+                    let hidden_key = "CASE WHEN (json_extract(c.custom_data, '$.\"seats\"')";
+                    assert!(
+                        country.contains(hidden_key) && !country.contains(hidden_country),
+                        "{shown}: {country}"
+                    );
+                    assert!(
+                        key_arm.contains(hidden_country) && !key_arm.contains(hidden_key),
+                        "{shown}: {key_arm}"
+                    );
+                    // Each index is searched by its test's arm alone: without
+                    // statistics, by that arm (with them, the planner may scan
+                    // the customers where it deems a test to pass most).
+                    let plan = plan_text(&*setup.store, &count).await;
+                    let searched: Vec<&str> = plan
+                        .split("SEARCH c USING INDEX ")
+                        .skip(1)
+                        .filter_map(|at| at.split(' ').next())
+                        .collect();
+                    let country_read = searched.iter().filter(|i| **i == "customers_country");
+                    let key_read = searched.iter().filter(|i| i.starts_with("segd_cd_"));
+                    assert!(
+                        country_read.count() <= 1 && key_read.count() <= 1,
+                        "{shown}: {plan}"
+                    );
+                    if indexed && !stats {
+                        assert!(
+                            searched.len() == 2
+                                && searched[0] == "customers_country"
+                                && searched[1].starts_with("segd_cd_"),
+                            "{shown}: {plan}"
+                        );
+                    }
+                    let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+                    let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
+                    each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
                 }
-                let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
-                let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
-                each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
             }
             setup.store.close().await;
         }
