@@ -8,7 +8,7 @@ use super::sample::least;
 use super::{
     DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order, classes,
     custom_sets, customers_drive, links_drive, listed, own_form, own_indexed, own_unranged,
-    predicate, ranged, split_driving, status_of,
+    positive_customers, predicate, ranged, split_driving, status_of,
 };
 use crate::model::{Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
@@ -119,7 +119,7 @@ pub(super) fn chosen_driver(
                 (Some(list), 0) => list,
                 _ => *f,
             };
-            let sample = asked_of_one(&mut b, driving, today);
+            let passed = passed(&mut b, driving, today);
             // Links (a connector block's, a customer block's) are index
             // ranges, and so are a customer's default methods of listed
             // statuses.
@@ -129,7 +129,7 @@ pub(super) fn chosen_driver(
                 _ => ranged(f),
             };
             let scan = if indexed { 0 } else { SCANNED };
-            let value = format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END) + {scan}");
+            let value = format!("{passed} + {scan}");
             // Another list of an index range drives where it is half the
             // first, the block the class order chose (a customer block's
             // related tests were not chosen so; a scan is weighed above).
@@ -247,10 +247,7 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
         return None;
     }
     let mut tests: Vec<(OwnTest, Filter)> = Vec::new();
-    let positive = filters
-        .iter()
-        .filter(|f| !f.negate && f.filter_type == FilterType::Customer);
-    for (own, one) in positive.flat_map(|f| own_indexed(f)) {
+    for (own, one) in positive_customers(filters).flat_map(own_indexed) {
         if tests.len() < MOST_DRIVERS && !tests.iter().any(|(kept, _)| *kept == own) {
             tests.push((own, one));
         }
@@ -262,7 +259,7 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
     let values: Vec<String> = tests
         .iter()
         .map(|(own, one)| {
-            let sample = asked_of_one(&mut b, one, today);
+            let passed = passed(&mut b, one, today);
             // A key's index is made where its segments are applied: a
             // segment read from files only may have none, and its arm
             // would scan the customers.
@@ -274,7 +271,7 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
                 ),
                 OwnTest::Field(_) => String::new(),
             };
-            format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END){unindexed}")
+            format!("{passed}{unindexed}")
         })
         .collect();
     let choice = least(&values);
@@ -288,6 +285,12 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
         sql: of_choice(&choice, &arms, 0, select),
         binds: b.binds,
     })
+}
+
+/// How many customers of the sample pass the block `f` ([`asked_of_one`]).
+fn passed(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    let sample = asked_of_one(b, f, today);
+    format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END)")
 }
 
 /// What an own test no index serves is weighed at in [`chosen_index`]: more
@@ -319,14 +322,10 @@ const SCANNED_ARM: u32 = 12;
 /// (fixed-seed shape-067, a `seats` suffix no customer has beside Stripe's
 /// active methods, 55 ms driven by their list, 9 ms scanned).
 fn scanned_arm(filters: &[&Filter]) -> Vec<Filter> {
-    let customers = || {
-        filters
-            .iter()
-            .filter(|f| !f.negate && f.filter_type == FilterType::Customer)
-    };
-    let sets = customers().any(|f| !f.custom_data.is_empty() && custom_sets(f, false));
+    let sets =
+        positive_customers(filters).any(|f| !f.custom_data.is_empty() && custom_sets(f, false));
     if !sets || !own_unranged(filters) {
         return Vec::new();
     }
-    customers().filter_map(|f| own_form(f)).collect()
+    positive_customers(filters).filter_map(own_form).collect()
 }

@@ -1153,10 +1153,16 @@ fn test_classes(f: &Filter) -> impl Iterator<Item = u8> + '_ {
 /// invoice, a connector and a negated customer block (each of class 3),
 /// counted in 272-287 ms driven by the customers and 181-187 ms so.
 fn customers_drive(filters: &[&Filter]) -> bool {
-    let few = filters
-        .iter()
-        .any(|f| !f.negate && f.filter_type == FilterType::Customer && own_few(f));
+    let few = positive_customers(filters).any(own_few);
     matches!(classes(filters), (Some(own), Some(related)) if own <= related && (own <= RANGE_CLASS || few))
+}
+
+/// The positive customer blocks of `filters`.
+fn positive_customers<'a>(filters: &'a [&'a Filter]) -> impl Iterator<Item = &'a Filter> {
+    filters
+        .iter()
+        .copied()
+        .filter(|f| !f.negate && f.filter_type == FilterType::Customer)
 }
 
 /// Whether no positive customer block's own test of `filters` is of a range
@@ -1170,8 +1176,7 @@ fn own_unranged(filters: &[&Filter]) -> bool {
 /// blocks' tests, among the positive blocks of `filters`.
 fn classes(filters: &[&Filter]) -> (Option<u8>, Option<u8>) {
     let positive = || filters.iter().filter(|f| !f.negate);
-    let own = positive()
-        .filter(|f| f.filter_type == FilterType::Customer)
+    let own = positive_customers(filters)
         .flat_map(|f| {
             let fields = f
                 .conditions
@@ -1863,12 +1868,12 @@ fn ranged(f: &Filter) -> bool {
     }
 }
 
-/// Whether a test is an equality or a list: a few ranges of an index on its field.
 /// A customer block's test of its default method's status, if any.
 fn status_of(f: &Filter) -> Option<&Condition> {
     f.conditions.get(&Field::CustomerDefaultPaymentMethodStatus)
 }
 
+/// Whether a test is an equality or a list: a few ranges of an index on its field.
 fn listed(c: Option<&Condition>) -> bool {
     matches!(
         c,

@@ -3636,13 +3636,12 @@ fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
                 "{chosen}: {}",
                 count.sql
             );
-            let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
             let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
             assert_eq!(
                 rows.sql.matches(" UNION ALL SELECT c.id, c.name").count(),
                 1
             );
-            each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+            each_driver_finds(&setup, &seg, want).await;
         }
         let other = filter(
             Field::PaymentMethodPaymentType,
@@ -3749,9 +3748,7 @@ fn customers_scanned_drive_where_a_list_holds_most_and_custom_data_is_parsed() {
                     "{}",
                     count.sql
                 );
-                let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
-                let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
-                each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+                each_driver_finds(&setup, &seg, want).await;
             }
             setup.store.close().await;
         }
@@ -3863,9 +3860,7 @@ fn the_own_test_fewest_pass_is_the_index_read() {
                             "{shown}: {plan}"
                         );
                     }
-                    let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
-                    let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
-                    each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+                    each_driver_finds(&setup, &seg, want).await;
                 }
             }
             setup.store.close().await;
@@ -3966,15 +3961,13 @@ fn the_lookup_most_customers_fail_is_asked_first() {
     });
 }
 
-/// With the choice of drivers as made and each forced (every arm of the
-/// count), the count, the ids (sorted) and the rows of a segment find its
-/// `want` members.
-async fn each_driver_finds(
-    setup: &Setup,
-    choice: &str,
-    [count, ids, rows]: [&Query; 3],
-    want: u64,
-) {
+/// With the choice of arms (drivers, or indexes of the customers' own
+/// tests) as made and each forced (every arm of the count), the count, the
+/// ids (sorted) and the rows of `seg` find its `want` members.
+async fn each_driver_finds(setup: &Setup, seg: &Segment, want: u64) {
+    let [count, ids, rows] =
+        [Select::Count, Select::Ids, Select::Rows].map(|q| compile(seg, Dialect::Sqlite, at(), q));
+    let choice = driver_choice(&count.sql);
     let arms = (0..)
         .take_while(|arm| {
             count.sql.contains(&format!(
@@ -3987,14 +3980,14 @@ async fn each_driver_finds(
             merge_joins: false,
             sql: forced
                 .as_deref()
-                .map_or(q.sql.clone(), |arm| q.sql.replace(choice, arm)),
+                .map_or(q.sql.clone(), |arm| q.sql.replace(&choice, arm)),
             binds: q.binds.clone(),
         };
-        let counted = setup.store.count(&force(count)).await.expect("a count");
-        let listed = member_ids(&*setup.store, &force(ids)).await;
+        let counted = setup.store.count(&force(&count)).await.expect("a count");
+        let listed = member_ids(&*setup.store, &force(&ids)).await;
         assert_eq!([counted, listed.len() as u64], [want, want], "{forced:?}");
         assert!(listed.is_sorted());
-        assert_eq!(member_ids(&*setup.store, &force(rows)).await, listed);
+        assert_eq!(member_ids(&*setup.store, &force(&rows)).await, listed);
     }
 }
 
@@ -4232,8 +4225,7 @@ fn a_customer_blocks_links_drive_where_no_list_holds_fewer() {
                 let limit = format!(" LIMIT CASE WHEN {choice} = {arm} THEN -1 ELSE 0 END");
                 assert_eq!(ids.sql.matches(&limit).count(), 1, "{}", ids.sql);
             }
-            let rows = compile(&seg, Dialect::Sqlite, at(), Select::Rows);
-            each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+            each_driver_finds(&setup, &seg, want).await;
         }
         let stripe = (Field::CustomerConnectorName, names(&["Stripe"]));
         let default_card = (
@@ -4256,15 +4248,13 @@ fn a_customer_blocks_links_drive_where_no_list_holds_fewer() {
                 eq(Field::MonitorState, "ok"),
             ],
         );
-        let [count, ids, rows] = [Select::Count, Select::Ids, Select::Rows]
-            .map(|q| compile(&seg, Dialect::Sqlite, at(), q));
-        let choice = driver_choice(&count.sql);
+        let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
         assert!(
             count.sql.contains("WHEN 0 THEN (SELECT COUNT(*) FROM customers c WHERE ((c.id IN (SELECT cc.customer_id FROM customer_connectors cc"),
             "{}",
             count.sql
         );
-        each_driver_finds(&setup, &choice, [&count, &ids, &rows], want).await;
+        each_driver_finds(&setup, &seg, want).await;
         let negated = Filter {
             negate: true,
             ..filter_of([stripe])
