@@ -160,7 +160,8 @@ fn choice(few_held: &str, some_own: &str, [listed, looked_up, merged]: [String; 
 /// count of each form, and their binds (each block compiled three times:
 /// for the merge, and for each form of [`any_of`]; a customer block's
 /// tests once more for the sample, and a set of one, [`super::driven_set`],
-/// with its own compile and sample in each).
+/// with its own compile and sample in each; each block once more as asked
+/// of one customer, for the sample that orders the looked-up form's OR).
 struct Sampled {
     some_own: String,
     few_held: String,
@@ -687,6 +688,12 @@ mod tests {
                 ),
                 Some([1, 1]),
             ),
+            // A lookup most pass beside one few do (the looked-up form's
+            // order, below).
+            (
+                ORDERED_BY_SAMPLE.to_string(),
+                Some([1, 0]),
+            ),
             // Several tables, unpaid invoices, lookups in the customer block.
             (
                 "[[filter]]\ntype = \"invoice\"\ndue_in_days = { not_in = [12] }\n\
@@ -710,12 +717,7 @@ mod tests {
             }
             for (blocks, want) in &cases {
                 let toml = format!("[segment]\nname = \"s\"\nmatch = \"any\"\n{blocks}");
-                let segment = stored_segment(&toml).unwrap_or_else(|e| panic!("{e}"));
-                let filters = ordered(&segment);
-                let mut b = Builder::new(Dialect::Sqlite);
-                let Some(any) = AnyOf::compile(&mut b, &filters, today) else {
-                    panic!("{toml}: no forms")
-                };
+                let (segment, forms) = forms(&toml, today);
                 let Sampled {
                     some_own,
                     few_held,
@@ -723,7 +725,7 @@ mod tests {
                     listed,
                     merged,
                     b,
-                } = sampled(b, &any, &filters, today);
+                } = forms;
                 // The form chosen: 0 listed, 1 looked up, 2 merged.
                 let form = choice(&few_held, &some_own, ["0", "1", "2"].map(String::from));
                 let q = Query {
@@ -757,5 +759,55 @@ mod tests {
                 assert!(left == 0 || 0 < rows && rows < left, "{left}: {toml}");
             }
         }
+    }
+
+    /// An `any` of customer tests many pass, a connector block few do and
+    /// a payment-method block most do.
+    const ORDERED_BY_SAMPLE: &str = "[[filter]]\ntype = \"customer\"\ncountry = { in = [\"US\", \"GB\", \"DE\"] }\n\
+        [[filter]]\ntype = \"connector\"\nconnection = \"disconnected\"\n\
+        [[filter]]\ntype = \"payment_method\"\nstatus = { not_in = [\"expired\", \"pending\"] }\n";
+
+    /// The segment of `toml` and its forms ([`sampled`]).
+    fn forms(toml: &str, today: NaiveDate) -> (Segment, Sampled) {
+        let segment = stored_segment(toml).unwrap_or_else(|e| panic!("{e}"));
+        let filters = ordered(&segment);
+        let mut b = Builder::new(Dialect::Sqlite);
+        let Some(any) = AnyOf::compile(&mut b, &filters, today) else {
+            panic!("{toml}: no forms")
+        };
+        let forms = sampled(b, &any, &filters, today);
+        (segment, forms)
+    }
+
+    /// The looked-up form asks its OR's terms in the order a sample chooses
+    /// (a lookup most customers pass may come before one few do); one
+    /// list's form keeps the order given, which SQLite may read from the
+    /// terms' indexes alone (`MULTI-INDEX OR`), even beside a customer
+    /// block of an email list and a connector's name, which is asked of
+    /// each customer (seed `stop49` shape-168). The forms count alike
+    /// ([`the_sample_picks_a_form_and_every_form_counts_alike`]).
+    #[test]
+    fn the_looked_up_form_asks_first_the_term_the_sample_chooses() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap_or_else(|| panic!("a date"));
+        let any = |blocks: &str| format!("[segment]\nname = \"s\"\nmatch = \"any\"\n{blocks}");
+        let chosen_order = "CASE (SELECT CASE WHEN s0";
+        let (_, ordered) = forms(&any(ORDERED_BY_SAMPLE), today);
+        assert!(
+            ordered.looked_up.contains(chosen_order),
+            "{}",
+            ordered.looked_up
+        );
+        let (_, beside) = forms(
+            &any("[[filter]]\ntype = \"invoice\"\ndue_in_days = { lt = 0 }\n\
+                  [[filter]]\ntype = \"customer\"\nemail = { in = [\"ACCOUNTS@VERTEXLABS.EXAMPLE\"] }\n\
+                  connector_name = { starts_with = \"BRAINTREE\" }\n"),
+            today,
+        );
+        assert!(
+            beside.looked_up.contains(chosen_order),
+            "{}",
+            beside.looked_up
+        );
+        assert!(!beside.listed.contains(chosen_order), "{}", beside.listed);
     }
 }
