@@ -54,6 +54,12 @@ pub(super) struct Builder {
     /// key) an index may serve; the others are hidden from the planner
     /// (see [`super::drive::chosen_index`]). `None`: none hidden.
     pub(super) kept_index: Option<OwnTest>,
+    /// SQLite: a positive customer block that would be one set driven by
+    /// its related rows where a sample finds few ([`super::driven_set`]) is
+    /// that set alone, its sample collected here: the one-list form of a
+    /// sampled count of an `any`, held where every such sample finds few
+    /// ([`super::merge::count_any`]). `None`: each set behind its sample.
+    pub(super) bare_sets: Option<Vec<String>>,
 }
 
 /// A test of a customer's own row or custom data, by what it reads.
@@ -106,6 +112,7 @@ impl Builder {
             everyone: false,
             one_block: false,
             kept_index: None,
+            bare_sets: None,
         }
     }
 

@@ -1545,6 +1545,12 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
             .collect::<Vec<_>>(),
     );
     let set = on_its_own(b, |b| predicate(b, MatchMode::All, vec![&positive], today));
+    if !f.negate
+        && let Some(samples) = &mut b.bare_sets
+    {
+        samples.push(few);
+        return format!("c.rowid IN (SELECT c.rowid FROM customers c WHERE {set})");
+    }
     let (not, per_row) = if f.negate {
         ("NOT ", per_row)
     } else {
@@ -1642,6 +1648,7 @@ fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
         std::mem::replace(&mut b.everyone, false),
         std::mem::replace(&mut b.own_scanned, false),
         b.kept_index.take(),
+        b.bare_sets.take(),
     );
     let asked = ask(b);
     (
@@ -1652,6 +1659,7 @@ fn on_its_own<T>(b: &mut Builder, ask: impl FnOnce(&mut Builder) -> T) -> T {
         b.everyone,
         b.own_scanned,
         b.kept_index,
+        b.bare_sets,
     ) = kept;
     asked
 }
