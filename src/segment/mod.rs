@@ -1515,7 +1515,9 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// customers reach the block (another block of the `any` passes most of
 /// them first), its set costs its list for nothing: the fixed seed's
 /// shape-109, beside a negated `email exists false`, counted in 42 ms per
-/// customer and 103 ms so (0.5x and 1.4x its bound).
+/// customer and 103 ms so (0.5x and 1.4x its bound). A positive block's
+/// set is written alone, its sample collected, where [`Builder::bare_sets`]
+/// asks (the one-list form of a sampled count, [`merge::count_any`]).
 fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) -> String {
     let asked = if f.negate {
         b.everyone && !b.own_scanned
