@@ -1546,21 +1546,21 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
             .chain(own.as_deref().map(|own| (own, true, 1, many)))
             .collect::<Vec<_>>(),
     );
-    let set = on_its_own(b, |b| predicate(b, MatchMode::All, vec![&positive], today));
+    let members = on_its_own(b, |b| predicate(b, MatchMode::All, vec![&positive], today));
+    let set =
+        |not: &str| format!("c.rowid {not}IN (SELECT c.rowid FROM customers c WHERE {members})");
     if !f.negate
         && let Some(samples) = &mut b.bare_sets
     {
         samples.push(few);
-        return format!("c.rowid IN (SELECT c.rowid FROM customers c WHERE {set})");
+        return set("");
     }
     let (not, per_row) = if f.negate {
         ("NOT ", per_row)
     } else {
         ("", format!("({per_row})"))
     };
-    format!(
-        "CASE WHEN {few} THEN c.rowid {not}IN (SELECT c.rowid FROM customers c WHERE {set}) ELSE {per_row} END"
-    )
+    format!("CASE WHEN {few} THEN {} ELSE {per_row} END", set(not))
 }
 
 /// A positive customer block `f`'s tests as two positive blocks, where its
