@@ -3,7 +3,7 @@
 //! test per customer of every table; and beside customer tests, a count
 //! whose form a sample of the customers chooses.
 
-use super::sample::share;
+use super::sample::{share, shares};
 use super::{
     Builder, Compiled, Dialect, RANGE_CLASS, Related, Tables, any_of, block_class, compile_block,
     exists, narrow, one_list, one_of, others, own_form,
@@ -61,8 +61,9 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
 /// chosen by the query itself (`CASE`: SQLite runs only the chosen form's
 /// subquery): one list when one in three of the sample or fewer are among
 /// the related blocks' customers, else looked up when one in four or more
-/// pass the customer tests or the other tests of a customer block that
-/// reads related rows, else merged. Without customer tests, see
+/// pass the customer tests, or the other tests of a customer block that
+/// reads related rows while two in three or more are among the related
+/// blocks' customers ([`some_own`]), else merged. Without customer tests, see
 /// below. `None` where a block is negated ([`merged_complement`]) or none
 /// reads related rows (counted as its members are listed).
 ///
@@ -104,7 +105,9 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
 /// default method's status beside connector and payment-method blocks,
 /// counted in 283-378 ms looked up and 161-178 ms merged (by hand, CPU
 /// time; the shapes bench, 9.7x / 7.8x its bound with / without
-/// statistics -> 4.4x / 3.6x).
+/// statistics -> 4.4x / 3.6x). Where many pass them but fewer than two in
+/// three are among the related blocks' customers, the looked-up form asks
+/// most customers every table too ([`some_own`]).
 ///
 /// Without customer tests: merged, but where every block is an index range,
 /// one list when the sample shows few among its customers. A list's cost
@@ -177,7 +180,7 @@ struct Sampled {
 /// tests) of `filters`.
 fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -> Sampled {
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
-    let some_own = share(&one_of(&asked(&mut b, any, today)), true, 1, 4);
+    let some_own = some_own(&mut b, any, today);
     let few_held = few_held(&b, any);
     let looked_up = predicate_count(&mut b, filters, today, false);
     let listed = listed_count(&mut b, filters, today);
@@ -192,15 +195,54 @@ fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -
 }
 
 /// Whether one in three of the sample or fewer are among the customers of
-/// `any`'s related blocks ([`share`]), each looked up.
+/// `any`'s related blocks ([`share`]).
 fn few_held(b: &Builder, any: &AnyOf) -> String {
+    share(&held(b, any), false, 1, 3)
+}
+
+/// Whether a customer is among the customers of `any`'s related blocks,
+/// each table looked up.
+fn held(b: &Builder, any: &AnyOf) -> String {
     let held: Vec<String> = any
         .tables
         .0
         .iter()
         .map(|(table, blocks)| exists(b, *table, &one_of(&blocks.tests), false, true))
         .collect();
-    share(&one_of(&held), false, 1, 3)
+    one_of(&held)
+}
+
+/// Whether the looked-up form is the one to count where few of the sample
+/// are not among the related blocks' customers: one in four or more of
+/// the sample pass a customer block that reads no related rows (the
+/// looked-up form asks them nothing more); or pass the tests of their own
+/// row and custom data of one that does ([`asked`]), while two in three or
+/// more are among the related blocks' customers, asked first where a
+/// sample shows them to pass most ([`super::any_of`]). Where fewer are,
+/// the looked-up form asks most customers a lookup per table, and the
+/// merge reads each table once: seed `stop50` shape-043, an `any` of a
+/// monitor block, two payment-method blocks (together 59% of the
+/// customers) and a block of a name `not_in` and the GoCardless links
+/// (200,000 customers, CPU time, by hand), counted in 187 ms looked up and
+/// 132 ms merged; seed `stop49` shape-083 (54%) in 140 and 105 ms; seed
+/// `stop49` shape-129 (75%) in 162 ms looked up, 266 ms merged.
+fn some_own(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> String {
+    let (itself, reading) = asked(b, any, today);
+    let mut some: Vec<String> = Vec::new();
+    if !itself.is_empty() {
+        some.push(share(&one_of(&itself), true, 1, 4));
+    }
+    if !reading.is_empty() {
+        let held = held(b, any);
+        some.push(shares(&[
+            (&one_of(&reading), true, 1, 4),
+            (&held, true, 2, 3),
+        ]));
+    }
+    if some.is_empty() {
+        return b.false_().to_string();
+    }
+    one_of(&some)
 }
 
 /// The count of the predicate form of an `any` of `filters` ([`any_of`]),
@@ -252,20 +294,20 @@ fn listed_count(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> Strin
 /// [`crate::model::Field::reaches_related`]), those that pass its tests of
 /// the customer's own row and custom data (every customer where it has
 /// none), each of whom it looks up; of another, those that pass it.
-fn asked(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> Vec<String> {
+/// Those of blocks that read no related rows first, then the others'.
+fn asked(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> (Vec<String>, Vec<String>) {
     let scanned = std::mem::replace(&mut b.own_scanned, true);
-    let asked = any
-        .asked
-        .iter()
-        .zip(&any.own)
-        .map(|(asked, test)| match asked {
-            Asked::Own(own) => compile_block(b, own, today).into_test(b, false),
-            Asked::Everyone => b.true_().to_string(),
-            Asked::Itself => test.clone(),
-        })
-        .collect();
+    let mut itself = Vec::new();
+    let mut reading = Vec::new();
+    for (asked, test) in any.asked.iter().zip(&any.own) {
+        match asked {
+            Asked::Own(own) => reading.push(compile_block(b, own, today).into_test(b, false)),
+            Asked::Everyone => reading.push(b.true_().to_string()),
+            Asked::Itself => itself.push(test.clone()),
+        }
+    }
     b.own_scanned = scanned;
-    asked
+    (itself, reading)
 }
 
 /// Whom the merge's select of the customers asks a customer block's tests
@@ -713,6 +755,16 @@ mod tests {
                 ),
                 Some([0, 0]),
             ),
+            // Merged where fewer than two in three are among the related
+            // blocks' customers (Stripe's, 40%): the looked-up form would
+            // look most customers up in every table.
+            (
+                pair(
+                    "name = { ne = \"nobody at all\" }\ndefault_payment_method_status = \"failed\"",
+                    "type = \"connector\"\nname = \"Stripe\"",
+                ),
+                Some([0, 0]),
+            ),
             // Both hold: few among the failed methods' customers comes first.
             (
                 pair(
@@ -722,8 +774,9 @@ mod tests {
                 Some([1, 1]),
             ),
             // One list: a customer block's set driven by its failed default
-            // methods, alone (its own tests pass most; below).
-            (SET_ALONE.to_string(), Some([1, 1])),
+            // methods, alone (below). Its own tests pass most, but few are
+            // among the monitors' customers: not looked up.
+            (SET_ALONE.to_string(), Some([0, 1])),
             // A lookup most pass beside one few do (the looked-up form's
             // order, below).
             (
