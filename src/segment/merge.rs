@@ -152,14 +152,14 @@ pub(super) fn count_any(filters: &[&Filter], today: NaiveDate) -> Option<(String
 
 /// Of the forms `[listed, looked_up, merged]`, the one the sample's findings
 /// choose: one list when few are among the related blocks' customers, else
-/// looked up when some pass the customer tests, else merged.
+/// looked up when [`some_own`] holds, else merged.
 fn choice(few_held: &str, some_own: &str, [listed, looked_up, merged]: [String; 3]) -> String {
     format!("CASE WHEN {few_held} THEN {listed} WHEN {some_own} THEN {looked_up} ELSE {merged} END")
 }
 
 /// What [`count_any`] chooses from: whether few of the sample are among
-/// the related blocks' customers, whether some of it pass the customer
-/// tests or are looked up by them ([`share`], [`asked`]), the
+/// the related blocks' customers, whether the looked-up form is the one
+/// where not ([`some_own`]), the
 /// count of each form, and their binds (each block compiled three times:
 /// for the merge, and for each form of [`any_of`]; a customer block's
 /// tests once more for the sample, and a set of one, [`super::driven_set`],
@@ -212,8 +212,9 @@ fn held(b: &Builder, any: &AnyOf) -> String {
     one_of(&held)
 }
 
-/// Whether the looked-up form is the one to count where few of the sample
-/// are not among the related blocks' customers: one in four or more of
+/// Whether the looked-up form is the one to count where more than one in
+/// three of the sample are among the related blocks' customers (else the
+/// one list is, [`choice`]): one in four or more of
 /// the sample pass a customer block that reads no related rows (the
 /// looked-up form asks them nothing more); or pass the tests of their own
 /// row and custom data of one that does ([`asked`]), while two in three or
@@ -697,8 +698,10 @@ mod tests {
     /// of 6% and the alerting monitors (8%) hold few (one list); a name no
     /// one has beside the links to connected connectors (68%) neither
     /// (merged); a customer block that reads a default method's status
-    /// beside the connected links is looked up where most customers pass
-    /// its other tests (a name no one has: merged). So they do when the row
+    /// beside payment methods most customers have is looked up where most
+    /// customers pass its other tests (a name no one has: merged), and
+    /// merged beside Stripe's links (40%, fewer than two in three). So they
+    /// do when the row
     /// ids have gaps, and when no customer is left (an empty sample:
     /// merged).
     #[tokio::test]
@@ -721,9 +724,11 @@ mod tests {
             format!("[[filter]]\ntype = \"customer\"\n{own}\n[[filter]]\n{related}\n")
         };
         let connected = "type = \"connector\"\nconnection = \"connected\"";
-        // The blocks, and what the sample finds: whether one in four or
-        // more pass the customer tests, and whether one in three or fewer
-        // are among the related blocks' customers.
+        // The blocks, and what the sample finds: whether the looked-up form
+        // is the one ([`some_own`]: one in four or more pass the customer
+        // tests, those of a block reading related rows where two in three
+        // or more are among the related blocks' customers), and whether
+        // one in three or fewer are among them.
         let cases = [
             (
                 pair(&format!("country = {{ in = {countries} }}"), connected),
@@ -740,11 +745,12 @@ mod tests {
             (pair("name = \"nobody at all\"", connected), Some([0, 0])),
             // A customer block that reads related rows is looked up where
             // most pass its other tests, each of whom the merge would look
-            // up; merged where few do.
+            // up, and most have a method not failed (the related blocks'
+            // customers); merged where few pass its other tests.
             (
                 pair(
                     "name = { ne = \"nobody at all\" }\ndefault_payment_method_status = \"failed\"",
-                    connected,
+                    "type = \"payment_method\"\nstatus = { ne = \"failed\" }",
                 ),
                 Some([1, 0]),
             ),
