@@ -126,7 +126,7 @@ pub(super) fn count_any(filters: &[&Filter], today: NaiveDate) -> Option<(String
             return Some((merged, b));
         }
         // Index ranges only: one list where the sample shows it short.
-        let few_held = few_held(&b, &any);
+        let few_held = few_held(&held(&b, &any));
         let listed = predicate_count(&mut b, filters, today, true);
         let sql = format!("SELECT CASE WHEN {few_held} THEN ({listed}) ELSE ({merged}) END");
         return Some((sql, b));
@@ -180,8 +180,9 @@ struct Sampled {
 /// tests) of `filters`.
 fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -> Sampled {
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
-    let some_own = some_own(&mut b, any, today);
-    let few_held = few_held(&b, any);
+    let held = held(&b, any);
+    let some_own = some_own(&mut b, any, today, &held);
+    let few_held = few_held(&held);
     let looked_up = predicate_count(&mut b, filters, today, false);
     let listed = listed_count(&mut b, filters, today);
     Sampled {
@@ -195,9 +196,9 @@ fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -
 }
 
 /// Whether one in three of the sample or fewer are among the customers of
-/// `any`'s related blocks ([`share`]).
-fn few_held(b: &Builder, any: &AnyOf) -> String {
-    share(&held(b, any), false, 1, 3)
+/// an `any`'s related blocks ([`held`], [`share`]).
+fn few_held(held: &str) -> String {
+    share(held, false, 1, 3)
 }
 
 /// Whether a customer is among the customers of `any`'s related blocks,
@@ -227,17 +228,16 @@ fn held(b: &Builder, any: &AnyOf) -> String {
 /// (200,000 customers, CPU time, by hand), counted in 187 ms looked up and
 /// 132 ms merged; seed `stop49` shape-083 (54%) in 140 and 105 ms; seed
 /// `stop49` shape-129 (75%) in 162 ms looked up, 266 ms merged.
-fn some_own(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> String {
+fn some_own(b: &mut Builder, any: &AnyOf, today: NaiveDate, held: &str) -> String {
     let (itself, reading) = asked(b, any, today);
     let mut some: Vec<String> = Vec::new();
     if !itself.is_empty() {
         some.push(share(&one_of(&itself), true, 1, 4));
     }
     if !reading.is_empty() {
-        let held = held(b, any);
         some.push(shares(&[
             (&one_of(&reading), true, 1, 4),
-            (&held, true, 2, 3),
+            (held, true, 2, 3),
         ]));
     }
     if some.is_empty() {
@@ -581,7 +581,7 @@ pub(super) fn merged_complement(
 
 #[cfg(test)]
 mod tests {
-    use super::{AnyOf, Sampled, choice, few_held, predicate_count, sampled};
+    use super::{AnyOf, Sampled, choice, few_held, held, predicate_count, sampled};
     use crate::demo::{DemoSpec, Generator};
     use crate::model::Segment;
     use crate::segment::Builder;
@@ -666,7 +666,7 @@ mod tests {
                 Some(few) => {
                     let q = Query {
                         merge_joins: false,
-                        sql: format!("SELECT {}", few_held(&b, &any)),
+                        sql: format!("SELECT {}", few_held(&held(&b, &any))),
                         binds: b.binds,
                     };
                     let row = store.counts(&q).await.unwrap_or_else(|e| panic!("{e}"));
