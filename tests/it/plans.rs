@@ -1915,13 +1915,14 @@ fn an_any_of_negated_related_blocks_is_counted_as_every_customer_but_its_all() {
 }
 
 /// SQLite counts an `any` with negated blocks of related rows, one of them
-/// of a class a list drives (an equality, a list, a range), as every
+/// of a class a list drives (an equality, a list, a range, a connector
+/// name's substring), as every
 /// customer but the members of the `all` of their positive forms and the
 /// other blocks negated, where a sample shows at most a quarter of the
 /// customers pass those positive forms (the overdue invoices, the monitors
-/// in error, a customer's Adyen links, by name or by suffix, and pending or
-/// expired default method), and as the `any` is counted where more do (the links to
-/// connected connectors: 68%; `an_any_with_a_negated_block_…`). Each form,
+/// in error, a customer's Adyen links by suffix beside pending or expired
+/// default methods or beside custom data), and as the `any` is counted
+/// where more do (the links to connected connectors: 68%; `an_any_with_a_negated_block_…`). Each form,
 /// forced, counts what the listing (the `any`) finds, with and without
 /// statistics, beside monitors of no customer and of one gone. A negated
 /// customer block of its own columns only, or negated blocks no list drives
@@ -1962,10 +1963,17 @@ fn an_any_with_negated_blocks_is_counted_as_a_complement_where_few_pass_them() {
              [[filter]]\ntype = \"monitor\"\nstate = { in = [\"alerting\", \"ok\"] }\n",
             Some(1),
         ),
-        // A connector's name by any operator is a list of the connectors'
-        // ids (seed `stop50` shape-125), beside custom data.
+        // A connector's name by a suffix or a substring is the links of a
+        // list of the connectors' ids (seed `stop50` shape-125), beside
+        // custom data.
         (
             "[[filter]]\ntype = \"customer\"\nnegate = true\nconnector_name = { ends_with = \"dyen\" }\n\
+             custom_data = { plan = { exists = true } }\n\
+             [[filter]]\ntype = \"monitor\"\nname = { starts_with = \"storage\" }\n",
+            Some(1),
+        ),
+        (
+            "[[filter]]\ntype = \"customer\"\nnegate = true\nconnector_name = { contains = \"dye\" }\n\
              custom_data = { plan = { exists = true } }\n\
              [[filter]]\ntype = \"monitor\"\nname = { starts_with = \"storage\" }\n",
             Some(1),
