@@ -60,6 +60,23 @@ pub(super) struct Builder {
     /// sampled count of an `any`, held where every such sample finds few
     /// ([`super::merge::count_any`]). `None`: each set behind its sample.
     pub(super) bare_sets: Option<Vec<String>>,
+    /// SQLite: the custom_data tests that are a set a sample chooses (of
+    /// the customers that pass where few have the key, else of those that
+    /// fail: [`super::custom_data::custom_data`]), each one's sample in the
+    /// order they are met as the query is compiled, and the one written as
+    /// the set of those that pass alone, which the planner may drive from
+    /// (see [`super::bare_keyed`]). `None`: each set behind its sample.
+    pub(super) bare_key: Option<BareKey>,
+}
+
+/// See [`Builder::bare_key`].
+#[derive(Debug, Default)]
+pub(super) struct BareKey {
+    /// Which of the tests (counted in the order written) is the set of
+    /// those that pass alone; `None`: none.
+    pub(super) at: Option<usize>,
+    /// The sample of each test met, whether few customers have its key.
+    pub(super) samples: Vec<String>,
 }
 
 /// A test of a customer's own row or custom data, by what it reads.
@@ -113,6 +130,7 @@ impl Builder {
             one_block: false,
             kept_index: None,
             bare_sets: None,
+            bare_key: None,
         }
     }
 

@@ -66,19 +66,10 @@ pub(super) fn custom_data(
             // Most customers may pass a `ne`, a `not_in` or an `exists`: the
             // set is then of those that fail it, unless few have the key
             // (below).
-            let missing = custom_data_sqlite(b, key, &Condition::Exists(false), "cx");
-            let mut or_missing = |positive: Condition| {
-                format!(
-                    "{missing} OR {}",
-                    custom_data_sqlite(b, key, &positive, "cx")
-                )
-            };
-            let failing = match c {
-                Condition::Compare(Op::Ne, v) => or_missing(Condition::Compare(Op::Eq, v.clone())),
-                Condition::List(Op::NotIn, values) => {
-                    or_missing(Condition::List(Op::In, values.clone()))
-                }
-                Condition::Exists(true) => missing.clone(),
+            let positive = match c {
+                Condition::Compare(Op::Ne, v) => Some(Condition::Compare(Op::Eq, v.clone())),
+                Condition::List(Op::NotIn, values) => Some(Condition::List(Op::In, values.clone())),
+                Condition::Exists(true) => None,
                 _ => {
                     let test = custom_data_sqlite(b, key, c, "cx");
                     return format!("c.rowid IN (SELECT cx.rowid FROM customers cx WHERE {test})");
@@ -91,9 +82,27 @@ pub(super) fn custom_data(
             let passing = custom_data_sqlite(b, key, c, "cx");
             let present = custom_data_sqlite(b, key, &Condition::Exists(true), "c");
             let path = custom_data_path(key);
+            let few = share(&present, false, 1, 2);
+            let passing = format!(
+                "c.rowid IN (SELECT cx.rowid FROM customers cx WHERE json_extract(cx.custom_data, {path}) >= -{INFINITY} AND {passing})"
+            );
+            if let Some(bare) = &mut b.bare_key {
+                let alone = bare.at == Some(bare.samples.len());
+                bare.samples.push(few.clone());
+                if alone {
+                    return passing;
+                }
+            }
+            let missing = custom_data_sqlite(b, key, &Condition::Exists(false), "cx");
+            let failing = match positive {
+                Some(positive) => format!(
+                    "{missing} OR {}",
+                    custom_data_sqlite(b, key, &positive, "cx")
+                ),
+                None => missing,
+            };
             format!(
-                "CASE WHEN {} THEN c.rowid IN (SELECT cx.rowid FROM customers cx WHERE json_extract(cx.custom_data, {path}) >= -{INFINITY} AND {passing}) ELSE c.rowid NOT IN (SELECT cx.rowid FROM customers cx WHERE {failing}) END",
-                share(&present, false, 1, 2)
+                "CASE WHEN {few} THEN {passing} ELSE c.rowid NOT IN (SELECT cx.rowid FROM customers cx WHERE {failing}) END"
             )
         }
         Dialect::Sqlite => custom_data_sqlite(b, key, c, "c"),

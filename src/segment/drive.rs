@@ -181,7 +181,7 @@ pub(super) fn chosen_driver(
 /// of each arm's count (SQLite runs the chosen one alone); the ids and
 /// rows a `UNION ALL` of each arm's, those from `guarded` on each limited
 /// by the choice.
-fn of_choice(choice: &str, arms: &[String], guarded: usize, select: Select) -> String {
+pub(super) fn of_choice(choice: &str, arms: &[String], guarded: usize, select: Select) -> String {
     match select {
         Select::Count => {
             let whens: Vec<String> = arms

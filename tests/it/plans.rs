@@ -4733,3 +4733,128 @@ fn postgres_sessions_run_without_jit_unless_the_url_sets_it() {
         }
     });
 }
+
+/// A count of arms a sample chooses (`SELECT CASE {choice} WHEN 0 THEN
+/// ({count}) … END`): the choice, and each arm's count alone.
+fn counts_of_choice(sql: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = sql.strip_prefix("SELECT CASE ")?;
+    let choice = rest.get(..=closing(rest))?;
+    let mut rest = &rest[choice.len()..];
+    let mut arms = Vec::new();
+    while let Some(at) = outside(rest, " THEN (") {
+        let open = at + " THEN ".len();
+        let close = open + closing(&rest[open..]);
+        arms.push(&rest[open + 1..close]);
+        rest = &rest[close + 1..];
+    }
+    Some((choice, arms))
+}
+
+/// SQLite: a custom_data test that is a set a sample chooses (of the
+/// customers that pass where few have the key, else of those that fail) is
+/// written alone in a form of the count of its own, where the planner may
+/// drive from it, run where few have the key. An `any` of one customer
+/// block of a country, a `region` (most customers have it) and a `trial`
+/// (16%) not in a list is counted as the `all` of that block; its count
+/// runs the trial's form, which reads the trial's set and looks its
+/// customers up by row id, where the form as it is reads every customer
+/// (or those with a country, from its index). Each form, forced, counts
+/// what the form as it is and the listing find, with and without
+/// statistics; where most customers have the key (a plan), the form as it
+/// is runs; where none has it, its empty set's. An `any` of the block
+/// beside another stays an `any`.
+#[test]
+fn a_custom_data_set_few_have_is_written_alone_where_it_may_drive() {
+    let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
+    let block = "[[filter]]\ntype = \"customer\"\ncountry = { exists = true }\n\
+                 custom_data = { region = { exists = true }, trial = { not_in = [\"pro\"] } }\n";
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(
+                sqlite(stats).await,
+                &[&key("region"), &key("trial"), &key("nobody")],
+                stats,
+            )
+            .await;
+            // The trial's form runs (the keys in their order, the
+            // region's first); where most have the key (a plan), the form
+            // as it is; where none has it, its empty set's.
+            for (blocks, chosen_arm) in [
+                (block.to_string(), 1),
+                (block.replace("trial", "plan"), 2),
+                (block.replace("trial", "nobody"), 0),
+            ] {
+                let shown = format!("{}: {blocks}", setup.label);
+                let seg = any_segment(&blocks);
+                let all = stored_segment(&format!("[segment]\nname = \"shape\"\n{blocks}"))
+                    .expect("a segment");
+                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+                assert!(!ids.sql.starts_with("SELECT CASE"), "{shown}: {}", ids.sql);
+                assert_eq!(
+                    count.sql,
+                    compile(&all, Dialect::Sqlite, at(), Select::Count).sql,
+                    "{shown}"
+                );
+                let (choice, arms) = counts_of_choice(&count.sql)
+                    .unwrap_or_else(|| panic!("{shown}: no choice\n{}", count.sql));
+                assert_eq!(arms.len(), 3, "{shown}\n{}", count.sql);
+                let alone = |arm: &str| Query {
+                    merge_joins: false,
+                    sql: arm.to_string(),
+                    binds: count.binds.clone(),
+                };
+                let want = setup.store.count(&alone(arms[2])).await.expect("a count");
+                let nobody = blocks.contains("nobody");
+                assert_eq!(want == 0, nobody, "{shown}");
+                assert_eq!(chosen(&setup, choice, &count).await, chosen_arm, "{shown}");
+                assert_eq!(
+                    setup.store.count(&count).await.expect("a count"),
+                    want,
+                    "{shown}"
+                );
+                assert_eq!(
+                    member_ids(&*setup.store, &ids).await.len() as u64,
+                    want,
+                    "{shown}"
+                );
+                // The trial's form is driven by its set, its customers looked
+                // up by row id; the form as it is reads every customer (or
+                // those with a country, from its index).
+                if blocks.contains("trial") {
+                    let first = |plan: String| plan.lines().next().unwrap_or_default().to_string();
+                    let by_id = "SEARCH c USING INTEGER PRIMARY KEY";
+                    let driven = first(plan_text(&*setup.store, &alone(arms[1])).await);
+                    assert!(driven.starts_with(by_id), "{shown}\n{driven}");
+                    let as_is = first(plan_text(&*setup.store, &alone(arms[2])).await);
+                    assert!(!as_is.starts_with(by_id), "{shown}\n{as_is}");
+                }
+                for arm in 0..arms.len() {
+                    let forced = Query {
+                        merge_joins: false,
+                        sql: count.sql.replace(choice, &arm.to_string()),
+                        binds: count.binds.clone(),
+                    };
+                    assert_eq!(
+                        setup.store.count(&forced).await.expect("a count"),
+                        want,
+                        "{shown} forced {arm}: {}",
+                        forced.sql
+                    );
+                }
+            }
+            // Beside another block: an `any`.
+            let beside = any_segment(&format!(
+                "{block}[[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n"
+            ));
+            let both = stored_segment(&format!(
+                "[segment]\nname = \"shape\"\n{block}[[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n"
+            ))
+            .expect("a segment");
+            let sql = compile(&beside, Dialect::Sqlite, at(), Select::Count).sql;
+            let all = compile(&both, Dialect::Sqlite, at(), Select::Count).sql;
+            assert_ne!(sql, all, "{}", setup.label);
+            setup.store.close().await;
+        }
+    });
+}
