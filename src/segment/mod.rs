@@ -136,15 +136,15 @@ fn one_scanned_block(segment: &Segment, dialect: Dialect) -> Option<Segment> {
     let [f] = segment.filters.as_slice() else {
         return None;
     };
-    let scanned = !f.negate
+    let scanned = dialect == Dialect::Sqlite
+        && segment.match_mode == MatchMode::Any
+        && !f.negate
         && f.filter_type == FilterType::Customer
         && !related_fields(f)
         && own_unranged(&[f]);
-    (dialect == Dialect::Sqlite && segment.match_mode == MatchMode::Any && scanned).then(|| {
-        Segment {
-            match_mode: MatchMode::All,
-            ..segment.clone()
-        }
+    scanned.then(|| Segment {
+        match_mode: MatchMode::All,
+        ..segment.clone()
     })
 }
 
@@ -227,8 +227,9 @@ fn bare_keyed(b: &mut Builder, mode: MatchMode, filters: &[&Filter], today: Naiv
     } else {
         let whens: Vec<String> = samples
             .iter()
-            .zip(0..arms.len())
-            .map(|(few, arm)| format!("WHEN {few} THEN {arm}"))
+            .take(arms.len())
+            .enumerate()
+            .map(|(arm, few)| format!("WHEN {few} THEN {arm}"))
             .collect();
         let choice = format!("(SELECT CASE {} ELSE {} END)", whens.join(" "), arms.len());
         arms.push(as_is);
