@@ -67,6 +67,9 @@ pub(super) struct Builder {
     /// the set of those that pass alone, which the planner may drive from
     /// (see [`super::bare_keyed`]). `None`: each set behind its sample.
     pub(super) bare_key: Option<BareKey>,
+    /// SQLite: a custom_data set of customers is probed, never driven from
+    /// (`+c.rowid IN …`): another test drives (see [`super::ranged_key_count`]).
+    pub(super) probed_sets: bool,
 }
 
 /// See [`Builder::bare_key`].
@@ -131,6 +134,7 @@ impl Builder {
             kept_index: None,
             bare_sets: None,
             bare_key: None,
+            probed_sets: false,
         }
     }
 

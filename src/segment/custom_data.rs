@@ -72,7 +72,7 @@ pub(super) fn custom_data(
                 Condition::Exists(true) => None,
                 _ => {
                     let test = custom_data_sqlite(b, key, c, "cx");
-                    return format!("c.rowid IN (SELECT cx.rowid FROM customers cx WHERE {test})");
+                    return set_of(b, &test);
                 }
             };
             // Where at most half a sample of the customers have the key, the
@@ -83,8 +83,9 @@ pub(super) fn custom_data(
             let present = custom_data_sqlite(b, key, &Condition::Exists(true), "c");
             let path = custom_data_path(key);
             let few = share(&present, false, 1, 2);
-            let passing = format!(
-                "c.rowid IN (SELECT cx.rowid FROM customers cx WHERE json_extract(cx.custom_data, {path}) >= -{INFINITY} AND {passing})"
+            let passing = set_of(
+                b,
+                &format!("json_extract(cx.custom_data, {path}) >= -{INFINITY} AND {passing}"),
             );
             if let Some(bare) = &mut b.bare_key {
                 let alone = bare.at == Some(bare.samples.len());
@@ -108,6 +109,14 @@ pub(super) fn custom_data(
         Dialect::Sqlite => custom_data_sqlite(b, key, c, "c"),
         Dialect::Postgres => custom_data_postgres(b, key, c),
     }
+}
+
+/// SQLite: the customers (aliased `cx`) that pass `test`, a set the
+/// customer is in; one the planner may not drive from where the query
+/// asks ([`Builder::probed_sets`]).
+fn set_of(b: &Builder, test: &str) -> String {
+    let probed = if b.probed_sets { "+" } else { "" };
+    format!("{probed}c.rowid IN (SELECT cx.rowid FROM customers cx WHERE {test})")
 }
 
 /// Whether [`custom_data`] tests a key as a set of the customers that pass

@@ -4858,3 +4858,65 @@ fn a_custom_data_set_few_have_is_written_alone_where_it_may_drive() {
         }
     });
 }
+
+/// SQLite: the count of one customer block of custom data alone, one key
+/// tested by a range of its index, under `any` or `all`: the range is read
+/// in place, from its key's index alone (covering: no customer looked up
+/// by row id), the other keys' sets probed per customer of it, with and
+/// without statistics; it counts what the listing finds, where the range
+/// holds many (`seats > 5`), none, or is an equality, beside a suffix and a
+/// `not_in`.
+#[test]
+fn a_key_range_drives_a_count_of_custom_data_its_other_keys_probed() {
+    let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(
+                sqlite(stats).await,
+                &[&key("region"), &key("seats"), &key("trial")],
+                stats,
+            )
+            .await;
+            for tests in [
+                "region = { ends_with = \"mer\" }, seats = { gt = 5 }",
+                "region = { ends_with = \"mer\" }, seats = { gt = 1000000 }",
+                "seats = { eq = 3 }, trial = { not_in = [\"pro\"] }",
+            ] {
+                let blocks =
+                    format!("[[filter]]\ntype = \"customer\"\ncustom_data = {{ {tests} }}\n");
+                let shown = format!("{}: {tests}", setup.label);
+                let any = any_segment(&blocks);
+                let all = stored_segment(&format!("[segment]\nname = \"shape\"\n{blocks}"))
+                    .expect("a segment");
+                let count = compile(&any, Dialect::Sqlite, at(), Select::Count);
+                assert_eq!(
+                    count.sql,
+                    compile(&all, Dialect::Sqlite, at(), Select::Count).sql,
+                    "{shown}"
+                );
+                let plan = plan_text(&*setup.store, &count).await;
+                let first = plan.lines().next().unwrap_or_default();
+                assert!(
+                    first.starts_with("SEARCH c USING COVERING INDEX segd_cd_"),
+                    "{shown}\n{plan}"
+                );
+                // No customer of the query looked up by row id (a sample's are).
+                let by_id = |l: &str| l.starts_with("SEARCH c USING INTEGER PRIMARY KEY");
+                assert!(!plan.lines().any(by_id), "{shown}\n{plan}");
+                let want = member_ids(
+                    &*setup.store,
+                    &compile(&any, Dialect::Sqlite, at(), Select::Ids),
+                )
+                .await
+                .len() as u64;
+                assert_eq!(want == 0, tests.contains("1000000"), "{shown}");
+                assert_eq!(
+                    setup.store.count(&count).await.expect("a count"),
+                    want,
+                    "{shown}"
+                );
+            }
+            setup.store.close().await;
+        }
+    });
+}
