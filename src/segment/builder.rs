@@ -62,7 +62,8 @@ pub(super) struct Builder {
     pub(super) bare_sets: Option<Vec<String>>,
     /// SQLite: the custom_data tests that are a set a sample chooses (of
     /// the customers that pass where few have the key, else of those that
-    /// fail: [`super::custom_data::custom_data`]), each one's sample in the
+    /// fail: [`super::custom_data::custom_data`]) and a term of the query's
+    /// top AND (not `per_row`: under an OR or a NOT no set drives), each one's sample in the
     /// order they are met as the query is compiled, and the one written as
     /// the set of those that pass alone, which the planner may drive from
     /// (see [`super::bare_keyed`]). `None`: each set behind its sample.

@@ -87,7 +87,11 @@ pub(super) fn custom_data(
                 b,
                 &format!("json_extract(cx.custom_data, {path}) >= -{INFINITY} AND {passing}"),
             );
-            if let Some(bare) = &mut b.bare_key {
+            // Of a term of the query's top AND alone, where a set may drive:
+            // not one under an `any`'s OR or a negated block's NOT.
+            if !b.per_row
+                && let Some(bare) = &mut b.bare_key
+            {
                 let alone = bare.at == Some(bare.samples.len());
                 bare.samples.push(few.clone());
                 if alone {

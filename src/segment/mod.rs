@@ -248,7 +248,10 @@ fn compiled(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Sele
 /// SQLite, the count of `filters` under `mode` where custom_data tests are
 /// sets a sample chooses ([`custom_data`]: of the customers that pass where
 /// at most half a sample have the key, one range of its index; else of
-/// those that fail): the count once with each of the first [`MOST_BARE`]
+/// those that fail), terms of the query's top AND (under an OR or a
+/// negated block's NOT no set drives: those are not written alone; fixed
+/// seed shape-110, a negated block of four tests, counted in 103-117 ms
+/// with such forms and 96-100 ms without): the count once with each of the first [`MOST_BARE`]
 /// such tests the set of those that pass alone ([`Builder::bare_key`]),
 /// and once as it is, the first whose key few have run, else the last.
 /// Behind its sample's `CASE` the set is asked of every customer scanned,

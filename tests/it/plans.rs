@@ -4762,7 +4762,8 @@ fn counts_of_choice(sql: &str) -> Option<(&str, Vec<&str>)> {
 /// what the form as it is and the listing find, with and without
 /// statistics; where most customers have the key (a plan), the form as it
 /// is runs; where none has it, its empty set's. An `any` of the block
-/// beside another stays an `any`.
+/// beside another stays an `any`. Sets under a negated block's NOT are
+/// not written alone (no set drives there): that count is one form.
 #[test]
 fn a_custom_data_set_few_have_is_written_alone_where_it_may_drive() {
     let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
@@ -4854,6 +4855,33 @@ fn a_custom_data_set_few_have_is_written_alone_where_it_may_drive() {
             let sql = compile(&beside, Dialect::Sqlite, at(), Select::Count).sql;
             let all = compile(&both, Dialect::Sqlite, at(), Select::Count).sql;
             assert_ne!(sql, all, "{}", setup.label);
+            // Under a negated block's NOT no set drives: none is written
+            // alone, the count is one form.
+            let negated = stored_segment(
+                "[segment]\nname = \"shape\"\n\
+                 [[filter]]\ntype = \"customer\"\ncountry = { exists = true }\n\
+                 [[filter]]\ntype = \"customer\"\nnegate = true\n\
+                 custom_data = { region = { exists = true }, trial = { not_in = [\"pro\"] } }\n",
+            )
+            .expect("a segment");
+            let count = compile(&negated, Dialect::Sqlite, at(), Select::Count);
+            assert!(
+                counts_of_choice(&count.sql).is_none(),
+                "{}\n{}",
+                setup.label,
+                count.sql
+            );
+            assert_eq!(
+                setup.store.count(&count).await.expect("a count"),
+                member_ids(
+                    &*setup.store,
+                    &compile(&negated, Dialect::Sqlite, at(), Select::Ids)
+                )
+                .await
+                .len() as u64,
+                "{}",
+                setup.label
+            );
             setup.store.close().await;
         }
     });
