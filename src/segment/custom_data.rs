@@ -87,8 +87,9 @@ pub(super) fn custom_data(
                 b,
                 &format!("json_extract(cx.custom_data, {path}) >= -{INFINITY} AND {passing}"),
             );
-            // Of a term of the query's top AND alone, where a set may drive:
-            // not one under an `any`'s OR or a negated block's NOT.
+            // Of a term of a top AND alone (the query's, or a set's own
+            // subquery), where a set may drive: not one under an `any`'s OR
+            // or a negated block's NOT.
             if !b.per_row
                 && let Some(bare) = &mut b.bare_key
             {

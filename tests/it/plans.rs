@@ -4892,8 +4892,8 @@ fn a_custom_data_set_few_have_is_written_alone_where_it_may_drive() {
 /// in place, from its key's index alone (covering: no customer looked up
 /// by row id), the other keys' sets probed per customer of it, with and
 /// without statistics; it counts what the listing finds, where the range
-/// holds many (`seats > 5`), none, or is an equality, beside a suffix and a
-/// `not_in`.
+/// holds many (`seats > 5`), none, or is an equality or a list, beside a
+/// suffix, a `not_in`, an `ne` or a missing key.
 #[test]
 fn a_key_range_drives_a_count_of_custom_data_its_other_keys_probed() {
     let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
@@ -4901,7 +4901,7 @@ fn a_key_range_drives_a_count_of_custom_data_its_other_keys_probed() {
         for stats in [true, false] {
             let setup = with_key_indexes(
                 sqlite(stats).await,
-                &[&key("region"), &key("seats"), &key("trial")],
+                &[&key("plan"), &key("region"), &key("seats"), &key("trial")],
                 stats,
             )
             .await;
@@ -4909,6 +4909,8 @@ fn a_key_range_drives_a_count_of_custom_data_its_other_keys_probed() {
                 "region = { ends_with = \"mer\" }, seats = { gt = 5 }",
                 "region = { ends_with = \"mer\" }, seats = { gt = 1000000 }",
                 "seats = { eq = 3 }, trial = { not_in = [\"pro\"] }",
+                "plan = { in = [\"free\", \"pro\"] }, trial = { exists = false }",
+                "seats = { eq = 1 }, trial = { ne = \"pro\" }",
             ] {
                 let blocks =
                     format!("[[filter]]\ntype = \"customer\"\ncustom_data = {{ {tests} }}\n");
@@ -4944,6 +4946,47 @@ fn a_key_range_drives_a_count_of_custom_data_its_other_keys_probed() {
                     "{shown}"
                 );
             }
+            setup.store.close().await;
+        }
+    });
+}
+
+/// SQLite: under `match = "any"`, a customer block of an email suffix (few
+/// customers pass it, no index serves it) is asked where it is written, its
+/// term marked with a constant subquery, not first of every customer; its
+/// count and listing find the same customers, with and without statistics.
+#[test]
+fn an_email_suffix_of_an_any_is_asked_where_it_is_written() {
+    let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
+    let seg = any_segment(
+        "[[filter]]\ntype = \"customer\"\nemail = { ends_with = \"admin@nimbus-security.example\" }\n\
+         country = { ne = \"FR\" }\n\
+         [[filter]]\ntype = \"customer\"\ncustom_data = { seats = { not_in = [\"emea\"] } }\n\
+         [[filter]]\ntype = \"payment_method\"\npayment_type = \"sepa_debit\"\n",
+    );
+    // The email block's term, its country test last, then the mark.
+    let marked = |sql: &str| {
+        sql.match_indices("c.country <> $").any(|(at, found)| {
+            let rest = sql[at + found.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+            rest.starts_with(")) AND (SELECT 1)")
+        })
+    };
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&key("seats")], stats).await;
+            let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+            for q in [&count, &ids] {
+                assert!(marked(&q.sql), "{}\n{}", setup.label, q.sql);
+            }
+            let listed = member_ids(&*setup.store, &ids).await.len() as u64;
+            assert!(listed > 0, "{}", setup.label);
+            assert_eq!(
+                setup.store.count(&count).await.expect("a count"),
+                listed,
+                "{}",
+                setup.label
+            );
             setup.store.close().await;
         }
     });
