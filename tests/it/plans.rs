@@ -4946,6 +4946,13 @@ fn a_key_range_drives_a_count_of_custom_data_its_other_keys_probed() {
                     "{shown}"
                 );
             }
+            // Two keys of an index range each: not this form.
+            let two = any_segment(
+                "[[filter]]\ntype = \"customer\"\n\
+                 custom_data = { plan = { in = [\"free\", \"pro\"] }, seats = { gt = 5 } }\n",
+            );
+            let sql = compile(&two, Dialect::Sqlite, at(), Select::Count).sql;
+            assert!(!sql.contains("+c.rowid IN"), "{}\n{sql}", setup.label);
             setup.store.close().await;
         }
     });
@@ -4978,6 +4985,21 @@ fn an_email_suffix_of_an_any_is_asked_where_it_is_written() {
             let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
             for q in [&count, &ids] {
                 assert!(marked(&q.sql), "{}\n{}", setup.label, q.sql);
+            }
+            // Unmarked: a block most customers may pass (`country ne` alone),
+            // one an index range serves (a name prefix beside the suffix),
+            // a negated one.
+            for block in [
+                "country = { ne = \"FR\" }\n",
+                "name = { starts_with = \"Ada\" }\nemail = { ends_with = \"admin@nimbus-security.example\" }\ncountry = { ne = \"FR\" }\n",
+                "negate = true\nemail = { ends_with = \"admin@nimbus-security.example\" }\ncountry = { ne = \"FR\" }\n",
+            ] {
+                let other = any_segment(&format!(
+                    "[[filter]]\ntype = \"customer\"\n{block}\
+                     [[filter]]\ntype = \"payment_method\"\npayment_type = \"sepa_debit\"\n"
+                ));
+                let sql = compile(&other, Dialect::Sqlite, at(), Select::Count).sql;
+                assert!(!marked(&sql), "{}: {block}\n{sql}", setup.label);
             }
             let listed = member_ids(&*setup.store, &ids).await.len() as u64;
             assert!(listed > 0, "{}", setup.label);
