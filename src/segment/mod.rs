@@ -166,7 +166,7 @@ fn one_scanned_block(segment: &Segment, dialect: Dialect) -> Option<Segment> {
 /// CPU time, with / without statistics): each test a set, SQLite drove from
 /// the region's, each of its customers looked up by row id, in 125-131 ms;
 /// as an `all`, the range drove and each of its customers' JSON was parsed
-/// for the region, 166 ms; so, 49-59 ms.
+/// for the region, 166 ms; so, 46-59 ms.
 fn ranged_key_count(segment: &Segment) -> Option<Query> {
     let [f] = segment.filters.as_slice() else {
         return None;
