@@ -187,9 +187,7 @@ pub(super) fn of_choice(choice: &str, arms: &[String], guarded: usize, select: S
             let whens: Vec<String> = arms
                 .iter()
                 .enumerate()
-                .map(|(arm, p)| {
-                    format!("WHEN {arm} THEN (SELECT COUNT(*) FROM customers c WHERE {p})")
-                })
+                .map(|(arm, p)| format!("WHEN {arm} THEN ({})", super::count_of(p)))
                 .collect();
             format!("SELECT CASE {choice} {} END", whens.join(" "))
         }

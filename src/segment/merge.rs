@@ -254,8 +254,7 @@ fn predicate_count(
     today: NaiveDate,
     one_list: bool,
 ) -> String {
-    let predicate = any_of(b, filters, today, Some(one_list));
-    format!("SELECT COUNT(*) FROM customers c WHERE {predicate}")
+    super::count_of(&any_of(b, filters, today, Some(one_list)))
 }
 
 /// The count of the one-list form of an `any` of `filters` with customer
@@ -574,7 +573,8 @@ pub(super) fn merged_complement(
     // few customers more.
     let predicate = any_of(&mut b, filters, today, None);
     let sql = format!(
-        "SELECT CASE WHEN {some_own} THEN (SELECT COUNT(*) FROM customers c WHERE {predicate}) ELSE {merged} END"
+        "SELECT CASE WHEN {some_own} THEN ({}) ELSE {merged} END",
+        super::count_of(&predicate)
     );
     Some((sql, b))
 }

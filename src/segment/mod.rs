@@ -138,13 +138,9 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
 /// (fixed-seed shape-006) scanned the customers in id order, each one's JSON
 /// parsed (85-88 ms), where the `any` reads the key's set (10.5 ms).
 fn one_scanned_block(segment: &Segment, dialect: Dialect) -> Option<Segment> {
-    let [f] = segment.filters.as_slice() else {
-        return None;
-    };
+    let f = lone_customer_block(segment)?;
     let scanned = dialect == Dialect::Sqlite
         && segment.match_mode == MatchMode::Any
-        && !f.negate
-        && f.filter_type == FilterType::Customer
         && !related_fields(f)
         && own_unranged(&[f]);
     scanned.then(|| Segment {
@@ -168,14 +164,8 @@ fn one_scanned_block(segment: &Segment, dialect: Dialect) -> Option<Segment> {
 /// as an `all`, the range drove and each of its customers' JSON was parsed
 /// for the region, 166 ms; so, 46-59 ms.
 fn ranged_key_count(segment: &Segment) -> Option<Query> {
-    let [f] = segment.filters.as_slice() else {
-        return None;
-    };
-    if f.negate
-        || f.filter_type != FilterType::Customer
-        || !f.conditions.is_empty()
-        || f.custom_data.len() < 2
-    {
+    let f = lone_customer_block(segment)?;
+    if !f.conditions.is_empty() || f.custom_data.len() < 2 {
         return None;
     }
     let mut ranged = f.custom_data.iter().filter(|(_, c)| one_index_range(c));
@@ -193,13 +183,18 @@ fn ranged_key_count(segment: &Segment) -> Option<Query> {
     }
     let tests: Vec<String> = tests.iter().map(|t| format!("({t})")).collect();
     Some(Query {
-        sql: format!(
-            "SELECT COUNT(*) FROM customers c WHERE {}",
-            tests.join(" AND ")
-        ),
+        sql: count_of(&tests.join(" AND ")),
         binds: b.binds,
         merge_joins: false,
     })
+}
+
+/// The one block of `segment`, where it is a positive customer block.
+fn lone_customer_block(segment: &Segment) -> Option<&Filter> {
+    match segment.filters.as_slice() {
+        [f] if !f.negate && f.filter_type == FilterType::Customer => Some(f),
+        _ => None,
+    }
 }
 
 /// [`compile`]'s query, neither count of a complement.
@@ -280,7 +275,7 @@ fn bare_keyed(b: &mut Builder, mode: MatchMode, filters: &[&Filter], today: Naiv
         b.bare_key = None;
     }
     let sql = if arms.is_empty() {
-        format!("SELECT COUNT(*) FROM customers c WHERE {as_is}")
+        count_of(&as_is)
     } else {
         let whens: Vec<String> = samples
             .iter()
@@ -297,6 +292,12 @@ fn bare_keyed(b: &mut Builder, mode: MatchMode, filters: &[&Filter], today: Naiv
         binds: std::mem::take(&mut b.binds),
         merge_joins: false,
     }
+}
+
+/// The count of the customers that pass `predicate` (over `customers c`,
+/// no join).
+fn count_of(predicate: &str) -> String {
+    format!("SELECT COUNT(*) FROM customers c WHERE {predicate}")
 }
 
 /// The most custom_data sets [`bare_keyed`] writes alone, a query each.
