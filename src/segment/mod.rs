@@ -1036,13 +1036,11 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
                 parts.push(Some(if b.dialect == Dialect::Sqlite && few_unserved(f) {
                     in_place(&test)
                 } else if b.dialect == Dialect::Sqlite
-                    && !sampling
+                    && list == Some(true)
                     && matches!(b.scope, Scope::All)
                     && few_scanned(f)
                 {
-                    format!(
-                        "c.rowid IN (SELECT c.rowid FROM customers c WHERE CASE WHEN {test} THEN 1 ELSE 0 END)"
-                    )
+                    customers_passing("", &format!("CASE WHEN {test} THEN 1 ELSE 0 END"))
                 } else {
                     test
                 }));
@@ -1662,7 +1660,7 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// from the planner). Where its related
 /// tests would drive its positive form ([`split_driving`]) and a sample
 /// shows they pass few customers (at most a quarter) while its own tests
-/// ([`asked_in_place`]) pass many (negated, at least half, so that its per-customer form asks
+/// ([`sampled_own`]) pass many (negated, at least half, so that its per-customer form asks
 /// the related rows of most; positive, a quarter, as it asks the related
 /// rows of those its own tests pass), the customers of its positive form,
 /// an `all` of its own ([`predicate`], [`on_its_own`]) driven by their
@@ -1712,8 +1710,9 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
     let related = asked_of_one(b, &related, today);
     // Its custom data asked in place, each customer's JSON read whatever it
     // holds: the sample asks its other tests alone.
+    let sets = custom_data::as_set(b, custom_sets(f, b.one_block && !b.per_row));
     let own = own
-        .and_then(|own| asked_in_place(own, custom_data::as_set(b, true)))
+        .and_then(|own| sampled_own(own, sets))
         .map(|own| asked_of_one(b, &own, today));
     let many = if f.negate { 2 } else { 4 };
     let few = sample::shares(
@@ -1722,8 +1721,7 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
             .collect::<Vec<_>>(),
     );
     let members = on_its_own(b, |b| predicate(b, MatchMode::All, vec![&positive], today));
-    let set =
-        |not: &str| format!("c.rowid {not}IN (SELECT c.rowid FROM customers c WHERE {members})");
+    let set = |not: &str| customers_passing(not, &members);
     if !f.negate
         && let Some(samples) = &mut b.bare_sets
     {
@@ -1741,15 +1739,18 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
 /// Of a block's own tests `own`, those whose passing share tells whether
 /// the customers scanned are asked few of its related rows
 /// ([`driven_set`]): all of them where its custom data are sets (`sets`);
-/// else its tests of the customer's row alone (`None` where it has none),
-/// as its custom data, in place, read each customer's JSON whatever the
-/// others leave. Seed `stop49` shape-065, an `any` of monitor and
-/// connector blocks and a customer block of the Stripe Legacy links (7%
-/// of the customers), `country not_in ["SG"]` and custom_data substrings
-/// no customer passes, counted in 188 ms (with statistics; 200,000
-/// customers, CPU time, by hand): the merge's select of the customers
-/// parsed every customer's JSON (90 ms); with the set, 136 ms (46).
-fn asked_in_place(mut own: Filter, sets: bool) -> Option<Filter> {
+/// else (in place: a merge's select of the customers, of an `any` or of
+/// a complement, or a block few customers pass, [`custom_sets`]) its
+/// tests of the customer's row alone (`None` where it has none), as its
+/// custom data, in place, read each customer's JSON whatever the others
+/// leave. Seed `stop49` shape-065, an `any` of monitor and connector
+/// blocks and a customer block of the Stripe Legacy links (7% of the
+/// customers), `country not_in ["SG"]` and custom_data substrings no
+/// customer passes (200,000 customers, CPU time, by hand, with / without
+/// statistics): counted merged in 188 / 167 ms, the merge's select of the
+/// customers parsing every customer's JSON (90 ms with statistics); with
+/// the set, 136 / 105 ms (that select 46 ms).
+fn sampled_own(mut own: Filter, sets: bool) -> Option<Filter> {
     if sets {
         return Some(own);
     }
@@ -2062,30 +2063,41 @@ fn few_unserved(f: &Filter) -> bool {
 /// Whether `f` is a positive customer block of its own row and custom data
 /// alone with a test few customers pass that no index serves (a name's or
 /// an email's substring or suffix, [`own_few`]) beside tests an index may
-/// serve (not [`own_unranged`]). Where SQLite may read an `any`'s OR from
-/// indexes (one list's form: `MULTI-INDEX OR`), such a block's term is
-/// the set of the customers that pass it, asked in one scan of the
-/// customers, its tests hidden from the planner (a `CASE`), its rare test
-/// first, each customer of the set then read by row id; else SQLite reads
-/// it from the range of one of its indexes, each customer of the range
-/// looked up, which a rare test no index serves then rejects. Seed
-/// `stop49` shape-146, an `any` of such a block of an email suffix (2
-/// customers), a `region` list (44%) and a `seats` range (40%) beside two
-/// payment-method blocks (200,000 customers, CPU time, by hand, with /
-/// without statistics): 151 / 67 ms through the `seats` range (with
-/// statistics) or the `region` list, 105 / 121 ms scanned with the
-/// block's tests hidden, and XX / XX ms so. The set costs one scan of the
-/// customers where an index's range is narrow.
+/// serve (not [`own_unranged`]), none of them a name's or an email's
+/// equality, list or prefix (a range of few customers, names and emails
+/// being nearly each one's own). Where SQLite may read an `any`'s OR from
+/// indexes (one list's form of a count: `MULTI-INDEX OR`), such a block's
+/// term is the set of the customers that pass it ([`customers_passing`]),
+/// found in one scan of the customers, its tests hidden from the planner
+/// (a `CASE`) and asked in the block's order, each customer of the set then
+/// read by row id; else SQLite reads the block through the range of one of
+/// its indexes, each customer of the range looked up, most of them for the
+/// rare test to reject. Seed `stop49` shape-146, an `any` of such a block
+/// of an email suffix (2 customers), a `region` list (44%) and a `seats`
+/// range (40%) beside two payment-method blocks (200,000 customers, CPU
+/// time, by hand, with / without statistics): 144-155 / 70 ms through the
+/// `seats` range (with statistics) or the `region` list; 107 / 99 ms with
+/// the block's tests hidden where they are written, every customer then
+/// asked the whole OR; 73 / 71-73 ms so. Where one of its index ranges is
+/// narrow, the set costs a scan of the customers that range would spare.
 fn few_scanned(f: &Filter) -> bool {
+    let narrow = |(field, c): (&Field, &Condition)| {
+        matches!(field, Field::CustomerName | Field::CustomerEmail) && field_class(*field, c) <= 1
+    };
     !f.negate
         && f.filter_type == FilterType::Customer
         && !related_fields(f)
         && !own_unranged(&[f])
-        && f.conditions.iter().any(|(field, c)| {
-            !field.reaches_related()
-                && matches!(c, Condition::Compare(Op::Contains | Op::EndsWith, _))
-                && field_class(*field, c) > RANGE_CLASS
-        })
+        && f.conditions
+            .values()
+            .any(|c| matches!(c, Condition::Compare(Op::Contains | Op::EndsWith, _)))
+        && !f.conditions.iter().any(narrow)
+}
+
+/// SQLite: the customers that pass `test` (over `customers c`), as a set
+/// a customer is in (or, `not` being `"NOT "`, is not in).
+fn customers_passing(not: &str, test: &str) -> String {
+    format!("c.rowid {not}IN (SELECT c.rowid FROM customers c WHERE {test})")
 }
 
 /// SQLite: a test evaluated where it is written (a custom_data test, a

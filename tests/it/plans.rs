@@ -4532,7 +4532,8 @@ fn a_customer_block_of_few_related_rows_under_any_is_a_set_of_itself() {
 /// set; where they are sets (the forms that ask each customer the `any`'s
 /// OR), it asks them too, and no customer passing them, tests each
 /// customer in turn. Both forms, forced, count the members of a
-/// hand-written query, with and without statistics. Seed `stop49`
+/// hand-written query, with and without statistics, and of one whose
+/// substring many pass (`pro`). Seed `stop49`
 /// shape-065 (such a block of the Stripe Legacy links beside monitor and
 /// connector blocks) counted in 188 ms merged so and 136 ms with the set
 /// (200,000 customers, CPU time, by hand).
@@ -4580,6 +4581,33 @@ fn a_customer_blocks_custom_data_in_place_leave_its_set_to_its_other_tests() {
                 rest = &rest[case.end..];
             }
             assert!(in_place > 0 && sets > 0, "{}", q.sql);
+            let (_, _, forms) = included_forms(&q.sql).expect("the set form");
+            each_form_finds(&setup, &q, forms, Select::Count, want, setup.label).await;
+            // A substring many pass (`pro`, case-sensitive): both forms,
+            // forced, keep the block's members.
+            let block = "c.country <> 'ZW' AND instr(json_extract(c.custom_data, '$.plan'), 'pro') > 0 \
+                 AND EXISTS (SELECT 1 FROM customer_connectors cc JOIN connectors k \
+                 ON k.id = cc.connector_id WHERE cc.customer_id = c.id AND lower(k.name) = 'adyen')";
+            by_hand(
+                &setup,
+                format!("SELECT COUNT(*) FROM customers c WHERE {block}"),
+            )
+            .await;
+            let want = by_hand(
+                &setup,
+                format!(
+                    "SELECT COUNT(*) FROM customers c WHERE ({block}) \
+                     OR EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
+                     AND m.state = 'alerting')"
+                ),
+            )
+            .await;
+            let pro = any_segment(
+                "[[filter]]\ntype = \"customer\"\nconnector_name = \"Adyen\"\n\
+                 country = { ne = \"ZW\" }\ncustom_data = { plan = { contains = \"pro\" } }\n\
+                 [[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n",
+            );
+            let q = compile(&pro, Dialect::Sqlite, at(), Select::Count);
             let (_, _, forms) = included_forms(&q.sql).expect("the set form");
             each_form_finds(&setup, &q, forms, Select::Count, want, setup.label).await;
             setup.store.close().await;
@@ -5029,8 +5057,9 @@ fn a_key_range_drives_a_count_of_custom_data_its_other_keys_probed() {
 /// the set of the customers that pass it, asked in one scan of them, its
 /// tests hidden from the planner: no key's index range is read, each of
 /// its customers looked up. That form, the whole count and the listing
-/// find the customers a hand-written query counts, with and without
-/// statistics. Without the suffix, the block's term is as it was. Seed
+/// (its OR asked in a sampled order, no set) find the customers a
+/// hand-written query counts, with and without statistics. Without the
+/// suffix, beside a name's equality, negated or on PostgreSQL, no set. Seed
 /// `stop49` shape-146 (such a block beside two payment-method blocks)
 /// counted in 144-155 ms through the `seats` range with statistics, 73 ms so
 /// (200,000 customers, CPU time, by hand).
@@ -5038,26 +5067,35 @@ fn a_key_range_drives_a_count_of_custom_data_its_other_keys_probed() {
 fn a_rare_unserved_test_beside_index_ranges_is_a_scanned_set_in_one_lists_form() {
     let key = |k: &str| CustomDataKey::parse(k).expect("a valid key");
     let methods = "[[filter]]\ntype = \"payment_method\"\nstatus = \"expired\"\n";
-    let seg = any_segment(&format!(
-        "[[filter]]\ntype = \"customer\"\n\
-         email = {{ ends_with = \"admin@nimbus-security.example\" }}\n\
-         custom_data = {{ region = {{ in = [\"emea\"] }}, seats = {{ gte = 5 }} }}\n{methods}"
-    ));
+    let block = |head: &str| {
+        format!(
+            "[[filter]]\ntype = \"customer\"\n{head}\
+             custom_data = {{ region = {{ in = [\"emea\"] }}, seats = {{ gte = 5 }} }}\n{methods}"
+        )
+    };
+    let suffix = "email = { ends_with = \"post.example\" }\n";
+    let seg = any_segment(&block(suffix));
     let set = "c.rowid IN (SELECT c.rowid FROM customers c WHERE CASE WHEN ";
     block_on(async {
         for stats in [true, false] {
             let keys = [&key("region"), &key("seats")];
             let setup = with_key_indexes(sqlite(stats).await, &keys, stats).await;
-            let want = by_hand(
-                &setup,
-                "SELECT COUNT(*) FROM customers c WHERE \
-                 (c.email LIKE '%admin@nimbus-security.example' \
+            let passing = "c.email LIKE '%post.example' \
                  AND json_extract(c.custom_data, '$.region') = 'emea' \
                  AND typeof(json_extract(c.custom_data, '$.seats')) IN ('integer', 'real') \
-                 AND json_extract(c.custom_data, '$.seats') >= 5) \
-                 OR EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id \
-                 AND pm.status = 'expired')"
-                    .to_string(),
+                 AND json_extract(c.custom_data, '$.seats') >= 5";
+            by_hand(
+                &setup,
+                format!("SELECT COUNT(*) FROM customers c WHERE {passing}"),
+            )
+            .await;
+            let want = by_hand(
+                &setup,
+                format!(
+                    "SELECT COUNT(*) FROM customers c WHERE ({passing}) \
+                     OR EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id \
+                     AND pm.status = 'expired')"
+                ),
             )
             .await;
             let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
@@ -5074,22 +5112,37 @@ fn a_rare_unserved_test_beside_index_ranges_is_a_scanned_set_in_one_lists_form()
             assert!(listed.sql.contains(set), "{}\n{}", setup.label, listed.sql);
             let plan = plan_text(&*setup.store, &listed).await;
             assert!(!plan.contains("segd_cd_"), "{}\n{plan}", setup.label);
+            assert!(plan.contains("MULTI-INDEX OR"), "{}\n{plan}", setup.label);
             for q in [&listed, &count] {
                 let found = setup.store.count(q).await.expect("a count");
                 assert_eq!(found, want, "{}\n{}", setup.label, q.sql);
             }
+            // The listing asks the OR in a sampled order: no set.
             let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+            assert!(!ids.sql.contains(set), "{}\n{}", setup.label, ids.sql);
             let listing = member_ids(&*setup.store, &ids).await.len() as u64;
             assert_eq!(listing, want, "{}", setup.label);
             setup.store.close().await;
         }
     });
-    let ranged = any_segment(&format!(
-        "[[filter]]\ntype = \"customer\"\n\
-         custom_data = {{ region = {{ in = [\"emea\"] }}, seats = {{ gte = 5 }} }}\n{methods}"
-    ));
-    let sql = compile(&ranged, Dialect::Sqlite, at(), Select::Count).sql;
-    assert!(!sql.contains(set), "{sql}");
+    // No set without the suffix, beside a name's equality (a narrow
+    // range), negated, or on PostgreSQL.
+    for head in [
+        "",
+        "name = \"Ada Lovelace\"\nemail = { ends_with = \"post.example\" }\n",
+        "negate = true\nemail = { ends_with = \"post.example\" }\n",
+    ] {
+        let sql = compile(
+            &any_segment(&block(head)),
+            Dialect::Sqlite,
+            at(),
+            Select::Count,
+        )
+        .sql;
+        assert!(!sql.contains(set), "{head}\n{sql}");
+    }
+    let sql = compile(&seg, Dialect::Postgres, at(), Select::Count).sql;
+    assert!(!sql.contains("SELECT c.rowid"), "{sql}");
 }
 
 /// SQLite: under `match = "any"`, a customer block of an email suffix (few
