@@ -3569,6 +3569,21 @@ async fn by_hand(setup: &Setup, count: String) -> u64 {
     row[0]
 }
 
+/// The customers that pass the hand-written test `block` (some do) or
+/// `other`, counted.
+async fn by_hand_beside(setup: &Setup, block: &str, other: &str) -> u64 {
+    by_hand(
+        setup,
+        format!("SELECT COUNT(*) FROM customers c WHERE {block}"),
+    )
+    .await;
+    by_hand(
+        setup,
+        format!("SELECT COUNT(*) FROM customers c WHERE ({block}) OR {other}"),
+    )
+    .await
+}
+
 /// What a sample's `choice` in the query `q` (with its binds) chooses.
 async fn chosen(setup: &Setup, choice: &str, q: &Query) -> u64 {
     let row = setup
@@ -4539,27 +4554,35 @@ fn a_customer_block_of_few_related_rows_under_any_is_a_set_of_itself() {
 /// (200,000 customers, CPU time, by hand).
 #[test]
 fn a_customer_blocks_custom_data_in_place_leave_its_set_to_its_other_tests() {
+    // The block's customers, by hand and as a segment, of a plan's substring.
+    let block = |sub: &str| {
+        format!(
+            "c.country <> 'ZW' AND instr(json_extract(c.custom_data, '$.plan'), '{sub}') > 0 \
+             AND EXISTS (SELECT 1 FROM customer_connectors cc JOIN connectors k \
+             ON k.id = cc.connector_id WHERE cc.customer_id = c.id AND lower(k.name) = 'adyen')"
+        )
+    };
+    let alerting = "EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
+                    AND m.state = 'alerting')";
+    let seg = |sub: &str| {
+        any_segment(&format!(
+            "[[filter]]\ntype = \"customer\"\nconnector_name = \"Adyen\"\n\
+             country = {{ ne = \"ZW\" }}\ncustom_data = {{ plan = {{ contains = \"{sub}\" }} }}\n\
+             [[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n"
+        ))
+    };
     block_on(async {
         for stats in [true, false] {
             let setup = sqlite(stats).await;
             let want = by_hand(
                 &setup,
-                "SELECT COUNT(*) FROM customers c WHERE (c.country <> 'ZW' \
-                 AND instr(json_extract(c.custom_data, '$.plan'), 'PRO') > 0 \
-                 AND EXISTS (SELECT 1 FROM customer_connectors cc JOIN connectors k \
-                 ON k.id = cc.connector_id WHERE cc.customer_id = c.id \
-                 AND lower(k.name) = 'adyen')) \
-                 OR EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
-                 AND m.state = 'alerting')"
-                    .to_string(),
+                format!(
+                    "SELECT COUNT(*) FROM customers c WHERE ({}) OR {alerting}",
+                    block("PRO")
+                ),
             )
             .await;
-            let seg = any_segment(
-                "[[filter]]\ntype = \"customer\"\nconnector_name = \"Adyen\"\n\
-                 country = { ne = \"ZW\" }\ncustom_data = { plan = { contains = \"PRO\" } }\n\
-                 [[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n",
-            );
-            let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            let q = compile(&seg("PRO"), Dialect::Sqlite, at(), Select::Count);
             let set = ["c.rowid IN ", "(SELECT c.rowid FROM customers c WHERE"];
             let (mut in_place, mut sets) = (0, 0);
             let mut rest = q.sql.as_str();
@@ -4585,29 +4608,8 @@ fn a_customer_blocks_custom_data_in_place_leave_its_set_to_its_other_tests() {
             each_form_finds(&setup, &q, forms, Select::Count, want, setup.label).await;
             // A substring many pass (`pro`, case-sensitive): both forms,
             // forced, keep the block's members.
-            let block = "c.country <> 'ZW' AND instr(json_extract(c.custom_data, '$.plan'), 'pro') > 0 \
-                 AND EXISTS (SELECT 1 FROM customer_connectors cc JOIN connectors k \
-                 ON k.id = cc.connector_id WHERE cc.customer_id = c.id AND lower(k.name) = 'adyen')";
-            by_hand(
-                &setup,
-                format!("SELECT COUNT(*) FROM customers c WHERE {block}"),
-            )
-            .await;
-            let want = by_hand(
-                &setup,
-                format!(
-                    "SELECT COUNT(*) FROM customers c WHERE ({block}) \
-                     OR EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
-                     AND m.state = 'alerting')"
-                ),
-            )
-            .await;
-            let pro = any_segment(
-                "[[filter]]\ntype = \"customer\"\nconnector_name = \"Adyen\"\n\
-                 country = { ne = \"ZW\" }\ncustom_data = { plan = { contains = \"pro\" } }\n\
-                 [[filter]]\ntype = \"monitor\"\nstate = \"alerting\"\n",
-            );
-            let q = compile(&pro, Dialect::Sqlite, at(), Select::Count);
+            let want = by_hand_beside(&setup, &block("pro"), alerting).await;
+            let q = compile(&seg("pro"), Dialect::Sqlite, at(), Select::Count);
             let (_, _, forms) = included_forms(&q.sql).expect("the set form");
             each_form_finds(&setup, &q, forms, Select::Count, want, setup.label).await;
             setup.store.close().await;
@@ -5084,18 +5086,11 @@ fn a_rare_unserved_test_beside_index_ranges_is_a_scanned_set_in_one_lists_form()
                  AND json_extract(c.custom_data, '$.region') = 'emea' \
                  AND typeof(json_extract(c.custom_data, '$.seats')) IN ('integer', 'real') \
                  AND json_extract(c.custom_data, '$.seats') >= 5";
-            by_hand(
+            let want = by_hand_beside(
                 &setup,
-                format!("SELECT COUNT(*) FROM customers c WHERE {passing}"),
-            )
-            .await;
-            let want = by_hand(
-                &setup,
-                format!(
-                    "SELECT COUNT(*) FROM customers c WHERE ({passing}) \
-                     OR EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id \
-                     AND pm.status = 'expired')"
-                ),
+                passing,
+                "EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id \
+                 AND pm.status = 'expired')",
             )
             .await;
             let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
