@@ -1660,9 +1660,10 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// from the planner). Where its related
 /// tests would drive its positive form ([`split_driving`]) and a sample
 /// shows they pass few customers (at most a quarter) while its own tests
-/// ([`sampled_own`]) pass many (negated, at least half, so that its per-customer form asks
-/// the related rows of most; positive, a quarter, as it asks the related
-/// rows of those its own tests pass), the customers of its positive form,
+/// ([`sampled_own`]) pass many (negated, at least half, so that its
+/// per-customer form asks the related rows of most; positive, a quarter,
+/// as it asks the related rows of those its own tests pass), the
+/// customers of its positive form,
 /// an `all` of its own ([`predicate`], [`on_its_own`]) driven by their
 /// list, are one set the others are not in (negated) or are in. An `any`
 /// of a negated customer block of a default method's status and a `seats`
@@ -1708,8 +1709,8 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
         return per_row;
     };
     let related = asked_of_one(b, &related, today);
-    // Its custom data asked in place, each customer's JSON read whatever it
-    // holds: the sample asks its other tests alone.
+    // Where its custom data is asked in place, each customer's JSON is read
+    // whatever its other tests leave: the sample asks those alone.
     let sets = custom_data::as_set(b, custom_sets(f, b.one_block && !b.per_row));
     let own = own
         .and_then(|own| sampled_own(own, sets))
