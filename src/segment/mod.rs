@@ -192,7 +192,7 @@ fn ranged_key_count(segment: &Segment) -> Option<Query> {
 /// The one block of `segment`, where it is a positive customer block.
 fn lone_customer_block(segment: &Segment) -> Option<&Filter> {
     match segment.filters.as_slice() {
-        [f] if !f.negate && f.filter_type == FilterType::Customer => Some(f),
+        [f] if positive_customer(f) => Some(f),
         _ => None,
     }
 }
@@ -1324,12 +1324,14 @@ fn customers_drive(filters: &[&Filter]) -> bool {
     matches!(classes(filters), (Some(own), Some(related)) if own <= related && (own <= RANGE_CLASS || few))
 }
 
+/// Whether `f` is a positive customer block.
+fn positive_customer(f: &Filter) -> bool {
+    !f.negate && f.filter_type == FilterType::Customer
+}
+
 /// The positive customer blocks of `filters`.
 fn positive_customers<'a>(filters: &'a [&'a Filter]) -> impl Iterator<Item = &'a Filter> {
-    filters
-        .iter()
-        .copied()
-        .filter(|f| !f.negate && f.filter_type == FilterType::Customer)
+    filters.iter().copied().filter(|f| positive_customer(f))
 }
 
 /// Whether no positive customer block's own test of `filters` is of a range
@@ -1711,7 +1713,7 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
     let related = asked_of_one(b, &related, today);
     // Where its custom data is asked in place, each customer's JSON is read
     // whatever its other tests leave: the sample asks those alone.
-    let sets = custom_data::as_set(b, custom_sets(f, b.one_block && !b.per_row));
+    let sets = custom_data::as_set(b, block_sets(b, f));
     let own = own
         .and_then(|own| sampled_own(own, sets))
         .map(|own| asked_of_one(b, &own, today));
@@ -1932,7 +1934,7 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
     // Where few customers pass the block's own tests, their custom data is
     // read in place, no set built (see [`custom_data`]); so is a block of
     // one key's test alone that is the whole query ([`custom_sets`]).
-    let sets = custom_sets(f, b.one_block && !b.per_row);
+    let sets = block_sets(b, f);
     for (key, c) in &f.custom_data {
         let cost = if custom_data::as_set(b, sets) { 2 } else { 3 };
         let test = custom_data(b, key, c, sets);
@@ -1956,7 +1958,7 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
 /// but not the one that keeps it (`hidden`), hidden from the planner in a
 /// `CASE` where one does ([`Builder::kept_index`]); else as it is.
 fn hidden_unless_kept(b: &Builder, f: &Filter, hidden: bool, test: String) -> String {
-    if hidden && b.kept_index.is_some() && !f.negate && f.filter_type == FilterType::Customer {
+    if hidden && b.kept_index.is_some() && positive_customer(f) {
         format!("CASE WHEN {test} THEN 1 ELSE 0 END")
     } else {
         test
@@ -2008,6 +2010,12 @@ fn custom_sets(f: &Filter, read_alone: bool) -> bool {
     !own_few(f) && (!read_alone || f.custom_data.len() + f.conditions.len() > 1)
 }
 
+/// [`custom_sets`] of the block `f` where `b` compiles it: read alone
+/// where it is the query's one block, asked of no other customer.
+fn block_sets(b: &Builder, f: &Filter) -> bool {
+    custom_sets(f, b.one_block && !b.per_row)
+}
+
 /// A test of a block ([`block_tests`]).
 struct BlockTest {
     sql: String,
@@ -2053,8 +2061,7 @@ fn own_few(f: &Filter) -> bool {
 /// statistics): its count, in the one-list form its sample chose, 118 /
 /// 122 ms so and 101 / 103 ms in place; its listing 134 / 136 and 112 / 114.
 fn few_unserved(f: &Filter) -> bool {
-    !f.negate
-        && f.filter_type == FilterType::Customer
+    positive_customer(f)
         && f.custom_data.is_empty()
         && !related_fields(f)
         && own_few(f)
@@ -2085,8 +2092,7 @@ fn few_scanned(f: &Filter) -> bool {
     let narrow = |(field, c): (&Field, &Condition)| {
         matches!(field, Field::CustomerName | Field::CustomerEmail) && field_class(*field, c) <= 1
     };
-    !f.negate
-        && f.filter_type == FilterType::Customer
+    positive_customer(f)
         && !related_fields(f)
         && !own_unranged(&[f])
         && f.conditions

@@ -2,8 +2,11 @@
 //! window of customer ids, each window's lists holding its rows only.
 
 use super::builder::Scope;
-use super::{Bind, Builder, Dialect, Query, customers_drive, name_prefix, segment_predicate};
-use crate::model::{Filter, FilterType, MatchMode, Op, Segment};
+use super::{
+    Bind, Builder, Dialect, Query, customers_drive, name_prefix, positive_customer,
+    segment_predicate,
+};
+use crate::model::{Filter, MatchMode, Op, Segment};
 use chrono::{DateTime, Utc};
 
 /// Whether a page of `segment`'s members is read in one query from its first
@@ -17,9 +20,7 @@ use chrono::{DateTime, Utc};
 pub fn page_in_one_query(segment: &Segment, dialect: Dialect) -> bool {
     let filters: Vec<&Filter> = segment.filters.iter().collect();
     let prefix = |f: &&Filter| {
-        !f.negate
-            && f.filter_type == FilterType::Customer
-            && f.conditions.iter().any(|(field, c)| name_prefix(*field, c))
+        positive_customer(f) && f.conditions.iter().any(|(field, c)| name_prefix(*field, c))
     };
     dialect == Dialect::Sqlite
         && segment.match_mode == MatchMode::All
