@@ -68,6 +68,11 @@ pub(super) struct Builder {
     /// the set of those that pass alone, which the planner may drive from
     /// (see [`super::bare_keyed`]). `None`: each set behind its sample.
     pub(super) bare_key: Option<BareKey>,
+    /// SQLite: whether a customer block's links drive it ahead of its
+    /// default method, where both may: a set's choice (see
+    /// [`super::driven_set`]). `None`: as their classes say
+    /// ([`super::links_drive`]).
+    pub(super) links_first: Option<bool>,
     /// SQLite: a custom_data set of customers is probed, never driven from
     /// (`+c.rowid IN …`): another test drives (see [`super::ranged_key_count`]).
     pub(super) probed_sets: bool,
@@ -135,6 +140,7 @@ impl Builder {
             kept_index: None,
             bare_sets: None,
             bare_key: None,
+            links_first: None,
             probed_sets: false,
         }
     }

@@ -20,7 +20,7 @@ const MOST_DRIVERS: usize = 4;
 /// What building the list of a block not read from an index range costs
 /// beyond its rows, in customers of the sample ([`super::sample`]): a scan
 /// of its table, as a list of about a fifth of the customers.
-const SCANNED: u32 = 24;
+pub(super) const SCANNED: u32 = 24;
 
 /// SQLite, `match = "all"` over all customers: where a related block's list
 /// drives the query ([`super::predicate`]: one of a driving class, or the
@@ -287,8 +287,7 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
 
 /// How many customers of the sample pass the block `f` ([`asked_of_one`]).
 fn passed(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
-    let sample = asked_of_one(b, f, today);
-    format!("TOTAL(CASE WHEN {sample} THEN 1 ELSE 0 END)")
+    super::sample::passing(&asked_of_one(b, f, today))
 }
 
 /// What an own test no index serves is weighed at in [`chosen_index`]: more

@@ -109,7 +109,7 @@ const UNPAID_SQL: &str = "i.status IN ('open', 'partially_paid', 'overdue')";
 /// Compiles a segment into one query over `customers c`, evaluated at `at`.
 pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: Select) -> Query {
     if select == Select::Count {
-        if let Some(all) = one_scanned_block(segment, dialect) {
+        if let Some(all) = one_own_block(segment, dialect) {
             return compile(&all, dialect, at, select);
         }
         if dialect == Dialect::Sqlite
@@ -125,24 +125,49 @@ pub fn compile(segment: &Segment, dialect: Dialect, at: DateTime<Utc>, select: S
         {
             return query;
         }
+        if dialect == Dialect::Sqlite
+            && let Some(query) = merged_all_count(segment, at)
+        {
+            return query;
+        }
     }
     compiled(segment, dialect, at, select)
 }
 
-/// SQLite: an `any` of one positive customer block of its own tests, none
-/// of which an index range serves ([`own_unranged`]), as the `all` of that
-/// block (the same members), whose tests the customers scanned are asked
-/// in turn, one AND: a custom_data set of it may drive there
-/// ([`bare_keyed`]), where the `any` asks them in an order a sample chooses,
-/// a `CASE`. Its count only: a listing of the `all` of one key's substring
+/// SQLite, the number of members of an `all` that a merge of sorted sets
+/// may count ([`merge::merged_all`]): that merge, or, where a sample shows
+/// a positive block leaves few customers, the count as compiled.
+fn merged_all_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
+    if segment.match_mode != MatchMode::All {
+        return None;
+    }
+    let (few, merged, mut b) = merge::merged_all(&ordered(segment), at.date_naive())?;
+    let driven = compiled(segment, Dialect::Sqlite, at, Select::Count);
+    let driven_sql = shifted(&driven.sql, b.binds.len());
+    b.binds.extend(driven.binds);
+    Some(Query {
+        merge_joins: false,
+        sql: format!("SELECT CASE WHEN {few} THEN ({driven_sql}) ELSE ({merged}) END"),
+        binds: b.binds,
+    })
+}
+
+/// SQLite: an `any` of one positive customer block of its own tests as the
+/// `all` of that block (the same members). Where no index range serves its
+/// tests ([`own_unranged`]), the customers scanned are asked them in turn,
+/// one AND: a custom_data set of it may drive there ([`bare_keyed`]), where
+/// the `any` asks them in an order a sample chooses, a `CASE`; where one
+/// does, its index may drive: a test of one key is read from the key's
+/// index alone ([`custom_sets`]), where the `any` built the set of those
+/// that pass and looked each one up (seed `stop54b` shape-029, `seats lt 5`,
+/// 56% of 200,000 customers, CPU time, by hand: 106 ms so, 45 ms as the
+/// `all`). Its count only: a listing of the `all` of one key's substring
 /// (fixed-seed shape-006) scanned the customers in id order, each one's JSON
 /// parsed (85-88 ms), where the `any` reads the key's set (10.5 ms).
-fn one_scanned_block(segment: &Segment, dialect: Dialect) -> Option<Segment> {
+fn one_own_block(segment: &Segment, dialect: Dialect) -> Option<Segment> {
     let f = lone_customer_block(segment)?;
-    let scanned = dialect == Dialect::Sqlite
-        && segment.match_mode == MatchMode::Any
-        && !related_fields(f)
-        && own_unranged(&[f]);
+    let scanned =
+        dialect == Dialect::Sqlite && segment.match_mode == MatchMode::Any && !related_fields(f);
     scanned.then(|| Segment {
         match_mode: MatchMode::All,
         ..segment.clone()
@@ -1653,6 +1678,20 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
     }
 }
 
+/// How many times the customers of a set's list ([`driven_set`]) those of
+/// its block's custom data sets must hold, summed, for the set to be
+/// chosen where its own tests pass few: a customer of the list costs about
+/// six of a key's set to look up (its id, its JSON parsed, its other
+/// related rows), a set's customer about one to read from the key's index
+/// and probe, and the customers the sets leave each cost lookups too. Seed
+/// `stop54a` shape-016, an `any` of a customer block of the GoCardless
+/// links (14% of the customers), a default method of three statuses and
+/// `region starts_with "amer"` (42%) and `seats lt 4` (49%) beside a
+/// payment-method block (200,000 customers, CPU time, by hand): counted in
+/// 294 ms per customer (the two keys' sets built in 104 ms) and 101 ms
+/// as the set of the links.
+const KEYS_TO_LIST: u8 = 4;
+
 /// SQLite, a customer block asked of every customer, its positive form's
 /// tests asked of each: a negated one where the customers are scanned
 /// (`per_row`, [`Builder::everyone`]); a positive one where every customer
@@ -1664,10 +1703,20 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
 /// shows they pass few customers (at most a quarter) while its own tests
 /// ([`sampled_own`]) pass many (negated, at least half, so that its
 /// per-customer form asks the related rows of most; positive, a quarter,
-/// as it asks the related rows of those its own tests pass), the
-/// customers of its positive form,
+/// as it asks the related rows of those its own tests pass) or, where its
+/// custom data are sets, those hold [`KEYS_TO_LIST`] times its related
+/// tests' customers, the customers of its positive form,
 /// an `all` of its own ([`predicate`], [`on_its_own`]) driven by their
-/// list, are one set the others are not in (negated) or are in. An `any`
+/// list, are one set the others are not in (negated) or are in. Where its
+/// links and its default method's tests may each drive ([`driving_tests`]),
+/// each list is a set of its own, the sample asking for each whether it is
+/// worth it, and picking the list that holds fewer of its customers (a
+/// list of default methods not of listed statuses, a scan of the payment
+/// methods, weighed as [`drive::SCANNED`] more); each list reads rows only
+/// where picked (its limit the choice, [`Builder::guard`]): by its classes
+/// alone, the default method of three statuses (most customers) drove
+/// seed `stop54a` shape-016's set, where the GoCardless links (14%) do
+/// now (see [`KEYS_TO_LIST`]). An `any`
 /// of a negated customer block of a default method's status and a `seats`
 /// range (65%) (200,000 customers, CPU time) counted in 94 ms computed for
 /// every customer; as a set, 37 ms for the pending methods (4% of the
@@ -1707,10 +1756,10 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
         negate: false,
         ..f.clone()
     };
+    let first = links_drive(&positive);
     let Some((related, own)) = split_driving(&positive) else {
         return per_row;
     };
-    let related = asked_of_one(b, &related, today);
     // Where its custom data is asked in place, each customer's JSON is read
     // whatever its other tests leave: the sample asks those alone.
     let sets = custom_data::as_set(b, block_sets(b, f));
@@ -1718,12 +1767,105 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
         .and_then(|own| sampled_own(own, sets))
         .map(|own| asked_of_one(b, &own, today));
     let many = if f.negate { 2 } else { 4 };
-    let few = sample::shares(
-        &std::iter::once((related.as_str(), false, 1, 4))
-            .chain(own.as_deref().map(|own| (own, true, 1, many)))
-            .collect::<Vec<_>>(),
-    );
-    let members = on_its_own(b, |b| predicate(b, MatchMode::All, vec![&positive], today));
+    // Each list that may drive it: the one its classes choose, and its
+    // other related tests' (its links, or its default method's) where they
+    // may too ([`driving_tests`]), whichever a sample finds fewer pass.
+    let lists: Vec<(bool, String)> = std::iter::once((first, related))
+        .chain(driving_tests(&positive, !first).map(|(other, _)| (!first, other)))
+        .map(|(links, related)| (links, asked_of_one(b, &related, today)))
+        .collect();
+    // Where its custom data are sets, each built whole from its key's
+    // index where first asked: the customers they hold, summed.
+    let keys: Vec<String> = if sets {
+        positive
+            .custom_data
+            .iter()
+            .map(|(key, c)| {
+                let key = Filter {
+                    filter_type: FilterType::Customer,
+                    negate: false,
+                    conditions: BTreeMap::new(),
+                    custom_data: BTreeMap::from([(key.clone(), c.clone())]),
+                };
+                sample::passing(&asked_of_one(b, &key, today))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Whether a sample finds the set worth it, said of its customers.
+    let few_of = |related: &str| {
+        let mut holds = vec![sample::holding(related, false, 1, 4)];
+        if let Some(own) = &own {
+            let many = sample::holding(own, true, 1, many);
+            holds.push(if keys.is_empty() {
+                many
+            } else {
+                let passed = sample::passing(related);
+                format!(
+                    "({many} OR {} >= {KEYS_TO_LIST} * {passed})",
+                    keys.join(" + ")
+                )
+            });
+        }
+        holds.join(" AND ")
+    };
+    // A list of default methods not of listed statuses is a scan of the
+    // payment methods (links are an index range): weighed as
+    // [`drive::chosen_driver`] weighs one.
+    let scanned = if listed(status_of(&positive)) {
+        0
+    } else {
+        drive::SCANNED
+    };
+    let passed: Vec<String> = lists
+        .iter()
+        .map(|(links, related)| {
+            let scan = if *links { 0 } else { scanned };
+            format!("{} + {scan}", sample::passing(related))
+        })
+        .collect();
+    let choice = (lists.len() > 1).then(|| sample::least(&passed));
+    // Each list a set of its own, reading rows only where chosen (its
+    // limit the choice, [`Builder::guard`]).
+    let mut chosen: Vec<(String, String)> = Vec::new();
+    let mark = b.binds.len();
+    for (arm, (links, related)) in lists.iter().enumerate() {
+        let guard = choice.as_ref().map(|choice| format!("{choice} = {arm}"));
+        let kept = b.links_first.replace(*links);
+        let (members, guarded) = on_its_own(b, |b| {
+            b.guard = guard;
+            let members = predicate(b, MatchMode::All, vec![&positive], today);
+            (members, b.guard.take().is_none())
+        });
+        b.links_first = kept;
+        if guarded {
+            chosen.push((few_of(related), members));
+        }
+    }
+    let (few, members) = match (lists.len(), &mut chosen[..]) {
+        (1, [(few, members)]) => (
+            sample::holds_of_one(&[std::mem::take(few)]),
+            std::mem::take(members),
+        ),
+        (2, [(few0, members0), (few1, members1)]) => {
+            // Of one sample, the chosen list's (as `choice` chooses).
+            let few = format!(
+                "CASE WHEN {} <= {} THEN {few0} ELSE {few1} END",
+                passed[0], passed[1]
+            );
+            (
+                sample::holds_of_one(&[few]),
+                format!("{members0} UNION ALL SELECT c.rowid FROM customers c WHERE {members1}"),
+            )
+        }
+        // A list that did not take its guard: the first alone.
+        _ => {
+            b.binds.truncate(mark);
+            let members = on_its_own(b, |b| predicate(b, MatchMode::All, vec![&positive], today));
+            (sample::holds_of_one(&[few_of(&lists[0].1)]), members)
+        }
+    };
     let set = |not: &str| customers_passing(not, &members);
     if !f.negate
         && let Some(samples) = &mut b.bare_sets
@@ -1770,7 +1912,18 @@ fn sampled_own(mut own: Filter, sets: bool) -> Option<Filter> {
 /// ([`classes`]; else the customers drive, [`customers_drive`]); and its
 /// own tests (none when it has none).
 fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
-    let links = links_drive(f);
+    let (driving, best) = driving_tests(f, links_drive(f))?;
+    if classes(&[f]).0.is_some_and(|own| own <= best) {
+        return None;
+    }
+    Some((driving, own_form(f)))
+}
+
+/// A customer block `f`'s related tests of its links (`links`) or of its
+/// default method, as a positive block, where one of them is of a range
+/// or narrower class ([`RANGE_CLASS`]), a list that may drive it; with
+/// that best class.
+fn driving_tests(f: &Filter, links: bool) -> Option<(Filter, u8)> {
     let driving: BTreeMap<Field, Condition> = f
         .conditions
         .iter()
@@ -1782,17 +1935,15 @@ fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
     let best = driving
         .iter()
         .map(|(field, c)| field_class(*field, c))
-        .min()?;
-    if best > RANGE_CLASS || classes(&[f]).0.is_some_and(|own| own <= best) {
-        return None;
-    }
+        .min()
+        .filter(|best| *best <= RANGE_CLASS)?;
     let driving = Filter {
         filter_type: f.filter_type,
         negate: false,
         conditions: driving,
         custom_data: BTreeMap::new(),
     };
-    Some((driving, own_form(f)))
+    Some((driving, best))
 }
 
 /// Whether a customer block's links (its `connector_name` test) drive it
@@ -1815,6 +1966,34 @@ fn links_drive(f: &Filter) -> bool {
         Some(links) => default.is_none_or(|default| links <= default),
         None => false,
     }
+}
+
+/// Whether a customer block's one test is of related rows: its links or
+/// its default method, no test of its own row or custom data. Positive
+/// (or on PostgreSQL), it is those rows ([`block_tests`]).
+fn related_alone(f: &Filter) -> bool {
+    let links = f.conditions.contains_key(&Field::CustomerConnectorName);
+    let default = f.conditions.keys().any(|field| {
+        matches!(
+            field,
+            Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus
+        )
+    });
+    links != default && own_form(f).is_none()
+}
+
+/// Whether the merge's select of the customers of `filters`' positive
+/// customer blocks ([`merge`]) scans them all: one of its blocks (asked
+/// there, not its related rows alone, [`related_alone`]) has no test an
+/// index may serve ([`own_unranged`]), so its OR is no `MULTI-INDEX OR`.
+/// Their custom data are then sets ([`Builder::everyone`]), each read from
+/// its key's index, where in place each customer's JSON is parsed: seed
+/// `stop54a` shape-116, an `any` of a `seats` equality no customer passes,
+/// a customer block of the PayPal links and default method, a connector
+/// block and a negated customer block (200,000 customers, CPU time, by
+/// hand), counted in 330 ms with the `seats` test in place and 241 ms so.
+fn merge_scans(filters: &[&Filter]) -> bool {
+    positive_customers(filters).any(|f| !related_alone(f) && own_unranged(&[f]))
 }
 
 /// A customer block's tests of its own row and custom data (none of related
@@ -1904,7 +2083,8 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
     if !default_tests.is_empty() {
         let method = default_method(b, &default_tests, listed(status_of(f)));
         // The narrower list first: where a list drives, the first does.
-        let at = if links_drive(f) { related.len() } else { 0 };
+        let links = b.links_first.unwrap_or_else(|| links_drive(f));
+        let at = if links { related.len() } else { 0 };
         related.insert(at, method);
     }
     // Negated on PostgreSQL too: those rows' `NOT EXISTS`, an anti-join
@@ -1914,9 +2094,7 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
     // negated customer block of every customer (see [`driven_set`]).
     if f.filter_type == FilterType::Customer
         && (!f.negate || b.dialect == Dialect::Postgres)
-        && related.len() == 1
-        && tests.is_empty()
-        && f.custom_data.is_empty()
+        && related_alone(f)
         && let Some(rows) = related.pop()
     {
         return Err(rows);

@@ -39,11 +39,28 @@ pub(super) fn share(test: &str, at_least: bool, num: u8, den: u8) -> String {
 pub(super) fn shares(shares: &[(&str, bool, u8, u8)]) -> String {
     let holds: Vec<String> = shares
         .iter()
-        .map(|(test, at_least, num, den)| {
-            let cmp = if *at_least { ">=" } else { "<=" };
-            format!("{den} * TOTAL(CASE WHEN {test} THEN 1 ELSE 0 END) {cmp} {num} * COUNT(*)")
-        })
+        .map(|(test, at_least, num, den)| holding(test, *at_least, *num, *den))
         .collect();
+    holds_of_one(&holds)
+}
+
+/// Whether the share of a sample's customers that pass `test` is at least
+/// (`at_least`) or at most `num` in `den`, said of the sample's customers
+/// ([`holds_of_one`]).
+pub(super) fn holding(test: &str, at_least: bool, num: u8, den: u8) -> String {
+    let cmp = if at_least { ">=" } else { "<=" };
+    format!("{den} * {} {cmp} {num} * COUNT(*)", passing(test))
+}
+
+/// How many of a sample's customers pass `test`, said of them
+/// ([`holds_of_one`]).
+pub(super) fn passing(test: &str) -> String {
+    format!("TOTAL(CASE WHEN {test} THEN 1 ELSE 0 END)")
+}
+
+/// Whether each of `holds` (each said of a sample's customers: their
+/// number, `COUNT(*)`, and [`passing`], [`holding`]) holds of one sample.
+pub(super) fn holds_of_one(holds: &[String]) -> String {
     format!(
         "(SELECT COUNT(*) > 0 AND {} FROM customers c WHERE c.rowid IN ({} {}))",
         holds.join(" AND "),
