@@ -27,11 +27,14 @@ pub(super) struct Builder {
     pub(super) scope: Scope,
     /// SQLite: a test of the query's choice, the limit of the list that
     /// drives (taken by it), so that it reads rows only where chosen (see
-    /// [`super::drive::chosen_driver`]).
+    /// [`super::drive::chosen_driver`], and a customer block's sets of its
+    /// links and of its default method, [`super::driven_set`]).
     pub(super) guard: Option<String>,
     /// SQLite: the blocks compiled are the customers' select of a merged
     /// `any` ([`super::merge`]), which tests every customer without being
-    /// `per_row` (its custom data in place, for the index it may use): a
+    /// `per_row` (its custom data in place, for the index it may use, but
+    /// where that select scans every customer anyway,
+    /// [`super::merge_scans`], with [`Builder::everyone`]): a
     /// positive customer block's tests are ordered there as under
     /// `per_row` (see [`super::compile_block`]), and may be one set
     /// ([`super::driven_set`]).

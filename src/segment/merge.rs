@@ -455,8 +455,8 @@ fn customers_of(b: &Builder, table: Related, blocks: &Blocks) -> String {
     )
 }
 
-/// The most blocks [`merged_complement`] merges (each negated block of
-/// related rows a term of one compound select).
+/// The most blocks [`merged_complement`] and [`merged_all`] merge (each
+/// block of related rows a term of one compound select).
 const MOST_BLOCKS: usize = 64;
 
 /// SQLite, `match = "any"` of several blocks, one of them negated and one
@@ -468,7 +468,10 @@ const MOST_BLOCKS: usize = 64;
 /// no block: each negated block's positive form holds for it (a block is
 /// two-valued, a missing value false), no positive block does. The
 /// negated customer blocks' positive forms are one select of the
-/// customers, sorted, and so are the positive ones (`EXCEPT`). The
+/// customers, sorted (their custom data sets, and where they test custom
+/// data alone, read in the order of the customers' index by id: seed
+/// `stop54a` shape-120's, `plan ne "arte"`, 121 ms in place and sorted,
+/// 43 ms so), and so are the positive ones (`EXCEPT`). The
 /// predicate form ([`any_of`]) asks each customer its blocks in turn, most
 /// of them lookups of its rows: seed `stop46` shape-045, a payment-method
 /// block, a negated one and a connector block (200,000 customers, CPU
@@ -601,13 +604,13 @@ pub(super) fn merged_complement(
 /// query as compiled is counted instead). The customers their own tests
 /// pass (`INTERSECT`: a row may outlive its customer), each positive
 /// related block's customers (`INTERSECT`), but for each negated block's
-/// positive form's (`EXCEPT`), each table read once in the order of its
-/// index by customer ([`customers_of`]). Driven by the list of a block
+/// positive form's (`EXCEPT`), each block's rows read once in the order of
+/// its table's index by customer ([`customers_of`]). Driven by the list of a block
 /// most customers pass, each of its customers is looked up in the other
 /// tables: seed `stop54a` shape-097, an `all` of the customers with a
 /// payment method (most of them) but none of a status other than active
 /// and no monitor named `BANDWIDTH` (200,000 customers, CPU time, by hand),
-/// counted in 275 ms driven and 107-110 ms merged. `None` where a customer
+/// counted in 263-275 ms driven and 104-110 ms merged. `None` where a customer
 /// block tests related rows, no related block is positive or none is
 /// negated (an `all` of positive blocks keeps its forms: a list drives), or
 /// they are of one table (one pass over its rows grouped by customer).
@@ -615,14 +618,12 @@ pub(super) fn merged_all(
     filters: &[&Filter],
     today: NaiveDate,
 ) -> Option<(String, String, Builder)> {
-    let related = filters.iter().filter(|f| super::reads_related(f)).count();
     let tables: std::collections::BTreeSet<FilterType> = filters
         .iter()
         .filter(|f| f.filter_type != FilterType::Customer)
         .map(|f| f.filter_type)
         .collect();
-    if !(2..=MOST_BLOCKS).contains(&related)
-        || tables.len() < 2
+    if tables.len() < 2
         || filters.len() > MOST_BLOCKS
         || filters
             .iter()

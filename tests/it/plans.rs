@@ -3166,6 +3166,9 @@ fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
             ),
             true,
         ),
+        // Beside another table's block, positive (a negated one makes the
+        // count a merge of sorted sets, see
+        // `an_all_of_blocks_most_customers_pass_is_counted_as_a_merge`).
         (
             segment(
                 MatchMode::All,
@@ -4468,10 +4471,12 @@ fn a_customer_block_of_few_related_rows_under_any_is_a_set_of_itself() {
     block_on(async {
         for stats in [true, false] {
             let setup = sqlite(stats).await;
-            for (status, suffix, chosen_set) in [
-                ("failed", "pal", 1),
-                ("active", "pal", 1),
-                ("active", "e", 0),
+            // The list chosen: the default methods' (first: a narrower
+            // class), or the links'.
+            for (status, suffix, chosen_set, list) in [
+                ("failed", "pal", 1, Some(0)),
+                ("active", "pal", 1, Some(1)),
+                ("active", "e", 0, None),
             ] {
                 let want = by_hand(
                     &setup,
@@ -4514,6 +4519,13 @@ fn a_customer_block_of_few_related_rows_under_any_is_a_set_of_itself() {
                         "{shown}\n{}",
                         q.sql
                     );
+                    if let Some(list) = list {
+                        let at = branch
+                            .find("(SELECT CASE WHEN v0 <= v1")
+                            .expect("the choice");
+                        let choice = &branch[at..=at + closing(&branch[at..])];
+                        assert_eq!(chosen(&setup, choice, &q).await, list, "{shown}\n{choice}");
+                    }
                     each_form_finds(&setup, &q, [set, per_row], select, want, &shown).await;
                 }
             }
@@ -4678,10 +4690,12 @@ fn a_negated_blocks_custom_data_is_merged_from_its_keys_index_in_id_order() {
 }
 
 /// SQLite, an `all` of a payment-method block most customers pass (a
-/// method of any kind), a negated one (a method not active) and a negated
-/// monitor block (named `storage`): no positive block leaving few
+/// method of any kind), a negated one (a method not active), a negated
+/// monitor block (named `storage`) and a negated customer block of a key
+/// most customers lack (`trial gte 14`: a customer without it passes the
+/// negated block): no positive block leaving few
 /// customers, a sample chooses its count as one merge of sorted sets
-/// (the customers `INTERSECT` the methods' `EXCEPT` the other two blocks'),
+/// (the customers `INTERSECT` the methods' `EXCEPT` the other blocks'),
 /// each table read once in customer order, not driven by the methods'
 /// list, each of its customers looked up in the others. Beside the ACH
 /// methods (8% of the customers), the sample chooses the count as
@@ -4697,6 +4711,8 @@ fn an_all_of_blocks_most_customers_pass_is_counted_as_a_merge() {
              [[filter]]\ntype = \"monitor\"\nnegate = true\nname = \"storage\"\n\
              [[filter]]\ntype = \"payment_method\"\nnegate = true\n\
              status = {{ not_in = [\"active\"] }}\n\
+             [[filter]]\ntype = \"customer\"\nnegate = true\n\
+             custom_data = {{ trial = {{ gte = 14 }} }}\n\
              [[filter]]\ntype = \"payment_method\"\n{positive}\n"
         ))
         .expect("a segment")
@@ -4717,7 +4733,9 @@ fn an_all_of_blocks_most_customers_pass_is_counted_as_a_merge() {
                          AND NOT EXISTS (SELECT 1 FROM payment_methods pm \
                          WHERE pm.customer_id = c.id AND pm.status <> 'active') \
                          AND NOT EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
-                         AND m.name = 'storage')"
+                         AND m.name = 'storage') \
+                         AND NOT COALESCE(json_type(c.custom_data, '$.trial') IN ('integer', 'real') \
+                         AND json_extract(c.custom_data, '$.trial') >= 14, 0)"
                     ),
                 )
                 .await;
@@ -4735,7 +4753,8 @@ fn an_all_of_blocks_most_customers_pass_is_counted_as_a_merge() {
                 assert!(
                     merged_form
                         .contains(" INTERSECT SELECT pm.customer_id FROM payment_methods pm")
-                        && merged_form.contains(" EXCEPT SELECT m.customer_id FROM monitors m"),
+                        && merged_form.contains(" EXCEPT SELECT m.customer_id FROM monitors m")
+                        && merged_form.contains(" EXCEPT SELECT +c.id FROM customers c WHERE "),
                     "{merged_form}"
                 );
                 assert_eq!(chosen(&setup, few, &q).await, driven, "{shown}\n{few}");
@@ -4846,7 +4865,7 @@ fn a_merges_scanned_customers_read_custom_data_from_its_keys_index() {
 /// customers (`region starts_with "amer"`, 42%, `seats lt 4`, 49%) beside
 /// a payment-method block under `any`: its own tests passing few, each
 /// customer would be asked in turn, but its keys' sets, built whole where
-/// first asked, hold over four times the links' customers: the set of the
+/// first asked, hold four times the links' customers or more: the set of the
 /// links is chosen. Where they hold few (a region no customer has), each
 /// customer is asked in turn. Both forms, forced, count the members of a
 /// hand-written query, with and without statistics. Seed `stop54a`
