@@ -8,7 +8,7 @@ use super::{
     Builder, Compiled, Dialect, RANGE_CLASS, Related, Tables, any_of, asked_of_one, block_class,
     compile_block, exists, merge_scans, narrow, one_list, one_of, others, own_form,
 };
-use crate::model::{Filter, FilterType};
+use crate::model::{Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
 
 /// The members of an `any` of `filters` (in [`super::ordered`] order) as one
@@ -455,6 +455,21 @@ fn customers_of(b: &Builder, table: Related, blocks: &Blocks) -> String {
     )
 }
 
+/// The customers a customer block of related fields passes, as a select of
+/// a merge (sorted there): compiled as an `all` of it alone, so that its list
+/// of links or default methods may drive where it holds few ([`super::all_of`]).
+/// Tested in one select of the customers, each one scanned or read through
+/// its custom data's index asks the block's lookups: seed `stop55a` shape-014,
+/// an `any` of a negated payment-method block and a block of Intercom links,
+/// failed default methods and custom data (134 of 200,000 customers, CPU
+/// time, by hand), counted in 208 ms so and 66 ms driven.
+fn passing_customers(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    let driver = b.driver;
+    let passing = super::predicate(b, MatchMode::All, vec![f], today);
+    b.driver = driver;
+    format!("SELECT +c.id FROM customers c WHERE {passing}")
+}
+
 /// The most blocks [`merged_complement`] and [`merged_all`] merge (each
 /// block of related rows a term of one compound select).
 const MOST_BLOCKS: usize = 64;
@@ -471,7 +486,8 @@ const MOST_BLOCKS: usize = 64;
 /// customers, sorted (their custom data sets, and where they test custom
 /// data alone, read in the order of the customers' index by id: seed
 /// `stop54a` shape-120's, `plan ne "arte"`, 121 ms in place and sorted,
-/// 43 ms so), and so are the positive ones (`EXCEPT`). The
+/// 43 ms so), and so are the positive ones (`EXCEPT`), but those of
+/// related fields, each a select of its own ([`passing_customers`]). The
 /// predicate form ([`any_of`]) asks each customer its blocks in turn, most
 /// of them lookups of its rows: seed `stop46` shape-045, a payment-method
 /// block, a negated one and a connector block (200,000 customers, CPU
@@ -508,7 +524,15 @@ pub(super) fn merged_complement(
     let mut tables: Tables<Blocks> = Tables::default();
     // Whether the negated customer blocks test custom data alone.
     let mut sets_only = true;
+    // The positive customer blocks of related rows: each the select of the
+    // customers it passes, as an `all` of it alone compiles it.
+    let mut own_driven: Vec<&Filter> = Vec::new();
     for f in filters {
+        if !f.negate && f.filter_type == FilterType::Customer && super::related_fields(f) {
+            sampled.push(f);
+            own_driven.push(f);
+            continue;
+        }
         let positive = Filter {
             negate: false,
             ..(*f).clone()
@@ -576,6 +600,10 @@ pub(super) fn merged_complement(
             one_of(&own)
         ));
     }
+    for f in own_driven {
+        sql.push_str(" EXCEPT ");
+        sql.push_str(&passing_customers(&mut b, f, today));
+    }
     for (table, blocks) in &tables.0 {
         sql.push_str(" EXCEPT ");
         sql.push_str(&customers_of(&b, *table, blocks));
@@ -597,22 +625,26 @@ pub(super) fn merged_complement(
 }
 
 /// SQLite, `match = "all"` of blocks of related rows, one of them
-/// positive and one negated, and customer blocks of their own row
-/// and custom data: the number of members as one merge of sorted sets,
+/// positive and one negated, and customer blocks: the number of members
+/// as one merge of sorted sets,
 /// where a sample shows no positive block leaves few customers (each
 /// holds more than a third of them), with that sample (`few`, where the
 /// query as compiled is counted instead). The customers their own tests
 /// pass (`INTERSECT`: a row may outlive its customer), each positive
 /// related block's customers (`INTERSECT`), but for each negated block's
 /// positive form's (`EXCEPT`), each block's rows read once in the order of
-/// its table's index by customer ([`customers_of`]). Driven by the list of a block
+/// its table's index by customer ([`customers_of`]); a customer block of
+/// related fields is a select of its own ([`passing_customers`]: seed
+/// `stop55a` shape-007, an `all` of such a block, two negated blocks of
+/// other tables and a negated one of the default method, counted in
+/// 306-310 ms so and 244-252 ms merged). Driven by the list of a block
 /// most customers pass, each of its customers is looked up in the other
 /// tables: seed `stop54a` shape-097, an `all` of the customers with a
 /// payment method (most of them) but none of a status other than active
 /// and no monitor named `BANDWIDTH` (200,000 customers, CPU time, by hand),
-/// counted in 263-275 ms driven and 104-110 ms merged. `None` where a customer
-/// block tests related rows, no related block is positive or none is
-/// negated (an `all` of positive blocks keeps its forms: a list drives), or
+/// counted in 263-275 ms driven and 104-110 ms merged. `None` where no
+/// block of related rows ([`super::reads_related`]) is positive, no
+/// related table's block is negated (an `all` of positive blocks keeps its forms: a list drives), or
 /// they are of one table (one pass over its rows grouped by customer).
 pub(super) fn merged_all(
     filters: &[&Filter],
@@ -625,12 +657,7 @@ pub(super) fn merged_all(
         .collect();
     if tables.len() < 2
         || filters.len() > MOST_BLOCKS
-        || filters
-            .iter()
-            .any(|f| f.filter_type == FilterType::Customer && super::related_fields(f))
-        || !filters
-            .iter()
-            .any(|f| !f.negate && f.filter_type != FilterType::Customer)
+        || !filters.iter().any(|f| !f.negate && super::reads_related(f))
         || !filters
             .iter()
             .any(|f| f.negate && f.filter_type != FilterType::Customer)
@@ -641,11 +668,22 @@ pub(super) fn merged_all(
     let mut own: Vec<String> = Vec::new();
     let mut held: Vec<String> = Vec::new();
     let mut outside: Vec<String> = Vec::new();
+    // The positive customer blocks of related fields' selects.
+    let mut passed: Vec<String> = Vec::new();
     for f in filters {
         let positive = Filter {
             negate: false,
             ..(*f).clone()
         };
+        if f.filter_type == FilterType::Customer && super::related_fields(f) {
+            let select = passing_customers(&mut b, &positive, today);
+            if f.negate {
+                outside.push(select);
+            } else {
+                passed.push(select);
+            }
+            continue;
+        }
         match (compile_block(&mut b, &positive, today), f.negate) {
             (Compiled::Test(test), false) => own.push(format!("({test})")),
             (Compiled::Test(test), true) => {
@@ -661,12 +699,18 @@ pub(super) fn merged_all(
             }
         }
     }
-    let customers = if own.is_empty() {
+    // The customers: those their own tests pass, or a positive customer
+    // block of related fields passes (a select of the customers too), or
+    // each one (a row may outlive its customer).
+    let customers = if !own.is_empty() {
+        format!("SELECT +c.id FROM customers c WHERE {}", own.join(" AND "))
+    } else if passed.is_empty() {
         "SELECT c.id FROM customers c".to_string()
     } else {
-        format!("SELECT +c.id FROM customers c WHERE {}", own.join(" AND "))
+        passed.remove(0)
     };
     let mut sql = std::iter::once(customers)
+        .chain(passed)
         .chain(held)
         .collect::<Vec<_>>()
         .join(" INTERSECT ");
