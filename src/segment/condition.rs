@@ -79,13 +79,19 @@ pub(super) fn condition(
 /// pass over the methods, not a list each; `ranged` when the status test
 /// reads a range of the methods' index by status.
 pub(super) fn default_method(b: &Builder, tests: &[String], ranged: bool) -> Compiled {
-    let mut conds = vec![format!("pm.is_default = {}", b.true_())];
-    conds.extend(tests.iter().map(|t| format!("({t})")));
     Compiled::Rows {
         table: Related::PaymentMethods,
-        conds: conds.join(" AND "),
+        conds: default_row(b, tests),
         ranged,
     }
+}
+
+/// A payment method's row (`pm`) is its customer's default method and
+/// passes every one of `tests`.
+pub(super) fn default_row(b: &Builder, tests: &[String]) -> String {
+    let mut conds = vec![format!("pm.is_default = {}", b.true_())];
+    conds.extend(tests.iter().map(|t| format!("({t})")));
+    conds.join(" AND ")
 }
 
 /// A field's test on the column it reads (for a customer's connector name or

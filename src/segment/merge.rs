@@ -6,9 +6,10 @@
 use super::sample::{holding, holds_of_one, share, shares};
 use super::{
     Builder, Compiled, Dialect, RANGE_CLASS, Related, Tables, any_of, asked_of_one, block_class,
-    compile_block, exists, merge_scans, narrow, one_list, one_of, others, own_form,
+    compile_block, exists, merge_scans, methods_own_form, narrow, one_list, one_of, others,
+    own_few, own_form, positive_customer,
 };
-use crate::model::{Filter, FilterType, MatchMode};
+use crate::model::{Field, Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
 
 /// The members of an `any` of `filters` (in [`super::ordered`] order) as one
@@ -217,7 +218,8 @@ fn held(b: &Builder, any: &AnyOf) -> String {
 /// three of the sample are among the related blocks' customers (else the
 /// one list is, [`choice`]): one in four or more of
 /// the sample pass a customer block that reads no related rows (the
-/// looked-up form asks them nothing more); or pass the tests of their own
+/// looked-up form asks them nothing more; nor does it a block of the
+/// default method's tests beside payment-method blocks alone, [`Asked::Joined`]); or pass the tests of their own
 /// row and custom data of one that does ([`asked`]), while two in three or
 /// more are among the related blocks' customers, asked first where a
 /// sample shows them to pass most ([`super::any_of`]). Where fewer are,
@@ -294,14 +296,22 @@ fn listed_count(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> Strin
 /// [`crate::model::Field::reaches_related`]), those that pass its tests of
 /// the customer's own row and custom data (every customer where it has
 /// none), each of whom it looks up; of another, those that pass it.
-/// Those of blocks that read no related rows first, then the others'.
+/// Those of blocks that read no related rows, or whose tests of related
+/// rows the looked-up form asks in a lookup every customer has anyway
+/// ([`Asked::Joined`]), first, then the others'.
 fn asked(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> (Vec<String>, Vec<String>) {
     let scanned = std::mem::replace(&mut b.own_scanned, true);
     let mut itself = Vec::new();
     let mut reading = Vec::new();
     for asked in &any.asked {
         match asked {
-            Asked::Own(own) => reading.push(compile_block(b, own, today).into_test(b, false)),
+            Asked::Own(own) | Asked::Joined(own) => {
+                let test = compile_block(b, own, today).into_test(b, false);
+                match asked {
+                    Asked::Joined(_) => itself.push(test),
+                    _ => reading.push(test),
+                }
+            }
             Asked::Everyone => reading.push(b.true_().to_string()),
             Asked::Itself(f) => itself.push(asked_of_one(b, f, today)),
         }
@@ -317,6 +327,13 @@ fn asked(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> (Vec<String>, Vec<St
 enum Asked {
     Itself(Filter),
     Own(Filter),
+    /// Those that pass its own tests (`Own`), where every block of related
+    /// rows is one of payment methods and the looked-up form asks its tests
+    /// of the default method in the lookup of the customer's methods that
+    /// every customer has anyway ([`super::default_row_test`]): the
+    /// looked-up form asks them nothing more, as a block that reads no
+    /// related rows.
+    Joined(Filter),
     Everyone,
 }
 
@@ -353,6 +370,14 @@ impl AnyOf {
         };
         b.own_scanned = true;
         b.everyone = merge_scans(filters);
+        // Every block of related rows reads the payment methods alone: the
+        // looked-up form asks a block of the default method and its own tests
+        // in the customer's one lookup of them ([`Asked::Joined`]).
+        let methods_only = filters.iter().all(|f| match f.filter_type {
+            FilterType::Customer => !f.conditions.contains_key(&Field::CustomerConnectorName),
+            FilterType::PaymentMethod => !super::without_connector(f),
+            _ => false,
+        });
         for f in filters {
             match compile_block(b, f, today) {
                 Compiled::Rows {
@@ -369,6 +394,11 @@ impl AnyOf {
                     any.asked
                         .push(match (super::related_fields(f), own_form(f)) {
                             (false, _) => Asked::Itself((*f).clone()),
+                            (true, Some(own))
+                                if methods_only && methods_own_form(f, filters).is_some() =>
+                            {
+                                Asked::Joined(own)
+                            }
                             (true, Some(own)) => Asked::Own(own),
                             (true, None) => Asked::Everyone,
                         });
@@ -487,7 +517,8 @@ const MOST_BLOCKS: usize = 64;
 /// data alone, read in the order of the customers' index by id: seed
 /// `stop54a` shape-120's, `plan ne "arte"`, 121 ms in place and sorted,
 /// 43 ms so), and so are the positive ones (`EXCEPT`), but those of
-/// related fields, each a select of its own ([`passing_customers`]). The
+/// related fields and tests of their own, none of which leaves few as a
+/// rule ([`own_few`]), each a select of its own ([`passing_customers`]). The
 /// predicate form ([`any_of`]) asks each customer its blocks in turn, most
 /// of them lookups of its rows: seed `stop46` shape-045, a payment-method
 /// block, a negated one and a connector block (200,000 customers, CPU
@@ -515,7 +546,19 @@ pub(super) fn merged_complement(
     }
     let mut b = Builder::new(Dialect::Sqlite);
     b.own_scanned = true;
-    let scans = merge_scans(filters);
+    // The positive customer blocks of related rows and tests of their own:
+    // each the select of the customers it passes, as an `all` of it alone
+    // compiles it; but where a test of its own row leaves few as a rule
+    // ([`own_few`]), that test, asked first of each customer, spares most
+    // of them the lookups (seed `stop54b` shape-123, an email suffix and
+    // the Adyen links, counted in 51 ms so and 81 ms driven by the links
+    // without statistics). A block of related rows alone is their rows, or
+    // asked in the customers' select.
+    let driven = |f: &Filter| {
+        positive_customer(f) && super::related_fields(f) && own_form(f).is_some() && !own_few(f)
+    };
+    let rest: Vec<&Filter> = filters.iter().copied().filter(|f| !driven(f)).collect();
+    let scans = merge_scans(&rest);
     let mut held: Vec<String> = Vec::new();
     let mut own_held: Vec<String> = Vec::new();
     let mut own: Vec<String> = Vec::new();
@@ -524,11 +567,9 @@ pub(super) fn merged_complement(
     let mut tables: Tables<Blocks> = Tables::default();
     // Whether the negated customer blocks test custom data alone.
     let mut sets_only = true;
-    // The positive customer blocks of related rows: each the select of the
-    // customers it passes, as an `all` of it alone compiles it.
     let mut own_driven: Vec<&Filter> = Vec::new();
     for f in filters {
-        if !f.negate && f.filter_type == FilterType::Customer && super::related_fields(f) {
+        if driven(f) {
             sampled.push(f);
             own_driven.push(f);
             continue;
@@ -625,26 +666,22 @@ pub(super) fn merged_complement(
 }
 
 /// SQLite, `match = "all"` of blocks of related rows, one of them
-/// positive and one negated, and customer blocks: the number of members
-/// as one merge of sorted sets,
+/// positive and one negated, and customer blocks of their own row
+/// and custom data: the number of members as one merge of sorted sets,
 /// where a sample shows no positive block leaves few customers (each
 /// holds more than a third of them), with that sample (`few`, where the
 /// query as compiled is counted instead). The customers their own tests
 /// pass (`INTERSECT`: a row may outlive its customer), each positive
 /// related block's customers (`INTERSECT`), but for each negated block's
 /// positive form's (`EXCEPT`), each block's rows read once in the order of
-/// its table's index by customer ([`customers_of`]); a customer block of
-/// related fields is a select of its own ([`passing_customers`]: seed
-/// `stop55a` shape-007, an `all` of such a block, two negated blocks of
-/// other tables and a negated one of the default method, counted in
-/// 306-310 ms so and 244-252 ms merged). Driven by the list of a block
+/// its table's index by customer ([`customers_of`]). Driven by the list of a block
 /// most customers pass, each of its customers is looked up in the other
 /// tables: seed `stop54a` shape-097, an `all` of the customers with a
 /// payment method (most of them) but none of a status other than active
 /// and no monitor named `BANDWIDTH` (200,000 customers, CPU time, by hand),
-/// counted in 263-275 ms driven and 104-110 ms merged. `None` where no
-/// block of related rows ([`super::reads_related`]) is positive, no
-/// related table's block is negated (an `all` of positive blocks keeps its forms: a list drives), or
+/// counted in 263-275 ms driven and 104-110 ms merged. `None` where a customer
+/// block tests related rows, no related block is positive or none is
+/// negated (an `all` of positive blocks keeps its forms: a list drives), or
 /// they are of one table (one pass over its rows grouped by customer).
 pub(super) fn merged_all(
     filters: &[&Filter],
@@ -657,7 +694,12 @@ pub(super) fn merged_all(
         .collect();
     if tables.len() < 2
         || filters.len() > MOST_BLOCKS
-        || !filters.iter().any(|f| !f.negate && super::reads_related(f))
+        || filters
+            .iter()
+            .any(|f| f.filter_type == FilterType::Customer && super::related_fields(f))
+        || !filters
+            .iter()
+            .any(|f| !f.negate && f.filter_type != FilterType::Customer)
         || !filters
             .iter()
             .any(|f| f.negate && f.filter_type != FilterType::Customer)
@@ -668,22 +710,11 @@ pub(super) fn merged_all(
     let mut own: Vec<String> = Vec::new();
     let mut held: Vec<String> = Vec::new();
     let mut outside: Vec<String> = Vec::new();
-    // The positive customer blocks of related fields' selects.
-    let mut passed: Vec<String> = Vec::new();
     for f in filters {
         let positive = Filter {
             negate: false,
             ..(*f).clone()
         };
-        if f.filter_type == FilterType::Customer && super::related_fields(f) {
-            let select = passing_customers(&mut b, &positive, today);
-            if f.negate {
-                outside.push(select);
-            } else {
-                passed.push(select);
-            }
-            continue;
-        }
         match (compile_block(&mut b, &positive, today), f.negate) {
             (Compiled::Test(test), false) => own.push(format!("({test})")),
             (Compiled::Test(test), true) => {
@@ -699,18 +730,12 @@ pub(super) fn merged_all(
             }
         }
     }
-    // The customers: those their own tests pass, or a positive customer
-    // block of related fields passes (a select of the customers too), or
-    // each one (a row may outlive its customer).
-    let customers = if !own.is_empty() {
-        format!("SELECT +c.id FROM customers c WHERE {}", own.join(" AND "))
-    } else if passed.is_empty() {
+    let customers = if own.is_empty() {
         "SELECT c.id FROM customers c".to_string()
     } else {
-        passed.remove(0)
+        format!("SELECT +c.id FROM customers c WHERE {}", own.join(" AND "))
     };
     let mut sql = std::iter::once(customers)
-        .chain(passed)
         .chain(held)
         .collect::<Vec<_>>()
         .join(" INTERSECT ");
@@ -943,6 +968,19 @@ mod tests {
                 ORDERED_BY_SAMPLE.to_string(),
                 Some([1, 0]),
             ),
+            // Looked up where most pass the own tests of a block of the
+            // default method beside a payment-method block, though fewer
+            // than two in three are among that block's customers: the
+            // looked-up form asks the default method in its lookup of every
+            // customer's methods (seed `stop55a` shape-011).
+            (
+                pair(
+                    "default_payment_method_status = { in = [\"expired\", \"active\"] }\n\
+                     custom_data = { seats = { lt = 5 } }",
+                    "type = \"payment_method\"\npayment_type = \"card\"",
+                ),
+                Some([1, 0]),
+            ),
             // Several tables, unpaid invoices, lookups in the customer block.
             (
                 "[[filter]]\ntype = \"invoice\"\ndue_in_days = { not_in = [12] }\n\
@@ -1058,6 +1096,46 @@ mod tests {
             beside.looked_up
         );
         assert!(!beside.listed.contains(chosen_order), "{}", beside.listed);
+    }
+
+    /// The looked-up form asks a customer block of its default method and
+    /// its own tests beside a payment-method block in one lookup of each
+    /// customer's methods, the default method's row and the customer's own
+    /// tests one term of it, not a lookup of its own: seed `stop55a`
+    /// shape-011 (200,000 customers, CPU time, by hand) counted in 168 ms
+    /// with a lookup per block and 107 ms so. Without a payment-method
+    /// block, its own tests come first, a lookup of its own (a customer
+    /// they reject is never looked up). The forms count alike
+    /// ([`the_sample_picks_a_form_and_every_form_counts_alike`]).
+    #[test]
+    fn the_looked_up_form_asks_a_default_method_in_the_methods_lookup() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap_or_else(|| panic!("a date"));
+        let block = "[[filter]]\ntype = \"customer\"\n\
+                     default_payment_method_status = { in = [\"expired\", \"active\"] }\n\
+                     custom_data = { seats = { lt = 5 } }\n";
+        let lookup = "FROM payment_methods pm WHERE pm.customer_id = c.id";
+        for (other, joined) in [
+            (
+                "type = \"payment_method\"\npayment_type = { ne = \"ach\" }",
+                true,
+            ),
+            ("type = \"monitor\"\nstate = \"alerting\"", false),
+        ] {
+            let toml =
+                format!("[segment]\nname = \"s\"\nmatch = \"any\"\n{block}[[filter]]\n{other}\n");
+            let (_, forms) = forms(&toml, today);
+            let looked_up = &forms.looked_up;
+            // The block comes first ([`ordered`]): the lookup's first term.
+            let folded = "CASE WHEN (pm.is_default = 1 AND ";
+            assert_eq!(looked_up.contains(folded), joined, "{other}: {looked_up}");
+            if joined {
+                assert_eq!(looked_up.matches(lookup).count(), 1, "{looked_up}");
+            }
+            // A correlated term: never in a list, nor in the merge.
+            for form in [&forms.listed, &forms.merged] {
+                assert!(!form.contains(folded), "{form}");
+            }
+        }
     }
 
     /// An `any` of a monitor block few pass and a customer block most pass

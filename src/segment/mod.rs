@@ -27,7 +27,7 @@ mod sample;
 mod words;
 
 use builder::{BareKey, Builder, Driver, OwnTest, Scope};
-use condition::{condition, default_method};
+use condition::{condition, default_method, default_row};
 use custom_data::{custom_data, one_index_range};
 pub use custom_data::{custom_data_index_sql, custom_data_path, custom_data_statistics_sql};
 pub use impact::{IMPACT_SAMPLES, ImpactQueries, compile_impact};
@@ -358,6 +358,7 @@ const MOST_BARE: usize = 2;
 /// customer block of its own columns and custom data only is asked of every
 /// customer in the `all` too: `stop46` shape-117 (a `contains` of a key and
 /// a monitor block) took 40-48 ms as an `any` and 111-189 ms so; it is
+/// [`sampled_complement_count`]'s (where few pass the positive forms), else
 /// counted as [`merge::merged_complement`] counts (where most customers
 /// pass the negated block's negation, as the `any`).
 ///
@@ -447,9 +448,9 @@ fn others(count: &str) -> String {
     format!("(SELECT COUNT(*) FROM customers) - ({count})")
 }
 
-/// SQLite, the number of members of an `any` with negated blocks of
-/// related rows (none of the customers' own), one of a class whose list
-/// drives an `all` ([`DRIVING_CLASS`]): where a sample shows at most a
+/// SQLite, the number of members of an `any` with negated blocks, one of
+/// a class whose list or index drives an `all` ([`DRIVING_CLASS`]): where
+/// a sample shows at most a
 /// quarter of the customers pass every negated block's positive form,
 /// every customer but the members of the `all` of those positive forms and
 /// the other blocks negated (a customer is a member of the `any` unless
@@ -477,16 +478,18 @@ fn others(count: &str) -> String {
 /// 696 ms; seed `stop48` shape-179, three monitor blocks
 /// and a negated block of Adyen links and pending or expired default
 /// methods, 191 -> 64 ms / 275 -> 64 ms; the most slowed, fixed-seed
-/// shape-001, 55 -> 94 ms, 1.4x its bound). A negated customer block of its
-/// own tests only, asked of each customer in the `all`, cost more than it
-/// spared (15 such segments of one draw, each beside positive blocks: 745 ->
-/// 785 ms; an `any` of negated blocks only is [`complement_count`]'s).
+/// shape-001, 55 -> 94 ms, 1.4x its bound). So is a negated customer block
+/// of its own tests only (its class or another negated block's a driving
+/// one): seed `stop54b` shape-017, its country's index driving the `all`, an `any` of a block of
+/// Italian customers (3%), a name and a `seats` range negated beside a
+/// payment-method block (200,000 customers, CPU time, by hand, with /
+/// without statistics), counted as an `any` in 149-154 / 150-158 ms and as
+/// the complement in 43-63 / 17-26 ms; the 9 counts of three draws this
+/// makes complements, 439 -> 91 ms / 425 -> 60 ms, none slower (an `any`
+/// of negated blocks only is [`complement_count`]'s).
 fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
     let negated = || segment.filters.iter().filter(|f| f.negate);
-    if segment.match_mode != MatchMode::Any
-        || negated().any(|f| f.filter_type == FilterType::Customer && !related_fields(f))
-        || !negated().any(|f| block_class(f) <= DRIVING_CLASS)
-    {
+    if segment.match_mode != MatchMode::Any || !negated().any(|f| block_class(f) <= DRIVING_CLASS) {
         return None;
     }
     // The customers outside the `any`.
@@ -1014,7 +1017,15 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
     for f in filters {
         // The set takes the place of its first block.
         let first = tables.is_empty() && negated.is_empty();
-        let place = match compile_block(b, f, today) {
+        let compiled = match default_row_test(b, f, filters, today, list) {
+            Some(conds) => Compiled::Rows {
+                table: Related::PaymentMethods,
+                conds,
+                ranged: false,
+            },
+            None => compile_block(b, f, today),
+        };
+        let place = match compiled {
             Compiled::Rows {
                 table,
                 conds,
@@ -1171,6 +1182,82 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
         .map(|(_, term)| term)
         .collect::<Vec<_>>()
         .join(" OR ")
+}
+
+/// SQLite, an `any`'s positive customer block of its default method's
+/// tests and its own, beside a payment-method block ([`methods_own_form`]),
+/// in the looked-up form of its count (`list` `Some(false)`, where every
+/// table but unpaid invoices is looked up per customer; the other forms,
+/// one list or as [`compiled`], keep the block as it is): one test of a
+/// method's row, the default method passing the block's tests of it and
+/// its customer (`c`) the others, asked in the customer's one lookup of its
+/// methods with the table's other blocks ([`Lookups`]), not a lookup of its
+/// own. A correlated test, it is never part of a list. Seed
+/// `stop55a` shape-011, an `any` of a block of expired or active default
+/// methods and `seats lt 5`, one of a name prefix and default methods not
+/// pending, and a payment-method block (200,000 customers, CPU time, by
+/// hand): the customers looked up so in 107 ms, each block its lookup in
+/// 168 ms (its count, with the sample's choice below, 240-250 ms merged and
+/// 143-154 ms so: [`merge::Asked`]).
+fn default_row_test(
+    b: &mut Builder,
+    f: &Filter,
+    filters: &[&Filter],
+    today: NaiveDate,
+    list: Option<bool>,
+) -> Option<String> {
+    let own = methods_own_form(f, filters)?;
+    if b.dialect != Dialect::Sqlite || list != Some(false) || !matches!(b.scope, Scope::All) {
+        return None;
+    }
+    let tests = default_tests(b, f, today);
+    let own = compile_block(b, &own, today).into_test(b, false);
+    Some(format!("{} AND ({own})", default_row(b, &tests)))
+}
+
+/// A customer block's tests of its default payment method, each on the
+/// method's row (`pm`, [`default_row`]).
+fn default_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Vec<String> {
+    f.conditions
+        .iter()
+        .filter(|(field, _)| {
+            matches!(
+                field,
+                Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus
+            )
+        })
+        .map(|(field, c)| condition::test(b, *field, c, today))
+        .collect()
+}
+
+/// Whether a payment-method block admits a method without a connector
+/// (`connector = { exists = false }`): on SQLite it joins the connectors
+/// ([`Related::PaymentMethodsWithConnectors`]).
+fn without_connector(f: &Filter) -> bool {
+    matches!(
+        f.conditions.get(&Field::PaymentMethodConnector),
+        Some(Condition::Exists(false))
+    )
+}
+
+/// The tests of its own row and custom data of a positive customer block
+/// of those and its default method's (no links), beside a positive
+/// payment-method block of its `any` (`filters`; not one that joins the
+/// connectors, [`without_connector`]), whose lookup of each customer's
+/// methods it joins ([`default_row_test`]). Without one, the
+/// block's own tests, asked first, spare the customers they reject the
+/// lookup: seed `stop55a` shape-005, an `any` of a block of `plan in
+/// ["ree"]` and a default method's type and status and a block of links,
+/// counted in 25 ms so and 90 ms with every customer's methods looked up.
+fn methods_own_form(f: &Filter, filters: &[&Filter]) -> Option<Filter> {
+    let default_only = f.conditions.keys().any(|k| k.reaches_related())
+        && !f.conditions.contains_key(&Field::CustomerConnectorName);
+    let looked_up = filters
+        .iter()
+        .any(|g| !g.negate && g.filter_type == FilterType::PaymentMethod && !without_connector(g));
+    (positive_customer(f) && default_only && looked_up)
+        .then(|| own_form(f))
+        .flatten()
 }
 
 /// Where a block of an `any` is tested (SQLite): its own term of the OR,
@@ -1638,11 +1725,7 @@ fn compile_block(b: &mut Builder, f: &Filter, today: NaiveDate) -> Compiled {
             .collect::<Vec<_>>()
             .join(" AND "),
     };
-    let joins_connectors = b.dialect == Dialect::Sqlite
-        && matches!(
-            f.conditions.get(&Field::PaymentMethodConnector),
-            Some(Condition::Exists(false))
-        );
+    let joins_connectors = b.dialect == Dialect::Sqlite && without_connector(f);
     let table = match f.filter_type {
         FilterType::Customer => {
             // A NULL (a missing value) is false, also under NOT: the anti-join
