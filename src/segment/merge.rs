@@ -216,20 +216,20 @@ fn held(b: &Builder, any: &AnyOf) -> String {
 
 /// Whether the looked-up form is the one to count where more than one in
 /// three of the sample are among the related blocks' customers (else the
-/// one list is, [`choice`]): one in four or more of
-/// the sample pass a customer block that reads no related rows (the
-/// looked-up form asks them nothing more; nor does it a block of the
-/// default method's tests beside payment-method blocks alone, [`Asked::Joined`]); or pass the tests of their own
-/// row and custom data of one that does ([`asked`]), while two in three or
-/// more are among the related blocks' customers, asked first where a
-/// sample shows them to pass most ([`super::any_of`]). Where fewer are,
-/// the looked-up form asks most customers a lookup per table, and the
-/// merge reads each table once: seed `stop50` shape-043, an `any` of a
-/// monitor block, two payment-method blocks (together 59% of the
-/// customers) and a block of a name `not_in` and the GoCardless links
-/// (200,000 customers, CPU time, by hand), counted in 187 ms looked up and
-/// 132 ms merged; seed `stop49` shape-083 (54%) in 140 and 105 ms; seed
-/// `stop49` shape-129 (75%) in 162 ms looked up, 266 ms merged.
+/// one list is, [`choice`]): one in four or more of the sample pass a
+/// customer block that reads no related rows (the looked-up form asks them
+/// nothing more; nor does it a block of the default method's tests beside
+/// payment-method blocks alone, [`Asked::Joined`]); or pass the tests of
+/// their own row and custom data of one that does ([`asked`]), while two in
+/// three or more are among the related blocks' customers, asked first where
+/// a sample shows them to pass most ([`super::any_of`]). Where fewer are,
+/// the looked-up form asks most customers a lookup per table, and the merge
+/// reads each table once: seed `stop50` shape-043, an `any` of a monitor
+/// block, two payment-method blocks (together 59% of the customers) and a
+/// block of a name `not_in` and the GoCardless links (200,000 customers,
+/// CPU time, by hand), counted in 187 ms looked up and 132 ms merged; seed
+/// `stop49` shape-083 (54%) in 140 and 105 ms; seed `stop49` shape-129
+/// (75%) in 162 ms looked up, 266 ms merged.
 fn some_own(b: &mut Builder, any: &AnyOf, today: NaiveDate, held: &str) -> String {
     let (itself, reading) = asked(b, any, today);
     let mut some: Vec<String> = Vec::new();

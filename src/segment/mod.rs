@@ -480,13 +480,14 @@ fn others(count: &str) -> String {
 /// methods, 191 -> 64 ms / 275 -> 64 ms; the most slowed, fixed-seed
 /// shape-001, 55 -> 94 ms, 1.4x its bound). So is a negated customer block
 /// of its own tests only (its class or another negated block's a driving
-/// one): seed `stop54b` shape-017, its country's index driving the `all`, an `any` of a block of
-/// Italian customers (3%), a name and a `seats` range negated beside a
-/// payment-method block (200,000 customers, CPU time, by hand, with /
-/// without statistics), counted as an `any` in 149-154 / 150-158 ms and as
-/// the complement in 43-63 / 17-26 ms; the 9 counts of three draws this
-/// makes complements, 439 -> 91 ms / 425 -> 60 ms, none slower (an `any`
-/// of negated blocks only is [`complement_count`]'s).
+/// one): seed `stop54b` shape-017, its country's index driving the `all`,
+/// an `any` of a block of Italian customers (3%), a name and a `seats`
+/// range negated beside a payment-method block (200,000 customers, CPU
+/// time, by hand, with / without statistics), counted as an `any` in
+/// 149-154 / 150-158 ms and as the complement in 43-63 / 17-26 ms; the 9
+/// counts of three draws this makes complements, 439 -> 91 ms / 425 -> 60
+/// ms, none slower (an `any` of negated blocks only is
+/// [`complement_count`]'s).
 fn sampled_complement_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
     let negated = || segment.filters.iter().filter(|f| f.negate);
     if segment.match_mode != MatchMode::Any || !negated().any(|f| block_class(f) <= DRIVING_CLASS) {
