@@ -1221,14 +1221,17 @@ fn default_row_test(
 fn default_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Vec<String> {
     f.conditions
         .iter()
-        .filter(|(field, _)| {
-            matches!(
-                field,
-                Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus
-            )
-        })
+        .filter(|(field, _)| default_field(field))
         .map(|(field, c)| condition::test(b, *field, c, today))
         .collect()
+}
+
+/// Whether `field` is one of a customer's default payment method.
+fn default_field(field: &Field) -> bool {
+    matches!(
+        field,
+        Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus
+    )
 }
 
 /// Whether a payment-method block admits a method without a connector
@@ -2059,12 +2062,7 @@ fn links_drive(f: &Filter) -> bool {
 /// (or on PostgreSQL), it is those rows ([`block_tests`]).
 fn related_alone(f: &Filter) -> bool {
     let links = f.conditions.contains_key(&Field::CustomerConnectorName);
-    let default = f.conditions.keys().any(|field| {
-        matches!(
-            field,
-            Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus
-        )
-    });
+    let default = f.conditions.keys().any(default_field);
     links != default && own_form(f).is_none()
 }
 
