@@ -4,6 +4,7 @@
 use super::{Bind, Dialect};
 use crate::model::{CustomDataKey, Field, Op};
 
+#[derive(Clone)]
 pub(super) struct Builder {
     pub(super) dialect: Dialect,
     pub(super) binds: Vec<Bind>,
@@ -82,7 +83,7 @@ pub(super) struct Builder {
 }
 
 /// See [`Builder::bare_key`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct BareKey {
     /// Which of the tests (counted in the order written) is the set of
     /// those that pass alone; `None`: none.
@@ -115,6 +116,7 @@ pub(super) enum Driver {
 }
 
 /// SQLite: which customers a query is about (placeholders bound to ids).
+#[derive(Clone)]
 pub(super) enum Scope {
     /// Every customer.
     All,

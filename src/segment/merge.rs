@@ -127,8 +127,8 @@ pub(super) fn count_any(filters: &[&Filter], today: NaiveDate) -> Option<(String
             return Some((merged, b));
         }
         // Index ranges only: one list where the sample shows it short.
-        let few_held = few_held(&held(&b, &any));
-        let listed = predicate_count(&mut b, filters, today, true);
+        let few_held = few_held(&held(&b, &any.tables));
+        let listed = predicate_count(&mut b, filters, today, Some(true));
         let sql = format!("SELECT CASE WHEN {few_held} THEN ({listed}) ELSE ({merged}) END");
         return Some((sql, b));
     }
@@ -181,10 +181,10 @@ struct Sampled {
 /// tests) of `filters`.
 fn sampled(mut b: Builder, any: &AnyOf, filters: &[&Filter], today: NaiveDate) -> Sampled {
     let merged = format!("SELECT COUNT(*) FROM ({})", any.merged(&b));
-    let held = held(&b, any);
+    let held = held(&b, &any.tables);
     let some_own = some_own(&mut b, any, today, &held);
     let few_held = few_held(&held);
-    let looked_up = predicate_count(&mut b, filters, today, false);
+    let looked_up = predicate_count(&mut b, filters, today, Some(false));
     let listed = listed_count(&mut b, filters, today);
     Sampled {
         some_own,
@@ -202,11 +202,10 @@ fn few_held(held: &str) -> String {
     share(held, false, 1, 3)
 }
 
-/// Whether a customer is among the customers of `any`'s related blocks,
-/// each table looked up.
-fn held(b: &Builder, any: &AnyOf) -> String {
-    let held: Vec<String> = any
-        .tables
+/// Whether a customer is among the customers of an `any`'s positive related
+/// blocks (`tables`), each table looked up.
+fn held(b: &Builder, tables: &Tables<Blocks>) -> String {
+    let held: Vec<String> = tables
         .0
         .iter()
         .map(|(table, blocks)| exists(b, *table, &one_of(&blocks.tests), false, true))
@@ -249,14 +248,15 @@ fn some_own(b: &mut Builder, any: &AnyOf, today: NaiveDate, held: &str) -> Strin
 }
 
 /// The count of the predicate form of an `any` of `filters` ([`any_of`]),
-/// the positive related blocks one list (`one_list`) or looked up.
+/// the positive related blocks one list (`Some(true)`), looked up
+/// (`Some(false)`) or as its rule says (`None`).
 fn predicate_count(
     b: &mut Builder,
     filters: &[&Filter],
     today: NaiveDate,
-    one_list: bool,
+    list: Option<bool>,
 ) -> String {
-    super::count_of(&any_of(b, filters, today, Some(one_list)))
+    super::count_of(&any_of(b, filters, today, list))
 }
 
 /// The count of the one-list form of an `any` of `filters` with customer
@@ -277,13 +277,13 @@ fn predicate_count(
 /// either form, and probes the same set.
 fn listed_count(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
     b.bare_sets = Some(Vec::new());
-    let bare = predicate_count(b, filters, today, true);
+    let bare = predicate_count(b, filters, today, Some(true));
     let few = b.bare_sets.take().unwrap_or_default();
     if few.is_empty() {
         // No set: the form as it is.
         return bare;
     }
-    let listed = predicate_count(b, filters, today, true);
+    let listed = predicate_count(b, filters, today, Some(true));
     format!(
         "SELECT CASE WHEN {} THEN ({bare}) ELSE ({listed}) END",
         few.join(" AND ")
@@ -500,6 +500,21 @@ fn passing_customers(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
     format!("SELECT +c.id FROM customers c WHERE {passing}")
 }
 
+/// The number of `customers` (a select of their ids) that every select of
+/// `held` holds and none of `excepted` does: one merge of sorted sets, each
+/// select read once in its order.
+fn merge_count(customers: String, held: Vec<String>, excepted: &[String]) -> String {
+    let mut sql = std::iter::once(customers)
+        .chain(held)
+        .collect::<Vec<_>>()
+        .join(" INTERSECT ");
+    for select in excepted {
+        sql.push_str(" EXCEPT ");
+        sql.push_str(select);
+    }
+    format!("SELECT COUNT(*) FROM ({sql} ORDER BY 1)")
+}
+
 /// The most blocks [`merged_complement`] and [`merged_all`] merge (each
 /// block of related rows a term of one compound select).
 const MOST_BLOCKS: usize = 64;
@@ -629,40 +644,65 @@ pub(super) fn merged_complement(
             own_held.join(" AND ")
         )
     };
-    let mut sql = std::iter::once(customers)
-        .chain(held)
-        .collect::<Vec<_>>()
-        .join(" INTERSECT ");
     // The customers the positive customer blocks pass: few, where merged
     // (below), a short sort.
+    let mut excepted: Vec<String> = Vec::new();
     if !own.is_empty() {
-        sql.push_str(&format!(
-            " EXCEPT SELECT +c.id FROM customers c WHERE {}",
+        excepted.push(format!(
+            "SELECT +c.id FROM customers c WHERE {}",
             one_of(&own)
         ));
     }
     for f in own_driven {
-        sql.push_str(" EXCEPT ");
-        sql.push_str(&passing_customers(&mut b, f, today));
+        excepted.push(passing_customers(&mut b, f, today));
     }
     for (table, blocks) in &tables.0 {
-        sql.push_str(" EXCEPT ");
-        sql.push_str(&customers_of(&b, *table, blocks));
+        excepted.push(customers_of(&b, *table, blocks));
     }
-    let outside = format!("SELECT COUNT(*) FROM ({sql} ORDER BY 1)");
-    let merged = others(&outside);
+    let merged = others(&merge_count(customers, held, &excepted));
     let Some(some_own) = some_own else {
         return Some((format!("SELECT {merged}"), b));
     };
     // Where one in four of a sample or more pass a customer block (a
     // positive one, or a negated one's negation), the predicate form asks
     // few customers more.
-    let predicate = any_of(&mut b, filters, today, None);
-    let sql = format!(
-        "SELECT CASE WHEN {some_own} THEN ({}) ELSE {merged} END",
-        super::count_of(&predicate)
-    );
+    let predicate = predicate_forms(&mut b, filters, today, &tables);
+    let sql = format!("SELECT CASE WHEN {some_own} THEN ({predicate}) ELSE {merged} END");
     Some((sql, b))
+}
+
+/// The count of the predicate form of an `any` of `filters` beside its
+/// merge ([`merged_complement`], the positive related blocks in `tables`):
+/// as [`any_of`] compiles it where it has no such block, or takes no list
+/// and folds no block into a lookup ([`super::default_row_test`]); else
+/// the form a sample chooses, as
+/// [`count_any`] does: where one in three of the sample or fewer are among
+/// the related blocks' customers ([`few_held`]), as compiled (one list where
+/// [`one_list`] says so), else looked up. The rule's list holds a narrow
+/// range's customers, by the class of its tests; a connector block of a
+/// list of connections is one, whatever the links it holds: seed `stop56a`
+/// shape-150, an `any` of a connector block of two of the three
+/// connections (96% of the customers), a payment-method block and a
+/// negated customer block of an email `not_in` and its default method
+/// (200,000 customers, CPU time, by hand), counted in 285-350 ms as one
+/// list and 173-222 ms looked up.
+fn predicate_forms(
+    b: &mut Builder,
+    filters: &[&Filter],
+    today: NaiveDate,
+    tables: &Tables<Blocks>,
+) -> String {
+    let mut given = b.clone();
+    let as_given = any_of(&mut given, filters, today, None);
+    let mut looked_up = b.clone();
+    if tables.is_empty() || as_given == any_of(&mut looked_up, filters, today, Some(false)) {
+        *b = given;
+        return super::count_of(&as_given);
+    }
+    let few = few_held(&held(b, tables));
+    let listed = predicate_count(b, filters, today, None);
+    let looked_up = predicate_count(b, filters, today, Some(false));
+    format!("SELECT CASE WHEN {few} THEN ({listed}) ELSE ({looked_up}) END")
 }
 
 /// SQLite, `match = "all"` of blocks of related rows, one of them
@@ -735,15 +775,7 @@ pub(super) fn merged_all(
     } else {
         format!("SELECT +c.id FROM customers c WHERE {}", own.join(" AND "))
     };
-    let mut sql = std::iter::once(customers)
-        .chain(held)
-        .collect::<Vec<_>>()
-        .join(" INTERSECT ");
-    for select in &outside {
-        sql.push_str(" EXCEPT ");
-        sql.push_str(select);
-    }
-    let merged = format!("SELECT COUNT(*) FROM ({sql} ORDER BY 1)");
+    let merged = merge_count(customers, held, &outside);
     // Where a positive block leaves few, its list (or the customers' own
     // index) drives the query as compiled.
     let few: Vec<String> = filters
@@ -845,7 +877,7 @@ mod tests {
                 Some(few) => {
                     let q = Query {
                         merge_joins: false,
-                        sql: format!("SELECT {}", few_held(&held(&b, &any))),
+                        sql: format!("SELECT {}", few_held(&held(&b, &any.tables))),
                         binds: b.binds,
                     };
                     let row = store.counts(&q).await.unwrap_or_else(|e| panic!("{e}"));
@@ -1165,7 +1197,7 @@ mod tests {
         for alone in [true, false] {
             let mut b = Builder::new(Dialect::Sqlite);
             b.bare_sets = alone.then(Vec::new);
-            let count = predicate_count(&mut b, &filters, today, true);
+            let count = predicate_count(&mut b, &filters, today, Some(true));
             let few = b.bare_sets.take().unwrap_or_default();
             assert_eq!(few.len(), usize::from(alone), "{count}");
             // The set's sample finds few: each form counts the members, and

@@ -4833,6 +4833,96 @@ fn a_merged_complements_customer_block_of_related_fields_is_driven_by_its_list()
     });
 }
 
+/// SQLite, an `any` counted as a merged complement (a negated customer
+/// block of an email list and its default method's status) beside a
+/// connector block of a list of connections, which the rule of narrow
+/// ranges makes one list, and a payment-method block: where a sample finds
+/// more than one in three among the related blocks' customers (the
+/// connected and disconnected connectors, most links), its predicate form
+/// looks each customer's links and methods up, not one list of most links
+/// built and probed; where fewer (the connector in error), one list. Each
+/// form, the count and the merged form forced count the members of a
+/// hand-written query, with and without statistics. Seed `stop56a`
+/// shape-150 (such an `any`) counted in 285-350 ms as one list and 173-222
+/// ms looked up (200,000 customers, CPU time, by hand).
+#[test]
+fn a_merged_complements_predicate_form_is_looked_up_where_many_are_held() {
+    let others = "[[filter]]\ntype = \"payment_method\"\npayment_type = \"sepa_debit\"\n\
+                  status = { in = [\"active\", \"failed\", \"pending\"] }\n\
+                  [[filter]]\ntype = \"customer\"\nnegate = true\n\
+                  email = { not_in = [\"@ironclad.example\", \"wals\"] }\n\
+                  default_payment_method_status = { ne = \"active\" }\n";
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            for (connections, few) in [("'connected', 'disconnected'", 0), ("'error'", 1)] {
+                let seg = any_segment(&format!(
+                    "[[filter]]\ntype = \"connector\"\nconnection = {{ in = [{}] }}\n{others}",
+                    connections.replace('\'', "\"")
+                ));
+                let want = by_hand(
+                    &setup,
+                    format!(
+                        "SELECT COUNT(*) FROM customers c WHERE EXISTS (SELECT 1 \
+                         FROM customer_connectors cc JOIN connectors k ON k.id = cc.connector_id \
+                         WHERE cc.customer_id = c.id AND k.connection IN ({connections})) \
+                         OR EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id \
+                         AND pm.type = 'sepa_debit' AND pm.status IN ('active', 'failed', 'pending')) \
+                         OR NOT (c.email IS NOT NULL \
+                         AND c.email COLLATE NOCASE NOT IN ('@ironclad.example', 'wals') \
+                         AND EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.customer_id = c.id \
+                         AND pm.is_default = 1 AND pm.status <> 'active'))"
+                    ),
+                )
+                .await;
+                let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                let shown = format!("{} {connections}: {}", setup.label, q.sql);
+                // The predicate form: the sample's choice, one list, looked up.
+                let (_, forms) = q
+                    .sql
+                    .split_once(" THEN (SELECT CASE WHEN ")
+                    .expect("the predicate form's two forms");
+                let (choice, forms) = forms
+                    .split_once(" THEN (SELECT COUNT(*) FROM customers c WHERE ")
+                    .expect("the one-list form");
+                let (listed, forms) = forms
+                    .split_once(") ELSE (SELECT COUNT(*) FROM customers c WHERE ")
+                    .expect("the looked-up form");
+                let (looked_up, _) = forms
+                    .split_once(") END) ELSE (SELECT COUNT(*) FROM customers) - ")
+                    .expect("the merged form");
+                // The links one list beside the methods', or looked up.
+                let links = " UNION ALL SELECT cc.customer_id FROM customer_connectors cc ";
+                assert!(listed.contains(links), "{shown}");
+                assert!(!looked_up.contains(links), "{shown}");
+                assert!(
+                    looked_up.contains(
+                        "EXISTS (SELECT 1 FROM customer_connectors cc WHERE cc.customer_id = c.id "
+                    ),
+                    "{shown}"
+                );
+                let forced = Query {
+                    merge_joins: false,
+                    sql: format!(
+                        "SELECT {choice}, (SELECT COUNT(*) FROM customers c WHERE {listed}), \
+                         (SELECT COUNT(*) FROM customers c WHERE {looked_up}), ({})",
+                        q.sql
+                    ),
+                    binds: q.binds.clone(),
+                };
+                let row = setup
+                    .store
+                    .counts(&forced)
+                    .await
+                    .expect("the forms' counts");
+                assert_eq!(row, [few, want, want, want], "{shown}");
+                merged_complement_finds(&setup, &q, want, &shown).await;
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// SQLite, an `any` whose merged count's select of the customers scans
 /// them all (a customer block of the PayPal links and a PayPal default
 /// method, which no index serves, is one of its terms): another customer
