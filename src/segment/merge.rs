@@ -6,8 +6,8 @@
 use super::sample::{holding, holds_of_one, share, shares};
 use super::{
     Builder, Compiled, Dialect, RANGE_CLASS, Related, Tables, any_of, asked_of_one, block_class,
-    compile_block, exists, merge_scans, methods_own_form, narrow, one_list, one_of, others,
-    own_few, own_form, positive_customer,
+    compile_block, either_count, exists, merge_scans, methods_own_form, narrow, one_list, one_of,
+    others, own_few, own_form, positive_customer,
 };
 use crate::model::{Field, Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
@@ -129,8 +129,7 @@ pub(super) fn count_any(filters: &[&Filter], today: NaiveDate) -> Option<(String
         // Index ranges only: one list where the sample shows it short.
         let few_held = few_held(&held(&b, &any.tables));
         let listed = predicate_count(&mut b, filters, today, Some(true));
-        let sql = format!("SELECT CASE WHEN {few_held} THEN ({listed}) ELSE ({merged}) END");
-        return Some((sql, b));
+        return Some((either_count(&few_held, &listed, &merged), b));
     }
     let Sampled {
         some_own,
@@ -284,10 +283,7 @@ fn listed_count(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> Strin
         return bare;
     }
     let listed = predicate_count(b, filters, today, Some(true));
-    format!(
-        "SELECT CASE WHEN {} THEN ({bare}) ELSE ({listed}) END",
-        few.join(" AND ")
-    )
+    either_count(&few.join(" AND "), &bare, &listed)
 }
 
 /// Per customer block of `any`, the customers the merge's select of the
@@ -501,11 +497,11 @@ fn passing_customers(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
 }
 
 /// The number of `customers` (a select of their ids) that every select of
-/// `held` holds and none of `excepted` does: one merge of sorted sets, each
+/// `intersected` holds and none of `excepted` does: one merge of sorted sets, each
 /// select read once in its order.
-fn merge_count(customers: String, held: Vec<String>, excepted: &[String]) -> String {
+fn merge_count(customers: String, intersected: Vec<String>, excepted: &[String]) -> String {
     let mut sql = std::iter::once(customers)
-        .chain(held)
+        .chain(intersected)
         .collect::<Vec<_>>()
         .join(" INTERSECT ");
     for select in excepted {
@@ -546,7 +542,9 @@ const MOST_BLOCKS: usize = 64;
 /// an invoice block, 1.6x-1.7x its bound so, 4.0x-6.8x merged: the
 /// customers' select read most of them through the `seats` index, and each
 /// one's row; `stop46` shape-117, a negated block of `plan exists` and
-/// `seats contains` beside a negated monitor block, 3.8x-7.3x merged).
+/// `seats contains` beside a negated monitor block, 3.8x-7.3x merged);
+/// its related blocks one list or looked up as another sample finds
+/// ([`predicate_forms`]).
 pub(super) fn merged_complement(
     filters: &[&Filter],
     today: NaiveDate,
@@ -673,12 +671,14 @@ pub(super) fn merged_complement(
 
 /// The count of the predicate form of an `any` of `filters` beside its
 /// merge ([`merged_complement`], the positive related blocks in `tables`):
-/// as [`any_of`] compiles it where it has no such block, or takes no list
-/// and folds no block into a lookup ([`super::default_row_test`]); else
-/// the form a sample chooses, as
+/// as [`any_of`]'s rule compiles it where it has no such block, or where
+/// that rule takes no list and folds no block into a lookup
+/// ([`super::default_row_test`]); else the form a sample chooses, as
 /// [`count_any`] does: where one in three of the sample or fewer are among
-/// the related blocks' customers ([`few_held`]), as compiled (one list where
-/// [`one_list`] says so), else looked up. The rule's list holds a narrow
+/// the related blocks' customers ([`few_held`]), the rule's form (one list
+/// where [`one_list`] says so), else looked up. Where the two differ by the
+/// fold alone (no list), the sample keeps the rule's form, unfolded, where
+/// few are held, as before the choice was made. The rule's list holds a narrow
 /// range's customers, by the class of its tests; a connector block of a
 /// list of connections is one, whatever the links it holds: seed `stop56a`
 /// shape-150, an `any` of a connector block of two of the three
@@ -692,17 +692,13 @@ fn predicate_forms(
     today: NaiveDate,
     tables: &Tables<Blocks>,
 ) -> String {
-    let mut given = b.clone();
-    let as_given = any_of(&mut given, filters, today, None);
-    let mut looked_up = b.clone();
-    if tables.is_empty() || as_given == any_of(&mut looked_up, filters, today, Some(false)) {
-        *b = given;
-        return super::count_of(&as_given);
+    let looked_up = any_of(&mut b.clone(), filters, today, Some(false));
+    let by_rule = predicate_count(b, filters, today, None);
+    if tables.is_empty() || by_rule == super::count_of(&looked_up) {
+        return by_rule;
     }
-    let few = few_held(&held(b, tables));
-    let listed = predicate_count(b, filters, today, None);
     let looked_up = predicate_count(b, filters, today, Some(false));
-    format!("SELECT CASE WHEN {few} THEN ({listed}) ELSE ({looked_up}) END")
+    either_count(&few_held(&held(b, tables)), &by_rule, &looked_up)
 }
 
 /// SQLite, `match = "all"` of blocks of related rows, one of them

@@ -147,7 +147,7 @@ fn merged_all_count(segment: &Segment, at: DateTime<Utc>) -> Option<Query> {
     b.binds.extend(driven.binds);
     Some(Query {
         merge_joins: false,
-        sql: format!("SELECT CASE WHEN {few} THEN ({driven_sql}) ELSE ({merged}) END"),
+        sql: either_count(&few, &driven_sql, &merged),
         binds: b.binds,
     })
 }
@@ -323,6 +323,13 @@ fn bare_keyed(b: &mut Builder, mode: MatchMode, filters: &[&Filter], today: Naiv
 /// no join).
 fn count_of(predicate: &str) -> String {
     format!("SELECT COUNT(*) FROM customers c WHERE {predicate}")
+}
+
+/// The count `then` where `test` (a sample's finding, computed once) holds,
+/// else the count `otherwise` (each a query of one count): SQLite runs the
+/// one chosen.
+fn either_count(test: &str, then: &str, otherwise: &str) -> String {
+    format!("SELECT CASE WHEN {test} THEN ({then}) ELSE ({otherwise}) END")
 }
 
 /// The most custom_data sets [`bare_keyed`] writes alone, a query each.

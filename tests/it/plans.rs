@@ -4877,7 +4877,9 @@ fn a_merged_complements_predicate_form_is_looked_up_where_many_are_held() {
                 .await;
                 let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
                 let shown = format!("{} {connections}: {}", setup.label, q.sql);
-                // The predicate form: the sample's choice, one list, looked up.
+                // The predicate form: the sample's choice (`(SELECT COUNT(*) > 0
+                // AND …)`), the one-list form's count, the looked-up form's,
+                // then the merged form.
                 let (_, forms) = q
                     .sql
                     .split_once(" THEN (SELECT CASE WHEN ")
@@ -4892,7 +4894,7 @@ fn a_merged_complements_predicate_form_is_looked_up_where_many_are_held() {
                     .split_once(") END) ELSE (SELECT COUNT(*) FROM customers) - ")
                     .expect("the merged form");
                 // The links one list beside the methods', or looked up.
-                let links = " UNION ALL SELECT cc.customer_id FROM customer_connectors cc ";
+                let links = "SELECT cc.customer_id FROM customer_connectors cc INDEXED BY ";
                 assert!(listed.contains(links), "{shown}");
                 assert!(!looked_up.contains(links), "{shown}");
                 assert!(
