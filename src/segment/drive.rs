@@ -8,7 +8,7 @@ use super::sample::least;
 use super::{
     DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order, classes,
     custom_sets, customers_drive, links_drive, listed, own_form, own_indexed, own_unranged,
-    positive_customers, predicate, ranged, split_driving, status_of,
+    positive_customers, predicate, ranged, related_fields, split_driving, status_of,
 };
 use crate::model::{Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
@@ -50,7 +50,14 @@ pub(super) const SCANNED: u32 = 24;
 /// connectors' links (68% of the customers) from the monitors with no data
 /// (10%): an `all` of both, with two custom_data tests (200,000 customers,
 /// CPU time), counted in 213-219 ms driven by the links and 35-37 ms by the
-/// monitors.
+/// monitors. Where the first related block is of no driving class (no
+/// list drives as given, [`super::predicate`]), each such block drives an
+/// arm all the same ([`Builder::list_drives`]), and the customers scanned
+/// are always one: seed `stop56a` shape-094, an `all` of the monitors of a
+/// state other than `ok` and a name not in a list (12% of the customers)
+/// and a negated customer block of a default method and custom data
+/// (200,000 customers, CPU time, by hand), counted in 138-176 ms scanned
+/// and 89-112 ms driven by the monitors' list.
 ///
 /// The count is a `CASE` of each driver's count (SQLite runs the chosen
 /// one alone, the sample once); the ids and rows are a `UNION ALL` of each
@@ -83,9 +90,15 @@ pub(super) fn chosen_driver(
     let given = filters.get(first_related)?;
     let customer_list = match given.filter_type {
         FilterType::Customer => Some(split_driving(given)?.0),
-        _ if block_class(given) > DRIVING_CLASS => return None,
         _ => None,
     };
+    // A block of no driving class drives no list as given: the customers
+    // scanned, each asked every block, are an arm then, whatever their own
+    // tests (with none, weighed at two thirds of the sample more).
+    let unclassed = customer_list.is_none() && block_class(given) > DRIVING_CLASS;
+    if unclassed && one_table(filters) {
+        return None;
+    }
     // Then every other positive related block, of any class: a list of a
     // table's scan may hold fewer than an index range's.
     let drivers: Vec<usize> = customer_list
@@ -102,7 +115,7 @@ pub(super) fn chosen_driver(
         .take(MOST_DRIVERS)
         .collect();
     let own: Vec<Filter> = scanned_arm(filters);
-    let scanned = !own.is_empty();
+    let scanned = unclassed || !own.is_empty();
     // The first a choice among several, and the one that drives as given.
     if drivers.len() + usize::from(scanned) < 2 || drivers.first() != Some(&first_related) {
         return None;
@@ -143,12 +156,17 @@ pub(super) fn chosen_driver(
     if scanned {
         // The customers the own tests pass are looked up in the other
         // blocks, each about two thirds of what a list's customer costs
-        // (looked up by id, its JSON parsed).
+        // (looked up by id, its JSON parsed); without own tests, every
+        // customer, each half of that ([`UNCLASSED`]).
         let passed: Vec<String> = own.iter().map(|f| asked_of_one(&mut b, f, today)).collect();
-        values.push(format!(
-            "{SCANNED_ARM} + TOTAL(CASE WHEN ({}) THEN 2 ELSE 0 END) / 3",
-            passed.join(") AND (")
-        ));
+        values.push(if passed.is_empty() {
+            format!("{SCANNED_ARM} + COUNT(*) / {UNCLASSED}")
+        } else {
+            format!(
+                "{SCANNED_ARM} + TOTAL(CASE WHEN ({}) THEN 2 ELSE 0 END) / 3",
+                passed.join(") AND (")
+            )
+        });
     }
     let choice = least(&values);
     let mut arms: Vec<String> = Vec::new();
@@ -158,6 +176,7 @@ pub(super) fn chosen_driver(
         order.insert(0, first);
         // The driver's list reads rows only where it was chosen.
         b.guard = (select != Select::Count).then(|| format!("{choice} = {arm}"));
+        b.list_drives = true;
         let predicate = predicate(&mut b, MatchMode::All, order, today);
         if b.guard.take().is_some() {
             return None;
@@ -285,6 +304,23 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
     })
 }
 
+/// Whether `filters`' related blocks are several of one table beside no
+/// customer block but of the customer's own row and custom data: scanned,
+/// the customers are probed in one pass over that table's rows grouped by
+/// customer ([`super::all_of`]), which a list of them does not beat.
+fn one_table(filters: &[&Filter]) -> bool {
+    let mut related = filters
+        .iter()
+        .filter(|f| f.filter_type != FilterType::Customer);
+    let first = related.next().map(|f| f.filter_type);
+    related.clone().count() > 0
+        && related.all(|f| Some(f.filter_type) == first)
+        && filters
+            .iter()
+            .filter(|f| f.filter_type == FilterType::Customer)
+            .all(|f| !f.negate && !related_fields(f))
+}
+
 /// How many customers of the sample pass the block `f` ([`asked_of_one`]).
 fn passed(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
     super::sample::passing(&asked_of_one(b, f, today))
@@ -293,6 +329,25 @@ fn passed(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
 /// What an own test no index serves is weighed at in [`chosen_index`]: more
 /// than a sample's customers, so that it keeps no arm where another may.
 const NO_INDEX: u32 = 1000;
+
+/// Where the first related block is of no driving class and the customers
+/// have no own tests ([`chosen_driver`]), what each customer scanned costs
+/// against one a list holds: a `1 /` this. Of the 62 counts of six draws
+/// of the shapes bench that such a choice changed (200,000 customers, CPU
+/// time, by hand), those whose list a sample found to hold about half the
+/// customers were as fast driven by it as scanned (the monitors of a name
+/// other than `bandwidth` and a state other than `alerting`, beside a
+/// negated monitor block: 99 ms driven, 74 ms scanned; those of a name not
+/// in a list and a state other than `alerting` alone: 72 and 89 ms), and
+/// those whose list held two thirds or more slower (the connected
+/// connectors' links alone, 68%: 128 ms driven and 86 ms scanned). With
+/// this weight (and none where one table's blocks are grouped,
+/// [`one_table`]), 58 counts change: 7,331 ms scanned, 4,394 ms with the
+/// choice (6,947 and 4,133 without statistics); their listings 7,585 and
+/// 5,383 (7,257 and 5,268), though a listing whose choice is the customers
+/// scanned sorts them once more (the union of the arms): those links' 92
+/// -> 125 ms.
+const UNCLASSED: u32 = 2;
 
 /// What scanning the customers and building their custom data's sets costs
 /// where that is a driver ([`scanned_arm`]), in customers of the sample a

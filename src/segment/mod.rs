@@ -616,6 +616,7 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
 
 /// The predicate of a segment of `filters` (in [`ordered`] order) under `mode`.
 fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: NaiveDate) -> String {
+    let list_drives = std::mem::take(&mut b.list_drives);
     if filters.is_empty() {
         return b.true_().to_string();
     }
@@ -638,9 +639,10 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
     if !any && !b.per_row && b.dialect == Dialect::Sqlite {
         b.driver = if customers_drive(&filters) {
             Driver::Customers
-        } else if classes(&filters)
-            .1
-            .is_some_and(|class| class <= DRIVING_CLASS)
+        } else if list_drives
+            || classes(&filters)
+                .1
+                .is_some_and(|class| class <= DRIVING_CLASS)
         {
             Driver::List
         } else {

@@ -2224,9 +2224,10 @@ fn a_blocks_default_method_tests_are_one_pass() {
 /// selective a class as the best related block, the customers drive and every
 /// related block is probed per customer (`EXISTS`, its test opaque); a more
 /// selective related block still drives through its list, and the others are
-/// probed; when every related block may hold most rows, none drives (and
-/// a sample chooses which lookup is asked first), nor do own tests broader
-/// than a range.
+/// probed; when every related block may hold most rows, none drives as
+/// given: each block's list and the customers scanned are the arms of a
+/// choice of driver (scanned, a sample chooses which lookup is asked
+/// first), and own tests broader than a range drive nothing.
 #[test]
 fn customers_drive_when_their_own_tests_are_as_selective() {
     let test = |field, op, v: &str| filter(field, Condition::Compare(op, s(v)), false);
@@ -2260,11 +2261,14 @@ fn customers_drive_when_their_own_tests_are_as_selective() {
     assert!(given.contains("(c.id IN (SELECT i.customer_id"), "{sql}");
     assert_eq!(given.matches(probe).count(), 1, "{sql}");
 
-    // Scanned, the customers ask first the lookup a sample chooses: two
-    // probes in the sample and in each of the two orders.
+    // Scanned (an arm of the choice of driver, each block's list another,
+    // where the first is of no driving class), the customers ask first the
+    // lookup a sample chooses: two probes in the sample and in each of the
+    // two orders.
     let unused = test(Field::PaymentMethodStatus, Op::Ne, "active");
     let seg = segment(MatchMode::All, vec![alerting.clone(), unused.clone()]);
     let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    let sql = scanned_arm(&sql).expect("the customers scanned");
     assert!(!sql.contains("IN (SELECT"), "{sql}");
     assert_eq!(sql.matches(probe).count(), 6, "{sql}");
     assert_eq!(
@@ -2281,6 +2285,7 @@ fn customers_drive_when_their_own_tests_are_as_selective() {
         vec![not_anna, alerting.clone(), unused.clone()],
     );
     let sql = compile(&seg, Dialect::Sqlite, at(), Select::Count).sql;
+    let sql = scanned_arm(&sql).expect("the customers scanned");
     assert!(sql.contains("c.email COLLATE NOCASE <> "), "{sql}");
     assert_eq!(sql.matches(probe).count(), 6, "{sql}");
     assert_eq!(
@@ -3226,6 +3231,16 @@ fn a_tables_lookups_are_one_pass_over_the_customers_rows() {
                 } else {
                     count.clone()
                 };
+                // A choice of driver (a block of no driving class first):
+                // its last arm, the customers scanned.
+                let q = match scanned_arm(&q.sql) {
+                    Some(sql) => Query {
+                        merge_joins: false,
+                        sql,
+                        binds: q.binds.clone(),
+                    },
+                    None => q,
+                };
                 // Where a sample chooses the first of two lookups, the
                 // sample's pass and each order's.
                 let copies = if q.sql.contains("(CASE (SELECT CASE WHEN s0") {
@@ -3622,7 +3637,8 @@ async fn chosen(setup: &Setup, choice: &str, q: &Query) -> u64 {
 /// of the links in error and those monitors, the links'. Every driver,
 /// forced, counts and lists the members (a hand-written query's); the
 /// others' lists are built empty. Where no list drives as given (no block
-/// is an index range), no choice.
+/// is of a driving class), each block's list and the customers scanned are
+/// the choice, each of them counting the members too.
 #[test]
 fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
     block_on(async {
@@ -3694,12 +3710,72 @@ fn of_several_lists_that_may_drive_the_one_fewest_have_drives() {
             Condition::Compare(Op::Ne, s("card")),
             false,
         );
+        // Of no driving class, each block's list is a driver, and so are
+        // the customers scanned.
         let none = segment(MatchMode::All, vec![other, bandwidth()]);
         let sql = compile(&none, Dialect::Sqlite, at(), Select::Count).sql;
+        let scanned = scanned_arm(&sql).expect("the customers scanned");
         assert!(
-            sql.starts_with("SELECT COUNT(*) FROM customers c WHERE "),
+            scanned.starts_with("SELECT COUNT(*) FROM customers c WHERE ")
+                && !scanned.contains("IN (SELECT"),
             "{sql}"
         );
+        let members = "SELECT COUNT(*) FROM customers c WHERE EXISTS (SELECT 1 FROM \
+                       payment_methods pm WHERE pm.customer_id = c.id AND pm.type <> 'card') \
+                       AND EXISTS (SELECT 1 FROM monitors m WHERE m.customer_id = c.id \
+                       AND m.name LIKE '%width')";
+        let want = by_hand(&setup, members.to_string()).await;
+        each_driver_finds(&setup, &none, want).await;
+    });
+}
+
+/// SQLite, `match = "all"` of a block of no driving class (monitors of a
+/// state other than `ok`, a `ne`) beside a negated customer block: the
+/// monitors' list, a scan of their table, and the customers scanned are
+/// the two drivers a sample chooses from, the list where a sample's
+/// customers with such monitors are few (12%), not every customer looked
+/// up in both. Every driver, forced, counts and lists the members (a
+/// hand-written query's). Seed `stop56a` shape-094 (such an `all`, 22,609
+/// members) counted in 138-176 ms scanned and 89-112 ms driven by the
+/// monitors (200,000 customers, CPU time, by hand).
+#[test]
+fn a_block_of_no_driving_class_drives_where_a_sample_finds_few() {
+    let seg = stored_segment(
+        "[segment]\nname = \"shape\"\n\
+         [[filter]]\ntype = \"monitor\"\nstate = { ne = \"ok\" }\n\
+         [[filter]]\ntype = \"customer\"\nnegate = true\n\
+         default_payment_method_status = { ne = \"active\" }\n",
+    )
+    .expect("a segment");
+    block_on(async {
+        for stats in [true, false] {
+            let setup = sqlite(stats).await;
+            let want = by_hand(
+                &setup,
+                "SELECT COUNT(*) FROM customers c WHERE EXISTS (SELECT 1 FROM monitors m \
+                 WHERE m.customer_id = c.id AND m.state <> 'ok') AND NOT EXISTS (SELECT 1 \
+                 FROM payment_methods pm WHERE pm.customer_id = c.id AND pm.is_default = 1 \
+                 AND pm.status <> 'active')"
+                    .to_string(),
+            )
+            .await;
+            let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            let choice = driver_choice(&count.sql);
+            assert_eq!(chosen(&setup, &choice, &count).await, 0, "{}", count.sql);
+            let (listed, scanned) = count
+                .sql
+                .split_once(" WHEN 1 THEN ")
+                .expect("the customers scanned");
+            let list = "c.id IN (SELECT m.customer_id FROM monitors m WHERE ";
+            assert!(
+                listed.contains(list) && !scanned.contains(list),
+                "{}: {}",
+                setup.label,
+                count.sql
+            );
+            each_driver_finds(&setup, &seg, want).await;
+            setup.store.close().await;
+        }
     });
 }
 
@@ -4035,6 +4111,19 @@ async fn each_driver_finds(setup: &Setup, seg: &Segment, want: u64) {
         assert!(listed.is_sorted());
         assert_eq!(member_ids(&*setup.store, &force(&rows)).await, listed);
     }
+}
+
+/// The last arm of a count that holds one query per driver (the customers
+/// scanned, where they are one), as a query of its own; `None` where the
+/// count is no such choice.
+fn scanned_arm(sql: &str) -> Option<String> {
+    sql.strip_prefix("SELECT CASE (SELECT CASE WHEN v0")?;
+    let last = sql
+        .matches(" THEN (SELECT COUNT(*) FROM customers c WHERE ")
+        .count()
+        .checked_sub(1)?;
+    let (_, arm) = sql.split_once(&format!(" WHEN {last} THEN ("))?;
+    arm.strip_suffix(") END").map(str::to_string)
 }
 
 /// The choice of driver of a count that holds one query per driver.
