@@ -51,9 +51,11 @@ pub(super) const SCANNED: u32 = 24;
 /// (10%): an `all` of both, with two custom_data tests (200,000 customers,
 /// CPU time), counted in 213-219 ms driven by the links and 35-37 ms by the
 /// monitors. Where the first related block is of no driving class (no
-/// list drives as given, [`super::predicate`]), each such block drives an
-/// arm all the same ([`Builder::list_drives`]), and the customers scanned
-/// are always one: seed `stop56a` shape-094, an `all` of the monitors of a
+/// list drives as given, [`super::predicate`]; a customer block's related
+/// tests of none are not: [`split_driving`]), each positive related block
+/// drives an arm all the same ([`Builder::list_drives`]), and the customers
+/// scanned are always one, but where one table's blocks are grouped
+/// ([`one_table`]): seed `stop56a` shape-094, an `all` of the monitors of a
 /// state other than `ok` and a name not in a list (12% of the customers)
 /// and a negated customer block of a default method and custom data
 /// (200,000 customers, CPU time, by hand), counted in 138-176 ms scanned
@@ -94,7 +96,8 @@ pub(super) fn chosen_driver(
     };
     // A block of no driving class drives no list as given: the customers
     // scanned, each asked every block, are an arm then, whatever their own
-    // tests (with none, weighed at two thirds of the sample more).
+    // tests (where none is a set of custom data, [`scanned_arm`], weighed at
+    // half the sample more, [`UNCLASSED`]).
     let unclassed = customer_list.is_none() && block_class(given) > DRIVING_CLASS;
     if unclassed && one_table(filters) {
         return None;
@@ -156,8 +159,9 @@ pub(super) fn chosen_driver(
     if scanned {
         // The customers the own tests pass are looked up in the other
         // blocks, each about two thirds of what a list's customer costs
-        // (looked up by id, its JSON parsed); without own tests, every
-        // customer, each half of that ([`UNCLASSED`]).
+        // (looked up by id, its JSON parsed); without such tests (no
+        // custom data set, [`scanned_arm`]), every customer at half of
+        // what a list's costs ([`UNCLASSED`]).
         let passed: Vec<String> = own.iter().map(|f| asked_of_one(&mut b, f, today)).collect();
         values.push(if passed.is_empty() {
             format!("{SCANNED_ARM} + COUNT(*) / {UNCLASSED}")
@@ -330,9 +334,10 @@ fn passed(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
 /// than a sample's customers, so that it keeps no arm where another may.
 const NO_INDEX: u32 = 1000;
 
-/// Where the first related block is of no driving class and the customers
-/// have no own tests ([`chosen_driver`]), what each customer scanned costs
-/// against one a list holds: a `1 /` this. Of the 62 counts of six draws
+/// Where the first related block is of no driving class and no own test
+/// of the customers is a set of custom data ([`chosen_driver`],
+/// [`scanned_arm`]), what each customer scanned costs against one a list
+/// holds: a `1 /` this. Of the 62 counts of six draws
 /// of the shapes bench that such a choice changed (200,000 customers, CPU
 /// time, by hand), those whose list a sample found to hold about half the
 /// customers were as fast driven by it as scanned (the monitors of a name

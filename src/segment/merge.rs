@@ -497,8 +497,8 @@ fn passing_customers(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
 }
 
 /// The number of `customers` (a select of their ids) that every select of
-/// `intersected` holds and none of `excepted` does: one merge of sorted sets, each
-/// select read once in its order.
+/// `intersected` holds and none of `excepted` does: one merge of sorted
+/// sets, each select read once in its order.
 fn merge_count(customers: String, intersected: Vec<String>, excepted: &[String]) -> String {
     let mut sql = std::iter::once(customers)
         .chain(intersected)

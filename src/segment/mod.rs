@@ -634,8 +634,9 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
     // as selective as the related blocks'; else the first related block's
     // list (the most selective, or the one a sample chose:
     // [`drive::chosen_driver`]), unless every related block may hold most
-    // rows (the customers are scanned then). Never where the predicate is
-    // computed for every customer (`per_row`).
+    // rows (the customers are scanned then, but in an arm of that choice
+    // whose block drives all the same, `Builder::list_drives`). Never where
+    // the predicate is computed for every customer (`per_row`).
     if !any && !b.per_row && b.dialect == Dialect::Sqlite {
         b.driver = if customers_drive(&filters) {
             Driver::Customers
