@@ -313,12 +313,13 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
 /// the customers are probed in one pass over that table's rows grouped by
 /// customer ([`super::all_of`]), which a list of them does not beat.
 fn one_table(filters: &[&Filter]) -> bool {
-    let mut related = filters
+    let related: Vec<FilterType> = filters
         .iter()
-        .filter(|f| f.filter_type != FilterType::Customer);
-    let first = related.next().map(|f| f.filter_type);
-    related.clone().count() > 0
-        && related.all(|f| Some(f.filter_type) == first)
+        .map(|f| f.filter_type)
+        .filter(|t| *t != FilterType::Customer)
+        .collect();
+    related.len() > 1
+        && related.iter().all(|t| *t == related[0])
         && filters
             .iter()
             .filter(|f| f.filter_type == FilterType::Customer)

@@ -2157,7 +2157,7 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
     let mut default_tests: Vec<String> = Vec::new();
     for (field, c) in &f.conditions {
         match field {
-            Field::CustomerDefaultPaymentMethod | Field::CustomerDefaultPaymentMethodStatus => {
+            field if default_field(field) => {
                 default_tests.push(condition::test(b, *field, c, today));
             }
             _ => match condition(b, *field, c, today) {
