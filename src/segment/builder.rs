@@ -80,10 +80,6 @@ pub(super) struct Builder {
     /// SQLite: a custom_data set of customers is probed, never driven from
     /// (`+c.rowid IN …`): another test drives (see [`super::ranged_key_count`]).
     pub(super) probed_sets: bool,
-    /// SQLite, `match = "all"`: the first related block's list drives
-    /// whatever its class, an arm of a choice of driver
-    /// ([`super::drive::chosen_driver`]); taken by the predicate it drives.
-    pub(super) list_drives: bool,
 }
 
 /// See [`Builder::bare_key`].
@@ -151,7 +147,6 @@ impl Builder {
             bare_key: None,
             links_first: None,
             probed_sets: false,
-            list_drives: false,
         }
     }
 

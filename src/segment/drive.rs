@@ -53,7 +53,7 @@ pub(super) const SCANNED: u32 = 24;
 /// monitors. Where the first related block is of no driving class (no
 /// list drives as given, [`super::predicate`]; a customer block's related
 /// tests of none are not: [`split_driving`]), each positive related block
-/// drives an arm all the same ([`Builder::list_drives`]), and the customers
+/// drives an arm all the same (its [`Driver::List`]), and the customers
 /// scanned are always one, but where one table's blocks are grouped
 /// ([`one_table`]): seed `stop56a` shape-094, an `all` of the monitors of a
 /// state other than `ok` and a name not in a list (12% of the customers)
@@ -180,12 +180,14 @@ pub(super) fn chosen_driver(
         order.insert(0, first);
         // The driver's list reads rows only where it was chosen.
         b.guard = (select != Select::Count).then(|| format!("{choice} = {arm}"));
-        b.list_drives = true;
-        let predicate = predicate(&mut b, MatchMode::All, order, today);
+        // The first block's list drives, whatever its class (the customers
+        // do not: [`customers_drive`] is of the blocks, not their order).
+        b.driver = Driver::List;
+        let driven = all_of(&mut b, &order, today);
         if b.guard.take().is_some() {
             return None;
         }
-        arms.push(predicate);
+        arms.push(driven);
     }
     if scanned {
         // No list: the customers scanned, their custom data sets.

@@ -616,7 +616,6 @@ fn segment_predicate(b: &mut Builder, segment: &Segment, today: NaiveDate) -> St
 
 /// The predicate of a segment of `filters` (in [`ordered`] order) under `mode`.
 fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: NaiveDate) -> String {
-    let list_drives = std::mem::take(&mut b.list_drives);
     if filters.is_empty() {
         return b.true_().to_string();
     }
@@ -634,16 +633,15 @@ fn predicate(b: &mut Builder, mode: MatchMode, filters: Vec<&Filter>, today: Nai
     // as selective as the related blocks'; else the first related block's
     // list (the most selective, or the one a sample chose:
     // [`drive::chosen_driver`]), unless every related block may hold most
-    // rows (the customers are scanned then, but in an arm of that choice
-    // whose block drives all the same, `Builder::list_drives`). Never where
-    // the predicate is computed for every customer (`per_row`).
+    // rows (the customers are scanned then, but for an arm of that choice,
+    // whose block drives all the same). Never where the predicate is
+    // computed for every customer (`per_row`).
     if !any && !b.per_row && b.dialect == Dialect::Sqlite {
         b.driver = if customers_drive(&filters) {
             Driver::Customers
-        } else if list_drives
-            || classes(&filters)
-                .1
-                .is_some_and(|class| class <= DRIVING_CLASS)
+        } else if classes(&filters)
+            .1
+            .is_some_and(|class| class <= DRIVING_CLASS)
         {
             Driver::List
         } else {
