@@ -8,7 +8,7 @@ use super::sample::least;
 use super::{
     DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order, classes,
     custom_sets, customers_drive, links_drive, listed, own_form, own_indexed, own_unranged,
-    positive_customers, predicate, ranged, related_fields, split_driving, status_of,
+    positive_customers, predicate, ranged, related_fields, related_tests, split_driving, status_of,
 };
 use crate::model::{Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
@@ -61,6 +61,15 @@ pub(super) const SCANNED: u32 = 24;
 /// (200,000 customers, CPU time, by hand), counted in 138-176 ms scanned
 /// and 89-112 ms driven by the monitors' list.
 ///
+/// Where a customer block drives as given by its links or its default
+/// method, the other of the two drives an arm too, of any class
+/// ([`related_tests`]): seed `stop54b` shape-186, an `any` whose
+/// complement is an `all` of the Chargebee links (a substring of the
+/// connectors' names, 9% of the customers) and active default methods
+/// (61%, the list the classes choose) beside a connector block (200,000
+/// customers, CPU time, by hand), counted in 265 ms driven by the methods
+/// and 73-76 ms by the links.
+///
 /// The count is a `CASE` of each driver's count (SQLite runs the chosen
 /// one alone, the sample once); the ids and rows are a `UNION ALL` of each
 /// driver's, each list's limit the choice (`Builder::guard`: `LIMIT CASE
@@ -102,25 +111,39 @@ pub(super) fn chosen_driver(
     if unclassed && one_table(filters) {
         return None;
     }
-    // Then every other positive related block, of any class: a list of a
-    // table's scan may hold fewer than an index range's.
-    let drivers: Vec<usize> = customer_list
+    // A customer block's other related rows (its default method where its
+    // links drive, else its links), of any class, drive another arm.
+    let other_list = customer_list
         .as_ref()
-        .map(|_| first_related)
+        .and_then(|_| related_tests(given, !links_drive(given)));
+    // Then every other positive related block, of any class: a list of a
+    // table's scan may hold fewer than an index range's. Each driver is a
+    // block's index and, for a customer block's, whether its links drive
+    // (`None`: as its classes say, [`links_drive`]).
+    let drivers: Vec<(usize, Option<bool>)> = customer_list
+        .as_ref()
+        .map(|_| (first_related, None))
         .into_iter()
+        .chain(
+            other_list
+                .as_ref()
+                .map(|_| (first_related, Some(!links_drive(given)))),
+        )
         .chain(
             filters
                 .iter()
                 .enumerate()
                 .filter(|(_, f)| !f.negate && f.filter_type != FilterType::Customer)
-                .map(|(i, _)| i),
+                .map(|(i, _)| (i, None)),
         )
         .take(MOST_DRIVERS)
         .collect();
     let own: Vec<Filter> = scanned_arm(filters);
     let scanned = unclassed || !own.is_empty();
     // The first a choice among several, and the one that drives as given.
-    if drivers.len() + usize::from(scanned) < 2 || drivers.first() != Some(&first_related) {
+    if drivers.len() + usize::from(scanned) < 2
+        || drivers.first().map(|(i, _)| *i) != Some(first_related)
+    {
         return None;
     }
     let mut b = Builder::new(Dialect::Sqlite);
@@ -129,11 +152,12 @@ pub(super) fn chosen_driver(
     let mut values: Vec<String> = drivers
         .iter()
         .enumerate()
-        .filter_map(|(arm, i)| Some((arm, filters.get(*i)?)))
-        .map(|(arm, f)| {
-            let driving = match (&customer_list, arm) {
-                (Some(list), 0) => list,
-                _ => *f,
+        .filter_map(|(arm, (i, links))| Some((arm, filters.get(*i)?, *links)))
+        .map(|(arm, f, links)| {
+            let driving = match (&customer_list, &other_list, arm, links) {
+                (Some(list), _, 0, _) => list,
+                (_, Some(other), _, Some(_)) => other,
+                _ => f,
             };
             let passed = passed(&mut b, driving, today);
             // Links (a connector block's, a customer block's) are index
@@ -141,7 +165,9 @@ pub(super) fn chosen_driver(
             // statuses.
             let indexed = match f.filter_type {
                 FilterType::Connector => true,
-                FilterType::Customer => links_drive(f) || listed(status_of(f)),
+                FilterType::Customer => {
+                    links.unwrap_or_else(|| links_drive(f)) || listed(status_of(f))
+                }
                 _ => ranged(f),
             };
             let scan = if indexed { 0 } else { SCANNED };
@@ -174,7 +200,7 @@ pub(super) fn chosen_driver(
     }
     let choice = least(&values);
     let mut arms: Vec<String> = Vec::new();
-    for (arm, i) in drivers.iter().enumerate() {
+    for (arm, (i, links)) in drivers.iter().enumerate() {
         let mut order: Vec<&Filter> = filters.to_vec();
         let first = order.remove(*i);
         order.insert(0, first);
@@ -183,7 +209,9 @@ pub(super) fn chosen_driver(
         // The first block's list drives, whatever its class (the customers
         // do not: [`customers_drive`] is of the blocks, not their order).
         b.driver = Driver::List;
+        b.links_first = *links;
         let driven = all_of(&mut b, &order, today);
+        b.links_first = None;
         if b.guard.take().is_some() {
             return None;
         }

@@ -2020,7 +2020,21 @@ fn split_driving(f: &Filter) -> Option<(Filter, Option<Filter>)> {
 /// or narrower class ([`RANGE_CLASS`]), a list that may drive it; with
 /// that best class.
 fn driving_tests(f: &Filter, links: bool) -> Option<(Filter, u8)> {
-    let driving: BTreeMap<Field, Condition> = f
+    let driving = related_tests(f, links)?;
+    let best = driving
+        .conditions
+        .iter()
+        .map(|(field, c)| field_class(*field, c))
+        .min()
+        .filter(|best| *best <= RANGE_CLASS)?;
+    Some((driving, best))
+}
+
+/// A customer block `f`'s related tests of its links (`links`) or of its
+/// default method, of any class, as a positive block; `None` where it has
+/// none.
+fn related_tests(f: &Filter, links: bool) -> Option<Filter> {
+    let tests: BTreeMap<Field, Condition> = f
         .conditions
         .iter()
         .filter(|(field, _)| {
@@ -2028,18 +2042,12 @@ fn driving_tests(f: &Filter, links: bool) -> Option<(Filter, u8)> {
         })
         .map(|(field, c)| (*field, c.clone()))
         .collect();
-    let best = driving
-        .iter()
-        .map(|(field, c)| field_class(*field, c))
-        .min()
-        .filter(|best| *best <= RANGE_CLASS)?;
-    let driving = Filter {
+    (!tests.is_empty()).then(|| Filter {
         filter_type: f.filter_type,
         negate: false,
-        conditions: driving,
+        conditions: tests,
         custom_data: BTreeMap::new(),
-    };
-    Some((driving, best))
+    })
 }
 
 /// Whether a customer block's links (its `connector_name` test) drive it
