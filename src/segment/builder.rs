@@ -73,9 +73,10 @@ pub(super) struct Builder {
     /// (see [`super::bare_keyed`]). `None`: each set behind its sample.
     pub(super) bare_key: Option<BareKey>,
     /// SQLite: whether a customer block's links drive it ahead of its
-    /// default method, where both may: a set's choice (see
-    /// [`super::driven_set`]). `None`: as their classes say
-    /// ([`super::links_drive`]).
+    /// default method: a set's choice where both may (see
+    /// [`super::driven_set`]), or an arm's of a choice of driver, of any
+    /// class (see [`super::drive::chosen_driver`]); the first block's of an
+    /// `all` alone. `None`: as their classes say ([`super::links_drive`]).
     pub(super) links_first: Option<bool>,
     /// SQLite: a custom_data set of customers is probed, never driven from
     /// (`+c.rowid IN …`): another test drives (see [`super::ranged_key_count`]).

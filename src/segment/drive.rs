@@ -13,8 +13,9 @@ use super::{
 use crate::model::{Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
 
-/// The most blocks a driver is chosen among: each is a copy of the query
-/// (and so are the customers scanned, where they are one more driver).
+/// The most lists a driver is chosen among (a customer block's links and
+/// default method two): each is a copy of the query (and so are the
+/// customers scanned, where they are one more driver).
 const MOST_DRIVERS: usize = 4;
 
 /// What building the list of a block not read from an index range costs
@@ -28,8 +29,8 @@ pub(super) const SCANNED: u32 = 24;
 /// default method, [`split_driving`]) and other positive related blocks
 /// (invoice, payment-method, connector or monitor blocks) might, or the
 /// customers scanned might ([`scanned_arm`]), the query once per such
-/// block driving (moved first; the first [`MOST_DRIVERS`], the one that
-/// drives as given first), then once scanned, and the one run the block
+/// list driving (its block moved first; the first [`MOST_DRIVERS`], the one
+/// that drives as given first), then once scanned, and the one run the block
 /// whose rows the fewest of a sample's customers have ([`least`]): its
 /// list is the shortest to build and look up (the scanned arm counts
 /// [`SCANNED_ARM`]). A block not read from an index range
@@ -66,7 +67,7 @@ pub(super) const SCANNED: u32 = 24;
 /// ([`related_tests`]): seed `stop54b` shape-186, an `any` whose
 /// complement is an `all` of the Chargebee links (a substring of the
 /// connectors' names, 9% of the customers) and active default methods
-/// (61%, the list the classes choose) beside a connector block (200,000
+/// (61%, the list the classes choose) beside connector blocks (200,000
 /// customers, CPU time, by hand), counted in 265 ms driven by the methods
 /// and 73-76 ms by the links.
 ///

@@ -746,6 +746,10 @@ fn all_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> String {
         if choosing && narrow_rows && b.driver == Driver::Unchosen {
             b.driver = Driver::Customers;
         }
+        // Which of a customer block's related rows come first (its links or
+        // its default method, [`Builder::links_first`]) is the first block's
+        // choice alone: the blocks after it are as their classes say.
+        b.links_first = None;
     }
     b.everyone = everyone;
     b.one_block = one_block;
