@@ -111,7 +111,8 @@ pub(super) fn merged_any(filters: &[&Filter], today: NaiveDate) -> Option<(Strin
 /// most customers every table too ([`some_own`]).
 ///
 /// Without customer tests: merged, but where every block is an index range,
-/// one list when the sample shows few among its customers. A list's cost
+/// one list when the sample shows few among its customers, and, those of
+/// one table, read whole when it shows most ([`customers_of`]). A list's cost
 /// grows with the rows it holds, the merge's is about one scan of each
 /// table: counted on 200,000 customers (ms of CPU time, with and without
 /// statistics), the links to one connector of 27,000 took 12 as one list and
@@ -423,9 +424,9 @@ impl AnyOf {
             .then(|| self.merged(b, false))
     }
 
-    /// The members' ids, merged: see [`merged_any`]; each table's blocks
-    /// hidden from the planner where `held` (a sample found many of the
-    /// customers among them, [`customers_of`]).
+    /// The members' ids, merged: see [`merged_any`]; each table's blocks,
+    /// one or several, hidden from the planner where `held` (a sample found
+    /// most of the customers among them, [`customers_of`]).
     fn merged(&self, b: &Builder, held: bool) -> String {
         let own = (!self.own.is_empty())
             .then(|| format!("SELECT +c.id FROM customers c WHERE {}", one_of(&self.own)));
@@ -477,7 +478,8 @@ impl Blocks {
 /// links, 160,000 rows sorted, and counted in 130 ms, 69 ms so (with
 /// statistics, the links in customer order, 65 ms and 68). Narrow ranges
 /// only, it may read them and sort their few rows; but not where a sample
-/// found most customers among them (`held`, two in three or more), which
+/// found most customers among them (`held`, two in three or more; one
+/// block too), which
 /// their classes cannot tell: seed `stop57a` shape-102, an `any` of two
 /// blocks of payment methods of listed statuses, `active` among them (81%
 /// of the customers), counted in 148-196 ms without statistics, their index
@@ -485,8 +487,9 @@ impl Blocks {
 fn customers_of(b: &Builder, table: Related, blocks: &Blocks, held: bool) -> String {
     let alias = table.alias();
     let test = match &blocks.tests[..] {
+        tests if held => format!("CASE WHEN {} THEN 1 ELSE 0 END", one_of(tests)),
         [one] => one.clone(),
-        tests if blocks.broad || held => format!("CASE WHEN {} THEN 1 ELSE 0 END", one_of(tests)),
+        tests if blocks.broad => format!("CASE WHEN {} THEN 1 ELSE 0 END", one_of(tests)),
         tests => one_of(tests),
     };
     format!(
