@@ -209,10 +209,11 @@ pub(super) fn chosen_driver(
         b.guard = (select != Select::Count).then(|| format!("{choice} = {arm}"));
         // The first block's list drives, whatever its class (the customers
         // do not: [`customers_drive`] is of the blocks, not their order).
+        // Which of a customer block's related rows drive, for its block only
+        // (`all_of` takes it after the first block).
         b.driver = Driver::List;
         b.links_first = *links;
         let driven = all_of(&mut b, &order, today);
-        b.links_first = None;
         if b.guard.take().is_some() {
             return None;
         }
