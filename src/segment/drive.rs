@@ -114,28 +114,29 @@ pub(super) fn chosen_driver(
     }
     // A customer block's other related rows (its default method where its
     // links drive, else its links), of any class, drive another arm.
+    let other_links = !links_drive(given);
     let other_list = customer_list
         .as_ref()
-        .and_then(|_| related_tests(given, !links_drive(given)));
+        .and_then(|_| related_tests(given, other_links));
     // Then every other positive related block, of any class: a list of a
     // table's scan may hold fewer than an index range's. Each driver is a
-    // block's index and, for a customer block's, whether its links drive
-    // (`None`: as its classes say, [`links_drive`]).
-    let drivers: Vec<(usize, Option<bool>)> = customer_list
-        .as_ref()
-        .map(|_| (first_related, None))
-        .into_iter()
+    // block's index, for a customer block's whether its links drive
+    // (`None`: as its classes say, [`links_drive`]), and the tests whose
+    // list drives (a customer block's related tests of that kind).
+    let drivers: Vec<(usize, Option<bool>, &Filter)> = customer_list
+        .iter()
+        .map(|list| (first_related, None, list))
         .chain(
             other_list
-                .as_ref()
-                .map(|_| (first_related, Some(!links_drive(given)))),
+                .iter()
+                .map(|other| (first_related, Some(other_links), other)),
         )
         .chain(
             filters
                 .iter()
                 .enumerate()
                 .filter(|(_, f)| !f.negate && f.filter_type != FilterType::Customer)
-                .map(|(i, _)| (i, None)),
+                .map(|(i, f)| (i, None, *f)),
         )
         .take(MOST_DRIVERS)
         .collect();
@@ -143,7 +144,7 @@ pub(super) fn chosen_driver(
     let scanned = unclassed || !own.is_empty();
     // The first a choice among several, and the one that drives as given.
     if drivers.len() + usize::from(scanned) < 2
-        || drivers.first().map(|(i, _)| *i) != Some(first_related)
+        || drivers.first().map(|(i, ..)| *i) != Some(first_related)
     {
         return None;
     }
@@ -153,23 +154,15 @@ pub(super) fn chosen_driver(
     let mut values: Vec<String> = drivers
         .iter()
         .enumerate()
-        .filter_map(|(arm, (i, links))| Some((arm, filters.get(*i)?, *links)))
-        .map(|(arm, f, links)| {
-            let driving = match (&customer_list, &other_list, arm, links) {
-                (Some(list), _, 0, _) => list,
-                (_, Some(other), _, Some(_)) => other,
-                _ => f,
-            };
+        .map(|(arm, (_, _, driving))| {
             let passed = passed(&mut b, driving, today);
             // Links (a connector block's, a customer block's) are index
             // ranges, and so are a customer's default methods of listed
             // statuses.
-            let indexed = match f.filter_type {
+            let indexed = match driving.filter_type {
                 FilterType::Connector => true,
-                FilterType::Customer => {
-                    links.unwrap_or_else(|| links_drive(f)) || listed(status_of(f))
-                }
-                _ => ranged(f),
+                FilterType::Customer => links_drive(driving) || listed(status_of(driving)),
+                _ => ranged(driving),
             };
             let scan = if indexed { 0 } else { SCANNED };
             let value = format!("{passed} + {scan}");
@@ -201,7 +194,7 @@ pub(super) fn chosen_driver(
     }
     let choice = least(&values);
     let mut arms: Vec<String> = Vec::new();
-    for (arm, (i, links)) in drivers.iter().enumerate() {
+    for (arm, (i, links, _)) in drivers.iter().enumerate() {
         let mut order: Vec<&Filter> = filters.to_vec();
         let first = order.remove(*i);
         order.insert(0, first);

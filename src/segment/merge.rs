@@ -486,10 +486,10 @@ impl Blocks {
 /// by status read and sorted, and 51-70 ms so.
 fn customers_of(b: &Builder, table: Related, blocks: &Blocks, held: bool) -> String {
     let alias = table.alias();
+    let hidden = held || (blocks.broad && blocks.tests.len() > 1);
     let test = match &blocks.tests[..] {
-        tests if held => format!("CASE WHEN {} THEN 1 ELSE 0 END", one_of(tests)),
+        tests if hidden => format!("CASE WHEN {} THEN 1 ELSE 0 END", one_of(tests)),
         [one] => one.clone(),
-        tests if blocks.broad => format!("CASE WHEN {} THEN 1 ELSE 0 END", one_of(tests)),
         tests => one_of(tests),
     };
     format!(
