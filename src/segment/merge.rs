@@ -1160,9 +1160,10 @@ mod tests {
     /// The looked-up form asks a customer block of its default method and
     /// its own tests beside a payment-method block in one lookup of each
     /// customer's methods, the default method's row and the customer's own
-    /// tests one term of it, not a lookup of its own: seed `stop55a`
-    /// shape-011 (200,000 customers, CPU time, by hand) counted in 168 ms
-    /// with a lookup per block and 107 ms so. Without a payment-method
+    /// tests one term of it, not a lookup of its own (its custom data read
+    /// in place): seed `stop55a` shape-011 (200,000 customers, CPU time, by
+    /// hand) counted in 168 ms with a lookup per block and 107 ms so.
+    /// Without a payment-method
     /// block, its own tests come first, a lookup of its own (a customer
     /// they reject is never looked up). The forms count alike
     /// ([`the_sample_picks_a_form_and_every_form_counts_alike`]).
@@ -1190,6 +1191,10 @@ mod tests {
             if joined {
                 assert_eq!(looked_up.matches(lookup).count(), 1, "{looked_up}");
             }
+            // Asked of the one customer whose default method passes, its
+            // custom data are read in place; else a set of every customer.
+            let set = "c.rowid IN (SELECT cx.rowid FROM customers cx";
+            assert_eq!(looked_up.contains(set), !joined, "{other}: {looked_up}");
             // A correlated term: never in a list, nor in the merge.
             for form in [&forms.listed, &forms.merged] {
                 assert!(!form.contains(folded), "{form}");

@@ -4110,6 +4110,70 @@ fn the_own_test_fewest_pass_is_the_index_read() {
     });
 }
 
+/// SQLite, `match = "all"` driven by the customers' own tests: a key's
+/// `exists` is one of the tests an index may serve, the range of every
+/// value of its index (`IS NOT NULL` is none to the planner). `trial
+/// exists` (few customers have the key) beside `seats < 1604` (most),
+/// and a negated customer block, is the arm a sample chooses, with or
+/// without statistics; without statistics each arm reads its own test's
+/// index, the trial's the range of every value; every arm, forced, counts
+/// and lists the members (a hand-written query's).
+#[test]
+fn a_keys_exists_few_customers_have_is_the_index_read() {
+    let [trial, seats] = ["trial", "seats"].map(|k| CustomDataKey::parse(k).expect("a valid key"));
+    let seats_sql = "json_extract(c.custom_data, '$.seats')";
+    let hand = format!(
+        "SELECT COUNT(*) FROM customers c WHERE json_extract(c.custom_data, '$.trial') IS NOT NULL \
+         AND {seats_sql} < 1604 AND typeof({seats_sql}) IN ('integer', 'real') \
+         AND c.id NOT IN (SELECT cc.customer_id FROM customer_connectors cc \
+         JOIN connectors k ON k.id = cc.connector_id WHERE k.name = 'Stripe' COLLATE NOCASE)"
+    );
+    let customers = Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions: BTreeMap::new(),
+        custom_data: BTreeMap::from([
+            (trial.clone(), Condition::Exists(true)),
+            (seats.clone(), Condition::Compare(Op::Lt, Scalar::Int(1604))),
+        ]),
+    };
+    let not_stripe = filter(
+        Field::CustomerConnectorName,
+        Condition::List(Op::In, vec![s("Stripe")]),
+        true,
+    );
+    let seg = segment(MatchMode::All, vec![customers, not_stripe]);
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&trial, &seats], stats).await;
+            // Arm 0 keeps the seats' range, arm 1 the trial's.
+            let (seats_arm, trial_arm) = chosen_arm(&setup, &seg, &hand, 1).await;
+            let every_value = "json_extract(c.custom_data, '$.\"trial\"') >= -9e999";
+            assert!(
+                trial_arm.contains(every_value) && !seats_arm.contains(every_value),
+                "{}: {trial_arm}",
+                setup.label
+            );
+            let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            let plan = plan_text(&*setup.store, &count).await;
+            let searched: Vec<&str> = plan
+                .split("SEARCH c USING INDEX ")
+                .skip(1)
+                .filter_map(|at| at.split(' ').next())
+                .filter(|i| i.starts_with("segd_cd_"))
+                .collect();
+            if !stats {
+                assert!(
+                    searched.len() == 2 && searched[0] != searched[1],
+                    "{}: {plan}",
+                    setup.label
+                );
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// SQLite, `match = "all"` over customers scanned: the lookups asked of
 /// each customer are one AND whose first test a sample chooses, the one
 /// that fails the most of it for its cost. Beside a negated block of the
