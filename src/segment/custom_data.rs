@@ -68,13 +68,12 @@ pub(super) fn custom_data(
     c: &Condition,
     sets: bool,
 ) -> String {
-    let kept = matches!(&b.kept_index, Some(OwnTest::Key(k)) if k == key);
+    // Kept to drive, of the positive block's tests (not one computed for
+    // every customer, a negated block's).
+    let kept = matches!(&b.kept_index, Some(OwnTest::Key(k)) if k == key) && !b.per_row;
     match b.dialect {
         Dialect::Sqlite if kept && *c == Condition::Exists(true) => {
-            format!(
-                "json_extract(c.custom_data, {}) >= -{INFINITY}",
-                custom_data_path(key)
-            )
+            every_value("c", &custom_data_path(key))
         }
         Dialect::Sqlite if as_set(b, sets) => {
             // Most customers may pass a `ne`, a `not_in` or an `exists`: the
@@ -97,10 +96,7 @@ pub(super) fn custom_data(
             let present = custom_data_sqlite(b, key, &Condition::Exists(true), "c");
             let path = custom_data_path(key);
             let few = share(&present, false, 1, 2);
-            let passing = set_of(
-                b,
-                &format!("json_extract(cx.custom_data, {path}) >= -{INFINITY} AND {passing}"),
-            );
+            let passing = set_of(b, &format!("{} AND {passing}", every_value("cx", &path)));
             // Of a term of a top AND alone (the query's, or a set's own
             // subquery), where a set may drive: not one under an `any`'s OR
             // or a negated block's NOT.
@@ -128,6 +124,14 @@ pub(super) fn custom_data(
         Dialect::Sqlite => custom_data_sqlite(b, key, c, "c"),
         Dialect::Postgres => custom_data_postgres(b, key, c),
     }
+}
+
+/// SQLite: whether the customer `alias` has a value of the key at `path`,
+/// as the range of every value of its index (every number, then every
+/// text, sorts after NULL and from minus infinity on), which `IS NOT NULL`
+/// is not to the planner.
+fn every_value(alias: &str, path: &str) -> String {
+    format!("json_extract({alias}.custom_data, {path}) >= -{INFINITY}")
 }
 
 /// SQLite: the customers (aliased `cx`) that pass `test`, a set the

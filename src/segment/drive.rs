@@ -11,7 +11,7 @@ use super::{
     own_unranged, positive_customer, positive_customers, predicate, ranged, related_fields,
     related_tests, split_driving, status_of,
 };
-use crate::model::{Filter, FilterType, MatchMode};
+use crate::model::{Condition, Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
 
 /// The most lists a driver is chosen among (a customer block's links and
@@ -319,8 +319,17 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
     if !customers_drive(filters) && !alone {
         return None;
     }
+    // Every block's ranges first, then the keys' `exists` ([`own_indexed`]):
+    // a key of both is a candidate by its range.
+    let mut found: Vec<(OwnTest, Filter)> =
+        positive_customers(filters).flat_map(own_indexed).collect();
+    found.sort_by_key(|(_, one)| {
+        one.custom_data
+            .values()
+            .any(|c| *c == Condition::Exists(true))
+    });
     let mut tests: Vec<(OwnTest, Filter)> = Vec::new();
-    for (own, one) in positive_customers(filters).flat_map(own_indexed) {
+    for (own, one) in found {
         if tests.len() < MOST_DRIVERS && !tests.iter().any(|(kept, _)| *kept == own) {
             tests.push((own, one));
         }

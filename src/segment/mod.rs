@@ -2273,12 +2273,15 @@ fn own_indexed(f: &Filter) -> Vec<(OwnTest, Filter)> {
             let test = one(BTreeMap::from([(*field, c.clone())]), BTreeMap::new());
             (OwnTest::Field(*field), test)
         });
-    let present = |c: &Condition| matches!(c, Condition::Exists(true));
     let keys = f
         .custom_data
         .iter()
         .filter(|(_, c)| one_index_range(c))
-        .chain(f.custom_data.iter().filter(|(_, c)| present(c)))
+        .chain(
+            f.custom_data
+                .iter()
+                .filter(|(_, c)| **c == Condition::Exists(true)),
+        )
         .map(|(key, c)| {
             let test = one(BTreeMap::new(), BTreeMap::from([(key.clone(), c.clone())]));
             (OwnTest::Key(key.clone()), test)
@@ -2664,7 +2667,8 @@ mod tests {
 
     /// The own tests an index may serve, each one range of it: a country
     /// list and a key's range, not a key's list of 1 beside 5 (an OR of two
-    /// terms), a key's prefix of two characters (no range), a `ne`.
+    /// terms), a key's prefix of two characters (no range), a `ne`; then a
+    /// key's `exists` (every value), not its `exists = false`.
     #[test]
     fn own_tests_an_index_serves_are_one_range_each() {
         let key = |k: &str| CustomDataKey::parse(k).expect("a key");
@@ -2692,6 +2696,8 @@ mod tests {
                     key("tier"),
                     Condition::Compare(Op::StartsWith, Scalar::Str("go".into())),
                 ),
+                (key("addon"), Condition::Exists(true)),
+                (key("trial"), Condition::Exists(false)),
             ]),
         };
         let found: Vec<OwnTest> = own_indexed(&f).into_iter().map(|(t, _)| t).collect();
@@ -2701,6 +2707,7 @@ mod tests {
                 OwnTest::Field(Field::CustomerCountry),
                 OwnTest::Key(key("plan")),
                 OwnTest::Key(key("seats")),
+                OwnTest::Key(key("addon")),
             ]
         );
     }
