@@ -54,9 +54,10 @@ use crate::model::{Condition, CustomDataKey, Op, Scalar};
 /// value is tested in place, where the key's index may drive (a set drives
 /// by looking each of its customers up: `exists` counted in 48 ms so, 6 ms
 /// scanning the index), and where the query is about one customer or a
-/// window of them. A key's `exists` that drives the query (the test an
-/// index may serve kept, [`Builder::kept_index`]) is the range of every
-/// value of its index (`IS NOT NULL` is no range to SQLite's planner):
+/// window of them. A key's `exists` that drives the query (a positive
+/// block's test an index may serve, kept: [`Builder::kept_index`]) is
+/// the range of every value of its index (`IS NOT NULL` is no range to
+/// SQLite's planner):
 /// seed `stop58a` shape-163, `trial exists` (16% of the customers) and
 /// `seats lt 1604` (most of them) beside a negated customer block
 /// (200,000 customers, CPU time, by hand), counted in 188-252 ms with

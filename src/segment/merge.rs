@@ -1163,10 +1163,9 @@ mod tests {
     /// tests one term of it, not a lookup of its own (its custom data read
     /// in place): seed `stop55a` shape-011 (200,000 customers, CPU time, by
     /// hand) counted in 168 ms with a lookup per block and 107 ms so.
-    /// Without a payment-method
-    /// block, its own tests come first, a lookup of its own (a customer
-    /// they reject is never looked up). The forms count alike
-    /// ([`the_sample_picks_a_form_and_every_form_counts_alike`]).
+    /// Without a payment-method block, its own tests come first, a lookup
+    /// of its own (a customer they reject is never looked up). The forms
+    /// count alike ([`the_sample_picks_a_form_and_every_form_counts_alike`]).
     #[test]
     fn the_looked_up_form_asks_a_default_method_in_the_methods_lookup() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap_or_else(|| panic!("a date"));
