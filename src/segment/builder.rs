@@ -151,6 +151,24 @@ impl Builder {
         }
     }
 
+    /// `ask` compiled with [`Self::own_scanned`] and [`Self::everyone`] as
+    /// given (the blocks of a merge's select of the customers), both as they
+    /// were after.
+    pub(super) fn scanned<T>(
+        &mut self,
+        own_scanned: bool,
+        everyone: bool,
+        ask: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        let kept = (
+            std::mem::replace(&mut self.own_scanned, own_scanned),
+            std::mem::replace(&mut self.everyone, everyone),
+        );
+        let asked = ask(self);
+        (self.own_scanned, self.everyone) = kept;
+        asked
+    }
+
     /// The test `conds` on a related table aliased `alias`, restricted to the
     /// customers the query is about (see [`Self::scope`]).
     pub(super) fn scoped(&self, alias: &str, conds: &str) -> String {

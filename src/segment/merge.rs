@@ -305,24 +305,25 @@ fn listed_count(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> Strin
 /// rows the looked-up form asks in a lookup every customer has anyway
 /// ([`Asked::Joined`]), first, then the others'.
 fn asked(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> (Vec<String>, Vec<String>) {
-    let scanned = std::mem::replace(&mut b.own_scanned, true);
-    let mut itself = Vec::new();
-    let mut reading = Vec::new();
-    for asked in &any.asked {
-        match asked {
-            Asked::Own(own) | Asked::Joined(own) => {
-                let test = compile_block(b, own, today).into_test(b, false);
-                match asked {
-                    Asked::Joined(_) => itself.push(test),
-                    _ => reading.push(test),
+    let everyone = b.everyone;
+    b.scanned(true, everyone, |b| {
+        let mut itself = Vec::new();
+        let mut reading = Vec::new();
+        for asked in &any.asked {
+            match asked {
+                Asked::Own(own) | Asked::Joined(own) => {
+                    let test = compile_block(b, own, today).into_test(b, false);
+                    match asked {
+                        Asked::Joined(_) => itself.push(test),
+                        _ => reading.push(test),
+                    }
                 }
+                Asked::Everyone => reading.push(b.true_().to_string()),
+                Asked::Itself(f) => itself.push(asked_of_one(b, f, today)),
             }
-            Asked::Everyone => reading.push(b.true_().to_string()),
-            Asked::Itself(f) => itself.push(asked_of_one(b, f, today)),
         }
-    }
-    b.own_scanned = scanned;
-    (itself, reading)
+        (itself, reading)
+    })
 }
 
 /// Whom the merge's select of the customers asks a customer block's tests
@@ -373,8 +374,7 @@ impl AnyOf {
             classed: true,
             asked: Vec::new(),
         };
-        b.own_scanned = true;
-        b.everyone = merge_scans(filters);
+        let everyone = merge_scans(filters);
         // Every block of related rows reads the payment methods alone: the
         // looked-up form asks a block of the default method and its own tests
         // in the customer's one lookup of them ([`Asked::Joined`]).
@@ -384,7 +384,7 @@ impl AnyOf {
             _ => false,
         });
         for f in filters {
-            match compile_block(b, f, today) {
+            match b.scanned(true, everyone, |b| compile_block(b, f, today)) {
                 Compiled::Rows {
                     table,
                     conds,
@@ -411,8 +411,6 @@ impl AnyOf {
                 }
             }
         }
-        b.own_scanned = false;
-        b.everyone = false;
         (!any.tables.is_empty()).then_some(any)
     }
 
@@ -576,7 +574,6 @@ pub(super) fn merged_complement(
         return None;
     }
     let mut b = Builder::new(Dialect::Sqlite);
-    b.own_scanned = true;
     // The positive customer blocks of related rows and tests of their own:
     // each the select of the customers it passes, as an `all` of it alone
     // compiles it; but where a test of its own row leaves few as a rule
@@ -611,8 +608,9 @@ pub(super) fn merged_complement(
         };
         // A negated block's positive form is one select of the customers
         // that passes most of them as a rule: its custom data are sets.
-        b.everyone = scans || f.negate;
-        let compiled = compile_block(&mut b, &positive, today);
+        let compiled = b.scanned(true, scans || f.negate, |b| {
+            compile_block(b, &positive, today)
+        });
         if matches!(compiled, Compiled::Test(_)) {
             sampled.push(f);
         }
@@ -639,8 +637,6 @@ pub(super) fn merged_complement(
             }
         }
     }
-    b.own_scanned = false;
-    b.everyone = false;
     // Each customer block's term of the `any`, asked of one customer: no
     // set built for the sample.
     let terms: Vec<String> = sampled
@@ -777,11 +773,7 @@ pub(super) fn merged_all(
         // customers, CPU time, by hand), counted in 198-206 ms so and
         // 165-193 ms with the set.
         let scans = f.filter_type == FilterType::Customer && own_unranged(&[&positive]);
-        b.own_scanned = scans;
-        b.everyone = scans;
-        let compiled = compile_block(&mut b, &positive, today);
-        b.own_scanned = false;
-        b.everyone = false;
+        let compiled = b.scanned(scans, scans, |b| compile_block(b, &positive, today));
         match (compiled, f.negate) {
             (Compiled::Test(test), false) => own.push(format!("({test})")),
             (Compiled::Test(test), true) => {
