@@ -31,8 +31,9 @@ pub(super) struct Builder {
     /// [`super::drive::chosen_driver`], and a customer block's sets of its
     /// links and of its default method, [`super::driven_set`]).
     pub(super) guard: Option<String>,
-    /// SQLite: the blocks compiled are the customers' select of a merged
-    /// `any` ([`super::merge`]), which tests every customer without being
+    /// SQLite: the blocks compiled are the customers' select of a merge (an
+    /// `any`'s, or a merged `all`'s scanned customer block: [`super::merge`],
+    /// [`Self::scanned`]), which tests every customer without being
     /// `per_row` (its custom data in place, for the index it may use, but
     /// where that select scans every customer anyway,
     /// [`super::merge_scans`], with [`Builder::everyone`]): a
