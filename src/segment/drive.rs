@@ -19,6 +19,11 @@ use chrono::NaiveDate;
 /// customers scanned, where they are one more driver).
 const MOST_DRIVERS: usize = 4;
 
+/// A listing's choice of arm, as its arms' limits and guards read it: the
+/// one row of the common table `chosen` ([`of_choice`]), materialized once.
+/// Each arm asking the sample itself cost its time once per arm.
+const CHOSEN: &str = "(SELECT arm FROM chosen)";
+
 /// What building the list of a block not read from an index range costs
 /// beyond its rows, in customers of the sample ([`super::sample`]): a scan
 /// of its table, as a list of about a fifth of the customers.
@@ -78,8 +83,7 @@ pub(super) const SCANNED: u32 = 24;
 /// none in 187-201 ms driven by the connected connectors' links and in
 /// 1.0-1.4 ms by its own (of the draws' 1,804 segments, 29 counts change,
 /// 926 -> 574 ms with statistics and 1,099 -> 690 without; 23 listings,
-/// 746 -> 495 and 980 -> 685 ms, where each arm not chosen asks the sample
-/// once more: seed `stop50` shape-173's 1 -> 8 ms).
+/// 746 -> 495 and 980 -> 685 ms).
 ///
 /// The count is a `CASE` of each driver's count (SQLite runs the chosen
 /// one alone, the sample once); the ids and rows are a `UNION ALL` of each
@@ -91,8 +95,12 @@ pub(super) const SCANNED: u32 = 24;
 /// of an `all` of a customer block's links and the unpaid invoices, read
 /// whole, took 112 ms so, 43 ms as one list and 45-47 ms with a limit; the
 /// ids of the 28 segments of two shapes benches' draws with a choice of
-/// driver 1,105 ms with the test in the WHERE clause, 612 ms with a limit):
-/// there each list asks the sample (0.3-1 ms on 200,000 customers).
+/// driver 1,105 ms with the test in the WHERE clause, 612 ms with a limit).
+/// The listing asks the sample once, for every list ([`of_choice`]); each
+/// list asking it (0.3-1 ms on 200,000 customers, CPU time) took seed
+/// `stop50` shape-173's ids, four lists, 11.6-13.2 ms, 4.1-5.5 asked once,
+/// and the ids of the 523 segments of the draws' 1,804 with a choice 17.7 s
+/// (18.3 s without statistics), 16.6 s (17.3 s) asked once.
 /// `None` where there is no choice to make, or where a driver's list did
 /// not take its guard.
 pub(super) fn chosen_driver(
@@ -226,7 +234,7 @@ pub(super) fn chosen_driver(
         let first = order.remove(*i);
         order.insert(0, first);
         // The driver's list reads rows only where it was chosen.
-        b.guard = (select != Select::Count).then(|| format!("{choice} = {arm}"));
+        b.guard = (select != Select::Count).then(|| format!("{CHOSEN} = {arm}"));
         // The first block's list drives, whatever its class (the customers
         // do not: [`customers_drive`] is of the blocks, not their order).
         // Which of a customer block's related rows drive, for its block only
@@ -255,7 +263,8 @@ pub(super) fn chosen_driver(
 /// (an SQL expression of the arm's number) chooses run: a count is a `CASE`
 /// of each arm's count (SQLite runs the chosen one alone); the ids and
 /// rows a `UNION ALL` of each arm's, those from `guarded` on each limited
-/// by the choice.
+/// by the choice, asked once for all of them: the common table `chosen`,
+/// which the arms' limits and guards read ([`CHOSEN`]).
 pub(super) fn of_choice(choice: &str, arms: &[String], guarded: usize, select: Select) -> String {
     match select {
         Select::Count => {
@@ -282,12 +291,15 @@ pub(super) fn of_choice(choice: &str, arms: &[String], guarded: usize, select: S
                         select
                     } else {
                         format!(
-                            "SELECT * FROM ({select} LIMIT CASE WHEN {choice} = {arm} THEN -1 ELSE 0 END)"
+                            "SELECT * FROM ({select} LIMIT CASE WHEN {CHOSEN} = {arm} THEN -1 ELSE 0 END)"
                         )
                     }
                 })
                 .collect();
-            format!("{} ORDER BY 1", selects.join(" UNION ALL "))
+            format!(
+                "WITH chosen(arm) AS MATERIALIZED (SELECT {choice}) {} ORDER BY 1",
+                selects.join(" UNION ALL ")
+            )
         }
     }
 }

@@ -189,7 +189,6 @@ where
     }
 
     fn member_stream<'a>(&'a self, q: &'a Query) -> BoxStream<'a, Result<Member, StoreError>> {
-        let with_rows = q.sql.starts_with("SELECT c.id, c.name, c.email");
         let rows = match self.planned_rows(q) {
             Some(rows) => rows,
             None => match B::args(&q.binds) {
@@ -203,6 +202,8 @@ where
         };
         let rows = rows.map(move |row| {
             let row = row?;
+            // A `Select::Rows` query's rows hold the name and email too.
+            let with_rows = row.len() > 1;
             Ok(Member {
                 id: row.try_get(0)?,
                 name: if with_rows { row.try_get(1)? } else { None },
