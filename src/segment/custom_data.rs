@@ -143,6 +143,13 @@ fn set_of(b: &Builder, test: &str) -> String {
     format!("{probed}c.rowid IN (SELECT cx.rowid FROM customers cx WHERE {test})")
 }
 
+/// SQLite: the customers (aliased `cx`) that pass the test `c` of `key`,
+/// a set the customer is in ([`super::read_through_index`]).
+pub(super) fn passing_set(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> String {
+    let test = custom_data_sqlite(b, key, c, "cx");
+    set_of(b, &test)
+}
+
 /// Whether [`custom_data`] tests a key as a set of the customers that pass
 /// or of those that fail (SQLite, computed for every customer or asked of
 /// every customer scanned, `sets`): see there.

@@ -4233,6 +4233,104 @@ fn a_keys_exists_few_customers_have_is_the_index_read() {
     });
 }
 
+/// SQLite, a customer block's custom data tested in place in a merge's
+/// select of the customers, read through an index of its own tests: where
+/// a sample shows many pass those tests, a key's test no index serves (`plan
+/// ends_with "starter"`) is the set of the customers that pass it, read
+/// from its key's index, where in place each customer the `seats` range
+/// reads would parse its JSON; where few do, in place. Under an `any`
+/// beside a payment-method block, each form counts the members (a
+/// hand-written query's), and so does the listing, and the sample chooses the set for `seats gt
+/// 4` (40% of the customers) and the test in place for `seats gt 100000`
+/// (none).
+#[test]
+fn a_keys_test_no_index_serves_is_a_set_where_an_index_reads_many() {
+    let [plan, seats] = ["plan", "seats"].map(|k| CustomDataKey::parse(k).expect("a valid key"));
+    // Most customers have such a method: the count merges the blocks'
+    // sets, the customers' a select of its own.
+    let methods = filter_of([
+        (
+            Field::PaymentMethodPaymentType,
+            Condition::Compare(Op::Ne, s("paypal")),
+        ),
+        (
+            Field::PaymentMethodStatus,
+            Condition::Compare(Op::Ne, s("expired")),
+        ),
+    ]);
+    let set = [
+        "c.rowid IN ",
+        "(SELECT cx.rowid FROM customers cx WHERE substr(json_extract(cx.custom_data, '$.\"plan\"')",
+    ];
+    block_on(async {
+        for stats in [true, false] {
+            let setup = with_key_indexes(sqlite(stats).await, &[&plan, &seats], stats).await;
+            for (above, many) in [(4, 1), (100_000, 0)] {
+                let customers = Filter {
+                    filter_type: FilterType::Customer,
+                    negate: false,
+                    conditions: BTreeMap::new(),
+                    custom_data: BTreeMap::from([
+                        (plan.clone(), Condition::Compare(Op::EndsWith, s("starter"))),
+                        (
+                            seats.clone(),
+                            Condition::Compare(Op::Gt, Scalar::Int(above)),
+                        ),
+                    ]),
+                };
+                let seg = segment(MatchMode::Any, vec![customers, methods.clone()]);
+                let want = by_hand(
+                    &setup,
+                    format!(
+                        "SELECT COUNT(*) FROM customers c WHERE (json_type(c.custom_data, '$.plan') = 'text' \
+                         AND substr(json_extract(c.custom_data, '$.plan'), -7) = 'starter' \
+                         AND json_type(c.custom_data, '$.seats') IN ('integer', 'real') \
+                         AND json_extract(c.custom_data, '$.seats') > {above}) \
+                         OR c.id IN (SELECT pm.customer_id FROM payment_methods pm \
+                         WHERE pm.type <> 'paypal' AND pm.status <> 'expired')"
+                    ),
+                )
+                .await;
+                let shown = format!("{} seats > {above}", setup.label);
+                let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+                let (case, few, [passing, in_place]) =
+                    sampled_case(&q.sql, set, "").expect("the set or the test in place");
+                assert!(in_place.contains(" AND (SELECT 1)"), "{in_place}");
+                assert_eq!(chosen(&setup, &few, &q).await, many, "{shown}: {few}");
+                for form in [None, Some(&passing), Some(&in_place)] {
+                    let forced = Query {
+                        merge_joins: false,
+                        sql: form.map_or(q.sql.clone(), |form| {
+                            format!("{}{form}{}", &q.sql[..case.start], &q.sql[case.end..])
+                        }),
+                        binds: q.binds.clone(),
+                    };
+                    let found = setup.store.count(&forced).await.expect("a count");
+                    assert_eq!(found, want, "{shown} {form:?}");
+                }
+                // The form the count runs asks it: where the set is chosen,
+                // a set of nobody loses members.
+                if many == 1 {
+                    let nobody = Query {
+                        merge_joins: false,
+                        sql: format!("{}0{}", &q.sql[..case.start], &q.sql[case.end..]),
+                        binds: q.binds.clone(),
+                    };
+                    let found = setup.store.count(&nobody).await.expect("a count");
+                    assert!(found < want, "{shown}: {found}");
+                }
+                let ids = compile(&seg, Dialect::Sqlite, at(), Select::Ids);
+                assert_eq!(
+                    member_ids(&*setup.store, &ids).await.len() as u64,
+                    want,
+                    "{shown}"
+                );
+            }
+            setup.store.close().await;
+        }
+    });
+}
+
 /// SQLite, `match = "all"` over customers scanned: the lookups asked of
 /// each customer are one AND whose first test a sample chooses, the one
 /// that fails the most of it for its cost. Beside a negated block of the
