@@ -84,10 +84,7 @@ pub(super) fn custom_data(
                 Condition::Compare(Op::Ne, v) => Some(Condition::Compare(Op::Eq, v.clone())),
                 Condition::List(Op::NotIn, values) => Some(Condition::List(Op::In, values.clone())),
                 Condition::Exists(true) => None,
-                _ => {
-                    let test = custom_data_sqlite(b, key, c, "cx");
-                    return set_of(b, &test);
-                }
+                _ => return passing_set(b, key, c),
             };
             // Where at most half a sample of the customers have the key, the
             // set of those that pass instead: the values the key's index

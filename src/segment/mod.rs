@@ -2268,9 +2268,11 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
 /// statistics, 631 -> 561 without). `None` where no key's test is such, or
 /// the block's customers are read otherwise.
 fn read_through_index(b: &mut Builder, f: &Filter, sets: bool, today: NaiveDate) -> Option<String> {
+    // Not sets already ([`custom_data::as_set`]), nor asked of one customer.
     let in_place = b.dialect == Dialect::Sqlite
         && sets
-        && !custom_data::as_set(b, sets)
+        && !b.per_row
+        && !b.everyone
         && matches!(b.scope, Scope::All)
         && b.own_scanned
         && b.driver == Driver::Unchosen

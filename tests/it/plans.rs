@@ -4262,32 +4262,40 @@ fn a_keys_test_no_index_serves_is_a_set_where_an_index_reads_many() {
         "c.rowid IN ",
         "(SELECT cx.rowid FROM customers cx WHERE substr(json_extract(cx.custom_data, '$.\"plan\"')",
     ];
+    // The customer block of `plan ends_with "starter"` and `seats gt
+    // above`, and its test and the methods' written by hand.
+    let block = |above: i64| Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions: BTreeMap::new(),
+        custom_data: BTreeMap::from([
+            (plan.clone(), Condition::Compare(Op::EndsWith, s("starter"))),
+            (
+                seats.clone(),
+                Condition::Compare(Op::Gt, Scalar::Int(above)),
+            ),
+        ]),
+    };
+    let hand_block = |above: i64| {
+        format!(
+            "(json_type(c.custom_data, '$.plan') = 'text' \
+             AND substr(json_extract(c.custom_data, '$.plan'), -7) = 'starter' \
+             AND json_type(c.custom_data, '$.seats') IN ('integer', 'real') \
+             AND json_extract(c.custom_data, '$.seats') > {above})"
+        )
+    };
+    let theirs = "c.id IN (SELECT pm.customer_id FROM payment_methods pm \
+                  WHERE pm.type <> 'paypal' AND pm.status <> 'expired')";
     block_on(async {
         for stats in [true, false] {
             let setup = with_key_indexes(sqlite(stats).await, &[&plan, &seats], stats).await;
             for (above, many) in [(4, 1), (100_000, 0)] {
-                let customers = Filter {
-                    filter_type: FilterType::Customer,
-                    negate: false,
-                    conditions: BTreeMap::new(),
-                    custom_data: BTreeMap::from([
-                        (plan.clone(), Condition::Compare(Op::EndsWith, s("starter"))),
-                        (
-                            seats.clone(),
-                            Condition::Compare(Op::Gt, Scalar::Int(above)),
-                        ),
-                    ]),
-                };
-                let seg = segment(MatchMode::Any, vec![customers, methods.clone()]);
+                let seg = segment(MatchMode::Any, vec![block(above), methods.clone()]);
                 let want = by_hand(
                     &setup,
                     format!(
-                        "SELECT COUNT(*) FROM customers c WHERE (json_type(c.custom_data, '$.plan') = 'text' \
-                         AND substr(json_extract(c.custom_data, '$.plan'), -7) = 'starter' \
-                         AND json_type(c.custom_data, '$.seats') IN ('integer', 'real') \
-                         AND json_extract(c.custom_data, '$.seats') > {above}) \
-                         OR c.id IN (SELECT pm.customer_id FROM payment_methods pm \
-                         WHERE pm.type <> 'paypal' AND pm.status <> 'expired')"
+                        "SELECT COUNT(*) FROM customers c WHERE {} OR {theirs}",
+                        hand_block(above)
                     ),
                 )
                 .await;
@@ -4326,6 +4334,34 @@ fn a_keys_test_no_index_serves_is_a_set_where_an_index_reads_many() {
                     "{shown}"
                 );
             }
+            // Beside a default method: the sample that chooses the count's
+            // form asks the block's own tests of its customers in place.
+            let customers = Filter {
+                conditions: BTreeMap::from([(
+                    Field::CustomerDefaultPaymentMethod,
+                    Condition::Compare(Op::Eq, s("card")),
+                )]),
+                ..block(4)
+            };
+            let seg = segment(MatchMode::Any, vec![customers, methods.clone()]);
+            let q = compile(&seg, Dialect::Sqlite, at(), Select::Count);
+            let mut samples = q.sql.match_indices("(SELECT COUNT(*) > 0 AND ");
+            assert!(
+                samples.all(|(at, _)| !q.sql[at..=at + closing(&q.sql[at..])].contains(set[1])),
+                "{}",
+                q.sql
+            );
+            let want = by_hand(
+                &setup,
+                format!(
+                    "SELECT COUNT(*) FROM customers c WHERE ({mine} \
+                     AND c.id IN (SELECT pm.customer_id FROM payment_methods pm \
+                     WHERE pm.is_default = 1 AND pm.type = 'card')) OR {theirs}",
+                    mine = hand_block(4),
+                ),
+            )
+            .await;
+            assert_eq!(setup.store.count(&q).await.expect("a count"), want);
             setup.store.close().await;
         }
     });
