@@ -202,7 +202,9 @@ where
         };
         let rows = rows.map(move |row| {
             let row = row?;
-            // A `Select::Rows` query's rows hold the name and email too.
+            // A query of the members' rows (`Select::Rows`, a page, a run's
+            // preview) selects the name and email after the id; of their
+            // ids, the id alone.
             let with_rows = row.len() > 1;
             Ok(Member {
                 id: row.try_get(0)?,
