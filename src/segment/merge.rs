@@ -6,8 +6,8 @@
 use super::sample::{holding, holds_of_one, share, shares};
 use super::{
     Builder, Compiled, Dialect, RANGE_CLASS, Related, Tables, any_of, asked_of_one, block_class,
-    compile_block, either_count, exists, merge_scans, methods_own_form, narrow, of_one, one_list,
-    one_of, others, own_few, own_form, own_unranged, positive_customer,
+    compile_block, either_count, exists, merge_scans, methods_own_form, narrow, one_list, one_of,
+    others, own_few, own_form, own_unranged, positive_customer,
 };
 use crate::model::{Field, Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
@@ -304,31 +304,22 @@ fn listed_count(b: &mut Builder, filters: &[&Filter], today: NaiveDate) -> Strin
 /// Those of blocks that read no related rows, or whose tests of related
 /// rows the looked-up form asks in a lookup every customer has anyway
 /// ([`Asked::Joined`]), first, then the others'. Each test as asked of one
-/// customer of the sample ([`super::of_one`]): no set of custom data built
+/// customer of the sample ([`asked_of_one`]): no set of custom data built
 /// for it, nor an order of the tests chosen by a sample of its own (of the
 /// draws' 1,804 segments, 5 counts change, none slower: 4 of them 408 ->
 /// 403 ms with statistics, 293 -> 274 without; the fifth, seed `stop58b`
 /// shape-027, alike before and after: 100-102 ms with, 106-110 without).
 fn asked(b: &mut Builder, any: &AnyOf, today: NaiveDate) -> (Vec<String>, Vec<String>) {
-    let everyone = b.everyone;
-    b.scanned(true, everyone, |b| {
-        let mut itself = Vec::new();
-        let mut reading = Vec::new();
-        for asked in &any.asked {
-            match asked {
-                Asked::Own(own) | Asked::Joined(own) => {
-                    let test = of_one(b, |b| compile_block(b, own, today).into_test(b, false));
-                    match asked {
-                        Asked::Joined(_) => itself.push(test),
-                        _ => reading.push(test),
-                    }
-                }
-                Asked::Everyone => reading.push(b.true_().to_string()),
-                Asked::Itself(f) => itself.push(asked_of_one(b, f, today)),
-            }
+    let mut itself = Vec::new();
+    let mut reading = Vec::new();
+    for asked in &any.asked {
+        match asked {
+            Asked::Joined(f) | Asked::Itself(f) => itself.push(asked_of_one(b, f, today)),
+            Asked::Own(own) => reading.push(asked_of_one(b, own, today)),
+            Asked::Everyone => reading.push(b.true_().to_string()),
         }
-        (itself, reading)
-    })
+    }
+    (itself, reading)
 }
 
 /// Whom the merge's select of the customers asks a customer block's tests

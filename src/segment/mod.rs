@@ -1212,8 +1212,8 @@ fn any_of(b: &mut Builder, filters: &[&Filter], today: NaiveDate, list: Option<b
 /// hand): the customers looked up so in 107 ms, each block its lookup in
 /// 168 ms (its count, with the sample's choice below, 240-250 ms merged and
 /// 143-154 ms so: [`merge::Asked`]). The customer's tests are asked as of
-/// one customer ([`of_one`]), its custom data in place, where its default
-/// method passes: shape-011's `seats` range, a set built for every
+/// one customer ([`asked_of_one`]), its custom data in place, where its
+/// default method passes: shape-011's `seats` range, a set built for every
 /// customer, counted in 159-163 ms, 150-153 ms so.
 fn default_row_test(
     b: &mut Builder,
@@ -1227,7 +1227,7 @@ fn default_row_test(
         return None;
     }
     let tests = default_tests(b, f, today);
-    let own = of_one(b, |b| compile_block(b, &own, today).into_test(b, false));
+    let own = asked_of_one(b, &own, today);
     Some(format!("{} AND ({own})", default_row(b, &tests)))
 }
 
@@ -2269,7 +2269,7 @@ fn block_tests(b: &mut Builder, f: &Filter, today: NaiveDate) -> Result<Vec<Bloc
 /// the block's customers are read otherwise.
 fn read_through_index(b: &mut Builder, f: &Filter, sets: bool, today: NaiveDate) -> Option<String> {
     // Not sets already ([`custom_data::as_set`]), nor asked of one customer.
-    let in_place = b.dialect == Dialect::Sqlite
+    let tested_in_place = b.dialect == Dialect::Sqlite
         && sets
         && !b.per_row
         && !b.everyone
@@ -2277,7 +2277,7 @@ fn read_through_index(b: &mut Builder, f: &Filter, sets: bool, today: NaiveDate)
         && b.own_scanned
         && b.driver == Driver::Unchosen
         && positive_customer(f);
-    if !in_place || !f.custom_data.values().any(unindexed_set) {
+    if !tested_in_place || !f.custom_data.values().any(unindexed_set) {
         return None;
     }
     let ranged = own_indexed(f);
