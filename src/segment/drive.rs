@@ -85,6 +85,21 @@ pub(super) const SCANNED: u32 = 24;
 /// 926 -> 574 ms with statistics and 1,099 -> 690 without; 23 listings,
 /// 746 -> 495 and 980 -> 685 ms).
 ///
+/// Each own test of a positive customer block that an index may serve
+/// ([`indexed_tests`]) drives an arm too, after the lists: the customers
+/// read through its index (the others hidden, [`Builder::kept_index`]),
+/// each related block looked up (`Driver::Customers`), weighed at the
+/// customers of the sample that pass it ([`read_through`]). A list's class
+/// cannot tell how many customers it holds: seed `stop59a` shape-136, an
+/// `any` whose merge selects the customers of a block of active or expired
+/// default methods (68% of the customers) and `region < 2` (none), beside a
+/// negated payment-method block (200,000 customers, CPU time, by hand),
+/// counted in 217 ms driven by the methods' list without statistics (51
+/// ms with them, the planner reading the region's index) and 45 ms so (of
+/// the draws' 2,205 segments, 111 counts change, 3,528 -> 2,798 ms with
+/// statistics and 5,381 -> 2,673 without; 72 listings, 1,312 -> 818 and
+/// 2,285 -> 789).
+///
 /// The count is a `CASE` of each driver's count (SQLite runs the chosen
 /// one alone, the sample once); the ids and rows are a `UNION ALL` of each
 /// driver's, each list's limit the choice (`Builder::guard`: `LIMIT CASE
@@ -177,8 +192,12 @@ pub(super) fn chosen_driver(
         .collect();
     let own: Vec<Filter> = scanned_arm(filters);
     let scanned = unclassed || !own.is_empty();
+    // Each own test of the customers an index may serve drives an arm: the
+    // customers read through its index (the others hidden), each related
+    // block looked up.
+    let indexed = indexed_tests(filters);
     // The first a choice among several, and the one that drives as given.
-    if drivers.len() + usize::from(scanned) < 2
+    if drivers.len() + indexed.len() + usize::from(scanned) < 2
         || drivers.first().map(|(i, ..)| *i) != Some(first_related)
     {
         return None;
@@ -211,6 +230,9 @@ pub(super) fn chosen_driver(
             }
         })
         .collect();
+    for (test, one) in &indexed {
+        values.push(read_through(&mut b, test, one, today));
+    }
     if scanned {
         // The customers the own tests pass are looked up in the other
         // blocks, each about two thirds of what a list's customer costs
@@ -247,6 +269,12 @@ pub(super) fn chosen_driver(
         }
         arms.push(driven);
     }
+    b.driver = Driver::Customers;
+    for (test, _) in indexed {
+        b.kept_index = Some(test);
+        arms.push(all_of(&mut b, filters, today));
+    }
+    b.kept_index = None;
     if scanned {
         // No list: the customers scanned, their custom data sets.
         b.driver = Driver::Unchosen;
@@ -331,8 +359,33 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
     if !customers_drive(filters) && !alone {
         return None;
     }
-    // Every block's ranges first, then the keys' `exists` ([`own_indexed`]):
-    // a key of both is a candidate by its range.
+    let tests = indexed_tests(filters);
+    if tests.len() < 2 {
+        return None;
+    }
+    let mut b = Builder::new(Dialect::Sqlite);
+    let values: Vec<String> = tests
+        .iter()
+        .map(|(own, one)| read_through(&mut b, own, one, today))
+        .collect();
+    let choice = least(&values);
+    let mut arms: Vec<String> = Vec::new();
+    for (own, _) in tests {
+        b.kept_index = Some(own);
+        arms.push(predicate(&mut b, MatchMode::All, filters.to_vec(), today));
+    }
+    Some(Query {
+        merge_joins: false,
+        sql: of_choice(&choice, &arms, 0, select),
+        binds: b.binds,
+    })
+}
+
+/// The positive customer blocks' own tests an index may serve
+/// ([`own_indexed`]), the first [`MOST_DRIVERS`] of them, each once: every
+/// block's ranges first, then the keys' `exists` (a key of both is a
+/// candidate by its range).
+fn indexed_tests(filters: &[&Filter]) -> Vec<(OwnTest, Filter)> {
     let mut found: Vec<(OwnTest, Filter)> =
         positive_customers(filters).flat_map(own_indexed).collect();
     found.sort_by_key(|(_, one)| {
@@ -346,39 +399,25 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
             tests.push((own, one));
         }
     }
-    if tests.len() < 2 {
-        return None;
-    }
-    let mut b = Builder::new(Dialect::Sqlite);
-    let values: Vec<String> = tests
-        .iter()
-        .map(|(own, one)| {
-            let passed = passed(&mut b, one, today);
-            // A key's index is made where its segments are applied: a
-            // segment read from files only may have none, and its arm
-            // would scan the customers.
-            let unindexed = match own {
-                OwnTest::Key(key) => format!(
-                    " + CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
-                     AND name = '{}') THEN 0 ELSE {NO_INDEX} END",
-                    custom_data_name(key)
-                ),
-                OwnTest::Field(_) => String::new(),
-            };
-            format!("{passed}{unindexed}")
-        })
-        .collect();
-    let choice = least(&values);
-    let mut arms: Vec<String> = Vec::new();
-    for (own, _) in tests {
-        b.kept_index = Some(own);
-        arms.push(predicate(&mut b, MatchMode::All, filters.to_vec(), today));
-    }
-    Some(Query {
-        merge_joins: false,
-        sql: of_choice(&choice, &arms, 0, select),
-        binds: b.binds,
-    })
+    tests
+}
+
+/// What reading the customers through the index of `own` (the block `one`
+/// of that test alone) costs, in customers of the sample: those that pass
+/// it. A key's index is made where its segments are applied: a segment
+/// read from files only may have none, and its arm would scan the
+/// customers ([`NO_INDEX`]).
+fn read_through(b: &mut Builder, own: &OwnTest, one: &Filter, today: NaiveDate) -> String {
+    let passed = passed(b, one, today);
+    let unindexed = match own {
+        OwnTest::Key(key) => format!(
+            " + CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
+             AND name = '{}') THEN 0 ELSE {NO_INDEX} END",
+            custom_data_name(key)
+        ),
+        OwnTest::Field(_) => String::new(),
+    };
+    format!("{passed}{unindexed}")
 }
 
 /// Whether `filters`' related blocks are several of one table beside no

@@ -5,9 +5,9 @@
 
 use super::sample::{holding, holds_of_one, share, shares};
 use super::{
-    Builder, Compiled, Dialect, RANGE_CLASS, Related, Tables, any_of, asked_of_one, block_class,
-    compile_block, either_count, exists, merge_scans, methods_own_form, narrow, one_list, one_of,
-    others, own_few, own_form, own_unranged, positive_customer,
+    Builder, Compiled, Dialect, RANGE_CLASS, Related, Select, Tables, any_of, asked_of_one,
+    block_class, compile_block, either_count, exists, merge_scans, methods_own_form, narrow,
+    one_list, one_of, others, own_few, own_form, own_unranged, positive_customer,
 };
 use crate::model::{Field, Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
@@ -495,13 +495,21 @@ fn customers_of(b: &Builder, table: Related, blocks: &Blocks, held: bool) -> Str
 
 /// The customers a customer block of related fields passes, as a select of
 /// a merge (sorted there): compiled as an `all` of it alone, so that its list
-/// of links or default methods may drive where it holds few ([`super::all_of`]).
+/// of links or default methods may drive where it holds few ([`super::all_of`]),
+/// or listed as a sample chooses its driver where it has a choice
+/// ([`super::drive::chosen_driver`]: another list, or an index of its own
+/// tests).
 /// Tested in one select of the customers, each one scanned or read through
 /// its custom data's index asks the block's lookups: seed `stop55a` shape-014,
 /// an `any` of a negated payment-method block and a block of Intercom links,
 /// failed default methods and custom data (134 of 200,000 customers, CPU
 /// time, by hand), counted in 208 ms so and 66 ms driven.
 fn passing_customers(b: &mut Builder, f: &Filter, today: NaiveDate) -> String {
+    if let Some(chosen) = super::drive::chosen_driver(&[f], today, Select::Ids) {
+        let sql = super::shifted(&chosen.sql, b.binds.len());
+        b.binds.extend(chosen.binds);
+        return format!("SELECT * FROM ({sql})");
+    }
     let driver = b.driver;
     let passing = super::predicate(b, MatchMode::All, vec![f], today);
     b.driver = driver;
