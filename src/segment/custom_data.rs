@@ -76,6 +76,9 @@ pub(super) fn custom_data(
         Dialect::Sqlite if kept && *c == Condition::Exists(true) => {
             every_value("c", &custom_data_path(key))
         }
+        // Kept to drive, a test no index range serves: the set of the
+        // customers that pass it ([`super::drive::chosen_driver`]).
+        Dialect::Sqlite if kept && super::unindexed_set(c) => passing_set(b, key, c),
         Dialect::Sqlite if as_set(b, sets) => {
             // Most customers may pass a `ne`, a `not_in` or an `exists`: the
             // set is then of those that fail it, unless few have the key

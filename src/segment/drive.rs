@@ -9,10 +9,11 @@ use super::{
     DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order, classes,
     custom_sets, customers_drive, driving_tests, links_drive, listed, own_form, own_indexed,
     own_unranged, positive_customer, positive_customers, predicate, ranged, related_fields,
-    related_tests, split_driving, status_of,
+    related_tests, split_driving, status_of, unindexed_set,
 };
 use crate::model::{Condition, Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
+use std::collections::BTreeMap;
 
 /// The most lists a driver is chosen among (a customer block's links and
 /// default method two): each is a copy of the query (and so are the
@@ -98,7 +99,14 @@ pub(super) const SCANNED: u32 = 24;
 /// ms with them, the planner reading the region's index) and 45 ms so (of
 /// the draws' 2,205 segments, 111 counts change, 3,528 -> 2,798 ms with
 /// statistics and 5,381 -> 2,673 without; 72 listings, 1,312 -> 818 and
-/// 2,285 -> 789).
+/// 2,285 -> 789). So does each key's test no index range serves whose
+/// customers are a set ([`key_sets`]: a `contains`, an `ends_with`), the
+/// set built from one scan of its key's index (weighed at [`SCANNED`]
+/// more): seed `stop60a` shape-163, one customer block of active default
+/// methods (61% of the customers), `seats > 2` (45%) and a `trial`
+/// substring no customer has, counted in 178-181 ms driven by the methods'
+/// list, 7.6 ms by the set (of the draws' 2,205 segments, 17 counts and 11
+/// listings change, none faster or slower by more than noise).
 ///
 /// The count is a `CASE` of each driver's count (SQLite runs the chosen
 /// one alone, the sample once); the ids and rows are a `UNION ALL` of each
@@ -195,7 +203,14 @@ pub(super) fn chosen_driver(
     // Each own test of the customers an index may serve drives an arm: the
     // customers read through its index (the others hidden), each related
     // block looked up.
-    let indexed = indexed_tests(filters);
+    let mut indexed = indexed_tests(filters);
+    // So does each key's set, but where the customers scanned are an arm
+    // (their custom data sets, [`scanned_arm`]).
+    let sets = match scanned {
+        true => Vec::new(),
+        false => key_sets(filters, &indexed),
+    };
+    indexed.extend(sets.iter().cloned());
     // The first a choice among several, and the one that drives as given.
     if drivers.len() + indexed.len() + usize::from(scanned) < 2
         || drivers.first().map(|(i, ..)| *i) != Some(first_related)
@@ -231,7 +246,13 @@ pub(super) fn chosen_driver(
         })
         .collect();
     for (test, one) in &indexed {
-        values.push(read_through(&mut b, test, one, today));
+        let read = read_through(&mut b, test, one, today);
+        // A set is built from one scan of its key's index.
+        values.push(if sets.iter().any(|(set, _)| set == test) {
+            format!("{read} + {SCANNED}")
+        } else {
+            read
+        });
     }
     if scanned {
         // The customers the own tests pass are looked up in the other
@@ -400,6 +421,32 @@ fn indexed_tests(filters: &[&Filter]) -> Vec<(OwnTest, Filter)> {
         }
     }
     tests
+}
+
+/// The positive customer blocks' custom data tests no index range serves
+/// whose customers are a set ([`unindexed_set`]: a `contains`, an
+/// `ends_with`), of keys `indexed` has none of, the first [`MOST_DRIVERS`]:
+/// each set drives an arm of [`chosen_driver`], one scan of its key's index
+/// ([`super::custom_data::custom_data`], the key kept).
+fn key_sets(filters: &[&Filter], indexed: &[(OwnTest, Filter)]) -> Vec<(OwnTest, Filter)> {
+    let mut sets: Vec<(OwnTest, Filter)> = Vec::new();
+    for f in positive_customers(filters) {
+        for (key, c) in f.custom_data.iter().filter(|(_, c)| unindexed_set(c)) {
+            let test = OwnTest::Key(key.clone());
+            if sets.len() < MOST_DRIVERS
+                && !indexed.iter().chain(&sets).any(|(kept, _)| *kept == test)
+            {
+                let one = Filter {
+                    filter_type: FilterType::Customer,
+                    negate: false,
+                    conditions: BTreeMap::new(),
+                    custom_data: BTreeMap::from([(key.clone(), c.clone())]),
+                };
+                sets.push((test, one));
+            }
+        }
+    }
+    sets
 }
 
 /// What reading the customers through the index of `own` (the block `one`
