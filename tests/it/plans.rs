@@ -4209,14 +4209,7 @@ fn an_own_index_drives_where_it_holds_fewer_than_a_customer_blocks_list() {
                 )
                 .await;
                 let seg = segment(MatchMode::All, vec![customers.clone()]);
-                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
-                let choice = driver_choice(&count.sql);
-                assert_eq!(
-                    chosen(&setup, &choice, &count).await,
-                    *arm,
-                    "{shown}: {}",
-                    count.sql
-                );
+                let count = count_choosing(&setup, &seg, *arm, &shown).await;
                 // Arm 1 builds no list: each customer's default method is
                 // looked up.
                 let (_, arms) = count.sql.split_once(" WHEN 0 THEN (").expect("arm 0");
@@ -4317,14 +4310,7 @@ fn a_keys_set_drives_where_fewest_pass_its_test() {
                 .await;
                 let shown = format!("{} {statuses:?} {suffix}", setup.label);
                 let seg = segment(MatchMode::All, vec![customers]);
-                let count = compile(&seg, Dialect::Sqlite, at(), Select::Count);
-                let choice = driver_choice(&count.sql);
-                assert_eq!(
-                    chosen(&setup, &choice, &count).await,
-                    *arm,
-                    "{shown}: {}",
-                    count.sql
-                );
+                let count = count_choosing(&setup, &seg, *arm, &shown).await;
                 // Arm 2 drives from the set, which arm 0 and 1 do not build.
                 let (_, set) = count.sql.split_once(" WHEN 2 THEN (").expect("arm 2");
                 let drives = "(c.rowid IN (SELECT cx.rowid FROM customers cx WHERE ";
@@ -4692,12 +4678,24 @@ async fn each_driver_finds(setup: &Setup, seg: &Segment, want: u64) {
 /// members `hand` counts ([`each_driver_finds`]).
 async fn chosen_arm(setup: &Setup, seg: &Segment, hand: &str, arm: u64) -> (String, String) {
     let want = by_hand(setup, hand.to_string()).await;
-    let count = compile(seg, Dialect::Sqlite, at(), Select::Count);
-    let choice = driver_choice(&count.sql);
-    assert_eq!(chosen(setup, &choice, &count).await, arm, "{}", count.sql);
+    let count = count_choosing(setup, seg, arm, setup.label).await;
     each_driver_finds(setup, seg, want).await;
     let (before, after) = count.sql.split_once(" WHEN 1 THEN ").expect("an arm 1");
     (before.to_string(), after.to_string())
+}
+
+/// `seg`'s count on `setup`, a choice of driver whose sample chooses `arm`
+/// (`shown` says which case, where it does not).
+async fn count_choosing(setup: &Setup, seg: &Segment, arm: u64, shown: &str) -> Query {
+    let count = compile(seg, Dialect::Sqlite, at(), Select::Count);
+    let choice = driver_choice(&count.sql);
+    assert_eq!(
+        chosen(setup, &choice, &count).await,
+        arm,
+        "{shown}: {}",
+        count.sql
+    );
+    count
 }
 
 /// The last arm of a count that holds one query per driver (the customers
