@@ -2,7 +2,7 @@
 //! joins a predicate needs.
 
 use super::{Bind, Dialect};
-use crate::model::{CustomDataKey, Field, Op};
+use crate::model::{Condition, CustomDataKey, Field, Op};
 
 #[derive(Clone)]
 pub(super) struct Builder {
@@ -56,8 +56,10 @@ pub(super) struct Builder {
     pub(super) one_block: bool,
     /// SQLite, `match = "all"` driven by the customers: the one test of the
     /// customers' own (a positive customer block's field or custom_data
-    /// key) an index may serve; the others are hidden from the planner
-    /// (see [`super::drive::chosen_index`]). `None`: none hidden.
+    /// key) an index may serve, or a key's test whose set drives; the
+    /// others an index may serve are hidden from the planner (see
+    /// [`super::drive::chosen_index`], [`super::drive::chosen_driver`]).
+    /// `None`: none hidden.
     pub(super) kept_index: Option<OwnTest>,
     /// SQLite: a positive customer block that would be one set driven by
     /// its related rows where a sample finds few ([`super::driven_set`]) is
@@ -95,10 +97,13 @@ pub(super) struct BareKey {
 }
 
 /// A test of a customer's own row or custom data, by what it reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum OwnTest {
     Field(Field),
     Key(CustomDataKey),
+    /// A key's test no index range serves, the set of the customers that
+    /// pass it ([`super::unindexed_set`]).
+    Set(CustomDataKey, Condition),
 }
 
 /// SQLite, `match = "all"`: what a query is driven from.

@@ -78,7 +78,12 @@ pub(super) fn custom_data(
         }
         // Kept to drive, a test no index range serves: the set of the
         // customers that pass it ([`super::drive::chosen_driver`]).
-        Dialect::Sqlite if kept && super::unindexed_set(c) => passing_set(b, key, c),
+        Dialect::Sqlite
+            if !b.per_row
+                && matches!(&b.kept_index, Some(OwnTest::Set(k, kc)) if k == key && kc == c) =>
+        {
+            passing_set(b, key, c)
+        }
         Dialect::Sqlite if as_set(b, sets) => {
             // Most customers may pass a `ne`, a `not_in` or an `exists`: the
             // set is then of those that fail it, unless few have the key
@@ -144,7 +149,8 @@ fn set_of(b: &Builder, test: &str) -> String {
 }
 
 /// SQLite: the customers (aliased `cx`) that pass the test `c` of `key`,
-/// a set the customer is in ([`super::read_through_index`]).
+/// a set the customer is in ([`super::read_through_index`]), or one that
+/// drives ([`super::drive::chosen_driver`]).
 pub(super) fn passing_set(b: &mut Builder, key: &CustomDataKey, c: &Condition) -> String {
     let test = custom_data_sqlite(b, key, c, "cx");
     set_of(b, &test)

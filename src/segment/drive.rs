@@ -1,22 +1,23 @@
 //! SQLite, `match = "all"`: which related block's list drives the query,
-//! or which index of the customers' own tests does where they drive,
-//! chosen by a sample of the customers where several may.
+//! or which index of the customers' own tests (or which set of the
+//! customers a key's test passes), chosen by a sample of the customers
+//! where several may.
 
 use super::builder::{Builder, Driver, OwnTest};
 use super::custom_data::custom_data_name;
 use super::sample::least;
 use super::{
     DRIVING_CLASS, Dialect, Query, Select, all_of, asked_of_one, block_class, block_order, classes,
-    custom_sets, customers_drive, driving_tests, links_drive, listed, own_form, own_indexed,
-    own_unranged, positive_customer, positive_customers, predicate, ranged, related_fields,
-    related_tests, split_driving, status_of, unindexed_set,
+    custom_sets, customers_drive, driving_tests, key_test, links_drive, listed, own_form,
+    own_indexed, own_unranged, positive_customer, positive_customers, predicate, ranged,
+    related_fields, related_tests, split_driving, status_of, unindexed_set,
 };
 use crate::model::{Condition, Filter, FilterType, MatchMode};
 use chrono::NaiveDate;
-use std::collections::BTreeMap;
 
 /// The most lists a driver is chosen among (a customer block's links and
-/// default method two): each is a copy of the query (and so are the
+/// default method two), and the most own tests of the customers (an
+/// index's, a key's set): each is a copy of the query (and so are the
 /// customers scanned, where they are one more driver).
 const MOST_DRIVERS: usize = 4;
 
@@ -90,7 +91,8 @@ pub(super) const SCANNED: u32 = 24;
 /// ([`indexed_tests`]) drives an arm too, after the lists: the customers
 /// read through its index (the others hidden, [`Builder::kept_index`]),
 /// each related block looked up (`Driver::Customers`), weighed at the
-/// customers of the sample that pass it ([`read_through`]). A list's class
+/// customers of the sample that pass it ([`index_weight`]): unlike another
+/// list, it drives wherever it holds fewer than the first. A list's class
 /// cannot tell how many customers it holds: seed `stop59a` shape-136, an
 /// `any` whose merge selects the customers of a block of active or expired
 /// default methods (68% of the customers) and `region < 2` (none), beside a
@@ -210,7 +212,7 @@ pub(super) fn chosen_driver(
         true => Vec::new(),
         false => key_sets(filters, &indexed),
     };
-    indexed.extend(sets.iter().cloned());
+    indexed.extend(sets);
     // The first a choice among several, and the one that drives as given.
     if drivers.len() + indexed.len() + usize::from(scanned) < 2
         || drivers.first().map(|(i, ..)| *i) != Some(first_related)
@@ -246,12 +248,11 @@ pub(super) fn chosen_driver(
         })
         .collect();
     for (test, one) in &indexed {
-        let read = read_through(&mut b, test, one, today);
+        let read = index_weight(&mut b, test, one, today);
         // A set is built from one scan of its key's index.
-        values.push(if sets.iter().any(|(set, _)| set == test) {
-            format!("{read} + {SCANNED}")
-        } else {
-            read
+        values.push(match test {
+            OwnTest::Set(..) => format!("{read} + {SCANNED}"),
+            OwnTest::Field(_) | OwnTest::Key(_) => read,
         });
     }
     if scanned {
@@ -387,7 +388,7 @@ pub(super) fn chosen_index(filters: &[&Filter], today: NaiveDate, select: Select
     let mut b = Builder::new(Dialect::Sqlite);
     let values: Vec<String> = tests
         .iter()
-        .map(|(own, one)| read_through(&mut b, own, one, today))
+        .map(|(own, one)| index_weight(&mut b, own, one, today))
         .collect();
     let choice = least(&values);
     let mut arms: Vec<String> = Vec::new();
@@ -425,24 +426,20 @@ fn indexed_tests(filters: &[&Filter]) -> Vec<(OwnTest, Filter)> {
 
 /// The positive customer blocks' custom data tests no index range serves
 /// whose customers are a set ([`unindexed_set`]: a `contains`, an
-/// `ends_with`), of keys `indexed` has none of, the first [`MOST_DRIVERS`]:
+/// `ends_with`), of keys `indexed` has none of:
 /// each set drives an arm of [`chosen_driver`], one scan of its key's index
-/// ([`super::custom_data::custom_data`], the key kept).
+/// ([`super::custom_data::custom_data`], the test kept); with `indexed`,
+/// at most [`MOST_DRIVERS`].
 fn key_sets(filters: &[&Filter], indexed: &[(OwnTest, Filter)]) -> Vec<(OwnTest, Filter)> {
     let mut sets: Vec<(OwnTest, Filter)> = Vec::new();
     for f in positive_customers(filters) {
         for (key, c) in f.custom_data.iter().filter(|(_, c)| unindexed_set(c)) {
-            let test = OwnTest::Key(key.clone());
-            if sets.len() < MOST_DRIVERS
-                && !indexed.iter().chain(&sets).any(|(kept, _)| *kept == test)
-            {
-                let one = Filter {
-                    filter_type: FilterType::Customer,
-                    negate: false,
-                    conditions: BTreeMap::new(),
-                    custom_data: BTreeMap::from([(key.clone(), c.clone())]),
-                };
-                sets.push((test, one));
+            let read = |(kept, _): &(OwnTest, Filter)| match kept {
+                OwnTest::Key(k) | OwnTest::Set(k, _) => k == key,
+                OwnTest::Field(_) => false,
+            };
+            if indexed.len() + sets.len() < MOST_DRIVERS && !indexed.iter().chain(&sets).any(read) {
+                sets.push((OwnTest::Set(key.clone(), c.clone()), key_test(key, c)));
             }
         }
     }
@@ -454,10 +451,10 @@ fn key_sets(filters: &[&Filter], indexed: &[(OwnTest, Filter)]) -> Vec<(OwnTest,
 /// it. A key's index is made where its segments are applied: a segment
 /// read from files only may have none, and its arm would scan the
 /// customers ([`NO_INDEX`]).
-fn read_through(b: &mut Builder, own: &OwnTest, one: &Filter, today: NaiveDate) -> String {
+fn index_weight(b: &mut Builder, own: &OwnTest, one: &Filter, today: NaiveDate) -> String {
     let passed = passed(b, one, today);
     let unindexed = match own {
-        OwnTest::Key(key) => format!(
+        OwnTest::Key(key) | OwnTest::Set(key, _) => format!(
             " + CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
              AND name = '{}') THEN 0 ELSE {NO_INDEX} END",
             custom_data_name(key)

@@ -497,8 +497,8 @@ fn customers_of(b: &Builder, table: Related, blocks: &Blocks, held: bool) -> Str
 /// a merge (sorted there): compiled as an `all` of it alone, so that its list
 /// of links or default methods may drive where it holds few ([`super::all_of`]),
 /// or listed as a sample chooses its driver where it has a choice
-/// ([`super::drive::chosen_driver`]: another list, or an index of its own
-/// tests).
+/// ([`super::drive::chosen_driver`]: another list, an index of its own
+/// tests, the set of a key's test, or the customers scanned).
 /// Tested in one select of the customers, each one scanned or read through
 /// its custom data's index asks the block's lookups: seed `stop55a` shape-014,
 /// an `any` of a negated payment-method block and a block of Intercom links,

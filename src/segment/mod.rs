@@ -1884,15 +1884,7 @@ fn driven_set(b: &mut Builder, f: &Filter, today: NaiveDate, per_row: String) ->
         positive
             .custom_data
             .iter()
-            .map(|(key, c)| {
-                let key = Filter {
-                    filter_type: FilterType::Customer,
-                    negate: false,
-                    conditions: BTreeMap::new(),
-                    custom_data: BTreeMap::from([(key.clone(), c.clone())]),
-                };
-                sample::passing(&asked_of_one(b, &key, today))
-            })
+            .map(|(key, c)| sample::passing(&asked_of_one(b, &key_test(key, c), today)))
             .collect()
     } else {
         Vec::new()
@@ -2327,18 +2319,17 @@ fn hidden_unless_kept(b: &Builder, f: &Filter, hidden: bool, test: String) -> St
 /// value, which few customers may have), each with a customer block of
 /// that test alone.
 fn own_indexed(f: &Filter) -> Vec<(OwnTest, Filter)> {
-    let one = |conditions, custom_data| Filter {
-        filter_type: FilterType::Customer,
-        negate: false,
-        conditions,
-        custom_data,
-    };
     let fields = f
         .conditions
         .iter()
         .filter(|(field, c)| !field.reaches_related() && field_class(**field, c) <= RANGE_CLASS)
         .map(|(field, c)| {
-            let test = one(BTreeMap::from([(*field, c.clone())]), BTreeMap::new());
+            let test = Filter {
+                filter_type: FilterType::Customer,
+                negate: false,
+                conditions: BTreeMap::from([(*field, c.clone())]),
+                custom_data: BTreeMap::new(),
+            };
             (OwnTest::Field(*field), test)
         });
     let keys = f
@@ -2350,11 +2341,18 @@ fn own_indexed(f: &Filter) -> Vec<(OwnTest, Filter)> {
                 .iter()
                 .filter(|(_, c)| **c == Condition::Exists(true)),
         )
-        .map(|(key, c)| {
-            let test = one(BTreeMap::new(), BTreeMap::from([(key.clone(), c.clone())]));
-            (OwnTest::Key(key.clone()), test)
-        });
+        .map(|(key, c)| (OwnTest::Key(key.clone()), key_test(key, c)));
     fields.chain(keys).collect()
+}
+
+/// A positive customer block of `key`'s test `c` alone.
+fn key_test(key: &CustomDataKey, c: &Condition) -> Filter {
+    Filter {
+        filter_type: FilterType::Customer,
+        negate: false,
+        conditions: BTreeMap::new(),
+        custom_data: BTreeMap::from([(key.clone(), c.clone())]),
+    }
 }
 
 /// Whether a customer block's custom data may be sets ([`custom_data`]),
